@@ -1,0 +1,42 @@
+// reclm — one binary, one subcommand per job (DESIGN.md §3).
+// Exit codes: 0 success; 2 bad input (message names file/line/field); 1 internal error.
+#include <cstdio>
+#include <exception>
+
+#include "launch/commands.h"
+#include "runtime/errors.h"
+
+namespace reclm::launch {
+
+void add_config_options(CLI::App* command, ConfigArgs* args) {
+  command->add_option("--config", args->path, "Config file (protobuf text format, .pbtxt)");
+  command->add_option("--set", args->overrides,
+                      "Override a config field by path, e.g. --set train.lr=3e-4 (repeatable)")
+      ->take_all()
+      ->allow_extra_args(false);
+}
+
+}  // namespace reclm::launch
+
+int main(int argc, char** argv) {
+  CLI::App app{"reclm: train LLM-based recommenders on CPU, GPU and clusters"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "reclm 0.1.0");
+  reclm::launch::register_config_command(app);
+  reclm::launch::register_train_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return reclm::kExitUserError;
+  } catch (const reclm::UserError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return reclm::kExitUserError;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return reclm::kExitInternal;
+  }
+  return reclm::kExitOk;
+}
