@@ -1,0 +1,87 @@
+// Rotary position embedding, Hugging Face "rotate_half" pairing (DESIGN.md §1, §4).
+// x [n_tokens, n_heads, head_dim]. The head is split into n_blocks rotary blocks of
+// block_dim = head_dim / n_blocks (1 block for 1D, 2 for ChatGLM-style 2D positions); within a
+// block, element i pairs with i + block_dim/2 and rotates by angle pos · θ^(-2i/block_dim):
+//   out[i]        = x[i] · cos − x[i + half] · sin
+//   out[i + half] = x[i + half] · cos + x[i] · sin
+// which is HF's  x · cos + rotate_half(x) · sin  with rotate_half(x) = cat(−x2, x1).
+// Block 0 uses pos_inter, block 1 (2D only) uses pos_intra. The backward is the transpose of
+// this rotation, i.e. the same rotation by −angle.
+//
+// Angles and their cos/sin are computed in double (pos · freq reaches thousands of radians,
+// where an fp32 angle is already off by ~1e-4); the table is built once per token and shared
+// by all heads, so the trig cost is n_tokens · head_dim / 2, not per head.
+#include <cmath>
+#include <vector>
+
+#include "kernels/ops.h"
+#include "runtime/errors.h"
+
+namespace reclm::ops {
+
+namespace {
+
+void rope_rotate(float* out, const float* inp, const int32_t* pos_inter, const int32_t* pos_intra,
+                 int64_t n_tokens, int64_t n_heads, int64_t head_dim, float theta, float sign) {
+  const int64_t n_blocks = pos_intra != nullptr ? 2 : 1;
+  RECLM_CHECK(head_dim % (2 * n_blocks) == 0, "rope: head_dim {} not divisible by {}", head_dim,
+              2 * n_blocks);
+  const int64_t block_dim = head_dim / n_blocks;
+  const int64_t half = block_dim / 2;
+  std::vector<double> inv_freq(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) {
+    inv_freq[i] = std::pow(static_cast<double>(theta),
+                           -2.0 * static_cast<double>(i) / static_cast<double>(block_dim));
+  }
+#pragma omp parallel if (n_tokens * n_heads * head_dim > (1 << 14))
+  {
+    // cos_t/sin_t [n_blocks, half] for the current token.
+    std::vector<float> cos_t(static_cast<size_t>(n_blocks * half));
+    std::vector<float> sin_t(static_cast<size_t>(n_blocks * half));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      for (int64_t b = 0; b < n_blocks; ++b) {
+        const double pos = b == 0 ? pos_inter[t] : pos_intra[t];
+        for (int64_t i = 0; i < half; ++i) {
+          const double angle = pos * inv_freq[i];
+          cos_t[b * half + i] = static_cast<float>(std::cos(angle));
+          sin_t[b * half + i] = sign * static_cast<float>(std::sin(angle));
+        }
+      }
+      for (int64_t h = 0; h < n_heads; ++h) {
+        for (int64_t b = 0; b < n_blocks; ++b) {
+          const int64_t base = (t * n_heads + h) * head_dim + b * block_dim;
+          const float* in1 = inp + base;
+          const float* in2 = inp + base + half;
+          float* out1 = out + base;
+          float* out2 = out + base + half;
+          const float* c = cos_t.data() + b * half;
+          const float* s = sin_t.data() + b * half;
+          // in and out may alias: each pair is read fully before either half is written.
+#pragma omp simd
+          for (int64_t i = 0; i < half; ++i) {
+            const float x1 = in1[i];
+            const float x2 = in2[i];
+            out1[i] = x1 * c[i] - x2 * s[i];
+            out2[i] = x2 * c[i] + x1 * s[i];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void rope_forward(float* out, const float* inp, const int32_t* pos_inter, const int32_t* pos_intra,
+                  int64_t n_tokens, int64_t n_heads, int64_t head_dim, float theta) {
+  rope_rotate(out, inp, pos_inter, pos_intra, n_tokens, n_heads, head_dim, theta, 1.0f);
+}
+
+void rope_backward(float* dinp, const float* dout, const int32_t* pos_inter,
+                   const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+                   float theta) {
+  rope_rotate(dinp, dout, pos_inter, pos_intra, n_tokens, n_heads, head_dim, theta, -1.0f);
+}
+
+}  // namespace reclm::ops

@@ -1,0 +1,175 @@
+// validate_config: the semantic rules of a resolved config (sizes, ranges, divisibility).
+//
+// Parsing already guarantees types and ranges of the wire types; these are the rules protobuf
+// cannot express. Every broken rule is reported at once, each naming its field path, so one
+// `reclm config` run lists everything to fix. Float fields are checked for finiteness by
+// reflection, so a float added to reclm.proto is covered without a new line here.
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/config.h"
+#include "runtime/errors.h"
+
+namespace reclm {
+
+namespace pb = google::protobuf;
+
+namespace {
+
+// Collects every broken rule, so one `reclm config` run shows all of them instead of one per try.
+class Violations {
+ public:
+  template <typename... Args>
+  void add(std::string_view field, fmt::format_string<Args...> rule, Args&&... args) {
+    messages_.push_back(
+        fmt::format("field {}: {}", field, fmt::format(rule, std::forward<Args>(args)...)));
+  }
+
+  // Rules on floats skip non-finite values: check_finite already reported those. (For
+  // integers std::isfinite is always true.) fmt prints a float as written: 0.95, not 0.9499999.
+  template <typename T>
+  void positive(std::string_view field, T value) {
+    if (std::isfinite(value) && !(value > 0)) add(field, "must be > 0 (got {})", value);
+  }
+  template <typename T>
+  void non_negative(std::string_view field, T value) {
+    if (std::isfinite(value) && value < 0) add(field, "must be >= 0 (got {})", value);
+  }
+  // value in [0, 1] or, with `one_excluded`, in [0, 1).
+  void unit_interval(std::string_view field, float value, bool one_excluded) {
+    if (!std::isfinite(value)) return;
+    if (value < 0 || value > 1 || (one_excluded && value == 1)) {
+      add(field, "must be in [0, 1{} (got {})", one_excluded ? ")" : "]", value);
+    }
+  }
+
+  const std::vector<std::string>& messages() const { return messages_; }
+
+ private:
+  std::vector<std::string> messages_;
+};
+
+// Every float/double field anywhere in the config must be finite (text format accepts inf/nan).
+void check_finite(const pb::Message& message, const std::string& prefix, Violations& violations) {
+  const pb::Descriptor* descriptor = message.GetDescriptor();
+  const pb::Reflection* reflection = message.GetReflection();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const pb::FieldDescriptor* field = descriptor->field(i);
+    if (field->is_repeated()) continue;
+    const std::string path = prefix.empty() ? field->name() : prefix + "." + field->name();
+    switch (field->cpp_type()) {
+      case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+        check_finite(reflection->GetMessage(message, field), path, violations);
+        break;
+      case pb::FieldDescriptor::CPPTYPE_FLOAT:
+        if (float v = reflection->GetFloat(message, field); !std::isfinite(v)) {
+          violations.add(path, "must be finite (got {})", v);
+        }
+        break;
+      case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+        if (double v = reflection->GetDouble(message, field); !std::isfinite(v)) {
+          violations.add(path, "must be finite (got {})", v);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+void check_model(const config::ModelConfig& m, Violations& v) {
+  v.positive("model.vocab_size", m.vocab_size());
+  v.positive("model.d_model", m.d_model());
+  v.positive("model.n_layers", m.n_layers());
+  v.positive("model.n_heads", m.n_heads());
+  v.positive("model.n_kv_heads", m.n_kv_heads());
+  v.positive("model.d_ff", m.d_ff());
+  v.positive("model.max_seq_len", m.max_seq_len());
+  if (m.d_model() > 0 && m.n_heads() > 0) {
+    if (m.d_model() % m.n_heads() != 0) {
+      v.add("model.d_model", "must be divisible by model.n_heads ({} % {} != 0)", m.d_model(),
+            m.n_heads());
+    } else if (const int head_dim = m.d_model() / m.n_heads(); head_dim % 2 != 0) {
+      // RoPE rotates pairs of channels within a head.
+      v.add("model.d_model", "head dim d_model / n_heads = {} / {} = {} must be even (RoPE)",
+            m.d_model(), m.n_heads(), head_dim);
+    } else if (m.positions() == config::ModelConfig::POSITIONS_2D && head_dim % 4 != 0) {
+      // 2D RoPE gives half of the rotary pairs to each position id, so each half is whole pairs.
+      v.add("model.positions",
+            "POSITIONS_2D needs head dim d_model / n_heads divisible by 4 (got {} / {} = {})",
+            m.d_model(), m.n_heads(), head_dim);
+    }
+  }
+  if (m.n_heads() > 0 && m.n_kv_heads() > 0 && m.n_heads() % m.n_kv_heads() != 0) {
+    v.add("model.n_kv_heads", "must divide model.n_heads ({} % {} != 0)", m.n_heads(),
+          m.n_kv_heads());
+  }
+  v.positive("model.rope_theta", m.rope_theta());
+  v.positive("model.norm_eps", m.norm_eps());
+  v.positive("model.init_std", m.init_std());
+}
+
+void check_data(const config::DataConfig& d, const config::ModelConfig& m, Violations& v) {
+  v.positive("data.seq_len", d.seq_len());
+  if (d.seq_len() > m.max_seq_len() && m.max_seq_len() > 0) {
+    v.add("data.seq_len", "must be <= model.max_seq_len ({} > {})", d.seq_len(), m.max_seq_len());
+  }
+  if (std::isfinite(d.val_fraction()) && !(d.val_fraction() > 0 && d.val_fraction() <= 0.5)) {
+    v.add("data.val_fraction", "must be in (0, 0.5] (got {})", d.val_fraction());
+  }
+  v.positive("data.synthetic_bytes", d.synthetic_bytes());
+}
+
+void check_train(const config::TrainConfig& t, Violations& v) {
+  v.positive("train.steps", t.steps());
+  v.positive("train.micro_batch", t.micro_batch());
+  v.positive("train.grad_accum", t.grad_accum());
+  v.positive("train.lr", t.lr());
+  v.non_negative("train.warmup_steps", t.warmup_steps());
+  v.unit_interval("train.min_lr_ratio", t.min_lr_ratio(), false);
+  v.positive("train.log_every", t.log_every());
+}
+
+void check_optim(const config::OptimConfig& o, Violations& v) {
+  v.unit_interval("optim.beta1", o.beta1(), true);
+  v.unit_interval("optim.beta2", o.beta2(), true);
+  v.positive("optim.eps", o.eps());
+  v.non_negative("optim.weight_decay", o.weight_decay());
+  v.non_negative("optim.grad_clip", o.grad_clip());
+}
+
+void check_eval_and_runtime(const config::EvalConfig& e, const config::RuntimeConfig& r,
+                            Violations& v) {
+  v.non_negative("eval.val_every", e.val_every());
+  v.positive("eval.val_batches", e.val_batches());
+  v.non_negative("runtime.threads", r.threads());
+  if (r.device() != "cpu") {
+    v.add("runtime.device", "\"{}\" is not available in this build (only \"cpu\")", r.device());
+  }
+}
+
+}  // namespace
+
+void validate_config(const Config& config) {
+  Violations violations;
+  check_finite(config, "", violations);
+  check_model(config.model(), violations);
+  check_data(config.data(), config.model(), violations);
+  check_train(config.train(), violations);
+  check_optim(config.optim(), violations);
+  check_eval_and_runtime(config.eval(), config.runtime(), violations);
+  const std::vector<std::string>& messages = violations.messages();
+  if (messages.empty()) return;
+  if (messages.size() == 1) throw UserError(messages.front());
+  std::string all = fmt::format("{} invalid fields:", messages.size());
+  for (const std::string& message : messages) all += "\n  " + message;
+  throw UserError(all);
+}
+
+}  // namespace reclm

@@ -1,0 +1,126 @@
+#include "trainer/model.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "runtime/errors.h"
+#include "runtime/rng.h"
+
+namespace reclm {
+
+ModelTensors model_tensors(float* base, const ParamLayout& layout, const ModelDims& dims) {
+  const auto at = [&](const std::string& name) { return base + layout.find(name).offset; };
+  ModelTensors t{};
+  t.embed = at("model.embed_tokens.weight");
+  for (int64_t l = 0; l < dims.n_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    t.layers.push_back({at(p + "input_layernorm.weight"), at(p + "self_attn.q_proj.weight"),
+                        at(p + "self_attn.k_proj.weight"), at(p + "self_attn.v_proj.weight"),
+                        at(p + "self_attn.o_proj.weight"), at(p + "post_attention_layernorm.weight"),
+                        at(p + "mlp.gate_proj.weight"), at(p + "mlp.up_proj.weight"),
+                        at(p + "mlp.down_proj.weight")});
+  }
+  t.final_norm = at("model.norm.weight");
+  t.lm_head = dims.tied ? t.embed : at("lm_head.weight");
+  return t;
+}
+
+namespace {
+
+// Hands out 64-byte-aligned float slices of one arena; a first pass with a null base counts.
+class ArenaCarver {
+ public:
+  explicit ArenaCarver(float* base) : base_(base) {}
+  float* take(int64_t n) {
+    float* p = base_ == nullptr ? nullptr : base_ + used_;
+    used_ += (n + 15) / 16 * 16;
+    return p;
+  }
+  std::vector<float*> take_each(int64_t count, int64_t n) {
+    std::vector<float*> v;
+    for (int64_t i = 0; i < count; ++i) v.push_back(take(n));
+    return v;
+  }
+  int64_t used() const { return used_; }
+
+ private:
+  float* base_;
+  int64_t used_ = 0;
+};
+
+void carve_activations(Activations& a, const ModelDims& d, int64_t T, float* base) {
+  ArenaCarver c(base);
+  const int64_t L = d.n_layers, C = d.d_model, F = d.d_ff;
+  a.residual = c.take_each(L + 1, T * C);
+  a.residual_mid = c.take_each(L, T * C);
+  a.norm1 = c.take_each(L, T * C);
+  a.norm2 = c.take_each(L, T * C);
+  a.rstd1 = c.take_each(L, T);
+  a.rstd2 = c.take_each(L, T);
+  a.q = c.take_each(L, T * d.q_dim());
+  a.k = c.take_each(L, T * d.kv_dim());
+  a.v = c.take_each(L, T * d.kv_dim());
+  a.attn = c.take_each(L, T * d.q_dim());
+  a.lse = c.take_each(L, d.n_heads * T);
+  a.gate = c.take_each(L, T * F);
+  a.up = c.take_each(L, T * F);
+  a.act = c.take_each(L, T * F);
+  a.final_normed = c.take(T * C);
+  a.final_rstd = c.take(T);
+  a.logits = c.take(a.head_chunk * d.vocab);
+  a.losses = c.take(T);
+  a.d_residual = c.take(T * C);
+  a.d_normed = c.take(T * C);
+  a.d_final = c.take(T * C);
+  a.dq = c.take(T * d.q_dim());
+  a.dk = c.take(T * d.kv_dim());
+  a.dv = c.take(T * d.kv_dim());
+  a.d_attn = c.take(T * d.q_dim());
+  a.d_gate = c.take(T * F);
+  a.d_up = c.take(T * F);
+  a.d_act = c.take(T * F);
+  if (base == nullptr) {
+    a.arena = std::make_shared<Storage>(static_cast<size_t>(c.used()) * sizeof(float));
+    carve_activations(a, d, T, static_cast<float*>(a.arena->data()));
+  }
+}
+
+}  // namespace
+
+Model::Model(const ModelDims& d, int64_t max_tokens) : dims(d), layout(d) {
+  RECLM_CHECK(max_tokens > 0, "max_tokens {}", max_tokens);
+  param_storage = std::make_shared<Storage>(layout.total_floats() * sizeof(float));
+  grad_storage = std::make_shared<Storage>(layout.total_floats() * sizeof(float));
+  params = model_tensors(param_data(), layout, dims);
+  grads = model_tensors(grad_data(), layout, dims);
+  acts.max_tokens = max_tokens;
+  // Logits are computed for a chunk of tokens at a time: ~4M floats (16 MiB) at most, so a
+  // 50k-token vocabulary never needs a [T, V] matrix.
+  acts.head_chunk = std::max<int64_t>(1, std::min<int64_t>(max_tokens, (int64_t{1} << 22) / d.vocab));
+  carve_activations(acts, dims, max_tokens, nullptr);
+  acts.zero_positions.assign(max_tokens, 0);
+}
+
+void init_weights(Model& model, uint64_t seed, float init_std) {
+  const auto& entries = model.layout.entries();
+  const double out_scale = 1.0 / std::sqrt(2.0 * static_cast<double>(model.dims.n_layers));
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const ParamEntry& e = entries[i];
+    float* p = model.param_data() + e.offset;
+    if (e.kind == ParamKind::kNorm) {
+      for (int64_t j = 0; j < e.numel; ++j) p[j] = 1.0f;
+      continue;
+    }
+    const bool output_proj = e.name.find("o_proj") != std::string::npos ||
+                             e.name.find("down_proj") != std::string::npos;
+    const double std = init_std * (output_proj ? out_scale : 1.0);
+    CounterRng rng(seed, RngPurpose::kInit, 0, 0, i);
+    for (int64_t j = 0; j < e.numel; ++j) p[j] = static_cast<float>(rng.normal() * std);
+  }
+}
+
+void zero_grads(Model& model) {
+  std::memset(model.grad_data(), 0, model.layout.total_floats() * sizeof(float));
+}
+
+}  // namespace reclm

@@ -1,0 +1,94 @@
+// The network of DESIGN.md §1 on the CPU backend: token embedding → n_layers × [RMSNorm →
+// attention (RoPE, grouped-query) → residual → RMSNorm → SwiGLU MLP → residual] → RMSNorm →
+// LM head (tied or untied), with a fused, chunked cross-entropy.
+//
+// Forward and backward are written per layer by hand (llm.c style), no autograd graph.
+// Memory: parameters and gradients are each one buffer in the named layout (param_layout.h);
+// activations live in one arena sized once for `max_tokens` tokens per micro-batch.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "data/batch.h"
+#include "runtime/tensor.h"
+#include "trainer/param_layout.h"
+
+namespace reclm {
+
+// Pointers to one layer's tensors inside a layout-shaped buffer (parameters or gradients).
+struct LayerTensors {
+  float* input_norm;   // [C]
+  float* wq;           // [NH·HD, C]
+  float* wk;           // [NKV·HD, C]
+  float* wv;           // [NKV·HD, C]
+  float* wo;           // [C, NH·HD]
+  float* post_norm;    // [C]
+  float* w_gate;       // [F, C]
+  float* w_up;         // [F, C]
+  float* w_down;       // [C, F]
+};
+struct ModelTensors {
+  float* embed;        // [V, C]
+  std::vector<LayerTensors> layers;
+  float* final_norm;   // [C]
+  float* lm_head;      // [V, C]; == embed when tied
+};
+ModelTensors model_tensors(float* base, const ParamLayout& layout, const ModelDims& dims);
+
+// Saved forward activations and backward scratch, carved from one arena.
+struct Activations {
+  int64_t max_tokens = 0;
+  int64_t head_chunk = 0;  // tokens per LM-head chunk (bounds the logits buffer)
+  std::vector<float*> residual;  // [L+1] × [T, C]: residual[l] is layer l's input
+  std::vector<float*> residual_mid, norm1, norm2, q, k, v, attn, lse, gate, up, act;
+  std::vector<float*> rstd1, rstd2;
+  float* final_normed;  // [T, C]
+  float* final_rstd;    // [T]
+  float* logits;        // [head_chunk, V], reused per chunk, becomes dlogits in place
+  float* losses;        // [T]
+  // backward scratch
+  float* d_residual;    // [T, C]
+  float* d_normed;      // [T, C]
+  float* d_final;       // [T, C]  gradient at the final norm's output
+  float* dq;            // [T, NH·HD]
+  float* dk;            // [T, NKV·HD]
+  float* dv;            // [T, NKV·HD]
+  float* d_attn;        // [T, NH·HD]
+  float* d_gate;        // [T, F]
+  float* d_up;          // [T, F]
+  float* d_act;         // [T, F]
+  std::vector<int32_t> zero_positions;  // [T] intra positions for 2D models fed 1D batches
+  std::shared_ptr<Storage> arena;
+};
+
+struct Model {
+  ModelDims dims;
+  ParamLayout layout;
+  std::shared_ptr<Storage> param_storage;  // [layout.total_floats()]
+  std::shared_ptr<Storage> grad_storage;   // same layout
+  ModelTensors params;
+  ModelTensors grads;
+  Activations acts;
+
+  Model(const ModelDims& dims, int64_t max_tokens);
+  float* param_data() const { return static_cast<float*>(param_storage->data()); }
+  float* grad_data() const { return static_cast<float*>(grad_storage->data()); }
+};
+
+// Normal(0, init_std) for matrices and embeddings (o_proj and down_proj further scaled by
+// 1/sqrt(2·n_layers), GPT-2 style), ones for norms. Keyed per tensor by (seed, tensor index).
+void init_weights(Model& model, uint64_t seed, float init_std);
+
+void zero_grads(Model& model);
+
+// One micro-batch forward and backward. Parameter gradients ACCUMULATE into model.grads with
+// dL/dlogit scaled by grad_scale (1 / total loss weight of the optimizer step gives the mean).
+// Returns Σ weight·loss over the batch.
+double forward_backward(Model& model, const Batch& batch, float grad_scale);
+
+// Forward only (validation). Returns Σ weight·loss over the batch.
+double forward_loss(Model& model, const Batch& batch);
+
+}  // namespace reclm

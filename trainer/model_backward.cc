@@ -1,0 +1,60 @@
+// Backward pass, layer by layer in reverse. One buffer, d_residual, carries ∂L/∂(residual
+// stream): the skip connections pass it through unchanged and each block's branch adds to it
+// (rmsnorm_backward accumulates into dx), so no separate residual-gradient copies exist.
+#include <cstring>
+
+#include "kernels/ops.h"
+#include "trainer/model.h"
+#include "trainer/model_internal.h"
+
+namespace reclm {
+
+namespace {
+
+void backward_layers(Model& model, const Batch& batch) {
+  const ModelDims& d = model.dims;
+  Activations& a = model.acts;
+  const int64_t T = batch.n_tokens(), C = d.d_model, F = d.d_ff;
+  const int32_t* prefix = batch.prefix_lens.empty() ? nullptr : batch.prefix_lens.data();
+  const int32_t* pos_intra = intra_positions(model, batch);
+  const ops::AttentionShape shape = attention_shape(d, T);
+
+  std::memset(a.d_residual, 0, T * C * sizeof(float));
+  ops::rmsnorm_backward(a.d_residual, model.grads.final_norm, a.d_final, a.residual[d.n_layers],
+                        model.params.final_norm, a.final_rstd, T, C);
+  for (int64_t l = d.n_layers - 1; l >= 0; --l) {
+    const LayerTensors& w = model.params.layers[l];
+    const LayerTensors& g = model.grads.layers[l];
+    // MLP block
+    ops::linear_backward(a.d_act, g.w_down, a.d_residual, a.act[l], w.w_down, T, F, C, false);
+    ops::swiglu_backward(a.d_gate, a.d_up, a.d_act, a.gate[l], a.up[l], T * F);
+    ops::linear_backward(a.d_normed, g.w_gate, a.d_gate, a.norm2[l], w.w_gate, T, C, F, false);
+    ops::linear_backward(a.d_normed, g.w_up, a.d_up, a.norm2[l], w.w_up, T, C, F, true);
+    ops::rmsnorm_backward(a.d_residual, g.post_norm, a.d_normed, a.residual_mid[l], w.post_norm,
+                          a.rstd2[l], T, C);
+    // attention block
+    ops::linear_backward(a.d_attn, g.wo, a.d_residual, a.attn[l], w.wo, T, d.q_dim(), C, false);
+    ops::attention_backward(a.dq, a.dk, a.dv, a.d_attn, a.q[l], a.k[l], a.v[l], a.attn[l],
+                            a.lse[l], batch.cu_seqlens.data(), prefix, batch.n_segments(), shape);
+    ops::rope_backward(a.dq, a.dq, batch.pos_inter.data(), pos_intra, T, d.n_heads, d.head_dim, d.rope_theta);
+    ops::rope_backward(a.dk, a.dk, batch.pos_inter.data(), pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta);
+    ops::linear_backward(a.d_normed, g.wq, a.dq, a.norm1[l], w.wq, T, C, d.q_dim(), false);
+    ops::linear_backward(a.d_normed, g.wk, a.dk, a.norm1[l], w.wk, T, C, d.kv_dim(), true);
+    ops::linear_backward(a.d_normed, g.wv, a.dv, a.norm1[l], w.wv, T, C, d.kv_dim(), true);
+    ops::rmsnorm_backward(a.d_residual, g.input_norm, a.d_normed, a.residual[l], w.input_norm,
+                          a.rstd1[l], T, C);
+  }
+  ops::embedding_backward(model.grads.embed, a.d_residual, batch.tokens.data(), T, C);
+}
+
+}  // namespace
+
+double forward_backward(Model& model, const Batch& batch, float grad_scale) {
+  check_batch_fits(model, batch);
+  forward_layers(model, batch);
+  const double loss_sum = head_and_loss(model, batch, grad_scale, /*backward=*/true);
+  backward_layers(model, batch);
+  return loss_sum;
+}
+
+}  // namespace reclm

@@ -1,0 +1,105 @@
+// Forward pass and the fused LM head + cross-entropy.
+//   T tokens (packed), C = d_model, F = d_ff, NH/NKV heads of HD dims, V = vocabulary.
+#include <cmath>
+#include <cstring>
+
+#include "kernels/ops.h"
+#include "runtime/errors.h"
+#include "trainer/model.h"
+#include "trainer/model_internal.h"
+
+namespace reclm {
+
+void check_batch_fits(const Model& model, const Batch& batch) {
+  const int64_t T = batch.n_tokens();
+  RECLM_CHECK(T > 0 && T <= model.acts.max_tokens, "batch of {} tokens, arena holds {}", T,
+              model.acts.max_tokens);
+  RECLM_CHECK(batch.targets.size() == static_cast<size_t>(T) &&
+                  batch.loss_weights.size() == static_cast<size_t>(T) &&
+                  batch.pos_inter.size() == static_cast<size_t>(T),
+              "batch arrays disagree in length");
+  RECLM_CHECK(batch.n_segments() >= 1 && batch.cu_seqlens.front() == 0 &&
+                  batch.cu_seqlens.back() == T,
+              "cu_seqlens must cover [0, {})", T);
+  for (int32_t id : batch.tokens) {
+    RECLM_CHECK(id >= 0 && id < model.dims.vocab, "token id {} outside vocabulary {}", id,
+                model.dims.vocab);
+  }
+}
+
+const int32_t* intra_positions(const Model& model, const Batch& batch) {
+  if (!model.dims.positions_2d) return nullptr;
+  return batch.pos_intra.empty() ? model.acts.zero_positions.data() : batch.pos_intra.data();
+}
+
+ops::AttentionShape attention_shape(const ModelDims& d, int64_t T) {
+  return {T, d.n_heads, d.n_kv_heads, d.head_dim, 1.0f / std::sqrt(static_cast<float>(d.head_dim))};
+}
+
+void forward_layers(Model& model, const Batch& batch) {
+  const ModelDims& d = model.dims;
+  Activations& a = model.acts;
+  const int64_t T = batch.n_tokens(), C = d.d_model, F = d.d_ff;
+  const int32_t* prefix = batch.prefix_lens.empty() ? nullptr : batch.prefix_lens.data();
+  const int32_t* pos_intra = intra_positions(model, batch);
+  const ops::AttentionShape shape = attention_shape(d, T);
+
+  ops::embedding_forward(a.residual[0], model.params.embed, batch.tokens.data(), T, C);
+  for (int64_t l = 0; l < d.n_layers; ++l) {
+    const LayerTensors& w = model.params.layers[l];
+    // attention block: residual_mid = x + o_proj(attn(rope(q), rope(k), v)) on rmsnorm(x)
+    ops::rmsnorm_forward(a.norm1[l], a.rstd1[l], a.residual[l], w.input_norm, T, C, d.norm_eps);
+    ops::linear_forward(a.q[l], a.norm1[l], w.wq, T, C, d.q_dim());
+    ops::linear_forward(a.k[l], a.norm1[l], w.wk, T, C, d.kv_dim());
+    ops::linear_forward(a.v[l], a.norm1[l], w.wv, T, C, d.kv_dim());
+    ops::rope_forward(a.q[l], a.q[l], batch.pos_inter.data(), pos_intra, T, d.n_heads, d.head_dim, d.rope_theta);
+    ops::rope_forward(a.k[l], a.k[l], batch.pos_inter.data(), pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta);
+    ops::attention_forward(a.attn[l], a.lse[l], a.q[l], a.k[l], a.v[l], batch.cu_seqlens.data(),
+                           prefix, batch.n_segments(), shape);
+    std::memcpy(a.residual_mid[l], a.residual[l], T * C * sizeof(float));
+    ops::linear_forward(a.residual_mid[l], a.attn[l], w.wo, T, d.q_dim(), C, /*accumulate_out=*/true);
+    // MLP block: residual_out = residual_mid + down(silu(gate(h)) · up(h)), h = rmsnorm(residual_mid)
+    ops::rmsnorm_forward(a.norm2[l], a.rstd2[l], a.residual_mid[l], w.post_norm, T, C, d.norm_eps);
+    ops::linear_forward(a.gate[l], a.norm2[l], w.w_gate, T, C, F);
+    ops::linear_forward(a.up[l], a.norm2[l], w.w_up, T, C, F);
+    ops::swiglu_forward(a.act[l], a.gate[l], a.up[l], T * F);
+    std::memcpy(a.residual[l + 1], a.residual_mid[l], T * C * sizeof(float));
+    ops::linear_forward(a.residual[l + 1], a.act[l], w.w_down, T, F, C, /*accumulate_out=*/true);
+  }
+  ops::rmsnorm_forward(a.final_normed, a.final_rstd, a.residual[d.n_layers], model.params.final_norm,
+                       T, C, d.norm_eps);
+}
+
+// LM head and loss, a chunk of tokens at a time so only [chunk, V] logits ever exist. With
+// grad_scale != 0 the chunk's dlogits are formed in place and pushed straight through the head:
+// d_final[chunk] = dlogits · W and dW += dlogitsᵀ · final_normed[chunk].
+double head_and_loss(Model& model, const Batch& batch, float grad_scale, bool backward) {
+  const ModelDims& d = model.dims;
+  Activations& a = model.acts;
+  const int64_t T = batch.n_tokens(), C = d.d_model, V = d.vocab;
+  double loss_sum = 0.0;
+  for (int64_t t0 = 0; t0 < T; t0 += a.head_chunk) {
+    const int64_t rows = std::min(a.head_chunk, T - t0);
+    const float* h = a.final_normed + t0 * C;
+    ops::linear_forward(a.logits, h, model.params.lm_head, rows, C, V);
+    if (backward) {
+      loss_sum += ops::cross_entropy_forward_backward(
+          a.logits, a.losses + t0, a.logits, batch.targets.data() + t0,
+          batch.loss_weights.data() + t0, rows, V, 0, grad_scale);
+      ops::linear_backward(a.d_final + t0 * C, model.grads.lm_head, a.logits, h,
+                           model.params.lm_head, rows, C, V, /*accumulate_dinp=*/false);
+    } else {
+      loss_sum += ops::cross_entropy_forward(a.losses + t0, a.logits, batch.targets.data() + t0,
+                                             batch.loss_weights.data() + t0, rows, V, 0);
+    }
+  }
+  return loss_sum;
+}
+
+double forward_loss(Model& model, const Batch& batch) {
+  check_batch_fits(model, batch);
+  forward_layers(model, batch);
+  return head_and_loss(model, batch, 0.0f, /*backward=*/false);
+}
+
+}  // namespace reclm

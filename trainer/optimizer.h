@@ -1,0 +1,36 @@
+// AdamW over the flat parameter buffer: moments in the same layout, decoupled weight decay per
+// tensor kind (matrices always; norms and embeddings only when configured), global-norm
+// clipping folded into the update as a gradient scale.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "runtime/config.h"
+#include "runtime/tensor.h"
+#include "trainer/model.h"
+
+namespace reclm {
+
+class AdamW {
+ public:
+  AdamW(const ParamLayout& layout, const config::OptimConfig& optim);
+
+  // L2 norm of the whole gradient buffer (deterministic, double accumulation).
+  static double grad_norm(const Model& model);
+  // One update with learning rate `lr`; gradients are scaled by `grad_scale` (clipping).
+  void step(Model& model, float lr, float grad_scale);
+  // Updates applied so far (bias correction uses it).
+  int64_t steps_taken() const { return steps_; }
+  float weight_decay_for(ParamKind kind) const;
+
+ private:
+  config::OptimConfig optim_;
+  std::shared_ptr<Storage> m_, v_;
+  int64_t steps_ = 0;
+};
+
+// Clipping coefficient for a gradient of norm `norm`: min(1, max_norm / norm); 1 if disabled.
+float clip_coefficient(double norm, float max_norm);
+
+}  // namespace reclm

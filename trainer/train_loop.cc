@@ -1,0 +1,166 @@
+#include "trainer/train_loop.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "kernels/ops.h"
+#include "runtime/errors.h"
+#include "runtime/logging.h"
+#include "runtime/progress.h"
+#include "runtime/timer.h"
+#include "trainer/model.h"
+#include "trainer/optimizer.h"
+#include "trainer/schedule.h"
+
+namespace reclm {
+
+namespace {
+
+// Append-only metrics log; one JSON object per line, flushed so a crash loses nothing.
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::filesystem::path& path) {
+    if (std::filesystem::exists(path)) {
+      log_warn("appending to existing {} (earlier runs' lines are kept)", path.string());
+    }
+    file_ = std::fopen(path.c_str(), "a");
+    RECLM_USER_CHECK(file_ != nullptr, "train.run_dir: cannot write {}", path.string());
+  }
+  ~MetricsLog() { std::fclose(file_); }
+  void write(const nlohmann::json& record) {
+    const std::string line = record.dump() + "\n";
+    RECLM_USER_CHECK(std::fwrite(line.data(), 1, line.size(), file_) == line.size() &&
+                         std::fflush(file_) == 0,
+                     "writing metrics.jsonl failed (disk full?)");
+  }
+
+ private:
+  std::FILE* file_ = nullptr;
+};
+
+std::filesystem::path prepare_run_dir(const Config& config) {
+  const std::filesystem::path dir = config.train().run_dir();
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  RECLM_USER_CHECK(!error, "train.run_dir: cannot create \"{}\": {}", dir.string(), error.message());
+  // Written to a temporary name and renamed, so an interrupted write never leaves half a file.
+  const auto tmp = dir / "config.pbtxt.tmp";
+  {
+    std::ofstream out(tmp);
+    out << config_to_text(config);
+    RECLM_USER_CHECK(out.good(), "train.run_dir: cannot write {}", tmp.string());
+  }
+  std::filesystem::rename(tmp, dir / "config.pbtxt");
+  return dir;
+}
+
+double validation_loss(Model& model, const BatchSource& source, int n_batches) {
+  double loss_sum = 0.0, weight_sum = 0.0;
+  for (int i = 0; i < n_batches; ++i) {
+    const Batch batch = source.val_batch(i);
+    loss_sum += forward_loss(model, batch);
+    for (float w : batch.loss_weights) weight_sum += w;
+  }
+  return weight_sum > 0.0 ? loss_sum / weight_sum : 0.0;
+}
+
+}  // namespace
+
+TrainResult train(const Config& config, const BatchSource& source) {
+  const auto& tc = config.train();
+  const int threads = ops::set_cpu_threads(config.runtime().threads());
+  const ModelDims dims = model_dims(config.model());
+  RECLM_USER_CHECK(dims.vocab >= source.min_vocab_size(),
+                   "field model.vocab_size: {} is smaller than the data's vocabulary ({})",
+                   dims.vocab, source.min_vocab_size());
+
+  Model model(dims, source.max_batch_tokens());
+  init_weights(model, config.runtime().seed(), config.model().init_std());
+  AdamW optimizer(model.layout, config.optim());
+  const auto run_dir = prepare_run_dir(config);
+  MetricsLog metrics(run_dir / "metrics.jsonl");
+
+  TrainResult result;
+  result.num_parameters = model.layout.num_parameters();
+  log_info("model: {:.2f}M parameters ({}), {} layers, d_model {}, {} heads ({} kv), d_ff {}, vocab {}",
+           result.num_parameters / 1e6, result.num_parameters, dims.n_layers, dims.d_model,
+           dims.n_heads, dims.n_kv_heads, dims.d_ff, dims.vocab);
+  log_info("data: {}", source.describe());
+  log_info("train: {} steps × {} micro-batches × {} tokens, {} threads, run dir {}", tc.steps(),
+           tc.grad_accum(), source.max_batch_tokens(), threads, run_dir.string());
+
+  ProgressBar bar(tc.steps(), "train");
+  Stopwatch run_clock;
+  const int val_every = config.eval().val_every();
+  for (int64_t step = 0; step < tc.steps(); ++step) {
+    Stopwatch step_clock;
+    std::vector<Batch> batches;
+    double total_weight = 0.0;
+    int64_t step_tokens = 0;
+    for (int micro = 0; micro < tc.grad_accum(); ++micro) {
+      batches.push_back(source.train_batch(step, micro));
+      for (float w : batches.back().loss_weights) total_weight += w;
+      step_tokens += batches.back().n_tokens();
+    }
+    zero_grads(model);
+    double loss_sum = 0.0;
+    const float grad_scale = total_weight > 0.0 ? static_cast<float>(1.0 / total_weight) : 0.0f;
+    for (const Batch& batch : batches) loss_sum += forward_backward(model, batch, grad_scale);
+    const double loss = total_weight > 0.0 ? loss_sum / total_weight : 0.0;
+    const double norm = AdamW::grad_norm(model);
+    const float lr = learning_rate(tc, step);
+
+    const bool finite = std::isfinite(loss) && std::isfinite(norm);
+    if (!finite && tc.on_nonfinite() == config::TrainConfig::STOP) {
+      throw TrainingDiverged(fmt::format(
+          "non-finite {} at step {} (loss {}, grad norm {}); lower train.lr or set "
+          "train.on_nonfinite: SKIP",
+          std::isfinite(loss) ? "gradient" : "loss", step + 1, loss, norm));
+    }
+    if (finite) {
+      optimizer.step(model, lr, clip_coefficient(norm, config.optim().grad_clip()));
+    } else {
+      ++result.skipped_steps;
+      log_warn("step {}: non-finite loss/gradient, update skipped ({} so far)", step + 1,
+               result.skipped_steps);
+    }
+    result.losses.push_back(loss);
+    result.steps = step + 1;
+
+    const double seconds = step_clock.seconds();
+    const double tokens_per_s = step_tokens / seconds;
+    metrics.write({{"kind", "train"}, {"step", step + 1}, {"loss", loss}, {"lr", lr},
+                   {"grad_norm", norm}, {"tokens", step_tokens}, {"tokens_per_s", tokens_per_s},
+                   {"ms_per_step", seconds * 1e3}, {"peak_rss_mb", peak_rss_mib()},
+                   {"time_s", run_clock.seconds()}, {"skipped", !finite}});
+    const std::string status = fmt::format("loss {:.4f} | {:.0f} tok/s", loss, tokens_per_s);
+    if ((step + 1) % tc.log_every() == 0 || step == 0 || step + 1 == tc.steps()) {
+      const std::string line = fmt::format(
+          "step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | peak {:.0f} MiB",
+          step + 1, tc.steps(), loss, lr, norm, tokens_per_s, seconds * 1e3, peak_rss_mib());
+      if (bar.is_terminal()) bar.print_above(line); else log_info("{}", line);
+    }
+    if (bar.is_terminal()) bar.update(step + 1, status);
+
+    if (val_every > 0 && ((step + 1) % val_every == 0 || step + 1 == tc.steps())) {
+      const double val = validation_loss(model, source, config.eval().val_batches());
+      result.val_losses.push_back(val);
+      metrics.write({{"kind", "val"}, {"step", step + 1}, {"val_loss", val}});
+      const std::string line = fmt::format("step {:>6}/{} | val loss {:.4f}", step + 1, tc.steps(), val);
+      if (bar.is_terminal()) bar.print_above(line); else log_info("{}", line);
+    }
+  }
+  if (bar.is_terminal()) bar.finish(fmt::format("loss {:.4f}", result.losses.back()));
+  log_info("done: {} steps in {:.1f} s, final loss {:.4f}{}; metrics in {}", result.steps,
+           run_clock.seconds(), result.losses.back(),
+           result.val_losses.empty() ? "" : fmt::format(", val loss {:.4f}", result.val_losses.back()),
+           (run_dir / "metrics.jsonl").string());
+  return result;
+}
+
+}  // namespace reclm
