@@ -1,14 +1,15 @@
-// AdamW (Loshchilov & Hutter), exactly PyTorch's torch.optim.AdamW (amsgrad=False, maximize=False),
-// plus the two reductions the trainer needs around it (gradient norm for clipping, rescaling).
+// AdamW (Loshchilov & Hutter) with the update rule of PyTorch's torch.optim.AdamW
+// (amsgrad=False, maximize=False), plus the two reductions the trainer needs around it
+// (gradient norm for clipping, rescaling).
 //
 // For each value, with g = grad · grad_scale and t = hyper.step (1-based):
-//   p ← p · (1 − lr · wd)                                   decoupled weight decay, applied first
+//   p ← p · (1 − lr · wd)                              decoupled weight decay, applied first
 //   m ← β1 · m + (1 − β1) · g
 //   v ← β2 · v + (1 − β2) · g²
 //   p ← p − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + eps)
-// i.e. p ← p − lr · (m̂ / (√v̂ + eps) + wd · p_old) with m̂ = m / (1 − β1^t), √v̂ = √v / √(1 − β2^t),
-// the same association PyTorch uses (eps is added to the bias-corrected √v̂). The bias
-// corrections are computed once in double, as PyTorch does on the host.
+// i.e.  p ← p − lr · (m̂ / (√v̂ + eps) + wd · p_old),  m̂ = m / (1 − β1^t),  √v̂ = √v / √(1 − β2^t),
+// with PyTorch's association (eps is added to the bias-corrected √v̂, not to √v). The bias
+// corrections are computed once in double, as PyTorch does on the host; the rest is fp32.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -27,6 +28,8 @@ void adamw_update(float* params, const float* grads, float* m, float* v, int64_t
   const float beta2 = hyper.beta2;
   const float eps = hyper.eps;
   const float grad_scale = hyper.grad_scale;
+  // Memory-bound once vectorised; note gcc keeps a scalar sqrtf call in this loop (for errno)
+  // unless the target is built with -fno-math-errno.
 #pragma omp parallel for simd schedule(static) if (n > (1 << 15))
   for (int64_t i = 0; i < n; ++i) {
     const float g = grads[i] * grad_scale;

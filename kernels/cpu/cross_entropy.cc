@@ -16,6 +16,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/vec_math.h"
 #include "kernels/ops.h"
 #include "runtime/errors.h"
 
@@ -23,28 +24,10 @@ namespace reclm::ops {
 
 namespace {
 
-constexpr int64_t kChunk = 512;
+using cpu::exp_nonpositive;
+using cpu::exp2_nonpositive;
 
-// e^x for x <= 0, exactly 0 below −87 (so −inf gives 0), NaN stays NaN. Cephes expf: x = n·ln2 + r
-// with |r| <= ln2/2 (ln2 split in two so n·ln2 is exact), a degree-7 polynomial for e^r
-// (relative error ~1e-7), n written into the exponent bits. Inlinable, so the softmax loops
-// vectorise; glibc's vector expf would need -ffast-math. (swiglu.cc carries the same function.)
-inline float exp_nonpositive(float x) {
-  const float xc = x < -87.0f ? -87.0f : x;
-  const float z = xc * 1.44269504088896341f + 12582912.0f;  // + 1.5·2^23 rounds to an integer
-  const float n = z - 12582912.0f;
-  const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float e_r = p * r * r + r + 1.0f;
-  // z's low mantissa bits hold n (biased by 0x4B400000); unsigned arithmetic keeps this defined.
-  const uint32_t two_n = (std::bit_cast<uint32_t>(z) - 0x4B400000u + 127u) << 23;
-  return x < -87.0f ? 0.0f : e_r * std::bit_cast<float>(two_n);
-}
+constexpr int64_t kChunk = 512;
 
 struct RowSoftmax {
   float max;   // max_c x[c]
@@ -136,8 +119,7 @@ double cross_entropy_forward_backward(float* dlogits, float* losses, const float
 double cross_entropy_forward(float* losses, const float* logits, const int32_t* targets,
                              const float* weights, int64_t T, int64_t n_classes,
                              int64_t class_begin) {
-  return cross_entropy(nullptr, losses, logits, targets, weights, T, n_classes, class_begin,
-                       0.0f);
+  return cross_entropy(nullptr, losses, logits, targets, weights, T, n_classes, class_begin, 0.0f);
 }
 
 }  // namespace reclm::ops

@@ -19,13 +19,11 @@ void linear_forward(float* out, const float* inp, const float* weight, int64_t T
                     int64_t OC, bool accumulate_out) {
   if (T == 0 || OC == 0) return;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, as_blas(T), as_blas(OC), as_blas(C), 1.0f,
-              inp, as_blas(C), weight, as_blas(C), accumulate_out ? 1.0f : 0.0f, out,
-              as_blas(OC));
+              inp, as_blas(C), weight, as_blas(C), accumulate_out ? 1.0f : 0.0f, out, as_blas(OC));
 }
 
 void linear_backward(float* dinp, float* dweight, const float* dout, const float* inp,
-                     const float* weight, int64_t T, int64_t C, int64_t OC,
-                     bool accumulate_dinp) {
+                     const float* weight, int64_t T, int64_t C, int64_t OC, bool accumulate_dinp) {
   if (T == 0 || C == 0) return;
   if (dinp != nullptr) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, as_blas(T), as_blas(C), as_blas(OC),
@@ -33,8 +31,8 @@ void linear_backward(float* dinp, float* dweight, const float* dout, const float
                 as_blas(C));
   }
   if (dweight != nullptr && OC > 0) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, as_blas(OC), as_blas(C), as_blas(T),
-                1.0f, dout, as_blas(OC), inp, as_blas(C), 1.0f, dweight, as_blas(C));
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, as_blas(OC), as_blas(C), as_blas(T), 1.0f,
+                dout, as_blas(OC), inp, as_blas(C), 1.0f, dweight, as_blas(C));
   }
 }
 

@@ -48,8 +48,8 @@ struct ScopedThreads {
 //   step_size = lr / (1 - beta1 ** step)
 //   denom = (exp_avg_sq.sqrt() / sqrt(1 - beta2 ** step)).add_(eps)
 //   param.addcdiv_(exp_avg, denom, value=-step_size)
-void reference_adamw(std::vector<double>& p, const std::vector<float>& grads, std::vector<double>& m,
-                     std::vector<double>& v, const AdamWHyper& hp) {
+void reference_adamw(std::vector<double>& p, const std::vector<float>& grads,
+                     std::vector<double>& m, std::vector<double>& v, const AdamWHyper& hp) {
   const double lr = hp.lr, b1 = hp.beta1, b2 = hp.beta2, eps = hp.eps, wd = hp.weight_decay;
   const double t = static_cast<double>(hp.step);
   const double step_size = lr / (1.0 - std::pow(b1, t));
@@ -69,15 +69,16 @@ TEST(AdamW, SeveralStepsMatchPyTorchFormula) {
       const size_t un = static_cast<size_t>(n);
       std::vector<float> p = uniform(un, 1), m(un, 0.0f), v(un, 0.0f);
       std::vector<double> p64(p.begin(), p.end()), m64(un, 0.0), v64(un, 0.0);
-      AdamWHyper hp{/*lr=*/1e-2f, /*beta1=*/0.9f, /*beta2=*/0.95f, /*eps=*/1e-8f, weight_decay,
-                    /*step=*/0, /*grad_scale=*/0.8f};
+      AdamWHyper hp{/*lr=*/1e-2f,  /*beta1=*/0.9f,     /*beta2=*/0.95f,
+                    /*eps=*/1e-8f, weight_decay,
+                    /*step=*/0,    /*grad_scale=*/0.8f};
       for (int64_t step = 1; step <= 6; ++step) {
         hp.step = step;
         const auto grads = uniform(un, 100 + static_cast<uint32_t>(step), -3.0f, 3.0f);
         adamw_update(p.data(), grads.data(), m.data(), v.data(), n, hp);
         reference_adamw(p64, grads, m64, v64, hp);
-        const std::string at = " (wd " + std::to_string(weight_decay) + ", n " +
-                               std::to_string(n) + ", step " + std::to_string(step) + ")";
+        const std::string at = " (wd " + std::to_string(weight_decay) + ", n " + std::to_string(n) +
+                               ", step " + std::to_string(step) + ")";
         // fp32 moments: a few ulps relative. Params move by ≤ lr per step, so their fp32
         // error is dominated by rounding of p itself (~1e-7).
         expect_near_all(m, m64, 1e-7, 1e-5, "m" + at);
@@ -116,8 +117,7 @@ TEST(AdamW, GradScaleIsAppliedToGradientsFirst) {
   without.grad_scale = 1.0f;
   adamw_update(p_a.data(), grads.data(), m_a.data(), v_a.data(), static_cast<int64_t>(n),
                with_scale);
-  adamw_update(p_b.data(), scaled.data(), m_b.data(), v_b.data(), static_cast<int64_t>(n),
-               without);
+  adamw_update(p_b.data(), scaled.data(), m_b.data(), v_b.data(), static_cast<int64_t>(n), without);
   EXPECT_EQ(p_a, p_b);
   EXPECT_EQ(m_a, m_b);
   EXPECT_EQ(v_a, v_b);

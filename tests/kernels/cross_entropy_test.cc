@@ -48,8 +48,12 @@ struct Batch {
 };
 
 Batch make_batch(int64_t T, int64_t n_classes, int64_t class_begin, float scale, uint32_t seed) {
-  Batch b{T, n_classes, class_begin, uniform(static_cast<size_t>(T * n_classes), seed, -scale, scale),
-          uniform(static_cast<size_t>(T), seed + 1, 0.25f, 2.0f), {}};
+  Batch b{T,
+          n_classes,
+          class_begin,
+          uniform(static_cast<size_t>(T * n_classes), seed, -scale, scale),
+          uniform(static_cast<size_t>(T), seed + 1, 0.25f, 2.0f),
+          {}};
   std::mt19937 rng(seed + 2);
   std::uniform_int_distribution<int64_t> cls(class_begin, class_begin + n_classes - 1);
   for (int64_t t = 0; t < T; ++t) {
@@ -78,8 +82,8 @@ std::vector<double> reference_losses(const Batch& b) {
   std::vector<double> row(static_cast<size_t>(b.n_classes));
   for (int64_t t = 0; t < b.T; ++t) {
     for (int64_t c = 0; c < b.n_classes; ++c) row[c] = b.logits[t * b.n_classes + c];
-    losses[t] = reference_row_loss(row.data(), b.n_classes, b.targets[t] - b.class_begin,
-                                   b.weights[t]);
+    losses[t] =
+        reference_row_loss(row.data(), b.n_classes, b.targets[t] - b.class_begin, b.weights[t]);
   }
   return losses;
 }
@@ -137,9 +141,8 @@ TEST(CrossEntropy, GradientMatchesFiniteDifferences) {
     }
     std::vector<float> losses(static_cast<size_t>(k.T), kNaN);
     std::vector<float> dlogits(b.logits.size(), kNaN);  // overwritten, ignored rows included
-    cross_entropy_forward_backward(dlogits.data(), losses.data(), b.logits.data(),
-                                   b.targets.data(), b.weights.data(), k.T, k.n_classes,
-                                   k.class_begin, grad_scale);
+    cross_entropy_forward_backward(dlogits.data(), losses.data(), b.logits.data(), b.targets.data(),
+                                   b.weights.data(), k.T, k.n_classes, k.class_begin, grad_scale);
     // Softmax probabilities ≤ 1 in fp32; the difference quotient of an O(10) loss carries
     // ~1e-9 of float64 rounding.
     expect_near_all(dlogits, fd, 2e-7, 1e-5, "dlogits");
@@ -169,13 +172,13 @@ TEST(CrossEntropy, ZeroWeightRowsHaveNoLossAndNoGradient) {
 TEST(CrossEntropy, InPlaceGradientMatchesOutOfPlace) {
   const Batch b = make_batch(33, 1031, 3, 8.0f, 4);
   std::vector<float> losses(33, kNaN), dlogits(b.logits.size(), kNaN);
-  const double sum = cross_entropy_forward_backward(dlogits.data(), losses.data(), b.logits.data(),
-                                                    b.targets.data(), b.weights.data(), 33, 1031,
-                                                    3, 0.5f);
+  const double sum =
+      cross_entropy_forward_backward(dlogits.data(), losses.data(), b.logits.data(),
+                                     b.targets.data(), b.weights.data(), 33, 1031, 3, 0.5f);
   std::vector<float> in_place = b.logits, losses_ip(33, kNaN);
-  const double sum_ip = cross_entropy_forward_backward(in_place.data(), losses_ip.data(),
-                                                       in_place.data(), b.targets.data(),
-                                                       b.weights.data(), 33, 1031, 3, 0.5f);
+  const double sum_ip =
+      cross_entropy_forward_backward(in_place.data(), losses_ip.data(), in_place.data(),
+                                     b.targets.data(), b.weights.data(), 33, 1031, 3, 0.5f);
   EXPECT_EQ(in_place, dlogits);
   EXPECT_EQ(losses_ip, losses);
   EXPECT_EQ(sum_ip, sum);
@@ -184,12 +187,12 @@ TEST(CrossEntropy, InPlaceGradientMatchesOutOfPlace) {
 TEST(CrossEntropy, LargeLogitsStayFinite) {
   for (float scale : {80.0f, 1000.0f}) {
     Batch b = make_batch(7, 130, 0, scale, 5);
-    b.logits[0 * 130 + b.targets[0]] = scale;    // confident and right: loss ≈ 0
-    b.logits[1 * 130 + b.targets[1]] = -scale;   // confident and wrong: loss ≈ 2 · scale
+    b.logits[0 * 130 + b.targets[0]] = scale;   // confident and right: loss ≈ 0
+    b.logits[1 * 130 + b.targets[1]] = -scale;  // confident and wrong: loss ≈ 2 · scale
     const auto want = reference_losses(b);
     std::vector<float> losses(7, kNaN), dlogits(b.logits.size(), kNaN);
-    cross_entropy_forward_backward(dlogits.data(), losses.data(), b.logits.data(),
-                                   b.targets.data(), b.weights.data(), 7, 130, 0, 1.0f);
+    cross_entropy_forward_backward(dlogits.data(), losses.data(), b.logits.data(), b.targets.data(),
+                                   b.weights.data(), 7, 130, 0, 1.0f);
     // Relative to the logit scale: fp32 max-subtracted logits are exact to ~1e-7 · scale.
     expect_near_all(losses, want, 1e-6 * scale, 1e-6, "losses");
     for (float d : dlogits) ASSERT_TRUE(std::isfinite(d));
@@ -207,10 +210,10 @@ TEST(CrossEntropy, TargetOutsideRangeWithWeightIsAnError) {
   std::vector<float> losses(4), dlogits(b.logits.size());
   for (int32_t bad : {99, 124, -100}) {
     b.targets[1] = bad;  // row 1 has a nonzero weight
-    EXPECT_THROW(cross_entropy_forward_backward(dlogits.data(), losses.data(), b.logits.data(),
-                                                b.targets.data(), b.weights.data(), 4, 24, 100,
-                                                1.0f),
-                 InternalError)
+    EXPECT_THROW(
+        cross_entropy_forward_backward(dlogits.data(), losses.data(), b.logits.data(),
+                                       b.targets.data(), b.weights.data(), 4, 24, 100, 1.0f),
+        InternalError)
         << bad;
     EXPECT_THROW(cross_entropy_forward(losses.data(), b.logits.data(), b.targets.data(),
                                        b.weights.data(), 4, 24, 100),

@@ -80,8 +80,8 @@ std::vector<double> finite_differences(std::vector<double>& x, const std::vector
 }
 
 TEST(Linear, ForwardMatchesFloat64) {
-  for (const Shape& s : {Shape{1, 24, 7}, Shape{7, 96, 33}, Shape{33, 130, 24},
-                         Shape{129, 96, 130}}) {
+  for (const Shape& s :
+       {Shape{1, 24, 7}, Shape{7, 96, 33}, Shape{33, 130, 24}, Shape{129, 96, 130}}) {
     const auto inp = uniform(static_cast<size_t>(s.T * s.C), 1);
     const auto w = uniform(static_cast<size_t>(s.OC * s.C), 2);
     const auto want = reference_forward({inp.begin(), inp.end()}, {w.begin(), w.end()}, s);
@@ -109,8 +109,8 @@ TEST(Linear, BackwardMatchesFiniteDifferences) {
     const auto fd_inp = finite_differences(inp64, inp64, w64, r, s);
     const auto fd_w = finite_differences(w64, inp64, w64, r, s);
 
-    std::vector<float> dinp(inp.size(), kNaN);       // activation gradient: overwritten
-    std::vector<float> dweight(w.size(), 0.0f);      // parameter gradient: accumulated
+    std::vector<float> dinp(inp.size(), kNaN);   // activation gradient: overwritten
+    std::vector<float> dweight(w.size(), 0.0f);  // parameter gradient: accumulated
     linear_backward(dinp.data(), dweight.data(), r.data(), inp.data(), w.data(), s.T, s.C, s.OC,
                     /*accumulate_dinp=*/false);
     // fp32 sums of ≤ 33 products in [-1, 1] vs a float64 difference quotient.

@@ -53,7 +53,8 @@ void hf_rotate_block(double* out, const double* x, double pos, int64_t dim) {
   const int64_t half = dim / 2;
   std::vector<double> emb(static_cast<size_t>(dim)), rot(static_cast<size_t>(dim));
   for (int64_t i = 0; i < half; ++i) {
-    const double inv_freq = std::pow(static_cast<double>(kTheta), -static_cast<double>(2 * i) / dim);
+    const double inv_freq =
+        std::pow(static_cast<double>(kTheta), -static_cast<double>(2 * i) / dim);
     emb[i] = emb[i + half] = pos * inv_freq;
     rot[i] = -x[i + half];
     rot[i + half] = x[i];
@@ -101,18 +102,44 @@ TEST(Rope, ForwardMatchesHfRotateHalf) {
       const auto want = reference_rope({x.begin(), x.end()}, inter.data(), pos_intra, k.n_tokens,
                                        k.n_heads, k.head_dim);
       std::vector<float> out(x.size(), kNaN);
-      rope_forward(out.data(), x.data(), inter.data(), pos_intra, k.n_tokens, k.n_heads,
-                   k.head_dim, kTheta);
+      rope_forward(out.data(), x.data(), inter.data(), pos_intra, k.n_tokens, k.n_heads, k.head_dim,
+                   kTheta);
       // fp32 cos/sin (rounded from double) times fp32 inputs in [-1, 1]: a few ulps.
       expect_near_all(out, want, 1e-6, 1e-6, pos_intra ? "out 2D" : "out 1D");
 
       // In place (out aliases inp) gives the same result bitwise.
       std::vector<float> in_place = x;
-      rope_forward(in_place.data(), in_place.data(), inter.data(), pos_intra, k.n_tokens,
-                   k.n_heads, k.head_dim, kTheta);
+      rope_forward(in_place.data(), in_place.data(), inter.data(), pos_intra, k.n_tokens, k.n_heads,
+                   k.head_dim, kTheta);
       EXPECT_EQ(in_place, out);
     });
   }
+}
+
+TEST(Rope, PackedPositionsMatchReferenceAndSingleTokenCalls) {
+  // A packed batch repeats small positions (segments restart at 0), so the kernel shares one
+  // cos/sin row per distinct position; a lone token computes its own row. Same angles either way.
+  const Case k{129, 3, 24};
+  const auto x = uniform(static_cast<size_t>(k.n_tokens * k.n_heads * k.head_dim), 14);
+  std::vector<int32_t> inter, intra;
+  for (int64_t t = 0; t < k.n_tokens; ++t) {
+    inter.push_back(static_cast<int32_t>(t % 40));  // segments of 40 tokens
+    intra.push_back(static_cast<int32_t>(t % 7));
+  }
+  for_1d_and_2d(intra, [&](const int32_t* pos_intra) {
+    const auto want = reference_rope({x.begin(), x.end()}, inter.data(), pos_intra, k.n_tokens,
+                                     k.n_heads, k.head_dim);
+    std::vector<float> batched(x.size(), kNaN), single(x.size(), kNaN);
+    rope_forward(batched.data(), x.data(), inter.data(), pos_intra, k.n_tokens, k.n_heads,
+                 k.head_dim, kTheta);
+    expect_near_all(batched, want, 1e-6, 1e-6, pos_intra ? "out 2D" : "out 1D");
+    const int64_t stride = k.n_heads * k.head_dim;
+    for (int64_t t = 0; t < k.n_tokens; ++t) {
+      rope_forward(single.data() + t * stride, x.data() + t * stride, inter.data() + t,
+                   pos_intra ? pos_intra + t : nullptr, 1, k.n_heads, k.head_dim, kTheta);
+    }
+    EXPECT_EQ(single, batched);
+  });
 }
 
 TEST(Rope, PositionZeroIsIdentity) {
@@ -135,8 +162,8 @@ TEST(Rope, TwoDimensionalBlocksAreIndependent) {
   const auto pos = random_positions(k.n_tokens, 500, 6);
   const std::vector<int32_t> zeros(static_cast<size_t>(k.n_tokens), 0);
   std::vector<float> out_2d(x.size(), kNaN), out_1d(x.size(), kNaN);
-  rope_forward(out_2d.data(), x.data(), pos.data(), zeros.data(), k.n_tokens, k.n_heads,
-               k.head_dim, kTheta);
+  rope_forward(out_2d.data(), x.data(), pos.data(), zeros.data(), k.n_tokens, k.n_heads, k.head_dim,
+               kTheta);
   // The same data viewed as 2·n_heads heads of head_dim/2: even heads are first blocks.
   rope_forward(out_1d.data(), x.data(), pos.data(), nullptr, k.n_tokens, 2 * k.n_heads,
                k.head_dim / 2, kTheta);
@@ -200,11 +227,14 @@ TEST(Rope, BackwardMatchesFiniteDifferences) {
   }
 }
 
-TEST(Rope, RejectsHeadDimNotDivisible) {
+TEST(Rope, RejectsBadHeadDimAndNegativePositions) {
   const std::vector<float> x(6, 1.0f);
   std::vector<float> out(6);
   const int32_t pos[1] = {3};
   EXPECT_THROW(rope_forward(out.data(), x.data(), pos, pos, 1, 1, 6, kTheta), InternalError);
+  const int32_t negative[1] = {-1};
+  EXPECT_THROW(rope_forward(out.data(), x.data(), negative, nullptr, 1, 1, 6, kTheta),
+               InternalError);
 }
 
 }  // namespace
