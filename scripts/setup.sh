@@ -7,7 +7,7 @@ PACKAGES=(
   cmake g++ make git python3           # toolchain; python3 for the plot/bench helper scripts
   libgtest-dev                          # GoogleTest
   libprotobuf-dev protobuf-compiler     # configs/reclm.proto
-  libopenblas-dev                       # CPU GEMMs
+  libopenblas-openmp-dev                # CPU GEMMs (OpenMP build: one thread pool)
   libfmt-dev libcli11-dev nlohmann-json3-dev libxxhash-dev
   gnuplot-nox                           # scripts/plot.sh
 )
