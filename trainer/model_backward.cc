@@ -14,10 +14,8 @@ namespace {
 void backward_layers(Model& model, const Batch& batch) {
   const ModelDims& d = model.dims;
   Activations& a = model.acts;
-  const int64_t T = batch.n_tokens(), C = d.d_model, F = d.d_ff;
-  const int32_t* prefix = batch.prefix_lens.empty() ? nullptr : batch.prefix_lens.data();
-  const int32_t* pos_intra = intra_positions(model, batch);
-  const ops::AttentionShape shape = attention_shape(d, T);
+  const BatchGeometry geo = batch_geometry(model, batch);
+  const int64_t T = geo.T, C = d.d_model, F = d.d_ff;
 
   std::memset(a.d_residual, 0, T * C * sizeof(float));
   ops::rmsnorm_backward(a.d_residual, model.grads.final_norm, a.d_final, a.residual[d.n_layers],
@@ -35,9 +33,10 @@ void backward_layers(Model& model, const Batch& batch) {
     // attention block
     ops::linear_backward(a.d_attn, g.wo, a.d_residual, a.attn[l], w.wo, T, d.q_dim(), C, false);
     ops::attention_backward(a.dq, a.dk, a.dv, a.d_attn, a.q[l], a.k[l], a.v[l], a.attn[l],
-                            a.lse[l], batch.cu_seqlens.data(), prefix, batch.n_segments(), shape);
-    ops::rope_backward(a.dq, a.dq, batch.pos_inter.data(), pos_intra, T, d.n_heads, d.head_dim, d.rope_theta);
-    ops::rope_backward(a.dk, a.dk, batch.pos_inter.data(), pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta);
+                            a.lse[l], batch.cu_seqlens.data(), geo.prefix_lens, batch.n_segments(),
+                            geo.attention);
+    ops::rope_backward(a.dq, a.dq, geo.pos_inter, geo.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta);
+    ops::rope_backward(a.dk, a.dk, geo.pos_inter, geo.pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta);
     ops::linear_backward(a.d_normed, g.wq, a.dq, a.norm1[l], w.wq, T, C, d.q_dim(), false);
     ops::linear_backward(a.d_normed, g.wk, a.dk, a.norm1[l], w.wk, T, C, d.kv_dim(), true);
     ops::linear_backward(a.d_normed, g.wv, a.dv, a.norm1[l], w.wv, T, C, d.kv_dim(), true);

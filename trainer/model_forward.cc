@@ -27,22 +27,23 @@ void check_batch_fits(const Model& model, const Batch& batch) {
   }
 }
 
-const int32_t* intra_positions(const Model& model, const Batch& batch) {
-  if (!model.dims.positions_2d) return nullptr;
-  return batch.pos_intra.empty() ? model.acts.zero_positions.data() : batch.pos_intra.data();
-}
-
-ops::AttentionShape attention_shape(const ModelDims& d, int64_t T) {
-  return {T, d.n_heads, d.n_kv_heads, d.head_dim, 1.0f / std::sqrt(static_cast<float>(d.head_dim))};
+BatchGeometry batch_geometry(const Model& model, const Batch& batch) {
+  const ModelDims& d = model.dims;
+  const int64_t T = batch.n_tokens();
+  const int32_t* intra = nullptr;
+  if (d.positions_2d) {  // 2D model fed 1D batches: every token is standalone (intra 0)
+    intra = batch.pos_intra.empty() ? model.acts.zero_positions.data() : batch.pos_intra.data();
+  }
+  return {T, batch.prefix_lens.empty() ? nullptr : batch.prefix_lens.data(), batch.pos_inter.data(),
+          intra,
+          {T, d.n_heads, d.n_kv_heads, d.head_dim, 1.0f / std::sqrt(static_cast<float>(d.head_dim))}};
 }
 
 void forward_layers(Model& model, const Batch& batch) {
   const ModelDims& d = model.dims;
   Activations& a = model.acts;
-  const int64_t T = batch.n_tokens(), C = d.d_model, F = d.d_ff;
-  const int32_t* prefix = batch.prefix_lens.empty() ? nullptr : batch.prefix_lens.data();
-  const int32_t* pos_intra = intra_positions(model, batch);
-  const ops::AttentionShape shape = attention_shape(d, T);
+  const BatchGeometry geo = batch_geometry(model, batch);
+  const int64_t T = geo.T, C = d.d_model, F = d.d_ff;
 
   ops::embedding_forward(a.residual[0], model.params.embed, batch.tokens.data(), T, C);
   for (int64_t l = 0; l < d.n_layers; ++l) {
@@ -52,10 +53,10 @@ void forward_layers(Model& model, const Batch& batch) {
     ops::linear_forward(a.q[l], a.norm1[l], w.wq, T, C, d.q_dim());
     ops::linear_forward(a.k[l], a.norm1[l], w.wk, T, C, d.kv_dim());
     ops::linear_forward(a.v[l], a.norm1[l], w.wv, T, C, d.kv_dim());
-    ops::rope_forward(a.q[l], a.q[l], batch.pos_inter.data(), pos_intra, T, d.n_heads, d.head_dim, d.rope_theta);
-    ops::rope_forward(a.k[l], a.k[l], batch.pos_inter.data(), pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta);
+    ops::rope_forward(a.q[l], a.q[l], geo.pos_inter, geo.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta);
+    ops::rope_forward(a.k[l], a.k[l], geo.pos_inter, geo.pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta);
     ops::attention_forward(a.attn[l], a.lse[l], a.q[l], a.k[l], a.v[l], batch.cu_seqlens.data(),
-                           prefix, batch.n_segments(), shape);
+                           geo.prefix_lens, batch.n_segments(), geo.attention);
     std::memcpy(a.residual_mid[l], a.residual[l], T * C * sizeof(float));
     ops::linear_forward(a.residual_mid[l], a.attn[l], w.wo, T, d.q_dim(), C, /*accumulate_out=*/true);
     // MLP block: residual_out = residual_mid + down(silu(gate(h)) · up(h)), h = rmsnorm(residual_mid)

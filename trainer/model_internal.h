@@ -7,8 +7,15 @@
 namespace reclm {
 
 void check_batch_fits(const Model& model, const Batch& batch);
-const int32_t* intra_positions(const Model& model, const Batch& batch);
-ops::AttentionShape attention_shape(const ModelDims& dims, int64_t n_tokens);
+// What every layer's forward and backward read from a batch.
+struct BatchGeometry {
+  int64_t T;                   // tokens
+  const int32_t* prefix_lens;  // per segment; null = plain causal
+  const int32_t* pos_inter;    // [T]
+  const int32_t* pos_intra;    // [T]; null for 1D positions
+  ops::AttentionShape attention;
+};
+BatchGeometry batch_geometry(const Model& model, const Batch& batch);
 // Runs every layer and the final norm, saving what backward needs in model.acts.
 void forward_layers(Model& model, const Batch& batch);
 // LM head + cross-entropy; with backward, also d_final and the head's weight gradient.
