@@ -1,45 +1,18 @@
 // adamw_update against a float64 transcription of torch.optim.AdamW, plus sum_of_squares and
 // scale_inplace (the gradient-clipping pair).
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <cmath>
-#include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
 
 namespace reclm::ops {
 namespace {
 
-std::vector<float> uniform(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-// |got − want| ≤ atol + rtol·|want| everywhere (NaN fails); reports the first mismatch.
-void expect_near_all(const std::vector<float>& got, const std::vector<double>& want, double atol,
-                     double rtol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::abs(static_cast<double>(got[i]) - want[i]);
-    if (!(err <= atol + rtol * std::abs(want[i]))) {
-      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << want[i];
-      return;
-    }
-  }
-}
-
-struct ScopedThreads {
-  explicit ScopedThreads(int n) : saved(omp_get_max_threads()) { omp_set_num_threads(n); }
-  ~ScopedThreads() { omp_set_num_threads(saved); }
-  int saved;
-};
+using namespace test_util;
 
 // torch.optim.AdamW._single_tensor_adamw (amsgrad=False), line by line, in double:
 //   param.mul_(1 - lr * weight_decay)

@@ -3,32 +3,23 @@
 // L = Σ dout ∘ out are themselves checked against central finite differences. Also pins the mask
 // (no leakage across segments or from future tokens), determinism, and the shape checks.
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <ostream>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
 #include "runtime/errors.h"
 
 namespace reclm::ops {
 namespace {
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-std::vector<float> uniform(size_t n, uint32_t seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using namespace test_util;
 
 // A packed batch: segment lengths, optional prefix lengths (empty = plain causal), head shape.
 struct Case {
@@ -184,18 +175,6 @@ Outputs run_attention(const Batch& b) {
   return o;
 }
 
-// Sets the OpenMP thread count for a scope. The backward picks its decomposition from it: one
-// thread always takes the fused (segment, kv head) path; 8 threads take the split path unless the
-// batch has many equal segments.
-class ThreadCount {
- public:
-  explicit ThreadCount(int n) : saved_(omp_get_max_threads()) { omp_set_num_threads(n); }
-  ~ThreadCount() { omp_set_num_threads(saved_); }
-
- private:
-  int saved_;
-};
-
 // ---- the reference itself ----------------------------------------------------------------------
 TEST(AttentionReference, GradientsMatchFiniteDifferences) {
   // Tiny batch with a prefix, a causal segment and GQA; L = Σ dout ∘ out in double.
@@ -213,15 +192,8 @@ TEST(AttentionReference, GradientsMatchFiniteDifferences) {
   // ~1e-16 / 1e-5: both far below 1e-7.
   const double step = 1e-5;
   auto check = [&](std::vector<double>& x, const std::vector<double>& grad, const char* name) {
-    for (size_t i = 0; i < x.size(); ++i) {
-      const double saved = x[i];
-      x[i] = saved + step;
-      const double up = loss();
-      x[i] = saved - step;
-      const double down = loss();
-      x[i] = saved;
-      EXPECT_NEAR(grad[i], (up - down) / (2 * step), 1e-7) << name << "[" << i << "]";
-    }
+    for (size_t i = 0; i < x.size(); ++i)
+      EXPECT_NEAR(grad[i], central_difference(x[i], loss, step), 1e-7) << name << "[" << i << "]";
   };
   check(q, r.dq, "dq");
   check(k, r.dk, "dk");
@@ -234,9 +206,12 @@ class AttentionMatchesReference : public testing::TestWithParam<Case> {};
 TEST_P(AttentionMatchesReference, ForwardAndBothBackwardPaths) {
   const Batch b = make_batch(GetParam(), 1234);
   const Reference r = reference_attention(b, b.q, b.k, b.v);
+  // The backward picks its decomposition from the OpenMP thread count: one thread always takes
+  // the fused (segment, kv head) path; 8 threads take the split path unless the batch has many
+  // equal segments.
   for (int threads : {1, 8}) {
     SCOPED_TRACE(testing::Message() << threads << " threads");
-    ThreadCount scope(threads);
+    ScopedThreads scope(threads);
     const Outputs o = run_attention(b);
     // fp32 kernel vs fp64 reference. out is a convex combination of v ∈ [−1, 1] over up to 300
     // keys, with fp32 dot products over head_dim and a 2e-7-accurate exp2: observed errors are
@@ -318,7 +293,7 @@ TEST(AttentionMask, NoLeakAcrossSegmentsOrFromHiddenKeys) {
 TEST(AttentionDeterminism, RepeatedCallsAreBitwiseIdentical) {
   const Batch b = make_batch({"det", {300, 17, 129, 64}, {40, 0, 129, 10}, 6, 2, 32}, 5);
   for (int threads : {2, 3, 8}) {  // 2 and 3 threads: fused backward; 8: split
-    ThreadCount scope(threads);
+    ScopedThreads scope(threads);
     const Outputs first = run_attention(b);
     const Outputs second = run_attention(b);
     EXPECT_TRUE(same_bits(first.out.data(), second.out.data(), first.out.size())) << threads;

@@ -4,39 +4,17 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <limits>
 #include <random>
-#include <string>
 #include <vector>
 
+#include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
 #include "runtime/errors.h"
 
 namespace reclm::ops {
 namespace {
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-std::vector<float> uniform(size_t n, uint32_t seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-// |got − want| ≤ atol + rtol·|want| everywhere (NaN fails); reports the first mismatch.
-void expect_near_all(const std::vector<float>& got, const std::vector<double>& want, double atol,
-                     double rtol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::abs(static_cast<double>(got[i]) - want[i]);
-    if (!(err <= atol + rtol * std::abs(want[i]))) {
-      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << want[i];
-      return;
-    }
-  }
-}
+using namespace test_util;
 
 // A batch: T rows over classes [class_begin, class_begin + n_classes). Every third row is
 // ignored (weight 0, target −100 as a data loader would write it); the rest have random
@@ -123,21 +101,16 @@ TEST(CrossEntropy, GradientMatchesFiniteDifferences) {
   for (const Case& k : {Case{1, 24, 0}, Case{7, 1031, 17}, Case{33, 130, 1000}}) {
     const Batch b = make_batch(k.T, k.n_classes, k.class_begin, 8.0f, 2);
     // ∂(grad_scale · Σ losses)/∂logits[t, c]: only row t's loss depends on row t's logits.
-    const double h = 1e-6;
     std::vector<double> fd(b.logits.size());
     std::vector<double> row(static_cast<size_t>(k.n_classes));
     for (int64_t t = 0; t < k.T; ++t) {
       for (int64_t c = 0; c < k.n_classes; ++c) row[c] = b.logits[t * k.n_classes + c];
       const int64_t target = b.targets[t] - k.class_begin;
-      for (int64_t c = 0; c < k.n_classes; ++c) {
-        const double x0 = row[c];
-        row[c] = x0 + h;
-        const double lp = reference_row_loss(row.data(), k.n_classes, target, b.weights[t]);
-        row[c] = x0 - h;
-        const double lm = reference_row_loss(row.data(), k.n_classes, target, b.weights[t]);
-        row[c] = x0;
-        fd[t * k.n_classes + c] = grad_scale * (lp - lm) / (2 * h);
-      }
+      auto row_loss = [&] {
+        return reference_row_loss(row.data(), k.n_classes, target, b.weights[t]);
+      };
+      for (int64_t c = 0; c < k.n_classes; ++c)
+        fd[t * k.n_classes + c] = grad_scale * central_difference(row[c], row_loss);
     }
     std::vector<float> losses(static_cast<size_t>(k.T), kNaN);
     std::vector<float> dlogits(b.logits.size(), kNaN);  // overwritten, ignored rows included

@@ -1,55 +1,16 @@
 // embedding_forward / embedding_backward against a float64 reference and finite differences.
 #include <gtest/gtest.h>
-#include <omp.h>
 
-#include <cmath>
 #include <cstring>
-#include <limits>
-#include <random>
-#include <string>
 #include <vector>
 
+#include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
 
 namespace reclm::ops {
 namespace {
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-std::vector<float> uniform(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-std::vector<int32_t> random_ids(int64_t n, int32_t vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> dist(0, vocab - 1);
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (int32_t& id : ids) id = dist(rng);
-  return ids;
-}
-
-// |got − want| ≤ atol + rtol·|want| everywhere (NaN fails); reports the first mismatch.
-void expect_near_all(const std::vector<float>& got, const std::vector<double>& want, double atol,
-                     double rtol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::abs(static_cast<double>(got[i]) - want[i]);
-    if (!(err <= atol + rtol * std::abs(want[i]))) {
-      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << want[i];
-      return;
-    }
-  }
-}
-
-struct ScopedThreads {
-  explicit ScopedThreads(int n) : saved(omp_get_max_threads()) { omp_set_num_threads(n); }
-  ~ScopedThreads() { omp_set_num_threads(saved); }
-  int saved;
-};
+using namespace test_util;
 
 // Reference loss L = Σ_t Σ_c r[t, c] · table[ids[t], c], in double.
 double reference_loss(const std::vector<double>& table, const std::vector<int32_t>& ids,
@@ -65,7 +26,7 @@ TEST(Embedding, ForwardCopiesRows) {
   for (int64_t n_tokens : {1, 7, 129, 300}) {
     for (int64_t dim : {1, 24, 130}) {
       const auto table = uniform(static_cast<size_t>(vocab * dim), 1);
-      const auto ids = random_ids(n_tokens, vocab, 2);
+      const auto ids = random_ints(n_tokens, vocab - 1, 2);
       std::vector<float> out(static_cast<size_t>(n_tokens * dim), kNaN);
       embedding_forward(out.data(), table.data(), ids.data(), n_tokens, dim);
       for (int64_t t = 0; t < n_tokens; ++t)
@@ -80,20 +41,11 @@ TEST(Embedding, BackwardMatchesFiniteDifferences) {
   for (int64_t n_tokens : {1, 7, 33}) {
     for (int64_t dim : {1, 24}) {
       const auto table = uniform(static_cast<size_t>(vocab * dim), 3);
-      const auto ids = random_ids(n_tokens, vocab, 4);
+      const auto ids = random_ints(n_tokens, vocab - 1, 4);
       const auto r = uniform(static_cast<size_t>(n_tokens * dim), 5);  // dL/dout
       std::vector<double> table64(table.begin(), table.end());
-      std::vector<double> fd(table.size());
-      const double h = 1e-6;
-      for (size_t i = 0; i < table.size(); ++i) {
-        const double x0 = table64[i];
-        table64[i] = x0 + h;
-        const double lp = reference_loss(table64, ids, r, dim);
-        table64[i] = x0 - h;
-        const double lm = reference_loss(table64, ids, r, dim);
-        table64[i] = x0;
-        fd[i] = (lp - lm) / (2 * h);
-      }
+      const auto fd =
+          finite_differences(table64, [&] { return reference_loss(table64, ids, r, dim); });
       std::vector<float> dtable(table.size(), 0.0f);
       embedding_backward(dtable.data(), r.data(), ids.data(), n_tokens, dim);
       // fp32 sum of ≤ 33 values in [-1, 1] vs a float64 difference quotient.
@@ -106,7 +58,7 @@ TEST(Embedding, BackwardAccumulatesInTokenOrder) {
   // Large enough for the threaded path; a small vocabulary makes every row collide often.
   const int32_t vocab = 17;
   const int64_t n_tokens = 4099, dim = 130;
-  const auto ids = random_ids(n_tokens, vocab, 6);
+  const auto ids = random_ints(n_tokens, vocab - 1, 6);
   const auto dout = uniform(static_cast<size_t>(n_tokens * dim), 7);
   const auto init = uniform(static_cast<size_t>(vocab * dim), 8);
   // Reference: same order as documented (dtable row += dout rows in token order), in fp32,
@@ -134,7 +86,7 @@ TEST(Embedding, BackwardAccumulatesInTokenOrder) {
 TEST(Embedding, BackwardIsDeterministicAcrossThreadCounts) {
   const int32_t vocab = 5;
   const int64_t n_tokens = 2053, dim = 96;
-  const auto ids = random_ids(n_tokens, vocab, 9);
+  const auto ids = random_ints(n_tokens, vocab - 1, 9);
   const auto dout = uniform(static_cast<size_t>(n_tokens * dim), 10);
   const auto init = uniform(static_cast<size_t>(vocab * dim), 11);
   std::vector<float> a = init, b = init, c = init;

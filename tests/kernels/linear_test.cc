@@ -2,39 +2,15 @@
 // differences of the scalar loss L = Σ r · out.
 #include <gtest/gtest.h>
 
-#include <cmath>
-#include <limits>
-#include <random>
-#include <string>
 #include <vector>
 
+#include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
 
 namespace reclm::ops {
 namespace {
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-std::vector<float> uniform(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-// |got − want| ≤ atol + rtol·|want| everywhere (NaN fails); reports the first mismatch.
-void expect_near_all(const std::vector<float>& got, const std::vector<double>& want, double atol,
-                     double rtol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::abs(static_cast<double>(got[i]) - want[i]);
-    if (!(err <= atol + rtol * std::abs(want[i]))) {
-      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << want[i];
-      return;
-    }
-  }
-}
+using namespace test_util;
 
 struct Shape {
   int64_t T, C, OC;
@@ -59,24 +35,6 @@ double reference_loss(const std::vector<double>& inp, const std::vector<double>&
   double loss = 0.0;
   for (size_t i = 0; i < out.size(); ++i) loss += r[i] * out[i];
   return loss;
-}
-
-// Central differences of reference_loss w.r.t. every element of `x` (inp or w), in double.
-std::vector<double> finite_differences(std::vector<double>& x, const std::vector<double>& inp,
-                                       const std::vector<double>& w, const std::vector<float>& r,
-                                       const Shape& s) {
-  const double h = 1e-6;
-  std::vector<double> grad(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double x0 = x[i];
-    x[i] = x0 + h;
-    const double lp = reference_loss(inp, w, r, s);
-    x[i] = x0 - h;
-    const double lm = reference_loss(inp, w, r, s);
-    x[i] = x0;
-    grad[i] = (lp - lm) / (2 * h);
-  }
-  return grad;
 }
 
 TEST(Linear, ForwardMatchesFloat64) {
@@ -106,8 +64,9 @@ TEST(Linear, BackwardMatchesFiniteDifferences) {
     const auto w = uniform(static_cast<size_t>(s.OC * s.C), 5);
     const auto r = uniform(static_cast<size_t>(s.T * s.OC), 6);  // dout = dL/dout
     std::vector<double> inp64(inp.begin(), inp.end()), w64(w.begin(), w.end());
-    const auto fd_inp = finite_differences(inp64, inp64, w64, r, s);
-    const auto fd_w = finite_differences(w64, inp64, w64, r, s);
+    auto loss = [&] { return reference_loss(inp64, w64, r, s); };
+    const auto fd_inp = finite_differences(inp64, loss);
+    const auto fd_w = finite_differences(w64, loss);
 
     std::vector<float> dinp(inp.size(), kNaN);   // activation gradient: overwritten
     std::vector<float> dweight(w.size(), 0.0f);  // parameter gradient: accumulated

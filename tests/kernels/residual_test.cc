@@ -1,22 +1,15 @@
 // residual_forward: out = a + b, including the aliased forms the trainer uses (x += f(x)).
 #include <gtest/gtest.h>
 
-#include <limits>
-#include <random>
 #include <vector>
 
+#include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
 
 namespace reclm::ops {
 namespace {
 
-std::vector<float> uniform(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using namespace test_util;
 
 TEST(Residual, AddsElementwiseIncludingAliases) {
   for (int64_t n : {1, 7, 129, 70001}) {  // 70001: the threaded path
@@ -25,7 +18,7 @@ TEST(Residual, AddsElementwiseIncludingAliases) {
     std::vector<float> want(a.size());
     for (size_t i = 0; i < a.size(); ++i) want[i] = a[i] + b[i];  // one fp32 add: exact match
 
-    std::vector<float> out(a.size(), std::numeric_limits<float>::quiet_NaN());
+    std::vector<float> out(a.size(), kNaN);
     residual_forward(out.data(), a.data(), b.data(), n);
     EXPECT_EQ(out, want);
 

@@ -4,39 +4,17 @@
 
 #include <cmath>
 #include <cstring>
-#include <limits>
-#include <random>
-#include <string>
 #include <vector>
 
+#include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
 
 namespace reclm::ops {
 namespace {
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+using namespace test_util;
+
 constexpr float kEps = 1e-5f;
-
-std::vector<float> uniform(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-// |got − want| ≤ atol + rtol·|want| everywhere (NaN fails); reports the first mismatch.
-void expect_near_all(const std::vector<float>& got, const std::vector<double>& want, double atol,
-                     double rtol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::abs(static_cast<double>(got[i]) - want[i]);
-    if (!(err <= atol + rtol * std::abs(want[i]))) {
-      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << want[i];
-      return;
-    }
-  }
-}
 
 // One row in double: y = x · rstd · w; returns rstd.
 double reference_row(double* y, const double* x, const double* w, int64_t dim) {
@@ -87,29 +65,13 @@ TEST(RmsNorm, BackwardMatchesFiniteDifferences) {
     std::vector<double> x64(x.begin(), x.end()), w64(w.begin(), w.end());
 
     // Finite differences. x[row, c] only moves row `row`'s loss; weight[c] moves every row's.
-    const double h = 1e-6;
     std::vector<double> fd_x(x.size()), fd_w(w.size(), 0.0);
     for (int64_t row = 0; row < n_rows; ++row) {
       double* xr = &x64[row * dim];
       const float* rr = &r[row * dim];
-      for (int64_t c = 0; c < dim; ++c) {
-        const double x0 = xr[c];
-        xr[c] = x0 + h;
-        const double lp = reference_row_loss(xr, w64.data(), rr, dim);
-        xr[c] = x0 - h;
-        const double lm = reference_row_loss(xr, w64.data(), rr, dim);
-        xr[c] = x0;
-        fd_x[row * dim + c] = (lp - lm) / (2 * h);
-      }
-      for (int64_t c = 0; c < dim; ++c) {
-        const double w0 = w64[c];
-        w64[c] = w0 + h;
-        const double lp = reference_row_loss(xr, w64.data(), rr, dim);
-        w64[c] = w0 - h;
-        const double lm = reference_row_loss(xr, w64.data(), rr, dim);
-        w64[c] = w0;
-        fd_w[c] += (lp - lm) / (2 * h);
-      }
+      auto row_loss = [&] { return reference_row_loss(xr, w64.data(), rr, dim); };
+      for (int64_t c = 0; c < dim; ++c) fd_x[row * dim + c] = central_difference(xr[c], row_loss);
+      for (int64_t c = 0; c < dim; ++c) fd_w[c] += central_difference(w64[c], row_loss);
     }
 
     std::vector<float> y(x.size(), kNaN), rstd(static_cast<size_t>(n_rows), kNaN);

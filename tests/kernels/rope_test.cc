@@ -3,48 +3,18 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <limits>
-#include <random>
-#include <string>
 #include <vector>
 
+#include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
 #include "runtime/errors.h"
 
 namespace reclm::ops {
 namespace {
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+using namespace test_util;
+
 constexpr float kTheta = 10000.0f;
-
-std::vector<float> uniform(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-std::vector<int32_t> random_positions(int64_t n, int32_t max_pos, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> dist(0, max_pos);
-  std::vector<int32_t> pos(static_cast<size_t>(n));
-  for (int32_t& p : pos) p = dist(rng);
-  return pos;
-}
-
-// |got − want| ≤ atol + rtol·|want| everywhere (NaN fails); reports the first mismatch.
-void expect_near_all(const std::vector<float>& got, const std::vector<double>& want, double atol,
-                     double rtol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::abs(static_cast<double>(got[i]) - want[i]);
-    if (!(err <= atol + rtol * std::abs(want[i]))) {
-      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << want[i];
-      return;
-    }
-  }
-}
 
 // HF apply_rotary_pos_emb on one rotary block of `dim` values, written the way HF writes it:
 //   inv_freq = θ^(-arange(0, dim, 2) / dim);  emb = cat(freqs, freqs)
@@ -96,8 +66,8 @@ void for_1d_and_2d(const std::vector<int32_t>& intra, Body&& body) {
 TEST(Rope, ForwardMatchesHfRotateHalf) {
   for (const Case& k : {Case{1, 1, 4}, Case{7, 3, 24}, Case{33, 2, 64}, Case{129, 3, 64}}) {
     const auto x = uniform(static_cast<size_t>(k.n_tokens * k.n_heads * k.head_dim), 1);
-    const auto inter = random_positions(k.n_tokens, 4096, 2);
-    const auto intra = random_positions(k.n_tokens, 40, 3);
+    const auto inter = random_ints(k.n_tokens, 4096, 2);
+    const auto intra = random_ints(k.n_tokens, 40, 3);
     for_1d_and_2d(intra, [&](const int32_t* pos_intra) {
       const auto want = reference_rope({x.begin(), x.end()}, inter.data(), pos_intra, k.n_tokens,
                                        k.n_heads, k.head_dim);
@@ -159,7 +129,7 @@ TEST(Rope, TwoDimensionalBlocksAreIndependent) {
   // 1D rotation of a head_dim/2 head; with pos_inter = 0, the other way round.
   const Case k{7, 2, 32};
   const auto x = uniform(static_cast<size_t>(k.n_tokens * k.n_heads * k.head_dim), 5);
-  const auto pos = random_positions(k.n_tokens, 500, 6);
+  const auto pos = random_ints(k.n_tokens, 500, 6);
   const std::vector<int32_t> zeros(static_cast<size_t>(k.n_tokens), 0);
   std::vector<float> out_2d(x.size(), kNaN), out_1d(x.size(), kNaN);
   rope_forward(out_2d.data(), x.data(), pos.data(), zeros.data(), k.n_tokens, k.n_heads, k.head_dim,
@@ -178,8 +148,8 @@ TEST(Rope, BackwardInvertsForward) {
   // A rotation is orthogonal: Rᵀ(R x) = x.
   const Case k{129, 3, 64};
   const auto x = uniform(static_cast<size_t>(k.n_tokens * k.n_heads * k.head_dim), 7);
-  const auto inter = random_positions(k.n_tokens, 8192, 8);
-  const auto intra = random_positions(k.n_tokens, 64, 9);
+  const auto inter = random_ints(k.n_tokens, 8192, 8);
+  const auto intra = random_ints(k.n_tokens, 64, 9);
   const std::vector<double> x64(x.begin(), x.end());
   for_1d_and_2d(intra, [&](const int32_t* pos_intra) {
     std::vector<float> y(x.size(), kNaN);
@@ -196,8 +166,8 @@ TEST(Rope, BackwardMatchesFiniteDifferences) {
   for (const Case& k : {Case{1, 1, 4}, Case{7, 3, 24}, Case{5, 2, 64}}) {
     const auto x = uniform(static_cast<size_t>(k.n_tokens * k.n_heads * k.head_dim), 10);
     const auto r = uniform(x.size(), 11);  // dout = dL/dout
-    const auto inter = random_positions(k.n_tokens, 2048, 12);
-    const auto intra = random_positions(k.n_tokens, 30, 13);
+    const auto inter = random_ints(k.n_tokens, 2048, 12);
+    const auto intra = random_ints(k.n_tokens, 30, 13);
     for_1d_and_2d(intra, [&](const int32_t* pos_intra) {
       std::vector<double> x64(x.begin(), x.end());
       auto loss = [&] {
@@ -207,17 +177,7 @@ TEST(Rope, BackwardMatchesFiniteDifferences) {
         for (size_t i = 0; i < out.size(); ++i) l += r[i] * out[i];
         return l;
       };
-      const double h = 1e-6;
-      std::vector<double> fd(x.size());
-      for (size_t i = 0; i < x.size(); ++i) {
-        const double x0 = x64[i];
-        x64[i] = x0 + h;
-        const double lp = loss();
-        x64[i] = x0 - h;
-        const double lm = loss();
-        x64[i] = x0;
-        fd[i] = (lp - lm) / (2 * h);
-      }
+      const auto fd = finite_differences(x64, loss);
       std::vector<float> dinp(x.size(), kNaN);  // activation gradient: overwritten
       rope_backward(dinp.data(), r.data(), inter.data(), pos_intra, k.n_tokens, k.n_heads,
                     k.head_dim, kTheta);

@@ -2,38 +2,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <limits>
-#include <random>
-#include <string>
 #include <vector>
 
+#include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
 
 namespace reclm::ops {
 namespace {
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-std::vector<float> uniform(size_t n, uint32_t seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
-
-// |got − want| ≤ atol + rtol·|want| everywhere (NaN fails); reports the first mismatch.
-void expect_near_all(const std::vector<float>& got, const std::vector<double>& want, double atol,
-                     double rtol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::abs(static_cast<double>(got[i]) - want[i]);
-    if (!(err <= atol + rtol * std::abs(want[i]))) {
-      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << want[i];
-      return;
-    }
-  }
-}
+using namespace test_util;
 
 double reference_swiglu(double g, double u) { return g / (1.0 + std::exp(-g)) * u; }
 
