@@ -152,12 +152,12 @@ void fill_defaults(pb::Message& message) {
 }
 
 // Llama's MLP width: 2/3 of 4·d_model (SwiGLU has three matrices instead of two, so this keeps
-// the parameter count of a 4·d_model GELU MLP), rounded up to a multiple of 64 for the GEMMs.
+// the parameter count of a 4·d_model GELU MLP), rounded up to a multiple of 256 (Llama's multiple_of, so d_model 4096 gives Llama-7B's 11008).
 // Returns 0 (left for validation to reject) when d_model is not positive or the result overflows.
 int32_t llama_d_ff(int32_t d_model) {
   if (d_model <= 0) return 0;
   const int64_t raw = (8 * int64_t{d_model} + 2) / 3;  // ceil(8·d_model / 3)
-  const int64_t rounded = (raw + 63) / 64 * 64;
+  const int64_t rounded = (raw + 255) / 256 * 256;
   return rounded > std::numeric_limits<int32_t>::max() ? 0 : static_cast<int32_t>(rounded);
 }
 

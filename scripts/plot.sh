@@ -16,23 +16,28 @@ command -v gnuplot >/dev/null || { echo "plot.sh: gnuplot not found (apt-get ins
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# JSONL → whitespace columns. A line that does not parse (e.g. half-written by a live run) is
+# JSONL → whitespace columns, for the latest run in the file. A line that does not parse (e.g. half-written by a live run) is
 # skipped with a warning rather than failing the whole plot.
 python3 - "$metrics" "$tmp" <<'EOF'
 import json, sys
 metrics, tmp = sys.argv[1], sys.argv[2]
-with open(f"{tmp}/train.dat", "w") as train, open(f"{tmp}/val.dat", "w") as val:
-    for n, line in enumerate(open(metrics), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-            if r.get("kind") == "train":
-                train.write(f'{r["step"]} {r["loss"]} {r["lr"]} {r["tokens_per_s"]}\n')
-            elif r.get("kind") == "val":
-                val.write(f'{r["step"]} {r["val_loss"]}\n')
-        except (ValueError, KeyError, AttributeError) as e:
-            print(f"plot.sh: {metrics}:{n}: skipped ({e!r})", file=sys.stderr)
+train, val = [], []
+for n, line in enumerate(open(metrics), 1):
+    if not line.strip():
+        continue
+    try:
+        r = json.loads(line)
+        kind = r.get("kind")
+        if kind == "run_start":  # a run re-using the directory appends: plot only the latest
+            train, val = [], []
+        elif kind == "train":
+            train.append(f'{r["step"]} {r["loss"]} {r["lr"]} {r["tokens_per_s"]}\n')
+        elif kind == "val":
+            val.append(f'{r["step"]} {r["val_loss"]}\n')
+    except (ValueError, KeyError, AttributeError) as e:
+        print(f"plot.sh: {metrics}:{n}: skipped ({e!r})", file=sys.stderr)
+open(f"{tmp}/train.dat", "w").writelines(train)
+open(f"{tmp}/val.dat", "w").writelines(val)
 EOF
 [[ -s $tmp/train.dat ]] || die "'$metrics' has no train lines"
 

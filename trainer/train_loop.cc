@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 
@@ -94,6 +95,8 @@ TrainResult train(const Config& config, const BatchSource& source) {
   log_info("train: {} steps × {} micro-batches × {} tokens, {} threads, run dir {}", tc.steps(),
            tc.grad_accum(), source.max_batch_tokens(), threads, run_dir.string());
 
+  metrics.write({{"kind", "run_start"}, {"steps", tc.steps()}, {"parameters", result.num_parameters},
+                 {"threads", threads}, {"unix_time", static_cast<int64_t>(std::time(nullptr))}});
   ProgressBar bar(tc.steps(), "train");
   Stopwatch run_clock;
   const int val_every = config.eval().val_every();

@@ -261,12 +261,12 @@ TEST(ConfigResolve, FillsEveryFieldWithItsDefault) {
 TEST(ConfigResolve, DerivesKvHeadsAndLlamaMlpWidth) {
   const Config defaults = resolved();
   EXPECT_EQ(defaults.model().n_kv_heads(), 4);  // = n_heads
-  EXPECT_EQ(defaults.model().d_ff(), 704);      // ceil(8·256/3) = 683 → 704
+  EXPECT_EQ(defaults.model().d_ff(), 768);      // ceil(8·256/3) = 683 → 768
   const Config quickstart = resolved({"model.d_model=192", "model.n_heads=6"});
   EXPECT_EQ(quickstart.model().n_kv_heads(), 6);
   EXPECT_EQ(quickstart.model().d_ff(), 512);  // 8·192/3 = 512 exactly
-  // Llama-7B's 11008 rounds to 256; the schema rounds to 64: ceil(8·4096/3) = 10923 → 10944.
-  EXPECT_EQ(resolved({"model.d_model=4096"}).model().d_ff(), 10944);
+  // Llama-7B: ceil(8·4096/3) = 10923 → 11008 (multiple of 256).
+  EXPECT_EQ(resolved({"model.d_model=4096"}).model().d_ff(), 11008);
 }
 
 TEST(ConfigResolve, KeepsExplicitValuesAndIsIdempotent) {

@@ -39,5 +39,10 @@ mkdir "$tmp/empty"
 expect_2 "$tmp/empty"
 echo '{"kind":"val","step":5,"val_loss":2.5}' >"$tmp/empty/metrics.jsonl"
 expect_2 "$tmp/empty"
+# A second run appending to the same metrics.jsonl: only the latest run is plotted, so a
+# run_start followed by no train lines means there is nothing to plot.
+cp "$run/metrics.jsonl" "$tmp/empty/metrics.jsonl"
+echo '{"kind":"run_start","steps":10}' >>"$tmp/empty/metrics.jsonl"
+expect_2 "$tmp/empty"
 
 echo "PASS"
