@@ -47,7 +47,6 @@
 namespace reclm::ops {
 namespace {
 
-using cpu::exp_nonpositive;
 using cpu::exp2_nonpositive;
 
 // Tile shape. kQ and kK are each the M of one tile GEMM and the N of another, so both are

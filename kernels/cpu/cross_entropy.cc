@@ -25,7 +25,6 @@ namespace reclm::ops {
 namespace {
 
 using cpu::exp_nonpositive;
-using cpu::exp2_nonpositive;
 
 constexpr int64_t kChunk = 512;
 

@@ -16,7 +16,6 @@ namespace reclm::ops {
 namespace {
 
 using cpu::exp_nonpositive;
-using cpu::exp2_nonpositive;
 
 inline float sigmoid(float g) {
   const float e = exp_nonpositive(-std::abs(g));
