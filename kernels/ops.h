@@ -125,7 +125,6 @@ double sum_of_squares(const float* x, int64_t n);
 // x[i] *= factor
 void scale_inplace(float* x, float factor, int64_t n);
 
-
 // ---- CPU backend threads -------------------------------------------------------------------
 // Sets the OpenMP and OpenBLAS thread counts together (0 = one per available core) and
 // returns the count in effect. Results are bitwise reproducible for a fixed count.
