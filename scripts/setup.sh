@@ -9,6 +9,7 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler     # configs/reclm.proto
   libopenblas-openmp-dev                # CPU GEMMs (OpenMP build: one thread pool)
   libfmt-dev libcli11-dev nlohmann-json3-dev libxxhash-dev
+  libpcre2-dev                          # GPT-2 pre-tokenisation regex (BPE tokenizer)
   gnuplot-nox                           # scripts/plot.sh
 )
 
