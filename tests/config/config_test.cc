@@ -11,23 +11,13 @@
 #include <vector>
 
 #include "runtime/errors.h"
+#include "thrown_message.h"
 
 namespace reclm {
 namespace {
 
 namespace fs = std::filesystem;
 
-// The message of the UserError `body` throws; fails the test if it throws nothing.
-template <typename Body>
-std::string user_error_of(Body&& body) {
-  try {
-    body();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a UserError, none was thrown";
-  return "";
-}
 
 // A config with every default filled in: the state validate_config sees in load_config.
 Config resolved(const std::vector<std::string>& overrides = {}) {
@@ -60,14 +50,14 @@ TEST(ConfigParse, ValidTextSetsFieldsAndLeavesOthersUnset) {
 
 TEST(ConfigParse, SyntaxErrorNamesOneBasedLineAndColumn) {
   // Line 3, column 12 is the `4` after the missing colon (protobuf itself counts from 0).
-  const std::string message = user_error_of(
+  const std::string message = thrown_message<UserError>(
       [] { parse_config_text("model {\n  d_model: 64\n  n_layers 4\n}\n", "bad.pbtxt"); });
   EXPECT_EQ(message.rfind("bad.pbtxt:3:12: ", 0), 0u) << message;
 }
 
 TEST(ConfigParse, UnknownFieldIsAnErrorNamingItAndTheValidFields) {
   const std::string message =
-      user_error_of([] { parse_config_text("train {\n  lrr: 0.1\n}\n", "typo.pbtxt"); });
+      thrown_message<UserError>([] { parse_config_text("train {\n  lrr: 0.1\n}\n", "typo.pbtxt"); });
   EXPECT_EQ(message.rfind("typo.pbtxt:2:", 0), 0u) << message;
   EXPECT_NE(message.find("\"lrr\""), std::string::npos) << message;
   EXPECT_NE(message.find("warmup_steps"), std::string::npos) << message;
@@ -75,21 +65,21 @@ TEST(ConfigParse, UnknownFieldIsAnErrorNamingItAndTheValidFields) {
 
 TEST(ConfigParse, UnknownEnumValueListsTheValues) {
   const std::string message =
-      user_error_of([] { parse_config_text("model { positions: POSITIONS_3D }", "e.pbtxt"); });
+      thrown_message<UserError>([] { parse_config_text("model { positions: POSITIONS_3D }", "e.pbtxt"); });
   EXPECT_NE(message.find("e.pbtxt:1:"), std::string::npos) << message;
   EXPECT_NE(message.find("POSITIONS_2D"), std::string::npos) << message;
 }
 
 TEST(ConfigParse, WrongValueTypeIsAnError) {
-  EXPECT_NE(user_error_of([] {
+  EXPECT_NE(thrown_message<UserError>([] {
               parse_config_text("train {\n  steps: abc\n}", "t.pbtxt");
             }).find("t.pbtxt:2:10:"),
             std::string::npos);
-  EXPECT_NE(user_error_of([] {
+  EXPECT_NE(thrown_message<UserError>([] {
               parse_config_text("train { steps: 1.5 }", "t.pbtxt");
             }).find("t.pbtxt:1:"),
             std::string::npos);
-  EXPECT_NE(user_error_of([] {
+  EXPECT_NE(thrown_message<UserError>([] {
               parse_config_text("model { d_model: 3000000000 }", "t.pbtxt");
             }).find("t.pbtxt:1:"),
             std::string::npos);
@@ -97,19 +87,19 @@ TEST(ConfigParse, WrongValueTypeIsAnError) {
 
 TEST(ConfigParse, FieldGivenTwiceIsAnError) {
   const std::string message =
-      user_error_of([] { parse_config_text("model { d_model: 1 d_model: 2 }", "twice.pbtxt"); });
+      thrown_message<UserError>([] { parse_config_text("model { d_model: 1 d_model: 2 }", "twice.pbtxt"); });
   EXPECT_NE(message.find("twice.pbtxt:1:"), std::string::npos) << message;
 }
 
 TEST(ConfigFile, MissingFileIsAnErrorNamingIt) {
-  const std::string message = user_error_of([] { read_config_file("/nonexistent/x.pbtxt"); });
+  const std::string message = thrown_message<UserError>([] { read_config_file("/nonexistent/x.pbtxt"); });
   EXPECT_NE(message.find("/nonexistent/x.pbtxt"), std::string::npos) << message;
 }
 
 TEST(ConfigFile, ErrorsInAFileNameThatFile) {
   const fs::path path = fs::temp_directory_path() / "reclm_config_test_bad.pbtxt";
   std::ofstream(path) << "model {\n  d_model: 64\n}\ntrain {\n  lr 1\n}\n";
-  const std::string message = user_error_of([&] { read_config_file(path.string()); });
+  const std::string message = thrown_message<UserError>([&] { read_config_file(path.string()); });
   fs::remove(path);
   EXPECT_EQ(message.rfind(path.string() + ":5:", 0), 0u) << message;
 }
@@ -181,28 +171,28 @@ TEST(ConfigOverride, LaterOverrideWins) {
 
 TEST(ConfigOverride, UnknownFieldNamesPathAndListsValidFields) {
   Config config;
-  EXPECT_EQ(user_error_of([&] { apply_override(config, "train.lrr=3e-4"); }),
+  EXPECT_EQ(thrown_message<UserError>([&] { apply_override(config, "train.lrr=3e-4"); }),
             "--set train.lrr=3e-4: no field \"lrr\" in train (fields: steps, micro_batch, "
             "grad_accum, lr, warmup_steps, schedule, min_lr_ratio, run_dir, log_every, "
             "on_nonfinite)");
-  const std::string top = user_error_of([&] { apply_override(config, "trian.lr=1"); });
+  const std::string top = thrown_message<UserError>([&] { apply_override(config, "trian.lr=1"); });
   EXPECT_NE(top.find("no field \"trian\""), std::string::npos) << top;
   EXPECT_NE(top.find("model, data, train"), std::string::npos) << top;
 }
 
 TEST(ConfigOverride, PathThroughAScalarOrEndingAtAGroupIsAnError) {
   Config config;
-  EXPECT_NE(user_error_of([&] { apply_override(config, "train.lr.x=1"); }).find("train.lr"),
+  EXPECT_NE(thrown_message<UserError>([&] { apply_override(config, "train.lr.x=1"); }).find("train.lr"),
             std::string::npos);
-  EXPECT_NE(user_error_of([&] { apply_override(config, "train=1"); }).find("group of options"),
+  EXPECT_NE(thrown_message<UserError>([&] { apply_override(config, "train=1"); }).find("group of options"),
             std::string::npos);
 }
 
 TEST(ConfigOverride, MissingEqualsOrPathIsAnError) {
   Config config;
-  EXPECT_NE(user_error_of([&] { apply_override(config, "train.lr"); }).find("path=value"),
+  EXPECT_NE(thrown_message<UserError>([&] { apply_override(config, "train.lr"); }).find("path=value"),
             std::string::npos);
-  EXPECT_NE(user_error_of([&] { apply_override(config, "=3"); }).find("--set =3"),
+  EXPECT_NE(thrown_message<UserError>([&] { apply_override(config, "=3"); }).find("--set =3"),
             std::string::npos);
 }
 
@@ -216,7 +206,7 @@ class ConfigOverrideBadValue : public testing::TestWithParam<BadValueCase> {};
 TEST_P(ConfigOverrideBadValue, IsAnErrorNamingOverrideAndField) {
   Config config;
   const std::string assignment = GetParam().assignment;
-  const std::string message = user_error_of([&] { apply_override(config, assignment); });
+  const std::string message = thrown_message<UserError>([&] { apply_override(config, assignment); });
   EXPECT_EQ(message.rfind("--set " + assignment + ": ", 0), 0u) << message;
   EXPECT_NE(message.find(GetParam().expected), std::string::npos) << message;
   const std::string path = assignment.substr(0, assignment.find('='));
@@ -293,7 +283,7 @@ TEST(ConfigText, RoundTripsThroughParse) {
 TEST(ConfigValidate, DefaultsAreValid) { EXPECT_NO_THROW(validate_config(resolved())); }
 
 TEST(ConfigValidate, ReportsEveryBrokenRuleAtOnce) {
-  const std::string message = user_error_of([] {
+  const std::string message = thrown_message<UserError>([] {
     validate_config(resolved({"model.n_layers=0", "optim.eps=0", "eval.val_batches=0"}));
   });
   EXPECT_NE(message.find("3 invalid fields"), std::string::npos) << message;
@@ -304,7 +294,7 @@ TEST(ConfigValidate, ReportsEveryBrokenRuleAtOnce) {
 
 TEST(ConfigValidate, LoadConfigNamesTheFile) {
   const std::string path = std::string(RECLM_SOURCE_DIR) + "/configs/tiny.pbtxt";
-  const std::string message = user_error_of([&] { load_config(path, {"data.seq_len=100"}); });
+  const std::string message = thrown_message<UserError>([&] { load_config(path, {"data.seq_len=100"}); });
   EXPECT_EQ(message, path + ": field data.seq_len: must be <= model.max_seq_len (100 > 64)");
 }
 
@@ -317,7 +307,7 @@ class ConfigValidateRule : public testing::TestWithParam<RuleCase> {};
 
 TEST_P(ConfigValidateRule, FailsWithAMessageNamingTheField) {
   const Config config = resolved(GetParam().overrides);
-  EXPECT_EQ(user_error_of([&] { validate_config(config); }), GetParam().expected);
+  EXPECT_EQ(thrown_message<UserError>([&] { validate_config(config); }), GetParam().expected);
 }
 
 std::vector<RuleCase> rule_cases() {
@@ -374,7 +364,7 @@ TEST(ConfigValidate, NonFiniteFloatsFromAFileAreErrors) {
                            "optim { grad_clip: -inf }", "data { val_fraction: nan }"}) {
     Config config = parse_config_text(text, "inline");
     resolve_config(config);
-    const std::string message = user_error_of([&] { validate_config(config); });
+    const std::string message = thrown_message<UserError>([&] { validate_config(config); });
     EXPECT_NE(message.find("must be finite"), std::string::npos) << text << ": " << message;
   }
 }

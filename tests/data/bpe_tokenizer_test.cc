@@ -15,6 +15,7 @@
 
 #include "data/byte_tokenizer.h"
 #include "runtime/errors.h"
+#include "thrown_message.h"
 
 namespace reclm {
 namespace {
@@ -55,17 +56,6 @@ std::string read_file(const fs::path& path) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
-// Message of the UserError `fn` throws ("" and a test failure when it throws none).
-template <typename Fn>
-std::string user_error(Fn&& fn) {
-  try {
-    fn();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a UserError";
-  return "";
-}
 
 // Diverse text from a seeded generator: words of random syllables, capitals, digits,
 // punctuation, contractions, some non-ASCII letters, several whitespace kinds.
@@ -242,7 +232,7 @@ TEST(Gpt2Bpe, SpecialsFollowTheBaseVocabularyAndItemsFollowThem) {
   EXPECT_EQ(t.vocab_size(), 50268);
   EXPECT_EQ(t.token_id("<item_2>"), 50267);
   EXPECT_EQ(t.add_item_tokens(3).first, 50265);  // idempotent for the same catalog
-  EXPECT_NE(user_error([&] { t.add_item_tokens(5); }).find("3 item tokens"), std::string::npos);
+  EXPECT_NE(thrown_message<UserError>([&] { t.add_item_tokens(5); }).find("3 item tokens"), std::string::npos);
 
   // Names in text are plain text; by id they decode by name.
   const std::vector<int32_t> hello = t.encode("hello");
@@ -331,7 +321,7 @@ TEST(HfTokenizerJson, RefusesWhatItCannotReproduce) {
     json doc = tiny_tokenizer_json();
     edit(doc);
     write_file(path, doc.dump());
-    return user_error([&] { BpeTokenizer::load_hf(path); });
+    return thrown_message<UserError>([&] { BpeTokenizer::load_hf(path); });
   };
   const auto contains = [](const std::string& haystack, const std::string& needle) {
     return haystack.find(needle) != std::string::npos;
@@ -357,7 +347,7 @@ TEST(HfTokenizerJson, RefusesWhatItCannotReproduce) {
   EXPECT_TRUE(contains(error_with([](json& d) { d["added_tokens"][0]["special"] = "yes"; }),
                        path.string()));
   write_file(path, "{\"model\": ");
-  EXPECT_TRUE(contains(user_error([&] { BpeTokenizer::load_hf(path); }), "not valid JSON"));
+  EXPECT_TRUE(contains(thrown_message<UserError>([&] { BpeTokenizer::load_hf(path); }), "not valid JSON"));
   fs::remove_all(dir);
 }
 
@@ -372,23 +362,23 @@ TEST(Gpt2Files, BadFilesAreUserErrorsNamingFileAndLine) {
   EXPECT_EQ(ok.encode("hello"), (std::vector<int32_t>{259}));
 
   std::string message =
-      user_error([&] { BpeTokenizer::load_gpt2(dir / "missing.json", dir / "vocab.bpe"); });
+      thrown_message<UserError>([&] { BpeTokenizer::load_gpt2(dir / "missing.json", dir / "vocab.bpe"); });
   EXPECT_NE(message.find("missing.json"), std::string::npos) << message;
   write_file(dir / "vocab.bpe", "#version: 0.2\nh e\nl l l\n");
-  message = user_error([&] { BpeTokenizer::load_dir(dir); });
+  message = thrown_message<UserError>([&] { BpeTokenizer::load_dir(dir); });
   EXPECT_NE(message.find((dir / "vocab.bpe").string() + ":3"), std::string::npos) << message;
   write_file(dir / "vocab.bpe", "#version: 0.2\nh e\n\nhe zz\n");
-  message = user_error([&] { BpeTokenizer::load_dir(dir); });
+  message = thrown_message<UserError>([&] { BpeTokenizer::load_dir(dir); });
   EXPECT_NE(message.find("vocab.bpe:4"), std::string::npos) << message;
   EXPECT_NE(message.find("'zz'"), std::string::npos) << message;
   write_file(dir / "encoder.json", "[1, 2]");
-  message = user_error([&] { BpeTokenizer::load_dir(dir); });
+  message = thrown_message<UserError>([&] { BpeTokenizer::load_dir(dir); });
   EXPECT_NE(message.find("encoder.json"), std::string::npos) << message;
   write_file(dir / "encoder.json", "{\"a\": \"x\"}");
-  message = user_error([&] { BpeTokenizer::load_dir(dir); });
+  message = thrown_message<UserError>([&] { BpeTokenizer::load_dir(dir); });
   EXPECT_NE(message.find("encoder.json"), std::string::npos) << message;
   fs::remove_all(dir);
-  EXPECT_NE(user_error([&] { BpeTokenizer::load_dir(dir); }).find(dir.string()), std::string::npos);
+  EXPECT_NE(thrown_message<UserError>([&] { BpeTokenizer::load_dir(dir); }).find(dir.string()), std::string::npos);
 }
 
 // ---- training ---------------------------------------------------------------------------------

@@ -11,23 +11,13 @@
 #include <vector>
 
 #include "runtime/errors.h"
+#include "thrown_message.h"
 
 namespace reclm {
 namespace {
 
 bool is_aligned_64(const void* p) { return reinterpret_cast<uintptr_t>(p) % 64 == 0; }
 
-// The message of the InternalError `f` throws ("" and a failure if it throws none).
-template <typename F>
-std::string internal_error_message(F&& f) {
-  try {
-    f();
-  } catch (const InternalError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an InternalError";
-  return "";
-}
 
 TEST(Storage, IsZeroedAndAlignedForAnySize) {
   for (size_t bytes : {size_t{0}, size_t{1}, size_t{63}, size_t{64}, size_t{65}, size_t{1000}}) {
@@ -118,7 +108,7 @@ TEST(Tensor, ViewOutsideStorageThrows) {
   EXPECT_THROW(Tensor::view(storage, -1, {1}, DType::kF32), InternalError);
   EXPECT_THROW(Tensor::view(nullptr, 0, {1}, DType::kF32), InternalError);
   const std::string message =
-      internal_error_message([&] { Tensor::view(storage, 10, {2, 4}, DType::kF32); });
+      thrown_message<InternalError>([&] { Tensor::view(storage, 10, {2, 4}, DType::kF32); });
   EXPECT_PRED_FORMAT2(testing::IsSubstring, "[10, 18)", message);
   EXPECT_PRED_FORMAT2(testing::IsSubstring, "64 bytes", message);
 }
@@ -133,7 +123,7 @@ TEST(Tensor, ReshapeKeepsElementsAndChecksCount) {
   EXPECT_EQ(t.reshape({24}).numel(), 24);
   EXPECT_THROW(t.reshape({5, 5}), InternalError);
   EXPECT_THROW(t.reshape({-4, -6}), InternalError);
-  const std::string message = internal_error_message([&] { t.reshape({5, 5}); });
+  const std::string message = thrown_message<InternalError>([&] { t.reshape({5, 5}); });
   EXPECT_PRED_FORMAT2(testing::IsSubstring, "[4, 6]", message);
   EXPECT_PRED_FORMAT2(testing::IsSubstring, "[5, 5]", message);
 }
@@ -197,7 +187,7 @@ TEST(Tensor, TypedAccessChecksDtype) {
   const Tensor i64 = Tensor::empty({2}, DType::kI64);
   EXPECT_NO_THROW(i64.data<int64_t>());
   EXPECT_THROW(i64.data<int32_t>(), InternalError);
-  const std::string message = internal_error_message([&] { f32.data<int32_t>(); });
+  const std::string message = thrown_message<InternalError>([&] { f32.data<int32_t>(); });
   EXPECT_PRED_FORMAT2(testing::IsSubstring, "f32", message);
 }
 
