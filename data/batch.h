@@ -20,6 +20,12 @@ struct Batch {
   // (empty = every segment plain causal).
   std::vector<int32_t> cu_seqlens;
   std::vector<int32_t> prefix_lens;
+  // The softmax runs over token ids [class_begin, class_begin + class_count); class_count 0 means
+  // the whole vocabulary. Next-item prediction in ID mode restricts it to the item tokens
+  // (DESIGN.md §1), which is also far cheaper than a full LM head. Every target with a nonzero
+  // weight must lie in the range.
+  int32_t class_begin = 0;
+  int32_t class_count = 0;
 
   int64_t n_tokens() const { return static_cast<int64_t>(tokens.size()); }
   int64_t n_segments() const { return static_cast<int64_t>(cu_seqlens.size()) - 1; }

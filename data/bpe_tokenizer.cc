@@ -159,6 +159,25 @@ uint64_t pair_key(int32_t left, int32_t right) {
 
 std::string item_token_name(int64_t item) { return fmt::format("<item_{}>", item); }
 
+namespace {
+
+std::string attribute_token_name(int64_t attr) { return fmt::format("<attr_{}>", attr); }
+
+// The run of tokens name(0), name(1), … at consecutive ids, as a tokenizer reclm exported carries
+// them; {0, 0} when name(0) is absent.
+TokenRange find_token_run(const BpeTokenizer& t, std::string (*name)(int64_t)) {
+  const auto first = t.find_token(name(0));
+  if (!first) return {};
+  TokenRange run{*first, 1};
+  for (;;) {
+    const auto next = t.find_token(name(run.count));
+    if (!next || *next != *first + run.count) return run;
+    ++run.count;
+  }
+}
+
+}  // namespace
+
 const std::string& byte_symbol(uint8_t b) { return byte_symbols().symbol[b]; }
 
 std::vector<std::string_view> gpt2_pretokenize(std::string_view text) {
@@ -186,6 +205,7 @@ BpeTokenizer::BpeTokenizer(const BpeTokenizer& other)
       merge_slots_(other.merge_slots_),
       merge_order_(other.merge_order_),
       items_(other.items_),
+      attributes_(other.attributes_),
       cache_(std::make_unique<WordCache>()) {
   std::copy(std::begin(other.byte_ids_), std::end(other.byte_ids_), byte_ids_);
 }
@@ -245,14 +265,8 @@ BpeTokenizer BpeTokenizer::build(std::vector<std::optional<Token>> entries,
       token.bytes = token.text;
     }
   }
-  if (const auto first = t.find_token(item_token_name(0))) {
-    t.items_ = {*first, 1};
-    for (;;) {
-      const auto next = t.find_token(item_token_name(t.items_.count));
-      if (!next || *next != *first + t.items_.count) break;
-      ++t.items_.count;
-    }
-  }
+  t.items_ = find_token_run(t, item_token_name);
+  t.attributes_ = find_token_run(t, attribute_token_name);
   return t;
 }
 
@@ -309,6 +323,20 @@ TokenRange BpeTokenizer::add_item_tokens(int32_t n_items) {
   for (int32_t i = 0; i < n_items; ++i) append_added_token(item_token_name(i), /*special=*/false);
   items_.count = n_items;
   return items_;
+}
+
+TokenRange BpeTokenizer::add_attribute_tokens(int32_t n_attributes) {
+  RECLM_CHECK(n_attributes >= 0, "negative attribute count {}", n_attributes);
+  if (attributes_.count == n_attributes) return attributes_;
+  RECLM_USER_CHECK(
+      attributes_.count == 0,
+      "the tokenizer already has {} attribute tokens but the catalog has {} attributes",
+      attributes_.count, n_attributes);
+  attributes_.first = vocab_size();
+  for (int32_t i = 0; i < n_attributes; ++i)
+    append_added_token(attribute_token_name(i), /*special=*/false);
+  attributes_.count = n_attributes;
+  return attributes_;
 }
 
 std::optional<int32_t> BpeTokenizer::find_token(std::string_view token) const {
@@ -480,6 +508,20 @@ BpeTokenizer BpeTokenizer::load_hf(const std::filesystem::path& tokenizer_json) 
   }
 }
 
+BpeTokenizer BpeTokenizer::from_hf_json_text(std::string_view text, const std::string& name) {
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::exception& e) {
+    throw_user_error("{}: not valid JSON: {}", name, e.what());
+  }
+  try {
+    return from_hf_json(doc, name);
+  } catch (const json::exception& e) {  // a field of the wrong JSON type
+    throw_user_error("{}: {}", name, e.what());
+  }
+}
+
 BpeTokenizer BpeTokenizer::from_hf_json(const nlohmann::json& doc, const std::string& name) {
   RECLM_USER_CHECK(doc.is_object() && doc.contains("model") && doc["model"].is_object(),
                    "{}: no \"model\" object (not a Hugging Face tokenizer.json)", name);
@@ -571,7 +613,7 @@ BpeTokenizer BpeTokenizer::load_dir(const std::filesystem::path& dir) {
 
 // Written by hand rather than as one nlohmann object: its objects are sorted maps, which would
 // list the vocabulary by string instead of by id, and ordered_json inserts in O(n).
-void BpeTokenizer::save_hf(const std::filesystem::path& tokenizer_json) const {
+std::string BpeTokenizer::to_hf_json() const {
   const auto quote = [](const std::string& s) { return json(s).dump(); };
   std::string out = "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n";
   out += "  \"added_tokens\": [";
@@ -611,7 +653,11 @@ void BpeTokenizer::save_hf(const std::filesystem::path& tokenizer_json) const {
                        quote(tokens_[left].text + " " + tokens_[right].text));
   }
   out += "\n    ]\n  }\n}\n";
+  return out;
+}
 
+void BpeTokenizer::save_hf(const std::filesystem::path& tokenizer_json) const {
+  const std::string out = to_hf_json();
   std::ofstream file(tokenizer_json, std::ios::binary | std::ios::trunc);
   RECLM_USER_CHECK(file.good(), "{}: cannot write ({})", tokenizer_json.string(),
                    std::strerror(errno));

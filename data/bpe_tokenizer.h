@@ -16,11 +16,12 @@
 // every byte string and decode(encode(x)) == x for all x (decode returns raw bytes, no
 // replacement characters).
 //
-// Special and item tokens ([PAD] … [END], <item_N>) are never produced by encode — text that
-// spells "[BOS]" encodes as ordinary text, exactly as GPT-2 treats "<|endoftext|>". The data
-// pipeline inserts them by id (token_id); decode prints them by name.
+// Special, item and attribute tokens ([PAD] … [END], <item_N>, <attr_N>) are never produced by
+// encode — text that spells "[BOS]" encodes as ordinary text, exactly as GPT-2 treats
+// "<|endoftext|>". The data pipeline inserts them by id (token_id); decode prints them by name.
 //
-// Thread safety: encode/decode may run concurrently on one tokenizer; add_item_tokens may not.
+// Thread safety: encode/decode may run concurrently on one tokenizer; add_item_tokens and
+// add_attribute_tokens may not.
 #pragma once
 
 #include <cstdint>
@@ -76,8 +77,16 @@ class BpeTokenizer {
   static BpeTokenizer from_vocab(std::vector<std::string> tokens,
                                  const std::vector<BpeMerge>& merges, const std::string& source);
 
-  // Writes Hugging Face tokenizer.json (ByteLevel pre-tokenizer and decoder, merges as "a b";
-  // specials and item tokens as added_tokens) so serving stacks can load it.
+  // Hugging Face tokenizer.json from memory (e.g. the copy a prepared dataset stores); `name`
+  // stands for the text in error messages. Invalid JSON or an unsupported model is a UserError.
+  static BpeTokenizer from_hf_json_text(std::string_view text,
+                                        const std::string& name = "tokenizer.json");
+
+  // Hugging Face tokenizer.json text (ByteLevel pre-tokenizer and decoder, merges as "a b";
+  // specials, item and attribute tokens as added_tokens) so serving stacks can load it. The same
+  // tokenizer always gives the same bytes (ids in order), so the text can be fingerprinted.
+  std::string to_hf_json() const;
+  // Writes to_hf_json() to a file.
   void save_hf(const std::filesystem::path& tokenizer_json) const;
 
   std::vector<int32_t> encode(std::string_view text) const;
@@ -98,6 +107,12 @@ class BpeTokenizer {
   // existing count is a UserError (the tokenizer belongs to a different catalog).
   TokenRange add_item_tokens(int32_t n_items);
   TokenRange item_tokens() const { return items_; }
+
+  // Appends <attr_0> … <attr_{n-1}> after everything present (items included) and returns their
+  // ids; same rules as add_item_tokens (an exported tokenizer carrying exactly n is reused, any
+  // other existing count is a UserError).
+  TokenRange add_attribute_tokens(int32_t n_attributes);
+  TokenRange attribute_tokens() const { return attributes_; }
 
   BpeTokenizer(const BpeTokenizer& other);
   BpeTokenizer& operator=(const BpeTokenizer& other);
@@ -130,7 +145,7 @@ class BpeTokenizer {
   BpeTokenizer();
   // Turns loaded entries (index = id) into a tokenizer: checks that ids are dense and the
   // vocabulary is byte-level, indexes merges (where(i) names merge i in errors), appends the
-  // reclm specials and finds item tokens already present.
+  // reclm specials and finds item and attribute tokens already present.
   static BpeTokenizer build(std::vector<std::optional<Token>> entries,
                             const std::vector<BpeMerge>& merges, const std::string& source,
                             const std::function<std::string(size_t)>& where);
@@ -146,6 +161,7 @@ class BpeTokenizer {
   std::vector<MergeSlot> merge_slots_;  // power-of-two size, at most half full
   std::vector<std::pair<int32_t, int32_t>> merge_order_;
   TokenRange items_;
+  TokenRange attributes_;
   // Per-word cache of merge results, bounded: words of at most 128 bytes, at most 2^17 of them
   // (the whole cache is dropped when full — no LRU bookkeeping on the hot path; natural text
   // refills its frequent words at once). Guarded by a mutex; not shared between copies.

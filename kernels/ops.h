@@ -30,6 +30,14 @@ void linear_forward(float* out, const float* inp, const float* weight, int64_t T
 void linear_backward(float* dinp, float* dweight, const float* dout, const float* inp,
                      const float* weight, int64_t T, int64_t C, int64_t OC, bool accumulate_dinp);
 
+// ---- dropout -------------------------------------------------------------------------------
+// Inverted dropout with a counter-based mask: out[i] = in[i] · keep_i / (1 − rate), where
+// keep_i = [u_i ≥ rate] and u_i is a Philox draw keyed by (seed, stream, site, i) — the mask is
+// never stored; backward calls the same function on the gradient with the same key. out may
+// alias in. rate in [0, 1).
+void dropout(float* out, const float* in, int64_t n, float rate, uint64_t seed, uint64_t stream,
+             uint32_t site);
+
 // ---- residual ------------------------------------------------------------------------------
 // out[n] = a[n] + b[n]   (out may alias a or b)
 void residual_forward(float* out, const float* a, const float* b, int64_t n);

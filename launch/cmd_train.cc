@@ -1,10 +1,68 @@
-// `reclm train --config X.pbtxt [--set path=value ...]`: pre-train on a token corpus.
+// `reclm train --config X.pbtxt [--set path=value ...]`: train on a prepared recommendation
+// dataset (data.dataset, the objectives of DESIGN.md §1) or, without one, a text corpus.
+#include <fmt/format.h>
+
+#include "data/rec_source.h"
 #include "data/text_lm_source.h"
+#include "data/byte_tokenizer.h"
 #include "launch/commands.h"
+#include "launch/rec_options.h"
 #include "runtime/config.h"
+#include "runtime/errors.h"
+#include "trainer/evaluator.h"
 #include "trainer/train_loop.h"
 
 namespace reclm::launch {
+namespace {
+
+void train_text_lm(Config config) {
+  TextLmOptions options;
+  options.seq_len = config.data().seq_len();
+  options.micro_batch = config.train().micro_batch();
+  options.val_fraction = config.data().val_fraction();
+  options.seed = config.runtime().seed();
+  const TextLmSource source =
+      make_text_lm_source(config.data().text_path(), config.data().synthetic_bytes(), options);
+  if (config.model().vocab_size() == 0) {
+    config.mutable_model()->set_vocab_size(static_cast<int32_t>(source.min_vocab_size()));
+  }
+  train(config, source);
+}
+
+void train_recommender(Config config) {
+  const RecDataset dataset = load_config_dataset(config);
+  const RecSource source(dataset, rec_source_options(config));
+  TrainHooks hooks;
+  if (config.eval().rank_every() > 0) {
+    EvalOptions options = eval_options(config);
+    options.split = Split::kValidation;
+    options.max_users = config.eval().rank_users();
+    options.progress = false;
+    const InferenceSetup setup = inference_setup(config);
+    const int64_t max_tokens = eval_max_tokens(config, options);
+    RECLM_USER_CHECK(max_tokens <= source.max_batch_tokens() ||
+                         options.mode == EvalMode::kItemScores,
+                     "eval.rank_every with a text-mode evaluation needs eval.users_per_batch · "
+                     "data.seq_len within the training batch");
+    // The training model's activation arena holds micro_batch · seq_len tokens.
+    options.users_per_batch = static_cast<int32_t>(std::max<int64_t>(
+        1, std::min<int64_t>(options.users_per_batch,
+                             source.max_batch_tokens() / (config.data().seq_len() + 64))));
+    hooks.rank_eval = [&dataset, setup, options](Model& model) {
+      return evaluate(model, dataset, setup, options).to_json();
+    };
+    hooks.describe_rank = [](const nlohmann::json& r) {
+      std::string line = "validation";
+      for (const auto& [name, value] : r["model"].items()) {
+        line += fmt::format(" {} {:.4f}", name, value.get<double>());
+      }
+      return line + fmt::format(" ({} users)", r["n_users"].get<int64_t>());
+    };
+  }
+  train(config, source, hooks);
+}
+
+}  // namespace
 
 void register_train_command(CLI::App& app) {
   auto args = std::make_shared<ConfigArgs>();
@@ -12,14 +70,11 @@ void register_train_command(CLI::App& app) {
   add_config_options(cmd, args.get());
   cmd->callback([args] {
     const Config config = load_config(args->path, args->overrides);
-    TextLmOptions options;
-    options.seq_len = config.data().seq_len();
-    options.micro_batch = config.train().micro_batch();
-    options.val_fraction = config.data().val_fraction();
-    options.seed = config.runtime().seed();
-    const TextLmSource source =
-        make_text_lm_source(config.data().text_path(), config.data().synthetic_bytes(), options);
-    train(config, source);
+    if (config.data().dataset().empty()) {
+      train_text_lm(config);
+    } else {
+      train_recommender(config);
+    }
   });
 }
 

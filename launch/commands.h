@@ -18,5 +18,9 @@ void add_config_options(CLI::App* command, ConfigArgs* args);
 
 void register_config_command(CLI::App& app);
 void register_train_command(CLI::App& app);
+void register_prepare_command(CLI::App& app);
+void register_eval_command(CLI::App& app);
+void register_recommend_command(CLI::App& app);
+void register_info_command(CLI::App& app);
 
 }  // namespace reclm::launch

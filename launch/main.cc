@@ -22,8 +22,12 @@ int main(int argc, char** argv) {
   CLI::App app{"reclm: train LLM-based recommenders on CPU, GPU and clusters"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "reclm 0.1.0");
-  reclm::launch::register_config_command(app);
+  reclm::launch::register_prepare_command(app);
   reclm::launch::register_train_command(app);
+  reclm::launch::register_eval_command(app);
+  reclm::launch::register_recommend_command(app);
+  reclm::launch::register_info_command(app);
+  reclm::launch::register_config_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

@@ -84,7 +84,7 @@ void check_finite(const pb::Message& message, const std::string& prefix, Violati
 }
 
 void check_model(const config::ModelConfig& m, Violations& v) {
-  v.positive("model.vocab_size", m.vocab_size());
+  v.non_negative("model.vocab_size", m.vocab_size());  // 0: the data's vocabulary
   v.positive("model.d_model", m.d_model());
   v.positive("model.n_layers", m.n_layers());
   v.positive("model.n_heads", m.n_heads());
@@ -113,6 +113,7 @@ void check_model(const config::ModelConfig& m, Violations& v) {
   v.positive("model.rope_theta", m.rope_theta());
   v.positive("model.norm_eps", m.norm_eps());
   v.positive("model.init_std", m.init_std());
+  v.unit_interval("model.dropout", m.dropout(), /*one_excluded=*/true);
 }
 
 void check_data(const config::DataConfig& d, const config::ModelConfig& m, Violations& v) {
@@ -124,6 +125,33 @@ void check_data(const config::DataConfig& d, const config::ModelConfig& m, Viola
     v.add("data.val_fraction", "must be in (0, 0.5] (got {})", d.val_fraction());
   }
   v.positive("data.synthetic_bytes", d.synthetic_bytes());
+  const double weights[] = {d.next_item_weight(), d.infill_weight(), d.text_lm_weight(),
+                            d.prompt_weight()};
+  const char* names[] = {"data.next_item_weight", "data.infill_weight", "data.text_lm_weight",
+                         "data.prompt_weight"};
+  double total = 0;
+  for (int i = 0; i < 4; ++i) {
+    v.non_negative(names[i], weights[i]);
+    if (weights[i] > 0) total += weights[i];
+  }
+  if (!d.dataset().empty() && total <= 0) {
+    v.add("data.next_item_weight", "at least one objective weight must be > 0 (next_item, infill, "
+          "text_lm, prompt)");
+  }
+  v.non_negative("data.infill_entity_weight", d.infill_entity_weight());
+  v.non_negative("data.infill_sentence_weight", d.infill_sentence_weight());
+  v.non_negative("data.infill_document_weight", d.infill_document_weight());
+  if (d.infill_entity_weight() + d.infill_sentence_weight() + d.infill_document_weight() <= 0) {
+    v.add("data.infill_entity_weight", "the infilling kinds need a positive total weight");
+  }
+  if (std::isfinite(d.infill_mask_fraction()) &&
+      !(d.infill_mask_fraction() > 0 && d.infill_mask_fraction() < 1)) {
+    v.add("data.infill_mask_fraction", "must be in (0, 1) (got {})", d.infill_mask_fraction());
+  }
+  if (!d.dataset().empty() && d.rendering() == config::DataConfig::ID && d.text_lm_weight() > 0) {
+    v.add("data.text_lm_weight", "the text LM needs titles in the stream; use rendering TEXT or "
+          "ID_TEXT");
+  }
 }
 
 void check_train(const config::TrainConfig& t, Violations& v) {
@@ -148,10 +176,34 @@ void check_eval_and_runtime(const config::EvalConfig& e, const config::RuntimeCo
                             Violations& v) {
   v.non_negative("eval.val_every", e.val_every());
   v.positive("eval.val_batches", e.val_batches());
+  for (int k : e.ks()) {
+    if (k <= 0) v.add("eval.ks", "cutoffs must be > 0 (got {})", k);
+  }
+  v.non_negative("eval.max_users", e.max_users());
+  v.positive("eval.beam_size", e.beam_size());
+  v.positive("eval.users_per_batch", e.users_per_batch());
+  v.non_negative("eval.rank_every", e.rank_every());
+  v.positive("eval.rank_users", e.rank_users());
   v.non_negative("runtime.threads", r.threads());
   if (r.device() != "cpu") {
     v.add("runtime.device", "\"{}\" is not available in this build (only \"cpu\")", r.device());
   }
+}
+
+void check_prepare(const config::PrepareConfig& p, Violations& v) {
+  v.non_negative("prepare.kcore", p.kcore());
+  if (p.learned_vocab_size() < 256) {
+    v.add("prepare.learned_vocab_size", "must be >= 256 (the byte tokens; got {})",
+          p.learned_vocab_size());
+  }
+  v.positive("prepare.synthetic_users", p.synthetic_users());
+  v.positive("prepare.synthetic_items", p.synthetic_items());
+  if (p.user_column() < 0) v.add("prepare.user_column", "must be >= 0 (got {})", p.user_column());
+  if (p.item_column() < 0) v.add("prepare.item_column", "must be >= 0 (got {})", p.item_column());
+  if (p.user_column() == p.item_column()) {
+    v.add("prepare.item_column", "must differ from prepare.user_column (both {})", p.item_column());
+  }
+  if (p.output().empty()) v.add("prepare.output", "must name the dataset file to write");
 }
 
 }  // namespace
@@ -164,6 +216,7 @@ void validate_config(const Config& config) {
   check_train(config.train(), violations);
   check_optim(config.optim(), violations);
   check_eval_and_runtime(config.eval(), config.runtime(), violations);
+  check_prepare(config.prepare(), violations);
   const std::vector<std::string>& messages = violations.messages();
   if (messages.empty()) return;
   if (messages.size() == 1) throw UserError(messages.front());

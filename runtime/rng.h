@@ -23,6 +23,9 @@ enum class RngPurpose : uint32_t {
   kDataSample = 2,  // choosing training windows / samples
   kDataCorpus = 3,  // generating the synthetic corpus
   kMasking = 4,     // objective masking (infilling spans)
+  kSyntheticRec = 5,  // generating the synthetic recommendation dataset (data/synthetic_rec.h)
+  kDataPrepare = 6,   // `reclm prepare`: the item id permutation (data/ingest.h)
+  kDropout = 7,       // dropout masks (kernels/cpu/dropout.cc)
   kTest = 100,      // tests
 };
 

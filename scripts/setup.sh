@@ -10,6 +10,7 @@ PACKAGES=(
   libopenblas-openmp-dev                # CPU GEMMs (OpenMP build: one thread pool)
   libfmt-dev libcli11-dev nlohmann-json3-dev libxxhash-dev
   libpcre2-dev                          # GPT-2 pre-tokenisation regex (BPE tokenizer)
+  libhdf5-dev                           # prepared datasets and model weights (HDF5)
   gnuplot-nox                           # scripts/plot.sh
 )
 

@@ -63,8 +63,23 @@ struct Activations {
   std::shared_ptr<Storage> arena;
 };
 
+// Dropout (GPT-2 style: on the embedding output and on each block's attention and MLP branch
+// before it joins the residual stream). Applied by forward_backward and forward_loss only while
+// `enabled` — the train loop enables it for training micro-batches and disables it for
+// validation and evaluation; forward_hidden never applies it. Masks are regenerated from
+// (seed, stream) (kernels ops::dropout), so every micro-batch gets its own masks and a rerun the
+// same ones.
+struct DropoutState {
+  float rate = 0.0f;
+  bool enabled = false;
+  uint64_t seed = 0;
+  uint64_t stream = 0;  // e.g. the global micro-batch index
+  bool active() const { return enabled && rate > 0.0f; }
+};
+
 struct Model {
   ModelDims dims;
+  DropoutState dropout;
   ParamLayout layout;
   std::shared_ptr<Storage> param_storage;  // [layout.total_floats()]
   std::shared_ptr<Storage> grad_storage;   // same layout
@@ -90,5 +105,9 @@ double forward_backward(Model& model, const Batch& batch, float grad_scale);
 
 // Forward only (validation). Returns Σ weight·loss over the batch.
 double forward_loss(Model& model, const Batch& batch);
+
+// Forward through the final norm only (inference): model.acts.final_normed [T, C] then holds each
+// token's hidden state; logits of token t for class c are final_normed[t] · lm_head[c].
+void forward_hidden(Model& model, const Batch& batch);
 
 }  // namespace reclm

@@ -11,27 +11,39 @@ namespace reclm {
 
 namespace {
 
+// Gradient reaching a branch's output: d_residual itself, or (dropout) d_residual through the
+// branch's mask, written to `scratch` (free once the LM head's backward is done).
+const float* branch_grad(const float* d_residual, const DropoutState& drop, uint32_t site,
+                         int64_t n, float* scratch) {
+  if (!drop.active()) return d_residual;
+  ops::dropout(scratch, d_residual, n, drop.rate, drop.seed, drop.stream, site);
+  return scratch;
+}
+
 void backward_layers(Model& model, const Batch& batch) {
   const ModelDims& d = model.dims;
   Activations& a = model.acts;
   const BatchGeometry geo = batch_geometry(model, batch);
   const int64_t T = geo.T, C = d.d_model, F = d.d_ff;
 
+  const DropoutState& drop = model.dropout;
   std::memset(a.d_residual, 0, T * C * sizeof(float));
   ops::rmsnorm_backward(a.d_residual, model.grads.final_norm, a.d_final, a.residual[d.n_layers],
                         model.params.final_norm, a.final_rstd, T, C);
   for (int64_t l = d.n_layers - 1; l >= 0; --l) {
     const LayerTensors& w = model.params.layers[l];
     const LayerTensors& g = model.grads.layers[l];
-    // MLP block
-    ops::linear_backward(a.d_act, g.w_down, a.d_residual, a.act[l], w.w_down, T, F, C, false);
+    // MLP block (with dropout, the branch's gradient is d_residual through the same mask)
+    const float* d_mlp_out = branch_grad(a.d_residual, drop, dropout_site(l, 1), T * C, a.d_final);
+    ops::linear_backward(a.d_act, g.w_down, d_mlp_out, a.act[l], w.w_down, T, F, C, false);
     ops::swiglu_backward(a.d_gate, a.d_up, a.d_act, a.gate[l], a.up[l], T * F);
     ops::linear_backward(a.d_normed, g.w_gate, a.d_gate, a.norm2[l], w.w_gate, T, C, F, false);
     ops::linear_backward(a.d_normed, g.w_up, a.d_up, a.norm2[l], w.w_up, T, C, F, true);
     ops::rmsnorm_backward(a.d_residual, g.post_norm, a.d_normed, a.residual_mid[l], w.post_norm,
                           a.rstd2[l], T, C);
     // attention block
-    ops::linear_backward(a.d_attn, g.wo, a.d_residual, a.attn[l], w.wo, T, d.q_dim(), C, false);
+    const float* d_attn_out = branch_grad(a.d_residual, drop, dropout_site(l, 0), T * C, a.d_final);
+    ops::linear_backward(a.d_attn, g.wo, d_attn_out, a.attn[l], w.wo, T, d.q_dim(), C, false);
     ops::attention_backward(a.dq, a.dk, a.dv, a.d_attn, a.q[l], a.k[l], a.v[l], a.attn[l],
                             a.lse[l], batch.cu_seqlens.data(), geo.prefix_lens, batch.n_segments(),
                             geo.attention);
@@ -42,6 +54,10 @@ void backward_layers(Model& model, const Batch& batch) {
     ops::linear_backward(a.d_normed, g.wv, a.dv, a.norm1[l], w.wv, T, C, d.kv_dim(), true);
     ops::rmsnorm_backward(a.d_residual, g.input_norm, a.d_normed, a.residual[l], w.input_norm,
                           a.rstd1[l], T, C);
+  }
+  if (drop.active()) {
+    ops::dropout(a.d_residual, a.d_residual, T * C, drop.rate, drop.seed, drop.stream,
+                 dropout_site(-1, 0));
   }
   ops::embedding_backward(model.grads.embed, a.d_residual, batch.tokens.data(), T, C);
 }

@@ -39,6 +39,21 @@ BatchGeometry batch_geometry(const Model& model, const Batch& batch) {
           {T, d.n_heads, d.n_kv_heads, d.head_dim, 1.0f / std::sqrt(static_cast<float>(d.head_dim))}};
 }
 
+// out[T, OC] = skip + dropout(inp[T, IC] · Wᵀ). Without dropout the projection accumulates
+// straight onto the copied skip; with it the branch goes through `scratch` [T, OC] first.
+static void add_branch(float* out, const float* skip, const float* inp, const float* weight,
+                       int64_t T, int64_t IC, int64_t OC, const DropoutState& drop, uint32_t site,
+                       float* scratch) {
+  if (!drop.active()) {
+    std::memcpy(out, skip, T * OC * sizeof(float));
+    ops::linear_forward(out, inp, weight, T, IC, OC, /*accumulate_out=*/true);
+    return;
+  }
+  ops::linear_forward(scratch, inp, weight, T, IC, OC);
+  ops::dropout(scratch, scratch, T * OC, drop.rate, drop.seed, drop.stream, site);
+  ops::residual_forward(out, skip, scratch, T * OC);
+}
+
 void forward_layers(Model& model, const Batch& batch) {
   const ModelDims& d = model.dims;
   Activations& a = model.acts;
@@ -46,6 +61,11 @@ void forward_layers(Model& model, const Batch& batch) {
   const int64_t T = geo.T, C = d.d_model, F = d.d_ff;
 
   ops::embedding_forward(a.residual[0], model.params.embed, batch.tokens.data(), T, C);
+  const DropoutState& drop = model.dropout;
+  if (drop.active()) {
+    ops::dropout(a.residual[0], a.residual[0], T * C, drop.rate, drop.seed, drop.stream,
+                 dropout_site(-1, 0));
+  }
   for (int64_t l = 0; l < d.n_layers; ++l) {
     const LayerTensors& w = model.params.layers[l];
     // attention block: residual_mid = x + o_proj(attn(rope(q), rope(k), v)) on rmsnorm(x)
@@ -57,44 +77,59 @@ void forward_layers(Model& model, const Batch& batch) {
     ops::rope_forward(a.k[l], a.k[l], geo.pos_inter, geo.pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta);
     ops::attention_forward(a.attn[l], a.lse[l], a.q[l], a.k[l], a.v[l], batch.cu_seqlens.data(),
                            geo.prefix_lens, batch.n_segments(), geo.attention);
-    std::memcpy(a.residual_mid[l], a.residual[l], T * C * sizeof(float));
-    ops::linear_forward(a.residual_mid[l], a.attn[l], w.wo, T, d.q_dim(), C, /*accumulate_out=*/true);
+    add_branch(a.residual_mid[l], a.residual[l], a.attn[l], w.wo, T, d.q_dim(), C, drop,
+               dropout_site(l, 0), a.d_normed);
     // MLP block: residual_out = residual_mid + down(silu(gate(h)) · up(h)), h = rmsnorm(residual_mid)
     ops::rmsnorm_forward(a.norm2[l], a.rstd2[l], a.residual_mid[l], w.post_norm, T, C, d.norm_eps);
     ops::linear_forward(a.gate[l], a.norm2[l], w.w_gate, T, C, F);
     ops::linear_forward(a.up[l], a.norm2[l], w.w_up, T, C, F);
     ops::swiglu_forward(a.act[l], a.gate[l], a.up[l], T * F);
-    std::memcpy(a.residual[l + 1], a.residual_mid[l], T * C * sizeof(float));
-    ops::linear_forward(a.residual[l + 1], a.act[l], w.w_down, T, F, C, /*accumulate_out=*/true);
+    add_branch(a.residual[l + 1], a.residual_mid[l], a.act[l], w.w_down, T, F, C, drop,
+               dropout_site(l, 1), a.d_normed);
   }
   ops::rmsnorm_forward(a.final_normed, a.final_rstd, a.residual[d.n_layers], model.params.final_norm,
                        T, C, d.norm_eps);
 }
 
-// LM head and loss, a chunk of tokens at a time so only [chunk, V] logits ever exist. With
+// LM head and loss, a chunk of tokens at a time so only [chunk, V'] logits ever exist, where V'
+// is the batch's softmax class range (the whole vocabulary, or e.g. the item tokens). With
 // grad_scale != 0 the chunk's dlogits are formed in place and pushed straight through the head:
-// d_final[chunk] = dlogits · W and dW += dlogitsᵀ · final_normed[chunk].
+// d_final[chunk] = dlogits · W[range] and dW[range] += dlogitsᵀ · final_normed[chunk].
 double head_and_loss(Model& model, const Batch& batch, float grad_scale, bool backward) {
   const ModelDims& d = model.dims;
   Activations& a = model.acts;
-  const int64_t T = batch.n_tokens(), C = d.d_model, V = d.vocab;
+  const int64_t T = batch.n_tokens(), C = d.d_model;
+  const int64_t first = batch.class_begin;
+  const int64_t V = batch.class_count > 0 ? batch.class_count : d.vocab - first;
+  RECLM_CHECK(first >= 0 && V > 0 && first + V <= d.vocab, "softmax range [{}, {}) outside vocabulary {}",
+              first, first + V, d.vocab);
+  const float* head = model.params.lm_head + first * C;
+  float* d_head = model.grads.lm_head + first * C;
   double loss_sum = 0.0;
   for (int64_t t0 = 0; t0 < T; t0 += a.head_chunk) {
     const int64_t rows = std::min(a.head_chunk, T - t0);
     const float* h = a.final_normed + t0 * C;
-    ops::linear_forward(a.logits, h, model.params.lm_head, rows, C, V);
+    ops::linear_forward(a.logits, h, head, rows, C, V);
     if (backward) {
       loss_sum += ops::cross_entropy_forward_backward(
           a.logits, a.losses + t0, a.logits, batch.targets.data() + t0,
-          batch.loss_weights.data() + t0, rows, V, 0, grad_scale);
-      ops::linear_backward(a.d_final + t0 * C, model.grads.lm_head, a.logits, h,
-                           model.params.lm_head, rows, C, V, /*accumulate_dinp=*/false);
+          batch.loss_weights.data() + t0, rows, V, first, grad_scale);
+      ops::linear_backward(a.d_final + t0 * C, d_head, a.logits, h, head, rows, C, V,
+                           /*accumulate_dinp=*/false);
     } else {
       loss_sum += ops::cross_entropy_forward(a.losses + t0, a.logits, batch.targets.data() + t0,
-                                             batch.loss_weights.data() + t0, rows, V, 0);
+                                             batch.loss_weights.data() + t0, rows, V, first);
     }
   }
   return loss_sum;
+}
+
+void forward_hidden(Model& model, const Batch& batch) {
+  check_batch_fits(model, batch);
+  const bool dropout_enabled = model.dropout.enabled;
+  model.dropout.enabled = false;  // inference
+  forward_layers(model, batch);
+  model.dropout.enabled = dropout_enabled;
 }
 
 double forward_loss(Model& model, const Batch& batch) {

@@ -16,6 +16,10 @@ struct BatchGeometry {
   ops::AttentionShape attention;
 };
 BatchGeometry batch_geometry(const Model& model, const Batch& batch);
+// Dropout site ids: the embedding (layer −1) and each layer's attention (0) and MLP (1) branch.
+inline uint32_t dropout_site(int64_t layer, int branch) {
+  return static_cast<uint32_t>(2 * (layer + 1) + branch);
+}
 // Runs every layer and the final norm, saving what backward needs in model.acts.
 void forward_layers(Model& model, const Batch& batch);
 // LM head + cross-entropy; with backward, also d_final and the head's weight gradient.

@@ -17,6 +17,7 @@
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
+#include "trainer/weights_file.h"
 
 namespace reclm {
 
@@ -72,7 +73,7 @@ double validation_loss(Model& model, const BatchSource& source, int n_batches) {
 
 }  // namespace
 
-TrainResult train(const Config& config, const BatchSource& source) {
+TrainResult train(const Config& config, const BatchSource& source, const TrainHooks& hooks) {
   const auto& tc = config.train();
   const int threads = ops::set_cpu_threads(config.runtime().threads());
   const ModelDims dims = model_dims(config.model());
@@ -100,6 +101,7 @@ TrainResult train(const Config& config, const BatchSource& source) {
   ProgressBar bar(tc.steps(), "train");
   Stopwatch run_clock;
   const int val_every = config.eval().val_every();
+  const int rank_every = hooks.rank_eval ? config.eval().rank_every() : 0;
   for (int64_t step = 0; step < tc.steps(); ++step) {
     Stopwatch step_clock;
     std::vector<Batch> batches;
@@ -113,7 +115,12 @@ TrainResult train(const Config& config, const BatchSource& source) {
     zero_grads(model);
     double loss_sum = 0.0;
     const float grad_scale = total_weight > 0.0 ? static_cast<float>(1.0 / total_weight) : 0.0f;
-    for (const Batch& batch : batches) loss_sum += forward_backward(model, batch, grad_scale);
+    for (size_t micro = 0; micro < batches.size(); ++micro) {
+      model.dropout = {config.model().dropout(), true, config.runtime().seed(),
+                       static_cast<uint64_t>(step) * batches.size() + micro};
+      loss_sum += forward_backward(model, batches[micro], grad_scale);
+    }
+    model.dropout.enabled = false;  // validation and evaluation see the whole network
     const double loss = total_weight > 0.0 ? loss_sum / total_weight : 0.0;
     const double norm = AdamW::grad_norm(model);
     const float lr = learning_rate(tc, step);
@@ -157,12 +164,24 @@ TrainResult train(const Config& config, const BatchSource& source) {
       const std::string line = fmt::format("step {:>6}/{} | val loss {:.4f}", step + 1, tc.steps(), val);
       if (bar.is_terminal()) bar.print_above(line); else log_info("{}", line);
     }
+    if (rank_every > 0 && ((step + 1) % rank_every == 0 || step + 1 == tc.steps())) {
+      nlohmann::json ranking = hooks.rank_eval(model);
+      ranking["kind"] = "rank";
+      ranking["step"] = step + 1;
+      metrics.write(ranking);
+      const std::string line = fmt::format(
+          "step {:>6}/{} | {}", step + 1, tc.steps(),
+          hooks.describe_rank ? hooks.describe_rank(ranking) : ranking.dump());
+      if (bar.is_terminal()) bar.print_above(line); else log_info("{}", line);
+    }
   }
+  save_weights(run_dir / "model.h5", model, config_to_text(config));
   if (bar.is_terminal()) bar.finish(fmt::format("loss {:.4f}", result.losses.back()));
   log_info("done: {} steps in {:.1f} s, final loss {:.4f}{}; metrics in {}", result.steps,
            run_clock.seconds(), result.losses.back(),
            result.val_losses.empty() ? "" : fmt::format(", val loss {:.4f}", result.val_losses.back()),
            (run_dir / "metrics.jsonl").string());
+  log_info("weights: {}", (run_dir / "model.h5").string());
   return result;
 }
 

@@ -3,10 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
 #include <vector>
 
 #include "data/batch.h"
 #include "runtime/config.h"
+#include "trainer/model.h"
 
 namespace reclm {
 
@@ -24,6 +28,16 @@ class TrainingDiverged : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-TrainResult train(const Config& config, const BatchSource& source);
+// Optional work the loop runs on the model it trains.
+struct TrainHooks {
+  // Ranking evaluation (e.g. validation HR/NDCG) every eval.rank_every steps and after the last
+  // step; the returned JSON object is appended to metrics.jsonl (kind "rank") and printed.
+  std::function<nlohmann::json(Model& model)> rank_eval;
+  // One line describing the ranking result for the log.
+  std::function<std::string(const nlohmann::json& result)> describe_rank;
+};
+
+// Trains from scratch and writes RUN_DIR/model.h5 (trainer/weights_file.h) at the end.
+TrainResult train(const Config& config, const BatchSource& source, const TrainHooks& hooks = {});
 
 }  // namespace reclm

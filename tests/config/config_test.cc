@@ -238,7 +238,7 @@ TEST(ConfigResolve, FillsEveryFieldWithItsDefault) {
   EXPECT_TRUE(config.model().has_vocab_size());
   EXPECT_TRUE(config.data().has_text_path());
   EXPECT_TRUE(config.runtime().has_seed());
-  EXPECT_EQ(config.model().vocab_size(), 512);
+  EXPECT_EQ(config.model().vocab_size(), 0);  // 0 = the data's vocabulary
   EXPECT_EQ(config.train().schedule(), config::TrainConfig::COSINE);
   EXPECT_EQ(config.runtime().device(), "cpu");
   const std::string text = config_to_text(config);
@@ -312,7 +312,7 @@ TEST_P(ConfigValidateRule, FailsWithAMessageNamingTheField) {
 
 std::vector<RuleCase> rule_cases() {
   return {
-      {{"model.vocab_size=0"}, "field model.vocab_size: must be > 0 (got 0)"},
+      {{"model.vocab_size=-1"}, "field model.vocab_size: must be >= 0 (got -1)"},
       {{"model.d_model=-8", "model.d_ff=64"}, "field model.d_model: must be > 0 (got -8)"},
       {{"model.n_layers=0"}, "field model.n_layers: must be > 0 (got 0)"},
       {{"model.n_heads=-4", "model.n_kv_heads=1"}, "field model.n_heads: must be > 0 (got -4)"},

@@ -456,5 +456,47 @@ TEST(TrainBpe, LearnsTwoThousandMergesOnAMegabyte) {
   std::cout << "[ info ] train_bpe: 2000 merges on 1 MB in " << seconds << " s\n";
 }
 
+// ---- attribute tokens ------------------------------------------------------------------------
+
+TEST(AttributeTokens, FollowTheItemsAndSurviveTokenizerJson) {
+  const std::vector<std::string> lines = word_corpus(41, 20000);
+  BpeTokenizer t = train_bpe(lines, 256 + 50);
+  EXPECT_EQ(t.attribute_tokens().count, 0);
+  const TokenRange items = t.add_item_tokens(3);
+  const TokenRange attrs = t.add_attribute_tokens(2);
+  EXPECT_EQ(items.first, 256 + 50 + 8);
+  EXPECT_EQ(attrs.first, items.first + 3);
+  EXPECT_EQ(attrs.count, 2);
+  EXPECT_EQ(t.vocab_size(), attrs.first + 2);
+  EXPECT_EQ(t.token_id("<attr_1>"), attrs.first + 1);
+  EXPECT_EQ(t.add_attribute_tokens(2).first, attrs.first);  // idempotent for the same catalog
+  EXPECT_NE(thrown_message<UserError>([&] { t.add_attribute_tokens(4); }).find("2 attribute tokens"),
+            std::string::npos);
+  // Never produced by encode; decoded by name.
+  for (int32_t id : t.encode("<attr_0>")) EXPECT_LT(id, 256 + 50);
+  EXPECT_EQ(t.decode(std::vector<int32_t>{items.first + 2, attrs.first}), "<item_2><attr_0>");
+
+  // to_hf_json is what save_hf writes; loading it back (file or text) finds both ranges.
+  const fs::path dir = temp_dir("attrs");
+  t.save_hf(dir / "tokenizer.json");
+  EXPECT_EQ(read_file(dir / "tokenizer.json"), t.to_hf_json());
+  for (const BpeTokenizer& loaded :
+       {BpeTokenizer::load_dir(dir), BpeTokenizer::from_hf_json_text(t.to_hf_json())}) {
+    EXPECT_EQ(loaded.vocab_size(), t.vocab_size());
+    EXPECT_EQ(loaded.item_tokens().first, items.first);
+    EXPECT_EQ(loaded.item_tokens().count, 3);
+    EXPECT_EQ(loaded.attribute_tokens().first, attrs.first);
+    EXPECT_EQ(loaded.attribute_tokens().count, 2);
+    EXPECT_EQ(loaded.encode(join(lines)), t.encode(join(lines)));
+    EXPECT_EQ(loaded.to_hf_json(), t.to_hf_json());
+  }
+  BpeTokenizer copy = t;
+  EXPECT_EQ(copy.attribute_tokens().first, attrs.first);
+  EXPECT_NE(thrown_message<UserError>([] { BpeTokenizer::from_hf_json_text("{oops", "memo"); })
+                .find("memo"),
+            std::string::npos);
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace reclm

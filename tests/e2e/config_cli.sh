@@ -46,7 +46,7 @@ expect_stdout 'run_dir: "runs/tiny"'
 
 run "defaults, every group printed" config
 expect_rc 0
-for line in "vocab_size: 512" "n_kv_heads: 4" "d_ff: 768" "checkpoint {" 'device: "cpu"'; do
+for line in "vocab_size: 0" "n_kv_heads: 4" "d_ff: 768" "checkpoint {" 'device: "cpu"'; do
   expect_stdout "$line"
 done
 

@@ -2,11 +2,7 @@
 # `reclm train` end to end through the real binary: trains the tiny preset on a text file and
 # on the built-in corpus, checks the run directory, and checks bad input exits 2 with a message.
 set -euo pipefail
-: "${RECLM:?path of the reclm binary}" "${RECLM_SOURCE_DIR:?repository root}"
-cd "$RECLM_SOURCE_DIR"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/lib/common.bash"
 
 # 1. Train on the built-in synthetic corpus: exit 0, loss falls, files written.
 "$RECLM" train --config configs/tiny.pbtxt --set train.run_dir="$work/run" --set train.steps=30 \
@@ -29,12 +25,6 @@ python3 -c "print('the quick brown fox jumps over the lazy dog. ' * 400)" > "$wo
   --set train.run_dir="$work/run2" --set train.steps=3 > /dev/null || fail "training on a text file"
 
 # 3. Bad input: exit code 2 and a message naming the problem.
-expect_exit2() {  # expect_exit2 PATTERN ARGS...
-  local pattern=$1; shift
-  set +e; "$RECLM" "$@" > "$work/bad.txt" 2>&1; local code=$?; set -e
-  [ "$code" -eq 2 ] || { cat "$work/bad.txt"; fail "exit $code (want 2) for: $*"; }
-  grep -q -- "$pattern" "$work/bad.txt" || { cat "$work/bad.txt"; fail "message lacks '$pattern' for: $*"; }
-}
 expect_exit2 "data.text_path" train --config configs/tiny.pbtxt --set data.text_path=/nonexistent.txt --set train.run_dir="$work/r3"
 expect_exit2 "model.vocab_size" train --config configs/tiny.pbtxt --set model.vocab_size=100 --set train.run_dir="$work/r4"
 expect_exit2 "n_heads" train --config configs/tiny.pbtxt --set model.n_heads=5

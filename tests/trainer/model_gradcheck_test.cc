@@ -20,6 +20,7 @@ struct GradCase {
   bool positions_2d;
   int n_kv_heads;
   bool with_prefix;
+  float dropout = 0.0f;  // > 0: fixed masks (same key in every forward), so the loss is smooth
 };
 
 ModelDims tiny_dims(const GradCase& c) {
@@ -73,6 +74,7 @@ TEST_P(ModelGradCheck, EveryTensorMatchesFiniteDifferences) {
     std::uniform_real_distribution<float> around_one(0.5f, 1.5f);
     for (int64_t j = 0; j < e.numel; ++j) model.param_data()[e.offset + j] = around_one(gen);
   }
+  model.dropout = {c.dropout, c.dropout > 0.0f, 99, 5};
   zero_grads(model);
   const float grad_scale = 0.1f;
   forward_backward(model, batch, grad_scale);
@@ -110,7 +112,8 @@ INSTANTIATE_TEST_SUITE_P(
     Variants, ModelGradCheck,
     ::testing::Values(GradCase{"tied_1d_causal_mha", true, false, 4, false},
                       GradCase{"untied_2d_prefix_gqa", false, true, 2, true},
-                      GradCase{"tied_1d_prefix_mqa", true, false, 1, true}),
+                      GradCase{"tied_1d_prefix_mqa", true, false, 1, true},
+                      GradCase{"untied_2d_gqa_dropout", false, true, 2, true, 0.3f}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Model, ForwardLossEqualsForwardBackwardLoss) {
@@ -137,6 +140,30 @@ TEST(Model, InitIsDeterministicAndKeyedBySeed) {
   EXPECT_NE(0, std::memcmp(a.param_data(), c.param_data(), bytes));
   const ParamEntry& norm = a.layout.find("model.norm.weight");
   EXPECT_EQ(a.param_data()[norm.offset], 1.0f);
+}
+
+// Dropout is on only while enabled, changes the loss when on, and never touches forward_hidden.
+TEST(Model, DropoutOnlyWhenEnabledAndKeyedByStream) {
+  const GradCase c{"d", true, false, 4, false};
+  const ModelDims dims = tiny_dims(c);
+  std::mt19937 gen(3);
+  const Batch batch = ragged_batch(dims, false, gen);
+  Model model(dims, batch.n_tokens());
+  init_weights(model, 7, 0.3f);
+  const double plain = forward_loss(model, batch);
+  model.dropout = {0.5f, false, 1, 1};
+  EXPECT_EQ(forward_loss(model, batch), plain);
+  model.dropout.enabled = true;
+  const double dropped = forward_loss(model, batch);
+  EXPECT_NE(dropped, plain);
+  EXPECT_EQ(forward_loss(model, batch), dropped);  // same key, same masks
+  model.dropout.stream = 2;
+  EXPECT_NE(forward_loss(model, batch), dropped);
+  forward_hidden(model, batch);
+  std::vector<float> hidden(model.acts.final_normed, model.acts.final_normed + batch.n_tokens() * dims.d_model);
+  model.dropout.enabled = false;
+  forward_hidden(model, batch);
+  EXPECT_EQ(0, std::memcmp(hidden.data(), model.acts.final_normed, hidden.size() * sizeof(float)));
 }
 
 TEST(ParamLayout, HuggingFaceNamesShapesAndAlignment) {

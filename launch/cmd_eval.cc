@@ -1,0 +1,69 @@
+// `reclm eval --run DIR [--split test|validation] [--set eval.field=value ...]`: leave-one-out
+// ranking over all items with the run's final weights, beside the popularity baseline. Prints a
+// table and writes the JSON report (default DIR/eval_<split>.json).
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "launch/commands.h"
+#include "launch/rec_options.h"
+#include "runtime/errors.h"
+#include "runtime/logging.h"
+#include "trainer/evaluator.h"
+
+namespace reclm::launch {
+namespace {
+
+struct EvalArgs {
+  std::string run_dir;
+  std::string split;
+  std::string out;
+  std::vector<std::string> overrides;
+};
+
+void run_eval(const EvalArgs& args) {
+  std::vector<std::string> overrides = args.overrides;
+  if (!args.split.empty()) {
+    RECLM_USER_CHECK(args.split == "test" || args.split == "validation",
+                     "--split: \"{}\" is not a split (test, validation)", args.split);
+    overrides.insert(overrides.begin(), args.split == "test" ? "eval.split=TEST" : "eval.split=VALIDATION");
+  }
+  TrainedRun run = load_trained_run(args.run_dir, overrides);
+  const EvalOptions options = eval_options(run.config);
+  const EvalReport report = evaluate(*run.model, run.dataset, inference_setup(run.config), options);
+  std::fputs(report.table().c_str(), stdout);
+  const std::filesystem::path out =
+      args.out.empty() ? std::filesystem::path(args.run_dir) / fmt::format("eval_{}.json", report.split)
+                       : std::filesystem::path(args.out);
+  const auto tmp = out.string() + ".tmp";
+  {
+    std::ofstream file(tmp);
+    file << report.to_json().dump(2) << "\n";
+    RECLM_USER_CHECK(file.good(), "--out: cannot write {}", tmp);
+  }
+  std::filesystem::rename(tmp, out);
+  log_info("report: {}", out.string());
+}
+
+}  // namespace
+
+void register_eval_command(CLI::App& app) {
+  auto args = std::make_shared<EvalArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval", "HR@K / NDCG@K / MRR of a trained run (full ranking) beside a popularity baseline");
+  cmd->add_option("--run", args->run_dir, "Training run directory (config.pbtxt + model.h5)")->required();
+  cmd->add_option("--split", args->split, "test (default) or validation");
+  cmd->add_option("--out", args->out, "JSON report path (default RUN/eval_<split>.json)");
+  cmd->add_option("--set", args->overrides,
+                  "Override a config field, e.g. --set eval.exclude_history=false (repeatable)")
+      ->take_all()
+      ->allow_extra_args(false);
+  cmd->footer("Options: the `eval` group of configs/reclm.proto (split, mode, ks, exclude_history, "
+              "max_users, beam_size, users_per_batch).");
+  cmd->callback([args] { run_eval(*args); });
+}
+
+}  // namespace reclm::launch

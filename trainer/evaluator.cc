@@ -1,0 +1,264 @@
+// `reclm eval` / `reclm recommend`: every mode turns a batch of users into a score matrix
+// [users, n_items] (logits, or log-probabilities with −∞ for items a beam never reached), and
+// one ranking path (rank_all, pessimistic ties, optional history exclusion) turns it into ranks.
+// Modes and their costs are described in evaluator.h and beam_search.h.
+#include "trainer/evaluator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "kernels/ops.h"
+#include "runtime/errors.h"
+#include "runtime/logging.h"
+#include "runtime/progress.h"
+#include "runtime/timer.h"
+#include "trainer/beam_search.h"
+#include "trainer/title_trie.h"
+
+namespace reclm {
+
+const char* split_name(Split split) {
+  switch (split) {
+    case Split::kTrain: return "train";
+    case Split::kValidation: return "validation";
+    case Split::kTest: return "test";
+  }
+  return "?";
+}
+
+const char* eval_mode_name(EvalMode mode) {
+  switch (mode) {
+    case EvalMode::kItemScores: return "item_scores";
+    case EvalMode::kBeamSearch: return "beam_search";
+    case EvalMode::kTitleLikelihood: return "title_likelihood";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr float kNotFound = -std::numeric_limits<float>::infinity();
+
+// What a mode needs besides the model: for text modes the catalog's entity sequences (and trie),
+// and how many history tokens fit before an entity is generated.
+struct Scorer {
+  Model& model;
+  const RecDataset& dataset;
+  const InferenceSetup& setup;
+  EvalMode mode;
+  int32_t beam_size = 0;
+  ItemTokenSequences sequences;
+  std::unique_ptr<TitleTrie> trie;
+  int32_t prompt_budget = 0;  // max tokens of a history prompt
+
+  Scorer(Model& m, const RecDataset& d, const InferenceSetup& s, EvalMode md, int32_t beam)
+      : model(m), dataset(d), setup(s), mode(md), beam_size(beam) {
+    RECLM_USER_CHECK(model.dims.vocab >= dataset.vocab.vocab_size,
+                     "{}: the dataset's vocabulary has {} tokens, the model only {}",
+                     dataset.source, dataset.vocab.vocab_size, model.dims.vocab);
+    RECLM_USER_CHECK(dataset.items.size() > 0, "{}: no items to rank", dataset.source);
+    prompt_budget = setup.max_seq_len;
+    if (mode == EvalMode::kItemScores) {
+      if (setup.render.rendering == ItemRendering::kText) {
+        log_warn("item-score evaluation with text rendering: the model never reads item tokens, "
+                 "so their scores carry little meaning (use beam_search or title_likelihood)");
+      }
+      return;
+    }
+    sequences = item_token_sequences(dataset, setup.render);
+    if (mode == EvalMode::kBeamSearch) trie = std::make_unique<TitleTrie>(sequences);
+    // The generated entity continues the prompt inside the same max_seq_len window.
+    prompt_budget = setup.max_seq_len - (sequences.max_length() - 1);
+    RECLM_USER_CHECK(prompt_budget >= 2,
+                     "max_seq_len {} leaves no room for a history before a {}-token item",
+                     setup.max_seq_len, sequences.max_length());
+  }
+
+  Sample prompt(std::span<const int32_t> history) const {
+    Sample s = history_prompt(dataset, history, setup.render, setup.positions_2d, prompt_budget);
+    RECLM_CHECK(s.size() > 0 && s.size() <= model.acts.max_tokens,
+                "a {}-token history prompt does not fit the {}-token arena", s.size(),
+                model.acts.max_tokens);
+    return s;
+  }
+
+  // Whether a batch's prompts must fit one forward (item scores; the text modes split their
+  // forwards themselves, so only users_per_batch bounds their batches).
+  bool needs_one_forward() const { return mode == EvalMode::kItemScores; }
+
+  // scores [prompts.size(), n_items]
+  void score(std::span<const Sample> prompts, float* scores) {
+    const int64_t n_items = dataset.items.size();
+    const int64_t B = static_cast<int64_t>(prompts.size());
+    switch (mode) {
+      case EvalMode::kItemScores: {
+        const int64_t C = model.dims.d_model;
+        Batch batch;
+        for (const Sample& s : prompts) append_sample(batch, s);
+        forward_hidden(model, batch);
+        std::vector<float> last(B * C);  // [B, C] each segment's last hidden state
+        for (int64_t b = 0; b < B; ++b) {
+          std::copy_n(model.acts.final_normed + (batch.cu_seqlens[b + 1] - 1) * C, C,
+                      last.data() + b * C);
+        }
+        // scores = last · item_rowsᵀ, item rows [n_items, C] of the LM head (one sgemm)
+        ops::linear_forward(scores, last.data(),
+                            model.params.lm_head + int64_t{dataset.vocab.items.first} * C, B, C,
+                            n_items);
+        return;
+      }
+      case EvalMode::kBeamSearch: {
+        const auto found = constrained_beam_search(model, *trie, prompts, beam_size);
+        std::fill_n(scores, B * n_items, kNotFound);
+        for (int64_t b = 0; b < B; ++b) {
+          for (const ScoredItem& s : found[b]) scores[b * n_items + s.item] = static_cast<float>(s.logprob);
+        }
+        return;
+      }
+      case EvalMode::kTitleLikelihood: {
+        const std::vector<double> ll = title_loglikelihoods(model, sequences, prompts);
+        for (size_t i = 0; i < ll.size(); ++i) scores[i] = static_cast<float>(ll[i]);
+        return;
+      }
+    }
+  }
+};
+
+void check_options(const EvalOptions& options) {
+  RECLM_USER_CHECK(options.split != Split::kTrain,
+                   "eval split must be validation or test (training users have no target)");
+  RECLM_USER_CHECK(!options.ks.empty(), "eval needs at least one cutoff K");
+  for (const int k : options.ks) RECLM_USER_CHECK(k >= 1, "eval cutoff K = {} must be ≥ 1", k);
+  RECLM_USER_CHECK(options.beam_size >= 1, "beam size {} must be ≥ 1", options.beam_size);
+  RECLM_USER_CHECK(options.users_per_batch >= 1, "users per batch {} must be ≥ 1",
+                   options.users_per_batch);
+  RECLM_USER_CHECK(options.max_users >= 0, "max users {} must be ≥ 0", options.max_users);
+}
+
+// Users of the split that have a target, in id order, the first max_users of them if set.
+std::vector<int64_t> users_with_target(const UserSequences& users, Split split, int64_t max_users) {
+  std::vector<int64_t> out;
+  for (int64_t u = 0; u < users.size(); ++u) {
+    if (max_users > 0 && static_cast<int64_t>(out.size()) >= max_users) break;
+    if (split_view(users, u, split).has_target) out.push_back(u);
+  }
+  return out;
+}
+
+// Batches as [begin, end) ranges of `users`: at most users_per_batch users, and for a mode that
+// scores a batch in one forward, at most the arena's tokens.
+std::vector<std::pair<size_t, size_t>> plan_batches(const Scorer& scorer, const RecDataset& dataset,
+                                                    std::span<const int64_t> users, Split split,
+                                                    int32_t users_per_batch) {
+  std::vector<std::pair<size_t, size_t>> batches;
+  size_t begin = 0;
+  int64_t tokens = 0;
+  for (size_t i = 0; i < users.size(); ++i) {
+    const int64_t size = scorer.needs_one_forward()
+        ? scorer.prompt(split_view(dataset.users, users[i], split).history).size() : 0;
+    const bool full = i - begin == static_cast<size_t>(users_per_batch) ||
+                      tokens + size > scorer.model.acts.max_tokens;
+    if (i > begin && full) {
+      batches.emplace_back(begin, i);
+      begin = i;
+      tokens = 0;
+    }
+    tokens += size;
+  }
+  if (begin < users.size()) batches.emplace_back(begin, users.size());
+  return batches;
+}
+
+}  // namespace
+
+EvalReport evaluate(Model& model, const RecDataset& dataset, const InferenceSetup& setup,
+                    const EvalOptions& options) {
+  check_options(options);
+  Stopwatch clock;
+  Scorer scorer(model, dataset, setup, options.mode, options.beam_size);
+  const int64_t n_items = dataset.items.size();
+  const std::vector<int64_t> users = users_with_target(dataset.users, options.split, options.max_users);
+  const auto batches = plan_batches(scorer, dataset, users, options.split, options.users_per_batch);
+  const std::vector<float> popularity = popularity_scores(training_items(dataset.users), n_items);
+
+  std::unique_ptr<ProgressBar> bar;
+  if (options.progress && batches.size() > 1) {
+    bar = std::make_unique<ProgressBar>(static_cast<int64_t>(users.size()), "eval");
+  }
+  RankingAccumulator model_ranks, popularity_ranks;
+  std::vector<float> scores;
+  for (const auto& [begin, end] : batches) {
+    std::vector<Sample> prompts;
+    std::vector<int32_t> targets;
+    std::vector<int64_t> history_offsets = {0};  // CSR of each user's history (exclusion lists)
+    std::vector<int32_t> history_items;
+    for (size_t i = begin; i < end; ++i) {
+      const SplitView view = split_view(dataset.users, users[i], options.split);
+      prompts.push_back(scorer.prompt(view.history));
+      targets.push_back(view.target);
+      history_items.insert(history_items.end(), view.history.begin(), view.history.end());
+      history_offsets.push_back(static_cast<int64_t>(history_items.size()));
+    }
+    UserItemLists excluded;
+    if (options.exclude_history) excluded = {history_offsets, history_items};
+    scores.resize(prompts.size() * n_items);
+    scorer.score(prompts, scores.data());
+    model_ranks.add_all(rank_all(scores.data(), n_items, n_items, targets, excluded));
+    popularity_ranks.add_all(rank_all(popularity.data(), 0, n_items, targets, excluded));
+    if (bar) bar->update(static_cast<int64_t>(end));
+  }
+  if (bar) bar->finish();
+
+  EvalReport report;
+  report.split = split_name(options.split);
+  report.mode = eval_mode_name(options.mode);
+  report.exclude_history = options.exclude_history;
+  report.ks = options.ks;
+  report.n_users = static_cast<int64_t>(users.size());
+  report.model = model_ranks.result(options.ks);
+  report.popularity = popularity_ranks.result(options.ks);
+  report.seconds = clock.seconds();
+  return report;
+}
+
+std::vector<Recommendation> recommend(Model& model, const RecDataset& dataset,
+                                      const InferenceSetup& setup, EvalMode mode,
+                                      std::span<const int32_t> history, int k,
+                                      bool exclude_history) {
+  RECLM_USER_CHECK(k >= 1, "recommend: k = {} must be ≥ 1", k);
+  const int32_t n_items = dataset.items.size();
+  for (const int32_t item : history) {
+    RECLM_USER_CHECK(item >= 0 && item < n_items, "recommend: history item {} outside [0, {})",
+                     item, n_items);
+  }
+  std::vector<char> is_excluded(n_items, 0);
+  int32_t n_excluded = 0;
+  if (exclude_history) {
+    for (const int32_t item : history) n_excluded += !is_excluded[item]++;
+  }
+  // A beam wide enough that k items outside the history finish (at least min(beam, n_items) do).
+  const int32_t beam = std::min(n_items, k + n_excluded);
+  Scorer scorer(model, dataset, setup, mode, beam);
+  const Sample prompt = scorer.prompt(history);
+  std::vector<float> scores(n_items);
+  scorer.score(std::span<const Sample>(&prompt, 1), scores.data());
+
+  std::vector<Recommendation> ranked;
+  for (int32_t item = 0; item < n_items; ++item) {
+    if (is_excluded[item]) continue;
+    if (mode == EvalMode::kBeamSearch && scores[item] == kNotFound) continue;  // no beam finished it
+    const float s = std::isnan(scores[item]) ? kNotFound : scores[item];  // NaN never ranks high
+    ranked.push_back({item, s});
+  }
+  const size_t top = std::min(ranked.size(), static_cast<size_t>(k));
+  std::partial_sort(ranked.begin(), ranked.begin() + top, ranked.end(),
+                    [](const Recommendation& a, const Recommendation& b) {
+                      return a.score > b.score || (a.score == b.score && a.item < b.item);
+                    });
+  ranked.resize(top);
+  return ranked;
+}
+
+}  // namespace reclm
