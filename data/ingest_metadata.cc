@@ -82,6 +82,34 @@ int32_t claim_item(const KeyInterner& items, std::string_view key, std::vector<u
   return id;
 }
 
+// Advances `reader` to the next well-formed metadata row (as many fields as the header, a
+// non-empty id in id_column), reporting malformed ones to bad_lines. False at the end.
+bool next_keyed_row(RecordReader& reader, const std::vector<std::string>& header, int id_column,
+                    std::string_view what, BadLines& bad_lines, std::string_view* key) {
+  while (reader.next()) {
+    const std::string where = fmt::format("{}:{}", reader.path(), reader.line());
+    if (!reader.error().empty()) {
+      bad_lines.report(where, reader.error(), reader.text());
+      continue;
+    }
+    const auto& f = reader.fields();
+    if (f.size() != header.size()) {
+      bad_lines.report(where, fmt::format("expected {} fields (as the header), found {}",
+                                          header.size(), f.size()),
+                       reader.text());
+      continue;
+    }
+    *key = trim(f[id_column]);
+    if (key->empty()) {
+      bad_lines.report(where, fmt::format("empty {} id (column \"{}\")", what, header[id_column]),
+                       reader.text());
+      continue;
+    }
+    return true;
+  }
+  return false;
+}
+
 void read_item_table(const IngestOptions& options, const KeyInterner& items,
                      ItemMetadata* metadata, BadLines& bad_lines, IngestReport* report) {
   const std::string& path = options.items_path;
@@ -100,25 +128,9 @@ void read_item_table(const IngestOptions& options, const KeyInterner& items,
     title_column = named_column(path, header, options.item_title_field, "item_title_field");
   }
   std::vector<uint8_t> seen(items.keys().size(), 0);
-  while (reader.next()) {
-    const std::string where = fmt::format("{}:{}", path, reader.line());
-    if (!reader.error().empty()) {
-      bad_lines.report(where, reader.error(), reader.text());
-      continue;
-    }
+  std::string_view key;
+  while (next_keyed_row(reader, header, id_column, "item", bad_lines, &key)) {
     const auto& f = reader.fields();
-    if (f.size() != header.size()) {
-      bad_lines.report(where, fmt::format("expected {} fields (as the header), found {}",
-                                          header.size(), f.size()),
-                       reader.text());
-      continue;
-    }
-    const std::string_view key = trim(f[id_column]);
-    if (key.empty()) {
-      bad_lines.report(where, fmt::format("empty item id (column \"{}\")", header[id_column]),
-                       reader.text());
-      continue;
-    }
     const int32_t id = claim_item(items, key, &seen, report);
     if (id < 0) continue;
     std::string_view title;
@@ -342,24 +354,9 @@ std::vector<std::string> read_user_profiles(const std::string& path, const KeyIn
   std::vector<std::string> profiles(users.keys().size());
   std::vector<uint8_t> seen(users.keys().size(), 0);
   std::string text;
-  while (reader.next()) {
-    const std::string where = fmt::format("{}:{}", path, reader.line());
-    if (!reader.error().empty()) {
-      bad_lines.report(where, reader.error(), reader.text());
-      continue;
-    }
+  std::string_view key;
+  while (next_keyed_row(reader, header, id_column, "user", bad_lines, &key)) {
     const auto& f = reader.fields();
-    if (f.size() != header.size()) {
-      bad_lines.report(where, fmt::format("expected {} fields (as the header), found {}",
-                                          header.size(), f.size()),
-                       reader.text());
-      continue;
-    }
-    const std::string_view key = trim(f[id_column]);
-    if (key.empty()) {
-      bad_lines.report(where, "empty user id", reader.text());
-      continue;
-    }
     const int32_t id = users.find(key);
     if (id < 0) {
       ++report->metadata_unmatched;

@@ -53,8 +53,8 @@ void train_recommender(Config config) {
     };
     hooks.describe_rank = [](const nlohmann::json& r) {
       std::string line = "validation";
-      for (const auto& [name, value] : r["model"].items()) {
-        line += fmt::format(" {} {:.4f}", name, value.get<double>());
+      for (const char* name : {"HR@10", "NDCG@10", "MRR"}) {
+        if (r["model"].contains(name)) line += fmt::format(" {} {:.4f}", name, r["model"][name].get<double>());
       }
       return line + fmt::format(" ({} users)", r["n_users"].get<int64_t>());
     };

@@ -99,6 +99,9 @@ Model::Model(const ModelDims& d, int64_t max_tokens) : dims(d), layout(d) {
   acts.head_chunk = std::max<int64_t>(1, std::min<int64_t>(max_tokens, (int64_t{1} << 22) / d.vocab));
   carve_activations(acts, dims, max_tokens, nullptr);
   acts.zero_positions.assign(max_tokens, 0);
+  acts.loss_rows.reserve(max_tokens);  // no allocation inside a step
+  acts.loss_targets.reserve(max_tokens);
+  acts.loss_weights.reserve(max_tokens);
 }
 
 void init_weights(Model& model, uint64_t seed, float init_std) {

@@ -60,6 +60,9 @@ struct Activations {
   float* d_up;          // [T, F]
   float* d_act;         // [T, F]
   std::vector<int32_t> zero_positions;  // [T] intra positions for 2D models fed 1D batches
+  std::vector<int32_t> loss_rows;       // [≤ T] rows with a loss weight (head_and_loss)
+  std::vector<int32_t> loss_targets;    // [≤ T] their targets
+  std::vector<float> loss_weights;      // [≤ T] their weights
   std::shared_ptr<Storage> arena;
 };
 

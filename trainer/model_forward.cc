@@ -92,9 +92,13 @@ void forward_layers(Model& model, const Batch& batch) {
 }
 
 // LM head and loss, a chunk of tokens at a time so only [chunk, V'] logits ever exist, where V'
-// is the batch's softmax class range (the whole vocabulary, or e.g. the item tokens). With
+// is the batch's softmax class range (the whole vocabulary, or e.g. the item tokens). Only rows
+// with a nonzero loss weight reach the head: when some have none (infilling's Part A, a
+// history's first item) their hidden states, targets and weights are first gathered into
+// contiguous scratch, so the head's cost follows the tokens that carry loss. With
 // grad_scale != 0 the chunk's dlogits are formed in place and pushed straight through the head:
-// d_final[chunk] = dlogits · W[range] and dW[range] += dlogitsᵀ · final_normed[chunk].
+// d_h[chunk] = dlogits · W[range] and dW[range] += dlogitsᵀ · h[chunk]; d_final is d_h scattered
+// back to its rows (zero elsewhere).
 double head_and_loss(Model& model, const Batch& batch, float grad_scale, bool backward) {
   const ModelDims& d = model.dims;
   Activations& a = model.acts;
@@ -105,20 +109,54 @@ double head_and_loss(Model& model, const Batch& batch, float grad_scale, bool ba
               first, first + V, d.vocab);
   const float* head = model.params.lm_head + first * C;
   float* d_head = model.grads.lm_head + first * C;
+
+  // Rows with loss. Scratch: d_normed holds gathered h, d_residual gathered d_h (both are free
+  // until backward_layers starts).
+  std::vector<int32_t>& rows = a.loss_rows;
+  rows.clear();
+  for (int64_t t = 0; t < T; ++t) {
+    if (batch.loss_weights[t] != 0.0f) rows.push_back(static_cast<int32_t>(t));
+  }
+  const int64_t R = static_cast<int64_t>(rows.size());
+  const bool gathered = R < T;
+  const float* h_all = a.final_normed;
+  const int32_t* targets = batch.targets.data();
+  const float* weights = batch.loss_weights.data();
+  float* d_h_all = a.d_final;
+  if (gathered) {
+    a.loss_targets.resize(R);
+    a.loss_weights.resize(R);
+    for (int64_t i = 0; i < R; ++i) {
+      std::memcpy(a.d_normed + i * C, a.final_normed + rows[i] * C, C * sizeof(float));
+      a.loss_targets[i] = batch.targets[rows[i]];
+      a.loss_weights[i] = batch.loss_weights[rows[i]];
+    }
+    h_all = a.d_normed;
+    targets = a.loss_targets.data();
+    weights = a.loss_weights.data();
+    d_h_all = a.d_residual;
+  }
+
   double loss_sum = 0.0;
-  for (int64_t t0 = 0; t0 < T; t0 += a.head_chunk) {
-    const int64_t rows = std::min(a.head_chunk, T - t0);
-    const float* h = a.final_normed + t0 * C;
-    ops::linear_forward(a.logits, h, head, rows, C, V);
+  for (int64_t t0 = 0; t0 < R; t0 += a.head_chunk) {
+    const int64_t n = std::min(a.head_chunk, R - t0);
+    const float* h = h_all + t0 * C;
+    ops::linear_forward(a.logits, h, head, n, C, V);
     if (backward) {
-      loss_sum += ops::cross_entropy_forward_backward(
-          a.logits, a.losses + t0, a.logits, batch.targets.data() + t0,
-          batch.loss_weights.data() + t0, rows, V, first, grad_scale);
-      ops::linear_backward(a.d_final + t0 * C, d_head, a.logits, h, head, rows, C, V,
+      loss_sum += ops::cross_entropy_forward_backward(a.logits, a.losses + t0, a.logits,
+                                                      targets + t0, weights + t0, n, V, first,
+                                                      grad_scale);
+      ops::linear_backward(d_h_all + t0 * C, d_head, a.logits, h, head, n, C, V,
                            /*accumulate_dinp=*/false);
     } else {
-      loss_sum += ops::cross_entropy_forward(a.losses + t0, a.logits, batch.targets.data() + t0,
-                                             batch.loss_weights.data() + t0, rows, V, first);
+      loss_sum += ops::cross_entropy_forward(a.losses + t0, a.logits, targets + t0, weights + t0,
+                                             n, V, first);
+    }
+  }
+  if (backward && gathered) {
+    std::memset(a.d_final, 0, T * C * sizeof(float));
+    for (int64_t i = 0; i < R; ++i) {
+      std::memcpy(a.d_final + rows[i] * C, a.d_residual + i * C, C * sizeof(float));
     }
   }
   return loss_sum;

@@ -11,7 +11,7 @@ grep -q "users *2000" "$work/prep.txt" || { cat "$work/prep.txt"; fail "no stati
 "$RECLM" train --config configs/tiny_rec.pbtxt --set data.dataset="$work/syn.h5" \
   --set train.run_dir="$work/run" --set eval.rank_every=150 --set eval.rank_users=300 \
   > "$work/train.txt" 2>&1 || { cat "$work/train.txt"; fail "train on the synthetic dataset"; }
-grep -q "validation HR@1" "$work/train.txt" || { cat "$work/train.txt"; fail "no ranking during training"; }
+grep -q "validation HR@10" "$work/train.txt" || { cat "$work/train.txt"; fail "no ranking during training"; }
 [ -s "$work/run/model.h5" ] || fail "no model.h5 after training"
 "$RECLM" eval --run "$work/run" > "$work/eval.txt" 2>&1 || { cat "$work/eval.txt"; fail "eval"; }
 grep -q "popularity" "$work/eval.txt" || fail "eval prints no popularity column"
