@@ -3,13 +3,14 @@
 # configs/beauty_id.pbtxt and configs/beauty_recsysllm.pbtxt on the CPU → evaluate each on the
 # test split (leave-one-out, full ranking) beside the popularity baseline. The last line printed
 # is one JSON object with each config's test metrics and training seconds.
-#   bench/beauty.sh [OUTDIR]      (default runs/beauty; extra settings via RECLM_SET="k=v k=v")
+#   bench/beauty.sh [OUTDIR]      (default runs/beauty; extra settings via RECLM_SET="k=v k=v";
+#                                 RECLM=path/to/reclm skips the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/beauty}
 data=${RECLM_DATA:-../shared/data/beauty}
-reclm=build/bin/reclm
-[ -x "$reclm" ] || scripts/build.sh
+reclm=${RECLM:-build/bin/reclm}
+[ -n "${RECLM:-}" ] || scripts/build.sh
 for f in Beauty.txt items.tsv Beauty_item2attributes.json; do
   [ -f "$data/$f" ] || { echo "bench/beauty.sh: missing $data/$f (set RECLM_DATA)" >&2; exit 2; }
 done

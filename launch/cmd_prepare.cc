@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -107,7 +108,14 @@ void run_prepare(const PrepareArgs& args) {
            dataset.vocab.attributes.count,
            p.tokenizer().empty() ? " (BPE learned from the item text)" : " (tokenizer " + p.tokenizer() + ")");
   std::fputs(describe_statistics(dataset).c_str(), stdout);
-  save_dataset(p.output(), dataset);
+  const std::filesystem::path output(p.output());
+  if (output.has_parent_path()) {
+    std::error_code error;
+    std::filesystem::create_directories(output.parent_path(), error);
+    RECLM_USER_CHECK(!error, "prepare.output: cannot create directory {}: {}",
+                     output.parent_path().string(), error.message());
+  }
+  save_dataset(output, dataset);
   log_info("wrote {} in {:.1f} s", p.output(), clock.seconds());
 }
 

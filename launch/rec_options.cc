@@ -71,6 +71,7 @@ EvalOptions eval_options(const Config& config) {
   o.max_users = e.max_users();
   o.beam_size = e.beam_size();
   o.users_per_batch = e.users_per_batch();
+  o.prompt_template = e.prompt_template();
   return o;
 }
 

@@ -94,38 +94,49 @@ const pb::EnumValueDescriptor* parse_enum(std::string_view text,
                              enum_names(descriptor))};
 }
 
-void set_scalar(pb::Message& message, const pb::FieldDescriptor* field, std::string_view text) {
+// Sets a singular field, or (repeated field) appends one element.
+void store_scalar(pb::Message& message, const pb::FieldDescriptor* field, std::string_view text) {
+  const bool add = field->is_repeated();
   const pb::Reflection* reflection = message.GetReflection();
   switch (field->cpp_type()) {
     case pb::FieldDescriptor::CPPTYPE_INT32:
-      reflection->SetInt32(&message, field, parse_integer<int32_t>(text, "int32"));
+      add ? reflection->AddInt32(&message, field, parse_integer<int32_t>(text, "int32"))
+          : reflection->SetInt32(&message, field, parse_integer<int32_t>(text, "int32"));
       break;
     case pb::FieldDescriptor::CPPTYPE_INT64:
-      reflection->SetInt64(&message, field, parse_integer<int64_t>(text, "int64"));
+      add ? reflection->AddInt64(&message, field, parse_integer<int64_t>(text, "int64"))
+          : reflection->SetInt64(&message, field, parse_integer<int64_t>(text, "int64"));
       break;
     case pb::FieldDescriptor::CPPTYPE_UINT32:
-      reflection->SetUInt32(&message, field, parse_integer<uint32_t>(text, "uint32"));
+      add ? reflection->AddUInt32(&message, field, parse_integer<uint32_t>(text, "uint32"))
+          : reflection->SetUInt32(&message, field, parse_integer<uint32_t>(text, "uint32"));
       break;
     case pb::FieldDescriptor::CPPTYPE_UINT64:
-      reflection->SetUInt64(&message, field, parse_integer<uint64_t>(text, "uint64"));
+      add ? reflection->AddUInt64(&message, field, parse_integer<uint64_t>(text, "uint64"))
+          : reflection->SetUInt64(&message, field, parse_integer<uint64_t>(text, "uint64"));
       break;
     case pb::FieldDescriptor::CPPTYPE_FLOAT:
-      reflection->SetFloat(&message, field, parse_real<float>(text, "float"));
+      add ? reflection->AddFloat(&message, field, parse_real<float>(text, "float"))
+          : reflection->SetFloat(&message, field, parse_real<float>(text, "float"));
       break;
     case pb::FieldDescriptor::CPPTYPE_DOUBLE:
-      reflection->SetDouble(&message, field, parse_real<double>(text, "double"));
+      add ? reflection->AddDouble(&message, field, parse_real<double>(text, "double"))
+          : reflection->SetDouble(&message, field, parse_real<double>(text, "double"));
       break;
     case pb::FieldDescriptor::CPPTYPE_BOOL:
-      reflection->SetBool(&message, field, parse_bool(text));
+      add ? reflection->AddBool(&message, field, parse_bool(text))
+          : reflection->SetBool(&message, field, parse_bool(text));
       break;
     case pb::FieldDescriptor::CPPTYPE_ENUM:
-      reflection->SetEnum(&message, field, parse_enum(text, field->enum_type()));
+      add ? reflection->AddEnum(&message, field, parse_enum(text, field->enum_type()))
+          : reflection->SetEnum(&message, field, parse_enum(text, field->enum_type()));
       break;
     case pb::FieldDescriptor::CPPTYPE_STRING:
-      reflection->SetString(&message, field, std::string(text));
+      add ? reflection->AddString(&message, field, std::string(text))
+          : reflection->SetString(&message, field, std::string(text));
       break;
     case pb::FieldDescriptor::CPPTYPE_MESSAGE:
-      throw InternalError("set_scalar called on a message field");
+      throw InternalError("store_scalar called on a message field");
   }
 }
 
@@ -161,9 +172,9 @@ void apply_override(Config& config, const std::string& assignment) {
     }
     const std::string field_path = walked.empty() ? name : walked + "." + name;
     const bool is_message = field->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE;
-    if (field->is_repeated()) {
+    if (field->is_repeated() && (is_message || dot != std::string_view::npos)) {
       fail_override(assignment,
-                    fmt::format("{} is a repeated field; --set sets single values", field_path));
+                    fmt::format("{} is a repeated group; --set reaches single values", field_path));
     }
     if (dot == std::string_view::npos) {
       if (is_message) {
@@ -173,7 +184,16 @@ void apply_override(Config& config, const std::string& assignment) {
                         field_path, field_names(field->message_type())));
       }
       try {
-        set_scalar(*message, field, value);
+        if (field->is_repeated()) {  // the whole list, comma separated ("" clears it)
+          message->GetReflection()->ClearField(message, field);
+          for (size_t begin = 0; begin < value.size();) {
+            const size_t comma = std::min(value.find(',', begin), value.size());
+            store_scalar(*message, field, value.substr(begin, comma - begin));
+            begin = comma + 1;
+          }
+        } else {
+          store_scalar(*message, field, value);
+        }
       } catch (const BadValue& bad) {
         fail_override(assignment, fmt::format("{} (field {})", bad.why, field_path));
       }

@@ -8,12 +8,15 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <optional>
 
 #include "kernels/ops.h"
 #include "runtime/errors.h"
 #include "runtime/logging.h"
 #include "runtime/progress.h"
 #include "runtime/timer.h"
+#include "data/item_vocab.h"
+#include "data/prompt_templates.h"
 #include "trainer/beam_search.h"
 #include "trainer/title_trie.h"
 
@@ -76,8 +79,23 @@ struct Scorer {
                      setup.max_seq_len, sequences.max_length());
   }
 
-  Sample prompt(std::span<const int32_t> history) const {
-    Sample s = history_prompt(dataset, history, setup.render, setup.positions_2d, prompt_budget);
+  // Zero-shot evaluation of a P5 template (EvalOptions::prompt_template).
+  const PromptTemplate* prompt_template = nullptr;
+  std::optional<BpeTokenizer> tokenizer;
+  void use_prompt_template(const std::string& name) {
+    prompt_template = &find_prompt_template(name);
+    RECLM_USER_CHECK(prompt_template->family == PromptFamily::kSequential,
+                     "eval prompt template \"{}\" is not a sequential-recommendation template",
+                     name);
+    tokenizer = dataset_tokenizer(dataset);
+  }
+
+  // The model's input for `user` (used by prompt templates) after `history`.
+  Sample prompt(int64_t user, std::span<const int32_t> history) const {
+    Sample s = prompt_template
+        ? sequential_prompt_for_eval(dataset, *tokenizer, *prompt_template, user, history,
+                                     setup.render, setup.positions_2d, prompt_budget)
+        : history_prompt(dataset, history, setup.render, setup.positions_2d, prompt_budget);
     RECLM_CHECK(s.size() > 0 && s.size() <= model.acts.max_tokens,
                 "a {}-token history prompt does not fit the {}-token arena", s.size(),
                 model.acts.max_tokens);
@@ -157,7 +175,7 @@ std::vector<std::pair<size_t, size_t>> plan_batches(const Scorer& scorer, const 
   int64_t tokens = 0;
   for (size_t i = 0; i < users.size(); ++i) {
     const int64_t size = scorer.needs_one_forward()
-        ? scorer.prompt(split_view(dataset.users, users[i], split).history).size() : 0;
+        ? scorer.prompt(users[i], split_view(dataset.users, users[i], split).history).size() : 0;
     const bool full = i - begin == static_cast<size_t>(users_per_batch) ||
                       tokens + size > scorer.model.acts.max_tokens;
     if (i > begin && full) {
@@ -178,6 +196,7 @@ EvalReport evaluate(Model& model, const RecDataset& dataset, const InferenceSetu
   check_options(options);
   Stopwatch clock;
   Scorer scorer(model, dataset, setup, options.mode, options.beam_size);
+  if (!options.prompt_template.empty()) scorer.use_prompt_template(options.prompt_template);
   const int64_t n_items = dataset.items.size();
   const std::vector<int64_t> users = users_with_target(dataset.users, options.split, options.max_users);
   const auto batches = plan_batches(scorer, dataset, users, options.split, options.users_per_batch);
@@ -196,7 +215,7 @@ EvalReport evaluate(Model& model, const RecDataset& dataset, const InferenceSetu
     std::vector<int32_t> history_items;
     for (size_t i = begin; i < end; ++i) {
       const SplitView view = split_view(dataset.users, users[i], options.split);
-      prompts.push_back(scorer.prompt(view.history));
+      prompts.push_back(scorer.prompt(users[i], view.history));
       targets.push_back(view.target);
       history_items.insert(history_items.end(), view.history.begin(), view.history.end());
       history_offsets.push_back(static_cast<int64_t>(history_items.size()));
@@ -241,7 +260,7 @@ std::vector<Recommendation> recommend(Model& model, const RecDataset& dataset,
   // A beam wide enough that k items outside the history finish (at least min(beam, n_items) do).
   const int32_t beam = std::min(n_items, k + n_excluded);
   Scorer scorer(model, dataset, setup, mode, beam);
-  const Sample prompt = scorer.prompt(history);
+  const Sample prompt = scorer.prompt(-1, history);
   std::vector<float> scores(n_items);
   scorer.score(std::span<const Sample>(&prompt, 1), scores.data());
 

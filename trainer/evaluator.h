@@ -56,6 +56,9 @@ struct EvalOptions {
   int64_t max_users = 0;        // 0 = every user with a target; else the first N such users
   int32_t beam_size = 20;
   int32_t users_per_batch = 64;
+  // A P5 sequential template name ("seq-2"): the history is presented inside that prompt instead
+  // of plain — zero-shot evaluation of templates held out of training (data.held_out_prompts).
+  std::string prompt_template;
   bool progress = true;
 };
 

@@ -169,6 +169,18 @@ TEST(ConfigOverride, LaterOverrideWins) {
   EXPECT_EQ(config.train().steps(), 6);
 }
 
+TEST(ConfigOverride, RepeatedFieldTakesACommaSeparatedListReplacingTheOldOne) {
+  const Config config = load_config("", {"eval.ks=3,7", "data.held_out_prompts=seq-3,direct-2"});
+  EXPECT_EQ(std::vector<int>(config.eval().ks().begin(), config.eval().ks().end()),
+            (std::vector<int>{3, 7}));
+  ASSERT_EQ(config.data().held_out_prompts_size(), 2);
+  EXPECT_EQ(config.data().held_out_prompts(1), "direct-2");
+  EXPECT_EQ(load_config("", {"eval.ks=3,7", "eval.ks=5"}).eval().ks_size(), 1);
+  EXPECT_EQ(load_config("", {"eval.ks=3", "eval.ks="}).eval().ks_size(), 0);
+  EXPECT_EQ(thrown_message<UserError>([] { load_config("", {"eval.ks=5,x"}); }),
+            "--set eval.ks=5,x: \"x\" is not an integer (int32) (field eval.ks)");
+}
+
 TEST(ConfigOverride, UnknownFieldNamesPathAndListsValidFields) {
   Config config;
   EXPECT_EQ(thrown_message<UserError>([&] { apply_override(config, "train.lrr=3e-4"); }),

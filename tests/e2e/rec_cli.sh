@@ -5,8 +5,8 @@ set -euo pipefail
 source "$(dirname "$0")/lib/common.bash"
 
 # 1. Synthetic dataset → a small ID-mode model that must beat popularity by a wide margin.
-"$RECLM" prepare --synthetic --out "$work/syn.h5" > "$work/prep.txt" 2>&1 || { cat "$work/prep.txt"; fail "prepare --synthetic"; }
-grep -q "users *2000" "$work/prep.txt" || { cat "$work/prep.txt"; fail "no statistics printed"; }
+"$RECLM" prepare --synthetic --out "$work/new_dir/syn.h5" > "$work/prep.txt" 2>&1 || { cat "$work/prep.txt"; fail "prepare --synthetic"; }
+mv "$work/new_dir/syn.h5" "$work/syn.h5"; grep -q "users *2000" "$work/prep.txt" || { cat "$work/prep.txt"; fail "no statistics printed"; }
 "$RECLM" info "$work/syn.h5" | grep -q "items *500" || fail "info on the dataset"
 "$RECLM" train --config configs/tiny_rec.pbtxt --set data.dataset="$work/syn.h5" \
   --set train.run_dir="$work/run" --set eval.rank_every=150 --set eval.rank_users=300 \
@@ -35,6 +35,15 @@ expect_exit2 "no config.pbtxt" eval --run "$work/nonexistent"
   --set train.steps=20 --set train.micro_batch=8 > "$work/train2.txt" 2>&1 || { cat "$work/train2.txt"; fail "text-mode training"; }
 "$RECLM" eval --run "$work/run_text" --set eval.max_users=8 --set eval.beam_size=5 > "$work/eval2.txt" 2>&1 || { cat "$work/eval2.txt"; fail "beam-search eval"; }
 grep -q "beam" "$work/eval2.txt" || { cat "$work/eval2.txt"; fail "eval did not say it used beam search"; }
+
+# P5 prompts in training with one template held out, then evaluated zero-shot in that template.
+"$RECLM" train --config configs/tiny_rec.pbtxt --set data.dataset="$work/syn.h5" \
+  --set train.run_dir="$work/run_prompt" --set data.rendering=ID_TEXT --set data.seq_len=128 --set model.max_seq_len=128 \
+  --set data.prompt_weight=0.5 --set data.held_out_prompts=seq-3 \
+  --set train.steps=10 --set train.micro_batch=8 > "$work/train3.txt" 2>&1 || { cat "$work/train3.txt"; fail "training with prompts"; }
+"$RECLM" eval --run "$work/run_prompt" --set eval.prompt_template=seq-3 --set eval.max_users=50 \
+  > "$work/eval3.txt" 2>&1 || { cat "$work/eval3.txt"; fail "zero-shot prompt eval"; }
+expect_exit2 "nosuch" eval --run "$work/run_prompt" --set eval.prompt_template=nosuch
 
 # 3. Input formats: a sequence file with metadata, a CSV with a header, MovieLens ratings.dat.
 printf 'u1 a b c d\nu2 b c d e\nu3 a c e b\n' > "$work/seq.txt"
