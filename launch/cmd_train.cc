@@ -4,11 +4,9 @@
 
 #include "data/rec_source.h"
 #include "data/text_lm_source.h"
-#include "data/byte_tokenizer.h"
 #include "launch/commands.h"
 #include "launch/rec_options.h"
 #include "runtime/config.h"
-#include "runtime/errors.h"
 #include "trainer/evaluator.h"
 #include "trainer/train_loop.h"
 
@@ -39,12 +37,8 @@ void train_recommender(Config config) {
     options.max_users = config.eval().rank_users();
     options.progress = false;
     const InferenceSetup setup = inference_setup(config);
-    const int64_t max_tokens = eval_max_tokens(config, options);
-    RECLM_USER_CHECK(max_tokens <= source.max_batch_tokens() ||
-                         options.mode == EvalMode::kItemScores,
-                     "eval.rank_every with a text-mode evaluation needs eval.users_per_batch · "
-                     "data.seq_len within the training batch");
-    // The training model's activation arena holds micro_batch · seq_len tokens.
+    // The evaluation runs on the training model, whose activation arena holds micro_batch ·
+    // seq_len tokens: at least one whole history, and item-score batches shrink to fit.
     options.users_per_batch = static_cast<int32_t>(std::max<int64_t>(
         1, std::min<int64_t>(options.users_per_batch,
                              source.max_batch_tokens() / (config.data().seq_len() + 64))));
