@@ -104,17 +104,19 @@ Sample bos_and_entities(const RecDataset& dataset, const RenderedItems& rendered
 
 Sample next_item_sample(const RecDataset& dataset, std::span<const int32_t> items,
                         const RenderOptions& options, bool positions_2d, int32_t max_tokens,
-                        bool only_last) {
+                        bool only_last, float tail_weight) {
   RECLM_CHECK(!items.empty(), "next_item_sample needs at least one item");
   const auto kept = most_recent_that_fit(dataset, items, options, max_tokens);
   const RenderedItems rendered = render_items(dataset, kept, options);
   Sample sample = bos_and_entities(dataset, rendered, positions_2d);
   // Token j of the rendered items sits at position j + 1 and is the target of position j.
   const size_t first_weighted = only_last ? rendered.entities.size() - 1 : 1;
+  // With an ID token first, the rest of the entity (title, attributes) is what tail_weight scales.
+  const bool id_first = options.rendering != ItemRendering::kText;
   for (size_t e = first_weighted; e < rendered.entities.size(); ++e) {
     const Entity& entity = rendered.entities[e];
     for (int32_t j = entity.begin; j < entity.begin + entity.length; ++j) {
-      sample.loss_weights[j] = 1.0f;
+      sample.loss_weights[j] = id_first && j > entity.begin ? tail_weight : 1.0f;
     }
   }
   return sample;

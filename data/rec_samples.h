@@ -70,9 +70,11 @@ struct Sample {
 // [PAD] with weight 0. With only_last, only the last item's tokens carry weight — even when it is
 // the only item (validation: the held-out target). Needs at least one item.
 // Positions: pos_inter 0 … size−1; 2D adds pos_intra 0 for [BOS], 1..len within each entity.
+// tail_weight: in ID and ID_TEXT rendering, the loss weight of an item's tokens after its <item>
+// token (title, attributes); the <item> token — what ranking reads — keeps weight 1.
 Sample next_item_sample(const RecDataset& dataset, std::span<const int32_t> items,
                         const RenderOptions& options, bool positions_2d, int32_t max_tokens,
-                        bool only_last = false);
+                        bool only_last = false, float tail_weight = 1.0f);
 
 // Inference input for "what comes after this history": [BOS] e_1 … e_n (cropped as above), no
 // loss (all weights 0). An empty history gives [BOS] alone. The hidden state at the last token

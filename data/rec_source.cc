@@ -123,7 +123,8 @@ Sample RecSource::Impl::sample(int64_t s, const std::vector<int64_t>& order) con
     case Objective::kNextItem:
       break;
   }
-  return next_item_sample(dataset, items, render, two_d, max_tokens);
+  return next_item_sample(dataset, items, render, two_d, max_tokens, /*only_last=*/false,
+                          options.title_loss_weight);
 }
 
 Batch RecSource::Impl::batch_from(int64_t first_sample) const {

@@ -67,7 +67,8 @@ struct RecSourceOptions {
   InfillOptions infill;
   std::vector<std::string> held_out_prompts;  // P5 template names never trained on (checked:
                                               // an unknown name is a UserError)
-  bool history_sampling = false;  // RecSysLLM windows: long/medium/short-term at 10/30/60%
+  bool history_sampling = false;
+  float title_loss_weight = 1.0f;  // next-item: weight of an entity's tokens after its <item>  // RecSysLLM windows: long/medium/short-term at 10/30/60%
   int32_t max_seq_len = 256;      // tokens per segment (longest sample)
   int32_t micro_batch = 64;       // samples (segments) per micro-batch
   int32_t grad_accum = 1;

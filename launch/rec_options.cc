@@ -32,6 +32,7 @@ RecSourceOptions rec_source_options(const Config& config) {
   o.infill.mask_fraction = d.infill_mask_fraction();
   o.held_out_prompts.assign(d.held_out_prompts().begin(), d.held_out_prompts().end());
   o.history_sampling = d.history_sampling();
+  o.title_loss_weight = d.title_loss_weight();
   o.max_seq_len = d.seq_len();
   o.micro_batch = config.train().micro_batch();
   o.grad_accum = config.train().grad_accum();

@@ -138,6 +138,7 @@ void check_data(const config::DataConfig& d, const config::ModelConfig& m, Viola
     v.add("data.next_item_weight", "at least one objective weight must be > 0 (next_item, infill, "
           "text_lm, prompt)");
   }
+  v.unit_interval("data.title_loss_weight", d.title_loss_weight(), /*one_excluded=*/false);
   v.non_negative("data.infill_entity_weight", d.infill_entity_weight());
   v.non_negative("data.infill_sentence_weight", d.infill_sentence_weight());
   v.non_negative("data.infill_document_weight", d.infill_document_weight());

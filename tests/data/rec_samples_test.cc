@@ -130,6 +130,18 @@ TEST(NextItemSample, OnlyLastWeightsTheLastItemAlone) {
   EXPECT_EQ(id.loss_weights, floats({0, 0, 1, 0}));
 }
 
+TEST(NextItemSample, TailWeightScalesTheTokensAfterTheIdTokenOnly) {
+  const RecDataset d = tiny_catalog();
+  const std::vector<int32_t> items = {1, 0};
+  // ID_TEXT: [BOS] <1> 3 <0> 1 2 — item 0's <item> token keeps weight 1, its title gets 0.25.
+  const Sample s = next_item_sample(d, items, rendering(ItemRendering::kIdText), false, 64, false, 0.25f);
+  EXPECT_EQ(s.tokens, (Tokens{kBos, 109, 3, 108, 1, 2}));
+  EXPECT_EQ(s.loss_weights, floats({0, 0, 1, 0.25f, 0.25f, 0}));
+  // TEXT rendering has no ID token: the title is the item, all of it keeps weight 1.
+  const Sample t = next_item_sample(d, items, rendering(ItemRendering::kText), false, 64, false, 0.25f);
+  EXPECT_EQ(t.loss_weights, floats({0, 1, 1, 0}));
+}
+
 TEST(NextItemSample, CroppingKeepsTheMostRecentWholeItems) {
   const RecDataset d = tiny_catalog();
   const Tokens items = {0, 1, 3};
