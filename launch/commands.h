@@ -22,5 +22,6 @@ void register_prepare_command(CLI::App& app);
 void register_eval_command(CLI::App& app);
 void register_recommend_command(CLI::App& app);
 void register_info_command(CLI::App& app);
+void register_export_command(CLI::App& app);
 
 }  // namespace reclm::launch

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   reclm::launch::register_eval_command(app);
   reclm::launch::register_recommend_command(app);
   reclm::launch::register_info_command(app);
+  reclm::launch::register_export_command(app);
   reclm::launch::register_config_command(app);
   try {
     app.parse(argc, argv);
