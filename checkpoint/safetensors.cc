@@ -1,7 +1,5 @@
 #include "checkpoint/safetensors.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -14,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/atomic_file.h"
 #include "runtime/errors.h"
 
 namespace reclm {
@@ -77,23 +76,6 @@ void write_converted(std::ofstream& out, const float* data, int64_t count, DType
   }
 }
 
-void sync_file(const std::filesystem::path& file, const std::string& display_name) {
-  const int fd = ::open(file.c_str(), O_RDONLY);
-  const bool ok = fd >= 0 && ::fsync(fd) == 0;
-  const int saved_errno = errno;
-  if (fd >= 0) ::close(fd);
-  RECLM_USER_CHECK(ok, "{}: cannot sync {} to disk: {}", display_name, file.string(),
-                   std::strerror(saved_errno));
-}
-
-// Makes the rename durable; best effort (some file systems refuse fsync on directories).
-void sync_directory(const std::filesystem::path& dir) {
-  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return;
-  (void)::fsync(fd);
-  ::close(fd);
-}
-
 // The header text, padded with spaces to a multiple of 8 bytes.
 std::string build_header(const std::vector<SafetensorsEntry>& entries,
                          const std::map<std::string, std::string>& metadata,
@@ -131,36 +113,20 @@ void write_safetensors(const std::filesystem::path& path,
                        const std::map<std::string, std::string>& metadata) {
   std::vector<int64_t> counts;
   const std::string header = build_header(entries, metadata, counts);
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  const std::filesystem::path dir = path.parent_path();
-  RECLM_USER_CHECK(dir.empty() || std::filesystem::is_directory(dir),
-                   "{}: cannot write: directory {} does not exist", path.string(), dir.string());
-  try {
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      RECLM_USER_CHECK(out.good(), "{}: cannot create {}: {}", path.string(), tmp.string(),
-                       std::strerror(errno));
-      const uint64_t header_size = header.size();
-      out.write(reinterpret_cast<const char*>(&header_size), sizeof(header_size));
-      out.write(header.data(), static_cast<std::streamsize>(header.size()));
-      for (size_t i = 0; i < entries.size(); ++i) {
-        write_converted(out, entries[i].data, counts[i], entries[i].dtype);
-      }
-      out.close();
-      RECLM_USER_CHECK(!out.fail(), "{}: writing {} failed (disk full?)", path.string(),
-                       tmp.string());
+  replace_file_atomically(path, [&](const std::filesystem::path& tmp) {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    RECLM_USER_CHECK(out.good(), "{}: cannot create {}: {}", path.string(), tmp.string(),
+                     std::strerror(errno));
+    const uint64_t header_size = header.size();
+    out.write(reinterpret_cast<const char*>(&header_size), sizeof(header_size));
+    out.write(header.data(), static_cast<std::streamsize>(header.size()));
+    for (size_t i = 0; i < entries.size(); ++i) {
+      write_converted(out, entries[i].data, counts[i], entries[i].dtype);
     }
-    sync_file(tmp, path.string());  // the data must be on disk before the new name is
-    std::error_code error;
-    std::filesystem::rename(tmp, path, error);
-    RECLM_USER_CHECK(!error, "{}: cannot rename {} over it: {}", path.string(), tmp.string(),
-                     error.message());
-  } catch (...) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    throw;
-  }
-  sync_directory(dir);
+    out.close();
+    RECLM_USER_CHECK(!out.fail(), "{}: writing {} failed (disk full?)", path.string(),
+                     tmp.string());
+  });
 }
 
 // ---- reading -------------------------------------------------------------------------------
