@@ -11,6 +11,7 @@
 #include "data/rec_dataset.h"
 #include "data/rec_samples.h"
 #include "trainer/model.h"
+#include "trainer/tiny_dims.h"
 
 namespace reclm::test {
 
@@ -64,19 +65,8 @@ inline std::vector<std::vector<int32_t>> prefix_titles() {
 }
 
 inline ModelDims tiny_dims(int64_t vocab, bool positions_2d) {
-  ModelDims d{};
-  d.vocab = vocab;
-  d.d_model = 32;
-  d.n_layers = 2;
-  d.n_heads = 4;
-  d.n_kv_heads = 2;
-  d.head_dim = 8;
-  d.d_ff = 48;
-  d.tied = false;
-  d.positions_2d = positions_2d;
-  d.rope_theta = 10000.0f;
-  d.norm_eps = 1e-5f;
-  return d;
+  return tiny_model_dims({.vocab = vocab, .d_model = 32, .d_ff = 48, .tied = false,
+                          .positions_2d = positions_2d});
 }
 
 // A large init so the random model's distributions are far from uniform (scores well apart).

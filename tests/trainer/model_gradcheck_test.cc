@@ -10,6 +10,7 @@
 
 #include "runtime/errors.h"
 #include "trainer/model.h"
+#include "trainer/tiny_dims.h"
 
 namespace reclm {
 namespace {
@@ -24,19 +25,8 @@ struct GradCase {
 };
 
 ModelDims tiny_dims(const GradCase& c) {
-  ModelDims d{};
-  d.vocab = 37;
-  d.d_model = 24;
-  d.n_layers = 2;
-  d.n_heads = 4;
-  d.n_kv_heads = c.n_kv_heads;
-  d.head_dim = 8;
-  d.d_ff = 40;
-  d.tied = c.tied;
-  d.positions_2d = c.positions_2d;
-  d.rope_theta = 10000.0f;
-  d.norm_eps = 1e-5f;
-  return d;
+  return test::tiny_model_dims({.n_kv_heads = c.n_kv_heads, .tied = c.tied,
+                                .positions_2d = c.positions_2d});
 }
 
 // Three packed segments of ragged lengths, random tokens, some positions without loss.

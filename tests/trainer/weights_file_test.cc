@@ -12,6 +12,7 @@
 
 #include "runtime/errors.h"
 #include "thrown_message.h"
+#include "trainer/tiny_dims.h"
 
 namespace reclm {
 namespace {
@@ -32,19 +33,7 @@ class WeightsFile : public ::testing::Test {
 };
 
 ModelDims tiny_dims(bool tied, int64_t d_ff = 40) {
-  ModelDims d{};
-  d.vocab = 37;
-  d.d_model = 24;
-  d.n_layers = 2;
-  d.n_heads = 4;
-  d.n_kv_heads = 2;
-  d.head_dim = 6;
-  d.d_ff = d_ff;
-  d.tied = tied;
-  d.positions_2d = true;
-  d.rope_theta = 10000.0f;
-  d.norm_eps = 1e-5f;
-  return d;
+  return test::tiny_model_dims({.head_dim = 6, .d_ff = d_ff, .tied = tied, .positions_2d = true});
 }
 
 // Every tensor of the layout, bit for bit (padding between tensors is not part of the file).
