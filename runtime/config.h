@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "reclm.pb.h"
@@ -28,6 +29,10 @@ void resolve_config(Config& config);
 
 // Semantic rules (positive sizes, divisibility, ranges); the message names field and rule.
 void validate_config(const Config& config);
+
+// True for the projection names model.lora.targets accepts (Hugging Face module names: q_proj,
+// k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj).
+bool is_lora_target(std::string_view name);
 
 // read_config_file (or defaults when path is empty) + overrides in order + resolve + validate.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides);

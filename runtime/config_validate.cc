@@ -114,6 +114,17 @@ void check_model(const config::ModelConfig& m, Violations& v) {
   v.positive("model.norm_eps", m.norm_eps());
   v.positive("model.init_std", m.init_std());
   v.unit_interval("model.dropout", m.dropout(), /*one_excluded=*/true);
+  const config::LoraConfig& lora = m.lora();
+  v.non_negative("model.lora.rank", lora.rank());
+  v.positive("model.lora.alpha", lora.alpha());
+  for (const std::string& target : lora.targets()) {
+    if (!is_lora_target(target)) {
+      v.add("model.lora.targets",
+            "unknown projection \"{}\" (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+            "down_proj)",
+            target);
+    }
+  }
 }
 
 void check_data(const config::DataConfig& d, const config::ModelConfig& m, Violations& v) {
@@ -163,6 +174,18 @@ void check_train(const config::TrainConfig& t, Violations& v) {
   v.non_negative("train.warmup_steps", t.warmup_steps());
   v.unit_interval("train.min_lr_ratio", t.min_lr_ratio(), false);
   v.positive("train.log_every", t.log_every());
+  const std::string& init = t.init_from();
+  if (!init.empty() && init.rfind("hf:", 0) != 0 && init.rfind("ckpt:", 0) != 0) {
+    v.add("train.init_from", "must be \"hf:DIR\" or \"ckpt:DIR\" (got \"{}\")", init);
+  } else if (init == "hf:" || init == "ckpt:") {
+    v.add("train.init_from", "\"{}\" names no directory", init);
+  }
+}
+
+void check_checkpoint(const config::CheckpointConfig& c, Violations& v) {
+  v.non_negative("checkpoint.every", c.every());
+  v.non_negative("checkpoint.keep_last", c.keep_last());
+  v.non_negative("checkpoint.keep_every", c.keep_every());
 }
 
 void check_optim(const config::OptimConfig& o, Violations& v) {
@@ -209,6 +232,14 @@ void check_prepare(const config::PrepareConfig& p, Violations& v) {
 
 }  // namespace
 
+bool is_lora_target(std::string_view name) {
+  for (std::string_view known :
+       {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}) {
+    if (name == known) return true;
+  }
+  return false;
+}
+
 void validate_config(const Config& config) {
   Violations violations;
   check_finite(config, "", violations);
@@ -216,6 +247,7 @@ void validate_config(const Config& config) {
   check_data(config.data(), config.model(), violations);
   check_train(config.train(), violations);
   check_optim(config.optim(), violations);
+  check_checkpoint(config.checkpoint(), violations);
   check_eval_and_runtime(config.eval(), config.runtime(), violations);
   check_prepare(config.prepare(), violations);
   const std::vector<std::string>& messages = violations.messages();

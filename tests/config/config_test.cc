@@ -186,7 +186,7 @@ TEST(ConfigOverride, UnknownFieldNamesPathAndListsValidFields) {
   EXPECT_EQ(thrown_message<UserError>([&] { apply_override(config, "train.lrr=3e-4"); }),
             "--set train.lrr=3e-4: no field \"lrr\" in train (fields: steps, micro_batch, "
             "grad_accum, lr, warmup_steps, schedule, min_lr_ratio, run_dir, log_every, "
-            "on_nonfinite)");
+            "on_nonfinite, init_from)");
   const std::string top = thrown_message<UserError>([&] { apply_override(config, "trian.lr=1"); });
   EXPECT_NE(top.find("no field \"trian\""), std::string::npos) << top;
   EXPECT_NE(top.find("model, data, train"), std::string::npos) << top;
@@ -362,6 +362,16 @@ std::vector<RuleCase> rule_cases() {
       {{"optim.grad_clip=-1"}, "field optim.grad_clip: must be >= 0 (got -1)"},
       {{"eval.val_every=-1"}, "field eval.val_every: must be >= 0 (got -1)"},
       {{"eval.val_batches=0"}, "field eval.val_batches: must be > 0 (got 0)"},
+      {{"model.lora.rank=-1"}, "field model.lora.rank: must be >= 0 (got -1)"},
+      {{"model.lora.alpha=0"}, "field model.lora.alpha: must be > 0 (got 0)"},
+      {{"model.lora.targets=q_proj,qkv"},
+       "field model.lora.targets: unknown projection \"qkv\" (q_proj, k_proj, v_proj, o_proj, "
+       "gate_proj, up_proj, down_proj)"},
+      {{"train.init_from=/models/llama"},
+       "field train.init_from: must be \"hf:DIR\" or \"ckpt:DIR\" (got \"/models/llama\")"},
+      {{"train.init_from=hf:"}, "field train.init_from: \"hf:\" names no directory"},
+      {{"checkpoint.every=-5"}, "field checkpoint.every: must be >= 0 (got -5)"},
+      {{"checkpoint.keep_last=-1"}, "field checkpoint.keep_last: must be >= 0 (got -1)"},
       {{"runtime.threads=-2"}, "field runtime.threads: must be >= 0 (got -2)"},
       {{"runtime.device=cuda"},
        "field runtime.device: \"cuda\" is not available in this build (only \"cpu\")"},
