@@ -22,6 +22,11 @@ class AdamW {
   void step(Model& model, float lr, float grad_scale);
   // Updates applied so far (bias correction uses it).
   int64_t steps_taken() const { return steps_; }
+  // The moments, in the parameter layout (ParamLayout::total_floats() floats each), and the
+  // update count: what a checkpoint saves and a resume restores.
+  float* first_moment() const { return static_cast<float*>(m_->data()); }
+  float* second_moment() const { return static_cast<float*>(v_->data()); }
+  void set_steps_taken(int64_t steps) { steps_ = steps; }
   float weight_decay_for(ParamKind kind) const;
 
  private:
