@@ -13,6 +13,7 @@
 #include "checkpoint/safetensors.h"
 #include "data/item_vocab.h"
 #include "runtime/errors.h"
+#include "trainer/lora.h"
 
 namespace reclm {
 namespace {
@@ -50,10 +51,29 @@ std::string item_map_tsv(const RecDataset& dataset, const BpeTokenizer& tokenize
   return out;
 }
 
-std::vector<SafetensorsEntry> weight_entries(const Model& model, DType dtype) {
+// The base model's tensors under their HF names: never an adapter tensor (a stock loader would
+// not know it). `merged` (LoRA, merged export) holds the weights in the non-LoRA layout.
+std::vector<SafetensorsEntry> weight_entries(const Model& model, const std::vector<float>* merged,
+                                             DType dtype) {
   std::vector<SafetensorsEntry> entries;
-  for (const ParamEntry& p : model.layout.entries())
+  if (merged != nullptr) {
+    const ParamLayout base(without_lora(model.dims));
+    for (const ParamEntry& p : base.entries())
+      entries.push_back({p.name, p.shape, merged->data() + p.offset, dtype});
+    return entries;
+  }
+  for (const ParamEntry& p : model.layout.entries()) {
+    if (p.kind == ParamKind::kLora) continue;
     entries.push_back({p.name, p.shape, model.param_data() + p.offset, dtype});
+  }
+  return entries;
+}
+
+// PEFT's key for an adapter tensor: the PeftModel wraps the LlamaForCausalLM as base_model.model.
+std::vector<SafetensorsEntry> adapter_entries(const Model& model, DType dtype) {
+  std::vector<SafetensorsEntry> entries;
+  for (const ParamEntry& p : lora_adapter_entries(model))
+    entries.push_back({"base_model.model." + p.name, p.shape, model.param_data() + p.offset, dtype});
   return entries;
 }
 
@@ -82,7 +102,7 @@ fs::path make_temp_dir(const fs::path& out) {
 }
 
 void write_directory(const fs::path& dir, const Model& model, const RecDataset& dataset,
-                     const Config& config, DType dtype) {
+                     const Config& config, DType dtype, LoraExport lora) {
   const BpeTokenizer tokenizer = dataset_tokenizer(dataset);
   const VocabLayout& vocab = dataset.vocab;
   const nlohmann::json hf_config =
@@ -93,8 +113,18 @@ void write_directory(const fs::path& dir, const Model& model, const RecDataset& 
                                      {"eos_token_id", vocab.eos()},
                                      {"pad_token_id", vocab.pad()}};
   write_text(dir / "generation_config.json", generation.dump(2) + "\n");
-  write_safetensors(dir / "model.safetensors", weight_entries(model, dtype),
+  std::vector<float> merged;
+  if (lora == LoraExport::kMerged) merged = merge_lora(model);
+  write_safetensors(dir / "model.safetensors",
+                    weight_entries(model, lora == LoraExport::kMerged ? &merged : nullptr, dtype),
                     {{"format", "pt"}, {"producer", "reclm export"}});
+  if (lora == LoraExport::kPeft) {
+    fs::create_directory(dir / "adapter");
+    write_text(dir / "adapter" / "adapter_config.json",
+               peft_adapter_config(model.dims).dump(2) + "\n");
+    write_safetensors(dir / "adapter" / "adapter_model.safetensors", adapter_entries(model, dtype),
+                      {{"format", "pt"}, {"producer", "reclm export"}});
+  }
   tokenizer.save_hf(dir / "tokenizer.json");
   write_text(dir / "item_map.tsv", item_map_tsv(dataset, tokenizer));
   write_text(dir / "reclm_config.pbtxt", config_to_text(config));
@@ -135,8 +165,39 @@ nlohmann::json hf_llama_config(const ModelDims& dims, const VocabLayout& vocab, 
   return j;
 }
 
+nlohmann::json peft_adapter_config(const ModelDims& dims) {
+  RECLM_CHECK(dims.has_lora(), "peft_adapter_config: the model has no LoRA adapters");
+  nlohmann::json targets = nlohmann::json::array();
+  for (int t = 0; t < kNumLoraTargets; ++t) {
+    const auto target = static_cast<LoraTarget>(t);
+    if (dims.lora_targets_has(target)) targets.push_back(lora_target_name(target));
+  }
+  return {
+      {"peft_type", "LORA"},
+      {"task_type", "CAUSAL_LM"},
+      {"base_model_name_or_path", ".."},
+      {"r", dims.lora_rank},
+      {"lora_alpha", shortest_decimal(dims.lora_alpha)},
+      {"lora_dropout", 0.0},
+      {"target_modules", targets},
+      {"bias", "none"},
+      {"fan_in_fan_out", false},
+      {"inference_mode", true},
+      {"use_rslora", false},
+      {"modules_to_save", nullptr},
+  };
+}
+
 void export_hf(const fs::path& out_dir, const Model& model, const RecDataset& dataset,
                const Config& config, const HfExportOptions& options) {
+  LoraExport lora = options.lora;
+  if (lora == LoraExport::kAuto) {
+    lora = model.dims.has_lora() ? LoraExport::kMerged : LoraExport::kAuto;
+  } else {
+    RECLM_USER_CHECK(model.dims.has_lora(),
+                     "--lora: the run has no LoRA adapters (model.lora.rank is 0); export it "
+                     "without --lora");
+  }
   RECLM_CHECK(model.dims.vocab >= dataset.vocab.vocab_size,
               "model vocabulary {} smaller than the dataset's {}", model.dims.vocab,
               dataset.vocab.vocab_size);
@@ -156,7 +217,7 @@ void export_hf(const fs::path& out_dir, const Model& model, const RecDataset& da
   }
   const fs::path tmp = make_temp_dir(out);
   try {
-    write_directory(tmp, model, dataset, config, options.dtype);
+    write_directory(tmp, model, dataset, config, options.dtype, lora);
     if (exists) fs::remove_all(out);
     fs::rename(tmp, out);
   } catch (const fs::filesystem_error& e) {

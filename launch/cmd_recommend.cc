@@ -5,8 +5,6 @@
 
 #include <cstdio>
 #include <fstream>
-#include <sstream>
-#include <unordered_map>
 
 #include "launch/commands.h"
 #include "launch/rec_options.h"
@@ -25,29 +23,13 @@ struct RecommendArgs {
   std::vector<std::string> overrides;
 };
 
-std::vector<int32_t> parse_history(const std::string& text,
-                                   const std::unordered_map<std::string, int32_t>& by_key,
-                                   const std::string& where) {
-  std::vector<int32_t> items;
-  std::istringstream in(text);
-  std::string key;
-  while (in >> key) {
-    const auto it = by_key.find(key);
-    RECLM_USER_CHECK(it != by_key.end(), "{}: item \"{}\" is not in the dataset's catalog", where, key);
-    items.push_back(it->second);
-  }
-  RECLM_USER_CHECK(!items.empty(), "{}: empty history", where);
-  return items;
-}
-
 void run_recommend(const RecommendArgs& args) {
   RECLM_USER_CHECK(args.history.empty() != args.histories_file.empty(),
                    "give exactly one of --history \"i1 i2 ...\" and --histories FILE");
   RECLM_USER_CHECK(args.k > 0, "-k: must be > 0 (got {})", args.k);
   TrainedRun run = load_trained_run(args.run_dir, args.overrides);
   const ItemTable& items = run.dataset.items;
-  std::unordered_map<std::string, int32_t> by_key;
-  for (int32_t i = 0; i < items.size(); ++i) by_key.emplace(items.keys[i], i);
+  const auto by_key = item_key_index(items);
   std::vector<std::pair<std::string, std::string>> inputs;  // (where, history text)
   if (!args.history.empty()) {
     inputs.emplace_back("--history", args.history);

@@ -1,11 +1,13 @@
-// `reclm train --config X.pbtxt [--set path=value ...]`: train on a prepared recommendation
-// dataset (data.dataset, the objectives of DESIGN.md §1) or, without one, a text corpus.
+// `reclm train --config X.pbtxt [--set path=value ...] [--resume auto|DIR]`: train on a prepared
+// recommendation dataset (data.dataset, the objectives of DESIGN.md §1) or, without one, a text
+// corpus; checkpoints, resume and init_from are set up by launch/train_run.h.
 #include <fmt/format.h>
 
 #include "data/rec_source.h"
 #include "data/text_lm_source.h"
 #include "launch/commands.h"
 #include "launch/rec_options.h"
+#include "launch/train_run.h"
 #include "runtime/config.h"
 #include "trainer/evaluator.h"
 #include "trainer/train_loop.h"
@@ -13,7 +15,7 @@
 namespace reclm::launch {
 namespace {
 
-void train_text_lm(Config config) {
+void train_text_lm(Config config, const std::string& resume) {
   TextLmOptions options;
   options.seq_len = config.data().seq_len();
   options.micro_batch = config.train().micro_batch();
@@ -24,10 +26,13 @@ void train_text_lm(Config config) {
   if (config.model().vocab_size() == 0) {
     config.mutable_model()->set_vocab_size(static_cast<int32_t>(source.min_vocab_size()));
   }
-  train(config, source);
+  TrainHooks hooks;
+  const auto keep = install_run_hooks(hooks, config, resolve_resume(resume, config), nullptr,
+                                      source.describe());
+  train(config, source, hooks);
 }
 
-void train_recommender(Config config) {
+void train_recommender(Config config, const std::string& resume) {
   const RecDataset dataset = load_config_dataset(config);
   const RecSource source(dataset, rec_source_options(config));
   TrainHooks hooks;
@@ -53,21 +58,30 @@ void train_recommender(Config config) {
       return line + fmt::format(" ({} users)", r["n_users"].get<int64_t>());
     };
   }
+  const auto keep = install_run_hooks(hooks, config, resolve_resume(resume, config), &dataset,
+                                      source.describe());
   train(config, source, hooks);
 }
+
+struct TrainArgs : ConfigArgs {
+  std::string resume;
+};
 
 }  // namespace
 
 void register_train_command(CLI::App& app) {
-  auto args = std::make_shared<ConfigArgs>();
+  auto args = std::make_shared<TrainArgs>();
   CLI::App* cmd = app.add_subcommand("train", "Train a model from a config (CPU backend)");
   add_config_options(cmd, args.get());
+  cmd->add_option("--resume", args->resume,
+                  "Continue a run from a checkpoint: 'auto' (the newest under checkpoint.dir; "
+                  "start fresh if none) or a checkpoint directory (then --config is optional)");
   cmd->callback([args] {
-    const Config config = load_config(args->path, args->overrides);
+    const Config config = train_config(args->path, args->overrides, args->resume);
     if (config.data().dataset().empty()) {
-      train_text_lm(config);
+      train_text_lm(config, args->resume);
     } else {
-      train_recommender(config);
+      train_recommender(config, args->resume);
     }
   });
 }

@@ -23,5 +23,6 @@ void register_eval_command(CLI::App& app);
 void register_recommend_command(CLI::App& app);
 void register_info_command(CLI::App& app);
 void register_export_command(CLI::App& app);
+void register_logits_command(CLI::App& app);
 
 }  // namespace reclm::launch

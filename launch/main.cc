@@ -1,5 +1,6 @@
 // reclm — one binary, one subcommand per job (DESIGN.md §3).
 // Exit codes: 0 success; 2 bad input (message names file/line/field); 1 internal error.
+#include <csignal>
 #include <cstdio>
 #include <exception>
 
@@ -19,6 +20,9 @@ void add_config_options(CLI::App* command, ConfigArgs* args) {
 }  // namespace reclm::launch
 
 int main(int argc, char** argv) {
+  // A write past the file-size limit (ulimit -f, a quota) then fails with EFBIG and is reported
+  // like a full disk (naming the file, exit 2) instead of killing the process mid-save.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"reclm: train LLM-based recommenders on CPU, GPU and clusters"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "reclm 0.1.0");
@@ -28,6 +32,7 @@ int main(int argc, char** argv) {
   reclm::launch::register_recommend_command(app);
   reclm::launch::register_info_command(app);
   reclm::launch::register_export_command(app);
+  reclm::launch::register_logits_command(app);
   reclm::launch::register_config_command(app);
   try {
     app.parse(argc, argv);

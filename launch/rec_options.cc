@@ -1,6 +1,7 @@
 #include "launch/rec_options.h"
 
 #include <algorithm>
+#include <sstream>
 
 #include "data/dataset_store.h"
 #include "runtime/errors.h"
@@ -87,6 +88,27 @@ RecDataset load_config_dataset(Config& config) {
                    "field model.vocab_size: {} is smaller than the dataset's vocabulary ({}) of {}",
                    config.model().vocab_size(), dataset.vocab.vocab_size, config.data().dataset());
   return dataset;
+}
+
+std::unordered_map<std::string, int32_t> item_key_index(const ItemTable& items) {
+  std::unordered_map<std::string, int32_t> by_key;
+  for (int32_t i = 0; i < items.size(); ++i) by_key.emplace(items.keys[i], i);
+  return by_key;
+}
+
+std::vector<int32_t> parse_history(const std::string& text,
+                                   const std::unordered_map<std::string, int32_t>& by_key,
+                                   const std::string& where) {
+  std::vector<int32_t> items;
+  std::istringstream in(text);
+  std::string key;
+  while (in >> key) {
+    const auto it = by_key.find(key);
+    RECLM_USER_CHECK(it != by_key.end(), "{}: item \"{}\" is not in the dataset's catalog", where, key);
+    items.push_back(it->second);
+  }
+  RECLM_USER_CHECK(!items.empty(), "{}: empty history", where);
+  return items;
 }
 
 int64_t eval_max_tokens(const Config& config, const EvalOptions& options) {

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "data/rec_dataset.h"
@@ -33,6 +34,14 @@ struct TrainedRun {
 };
 TrainedRun load_trained_run(const std::filesystem::path& run_dir,
                             const std::vector<std::string>& overrides);
+
+// Item key (the id in the input files) → item id, for reading histories typed by a user.
+std::unordered_map<std::string, int32_t> item_key_index(const ItemTable& items);
+// "k1 k2 ..." (whitespace-separated item keys, oldest first) → item ids. An unknown key or an
+// empty history is a UserError naming `where` (e.g. "--history" or "FILE:LINE").
+std::vector<int32_t> parse_history(const std::string& text,
+                                   const std::unordered_map<std::string, int32_t>& by_key,
+                                   const std::string& where);
 
 // Tokens per forward an evaluation needs with these options.
 int64_t eval_max_tokens(const Config& config, const EvalOptions& options);

@@ -14,6 +14,12 @@ namespace internal {
 
 void silence_error_printing() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
+// HDF5's exit handler re-flushes files whose close already failed (a full disk, a file-size
+// limit) and crashes inside libhdf5 1.10 (H5F__close_cb). Every file reclm opens is closed
+// explicitly by its Handle and a failed close is reported, so the handler has nothing left to do:
+// switch it off before the library initialises (it does so lazily, at the first HDF5 call).
+const bool kNoHdf5ExitHandler = [] { return H5dont_atexit() >= 0; }();
+
 std::string error_detail() {
   std::string detail;
   H5Ewalk2(
@@ -23,6 +29,14 @@ std::string error_detail() {
         return 0;
       },
       &detail);
+  // A failed system call's description is a multi-line dump (time, buffer address, byte
+  // counts); the OS error inside it is what a person needs.
+  const std::string os_error = "error message = '";
+  if (const size_t at = detail.find(os_error); at != std::string::npos) {
+    const size_t begin = at + os_error.size();
+    const size_t end = detail.find('\'', begin);
+    if (end != std::string::npos) detail = "write failed: " + detail.substr(begin, end - begin);
+  }
   return detail.empty() ? detail : " (" + detail + ")";
 }
 

@@ -14,11 +14,24 @@ ModelTensors model_tensors(float* base, const ParamLayout& layout, const ModelDi
   t.embed = at("model.embed_tokens.weight");
   for (int64_t l = 0; l < dims.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    t.layers.push_back({at(p + "input_layernorm.weight"), at(p + "self_attn.q_proj.weight"),
-                        at(p + "self_attn.k_proj.weight"), at(p + "self_attn.v_proj.weight"),
-                        at(p + "self_attn.o_proj.weight"), at(p + "post_attention_layernorm.weight"),
-                        at(p + "mlp.gate_proj.weight"), at(p + "mlp.up_proj.weight"),
-                        at(p + "mlp.down_proj.weight")});
+    LayerTensors layer{};
+    layer.input_norm = at(p + "input_layernorm.weight");
+    layer.wq = at(p + "self_attn.q_proj.weight");
+    layer.wk = at(p + "self_attn.k_proj.weight");
+    layer.wv = at(p + "self_attn.v_proj.weight");
+    layer.wo = at(p + "self_attn.o_proj.weight");
+    layer.post_norm = at(p + "post_attention_layernorm.weight");
+    layer.w_gate = at(p + "mlp.gate_proj.weight");
+    layer.w_up = at(p + "mlp.up_proj.weight");
+    layer.w_down = at(p + "mlp.down_proj.weight");
+    for (int t = 0; t < kNumLoraTargets; ++t) {
+      const auto target = static_cast<LoraTarget>(t);
+      if (!dims.lora_targets_has(target)) continue;
+      const std::string module = lora_module_path(l, target);
+      layer.lora_a[t] = at(module + ".lora_A.weight");
+      layer.lora_b[t] = at(module + ".lora_B.weight");
+    }
+    t.layers.push_back(layer);
   }
   t.final_norm = at("model.norm.weight");
   t.lm_head = dims.tied ? t.embed : at("lm_head.weight");
@@ -79,6 +92,15 @@ void carve_activations(Activations& a, const ModelDims& d, int64_t T, float* bas
   a.d_gate = c.take(T * F);
   a.d_up = c.take(T * F);
   a.d_act = c.take(T * F);
+  a.lora_u.assign(L, {});
+  if (d.has_lora()) {
+    for (int64_t l = 0; l < L; ++l) {
+      for (int t = 0; t < kNumLoraTargets; ++t) {
+        if (d.lora_targets_has(static_cast<LoraTarget>(t))) a.lora_u[l][t] = c.take(T * d.lora_rank);
+      }
+    }
+    a.d_lora_u = c.take(T * d.lora_rank);
+  }
   if (base == nullptr) {
     a.arena = std::make_shared<Storage>(static_cast<size_t>(c.used()) * sizeof(float));
     carve_activations(a, d, T, static_cast<float*>(a.arena->data()));
@@ -102,6 +124,7 @@ Model::Model(const ModelDims& d, int64_t max_tokens) : dims(d), layout(d) {
   acts.loss_rows.reserve(max_tokens);  // no allocation inside a step
   acts.loss_targets.reserve(max_tokens);
   acts.loss_weights.reserve(max_tokens);
+  head_trains = !layout.find(d.tied ? "model.embed_tokens.weight" : "lm_head.weight").frozen();
 }
 
 void init_weights(Model& model, uint64_t seed, float init_std) {
@@ -112,6 +135,18 @@ void init_weights(Model& model, uint64_t seed, float init_std) {
     float* p = model.param_data() + e.offset;
     if (e.kind == ParamKind::kNorm) {
       for (int64_t j = 0; j < e.numel; ++j) p[j] = 1.0f;
+      continue;
+    }
+    if (e.kind == ParamKind::kLora) {
+      const bool is_b = e.name.ends_with(".lora_B.weight");
+      if (is_b) {
+        for (int64_t j = 0; j < e.numel; ++j) p[j] = 0.0f;  // B = 0: the adapter starts as a no-op
+        continue;
+      }
+      // A [r, in] as PEFT's default (Kaiming-uniform) has it in scale: std ~ 1/sqrt(in).
+      const double a_std = 1.0 / std::sqrt(static_cast<double>(e.shape[1]));
+      CounterRng rng(seed, RngPurpose::kInit, 0, 0, i);
+      for (int64_t j = 0; j < e.numel; ++j) p[j] = static_cast<float>(rng.normal() * a_std);
       continue;
     }
     const bool output_proj = e.name.find("o_proj") != std::string::npos ||

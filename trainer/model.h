@@ -7,6 +7,7 @@
 // activations live in one arena sized once for `max_tokens` tokens per micro-batch.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -28,6 +29,9 @@ struct LayerTensors {
   float* w_gate;       // [F, C]
   float* w_up;         // [F, C]
   float* w_down;       // [C, F]
+  // LoRA adapters per projection, indexed by LoraTarget; null where the projection has none.
+  std::array<float*, kNumLoraTargets> lora_a{};  // [r, in]
+  std::array<float*, kNumLoraTargets> lora_b{};  // [out, r]
 };
 struct ModelTensors {
   float* embed;        // [V, C]
@@ -59,6 +63,10 @@ struct Activations {
   float* d_gate;        // [T, F]
   float* d_up;          // [T, F]
   float* d_act;         // [T, F]
+  // LoRA (only when dims.lora_rank > 0): per layer and targeted projection the adapter's
+  // scaled bottleneck u = scale·(x·Aᵀ) [T, r]; d_lora_u [T, r] is backward scratch.
+  std::vector<std::array<float*, kNumLoraTargets>> lora_u;
+  float* d_lora_u = nullptr;
   std::vector<int32_t> zero_positions;  // [T] intra positions for 2D models fed 1D batches
   std::vector<int32_t> loss_rows;       // [≤ T] rows with a loss weight (head_and_loss)
   std::vector<int32_t> loss_targets;    // [≤ T] their targets
@@ -89,6 +97,9 @@ struct Model {
   ModelTensors params;
   ModelTensors grads;
   Activations acts;
+  // False when the LM head's weights are wholly frozen (LoRA without trained embeddings): its
+  // weight gradient is then skipped. Base matrices under LoRA skip theirs likewise.
+  bool head_trains = true;
 
   Model(const ModelDims& dims, int64_t max_tokens);
   float* param_data() const { return static_cast<float*>(param_storage->data()); }
@@ -97,12 +108,17 @@ struct Model {
 
 // Normal(0, init_std) for matrices and embeddings (o_proj and down_proj further scaled by
 // 1/sqrt(2·n_layers), GPT-2 style), ones for norms. Keyed per tensor by (seed, tensor index).
+// LoRA: lora_A ~ Normal(0, 1/sqrt(in_features)), lora_B = 0, so a fresh adapter changes
+// nothing; adapters come last in the layout, so base tensors draw exactly as without LoRA.
 void init_weights(Model& model, uint64_t seed, float init_std);
 
 void zero_grads(Model& model);
 
 // One micro-batch forward and backward. Parameter gradients ACCUMULATE into model.grads with
 // dL/dlogit scaled by grad_scale (1 / total loss weight of the optimizer step gives the mean).
+// Under LoRA the frozen base matrices get no gradient (left as they are, zero after zero_grads);
+// norms and embeddings still get theirs, which the optimizer ignores outside the train ranges.
+// LoRA projections compute y = x·Wᵀ + scale·(x·Aᵀ)·Bᵀ, scale = alpha/rank, no dropout inside.
 // Returns Σ weight·loss over the batch.
 double forward_backward(Model& model, const Batch& batch, float grad_scale);
 

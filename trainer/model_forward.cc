@@ -39,17 +39,38 @@ BatchGeometry batch_geometry(const Model& model, const Batch& batch) {
           {T, d.n_heads, d.n_kv_heads, d.head_dim, 1.0f / std::sqrt(static_cast<float>(d.head_dim))}};
 }
 
-// out[T, OC] = skip + dropout(inp[T, IC] · Wᵀ). Without dropout the projection accumulates
-// straight onto the copied skip; with it the branch goes through `scratch` [T, OC] first.
+LoraSite lora_site(const Model& model, const ModelTensors& tensors, int64_t layer, LoraTarget target) {
+  const int t = static_cast<int>(target);
+  const LayerTensors& w = tensors.layers[layer];
+  if (w.lora_a[t] == nullptr) return {};
+  const ModelDims& d = model.dims;
+  return {w.lora_a[t], w.lora_b[t], model.acts.lora_u[layer][t], d.lora_rank, d.lora_scale(),
+          d.proj_in(target), d.proj_out(target)};
+}
+
+// The scale is folded into the saved u, so the up-projection is one accumulating GEMM and
+// backward's dB = dyᵀ·u needs no extra pass.
+void lora_forward(float* y, const float* x, const LoraSite& site, int64_t T) {
+  if (site.a == nullptr) return;
+  ops::linear_forward(site.u, x, site.a, T, site.in, site.rank);
+  ops::scale_inplace(site.u, site.scale, T * site.rank);
+  ops::linear_forward(y, site.u, site.b, T, site.rank, site.out, /*accumulate_out=*/true);
+}
+
+// out[T, OC] = skip + dropout(inp[T, IC] · Wᵀ + LoRA). Without dropout the projection
+// accumulates straight onto the copied skip; with it the branch goes through `scratch` [T, OC]
+// first (the adapter's output is part of the branch, so it is dropped with it).
 static void add_branch(float* out, const float* skip, const float* inp, const float* weight,
-                       int64_t T, int64_t IC, int64_t OC, const DropoutState& drop, uint32_t site,
-                       float* scratch) {
+                       const LoraSite& lora, int64_t T, int64_t IC, int64_t OC,
+                       const DropoutState& drop, uint32_t site, float* scratch) {
   if (!drop.active()) {
     std::memcpy(out, skip, T * OC * sizeof(float));
     ops::linear_forward(out, inp, weight, T, IC, OC, /*accumulate_out=*/true);
+    lora_forward(out, inp, lora, T);
     return;
   }
   ops::linear_forward(scratch, inp, weight, T, IC, OC);
+  lora_forward(scratch, inp, lora, T);
   ops::dropout(scratch, scratch, T * OC, drop.rate, drop.seed, drop.stream, site);
   ops::residual_forward(out, skip, scratch, T * OC);
 }
@@ -68,24 +89,30 @@ void forward_layers(Model& model, const Batch& batch) {
   }
   for (int64_t l = 0; l < d.n_layers; ++l) {
     const LayerTensors& w = model.params.layers[l];
+    const auto lora = [&](LoraTarget t) { return lora_site(model, model.params, l, t); };
     // attention block: residual_mid = x + o_proj(attn(rope(q), rope(k), v)) on rmsnorm(x)
     ops::rmsnorm_forward(a.norm1[l], a.rstd1[l], a.residual[l], w.input_norm, T, C, d.norm_eps);
     ops::linear_forward(a.q[l], a.norm1[l], w.wq, T, C, d.q_dim());
+    lora_forward(a.q[l], a.norm1[l], lora(LoraTarget::kQ), T);
     ops::linear_forward(a.k[l], a.norm1[l], w.wk, T, C, d.kv_dim());
+    lora_forward(a.k[l], a.norm1[l], lora(LoraTarget::kK), T);
     ops::linear_forward(a.v[l], a.norm1[l], w.wv, T, C, d.kv_dim());
+    lora_forward(a.v[l], a.norm1[l], lora(LoraTarget::kV), T);
     ops::rope_forward(a.q[l], a.q[l], geo.pos_inter, geo.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta);
     ops::rope_forward(a.k[l], a.k[l], geo.pos_inter, geo.pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta);
     ops::attention_forward(a.attn[l], a.lse[l], a.q[l], a.k[l], a.v[l], batch.cu_seqlens.data(),
                            geo.prefix_lens, batch.n_segments(), geo.attention);
-    add_branch(a.residual_mid[l], a.residual[l], a.attn[l], w.wo, T, d.q_dim(), C, drop,
-               dropout_site(l, 0), a.d_normed);
+    add_branch(a.residual_mid[l], a.residual[l], a.attn[l], w.wo, lora(LoraTarget::kO), T,
+               d.q_dim(), C, drop, dropout_site(l, 0), a.d_normed);
     // MLP block: residual_out = residual_mid + down(silu(gate(h)) · up(h)), h = rmsnorm(residual_mid)
     ops::rmsnorm_forward(a.norm2[l], a.rstd2[l], a.residual_mid[l], w.post_norm, T, C, d.norm_eps);
     ops::linear_forward(a.gate[l], a.norm2[l], w.w_gate, T, C, F);
+    lora_forward(a.gate[l], a.norm2[l], lora(LoraTarget::kGate), T);
     ops::linear_forward(a.up[l], a.norm2[l], w.w_up, T, C, F);
+    lora_forward(a.up[l], a.norm2[l], lora(LoraTarget::kUp), T);
     ops::swiglu_forward(a.act[l], a.gate[l], a.up[l], T * F);
-    add_branch(a.residual[l + 1], a.residual_mid[l], a.act[l], w.w_down, T, F, C, drop,
-               dropout_site(l, 1), a.d_normed);
+    add_branch(a.residual[l + 1], a.residual_mid[l], a.act[l], w.w_down, lora(LoraTarget::kDown),
+               T, F, C, drop, dropout_site(l, 1), a.d_normed);
   }
   ops::rmsnorm_forward(a.final_normed, a.final_rstd, a.residual[d.n_layers], model.params.final_norm,
                        T, C, d.norm_eps);
@@ -108,7 +135,8 @@ double head_and_loss(Model& model, const Batch& batch, float grad_scale, bool ba
   RECLM_CHECK(first >= 0 && V > 0 && first + V <= d.vocab, "softmax range [{}, {}) outside vocabulary {}",
               first, first + V, d.vocab);
   const float* head = model.params.lm_head + first * C;
-  float* d_head = model.grads.lm_head + first * C;
+  // A wholly frozen head (LoRA, embeddings not trained) needs no weight gradient.
+  float* d_head = model.head_trains ? model.grads.lm_head + first * C : nullptr;
 
   // Rows with loss. Scratch: d_normed holds gathered h, d_residual gathered d_h (both are free
   // until backward_layers starts).

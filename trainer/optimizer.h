@@ -1,6 +1,8 @@
 // AdamW over the flat parameter buffer: moments in the same layout, decoupled weight decay per
-// tensor kind (matrices always; norms and embeddings only when configured), global-norm
-// clipping folded into the update as a gradient scale.
+// tensor kind (matrices and LoRA adapters always; norms and embeddings only when configured),
+// global-norm clipping folded into the update as a gradient scale. Only each entry's train range
+// [train_begin, train_end) is updated (all of it without LoRA; under LoRA the adapters and the
+// new-token embedding rows).
 #pragma once
 
 #include <cstdint>
@@ -16,7 +18,8 @@ class AdamW {
  public:
   AdamW(const ParamLayout& layout, const config::OptimConfig& optim);
 
-  // L2 norm of the whole gradient buffer (deterministic, double accumulation).
+  // L2 norm of the gradient over the train ranges (the whole buffer when nothing is frozen;
+  // deterministic, double accumulation).
   static double grad_norm(const Model& model);
   // One update with learning rate `lr`; gradients are scaled by `grad_scale` (clipping).
   void step(Model& model, float lr, float grad_scale);

@@ -11,7 +11,8 @@
 
 namespace reclm {
 
-enum class ParamKind { kMatrix, kNorm, kEmbedding };
+// kLora: a LoRA adapter matrix (lora_A [r, in] or lora_B [out, r]); decays like kMatrix.
+enum class ParamKind { kMatrix, kNorm, kEmbedding, kLora };
 
 struct ParamEntry {
   std::string name;             // e.g. "model.layers.3.self_attn.q_proj.weight"
@@ -19,9 +20,27 @@ struct ParamEntry {
   int64_t offset;               // in floats from the start of the buffer (64-byte aligned)
   int64_t numel;
   ParamKind kind;
+  // The floats of this tensor the optimizer updates: [train_begin, train_end) within it.
+  // [0, numel) without LoRA; under LoRA the base weights are frozen ([0, 0)) and embeddings
+  // train only their new-token rows (ParamLayout's constructor says which).
+  int64_t train_begin = 0;
+  int64_t train_end = 0;
+  bool frozen() const { return train_end <= train_begin; }
 };
 
-// Sizes derived from a resolved ModelConfig.
+// The projections LoRA can adapt, in the order of ModelDims::lora_targets' bits.
+enum class LoraTarget { kQ, kK, kV, kO, kGate, kUp, kDown };
+inline constexpr int kNumLoraTargets = 7;
+inline constexpr uint32_t kAllLoraTargets = (1u << kNumLoraTargets) - 1;
+// Hugging Face module name: "q_proj", ..., "down_proj".
+const char* lora_target_name(LoraTarget target);
+// "model.layers.{layer}.self_attn.q_proj" / "model.layers.{layer}.mlp.gate_proj" (no ".weight").
+std::string lora_module_path(int64_t layer, LoraTarget target);
+// Bit mask of model.lora.targets names (empty = all seven). Unknown names: InternalError
+// (validate_config rejects them first).
+uint32_t lora_target_mask(const std::vector<std::string>& names);
+
+// Sizes derived from a resolved ModelConfig (LoRA fields included; first_new_token stays 0).
 struct ModelDims {
   int64_t vocab;
   int64_t d_model;    // C
@@ -34,23 +53,49 @@ struct ModelDims {
   bool positions_2d;
   float rope_theta;
   float norm_eps;
+  // LoRA (model.lora): rank 0 = off, every weight trains. With rank > 0 each targeted projection
+  // gets adapters A [r, in], B [out, r] and the base weights freeze.
+  int64_t lora_rank = 0;
+  float lora_alpha = 16.0f;
+  uint32_t lora_targets = 0;         // bit (1 << LoraTarget) per adapted projection
+  bool lora_train_embeddings = true; // embedding rows >= first_new_token train under LoRA
+  // Embedding rows >= this are tokens a pretrained model never saw (items, attributes,
+  // specials); set from the dataset by the train loop. 0 = every row counts as new.
+  int64_t first_new_token = 0;
 
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
+  bool has_lora() const { return lora_rank > 0; }
+  bool lora_targets_has(LoraTarget t) const {
+    return has_lora() && (lora_targets >> static_cast<int>(t) & 1u) != 0;
+  }
+  float lora_scale() const { return lora_alpha / static_cast<float>(lora_rank); }
+  // A projection's weight shape [out, in].
+  int64_t proj_in(LoraTarget t) const;
+  int64_t proj_out(LoraTarget t) const;
 };
 ModelDims model_dims(const config::ModelConfig& model);
 
+// The layout: base entries first (embed, layers, final norm, untied head) in an order that does
+// not depend on LoRA, so base offsets and init draws are those of the non-LoRA layout; then, with
+// LoRA, per layer and targeted projection "<module>.lora_A.weight" [r, in] and
+// "<module>.lora_B.weight" [out, r] (PEFT's names without the "base_model.model." prefix).
 class ParamLayout {
  public:
   explicit ParamLayout(const ModelDims& dims);
 
   const std::vector<ParamEntry>& entries() const { return entries_; }
   int64_t total_floats() const { return total_; }   // buffer size including alignment padding
-  int64_t num_parameters() const;                    // trainable values, no padding
+  int64_t num_parameters() const;                    // values (frozen included), no padding
+  int64_t num_trainable() const;                     // values the optimizer updates
   const ParamEntry& find(const std::string& name) const;  // InternalError if absent
+  const ParamEntry* find_or_null(const std::string& name) const;
+  // True when some value of the buffer does not train (a LoRA layout).
+  bool any_frozen() const;
 
  private:
   void add(std::string name, std::vector<int64_t> shape, ParamKind kind);
+  void set_train_ranges(const ModelDims& dims);
   std::vector<ParamEntry> entries_;
   int64_t total_ = 0;
 };

@@ -76,7 +76,8 @@ double validation_loss(Model& model, const BatchSource& source, int n_batches) {
 TrainResult train(const Config& config, const BatchSource& source, const TrainHooks& hooks) {
   const auto& tc = config.train();
   const int threads = ops::set_cpu_threads(config.runtime().threads());
-  const ModelDims dims = model_dims(config.model());
+  ModelDims dims = model_dims(config.model());
+  dims.first_new_token = hooks.first_new_token;
   RECLM_USER_CHECK(dims.vocab >= source.min_vocab_size(),
                    "field model.vocab_size: {} is smaller than the data's vocabulary ({})",
                    dims.vocab, source.min_vocab_size());
@@ -84,10 +85,15 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
   Model model(dims, source.max_batch_tokens());
   init_weights(model, config.runtime().seed(), config.model().init_std());
   AdamW optimizer(model.layout, config.optim());
+  TrainProgress progress;
+  if (hooks.restore) hooks.restore(model, optimizer, progress);
   const auto run_dir = prepare_run_dir(config);
   MetricsLog metrics(run_dir / "metrics.jsonl");
 
   TrainResult result;
+  result.first_step = progress.step;
+  result.steps = progress.step;
+  result.skipped_steps = progress.skipped_steps;
   result.num_parameters = model.layout.num_parameters();
   log_info("model: {:.2f}M parameters ({}), {} layers, d_model {}, {} heads ({} kv), d_ff {}, vocab {}",
            result.num_parameters / 1e6, result.num_parameters, dims.n_layers, dims.d_model,
@@ -96,13 +102,19 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
   log_info("train: {} steps × {} micro-batches × {} tokens, {} threads, run dir {}", tc.steps(),
            tc.grad_accum(), source.max_batch_tokens(), threads, run_dir.string());
 
-  metrics.write({{"kind", "run_start"}, {"steps", tc.steps()}, {"parameters", result.num_parameters},
-                 {"threads", threads}, {"unix_time", static_cast<int64_t>(std::time(nullptr))}});
+  if (progress.step > 0) {
+    log_info("continuing at step {} of {} ({} tokens seen)", progress.step + 1, tc.steps(),
+             progress.tokens_seen);
+  }
+  metrics.write({{"kind", "run_start"}, {"steps", tc.steps()}, {"first_step", progress.step},
+                 {"parameters", result.num_parameters}, {"threads", threads},
+                 {"unix_time", static_cast<int64_t>(std::time(nullptr))}});
   ProgressBar bar(tc.steps(), "train");
+  if (bar.is_terminal()) bar.update(progress.step, "");
   Stopwatch run_clock;
   const int val_every = config.eval().val_every();
   const int rank_every = hooks.rank_eval ? config.eval().rank_every() : 0;
-  for (int64_t step = 0; step < tc.steps(); ++step) {
+  for (int64_t step = progress.step; step < tc.steps(); ++step) {
     Stopwatch step_clock;
     std::vector<Batch> batches;
     double total_weight = 0.0;
@@ -141,6 +153,7 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     }
     result.losses.push_back(loss);
     result.steps = step + 1;
+    progress = {step + 1, progress.tokens_seen + step_tokens, result.skipped_steps, lr};
 
     const double seconds = step_clock.seconds();
     const double tokens_per_s = step_tokens / seconds;
@@ -174,11 +187,15 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
           hooks.describe_rank ? hooks.describe_rank(ranking) : ranking.dump());
       if (bar.is_terminal()) bar.print_above(line); else log_info("{}", line);
     }
+    if (hooks.after_step) hooks.after_step(model, optimizer, progress, step + 1 == tc.steps());
   }
+  if (hooks.finish) hooks.finish();
   save_weights(run_dir / "model.h5", model, config_to_text(config));
-  if (bar.is_terminal()) bar.finish(fmt::format("loss {:.4f}", result.losses.back()));
-  log_info("done: {} steps in {:.1f} s, final loss {:.4f}{}; metrics in {}", result.steps,
-           run_clock.seconds(), result.losses.back(),
+  const std::string final_loss =
+      result.losses.empty() ? "no step run" : fmt::format("final loss {:.4f}", result.losses.back());
+  if (bar.is_terminal()) bar.finish(final_loss);
+  log_info("done: {} steps in {:.1f} s, {}{}; metrics in {}", result.steps - result.first_step,
+           run_clock.seconds(), final_loss,
            result.val_losses.empty() ? "" : fmt::format(", val loss {:.4f}", result.val_losses.back()),
            (run_dir / "metrics.jsonl").string());
   log_info("weights: {}", (run_dir / "model.h5").string());

@@ -15,9 +15,10 @@
 namespace reclm {
 
 struct TrainResult {
-  int64_t steps = 0;             // optimizer steps run (including skipped ones)
+  int64_t steps = 0;             // optimizer steps completed (including skipped ones)
   int64_t skipped_steps = 0;     // non-finite steps skipped (train.on_nonfinite = SKIP)
-  std::vector<double> losses;    // mean training loss of every step, in order
+  int64_t first_step = 0;        // steps completed before this call (a resumed run's start)
+  std::vector<double> losses;    // mean training loss of every step run by this call, in order
   std::vector<double> val_losses;
   int64_t num_parameters = 0;
 };
@@ -28,8 +29,31 @@ class TrainingDiverged : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+class AdamW;
+
+// Where a run stands between two optimizer steps: what a checkpoint records beside the weights
+// and the optimizer, and what a resume restores.
+struct TrainProgress {
+  int64_t step = 0;           // optimizer steps completed; the next one has index `step`
+  int64_t tokens_seen = 0;    // training tokens consumed
+  int64_t skipped_steps = 0;  // non-finite steps skipped (counted in `step`)
+  double last_lr = 0.0;       // learning rate of the last step taken
+};
+
 // Optional work the loop runs on the model it trains.
 struct TrainHooks {
+  // After the random init, before the first step: load pretrained weights (init_from) or a whole
+  // checkpoint (resume: weights, optimizer state and progress). Training starts at progress.step.
+  std::function<void(Model& model, AdamW& optimizer, TrainProgress& progress)> restore;
+  // After every optimizer step (e.g. save a checkpoint); `last` on the run's final step.
+  std::function<void(const Model& model, const AdamW& optimizer, const TrainProgress& progress,
+                     bool last)>
+      after_step;
+  // Once the loop is done, before the final weights are written (e.g. wait for a pending save).
+  std::function<void()> finish;
+  // Embedding rows from this index on are new to a pretrained model (items, attributes, special
+  // tokens): under LoRA they are the rows that train (model.lora.train_item_embeddings).
+  int64_t first_new_token = 0;
   // Ranking evaluation (e.g. validation HR/NDCG) every eval.rank_every steps and after the last
   // step; the returned JSON object is appended to metrics.jsonl (kind "rank") and printed.
   std::function<nlohmann::json(Model& model)> rank_eval;
@@ -37,7 +61,8 @@ struct TrainHooks {
   std::function<std::string(const nlohmann::json& result)> describe_rank;
 };
 
-// Trains from scratch and writes RUN_DIR/model.h5 (trainer/weights_file.h) at the end.
+// Trains (from the random init, or from what hooks.restore loads) and writes RUN_DIR/model.h5
+// (trainer/weights_file.h) at the end.
 TrainResult train(const Config& config, const BatchSource& source, const TrainHooks& hooks = {});
 
 }  // namespace reclm

@@ -36,7 +36,8 @@ void check_version(const hdf5::Reader& file) {
 }
 
 // Every way the file's tensors and dims differ from the model's, one line each.
-std::vector<std::string> mismatches(const hdf5::Reader& file, const Model& model) {
+std::vector<std::string> mismatches(const hdf5::Reader& file, const Model& model,
+                                    const WeightsLoadOptions& options) {
   std::vector<std::string> lines;
   for (const auto& [name, expected] : dims_attributes(model.dims)) {
     if (!file.has_attribute(name)) {
@@ -54,6 +55,7 @@ std::vector<std::string> mismatches(const hdf5::Reader& file, const Model& model
     layout_names.insert(entry.name);
     const std::optional<std::vector<int64_t>> shape = file.shape("/" + entry.name);
     if (!shape) {
+      if (options.keep_missing_lora && entry.kind == ParamKind::kLora) continue;
       lines.push_back(fmt::format("{}: missing", entry.name));
     } else if (*shape != entry.shape) {
       lines.push_back(fmt::format("{}: shape {} in the file, {} in the model", entry.name,
@@ -72,26 +74,38 @@ std::vector<std::string> mismatches(const hdf5::Reader& file, const Model& model
 
 void save_weights(const std::filesystem::path& path, const Model& model,
                   const std::string& config_text) {
+  save_weights(path, model.dims, model.layout, model.param_data(), config_text);
+}
+
+void save_weights(const std::filesystem::path& path, const ModelDims& dims,
+                  const ParamLayout& layout, const float* params, const std::string& config_text) {
   hdf5::write_file_atomically(path, [&](hdf5::Writer& w) {
     w.set_attribute("format_version", int64_t{kWeightsFormatVersion});
     w.set_attribute("config", std::string_view(config_text));
-    for (const auto& [name, value] : dims_attributes(model.dims)) w.set_attribute(name, value);
-    for (const ParamEntry& entry : model.layout.entries()) {
-      const std::span<const float> values(model.param_data() + entry.offset, entry.numel);
+    for (const auto& [name, value] : dims_attributes(dims)) w.set_attribute(name, value);
+    for (const ParamEntry& entry : layout.entries()) {
+      const std::span<const float> values(params + entry.offset, entry.numel);
       w.write("/" + entry.name, values, hdf5::Compression::kNone, entry.shape);
     }
   });
 }
 
 void load_weights(const std::filesystem::path& path, Model& model) {
+  load_weights(path, model, WeightsLoadOptions{});
+}
+
+void load_weights(const std::filesystem::path& path, Model& model,
+                  const WeightsLoadOptions& options) {
   const hdf5::Reader file(path);
   check_version(file);
   // Everything is compared before anything is read, so a mismatch leaves the model untouched
   // and the message lists every difference at once.
-  const std::vector<std::string> lines = mismatches(file, model);
+  const std::vector<std::string> lines = mismatches(file, model, options);
   RECLM_USER_CHECK(lines.empty(), "{}: the weights do not fit this model ({} mismatches):\n  {}",
                    file.file_name(), lines.size(), fmt::join(lines, "\n  "));
   for (const ParamEntry& entry : model.layout.entries()) {
+    // Only LoRA tensors can be absent here (mismatches() let them through).
+    if (!file.shape("/" + entry.name)) continue;
     file.read_float32_into("/" + entry.name,
                            std::span<float>(model.param_data() + entry.offset, entry.numel));
   }

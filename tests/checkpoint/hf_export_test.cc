@@ -14,6 +14,7 @@
 #include "data/item_vocab.h"
 #include "runtime/errors.h"
 #include "trainer/eval_test_util.h"
+#include "trainer/lora.h"
 
 namespace reclm {
 namespace {
@@ -52,6 +53,35 @@ Model make_model(const RecDataset& d, bool tied, bool positions_2d) {
   Model model(dims, 16);
   init_weights(model, 7, 0.3f);
   return model;
+}
+
+// A LoRA model (rank 4 on q_proj, v_proj, down_proj) whose adapters look trained (B != 0).
+Model make_lora_model(const RecDataset& d) {
+  ModelDims dims = test::tiny_dims(d.vocab.vocab_size, false);
+  dims.lora_rank = 4;
+  dims.lora_alpha = 8.0f;
+  dims.lora_targets = (1u << 0) | (1u << 2) | (1u << 6);
+  Model model(dims, 16);
+  init_weights(model, 7, 0.3f);
+  for (const ParamEntry& e : lora_adapter_entries(model)) {
+    for (int64_t j = 0; j < e.numel; ++j)
+      model.param_data()[e.offset + j] = 0.01f * static_cast<float>((j * 7919 + e.offset) % 41 - 20);
+  }
+  return model;
+}
+
+// Every tensor of `file` equals `want` (name → floats) bit for bit, and it holds nothing else.
+void expect_f32_tensors(const SafetensorsFile& file,
+                        const std::vector<std::pair<std::string, std::vector<float>>>& want) {
+  std::vector<std::string> names;
+  for (const auto& [name, values] : want) {
+    names.push_back(name);
+    ASSERT_TRUE(file.contains(name)) << name;
+    EXPECT_EQ(file.dtype(name), "F32") << name;
+    EXPECT_EQ(file.read_f32(name), values) << name;
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(file.names(), names);
 }
 
 Config make_config() {
@@ -189,6 +219,87 @@ TEST_F(HfExport, TokenizerItemMapAndConfigTextAreWritten) {
   const Config back = parse_config_text(read_text(out / "reclm_config.pbtxt"), "reclm_config.pbtxt");
   EXPECT_EQ(back.model().max_seq_len(), 96);
   EXPECT_EQ(back.train().steps(), 5);
+}
+
+TEST_F(HfExport, LoraRunExportsMergedWeightsByDefault) {
+  const RecDataset d = tiny_dataset();
+  const Model model = make_lora_model(d);
+  const fs::path out = fresh_dir("lora_merged") / "hf";
+  export_hf(out, model, d, make_config(), with_dtype(DType::kF32));
+
+  const std::vector<float> merged = merge_lora(model);
+  const ParamLayout base(without_lora(model.dims));
+  std::vector<std::pair<std::string, std::vector<float>>> want;
+  for (const ParamEntry& p : base.entries())
+    want.emplace_back(p.name, std::vector<float>(merged.data() + p.offset, merged.data() + p.offset + p.numel));
+  expect_f32_tensors(SafetensorsFile::open(out / "model.safetensors"), want);
+  // Merging changed the adapted projections (the file is not just the base weights).
+  const ParamEntry& q = model.layout.find("model.layers.0.self_attn.q_proj.weight");
+  EXPECT_NE(want[2].second, std::vector<float>(model.param_data() + q.offset,
+                                               model.param_data() + q.offset + q.numel));
+  EXPECT_FALSE(fs::exists(out / "adapter"));
+  const auto c = nlohmann::json::parse(read_text(out / "config.json"));
+  EXPECT_EQ(c["architectures"], nlohmann::json::array({"LlamaForCausalLM"}));
+
+  HfExportOptions explicit_merged = with_dtype(DType::kF32);
+  explicit_merged.lora = LoraExport::kMerged;
+  const fs::path out2 = fresh_dir("lora_merged2") / "hf";
+  export_hf(out2, model, d, make_config(), explicit_merged);
+  EXPECT_EQ(read_text(out2 / "model.safetensors"), read_text(out / "model.safetensors"));
+}
+
+TEST_F(HfExport, LoraPeftExportWritesBaseModelAndAdapterFiles) {
+  const RecDataset d = tiny_dataset();
+  const Model model = make_lora_model(d);
+  const fs::path out = fresh_dir("lora_peft") / "hf";
+  HfExportOptions options = with_dtype(DType::kF32);
+  options.lora = LoraExport::kPeft;
+  export_hf(out, model, d, make_config(), options);
+
+  std::vector<std::pair<std::string, std::vector<float>>> base, adapters;
+  for (const ParamEntry& p : model.layout.entries()) {
+    std::vector<float> values(model.param_data() + p.offset, model.param_data() + p.offset + p.numel);
+    if (p.kind == ParamKind::kLora)
+      adapters.emplace_back("base_model.model." + p.name, std::move(values));
+    else
+      base.emplace_back(p.name, std::move(values));
+  }
+  ASSERT_EQ(adapters.size(), 2u * 3u * 2u);  // layers × targets × (A, B)
+  expect_f32_tensors(SafetensorsFile::open(out / "model.safetensors"), base);
+  const SafetensorsFile adapter_file = SafetensorsFile::open(out / "adapter" / "adapter_model.safetensors");
+  expect_f32_tensors(adapter_file, adapters);
+  EXPECT_EQ(adapter_file.shape("base_model.model.model.layers.1.mlp.down_proj.lora_A.weight"),
+            (std::vector<int64_t>{4, 48}));
+  EXPECT_EQ(adapter_file.shape("base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight"),
+            (std::vector<int64_t>{32, 4}));
+
+  const auto a = nlohmann::json::parse(read_text(out / "adapter" / "adapter_config.json"));
+  EXPECT_EQ(a["peft_type"], "LORA");
+  EXPECT_EQ(a["task_type"], "CAUSAL_LM");
+  EXPECT_EQ(a["r"], 4);
+  EXPECT_EQ(a["lora_alpha"], 8.0);
+  EXPECT_EQ(a["target_modules"], nlohmann::json::array({"q_proj", "v_proj", "down_proj"}));
+  EXPECT_EQ(a["bias"], "none");
+  EXPECT_EQ(a["lora_dropout"], 0.0);
+  EXPECT_EQ(a["fan_in_fan_out"], false);
+  EXPECT_EQ(a["base_model_name_or_path"], "..");
+}
+
+TEST_F(HfExport, LoraModeOnARunWithoutLoraIsRefused) {
+  const RecDataset d = tiny_dataset();
+  const Model model = make_model(d, true, false);
+  const fs::path parent = fresh_dir("lora_none");
+  for (const LoraExport mode : {LoraExport::kMerged, LoraExport::kPeft}) {
+    HfExportOptions options;
+    options.lora = mode;
+    try {
+      export_hf(parent / "hf", model, d, make_config(), options);
+      ADD_FAILURE() << "no UserError";
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find("no LoRA adapters"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(parent / "hf"));
+  }
 }
 
 // No OUT.tmp-* sibling may be left behind, whatever happened.

@@ -22,11 +22,18 @@ struct GradCase {
   int n_kv_heads;
   bool with_prefix;
   float dropout = 0.0f;  // > 0: fixed masks (same key in every forward), so the loss is smooth
+  int lora_rank = 0;     // > 0: LoRA adapters (random non-zero B) on `lora_targets`
+  uint32_t lora_targets = kAllLoraTargets;
 };
 
 ModelDims tiny_dims(const GradCase& c) {
-  return test::tiny_model_dims({.n_kv_heads = c.n_kv_heads, .tied = c.tied,
-                                .positions_2d = c.positions_2d});
+  ModelDims d = test::tiny_model_dims({.n_kv_heads = c.n_kv_heads, .tied = c.tied,
+                                       .positions_2d = c.positions_2d});
+  d.lora_rank = c.lora_rank;
+  d.lora_alpha = 4.5f;  // scale 1.5 at rank 3: the adapters visibly change every output
+  d.lora_targets = c.lora_rank > 0 ? c.lora_targets : 0;
+  d.first_new_token = 30;
+  return d;
 }
 
 // Three packed segments of ragged lengths, random tokens, some positions without loss.
@@ -64,15 +71,31 @@ TEST_P(ModelGradCheck, EveryTensorMatchesFiniteDifferences) {
     std::uniform_real_distribution<float> around_one(0.5f, 1.5f);
     for (int64_t j = 0; j < e.numel; ++j) model.param_data()[e.offset + j] = around_one(gen);
   }
+  // A trained-looking adapter: B away from zero. A is shrunk from its init std 1/sqrt(in) to
+  // the base tensors' scale: with few elements per adapter, a step of length h along A or B
+  // otherwise moves q/k so far that the O(h²) truncation exceeds the tolerance.
+  for (const ParamEntry& e : model.layout.entries()) {
+    if (e.kind != ParamKind::kLora) continue;
+    float* p = model.param_data() + e.offset;
+    const bool is_b = e.name.ends_with("lora_B.weight");
+    std::normal_distribution<float> normal(0.0f, 0.3f);
+    for (int64_t j = 0; j < e.numel; ++j) p[j] = is_b ? normal(gen) : 0.3f * p[j];
+  }
   model.dropout = {c.dropout, c.dropout > 0.0f, 99, 5};
   zero_grads(model);
   const float grad_scale = 0.1f;
   forward_backward(model, batch, grad_scale);
 
-  const double h = 1e-2;  // total step length; each element moves ~h/sqrt(numel)
+  const double h = 1e-2;
   for (const ParamEntry& e : model.layout.entries()) {
     float* p = model.param_data() + e.offset;
     const float* g = model.grad_data() + e.offset;
+    if (dims.has_lora() && e.kind == ParamKind::kMatrix) {  // frozen: weight gradient skipped
+      int64_t nonzero = 0;
+      for (int64_t j = 0; j < e.numel; ++j) nonzero += g[j] != 0.0f;
+      EXPECT_EQ(nonzero, 0) << c.name << ": frozen " << e.name << " got a gradient";
+      continue;
+    }
     std::normal_distribution<double> normal(0.0, 1.0);
     std::vector<double> u(e.numel);
     double u_norm = 0.0;
@@ -84,11 +107,15 @@ TEST_P(ModelGradCheck, EveryTensorMatchesFiniteDifferences) {
     double analytic = 0.0;
     for (int64_t j = 0; j < e.numel; ++j) analytic += g[j] * u[j];
     std::vector<float> saved(p, p + e.numel);
-    auto loss_at = [&](double sign) {
-      for (int64_t j = 0; j < e.numel; ++j) p[j] = static_cast<float>(saved[j] + sign * h * u[j]);
+    auto loss_at = [&](double step) {
+      for (int64_t j = 0; j < e.numel; ++j) p[j] = static_cast<float>(saved[j] + step * u[j]);
       return grad_scale * forward_loss(model, batch);
     };
-    const double numeric = (loss_at(+1) - loss_at(-1)) / (2 * h);
+    const auto central = [&](double step) { return (loss_at(step) - loss_at(-step)) / (2 * step); };
+    // An adapter has few elements, so each moves far and the loss curves visibly along it:
+    // Richardson extrapolation (4·D(h) − D(2h)) / 3 cancels the O(h²) truncation there.
+    const double numeric = e.kind == ParamKind::kLora ? (4 * central(h) - central(2 * h)) / 3
+                                                      : central(h);
     std::copy(saved.begin(), saved.end(), p);
     // fp32 forward: O(h²) truncation plus ~1e-7 relative round-off of the loss amplified by
     // 1/2h; the directional derivatives here are 1e-2..1, agreement is ~1e-4 relative.
@@ -103,7 +130,12 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(GradCase{"tied_1d_causal_mha", true, false, 4, false},
                       GradCase{"untied_2d_prefix_gqa", false, true, 2, true},
                       GradCase{"tied_1d_prefix_mqa", true, false, 1, true},
-                      GradCase{"untied_2d_gqa_dropout", false, true, 2, true, 0.3f}),
+                      GradCase{"untied_2d_gqa_dropout", false, true, 2, true, 0.3f},
+                      // LoRA: adapters, norms and embeddings (the input gradient through every
+                      // adapted layer reaches embed_tokens) against finite differences.
+                      GradCase{"lora_all_targets_tied_1d", true, false, 2, false, 0.0f, 3},
+                      GradCase{"lora_qvo_down_untied_2d_dropout", false, true, 2, true, 0.3f, 3,
+                               (1u << 0) | (1u << 2) | (1u << 3) | (1u << 6)}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Model, ForwardLossEqualsForwardBackwardLoss) {

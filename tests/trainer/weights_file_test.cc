@@ -174,5 +174,47 @@ TEST_F(WeightsFile, FailedSaveKeepsTheExistingFile) {
   expect_bitwise_equal(first, loaded);
 }
 
+ModelDims with_lora(ModelDims d) {
+  d.lora_rank = 2;
+  d.lora_alpha = 4.0f;
+  d.lora_targets = (1u << static_cast<int>(LoraTarget::kQ)) |
+                   (1u << static_cast<int>(LoraTarget::kDown));
+  return d;
+}
+
+// `train.init_from: "ckpt:DIR"` starts a LoRA run from a full-weights file: the adapters the file
+// lacks keep their init only when asked, and base tensors are still checked.
+TEST_F(WeightsFile, MissingLoraTensorsKeepTheirInitOnlyWhenAsked) {
+  Model plain(tiny_dims(false), 8);
+  init_weights(plain, 7, 0.3f);
+  const fs::path path = dir_ / "model.h5";
+  save_weights(path, plain, kConfigText);
+  Model lora(with_lora(tiny_dims(false)), 8);
+  init_weights(lora, 3, 0.3f);
+  Model initial(with_lora(tiny_dims(false)), 8);
+  init_weights(initial, 3, 0.3f);
+
+  const std::string message = thrown_message<UserError>([&] { load_weights(path, lora); });
+  EXPECT_NE(message.find("(8 mismatches)"), std::string::npos) << message;
+  EXPECT_NE(message.find("model.layers.1.mlp.down_proj.lora_B.weight: missing"), std::string::npos)
+      << message;
+
+  load_weights(path, lora, {.keep_missing_lora = true});
+  for (const ParamEntry& e : lora.layout.entries()) {
+    const Model& want = e.kind == ParamKind::kLora ? initial : plain;
+    const ParamEntry& w = want.layout.find(e.name);
+    EXPECT_EQ(std::memcmp(lora.param_data() + e.offset, want.param_data() + w.offset,
+                          sizeof(float) * e.numel),
+              0)
+        << e.name;
+  }
+
+  Model wider(with_lora(tiny_dims(false, 48)), 8);
+  EXPECT_NE(thrown_message<UserError>([&] {
+              load_weights(path, wider, {.keep_missing_lora = true});
+            }).find("gate_proj.weight: shape [40, 24] in the file, [48, 24] in the model"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace reclm

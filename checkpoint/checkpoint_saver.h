@@ -1,0 +1,61 @@
+// Saving checkpoints while a run trains (config group `checkpoint`, docs/checkpoints.md):
+// every `every` steps and after the last one, each save a snapshot committed atomically
+// (checkpoint_dir.h) followed by retention. With `async`, the snapshot is copied to host memory on
+// the training thread and written on a background thread; at most one save is in flight (a new
+// one first waits for the previous). A failed save (full disk, permissions) is reported with the
+// step of the checkpoint that stays valid; with on_failure STOP the run then ends (UserError,
+// exit 2), with CONTINUE it trains on. No failure ever leaves a half checkpoint marked complete.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "checkpoint/train_checkpoint.h"
+#include "runtime/config.h"
+
+namespace reclm {
+
+// checkpoint.dir, or RUN_DIR/checkpoints when it is empty.
+std::filesystem::path checkpoint_root(const Config& config);
+
+class CheckpointSaver {
+ public:
+  // `data_source` is recorded in each manifest (BatchSource::describe()).
+  CheckpointSaver(const Config& config, std::string data_source);
+  ~CheckpointSaver();  // waits for a pending save (errors are logged, never thrown from here)
+  CheckpointSaver(const CheckpointSaver&) = delete;
+  CheckpointSaver& operator=(const CheckpointSaver&) = delete;
+
+  // The train loop's after_step: saves when progress.step is a multiple of checkpoint.every or
+  // `last`; also reports a background save that has finished since the last call.
+  void after_step(const Model& model, const AdamW& optimizer, const TrainProgress& progress,
+                  bool last);
+  // Waits for the pending save and reports it (the train loop's finish).
+  void finish();
+
+  int64_t saves_committed() const { return committed_; }
+  int64_t saves_failed() const { return failed_; }
+
+ private:
+  void save(const CheckpointSnapshot& snapshot);  // commit + retention; records the outcome
+  void wait_and_report();                         // joins the worker; may throw (STOP)
+  void report(int64_t step);
+
+  Config config_;
+  std::string data_source_;
+  std::filesystem::path root_;
+  std::thread worker_;
+  std::atomic<bool> worker_done_{true};
+  // Outcome of the last save, written by the worker before worker_done_ is set.
+  std::string error_;
+  double seconds_ = 0.0;
+  int64_t pending_step_ = -1;
+  int64_t last_good_step_ = -1;
+  int64_t committed_ = 0;
+  int64_t failed_ = 0;
+};
+
+}  // namespace reclm
