@@ -19,6 +19,7 @@
 #include "launch/commands.h"
 #include "runtime/config.h"
 #include "runtime/errors.h"
+#include "runtime/hdf5_file.h"
 #include "trainer/param_layout.h"
 #include "trainer/weights_file.h"
 
@@ -55,6 +56,12 @@ void print_architecture(const Config& config) {
                   ? fmt::format(", LoRA rank {}", config.model().lora().rank()).c_str()
                   : "");
   std::printf("dataset: %s\n", config.data().dataset().empty() ? "(text corpus)" : config.data().dataset().c_str());
+}
+
+// A weights file (model.h5, `reclm export --format hdf5`) rather than a dataset.
+bool is_weights_file(const fs::path& path) {
+  const hdf5::Reader file(path);
+  return file.has_attribute("config") && file.has_dataset("/model.embed_tokens.weight");
 }
 
 void print_checkpoint(const fs::path& dir, bool verify) {
@@ -143,7 +150,12 @@ void register_info_command(CLI::App& app) {
     const fs::path p(*path);
     RECLM_USER_CHECK(fs::exists(p), "{}: no such file or directory", p.string());
     if (!fs::is_directory(p)) {
-      print_dataset(p);
+      if (is_weights_file(p)) {
+        std::printf("weights %s\n", p.c_str());
+        print_architecture(parse_config_text(read_weights_config(p), p.string()));
+      } else {
+        print_dataset(p);
+      }
     } else if (fs::exists(p / "manifest.pb")) {
       print_checkpoint(p, *verify);
     } else if (fs::exists(p / "latest")) {

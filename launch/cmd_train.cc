@@ -1,4 +1,4 @@
-// `reclm train --config X.pbtxt [--set path=value ...] [--resume auto|DIR]`: train on a prepared
+// `reclm train --config X.pbtxt [--set path=value ...] [--resume auto|DIR] [--init-from hf:DIR]`: train on a prepared
 // recommendation dataset (data.dataset, the objectives of DESIGN.md §1) or, without one, a text
 // corpus; checkpoints, resume and init_from are set up by launch/train_run.h.
 #include <fmt/format.h>
@@ -65,6 +65,7 @@ void train_recommender(Config config, const std::string& resume) {
 
 struct TrainArgs : ConfigArgs {
   std::string resume;
+  std::string init_from;
 };
 
 }  // namespace
@@ -76,8 +77,13 @@ void register_train_command(CLI::App& app) {
   cmd->add_option("--resume", args->resume,
                   "Continue a run from a checkpoint: 'auto' (the newest under checkpoint.dir; "
                   "start fresh if none) or a checkpoint directory (then --config is optional)");
+  cmd->add_option("--init-from", args->init_from,
+                  "Start from pretrained weights: hf:DIR (a Hugging Face Llama directory) or "
+                  "ckpt:DIR (one of our checkpoints); same as --set train.init_from=...");
   cmd->callback([args] {
-    const Config config = train_config(args->path, args->overrides, args->resume);
+    std::vector<std::string> overrides = args->overrides;
+    if (!args->init_from.empty()) overrides.push_back("train.init_from=" + args->init_from);
+    const Config config = train_config(args->path, overrides, args->resume);
     if (config.data().dataset().empty()) {
       train_text_lm(config, args->resume);
     } else {

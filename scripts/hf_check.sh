@@ -21,13 +21,13 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
   "$venv/bin/pip" install --quiet --upgrade pip
 fi
-if ! "$venv/bin/python" -c 'import torch, transformers, numpy' 2> /dev/null; then
+if ! "$venv/bin/python" -c 'import torch, transformers, numpy, peft' 2> /dev/null; then
   echo "== installing torch (CPU) and transformers into $venv"
   # The CPU-only wheel index is far smaller; where it cannot be reached, PyPI's torch (which pulls
   # the CUDA runtime wheels too, a few GB) works the same on a CPU.
   "$venv/bin/pip" install torch --index-url https://download.pytorch.org/whl/cpu ||
     "$venv/bin/pip" install torch
-  "$venv/bin/pip" install transformers numpy
+  "$venv/bin/pip" install transformers numpy peft
 fi
 
 work=$(mktemp -d)

@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "runtime/errors.h"
+#include "scratch_dir.h"
 #include "thrown_message.h"
 
 namespace reclm {
@@ -44,23 +44,19 @@ std::function<void(const fs::path&)> writes(const std::string& text) {
   return [text](const fs::path& dir) { write_text(dir / "weights.bin", text); };
 }
 
-class CheckpointDirTest : public ::testing::Test {
+class CheckpointDirTest : public ScratchDirTest {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    base_ = fs::temp_directory_path() /
-            (std::string("reclm_ckdir_") + info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(base_);
-    fs::create_directories(base_);
-    root_ = base_ / "ckpt";
+    ScratchDirTest::SetUp();
+    root_ = dir_ / "ckpt";
   }
+  // Tests take write permission away; give it back so the directory can be removed.
   void TearDown() override {
     std::error_code ignored;
-    fs::permissions(base_, fs::perms::owner_all, fs::perm_options::add, ignored);
+    fs::permissions(dir_, fs::perms::owner_all, fs::perm_options::add, ignored);
     if (fs::exists(root_)) fs::permissions(root_, fs::perms::owner_all, fs::perm_options::add, ignored);
-    fs::remove_all(base_, ignored);
+    fs::remove_all(dir_, ignored);
   }
-  fs::path base_;
   fs::path root_;
 };
 
@@ -209,9 +205,9 @@ TEST_F(CheckpointDirTest, UnwritableRootIsUserErrorAndTouchesNothing) {
 }
 
 TEST_F(CheckpointDirTest, UncreatableRootIsUserError) {
-  write_text(base_ / "file", "not a directory");
+  write_text(dir_ / "file", "not a directory");
   const std::string message = thrown_message<UserError>(
-      [&] { commit_checkpoint(base_ / "file" / "ckpt", 1, writes("v1")); });
+      [&] { commit_checkpoint(dir_ / "file" / "ckpt", 1, writes("v1")); });
   EXPECT_NE(message.find("ckpt"), std::string::npos) << message;
 }
 

@@ -3,7 +3,6 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -13,6 +12,7 @@
 #include "checkpoint/safetensors.h"
 #include "data/item_vocab.h"
 #include "runtime/errors.h"
+#include "scratch_dir.h"
 #include "trainer/eval_test_util.h"
 #include "trainer/lora.h"
 
@@ -97,23 +97,13 @@ HfExportOptions with_dtype(DType dtype) {
   return options;
 }
 
-// Each test's scratch directories, removed when it ends.
-class HfExport : public ::testing::Test {
+// Each test's scratch directories: empty folders under the test's own dir_, removed when it ends.
+class HfExport : public ScratchDirTest {
  protected:
   fs::path fresh_dir(const std::string& name) {
-    const fs::path dir = fs::temp_directory_path() /
-                         ("reclm_hf_export_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    dirs_.push_back(dir);
-    return dir;
+    fs::create_directories(dir_ / name);
+    return dir_ / name;
   }
-  void TearDown() override {
-    for (const fs::path& dir : dirs_) fs::remove_all(dir);
-  }
-
- private:
-  std::vector<fs::path> dirs_;
 };
 
 TEST_F(HfExport, Fp32WeightsAreBitExactUnderLayoutNames) {

@@ -5,7 +5,6 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -24,6 +23,7 @@
 #include "checkpoint/safetensors.h"
 #include "data/item_vocab.h"
 #include "data/synthetic_rec.h"
+#include "scratch_dir.h"
 #include "trainer/tiny_dims.h"
 
 namespace reclm::test {
@@ -81,18 +81,7 @@ inline void write_text(const fs::path& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
-class HfImport : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           fmt::format("reclm_hf_import_{}_{}", ::getpid(),
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
-};
+class HfImport : public ScratchDirTest {};
 
 // ---- a hand-made "pretrained" directory with a text-only vocabulary --------------------------
 

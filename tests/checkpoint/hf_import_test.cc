@@ -10,6 +10,7 @@
 #include "checkpoint/hf_export.h"
 #include "checkpoint/hf_import_fixture.h"
 #include "runtime/errors.h"
+#include "shared_data.h"
 #include "thrown_message.h"
 
 namespace reclm {
@@ -209,15 +210,14 @@ TEST_F(HfImport, LoraAdaptersKeepTheirInitialisation) {
 // A dataset prepared with GPT-2's tokenizer, imported from a model whose tokenizer.json carries
 // GPT-2's vocabulary: every one of the 50257 text tokens finds its own row.
 TEST_F(HfImport, DatasetPreparedWithTheModelsTokenizerFindsEveryTextRow) {
-  const fs::path gpt2 = fs::path(RECLM_SOURCE_DIR) / ".." / "shared" / "data" / "tokenizers" / "gpt2";
-  if (!fs::exists(gpt2 / "encoder.json")) GTEST_SKIP() << "no GPT-2 tokenizer at " << gpt2;
+  SKIP_WITHOUT_GPT2();
   RecDataset d = small_dataset();
   VocabOptions options;
-  options.tokenizer_dir = gpt2.string();
+  options.tokenizer_dir = kGpt2Dir.string();
   build_item_vocabulary(d, options);
   ASSERT_EQ(d.vocab.text_size, 50257);
   const Pretrained p = write_pretrained(dir_ / "hf", d);
-  std::ifstream encoder(gpt2 / "encoder.json");
+  std::ifstream encoder(kGpt2Dir / "encoder.json");
   const json tokenizer = {{"model", {{"type", "BPE"}, {"vocab", json::parse(encoder)}}}};
   write_text(dir_ / "hf" / "tokenizer.json", tokenizer.dump());
   Model model(imported_dims(dir_ / "hf", d.vocab.vocab_size), 8);

@@ -2,9 +2,7 @@
 // a fresh model, LoRA adapters kept when the file has none, and refusals naming the option.
 #include "checkpoint/init_from.h"
 
-#include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <fstream>
@@ -14,6 +12,7 @@
 #include "checkpoint/checkpoint_dir.h"
 #include "checkpoint/safetensors.h"
 #include "runtime/errors.h"
+#include "scratch_dir.h"
 #include "thrown_message.h"
 #include "trainer/tiny_dims.h"
 #include "trainer/weights_file.h"
@@ -40,22 +39,17 @@ bool same_tensor(const Model& a, const Model& b, const std::string& name) {
                                              sizeof(float) * ea.numel) == 0;
 }
 
-class InitFrom : public ::testing::Test {
+class InitFrom : public ScratchDirTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           fmt::format("reclm_init_from_{}_{}", ::getpid(),
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    ScratchDirTest::SetUp();
     saved_ = std::make_unique<Model>(plain_dims(), 8);
     init_weights(*saved_, 7, 0.3f);
     step_dir_ = commit_checkpoint(dir_ / "ckpt", 10, [&](const fs::path& dir) {
       save_weights(dir / "model.h5", *saved_, "model {}\n");
     });
   }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_, step_dir_;
+  fs::path step_dir_;
   std::unique_ptr<Model> saved_;
 };
 

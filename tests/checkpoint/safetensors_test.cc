@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "runtime/errors.h"
+#include "scratch_dir.h"
 #include "thrown_message.h"
 
 namespace reclm {
@@ -18,19 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class SafetensorsTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           (std::string("reclm_safetensors_") + info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  fs::path dir_;
-};
+class SafetensorsTest : public ScratchDirTest {};
 
 // n floats with varied magnitudes and signs, so roundings and exponents differ.
 std::vector<float> varied_values(size_t n, float scale = 1.0f) {

@@ -14,9 +14,10 @@
 #include "checkpoint/checkpoint_dir.h"
 #include "checkpoint/checkpoint_saver.h"
 #include "checkpoint/train_checkpoint.h"
-#include "data/text_lm_source.h"
 #include "runtime/errors.h"
 #include "runtime/rng.h"
+#include "scratch_dir.h"
+#include "text_lm_fixture.h"
 #include "thrown_message.h"
 #include "trainer/weights_file.h"
 
@@ -25,28 +26,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() /
-                       ("reclm_ckpt_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  return dir;
-}
-
+// The tiny preset for 12 steps without validation, into run_dir; these fixed fields win over
+// `overrides`.
 Config tiny_config(const fs::path& run_dir, std::vector<std::string> overrides = {}) {
-  overrides.push_back("train.run_dir=" + run_dir.string());
   overrides.push_back("train.steps=12");
   overrides.push_back("model.dropout=0.1");  // resume must also restore the dropout stream
   overrides.push_back("eval.val_every=0");
-  return load_config(std::string(RECLM_SOURCE_DIR) + "/configs/tiny.pbtxt", overrides);
-}
-
-TextLmSource source_for(const Config& config) {
-  TextLmOptions options;
-  options.seq_len = config.data().seq_len();
-  options.micro_batch = config.train().micro_batch();
-  options.val_fraction = config.data().val_fraction();
-  options.seed = config.runtime().seed();
-  return make_text_lm_source("", config.data().synthetic_bytes(), options);
+  return test::tiny_preset_config(run_dir, std::move(overrides));
 }
 
 void fill_random(float* p, int64_t n, uint64_t seed) {
@@ -106,7 +92,7 @@ void flip_byte_in_data(const fs::path& file, const float* values, int64_t n) {
 }
 
 TEST(TrainCheckpoint, RoundTripRestoresWeightsMomentsAndProgressBitwise) {
-  const fs::path root = fresh_dir("roundtrip");
+  const fs::path root = cleared_test_path("ckpt_test_roundtrip");
   const RunState saved(tiny_config(root));
   const fs::path dir = save(saved, root);
   EXPECT_EQ(dir.filename(), "step_00000007");
@@ -141,7 +127,7 @@ TEST(TrainCheckpoint, RoundTripRestoresWeightsMomentsAndProgressBitwise) {
 }
 
 TEST(TrainCheckpoint, OptimizerStateSavedInShardsResumesOnAnyShardCount) {
-  const fs::path root = fresh_dir("shards");
+  const fs::path root = cleared_test_path("ckpt_test_shards");
   RunState saved(tiny_config(root));
   const fs::path one = save(saved, root / "one", 1);
   const fs::path three = save(saved, root / "three", 3);
@@ -162,7 +148,7 @@ TEST(TrainCheckpoint, OptimizerStateSavedInShardsResumesOnAnyShardCount) {
 }
 
 TEST(CanonicalOrder, ShardsTileTheRangeAndScatterInvertsGather) {
-  const RunState s(tiny_config(fresh_dir("canon")));
+  const RunState s(tiny_config(cleared_test_path("ckpt_test_canon")));
   const ParamLayout& layout = s.model.layout;
   const int64_t total = canonical_size(layout);
   EXPECT_EQ(total, layout.num_parameters());
@@ -184,7 +170,7 @@ TEST(CanonicalOrder, ShardsTileTheRangeAndScatterInvertsGather) {
 }
 
 TEST(TrainCheckpoint, CorruptedOrTruncatedFilesAreRefusedNamingWhat) {
-  const fs::path root = fresh_dir("corrupt");
+  const fs::path root = cleared_test_path("ckpt_test_corrupt");
   const RunState saved(tiny_config(root));
   const auto attempt = [&](const fs::path& dir) {
     RunState s(tiny_config(root));
@@ -225,7 +211,7 @@ TEST(TrainCheckpoint, CorruptedOrTruncatedFilesAreRefusedNamingWhat) {
 }
 
 TEST(TrainCheckpoint, ArchitectureMismatchListsEveryField) {
-  const fs::path root = fresh_dir("mismatch");
+  const fs::path root = cleared_test_path("ckpt_test_mismatch");
   const fs::path dir = save(RunState(tiny_config(root)), root);
   RunState other(tiny_config(root, {"model.d_model=48", "model.n_heads=2", "model.n_kv_heads=1"}));
   TrainProgress progress;
@@ -243,7 +229,8 @@ TEST(TrainCheckpoint, ArchitectureMismatchListsEveryField) {
 TEST(TrainCheckpoint, AProcessKilledDuringSaveLeavesThePreviousCheckpointResumable) {
   for (const bool all_files_written : {false, true}) {
     SCOPED_TRACE(all_files_written ? "killed after writing every file" : "killed after model.h5");
-    const fs::path root = fresh_dir(all_files_written ? "kill_late" : "kill_early");
+    const fs::path root =
+        cleared_test_path(all_files_written ? "ckpt_test_kill_late" : "ckpt_test_kill_early");
     RunState s(tiny_config(root));
     save(s, root);  // step 7
     int ready[2];
@@ -296,11 +283,11 @@ TEST(TrainCheckpoint, AProcessKilledDuringSaveLeavesThePreviousCheckpointResumab
 TEST(TrainCheckpoint, ResumeContinuesTheLossSequenceBitwise) {
   for (const char* async : {"false", "true"}) {
     SCOPED_TRACE(async);
-    const fs::path base = fresh_dir(std::string("resume_") + async);
+    const fs::path base = cleared_test_path(std::string("ckpt_test_resume_") + async);
     const std::vector<std::string> overrides = {"checkpoint.every=4",
                                                 std::string("checkpoint.async=") + async};
     const Config full_config = tiny_config(base / "full", overrides);
-    const TextLmSource full_source = source_for(full_config);
+    const TextLmSource full_source = test::text_lm_source_for(full_config);
     CheckpointSaver full_saver(full_config, full_source.describe());
     TrainHooks full_hooks;
     full_hooks.after_step = [&](const Model& m, const AdamW& o, const TrainProgress& p, bool last) {
@@ -311,7 +298,7 @@ TEST(TrainCheckpoint, ResumeContinuesTheLossSequenceBitwise) {
     ASSERT_EQ(full.losses.size(), 12u);
 
     const Config config = tiny_config(base / "part", overrides);
-    const TextLmSource source = source_for(config);
+    const TextLmSource source = test::text_lm_source_for(config);
     struct Crash {};
     {
       CheckpointSaver saver(config, source.describe());
@@ -367,7 +354,7 @@ TEST(CheckpointSaver, FailedSaveKeepsThePreviousCheckpointAndFollowsOnFailure) {
   for (const char* policy : {"CONTINUE", "STOP"}) {
     for (const char* async : {"false", "true"}) {
       SCOPED_TRACE(std::string(policy) + " async " + async);
-      const fs::path root = fresh_dir(std::string("fail_") + policy + async);
+      const fs::path root = cleared_test_path(std::string("ckpt_test_fail_") + policy + async);
       RunState s(tiny_config(root, {"checkpoint.every=1", std::string("checkpoint.async=") + async,
                                     std::string("checkpoint.on_failure=") + policy}));
       CheckpointSaver saver(s.config, "test");

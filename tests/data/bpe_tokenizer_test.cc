@@ -1,7 +1,6 @@
 #include "data/bpe_tokenizer.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -15,6 +14,8 @@
 
 #include "data/byte_tokenizer.h"
 #include "runtime/errors.h"
+#include "scratch_dir.h"
+#include "shared_data.h"
 #include "thrown_message.h"
 
 namespace reclm {
@@ -23,28 +24,11 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const fs::path kGpt2Dir =
-    fs::path(RECLM_SOURCE_DIR) / ".." / "shared" / "data" / "tokenizers" / "gpt2";
-
-#define SKIP_WITHOUT_GPT2()                                                  \
-  if (!fs::exists(kGpt2Dir / "encoder.json"))                                \
-  GTEST_SKIP() << "GPT-2 tokenizer files not found at " << kGpt2Dir.string() \
-               << " (../shared/data is absent in this checkout)"
-
 // Loaded once: 50k merges take ~0.1 s to index.
 const BpeTokenizer& gpt2() {
   static const BpeTokenizer tokenizer =
       BpeTokenizer::load_gpt2(kGpt2Dir / "encoder.json", kGpt2Dir / "vocab.bpe");
   return tokenizer;
-}
-
-fs::path temp_dir(const std::string& name) {
-  // The pid keeps concurrent runs (ctest -j, other build trees) apart.
-  const fs::path dir =
-      fs::temp_directory_path() / ("reclm_bpe_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
 }
 
 void write_file(const fs::path& path, const std::string& text) {
@@ -252,7 +236,7 @@ TEST(Gpt2Bpe, SpecialsFollowTheBaseVocabularyAndItemsFollowThem) {
 
 TEST(HfTokenizerJson, SavedGpt2LoadsBackIdentically) {
   SKIP_WITHOUT_GPT2();
-  const fs::path dir = temp_dir("hf_gpt2");
+  const fs::path dir = fresh_test_dir("bpe_test_hf_gpt2");
   BpeTokenizer with_items = gpt2();
   with_items.add_item_tokens(4);
   with_items.save_hf(dir / "tokenizer.json");
@@ -298,7 +282,7 @@ json tiny_tokenizer_json() {
 }
 
 TEST(HfTokenizerJson, ReadsBothMergeSpellingsAndAddedTokens) {
-  const fs::path dir = temp_dir("hf_tiny");
+  const fs::path dir = fresh_test_dir("bpe_test_hf_tiny");
   write_file(dir / "tokenizer.json", tiny_tokenizer_json().dump());
   const BpeTokenizer t = BpeTokenizer::load_hf(dir / "tokenizer.json");
   EXPECT_EQ(t.n_merges(), 5);
@@ -315,7 +299,7 @@ TEST(HfTokenizerJson, ReadsBothMergeSpellingsAndAddedTokens) {
 }
 
 TEST(HfTokenizerJson, RefusesWhatItCannotReproduce) {
-  const fs::path dir = temp_dir("hf_bad");
+  const fs::path dir = fresh_test_dir("bpe_test_hf_bad");
   const fs::path path = dir / "tokenizer.json";
   const auto error_with = [&](const std::function<void(json&)>& edit) {
     json doc = tiny_tokenizer_json();
@@ -354,7 +338,7 @@ TEST(HfTokenizerJson, RefusesWhatItCannotReproduce) {
 // ---- GPT-2 files: errors ----------------------------------------------------------------------
 
 TEST(Gpt2Files, BadFilesAreUserErrorsNamingFileAndLine) {
-  const fs::path dir = temp_dir("gpt2_bad");
+  const fs::path dir = fresh_test_dir("bpe_test_gpt2_bad");
   json encoder = tiny_tokenizer_json()["model"]["vocab"];
   write_file(dir / "encoder.json", encoder.dump());
   write_file(dir / "vocab.bpe", "#version: 0.2\nh e\nl l\nhe ll\nhell o\nĠ w\n");
@@ -409,7 +393,7 @@ TEST(TrainBpe, DeterministicCompressesAndSurvivesSaveLoad) {
   EXPECT_LT(ids.size() * 2, text.size()) << "500 merges should halve the token count";
   EXPECT_EQ(t.decode(ids), text);
 
-  const fs::path dir = temp_dir("train");
+  const fs::path dir = fresh_test_dir("bpe_test_train");
   t.save_hf(dir / "tokenizer.json");
   train_bpe(lines, 256 + 500).save_hf(dir / "again.json");
   EXPECT_EQ(read_file(dir / "again.json"), read_file(dir / "tokenizer.json"));  // deterministic
@@ -477,7 +461,7 @@ TEST(AttributeTokens, FollowTheItemsAndSurviveTokenizerJson) {
   EXPECT_EQ(t.decode(std::vector<int32_t>{items.first + 2, attrs.first}), "<item_2><attr_0>");
 
   // to_hf_json is what save_hf writes; loading it back (file or text) finds both ranges.
-  const fs::path dir = temp_dir("attrs");
+  const fs::path dir = fresh_test_dir("bpe_test_attrs");
   t.save_hf(dir / "tokenizer.json");
   EXPECT_EQ(read_file(dir / "tokenizer.json"), t.to_hf_json());
   for (const BpeTokenizer& loaded :

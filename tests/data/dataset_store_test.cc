@@ -4,7 +4,6 @@
 
 #include <gtest/gtest.h>
 #include <hdf5.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <filesystem>
@@ -12,8 +11,10 @@
 #include <functional>
 #include <random>
 
+#include "data/rec_dataset_expect.h"
 #include "runtime/errors.h"
 #include "runtime/hdf5_file.h"
+#include "scratch_dir.h"
 #include "thrown_message.h"
 
 namespace reclm {
@@ -21,18 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class DatasetStore : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           fmt::format("reclm_dataset_store_{}_{}", ::getpid(),
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
-};
+class DatasetStore : public ScratchDirTest {};
 
 // Five items (one without attributes, one with an empty title), three users with ratings,
 // timestamps and profiles; titles and keys in several scripts.
@@ -64,19 +54,11 @@ RecDataset hand_made_dataset() {
   return d;
 }
 
+// The catalog, histories, tokenized titles, profiles, vocabulary, tokenizer and provenance.
 void expect_same(const RecDataset& a, const RecDataset& b) {
-  EXPECT_EQ(a.items.keys, b.items.keys);
-  EXPECT_EQ(a.items.titles, b.items.titles);
-  EXPECT_EQ(a.items.attribute_names, b.items.attribute_names);
-  EXPECT_EQ(a.items.attr_offsets, b.items.attr_offsets);
-  EXPECT_EQ(a.items.attr_ids, b.items.attr_ids);
+  test::expect_same_items_and_histories(a, b);
   EXPECT_EQ(a.items.title_offsets, b.items.title_offsets);
   EXPECT_EQ(a.items.title_tokens, b.items.title_tokens);
-  EXPECT_EQ(a.users.keys, b.users.keys);
-  EXPECT_EQ(a.users.offsets, b.users.offsets);
-  EXPECT_EQ(a.users.items, b.users.items);
-  EXPECT_EQ(a.users.ratings, b.users.ratings);
-  EXPECT_EQ(a.users.timestamps, b.users.timestamps);
   EXPECT_EQ(a.users.profiles, b.users.profiles);
   EXPECT_EQ(a.vocab.text_size, b.vocab.text_size);
   EXPECT_EQ(a.vocab.special_first, b.vocab.special_first);

@@ -11,6 +11,7 @@
 #include "data/ingest.h"
 #include "data/ingest_test_util.h"
 #include "runtime/errors.h"
+#include "shared_data.h"
 #include "thrown_message.h"
 
 namespace reclm {
@@ -117,7 +118,7 @@ TEST_F(IngestMetadata, UserProfilesFromTsv) {
 // ---- the real Beauty data --------------------------------------------------------------------
 
 TEST(IngestBeauty, MatchesThePublishedStatistics) {
-  const fs::path dir = fs::path(RECLM_SOURCE_DIR) / ".." / "shared" / "data" / "beauty";
+  const fs::path dir = kSharedDataDir / "beauty";
   if (!fs::exists(dir / "Beauty.txt")) GTEST_SKIP() << "no Beauty data at " << dir;
   IngestOptions o;
   o.sequences_path = (dir / "Beauty.txt").string();

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -12,28 +11,18 @@
 
 #include "data/ingest.h"
 #include "data/rec_dataset.h"
+#include "scratch_dir.h"
 
 namespace reclm::ingest_test {
 
 // A fresh temporary directory per test for the input files it writes.
-class TempFiles : public ::testing::Test {
+class TempFiles : public ScratchDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::temp_directory_path() /
-           (std::string("reclm_ingest_") + info->name() + "_" + std::to_string(getpid()));
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   std::string write(const std::string& name, const std::string& text) {
     const std::string path = (dir_ / name).string();
     std::ofstream(path, std::ios::binary) << text;
     return path;
   }
-
-  std::filesystem::path dir_;
 };
 
 using Keys = std::vector<std::string>;

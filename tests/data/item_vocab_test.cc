@@ -1,7 +1,6 @@
 #include "data/item_vocab.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <filesystem>
@@ -13,28 +12,14 @@
 #include "data/byte_tokenizer.h"
 #include "data/synthetic_rec.h"
 #include "runtime/errors.h"
+#include "scratch_dir.h"
+#include "shared_data.h"
 #include "thrown_message.h"
 
 namespace reclm {
 namespace {
 
 namespace fs = std::filesystem;
-
-const fs::path kGpt2Dir =
-    fs::path(RECLM_SOURCE_DIR) / ".." / "shared" / "data" / "tokenizers" / "gpt2";
-
-#define SKIP_WITHOUT_GPT2()                                                  \
-  if (!fs::exists(kGpt2Dir / "encoder.json"))                                \
-  GTEST_SKIP() << "GPT-2 tokenizer files not found at " << kGpt2Dir.string() \
-               << " (../shared/data is absent in this checkout)"
-
-fs::path temp_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() /
-                       ("reclm_item_vocab_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 // Four items (one without a title) and three attributes, as ingest leaves them.
 RecDataset small_catalog() {
@@ -189,7 +174,7 @@ TEST(ItemVocab, ChangedTokenizerOrLayoutIsAUserErrorNamingTheSource) {
 TEST(ItemVocab, AnExportedTokenizerIsReusedForTheSameCatalogOnly) {
   RecDataset d = small_catalog();
   build_item_vocabulary(d, VocabOptions{});
-  const fs::path dir = temp_dir("exported");
+  const fs::path dir = fresh_test_dir("item_vocab_test_exported");
   std::ofstream(dir / "tokenizer.json", std::ios::binary) << d.tokenizer_json;
 
   RecDataset again = small_catalog();
@@ -221,7 +206,7 @@ TEST(ItemVocab, TokenizerFileThatBreaksTheLayoutIsAUserError) {
   for (int k = 0; k < 8; ++k) added.push_back(doc["added_tokens"][k]);
   added.push_back({{"id", d.vocab.special_first + 8}, {"content", "<extra>"}, {"special", true}});
   doc["added_tokens"] = added;
-  const fs::path dir = temp_dir("layout");
+  const fs::path dir = fresh_test_dir("item_vocab_test_layout");
   std::ofstream(dir / "tokenizer.json", std::ios::binary) << doc.dump();
 
   RecDataset again = small_catalog();

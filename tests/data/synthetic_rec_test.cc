@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "data/rec_dataset_expect.h"
 #include "runtime/errors.h"
 #include "thrown_message.h"
 
@@ -71,16 +72,7 @@ HitRates hit_rates_at_1(const RecDataset& d) {
 }
 
 void expect_same(const RecDataset& a, const RecDataset& b) {
-  EXPECT_EQ(a.items.keys, b.items.keys);
-  EXPECT_EQ(a.items.titles, b.items.titles);
-  EXPECT_EQ(a.items.attribute_names, b.items.attribute_names);
-  EXPECT_EQ(a.items.attr_offsets, b.items.attr_offsets);
-  EXPECT_EQ(a.items.attr_ids, b.items.attr_ids);
-  EXPECT_EQ(a.users.keys, b.users.keys);
-  EXPECT_EQ(a.users.offsets, b.users.offsets);
-  EXPECT_EQ(a.users.items, b.users.items);
-  EXPECT_EQ(a.users.ratings, b.users.ratings);
-  EXPECT_EQ(a.users.timestamps, b.users.timestamps);
+  test::expect_same_items_and_histories(a, b);
   EXPECT_EQ(a.prepare_config, b.prepare_config);
 }
 

@@ -16,6 +16,10 @@ dataset tokenized with it) the script
   (f) checks the tokenizer: every <item_N> string maps to its item_map.tsv id and back, item titles
       encode to the title tokens reclm feeds the model (read back with `reclm logits --history`
       under ID_TEXT rendering), and with GPT-2's tokenizer the reference encodings match.
+LoRA variant: a run with rank-4 adapters on all seven projections; its default (merged) export is a
+plain Llama directory and goes through (c)-(f) against reclm's unmerged forward; its `--lora peft`
+export (base + adapter/) is loaded with PEFT's PeftModel when `peft` is importable and must give
+the same logits.
 Negative controls (untied variant): copies of the export with a wrong rms_norm_eps or rope_theta in
 config.json must FAIL (d) — so the tolerance is shown to catch the mistakes it is meant to catch.
 
@@ -69,8 +73,9 @@ def run(cmd, what):
 
 
 class Variant:
-    def __init__(self, name, dataset, sets, controls=False):
+    def __init__(self, name, dataset, sets, controls=False, lora=False):
         self.name, self.dataset, self.sets, self.controls = name, dataset, sets, controls
+        self.lora = lora
 
 
 def train_and_export(reclm, work, variant):
@@ -81,6 +86,9 @@ def train_and_export(reclm, work, variant):
          *[a for s in sets for a in ("--set", s)]], f"[{variant.name}] train")
     run([reclm, "export", "--run", run_dir, "--out", hf_dir, "--dtype", "fp32"],
         f"[{variant.name}] export")
+    if variant.lora:
+        run([reclm, "export", "--run", run_dir, "--out", work / f"peft_{variant.name}", "--dtype",
+             "fp32", "--lora", "peft"], f"[{variant.name}] export --lora peft")
     return run_dir, hf_dir
 
 
@@ -226,6 +234,31 @@ def check_gpt2_reference(tok, label):
     print(f"  tokenizer {label:<25} {len(refs)} GPT-2 reference encodings match")
 
 
+def check_peft(reclm, work, torch, transformers, variant, run_dir, report):
+    """The PEFT export (base directory + adapter/) loaded with PeftModel equals reclm's forward."""
+    try:
+        import peft
+    except ImportError:
+        print(f"note: peft not importable; the {variant.name} PEFT adapter check is not run")
+        return
+    peft_dir = work / f"peft_{variant.name}"
+    base, _ = load_hf(torch, transformers, peft_dir)
+    model = peft.PeftModel.from_pretrained(base, str(peft_dir / "adapter"))
+    model.eval()
+    print(f"  peft {peft.__version__}: adapter loaded")
+    ids = [random.Random(11).randrange(base.config.vocab_size) for _ in range(24)]
+    compare_logits(torch, model, reclm_logits(reclm, run_dir, work, tokens=ids),
+                   f"{variant.name}/peft", report)
+    # The adapter matters: the base alone must not match (else the check above proves nothing).
+    import numpy as np
+    ours = np.asarray(reclm_logits(reclm, run_dir, work, tokens=ids)["logits"], dtype=np.float64)
+    with model.disable_adapter():
+        plain = hf_logits(torch, model, ids)
+    if np.abs(plain - ours).max() / np.abs(ours).max() < REL_TOLERANCE:
+        raise Mismatch(f"{variant.name}: the base without its adapter already matches; the "
+                       "trained adapter changes nothing")
+
+
 def check_variant(reclm, work, torch, transformers, variant, report):
     print(f"[{variant.name}]")
     run_dir, hf_dir = train_and_export(reclm, work, variant)
@@ -270,6 +303,8 @@ def check_variant(reclm, work, torch, transformers, variant, report):
     check_tokenizer(reclm, run_dir, work, tok, items, bos, variant.name, rng)
     if variant.name.startswith("gpt2"):
         check_gpt2_reference(tok, variant.name)
+    if variant.lora:
+        check_peft(reclm, work, torch, transformers, variant, run_dir, report)
 
 
 def main():
@@ -294,6 +329,9 @@ def main():
             Variant("untied-mqa", learned, common + ["model.n_kv_heads=1", "model.tie_embeddings=false",
                                                     "model.rope_theta=500", "model.norm_eps=1e-4"],
                     controls=True),
+            Variant("lora-untied-gqa", learned, common + ["model.n_kv_heads=2",
+                                                         "model.tie_embeddings=false",
+                                                         "model.lora.rank=4"], lora=True),
         ]
         if (GPT2_DIR / "vocab.bpe").exists():
             gpt2 = work / "synthetic_gpt2.h5"

@@ -6,38 +6,23 @@
 #include <filesystem>
 #include <fstream>
 
-#include "data/text_lm_source.h"
-#include "runtime/config.h"
+#include "scratch_dir.h"
+#include "text_lm_fixture.h"
 #include "trainer/schedule.h"
 #include "trainer/train_loop.h"
 
 namespace reclm {
 namespace {
 
-std::string temp_run_dir(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("reclm_train_test_" + name + "_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  return dir.string();
-}
-
+// The tiny preset with a fresh run directory of its own per run_name.
 Config tiny_config(const std::string& run_name, std::vector<std::string> overrides = {}) {
-  overrides.push_back("train.run_dir=" + temp_run_dir(run_name));
-  return load_config(std::string(RECLM_SOURCE_DIR) + "/configs/tiny.pbtxt", overrides);
-}
-
-TextLmSource source_for(const Config& config) {
-  TextLmOptions options;
-  options.seq_len = config.data().seq_len();
-  options.micro_batch = config.train().micro_batch();
-  options.val_fraction = config.data().val_fraction();
-  options.seed = config.runtime().seed();
-  return make_text_lm_source(config.data().text_path(), config.data().synthetic_bytes(), options);
+  return test::tiny_preset_config(cleared_test_path("train_test_" + run_name),
+                                  std::move(overrides));
 }
 
 TEST(TrainLoop, LossFallsOnSyntheticCorpus) {
   const Config config = tiny_config("falls", {"train.steps=40"});
-  const TrainResult result = train(config, source_for(config));
+  const TrainResult result = train(config, test::text_lm_source_for(config));
   ASSERT_EQ(result.losses.size(), 40u);
   double first = 0, last = 0;
   for (int i = 0; i < 5; ++i) first += result.losses[i] / 5;
@@ -64,12 +49,12 @@ TEST(TrainLoop, LossFallsOnSyntheticCorpus) {
 TEST(TrainLoop, TwoRunsAreBitwiseIdentical) {
   const Config a = tiny_config("det_a", {"train.steps=8"});
   const Config b = tiny_config("det_b", {"train.steps=8"});
-  const TrainResult ra = train(a, source_for(a));
-  const TrainResult rb = train(b, source_for(b));
+  const TrainResult ra = train(a, test::text_lm_source_for(a));
+  const TrainResult rb = train(b, test::text_lm_source_for(b));
   ASSERT_EQ(ra.losses.size(), rb.losses.size());
   for (size_t i = 0; i < ra.losses.size(); ++i) EXPECT_EQ(ra.losses[i], rb.losses[i]) << "step " << i;
   const Config c = tiny_config("det_c", {"train.steps=8", "runtime.seed=99"});
-  EXPECT_NE(train(c, source_for(c)).losses[0], ra.losses[0]);
+  EXPECT_NE(train(c, test::text_lm_source_for(c)).losses[0], ra.losses[0]);
 }
 
 TEST(TrainLoop, AccumulationEqualsLargerMicroBatch) {
@@ -77,8 +62,8 @@ TEST(TrainLoop, AccumulationEqualsLargerMicroBatch) {
   // windows, so the loss sequences agree up to fp32 summation order.
   const Config acc = tiny_config("acc", {"train.steps=6", "train.micro_batch=4", "train.grad_accum=2"});
   const Config big = tiny_config("big", {"train.steps=6", "train.micro_batch=8", "train.grad_accum=1"});
-  const TrainResult ra = train(acc, source_for(acc));
-  const TrainResult rb = train(big, source_for(big));
+  const TrainResult ra = train(acc, test::text_lm_source_for(acc));
+  const TrainResult rb = train(big, test::text_lm_source_for(big));
   for (size_t i = 0; i < ra.losses.size(); ++i) EXPECT_NEAR(ra.losses[i], rb.losses[i], 1e-4) << i;
 }
 
@@ -86,7 +71,7 @@ TEST(TrainLoop, NonFiniteLossStopsWithTheStep) {
   const Config config = tiny_config("nan", {"train.steps=10", "train.lr=1e30",
                                             "train.warmup_steps=0", "optim.grad_clip=0"});
   try {
-    train(config, source_for(config));
+    train(config, test::text_lm_source_for(config));
     FAIL() << "expected TrainingDiverged";
   } catch (const TrainingDiverged& e) {
     EXPECT_NE(std::string(e.what()).find("at step 2"), std::string::npos) << e.what();
@@ -96,7 +81,7 @@ TEST(TrainLoop, NonFiniteLossStopsWithTheStep) {
 TEST(TrainLoop, NonFiniteStepsCanBeSkipped) {
   const Config config = tiny_config("skip", {"train.steps=4", "train.lr=1e30", "train.warmup_steps=0",
                                              "optim.grad_clip=0", "train.on_nonfinite=SKIP"});
-  const TrainResult result = train(config, source_for(config));
+  const TrainResult result = train(config, test::text_lm_source_for(config));
   EXPECT_EQ(result.steps, 4);
   EXPECT_EQ(result.skipped_steps, 3);  // step 1 updates to ±1e30 weights; every later step overflows
 }

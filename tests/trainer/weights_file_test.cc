@@ -4,13 +4,13 @@
 
 #include <gtest/gtest.h>
 #include <hdf5.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "runtime/errors.h"
+#include "scratch_dir.h"
 #include "thrown_message.h"
 #include "trainer/tiny_dims.h"
 
@@ -19,18 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class WeightsFile : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           fmt::format("reclm_weights_file_{}_{}", ::getpid(),
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
-};
+class WeightsFile : public ScratchDirTest {};
 
 ModelDims tiny_dims(bool tied, int64_t d_ff = 40) {
   return test::tiny_model_dims({.head_dim = 6, .d_ff = d_ff, .tied = tied, .positions_2d = true});
