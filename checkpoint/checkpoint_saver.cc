@@ -18,8 +18,11 @@ fs::path checkpoint_root(const Config& config) {
   return dir.empty() ? fs::path(config.train().run_dir()) / "checkpoints" : fs::path(dir);
 }
 
-CheckpointSaver::CheckpointSaver(const Config& config, std::string data_source)
-    : config_(config), data_source_(std::move(data_source)), root_(checkpoint_root(config)) {
+CheckpointSaver::CheckpointSaver(const Config& config, std::string data_source, int world_size)
+    : config_(config),
+      data_source_(std::move(data_source)),
+      world_size_(world_size),
+      root_(checkpoint_root(config)) {
   if (const auto latest = latest_checkpoint(root_)) {
     last_good_step_ = read_manifest(*latest).step();
   }
@@ -79,7 +82,8 @@ void CheckpointSaver::after_step(const Model& model, const AdamW& optimizer,
   const int every = config_.checkpoint().every();
   if (every <= 0 || (progress.step % every != 0 && !last)) return;
   wait_and_report();  // at most one save in flight
-  CheckpointSnapshot snapshot = take_snapshot(config_, model, optimizer, progress, data_source_);
+  CheckpointSnapshot snapshot =
+      take_snapshot(config_, model, optimizer, progress, data_source_, world_size_);
   pending_step_ = progress.step;
   if (!config_.checkpoint().async()) {
     save(snapshot);

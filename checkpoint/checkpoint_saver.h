@@ -23,8 +23,9 @@ std::filesystem::path checkpoint_root(const Config& config);
 
 class CheckpointSaver {
  public:
-  // `data_source` is recorded in each manifest (BatchSource::describe()).
-  CheckpointSaver(const Config& config, std::string data_source);
+  // `data_source` (BatchSource::describe()) and `world_size` (the ranks training) are recorded in
+  // each manifest.
+  CheckpointSaver(const Config& config, std::string data_source, int world_size = 1);
   ~CheckpointSaver();  // waits for a pending save (errors are logged, never thrown from here)
   CheckpointSaver(const CheckpointSaver&) = delete;
   CheckpointSaver& operator=(const CheckpointSaver&) = delete;
@@ -46,6 +47,7 @@ class CheckpointSaver {
 
   Config config_;
   std::string data_source_;
+  int world_size_ = 1;
   std::filesystem::path root_;
   std::thread worker_;
   std::atomic<bool> worker_done_{true};

@@ -147,7 +147,8 @@ uint64_t tensor_checksum(const float* values, int64_t n) {
 }
 
 CheckpointSnapshot take_snapshot(const Config& config, const Model& model, const AdamW& optimizer,
-                                 const TrainProgress& progress, const std::string& data_source) {
+                                 const TrainProgress& progress, const std::string& data_source,
+                                 int world_size) {
   const int64_t n = model.layout.total_floats();
   CheckpointSnapshot s;
   s.config = config;
@@ -158,6 +159,7 @@ CheckpointSnapshot take_snapshot(const Config& config, const Model& model, const
   s.progress = progress;
   s.optimizer_steps = optimizer.steps_taken();
   s.micro_batches_per_step = config.train().grad_accum();
+  s.world_size = world_size;
   s.data_source = data_source;
   s.unix_time = static_cast<int64_t>(std::time(nullptr));
   return s;
@@ -177,8 +179,9 @@ void write_checkpoint_files(const fs::path& dir, const CheckpointSnapshot& s, in
   manifest.set_data_micro_batches_per_step(s.micro_batches_per_step);
   manifest.set_data_source(s.data_source);
   manifest.set_rng_seed(s.config.runtime().seed());
-  manifest.set_rng_next_dropout_stream(s.progress.step * s.micro_batches_per_step);
-  manifest.set_world_size(1);
+  // trainer/data_parallel.h dropout_stream: the global micro-batch index.
+  manifest.set_rng_next_dropout_stream(s.progress.step * s.micro_batches_per_step * s.world_size);
+  manifest.set_world_size(s.world_size);
   manifest.set_optimizer("adamw");
   manifest.set_optimizer_steps(s.optimizer_steps);
   manifest.set_learning_rate(s.progress.last_lr);

@@ -28,12 +28,14 @@ struct CheckpointSnapshot {
   std::vector<float> m, v;
   TrainProgress progress;
   int64_t optimizer_steps = 0;
-  int32_t micro_batches_per_step = 1;
+  int32_t micro_batches_per_step = 1;  // per rank (train.grad_accum)
+  int32_t world_size = 1;              // ranks that trained the run
   std::string data_source;
   int64_t unix_time = 0;
 };
 CheckpointSnapshot take_snapshot(const Config& config, const Model& model, const AdamW& optimizer,
-                                 const TrainProgress& progress, const std::string& data_source);
+                                 const TrainProgress& progress, const std::string& data_source,
+                                 int world_size = 1);
 
 // Writes manifest.pb, manifest.pbtxt, model.h5 and `optimizer_shards` optimizer shard files into
 // `dir` (normally commit_checkpoint's temporary directory). More than one shard is what a

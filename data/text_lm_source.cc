@@ -55,7 +55,8 @@ Batch TextLmSource::train_batch(int64_t step, int micro) const {
   const int64_t max_start = train_end_ - (options_.seq_len + 1);  // inclusive
   std::vector<int64_t> starts(options_.micro_batch);
   for (int i = 0; i < options_.micro_batch; ++i) {
-    const uint64_t sample = static_cast<uint64_t>(micro) * options_.micro_batch + i;
+    const uint64_t sample =
+        (static_cast<uint64_t>(micro) * options_.world + options_.rank) * options_.micro_batch + i;
     CounterRng rng(options_.seed, RngPurpose::kDataSample, static_cast<uint64_t>(step), 0, sample);
     starts[i] = static_cast<int64_t>(rng.below(static_cast<uint64_t>(max_start + 1)));
   }

@@ -17,6 +17,11 @@ struct TextLmOptions {
   int micro_batch = 8;
   double val_fraction = 0.05;
   uint64_t seed = 0;
+  // Data parallel: micro-batch `micro` on rank `rank` of `world` holds global samples
+  // (micro·world + rank)·micro_batch … + micro_batch − 1 of its step, so the ranks of one
+  // (step, micro) together hold what one rank with micro_batch·world gets.
+  int rank = 0;
+  int world = 1;
 };
 
 class TextLmSource final : public BatchSource {

@@ -8,15 +8,20 @@
 #include "launch/commands.h"
 #include "launch/rec_options.h"
 #include "launch/train_run.h"
+#include "runtime/comm/communicator.h"
 #include "runtime/config.h"
+#include "runtime/errors.h"
+#include "runtime/logging.h"
 #include "trainer/evaluator.h"
 #include "trainer/train_loop.h"
 
 namespace reclm::launch {
 namespace {
 
-void train_text_lm(Config config, const std::string& resume) {
+void train_text_lm(Config config, const std::string& resume, Communicator& comm) {
   TextLmOptions options;
+  options.rank = comm.rank();
+  options.world = comm.size();
   options.seq_len = config.data().seq_len();
   options.micro_batch = config.train().micro_batch();
   options.val_fraction = config.data().val_fraction();
@@ -27,15 +32,20 @@ void train_text_lm(Config config, const std::string& resume) {
     config.mutable_model()->set_vocab_size(static_cast<int32_t>(source.min_vocab_size()));
   }
   TrainHooks hooks;
+  hooks.comm = &comm;
   const auto keep = install_run_hooks(hooks, config, resolve_resume(resume, config), nullptr,
                                       source.describe());
   train(config, source, hooks);
 }
 
-void train_recommender(Config config, const std::string& resume) {
+void train_recommender(Config config, const std::string& resume, Communicator& comm) {
   const RecDataset dataset = load_config_dataset(config);
-  const RecSource source(dataset, rec_source_options(config));
+  RecSourceOptions source_options = rec_source_options(config);
+  source_options.rank = comm.rank();
+  source_options.world = comm.size();
+  const RecSource source(dataset, source_options);
   TrainHooks hooks;
+  hooks.comm = &comm;
   if (config.eval().rank_every() > 0) {
     EvalOptions options = eval_options(config);
     options.split = Split::kValidation;
@@ -84,10 +94,24 @@ void register_train_command(CLI::App& app) {
     std::vector<std::string> overrides = args->overrides;
     if (!args->init_from.empty()) overrides.push_back("train.init_from=" + args->init_from);
     const Config config = train_config(args->path, overrides, args->resume);
-    if (config.data().dataset().empty()) {
-      train_text_lm(config, args->resume);
-    } else {
-      train_recommender(config, args->resume);
+    const std::unique_ptr<Communicator> comm =
+        make_communicator({.timeout_s = config.runtime().comm_timeout_s()});
+    set_log_rank(comm->rank(), comm->size());
+    if (comm->size() > 1) log_info("{}", comm->describe());
+    // A rank that fails must end the whole job at once: its peers would otherwise wait in the
+    // next collective until the timeout.
+    try {
+      if (config.data().dataset().empty()) {
+        train_text_lm(config, args->resume, *comm);
+      } else {
+        train_recommender(config, args->resume, *comm);
+      }
+    } catch (const UserError& e) {
+      if (comm->size() > 1) comm->abort(kExitUserError, fmt::format("error: {}", e.what()));
+      throw;
+    } catch (const std::exception& e) {
+      if (comm->size() > 1) comm->abort(kExitInternal, fmt::format("error: {}", e.what()));
+      throw;
     }
   });
 }

@@ -5,6 +5,7 @@
 #include "checkpoint/hf_import.h"
 #include "checkpoint/init_from.h"
 #include "checkpoint/train_checkpoint.h"
+#include "runtime/comm/communicator.h"
 #include "runtime/errors.h"
 #include "runtime/logging.h"
 
@@ -63,8 +64,11 @@ std::shared_ptr<void> install_run_hooks(TrainHooks& hooks, const Config& config,
     };
   }
   if (dataset != nullptr) hooks.first_new_token = dataset->vocab.text_size;
-  if (config.checkpoint().every() <= 0) return nullptr;
-  auto saver = std::make_shared<CheckpointSaver>(config, data_source);
+  // Every rank restores; rank 0 alone saves (all state is replicated under data parallelism).
+  if (config.checkpoint().every() <= 0 || (hooks.comm != nullptr && hooks.comm->rank() != 0))
+    return nullptr;
+  auto saver = std::make_shared<CheckpointSaver>(config, data_source,
+                                                 hooks.comm != nullptr ? hooks.comm->size() : 1);
   hooks.after_step = [saver](const Model& model, const AdamW& optimizer,
                              const TrainProgress& progress, bool last) {
     saver->after_step(model, optimizer, progress, last);

@@ -209,6 +209,7 @@ void check_eval_and_runtime(const config::EvalConfig& e, const config::RuntimeCo
   v.non_negative("eval.rank_every", e.rank_every());
   v.positive("eval.rank_users", e.rank_users());
   v.non_negative("runtime.threads", r.threads());
+  v.positive("runtime.comm_timeout_s", r.comm_timeout_s());
   if (r.device() != "cpu") {
     v.add("runtime.device", "\"{}\" is not available in this build (only \"cpu\")", r.device());
   }

@@ -11,6 +11,7 @@ PACKAGES=(
   libfmt-dev libcli11-dev nlohmann-json3-dev libxxhash-dev
   libpcre2-dev                          # GPT-2 pre-tokenisation regex (BPE tokenizer)
   libhdf5-dev                           # prepared datasets and model weights (HDF5)
+  openmpi-bin libopenmpi-dev            # distributed runs (mpirun) and the MPI communicator
   gnuplot-nox                           # scripts/plot.sh
 )
 

@@ -8,12 +8,14 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "kernels/ops.h"
 #include "runtime/errors.h"
 #include "runtime/logging.h"
 #include "runtime/progress.h"
 #include "runtime/timer.h"
+#include "trainer/data_parallel.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
@@ -61,14 +63,18 @@ std::filesystem::path prepare_run_dir(const Config& config) {
   return dir;
 }
 
-double validation_loss(Model& model, const BatchSource& source, int n_batches) {
-  double loss_sum = 0.0, weight_sum = 0.0;
-  for (int i = 0; i < n_batches; ++i) {
+// The held-out batches are split over the ranks (batch i on rank i mod world) and the sums
+// reduced, so the value does not depend on the number of ranks beyond summation order.
+double validation_loss(Model& model, const BatchSource& source, int n_batches, Communicator* comm) {
+  const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  double sums[2] = {0.0, 0.0};  // loss, weight
+  for (int i = rank; i < n_batches; i += world) {
     const Batch batch = source.val_batch(i);
-    loss_sum += forward_loss(model, batch);
-    for (float w : batch.loss_weights) weight_sum += w;
+    sums[0] += forward_loss(model, batch);
+    for (float w : batch.loss_weights) sums[1] += w;
   }
-  return weight_sum > 0.0 ? loss_sum / weight_sum : 0.0;
+  sum_over_ranks(comm, sums, 2);
+  return sums[1] > 0.0 ? sums[0] / sums[1] : 0.0;
 }
 
 }  // namespace
@@ -87,8 +93,16 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
   AdamW optimizer(model.layout, config.optim());
   TrainProgress progress;
   if (hooks.restore) hooks.restore(model, optimizer, progress);
-  const auto run_dir = prepare_run_dir(config);
-  MetricsLog metrics(run_dir / "metrics.jsonl");
+  Communicator* comm = hooks.comm;
+  const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  const bool lead = rank == 0;  // writes the run directory; every rank trains
+  const std::filesystem::path run_dir =
+      lead ? prepare_run_dir(config) : std::filesystem::path(config.train().run_dir());
+  std::optional<MetricsLog> metrics_log;
+  if (lead) metrics_log.emplace(run_dir / "metrics.jsonl");
+  const auto write_metrics = [&](const nlohmann::json& record) {
+    if (metrics_log) metrics_log->write(record);
+  };
 
   TrainResult result;
   result.first_step = progress.step;
@@ -99,40 +113,51 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
            result.num_parameters / 1e6, result.num_parameters, dims.n_layers, dims.d_model,
            dims.n_heads, dims.n_kv_heads, dims.d_ff, dims.vocab);
   log_info("data: {}", source.describe());
-  log_info("train: {} steps × {} micro-batches × {} tokens, {} threads, run dir {}", tc.steps(),
-           tc.grad_accum(), source.max_batch_tokens(), threads, run_dir.string());
+  log_info("train: {} steps × {} micro-batches × {} tokens{}, {} threads, run dir {}", tc.steps(),
+           tc.grad_accum(), source.max_batch_tokens(),
+           world > 1 ? fmt::format(" × {} ranks", world) : "", threads, run_dir.string());
 
   if (progress.step > 0) {
     log_info("continuing at step {} of {} ({} tokens seen)", progress.step + 1, tc.steps(),
              progress.tokens_seen);
   }
-  metrics.write({{"kind", "run_start"}, {"steps", tc.steps()}, {"first_step", progress.step},
-                 {"parameters", result.num_parameters}, {"threads", threads},
+  write_metrics({{"kind", "run_start"}, {"steps", tc.steps()}, {"first_step", progress.step},
+                 {"parameters", result.num_parameters}, {"threads", threads}, {"ranks", world},
                  {"unix_time", static_cast<int64_t>(std::time(nullptr))}});
   ProgressBar bar(tc.steps(), "train");
-  if (bar.is_terminal()) bar.update(progress.step, "");
+  const bool draw = lead && bar.is_terminal();  // only rank 0 draws the bar
+  if (draw) bar.update(progress.step, "");
   Stopwatch run_clock;
   const int val_every = config.eval().val_every();
   const int rank_every = hooks.rank_eval ? config.eval().rank_every() : 0;
   for (int64_t step = progress.step; step < tc.steps(); ++step) {
     Stopwatch step_clock;
     std::vector<Batch> batches;
-    double total_weight = 0.0;
-    int64_t step_tokens = 0;
+    double counts[2] = {0.0, 0.0};  // loss weight, tokens: this rank's, then the job's
     for (int micro = 0; micro < tc.grad_accum(); ++micro) {
       batches.push_back(source.train_batch(step, micro));
-      for (float w : batches.back().loss_weights) total_weight += w;
-      step_tokens += batches.back().n_tokens();
+      for (float w : batches.back().loss_weights) counts[0] += w;
+      counts[1] += static_cast<double>(batches.back().n_tokens());
     }
+    double comm_seconds = 0.0;
+    Stopwatch comm_clock;
+    sum_over_ranks(comm, counts, 2);  // the mean is over the global batch
+    comm_seconds += comm_clock.seconds();
+    const double total_weight = counts[0];
+    const auto step_tokens = static_cast<int64_t>(counts[1]);
     zero_grads(model);
     double loss_sum = 0.0;
     const float grad_scale = total_weight > 0.0 ? static_cast<float>(1.0 / total_weight) : 0.0f;
-    for (size_t micro = 0; micro < batches.size(); ++micro) {
+    for (int micro = 0; micro < static_cast<int>(batches.size()); ++micro) {
       model.dropout = {config.model().dropout(), true, config.runtime().seed(),
-                       static_cast<uint64_t>(step) * batches.size() + micro};
+                       dropout_stream(step, micro, tc.grad_accum(), rank, world)};
       loss_sum += forward_backward(model, batches[micro], grad_scale);
     }
     model.dropout.enabled = false;  // validation and evaluation see the whole network
+    comm_clock = Stopwatch();
+    all_reduce_gradients(comm, model);
+    sum_over_ranks(comm, &loss_sum, 1);
+    comm_seconds += comm_clock.seconds();
     const double loss = total_weight > 0.0 ? loss_sum / total_weight : 0.0;
     const double norm = AdamW::grad_norm(model);
     const float lr = learning_rate(tc, step);
@@ -157,43 +182,45 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
 
     const double seconds = step_clock.seconds();
     const double tokens_per_s = step_tokens / seconds;
-    metrics.write({{"kind", "train"}, {"step", step + 1}, {"loss", loss}, {"lr", lr},
+    write_metrics({{"kind", "train"}, {"step", step + 1}, {"loss", loss}, {"lr", lr},
                    {"grad_norm", norm}, {"tokens", step_tokens}, {"tokens_per_s", tokens_per_s},
-                   {"ms_per_step", seconds * 1e3}, {"peak_rss_mb", peak_rss_mib()},
+                   {"ms_per_step", seconds * 1e3}, {"comm_ms", comm_seconds * 1e3},
+                   {"peak_rss_mb", peak_rss_mib()},
                    {"time_s", run_clock.seconds()}, {"skipped", !finite}});
     const std::string status = fmt::format("loss {:.4f} | {:.0f} tok/s", loss, tokens_per_s);
     if ((step + 1) % tc.log_every() == 0 || step == 0 || step + 1 == tc.steps()) {
       const std::string line = fmt::format(
-          "step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | peak {:.0f} MiB",
-          step + 1, tc.steps(), loss, lr, norm, tokens_per_s, seconds * 1e3, peak_rss_mib());
-      if (bar.is_terminal()) bar.print_above(line); else log_info("{}", line);
+          "step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step{} | peak {:.0f} MiB",
+          step + 1, tc.steps(), loss, lr, norm, tokens_per_s, seconds * 1e3,
+          world > 1 ? fmt::format(" ({:.1f} comm)", comm_seconds * 1e3) : "", peak_rss_mib());
+      if (draw) bar.print_above(line); else log_info("{}", line);
     }
-    if (bar.is_terminal()) bar.update(step + 1, status);
+    if (draw) bar.update(step + 1, status);
 
     if (val_every > 0 && ((step + 1) % val_every == 0 || step + 1 == tc.steps())) {
-      const double val = validation_loss(model, source, config.eval().val_batches());
+      const double val = validation_loss(model, source, config.eval().val_batches(), comm);
       result.val_losses.push_back(val);
-      metrics.write({{"kind", "val"}, {"step", step + 1}, {"val_loss", val}});
+      write_metrics({{"kind", "val"}, {"step", step + 1}, {"val_loss", val}});
       const std::string line = fmt::format("step {:>6}/{} | val loss {:.4f}", step + 1, tc.steps(), val);
-      if (bar.is_terminal()) bar.print_above(line); else log_info("{}", line);
+      if (draw) bar.print_above(line); else log_info("{}", line);
     }
     if (rank_every > 0 && ((step + 1) % rank_every == 0 || step + 1 == tc.steps())) {
       nlohmann::json ranking = hooks.rank_eval(model);
       ranking["kind"] = "rank";
       ranking["step"] = step + 1;
-      metrics.write(ranking);
+      write_metrics(ranking);
       const std::string line = fmt::format(
           "step {:>6}/{} | {}", step + 1, tc.steps(),
           hooks.describe_rank ? hooks.describe_rank(ranking) : ranking.dump());
-      if (bar.is_terminal()) bar.print_above(line); else log_info("{}", line);
+      if (draw) bar.print_above(line); else log_info("{}", line);
     }
     if (hooks.after_step) hooks.after_step(model, optimizer, progress, step + 1 == tc.steps());
   }
   if (hooks.finish) hooks.finish();
-  save_weights(run_dir / "model.h5", model, config_to_text(config));
+  if (lead) save_weights(run_dir / "model.h5", model, config_to_text(config));
   const std::string final_loss =
       result.losses.empty() ? "no step run" : fmt::format("final loss {:.4f}", result.losses.back());
-  if (bar.is_terminal()) bar.finish(final_loss);
+  if (draw) bar.finish(final_loss);
   log_info("done: {} steps in {:.1f} s, {}{}; metrics in {}", result.steps - result.first_step,
            run_clock.seconds(), final_loss,
            result.val_losses.empty() ? "" : fmt::format(", val loss {:.4f}", result.val_losses.back()),

@@ -30,6 +30,7 @@ class TrainingDiverged : public std::runtime_error {
 };
 
 class AdamW;
+class Communicator;
 
 // Where a run stands between two optimizer steps: what a checkpoint records beside the weights
 // and the optimizer, and what a resume restores.
@@ -51,6 +52,9 @@ struct TrainHooks {
       after_step;
   // Once the loop is done, before the final weights are written (e.g. wait for a pending save).
   std::function<void()> finish;
+  // The ranks of a data-parallel job (null: one process). Every rank calls train(); rank 0 alone
+  // writes the run directory, metrics, logs and final weights.
+  Communicator* comm = nullptr;
   // Embedding rows from this index on are new to a pretrained model (items, attributes, special
   // tokens): under LoRA they are the rows that train (model.lora.train_item_embeddings).
   int64_t first_new_token = 0;

@@ -30,12 +30,15 @@ TEST(SyntheticCorpus, DeterministicSizedAndSeeded) {
   EXPECT_NE(a.find("user "), std::string::npos);
 }
 
-TextLmSource small_source(int seq_len, int micro_batch, uint64_t seed = 3) {
+TextLmSource small_source(int seq_len, int micro_batch, uint64_t seed = 3, int rank = 0,
+                          int world = 1) {
   TextLmOptions o;
   o.seq_len = seq_len;
   o.micro_batch = micro_batch;
   o.val_fraction = 0.1;
   o.seed = seed;
+  o.rank = rank;
+  o.world = world;
   return make_text_lm_source("", 50000, o);
 }
 
@@ -60,6 +63,24 @@ TEST(TextLmSource, BatchesArePureFunctionsOfStepAndMicro) {
   EXPECT_NE(source.train_batch(7, 0).tokens, source.train_batch(7, 1).tokens);
   EXPECT_NE(small_source(16, 4, 9).train_batch(7, 0).tokens, source.train_batch(7, 0).tokens);
   EXPECT_EQ(source.val_batch(2).tokens, source.val_batch(2).tokens);
+}
+
+// Data parallel: the ranks of one (step, micro) together hold, in rank order, exactly the batch
+// one rank with world × the micro-batch gets — so N ranks train on what one rank would.
+TEST(TextLmSource, RanksTogetherHoldTheSingleRankBatch) {
+  for (int world : {2, 3}) {
+    const TextLmSource whole = small_source(16, 3 * world);
+    for (int micro : {0, 2}) {
+      std::vector<int32_t> joined;
+      for (int rank = 0; rank < world; ++rank) {
+        const Batch part = small_source(16, 3, 3, rank, world).train_batch(11, micro);
+        joined.insert(joined.end(), part.tokens.begin(), part.tokens.end());
+      }
+      EXPECT_EQ(joined, whole.train_batch(11, micro).tokens) << "world " << world;
+    }
+  }
+  EXPECT_NE(small_source(16, 3, 3, 0, 2).train_batch(1, 0).tokens,
+            small_source(16, 3, 3, 1, 2).train_batch(1, 0).tokens);
 }
 
 TEST(TextLmSource, ValidationWindowsComeFromTheHeldOutTail) {

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Data-parallel training under mpirun (ctest label `mpi`), CPU ranks over TCP:
+#  1. N ranks with micro_batch m equal 1 rank with micro_batch N·m (same samples; the loss
+#     sequences agree to summation-order rounding), N = 2 and 3;
+#  2. saved by 2 ranks, resumed by 3 and by 1: training continues on the same trajectory;
+#  3. faults end the job, never hang: a rank killed with SIGKILL, a rank stopped (SIGSTOP: the
+#     others time out after runtime.comm_timeout_s), a rank that fails (rank 0 cannot save a
+#     checkpoint, on_failure STOP) — each exits non-zero within seconds, naming the rank.
+set -euo pipefail
+source "$(dirname "$0")/../e2e/lib/common.bash"
+# TCP between ranks, as across nodes (DESIGN.md §6), over loopback so no network is needed.
+MPIRUN=("$RECLM_SOURCE_DIR/scripts/mpirun.sh" --mca btl self,tcp --mca btl_tcp_if_include lo
+        --mca oob_tcp_if_include lo)
+
+base=(--config configs/tiny.pbtxt --set train.steps=16 --set eval.val_every=8 --set runtime.threads=1
+      --set model.dropout=0 --set checkpoint.every=8 --set train.log_every=4)
+losses() {
+  python3 -c '
+import json, sys
+by_step = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["kind"] == "train": by_step[r["step"]] = r["loss"]
+print(" ".join(repr(by_step[s]) for s in sorted(by_step)))' "$1"
+}
+# Loss sequences equal within rtol (summation order differs between rank counts).
+same_losses() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys
+a, b = ([float(x) for x in s.split()] for s in sys.argv[1:3])
+rtol = float(sys.argv[3])
+worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
+print(f"{len(a)} steps, worst relative loss difference {worst:.2e} (tolerance {rtol:g})")
+sys.exit(0 if len(a) == len(b) and worst <= rtol else 1)
+PY
+}
+
+# 1. Equivalence: 1 rank × micro_batch 12 vs 2 × 6 vs 3 × 4.
+"$RECLM" train "${base[@]}" --set train.micro_batch=12 --set train.run_dir="$work/np1" > "$work/np1.txt" 2>&1 || { cat "$work/np1.txt"; fail "1 rank"; }
+for np in 2 3; do
+  "${MPIRUN[@]}" -np $np "$RECLM" train "${base[@]}" --set train.micro_batch=$((12 / np)) \
+    --set train.run_dir="$work/np$np" > "$work/np$np.txt" 2>&1 || { cat "$work/np$np.txt"; fail "$np ranks"; }
+  grep -q "× $np ranks" "$work/np$np.txt" || { cat "$work/np$np.txt"; fail "$np ranks: the log does not show $np ranks"; }
+  same_losses "$(losses "$work/np1/metrics.jsonl")" "$(losses "$work/np$np/metrics.jsonl")" 1e-4 ||
+    fail "$np ranks do not train like 1 rank with the same global batch"
+done
+
+# 2. Saved by 2 ranks at step 8, resumed by 3 ranks and by 1 (same global batch).
+for np in 3 1; do
+  run="$work/resume_np$np"
+  mkdir -p "$run"
+  cp -r "$work/np2/checkpoints" "$run/"
+  echo step_00000008 > "$run/checkpoints/latest"
+  rm -rf "$run/checkpoints/step_00000016"
+  launcher=("${MPIRUN[@]}" -np $np)
+  [ $np -eq 1 ] && launcher=()
+  "${launcher[@]}" "$RECLM" train "${base[@]}" --set train.micro_batch=$((12 / np)) \
+    --set train.run_dir="$run" --resume auto > "$work/resume$np.txt" 2>&1 || { cat "$work/resume$np.txt"; fail "resume on $np ranks"; }
+  grep -q "continuing at step 9 of 16" "$work/resume$np.txt" || { cat "$work/resume$np.txt"; fail "resume on $np ranks did not continue at step 9"; }
+  same_losses "$(losses "$work/np2/metrics.jsonl" | cut -d' ' -f9-)" "$(losses "$run/metrics.jsonl")" 1e-4 ||
+    fail "resumed on $np ranks: the trajectory differs from the 2-rank run"
+done
+
+# 3. Faults. Each must end the job (exit non-zero) well within the time limit.
+long=(--config configs/tiny.pbtxt --set train.steps=100000 --set eval.val_every=0 --set runtime.threads=1
+      --set checkpoint.every=0 --set runtime.comm_timeout_s=4)
+rank_pid() {  # pid of rank $1 of the job training into run dir $2 (OMPI_COMM_WORLD_RANK in its environment)
+  for pid in $(pgrep -f "train.run_dir=$2"); do
+    [ "$(tr '\0' '\n' < /proc/$pid/environ 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')" = "$1" ] && { echo "$pid"; return 0; }
+  done
+  return 0  # not started yet: the caller polls
+}
+fault() {  # fault NAME SIGNAL RANK PATTERN
+  "${MPIRUN[@]}" -np 3 "$RECLM" train "${long[@]}" --set train.run_dir="$work/$1" > "$work/$1.txt" 2>&1 &
+  local job=$! pid=""
+  for _ in $(seq 100); do pid=$(rank_pid "$3" "$work/$1"); [ -n "$pid" ] && grep -q "step " "$work/$1.txt" && break; sleep 0.2; done
+  [ -n "$pid" ] || { kill -9 $job; cat "$work/$1.txt"; fail "$1: rank $3 not found"; }
+  local start=$SECONDS
+  kill -"$2" "$pid"
+  local code=0
+  while kill -0 $job 2>/dev/null && [ $((SECONDS - start)) -lt 60 ]; do sleep 0.1; done
+  kill -0 $job 2>/dev/null && { kill -9 $job; cat "$work/$1.txt"; fail "$1: the job did not end within 60 s"; }
+  wait $job || code=$?
+  [ "$2" = STOP ] && kill -CONT "$pid" 2>/dev/null || true
+  [ $code -ne 0 ] || { cat "$work/$1.txt"; fail "$1: the job exited 0"; }
+  grep -q "$4" "$work/$1.txt" || { cat "$work/$1.txt"; fail "$1: no message matching '$4'"; }
+  echo "$1: job ended with exit $code after $((SECONDS - start)) s"
+}
+fault killed KILL 1 "rank 1\|exited on signal 9\|killed"
+fault stalled STOP 2 "has waited"
+# A rank that fails alone (rank 0 cannot create its checkpoint directory — a path through a
+# regular file — with on_failure STOP) ends the whole job at once with its message, instead of
+# leaving the other ranks waiting in the next collective.
+start=$SECONDS
+set +e
+timeout 120 "${MPIRUN[@]}" -np 3 "$RECLM" train "${base[@]}" --set train.micro_batch=4 \
+  --set checkpoint.every=2 --set checkpoint.on_failure=STOP --set checkpoint.dir="$work/np1.txt/ckpt" \
+  --set train.run_dir="$work/failing" > "$work/failing.txt" 2>&1
+code=$?
+set -e
+[ $code -ne 0 ] || { cat "$work/failing.txt"; fail "a failing rank 0: the job exited 0"; }
+[ $code -ne 124 ] || { cat "$work/failing.txt"; fail "a failing rank 0: the job hung"; }
+grep -q "rank 0: error: checkpoint at step 2 failed" "$work/failing.txt" || { cat "$work/failing.txt"; fail "a failing rank 0: no message naming it"; }
+echo "failing rank: job ended with exit $code after $((SECONDS - start)) s"
+echo "mpi training: equivalence, resume on 3 and 1 ranks, fault handling OK"
