@@ -5,6 +5,15 @@
 // one first waits for the previous). A failed save (full disk, permissions) is reported with the
 // step of the checkpoint that stays valid; with on_failure STOP the run then ends (UserError,
 // exit 2), with CONTINUE it trains on. No failure ever leaves a half checkpoint marked complete.
+//
+// Replicated data parallelism: rank 0 alone has a saver (every rank holds the same state).
+// ZeRO-1 (a sharded AdamW): every rank has one and saves cooperatively — rank 0 opens the
+// temporary directory and sends its path, every rank writes its own optimizer shard into it and
+// sends the shard's manifest record (checksums) to rank 0, rank 0 writes model.h5 and the
+// manifest listing all shards, commits (rename, `latest`) and tells every rank the outcome. These
+// saves are synchronous (checkpoint.async is ignored): they use the communicator, which only the
+// training thread may call. The checkpoint root must be one directory that every rank can write
+// (a shared file system across nodes).
 #pragma once
 
 #include <atomic>
@@ -14,6 +23,7 @@
 #include <thread>
 
 #include "checkpoint/train_checkpoint.h"
+#include "runtime/comm/communicator.h"
 #include "runtime/config.h"
 
 namespace reclm {
@@ -24,8 +34,10 @@ std::filesystem::path checkpoint_root(const Config& config);
 class CheckpointSaver {
  public:
   // `data_source` (BatchSource::describe()) and `world_size` (the ranks training) are recorded in
-  // each manifest.
-  CheckpointSaver(const Config& config, std::string data_source, int world_size = 1);
+  // each manifest. `comm` (the job's ranks) is needed for cooperative ZeRO-1 saves; then every
+  // rank constructs a saver and calls after_step at the same steps.
+  CheckpointSaver(const Config& config, std::string data_source, int world_size = 1,
+                  Communicator* comm = nullptr);
   ~CheckpointSaver();  // waits for a pending save (errors are logged, never thrown from here)
   CheckpointSaver(const CheckpointSaver&) = delete;
   CheckpointSaver& operator=(const CheckpointSaver&) = delete;
@@ -42,12 +54,15 @@ class CheckpointSaver {
 
  private:
   void save(const CheckpointSnapshot& snapshot);  // commit + retention; records the outcome
+  // A ZeRO-1 save with every rank (see the top of this file); records the outcome on every rank.
+  void save_cooperatively(const CheckpointSnapshot& snapshot);
   void wait_and_report();                         // joins the worker; may throw (STOP)
   void report(int64_t step);
 
   Config config_;
   std::string data_source_;
   int world_size_ = 1;
+  Communicator* comm_ = nullptr;
   std::filesystem::path root_;
   std::thread worker_;
   std::atomic<bool> worker_done_{true};

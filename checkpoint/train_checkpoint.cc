@@ -106,7 +106,8 @@ void restore_weights(const fs::path& dir, const checkpoint::Manifest& manifest, 
   }
 }
 
-// Reads the moments of canonical range `mine` from whatever shards the checkpoint has.
+// Reads the moments of the canonical range the optimizer holds from whatever shards the
+// checkpoint has (any rank count), into the padded layout or, for a ZeRO-1 optimizer, its shard.
 void restore_optimizer(const fs::path& dir, const checkpoint::Manifest& manifest,
                        const ParamLayout& layout, AdamW& optimizer) {
   const int64_t total = canonical_size(layout);
@@ -123,7 +124,7 @@ void restore_optimizer(const fs::path& dir, const checkpoint::Manifest& manifest
   }
   RECLM_USER_CHECK(covered == total, "{}: optimizer shards cover {} values, the model has {}",
                    (dir / kManifestFile).string(), covered, total);
-  const FlatRange mine{0, total};  // one process holds the whole range (ZeRO shards: a subrange)
+  const FlatRange mine{optimizer.shard().begin, optimizer.shard().end};
   for (const checkpoint::OptimizerShard& shard : shards) {
     const FlatRange range{std::max(shard.begin(), mine.begin), std::min(shard.end(), mine.end)};
     if (range.begin >= range.end) continue;
@@ -135,7 +136,12 @@ void restore_optimizer(const fs::path& dir, const checkpoint::Manifest& manifest
       RECLM_USER_CHECK(static_cast<int64_t>(values.size()) == shard.end() - shard.begin(),
                        "{}: {} holds {} values for the range [{}, {})", file.file_name(),
                        record->name(), values.size(), shard.begin(), shard.end());
-      scatter_canonical(layout, values.data() + (range.begin - shard.begin()), range, target);
+      const float* from = values.data() + (range.begin - shard.begin());
+      if (optimizer.sharded()) {  // moments in canonical order from mine.begin
+        std::copy(from, from + range.size(), target + (range.begin - mine.begin));
+      } else {
+        scatter_canonical(layout, from, range, target);
+      }
     }
   }
 }
@@ -148,14 +154,24 @@ uint64_t tensor_checksum(const float* values, int64_t n) {
 
 CheckpointSnapshot take_snapshot(const Config& config, const Model& model, const AdamW& optimizer,
                                  const TrainProgress& progress, const std::string& data_source,
-                                 int world_size) {
-  const int64_t n = model.layout.total_floats();
+                                 int world_size, bool with_weights) {
   CheckpointSnapshot s;
   s.config = config;
   s.dims = model.dims;
-  s.params.assign(model.param_data(), model.param_data() + n);
-  s.m.assign(optimizer.first_moment(), optimizer.first_moment() + n);
-  s.v.assign(optimizer.second_moment(), optimizer.second_moment() + n);
+  if (with_weights) {
+    s.params.assign(model.param_data(), model.param_data() + model.layout.total_floats());
+  }
+  const CanonicalRange held = optimizer.shard();
+  s.moments_begin = held.begin;
+  s.m.resize(held.size());
+  s.v.resize(held.size());
+  if (optimizer.sharded()) {  // already canonical
+    std::copy(optimizer.first_moment(), optimizer.first_moment() + held.size(), s.m.begin());
+    std::copy(optimizer.second_moment(), optimizer.second_moment() + held.size(), s.v.begin());
+  } else {
+    gather_canonical(model.layout, optimizer.first_moment(), {held.begin, held.end}, s.m.data());
+    gather_canonical(model.layout, optimizer.second_moment(), {held.begin, held.end}, s.v.data());
+  }
   s.progress = progress;
   s.optimizer_steps = optimizer.steps_taken();
   s.micro_batches_per_step = config.train().grad_accum();
@@ -165,11 +181,48 @@ CheckpointSnapshot take_snapshot(const Config& config, const Model& model, const
   return s;
 }
 
-void write_checkpoint_files(const fs::path& dir, const CheckpointSnapshot& s, int optimizer_shards) {
-  RECLM_CHECK(optimizer_shards > 0, "optimizer_shards {}", optimizer_shards);
+checkpoint::OptimizerShard write_optimizer_shard(const fs::path& dir, const CheckpointSnapshot& s,
+                                                 int rank, int world) {
+  const ParamLayout layout(s.dims);
+  const FlatRange range = shard_range(canonical_size(layout), rank, world);
+  const int64_t held_end = s.moments_begin + static_cast<int64_t>(s.m.size());
+  RECLM_CHECK(range.begin >= s.moments_begin && range.end <= held_end,
+              "shard [{}, {}) outside the snapshot's moments [{}, {})", range.begin, range.end,
+              s.moments_begin, held_end);
+  const std::span<const float> m(s.m.data() + (range.begin - s.moments_begin), range.size());
+  const std::span<const float> v(s.v.data() + (range.begin - s.moments_begin), range.size());
+  const std::string file = shard_file_name(rank, world);
+  hdf5::write_file_atomically(dir / file, [&](hdf5::Writer& w) {
+    w.set_attribute("begin", range.begin);
+    w.set_attribute("end", range.end);
+    w.set_attribute("rank", int64_t{rank});
+    w.set_attribute("world_size", int64_t{world});
+    w.write("/m", m);
+    w.write("/v", v);
+  });
+  checkpoint::OptimizerShard shard;
+  shard.set_file(file);
+  shard.set_rank(rank);
+  shard.set_begin(range.begin);
+  shard.set_end(range.end);
+  *shard.mutable_m() = tensor_record("m", {range.size()}, file, range.begin, m.data(), range.size());
+  *shard.mutable_v() = tensor_record("v", {range.size()}, file, range.begin, v.data(), range.size());
+  return shard;
+}
+
+void write_weights_and_manifest(const fs::path& dir, const CheckpointSnapshot& s,
+                                const std::vector<checkpoint::OptimizerShard>& shards) {
   const ParamLayout layout(s.dims);
   RECLM_CHECK(static_cast<int64_t>(s.params.size()) == layout.total_floats(),
               "snapshot of {} floats for a layout of {}", s.params.size(), layout.total_floats());
+  int64_t covered = 0;
+  for (const checkpoint::OptimizerShard& shard : shards) {
+    RECLM_CHECK(shard.begin() == covered, "optimizer shard {} starts at {}, expected {}",
+                shard.file(), shard.begin(), covered);
+    covered = shard.end();
+  }
+  RECLM_CHECK(covered == canonical_size(layout), "optimizer shards cover {} of {} values", covered,
+              canonical_size(layout));
   checkpoint::Manifest manifest;
   manifest.set_format_version(kCheckpointFormatVersion);
   manifest.set_step(s.progress.step);
@@ -196,30 +249,7 @@ void write_checkpoint_files(const fs::path& dir, const CheckpointSnapshot& s, in
         tensor_record(e.name, e.shape, kWeightsFile, canonical, s.params.data() + e.offset, e.numel);
     canonical += e.numel;
   }
-
-  const int64_t total = canonical_size(layout);
-  for (int rank = 0; rank < optimizer_shards; ++rank) {
-    const FlatRange range = shard_range(total, rank, optimizer_shards);
-    const std::string file = shard_file_name(rank, optimizer_shards);
-    std::vector<float> m(range.size()), v(range.size());
-    gather_canonical(layout, s.m.data(), range, m.data());
-    gather_canonical(layout, s.v.data(), range, v.data());
-    hdf5::write_file_atomically(dir / file, [&](hdf5::Writer& w) {
-      w.set_attribute("begin", range.begin);
-      w.set_attribute("end", range.end);
-      w.set_attribute("rank", int64_t{rank});
-      w.set_attribute("world_size", int64_t{optimizer_shards});
-      w.write("/m", std::span<const float>(m));
-      w.write("/v", std::span<const float>(v));
-    });
-    checkpoint::OptimizerShard* shard = manifest.add_optimizer_shards();
-    shard->set_file(file);
-    shard->set_rank(rank);
-    shard->set_begin(range.begin);
-    shard->set_end(range.end);
-    *shard->mutable_m() = tensor_record("m", {range.size()}, file, range.begin, m.data(), range.size());
-    *shard->mutable_v() = tensor_record("v", {range.size()}, file, range.begin, v.data(), range.size());
-  }
+  for (const checkpoint::OptimizerShard& shard : shards) *manifest.add_optimizer_shards() = shard;
 
   std::string bytes;
   {
@@ -235,6 +265,14 @@ void write_checkpoint_files(const fs::path& dir, const CheckpointSnapshot& s, in
   std::string text;
   pb::TextFormat::PrintToString(manifest, &text);
   write_bytes(dir / kManifestTextFile, text);
+}
+
+void write_checkpoint_files(const fs::path& dir, const CheckpointSnapshot& s, int optimizer_shards) {
+  RECLM_CHECK(optimizer_shards > 0, "optimizer_shards {}", optimizer_shards);
+  std::vector<checkpoint::OptimizerShard> shards;
+  for (int rank = 0; rank < optimizer_shards; ++rank)
+    shards.push_back(write_optimizer_shard(dir, s, rank, optimizer_shards));
+  write_weights_and_manifest(dir, s, shards);
 }
 
 checkpoint::Manifest read_manifest(const fs::path& dir) {

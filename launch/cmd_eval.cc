@@ -1,6 +1,8 @@
 // `reclm eval --run DIR [--split test|validation] [--set eval.field=value ...]`: leave-one-out
 // ranking over all items with the run's final weights, beside the popularity baseline. Prints a
-// table and writes the JSON report (default DIR/eval_<split>.json).
+// table and writes the JSON report (default DIR/eval_<split>.json). Under mpirun the ranks split
+// the users and combine their ranks (trainer/evaluator.h): the report equals the one-process
+// report, and rank 0 alone prints and writes it.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -8,8 +10,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "kernels/ops.h"
 #include "launch/commands.h"
 #include "launch/rec_options.h"
+#include "runtime/comm/communicator.h"
 #include "runtime/errors.h"
 #include "runtime/logging.h"
 #include "trainer/evaluator.h"
@@ -24,16 +28,8 @@ struct EvalArgs {
   std::vector<std::string> overrides;
 };
 
-void run_eval(const EvalArgs& args) {
-  std::vector<std::string> overrides = args.overrides;
-  if (!args.split.empty()) {
-    RECLM_USER_CHECK(args.split == "test" || args.split == "validation",
-                     "--split: \"{}\" is not a split (test, validation)", args.split);
-    overrides.insert(overrides.begin(), args.split == "test" ? "eval.split=TEST" : "eval.split=VALIDATION");
-  }
-  TrainedRun run = load_trained_run(args.run_dir, overrides);
-  const EvalOptions options = eval_options(run.config);
-  const EvalReport report = evaluate(*run.model, run.dataset, inference_setup(run.config), options);
+// Prints the table and writes the JSON report (--out, default RUN/eval_<split>.json).
+void write_report(const EvalReport& report, const EvalArgs& args) {
   std::fputs(report.table().c_str(), stdout);
   const std::filesystem::path out =
       args.out.empty() ? std::filesystem::path(args.run_dir) / fmt::format("eval_{}.json", report.split)
@@ -46,6 +42,37 @@ void run_eval(const EvalArgs& args) {
   }
   std::filesystem::rename(tmp, out);
   log_info("report: {}", out.string());
+}
+
+void run_eval(const EvalArgs& args) {
+  std::vector<std::string> overrides = args.overrides;
+  if (!args.split.empty()) {
+    RECLM_USER_CHECK(args.split == "test" || args.split == "validation",
+                     "--split: \"{}\" is not a split (test, validation)", args.split);
+    overrides.insert(overrides.begin(), args.split == "test" ? "eval.split=TEST" : "eval.split=VALIDATION");
+  }
+  TrainedRun run = load_trained_run(args.run_dir, overrides);
+  const EvalOptions options = eval_options(run.config);
+  const std::unique_ptr<Communicator> comm =
+      make_communicator({.timeout_s = run.config.runtime().comm_timeout_s()});
+  set_log_rank(comm->rank(), comm->size());
+  if (comm->size() > 1) log_info("{}", comm->describe());
+  // runtime.threads as in training (results are bitwise reproducible for a fixed count); under
+  // mpirun it is per rank.
+  ops::set_cpu_threads(run.config.runtime().threads());
+  // A rank that fails alone (its own error, or rank 0 unable to write the report) must end the
+  // whole job at once: the others would wait in the evaluation's collective until the timeout.
+  try {
+    const EvalReport report =
+        evaluate(*run.model, run.dataset, inference_setup(run.config), options, comm.get());
+    if (comm->rank() == 0) write_report(report, args);  // every rank holds the same report
+  } catch (const UserError& e) {
+    if (comm->size() > 1) comm->abort(kExitUserError, fmt::format("error: {}", e.what()));
+    throw;
+  } catch (const std::exception& e) {
+    if (comm->size() > 1) comm->abort(kExitInternal, fmt::format("error: {}", e.what()));
+    throw;
+  }
 }
 
 }  // namespace

@@ -64,11 +64,15 @@ std::shared_ptr<void> install_run_hooks(TrainHooks& hooks, const Config& config,
     };
   }
   if (dataset != nullptr) hooks.first_new_token = dataset->vocab.text_size;
-  // Every rank restores; rank 0 alone saves (all state is replicated under data parallelism).
-  if (config.checkpoint().every() <= 0 || (hooks.comm != nullptr && hooks.comm->rank() != 0))
+  // Every rank restores (a ZeRO-1 rank only its optimizer shard). Plain data parallelism: rank 0
+  // alone saves (all state is replicated). ZeRO-1: every rank saves its shard, cooperatively.
+  const int world = hooks.comm != nullptr ? hooks.comm->size() : 1;
+  const bool cooperative = config.optim().zero1() && world > 1;
+  if (config.checkpoint().every() <= 0 ||
+      (!cooperative && hooks.comm != nullptr && hooks.comm->rank() != 0))
     return nullptr;
-  auto saver = std::make_shared<CheckpointSaver>(config, data_source,
-                                                 hooks.comm != nullptr ? hooks.comm->size() : 1);
+  auto saver = std::make_shared<CheckpointSaver>(config, data_source, world,
+                                                 cooperative ? hooks.comm : nullptr);
   hooks.after_step = [saver](const Model& model, const AdamW& optimizer,
                              const TrainProgress& progress, bool last) {
     saver->after_step(model, optimizer, progress, last);

@@ -1,7 +1,8 @@
 // `reclm eval` / `reclm recommend`: every mode turns a batch of users into a score matrix
 // [users, n_items] (logits, or log-probabilities with −∞ for items a beam never reached), and
 // one ranking path (rank_all, pessimistic ties, optional history exclusion) turns it into ranks.
-// Modes and their costs are described in evaluator.h and beam_search.h.
+// Modes and their costs are described in evaluator.h and beam_search.h; so is how several ranks
+// split the batches and combine their users' ranks.
 #include "trainer/evaluator.h"
 
 #include <algorithm>
@@ -9,6 +10,8 @@
 #include <limits>
 #include <memory>
 #include <optional>
+
+#include <fmt/format.h>
 
 #include "kernels/ops.h"
 #include "runtime/errors.h"
@@ -189,26 +192,56 @@ std::vector<std::pair<size_t, size_t>> plan_batches(const Scorer& scorer, const 
   return batches;
 }
 
+// Sums the per-user results of the ranks: each slot was written by exactly one rank and is zero
+// on the others, so the double sum of small integers is exact in any order. Slots hold rank + 1,
+// so a slot no rank wrote (0 after the sum) shows up as a broken partition.
+//   user_ranks [2 · n_users]: model ranks, then popularity ranks
+void sum_user_ranks(Communicator* comm, std::vector<double>& user_ranks) {
+  if (comm != nullptr && comm->size() > 1) {
+    comm->all_reduce(user_ranks.data(), static_cast<int64_t>(user_ranks.size()), ReduceOp::kSum);
+  }
+  for (size_t i = 0; i < user_ranks.size(); ++i) {
+    RECLM_CHECK(user_ranks[i] >= 1.0, "evaluation slot {} of {} was scored by no rank", i,
+                user_ranks.size());
+  }
+}
+
 }  // namespace
 
 EvalReport evaluate(Model& model, const RecDataset& dataset, const InferenceSetup& setup,
-                    const EvalOptions& options) {
+                    const EvalOptions& options, Communicator* comm) {
   check_options(options);
   Stopwatch clock;
+  const int rank = comm != nullptr ? comm->rank() : 0;
+  const int world = comm != nullptr ? comm->size() : 1;
   Scorer scorer(model, dataset, setup, options.mode, options.beam_size);
   if (!options.prompt_template.empty()) scorer.use_prompt_template(options.prompt_template);
   const int64_t n_items = dataset.items.size();
   const std::vector<int64_t> users = users_with_target(dataset.users, options.split, options.max_users);
+  const auto n_users = static_cast<int64_t>(users.size());
+  // The one-process plan on every rank; this rank scores batches rank, rank + world, ...
   const auto batches = plan_batches(scorer, dataset, users, options.split, options.users_per_batch);
+  std::vector<std::pair<size_t, size_t>> my_batches;
+  int64_t my_users = 0;
+  for (size_t b = rank; b < batches.size(); b += world) {
+    my_batches.push_back(batches[b]);
+    my_users += static_cast<int64_t>(batches[b].second - batches[b].first);
+  }
+  if (world > 1) {
+    log_debug("eval: rank {} of {} scores {} of {} users ({} of {} batches)", rank, world, my_users,
+              n_users, my_batches.size(), batches.size());
+  }
   const std::vector<float> popularity = popularity_scores(training_items(dataset.users), n_items);
 
   std::unique_ptr<ProgressBar> bar;
-  if (options.progress && batches.size() > 1) {
-    bar = std::make_unique<ProgressBar>(static_cast<int64_t>(users.size()), "eval");
+  if (options.progress && rank == 0 && my_batches.size() > 1) {
+    const std::string label = world > 1 ? fmt::format("eval (rank 0 of {})", world) : "eval";
+    bar = std::make_unique<ProgressBar>(my_users, label);
   }
-  RankingAccumulator model_ranks, popularity_ranks;
+  std::vector<double> user_ranks(2 * n_users, 0.0);  // model ranks + 1, popularity ranks + 1
   std::vector<float> scores;
-  for (const auto& [begin, end] : batches) {
+  int64_t done = 0;
+  for (const auto& [begin, end] : my_batches) {
     std::vector<Sample> prompts;
     std::vector<int32_t> targets;
     std::vector<int64_t> history_offsets = {0};  // CSR of each user's history (exclusion lists)
@@ -224,18 +257,32 @@ EvalReport evaluate(Model& model, const RecDataset& dataset, const InferenceSetu
     if (options.exclude_history) excluded = {history_offsets, history_items};
     scores.resize(prompts.size() * n_items);
     scorer.score(prompts, scores.data());
-    model_ranks.add_all(rank_all(scores.data(), n_items, n_items, targets, excluded));
-    popularity_ranks.add_all(rank_all(popularity.data(), 0, n_items, targets, excluded));
-    if (bar) bar->update(static_cast<int64_t>(end));
+    const std::vector<int64_t> model_ranks =
+        rank_all(scores.data(), n_items, n_items, targets, excluded);
+    const std::vector<int64_t> popularity_ranks =
+        rank_all(popularity.data(), 0, n_items, targets, excluded);
+    for (size_t i = begin; i < end; ++i) {
+      user_ranks[i] = static_cast<double>(model_ranks[i - begin] + 1);
+      user_ranks[n_users + i] = static_cast<double>(popularity_ranks[i - begin] + 1);
+    }
+    done += static_cast<int64_t>(end - begin);
+    if (bar) bar->update(done);
   }
   if (bar) bar->finish();
+  sum_user_ranks(comm, user_ranks);
 
+  // Ranks below 2^53 are exact in double, so the round trip gives back the integers.
+  RankingAccumulator model_ranks, popularity_ranks;
+  for (int64_t i = 0; i < n_users; ++i) {
+    model_ranks.add(static_cast<int64_t>(user_ranks[i]) - 1);
+    popularity_ranks.add(static_cast<int64_t>(user_ranks[n_users + i]) - 1);
+  }
   EvalReport report;
   report.split = split_name(options.split);
   report.mode = eval_mode_name(options.mode);
   report.exclude_history = options.exclude_history;
   report.ks = options.ks;
-  report.n_users = static_cast<int64_t>(users.size());
+  report.n_users = n_users;
   report.model = model_ranks.result(options.ks);
   report.popularity = popularity_ranks.result(options.ks);
   report.seconds = clock.seconds();

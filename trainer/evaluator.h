@@ -24,6 +24,16 @@
 // (setup.max_seq_len tokens); a bigger arena lets one forward hold more users and beams.
 // kItemScores batches up to users_per_batch users, fewer when their prompts would overflow the
 // arena; the text modes pack their segments into as many forwards as they need.
+//
+// Several processes (evaluate with a Communicator of N > 1 ranks, e.g. under mpirun): every rank
+// plans the same batches as one process would, batch b is scored by rank b mod N (round robin, so
+// no rank is more than one batch behind), and the per-user ranks are summed over ranks in one
+// array of [2 · users] doubles (model, popularity; zero where another rank owns the user — integer
+// sums, so exact). Every rank then accumulates the same ranks in user order and returns the same
+// report, bitwise equal to the one-process report (at the same thread count per process): each
+// user is scored in the very batch one process would use (same forwards, same floating-point
+// operations), and the metrics depend only on the multiset of ranks (RankingAccumulator). All
+// ranks must call evaluate together with the same model weights, arena size, dataset and options.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +45,7 @@
 
 #include "data/rec_dataset.h"
 #include "data/rec_samples.h"
+#include "runtime/comm/communicator.h"
 #include "trainer/model.h"
 #include "trainer/ranking_metrics.h"
 
@@ -59,7 +70,7 @@ struct EvalOptions {
   // A P5 sequential template name ("seq-2"): the history is presented inside that prompt instead
   // of plain — zero-shot evaluation of templates held out of training (data.held_out_prompts).
   std::string prompt_template;
-  bool progress = true;
+  bool progress = true;  // a progress bar (rank 0 only when several ranks evaluate)
 };
 
 struct EvalReport {
@@ -89,8 +100,11 @@ const char* eval_mode_name(EvalMode mode);
 // Ranks the target of every user of options.split that has one (users in id order, the first
 // max_users of them if set) with the model and with the popularity baseline (training
 // interactions only), under the same exclusion rule. Deterministic for a given model and dataset.
+// `comm` null or of size 1: this process scores every user. Otherwise a collective: the users are
+// split across comm's ranks and every rank returns the identical report, equal to the
+// one-process one (see the top of this file). Report.seconds is this rank's wall time.
 EvalReport evaluate(Model& model, const RecDataset& dataset, const InferenceSetup& setup,
-                    const EvalOptions& options);
+                    const EvalOptions& options, Communicator* comm = nullptr);
 
 struct Recommendation {
   int32_t item = -1;

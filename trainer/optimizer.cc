@@ -1,5 +1,6 @@
 #include "trainer/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/ops.h"
@@ -8,8 +9,21 @@ namespace reclm {
 
 AdamW::AdamW(const ParamLayout& layout, const config::OptimConfig& optim)
     : optim_(optim),
-      m_(std::make_shared<Storage>(layout.total_floats() * sizeof(float))),
-      v_(std::make_shared<Storage>(layout.total_floats() * sizeof(float))) {}
+      shard_{0, layout.num_parameters()},
+      segments_(layout_update_segments(layout)),
+      moment_floats_(layout.total_floats()),
+      m_(std::make_shared<Storage>(moment_floats_ * sizeof(float))),
+      v_(std::make_shared<Storage>(moment_floats_ * sizeof(float))) {}
+
+AdamW::AdamW(const ParamLayout& layout, const config::OptimConfig& optim, CanonicalRange shard)
+    : optim_(optim),
+      sharded_(true),
+      shard_(shard),
+      segments_(shard_update_segments(layout, shard)),
+      moment_floats_(shard.size()),
+      // At least one float, so the moment pointers are valid even for an empty shard.
+      m_(std::make_shared<Storage>(std::max<int64_t>(moment_floats_, 1) * sizeof(float))),
+      v_(std::make_shared<Storage>(std::max<int64_t>(moment_floats_, 1) * sizeof(float))) {}
 
 double AdamW::grad_norm(const Model& model) {
   // Without frozen values: the whole buffer in one pass (padding holds zeros), as always.
@@ -39,13 +53,12 @@ void AdamW::step(Model& model, float lr, float grad_scale) {
   ++steps_;
   float* m = static_cast<float*>(m_->data());
   float* v = static_cast<float*>(v_->data());
-  for (const ParamEntry& e : model.layout.entries()) {
-    if (e.frozen()) continue;  // frozen values keep their weights and zero moments
+  // Frozen values are in no segment: they keep their weights and zero moments.
+  for (const UpdateSegment& s : segments_) {
     const ops::AdamWHyper hyper{lr, optim_.beta1(), optim_.beta2(), optim_.eps(),
-                                weight_decay_for(e.kind), steps_, grad_scale};
-    const int64_t at = e.offset + e.train_begin;
-    ops::adamw_update(model.param_data() + at, model.grad_data() + at, m + at, v + at,
-                      e.train_end - e.train_begin, hyper);
+                                weight_decay_for(s.kind), steps_, grad_scale};
+    ops::adamw_update(model.param_data() + s.param_offset, model.grad_data() + s.param_offset,
+                      m + s.moment_offset, v + s.moment_offset, s.count, hyper);
   }
 }
 

@@ -20,6 +20,7 @@
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
 #include "trainer/weights_file.h"
+#include "trainer/zero1.h"
 
 namespace reclm {
 
@@ -90,11 +91,15 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
 
   Model model(dims, source.max_batch_tokens());
   init_weights(model, config.runtime().seed(), config.model().init_std());
-  AdamW optimizer(model.layout, config.optim());
-  TrainProgress progress;
-  if (hooks.restore) hooks.restore(model, optimizer, progress);
   Communicator* comm = hooks.comm;
   const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  // ZeRO-1 (trainer/zero1.h): this rank's optimizer holds and updates only its shard.
+  std::optional<Zero1Exchange> zero1;
+  if (config.optim().zero1() && world > 1) zero1.emplace(model.layout, *comm);
+  AdamW optimizer = zero1 ? AdamW(model.layout, config.optim(), zero1->shard())
+                          : AdamW(model.layout, config.optim());
+  TrainProgress progress;
+  if (hooks.restore) hooks.restore(model, optimizer, progress);
   const bool lead = rank == 0;  // writes the run directory; every rank trains
   const std::filesystem::path run_dir =
       lead ? prepare_run_dir(config) : std::filesystem::path(config.train().run_dir());
@@ -113,6 +118,11 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
            result.num_parameters / 1e6, result.num_parameters, dims.n_layers, dims.d_model,
            dims.n_heads, dims.n_kv_heads, dims.d_ff, dims.vocab);
   log_info("data: {}", source.describe());
+  if (zero1) {
+    log_info("zero1: optimizer state sharded over {} ranks; this rank owns canonical values "
+             "[{}, {}) ({} trainable)", world, zero1->shard().begin, zero1->shard().end,
+             segment_values(shard_update_segments(model.layout, zero1->shard())));
+  }
   log_info("train: {} steps × {} micro-batches × {} tokens{}, {} threads, run dir {}", tc.steps(),
            tc.grad_accum(), source.max_batch_tokens(),
            world > 1 ? fmt::format(" × {} ranks", world) : "", threads, run_dir.string());
@@ -155,11 +165,16 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     }
     model.dropout.enabled = false;  // validation and evaluation see the whole network
     comm_clock = Stopwatch();
-    all_reduce_gradients(comm, model);
+    if (zero1) {
+      zero1->reduce_scatter_gradients(model);
+    } else {
+      all_reduce_gradients(comm, model);
+    }
     sum_over_ranks(comm, &loss_sum, 1);
     comm_seconds += comm_clock.seconds();
     const double loss = total_weight > 0.0 ? loss_sum / total_weight : 0.0;
-    const double norm = AdamW::grad_norm(model);
+    // ZeRO-1: each rank's shard, all-reduced (one double).
+    const double norm = zero1 ? zero1->grad_norm(model) : AdamW::grad_norm(model);
     const float lr = learning_rate(tc, step);
 
     const bool finite = std::isfinite(loss) && std::isfinite(norm);
@@ -171,6 +186,11 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     }
     if (finite) {
       optimizer.step(model, lr, clip_coefficient(norm, config.optim().grad_clip()));
+      if (zero1) {  // every rank gets the shards the others updated
+        comm_clock = Stopwatch();
+        zero1->all_gather_parameters(model);
+        comm_seconds += comm_clock.seconds();
+      }
     } else {
       ++result.skipped_steps;
       log_warn("step {}: non-finite loss/gradient, update skipped ({} so far)", step + 1,

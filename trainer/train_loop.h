@@ -1,4 +1,6 @@
 // The training loop: batches → forward/backward (with accumulation) → clip → AdamW → log.
+// Several ranks: gradients all-reduced (trainer/data_parallel.h) or, with optim.zero1,
+// reduce-scattered to the ranks' optimizer shards and the parameters all-gathered (trainer/zero1.h).
 // Writes RUN_DIR/config.pbtxt (the effective config) and appends RUN_DIR/metrics.jsonl.
 #pragma once
 
@@ -45,6 +47,8 @@ struct TrainProgress {
 struct TrainHooks {
   // After the random init, before the first step: load pretrained weights (init_from) or a whole
   // checkpoint (resume: weights, optimizer state and progress). Training starts at progress.step.
+  // Under ZeRO-1 (optim.zero1 with several ranks) the optimizer holds only this rank's shard
+  // (AdamW::sharded()); after_step then runs on every rank, which save together.
   std::function<void(Model& model, AdamW& optimizer, TrainProgress& progress)> restore;
   // After every optimizer step (e.g. save a checkpoint); `last` on the run's final step.
   std::function<void(const Model& model, const AdamW& optimizer, const TrainProgress& progress,

@@ -147,6 +147,65 @@ TEST(TrainCheckpoint, OptimizerStateSavedInShardsResumesOnAnyShardCount) {
   EXPECT_TRUE(buffers_equal(a.data(), b.data(), total));
 }
 
+// ZeRO-1 (trainer/zero1.h): three ranks, each with a sharded AdamW, write their own shards and
+// rank 0 the weights and manifest (what the cooperative saver does); the checkpoint then
+// restores into one unsharded optimizer and into two sharded ones with the same moments.
+TEST(TrainCheckpoint, CooperativeZero1ShardsResumeOnOtherRankCounts) {
+  const fs::path root = cleared_test_path("ckpt_test_zero1");
+  const RunState full(tiny_config(root));  // the moments the three shards hold together
+  const ParamLayout& layout = full.model.layout;
+  const int64_t total = canonical_size(layout);
+  std::vector<float> m(total), v(total);
+  gather_canonical(layout, full.optimizer.first_moment(), {0, total}, m.data());
+  gather_canonical(layout, full.optimizer.second_moment(), {0, total}, v.data());
+  const fs::path dir = commit_checkpoint(root, full.progress.step, [&](const fs::path& tmp) {
+    std::vector<checkpoint::OptimizerShard> shards;
+    for (int rank = 0; rank < 3; ++rank) {
+      const CanonicalRange shard = zero1_shard_range(layout, rank, 3);
+      const FlatRange expected = shard_range(total, rank, 3);  // ZeRO shards are checkpoint shards
+      ASSERT_EQ(shard.begin, expected.begin);
+      ASSERT_EQ(shard.end, expected.end);
+      AdamW sharded(layout, full.config.optim(), shard);
+      ASSERT_TRUE(sharded.sharded());
+      ASSERT_EQ(sharded.moment_floats(), shard.size());
+      std::copy(m.begin() + shard.begin, m.begin() + shard.end, sharded.first_moment());
+      std::copy(v.begin() + shard.begin, v.begin() + shard.end, sharded.second_moment());
+      sharded.set_steps_taken(6);
+      const CheckpointSnapshot snapshot = take_snapshot(full.config, full.model, sharded,
+                                                        full.progress, "test", 3, rank == 0);
+      EXPECT_EQ(snapshot.m.size(), static_cast<size_t>(shard.size()));
+      EXPECT_EQ(snapshot.params.empty(), rank != 0);
+      shards.push_back(write_optimizer_shard(tmp, snapshot, rank, 3));
+      if (rank == 2) {  // rank 0's snapshot holds the weights; any rank's the progress
+        const CheckpointSnapshot lead = take_snapshot(full.config, full.model, full.optimizer,
+                                                      full.progress, "test", 3);
+        write_weights_and_manifest(tmp, lead, shards);
+      }
+    }
+  });
+  const checkpoint::Manifest manifest = read_manifest(dir);
+  EXPECT_EQ(manifest.optimizer_shards_size(), 3);
+  EXPECT_EQ(manifest.world_size(), 3);
+  EXPECT_EQ(verify_checkpoint_files(dir), total + 2 * total);
+
+  RunState one(tiny_config(root));
+  TrainProgress progress;
+  restore_checkpoint(dir, one.config, one.model, one.optimizer, progress);
+  std::vector<float> got(total);
+  gather_canonical(layout, one.optimizer.second_moment(), {0, total}, got.data());
+  EXPECT_TRUE(buffers_equal(got.data(), v.data(), total));
+  EXPECT_TRUE(buffers_equal(one.model.param_data(), full.model.param_data(), layout.total_floats()));
+  for (int rank = 0; rank < 2; ++rank) {
+    RunState state(tiny_config(root));
+    const CanonicalRange shard = zero1_shard_range(layout, rank, 2);
+    AdamW sharded(layout, state.config.optim(), shard);
+    restore_checkpoint(dir, state.config, state.model, sharded, progress);
+    EXPECT_TRUE(buffers_equal(sharded.first_moment(), m.data() + shard.begin, shard.size()));
+    EXPECT_TRUE(buffers_equal(sharded.second_moment(), v.data() + shard.begin, shard.size()));
+    EXPECT_EQ(sharded.steps_taken(), 6);
+  }
+}
+
 TEST(CanonicalOrder, ShardsTileTheRangeAndScatterInvertsGather) {
   const RunState s(tiny_config(cleared_test_path("ckpt_test_canon")));
   const ParamLayout& layout = s.model.layout;

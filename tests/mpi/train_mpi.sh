@@ -3,9 +3,13 @@
 #  1. N ranks with micro_batch m equal 1 rank with micro_batch N·m (same samples; the loss
 #     sequences agree to summation-order rounding), N = 2 and 3;
 #  2. saved by 2 ranks, resumed by 3 and by 1: training continues on the same trajectory;
-#  3. faults end the job, never hang: a rank killed with SIGKILL, a rank stopped (SIGSTOP: the
+#  3. ZeRO-1 trains like plain data parallelism on 2 and 3 ranks (and under LoRA); its
+#     checkpoints list one optimizer shard per rank and verify;
+#  4. a ZeRO-1 checkpoint of 2 ranks resumes on 3 (ZeRO-1) and 1; a plain one on 3 with ZeRO-1.
+#  5. faults end the job, never hang: a rank killed with SIGKILL, a rank stopped (SIGSTOP: the
 #     others time out after runtime.comm_timeout_s), a rank that fails (rank 0 cannot save a
-#     checkpoint, on_failure STOP) — each exits non-zero within seconds, naming the rank.
+#     checkpoint, on_failure STOP; with and without ZeRO-1) — each exits non-zero within
+#     seconds, naming the rank.
 set -euo pipefail
 source "$(dirname "$0")/../e2e/lib/common.bash"
 # TCP between ranks, as across nodes (DESIGN.md §6), over loopback so no network is needed.
@@ -61,7 +65,59 @@ for np in 3 1; do
     fail "resumed on $np ranks: the trajectory differs from the 2-rank run"
 done
 
-# 3. Faults. Each must end the job (exit non-zero) well within the time limit.
+# 3. ZeRO-1 (optim.zero1): the same loss sequence as plain data parallelism on 2 and 3 ranks;
+#    checkpoints written cooperatively (one optimizer shard per rank, all in the manifest).
+for np in 2 3; do
+  run="$work/zero1_np$np"
+  "${MPIRUN[@]}" -np $np "$RECLM" train "${base[@]}" --set train.micro_batch=$((12 / np)) \
+    --set optim.zero1=true --set train.run_dir="$run" > "$run.txt" 2>&1 || { cat "$run.txt"; fail "zero1 on $np ranks"; }
+  grep -q "zero1: optimizer state sharded over $np ranks" "$run.txt" || { cat "$run.txt"; fail "zero1 on $np ranks: not sharded"; }
+  same_losses "$(losses "$work/np$np/metrics.jsonl")" "$(losses "$run/metrics.jsonl")" 1e-4 ||
+    fail "zero1 on $np ranks does not train like plain data parallelism"
+  for step in 00000008 00000016; do
+    ckpt="$run/checkpoints/step_$step"
+    shards=$(grep -c "^optimizer_shards {" "$ckpt/manifest.pbtxt" || true)
+    [ "$shards" = "$np" ] || { cat "$ckpt/manifest.pbtxt"; fail "zero1 on $np ranks: the manifest lists $shards optimizer shards, not $np"; }
+    grep -q "^world_size: $np$" "$ckpt/manifest.pbtxt" || fail "zero1 on $np ranks: manifest world_size is not $np"
+    for ((r = 0; r < np; ++r)); do
+      [ -f "$ckpt/$(printf 'optim_shard_%05d_of_%05d.h5' $r $np)" ] || { ls "$ckpt"; fail "zero1 on $np ranks: shard $r missing"; }
+    done
+    "$RECLM" info "$ckpt" --verify > "$run.verify.txt" 2>&1 || { cat "$run.verify.txt"; fail "zero1 on $np ranks: checkpoint $step does not verify"; }
+  done
+done
+
+# Under LoRA (frozen base weights, which ZeRO-1 never exchanges or updates) as well.
+for z in false true; do
+  "${MPIRUN[@]}" -np 3 "$RECLM" train "${base[@]}" --set train.steps=6 --set eval.val_every=0 \
+    --set checkpoint.every=0 --set model.lora.rank=2 --set train.micro_batch=4 --set optim.zero1=$z \
+    --set train.run_dir="$work/lora_zero1_$z" > "$work/lora_zero1_$z.txt" 2>&1 || { cat "$work/lora_zero1_$z.txt"; fail "LoRA, zero1 $z"; }
+done
+grep -q "zero1: optimizer state sharded" "$work/lora_zero1_true.txt" || fail "LoRA with zero1: not sharded"
+same_losses "$(losses "$work/lora_zero1_false/metrics.jsonl")" "$(losses "$work/lora_zero1_true/metrics.jsonl")" 1e-4 ||
+  fail "LoRA: zero1 on 3 ranks does not train like plain data parallelism"
+
+# 4. A zero1 checkpoint saved by 2 ranks resumes on 3 ranks with zero1 and on 1 rank (no
+#    sharding), and a plain 2-rank checkpoint resumes on 3 ranks with zero1: each continues the
+#    2-rank trajectory from step 9.
+resume_from() {  # resume_from NAME SOURCE_RUN NP ZERO1
+  local run="$work/$1" np=$3
+  mkdir -p "$run"
+  cp -r "$2/checkpoints" "$run/"
+  echo step_00000008 > "$run/checkpoints/latest"
+  rm -rf "$run/checkpoints/step_00000016"
+  local launcher=("${MPIRUN[@]}" -np $np)
+  [ $np -eq 1 ] && launcher=()
+  "${launcher[@]}" "$RECLM" train "${base[@]}" --set train.micro_batch=$((12 / np)) --set optim.zero1=$4 \
+    --set train.run_dir="$run" --resume auto > "$run.txt" 2>&1 || { cat "$run.txt"; fail "$1"; }
+  grep -q "continuing at step 9 of 16" "$run.txt" || { cat "$run.txt"; fail "$1 did not continue at step 9"; }
+  same_losses "$(losses "$2/metrics.jsonl" | cut -d' ' -f9-)" "$(losses "$run/metrics.jsonl")" 1e-4 ||
+    fail "$1: the trajectory differs from the run that saved it"
+}
+resume_from zero1_resume_np3 "$work/zero1_np2" 3 true
+resume_from zero1_resume_np1 "$work/zero1_np2" 1 false
+resume_from plain_to_zero1_np3 "$work/np2" 3 true
+
+# 5. Faults. Each must end the job (exit non-zero) well within the time limit.
 long=(--config configs/tiny.pbtxt --set train.steps=100000 --set eval.val_every=0 --set runtime.threads=1
       --set checkpoint.every=0 --set runtime.comm_timeout_s=4)
 rank_pid() {  # pid of rank $1 of the job training into run dir $2 (OMPI_COMM_WORLD_RANK in its environment)
@@ -91,15 +147,21 @@ fault stalled STOP 2 "has waited"
 # A rank that fails alone (rank 0 cannot create its checkpoint directory — a path through a
 # regular file — with on_failure STOP) ends the whole job at once with its message, instead of
 # leaving the other ranks waiting in the next collective.
-start=$SECONDS
-set +e
-timeout 120 "${MPIRUN[@]}" -np 3 "$RECLM" train "${base[@]}" --set train.micro_batch=4 \
-  --set checkpoint.every=2 --set checkpoint.on_failure=STOP --set checkpoint.dir="$work/np1.txt/ckpt" \
-  --set train.run_dir="$work/failing" > "$work/failing.txt" 2>&1
-code=$?
-set -e
-[ $code -ne 0 ] || { cat "$work/failing.txt"; fail "a failing rank 0: the job exited 0"; }
-[ $code -ne 124 ] || { cat "$work/failing.txt"; fail "a failing rank 0: the job hung"; }
-grep -q "rank 0: error: checkpoint at step 2 failed" "$work/failing.txt" || { cat "$work/failing.txt"; fail "a failing rank 0: no message naming it"; }
-echo "failing rank: job ended with exit $code after $((SECONDS - start)) s"
-echo "mpi training: equivalence, resume on 3 and 1 ranks, fault handling OK"
+failing_save() {  # failing_save NAME EXTRA_SETTINGS...
+  local name=$1 start=$SECONDS code
+  shift
+  set +e
+  timeout 120 "${MPIRUN[@]}" -np 3 "$RECLM" train "${base[@]}" --set train.micro_batch=4 \
+    --set checkpoint.every=2 --set checkpoint.on_failure=STOP --set checkpoint.dir="$work/np1.txt/ckpt" \
+    --set train.run_dir="$work/$name" "$@" > "$work/$name.txt" 2>&1
+  code=$?
+  set -e
+  [ $code -ne 0 ] || { cat "$work/$name.txt"; fail "$name: the job exited 0"; }
+  [ $code -ne 124 ] || { cat "$work/$name.txt"; fail "$name: the job hung"; }
+  grep -q "rank 0: error: checkpoint at step 2 failed" "$work/$name.txt" || { cat "$work/$name.txt"; fail "$name: no message naming rank 0"; }
+  echo "$name: job ended with exit $code after $((SECONDS - start)) s"
+}
+failing_save failing
+# The same under ZeRO-1, where every rank takes part in the save: no rank is left waiting.
+failing_save failing_zero1 --set optim.zero1=true
+echo "mpi training: equivalence, resume on 3 and 1 ranks, zero1 (equivalence, cooperative checkpoints, resharded resume), fault handling OK"
