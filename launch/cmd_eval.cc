@@ -62,17 +62,11 @@ void run_eval(const EvalArgs& args) {
   ops::set_cpu_threads(run.config.runtime().threads());
   // A rank that fails alone (its own error, or rank 0 unable to write the report) must end the
   // whole job at once: the others would wait in the evaluation's collective until the timeout.
-  try {
+  run_or_abort_job(*comm, [&] {
     const EvalReport report =
         evaluate(*run.model, run.dataset, inference_setup(run.config), options, comm.get());
     if (comm->rank() == 0) write_report(report, args);  // every rank holds the same report
-  } catch (const UserError& e) {
-    if (comm->size() > 1) comm->abort(kExitUserError, fmt::format("error: {}", e.what()));
-    throw;
-  } catch (const std::exception& e) {
-    if (comm->size() > 1) comm->abort(kExitInternal, fmt::format("error: {}", e.what()));
-    throw;
-  }
+  });
 }
 
 }  // namespace

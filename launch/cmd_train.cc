@@ -99,21 +99,13 @@ void register_train_command(CLI::App& app) {
         make_communicator({.timeout_s = config.runtime().comm_timeout_s()});
     set_log_rank(comm->rank(), comm->size());
     if (comm->size() > 1) log_info("{}", comm->describe());
-    // A rank that fails must end the whole job at once: its peers would otherwise wait in the
-    // next collective until the timeout.
-    try {
+    run_or_abort_job(*comm, [&] {
       if (config.data().dataset().empty()) {
         train_text_lm(config, args->resume, *comm);
       } else {
         train_recommender(config, args->resume, *comm);
       }
-    } catch (const UserError& e) {
-      if (comm->size() > 1) comm->abort(kExitUserError, fmt::format("error: {}", e.what()));
-      throw;
-    } catch (const std::exception& e) {
-      if (comm->size() > 1) comm->abort(kExitInternal, fmt::format("error: {}", e.what()));
-      throw;
-    }
+    });
   });
 }
 

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -65,6 +66,12 @@ class Communicator {
 // Launched by mpirun in a build without MPI: UserError saying so. Created once per process; MPI
 // is finalized when the returned object is destroyed.
 std::unique_ptr<Communicator> make_communicator(const CommOptions& options = {});
+
+// Runs `body` (a command's work on every rank). An exception on one rank must end the whole job
+// at once — its peers would otherwise wait in their next collective until the timeout — so with
+// more than one rank it prints "rank R: error: ..." and aborts every rank with the exit code of
+// its kind (UserError 2, anything else 1). With one rank the exception propagates unchanged.
+void run_or_abort_job(Communicator& comm, const std::function<void()>& body);
 
 // The single-process communicator (tests, and runs without a launcher).
 std::unique_ptr<Communicator> make_local_communicator();

@@ -17,6 +17,7 @@
 #include <string>
 #include <thread>
 
+#include "runtime/comm/poll_with_timeout.h"
 #include "runtime/errors.h"
 
 #if NCCL_VERSION_CODE < NCCL_VERSION(2, 14, 0)
@@ -254,31 +255,22 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
   // or joining finished), then the stream drains. Spins for the first microseconds (small
   // collectives finish there), yields for the next 20 ms, then sleeps in short steps.
   void wait(const Pending& what) {
-    using Clock = std::chrono::steady_clock;
-    const Clock::time_point start = Clock::now();
     const bool on_stream = what.collective != "ncclCommInitRank";
-    for (;;) {
+    const auto done = [&] {
       ncclResult_t state = ncclSuccess;
       check_nccl(ncclCommGetAsyncError(comm_, &state), "ncclCommGetAsyncError", &what);
       check_nccl(state, "the asynchronous NCCL operation", &what);
-      if (state == ncclSuccess) {
-        if (!on_stream) return;
-        const cudaError_t query = cudaStreamQuery(stream_);
-        if (query == cudaSuccess) return;
-        if (query != cudaErrorNotReady) {
-          failed_ = true;
-          check_cuda(query, rank_, ("cudaStreamQuery (" + what.subject() + ")").c_str());
-        }
+      if (state != ncclSuccess) return false;  // ncclInProgress
+      if (!on_stream) return true;
+      const cudaError_t query = cudaStreamQuery(stream_);
+      if (query == cudaSuccess) return true;
+      if (query != cudaErrorNotReady) {
+        failed_ = true;
+        check_cuda(query, rank_, ("cudaStreamQuery (" + what.subject() + ")").c_str());
       }
-      const double waited = std::chrono::duration<double>(Clock::now() - start).count();
-      if (waited > timeout_s_) abort_on_timeout(what, waited);
-      if (waited < 20e-6) continue;
-      if (waited < 20e-3) {
-        std::this_thread::yield();
-      } else {
-        std::this_thread::sleep_for(std::chrono::microseconds(waited < 0.1 ? 50 : 1000));
-      }
-    }
+      return false;
+    };
+    poll_with_timeout(done, timeout_s_, [&](double waited) { abort_on_timeout(what, waited); });
   }
 
   // The line comes first: aborting NCCL or MPI may take a moment or kill this process.
