@@ -1,0 +1,83 @@
+// The checks shared by the collective tests of every communicator (mpi_collectives_test.cc,
+// nccl_collectives_test.cc): per-rank inputs that every rank can regenerate, the float64
+// reference of a reduction, its tolerance, and cross-rank bitwise agreement.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "runtime/comm/communicator.h"
+#include "runtime/rng.h"
+
+namespace reclm::test {
+
+// Counts failed checks; prints the first few with this rank's name.
+struct Checks {
+  int rank = 0;
+  int64_t run = 0;
+  int64_t failed = 0;
+
+  template <typename... Args>
+  void expect(bool ok, const char* format, Args... args) {
+    ++run;
+    if (ok) return;
+    if (++failed <= 10) {  // one write per line, so the ranks' lines do not interleave
+      char what[256];
+      std::snprintf(what, sizeof(what), format, args...);
+      std::fprintf(stderr, "rank %d: FAILED: %s\n", rank, what);
+    }
+  }
+};
+
+// Rank `rank`'s input of case `case_id`: n values of magnitude in [0.5, 1.5) and random sign
+// (never zero, so a collective that drops or zeroes a block cannot pass).
+template <typename T>
+std::vector<T> input(uint64_t seed, uint64_t case_id, int rank, int64_t n) {
+  CounterRng rng(seed, RngPurpose::kTest, case_id, static_cast<uint32_t>(rank));
+  std::vector<T> values(static_cast<size_t>(n));
+  for (T& v : values) {
+    const T magnitude = static_cast<T>(0.5 + rng.uniform());
+    v = (rng.next_u32() & 1) ? magnitude : -magnitude;
+  }
+  return values;
+}
+
+inline const char* op_name(ReduceOp op) {
+  return op == ReduceOp::kSum ? "sum" : op == ReduceOp::kAvg ? "avg" : "max";
+}
+
+// op over the ranks' inputs for element i of each block at `offset`, in double.
+template <typename T>
+double reference(const std::vector<std::vector<T>>& inputs, int64_t index, ReduceOp op) {
+  double result = op == ReduceOp::kMax ? -std::numeric_limits<double>::infinity() : 0.0;
+  for (const auto& in : inputs) {
+    const double v = in[static_cast<size_t>(index)];
+    result = op == ReduceOp::kMax ? std::max(result, v) : result + v;
+  }
+  return op == ReduceOp::kAvg ? result / static_cast<double>(inputs.size()) : result;
+}
+
+// |got − ref| within a few roundings of a sum of `ranks` values of magnitude < 1.5 (NCCL's avg
+// pre-scales each input by 1/ranks, one more rounding); max is exact. NaN (a poisoned, unwritten
+// value) never passes.
+template <typename T>
+bool close(T got, double ref, ReduceOp op, int ranks) {
+  if (op == ReduceOp::kMax) return static_cast<double>(got) == ref;
+  const double eps = std::numeric_limits<T>::epsilon();
+  return std::abs(static_cast<double>(got) - ref) <= 4.0 * eps * 1.5 * ranks;
+}
+
+// Every rank holds the same bits as rank 0 (broadcast rank 0's copy and compare).
+template <typename T>
+bool same_on_every_rank(Communicator& comm, const std::vector<T>& values) {
+  std::vector<T> rank0 = values;
+  comm.broadcast(rank0.data(), static_cast<int64_t>(rank0.size() * sizeof(T)), 0);
+  return std::memcmp(rank0.data(), values.data(), values.size() * sizeof(T)) == 0;
+}
+
+}  // namespace reclm::test
