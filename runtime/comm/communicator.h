@@ -26,6 +26,8 @@
 namespace reclm {
 
 enum class ReduceOp { kSum, kAvg, kMax };
+// "sum", "avg", "max": for messages ("all_reduce(sum) of 7 values").
+const char* reduce_op_name(ReduceOp op);
 
 struct CommOptions {
   double timeout_s = 600.0;  // per collective; runtime.comm_timeout_s

@@ -42,15 +42,6 @@ MPI_Op mpi_op(ReduceOp op) {
                        "unknown ReduceOp " + std::to_string(static_cast<int>(op)));
 }
 
-const char* op_name(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::kSum: return "sum";
-    case ReduceOp::kAvg: return "avg";
-    case ReduceOp::kMax: return "max";
-  }
-  return "?";
-}
-
 // What a pending collective is, for the error and timeout messages:
 // "all_reduce(sum) of 1000003 values".
 struct Pending {
@@ -129,7 +120,7 @@ class MpiCommunicator final : public Communicator {
     check_count(in, n, "reduce_scatter");
     check_count(out, n, "reduce_scatter");
     RECLM_CHECK(n <= INT_MAX, "reduce_scatter of {} values per rank: MPI counts are int", n);
-    const Pending what{std::string("reduce_scatter(") + op_name(op) + ")", n};
+    const Pending what{std::string("reduce_scatter(") + reduce_op_name(op) + ")", n};
     MPI_Request request = MPI_REQUEST_NULL;
     check(MPI_Ireduce_scatter_block(in, out, static_cast<int>(n), MPI_FLOAT, mpi_op(op), comm_,
                                     &request),
@@ -190,7 +181,7 @@ class MpiCommunicator final : public Communicator {
   template <typename T>
   void all_reduce_typed(T* data, int64_t n, ReduceOp op, MPI_Datatype type) {
     check_count(data, n, "all_reduce");
-    const Pending what{std::string("all_reduce(") + op_name(op) + ")", n};
+    const Pending what{std::string("all_reduce(") + reduce_op_name(op) + ")", n};
     for (int64_t offset = 0; offset < n; offset += kMaxChunk) {
       const int count = static_cast<int>(std::min(kMaxChunk, n - offset));
       MPI_Request request = MPI_REQUEST_NULL;

@@ -44,15 +44,6 @@ ncclRedOp_t nccl_op(ReduceOp op) {
                        "unknown ReduceOp " + std::to_string(static_cast<int>(op)));
 }
 
-const char* op_name(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::kSum: return "sum";
-    case ReduceOp::kAvg: return "avg";
-    case ReduceOp::kMax: return "max";
-  }
-  return "?";
-}
-
 // "2.28.9" from ncclGetVersion's 22809.
 std::string nccl_version() {
   int code = 0;
@@ -162,7 +153,7 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
     check_count(in, n, "reduce_scatter");
     check_count(out, n, "reduce_scatter");
     if (n == 0) return;
-    const Pending what{std::string("reduce_scatter(") + op_name(op) + ")", n};
+    const Pending what{std::string("reduce_scatter(") + reduce_op_name(op) + ")", n};
     check_nccl(ncclReduceScatter(in, out, static_cast<size_t>(n), ncclFloat32, nccl_op(op), comm_,
                                  stream_),
                "ncclReduceScatter", &what);
@@ -210,7 +201,7 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
   void all_reduce_typed(T* data, int64_t n, ReduceOp op, ncclDataType_t type) {
     check_count(data, n, "all_reduce");
     if (n == 0) return;
-    const Pending what{std::string("all_reduce(") + op_name(op) + ")", n};
+    const Pending what{std::string("all_reduce(") + reduce_op_name(op) + ")", n};
     check_nccl(ncclAllReduce(data, data, static_cast<size_t>(n), type, nccl_op(op), comm_, stream_),
                "ncclAllReduce", &what);
     wait(what);

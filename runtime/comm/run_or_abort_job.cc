@@ -7,6 +7,15 @@
 
 namespace reclm {
 
+const char* reduce_op_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return "sum";
+    case ReduceOp::kAvg: return "avg";
+    case ReduceOp::kMax: return "max";
+  }
+  return "?";
+}
+
 void run_or_abort_job(Communicator& comm, const std::function<void()>& body) {
   try {
     body();

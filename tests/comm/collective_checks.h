@@ -47,10 +47,6 @@ std::vector<T> input(uint64_t seed, uint64_t case_id, int rank, int64_t n) {
   return values;
 }
 
-inline const char* op_name(ReduceOp op) {
-  return op == ReduceOp::kSum ? "sum" : op == ReduceOp::kAvg ? "avg" : "max";
-}
-
 // op over the ranks' inputs for element i of each block at `offset`, in double.
 template <typename T>
 double reference(const std::vector<std::vector<T>>& inputs, int64_t index, ReduceOp op) {

@@ -38,7 +38,6 @@ const int64_t kSizes[] = {1, 7, 1000003};
 using test::Checks;
 using test::close;
 using test::input;
-using test::op_name;
 using test::reference;
 using test::same_on_every_rank;
 
@@ -57,10 +56,10 @@ void check_all_reduce(Communicator& comm, Checks& checks, uint64_t seed, uint64_
         wrong += !close(data[static_cast<size_t>(i)], reference(inputs, i, op), op, ranks);
       }
       checks.expect(wrong == 0, "all_reduce(%s) %s of %lld: %lld values off the reference",
-                    op_name(op), sizeof(T) == 4 ? "float" : "double", static_cast<long long>(n),
+                    reduce_op_name(op), sizeof(T) == 4 ? "float" : "double", static_cast<long long>(n),
                     static_cast<long long>(wrong));
       checks.expect(same_on_every_rank(comm, data), "all_reduce(%s) of %lld differs from rank 0",
-                    op_name(op), static_cast<long long>(n));
+                    reduce_op_name(op), static_cast<long long>(n));
     }
   }
 }
@@ -80,7 +79,7 @@ void check_reduce_scatter(Communicator& comm, Checks& checks, uint64_t seed, uin
         const double ref = reference(inputs, rank * n + i, op);
         wrong += !close(out[static_cast<size_t>(i)], ref, op, ranks);
       }
-      checks.expect(wrong == 0, "reduce_scatter(%s) of %lld per rank: %lld values off", op_name(op),
+      checks.expect(wrong == 0, "reduce_scatter(%s) of %lld per rank: %lld values off", reduce_op_name(op),
                     static_cast<long long>(n), static_cast<long long>(wrong));
     }
   }

@@ -76,7 +76,6 @@ class DeviceBuffer {
 using test::Checks;
 using test::close;
 using test::input;
-using test::op_name;
 using test::reference;
 using test::same_on_every_rank;
 
@@ -103,9 +102,9 @@ void check_all_reduce(Communicator& host, NcclCommunicator& comm, Checks& checks
         wrong += !close(got[static_cast<size_t>(i)], reference(inputs, i, op), op, ranks);
       }
       checks.expect(wrong == 0, "all_reduce(%s) %s of %lld: %lld values off the reference",
-                    op_name(op), type, static_cast<long long>(n), static_cast<long long>(wrong));
+                    reduce_op_name(op), type, static_cast<long long>(n), static_cast<long long>(wrong));
       checks.expect(same_on_every_rank(host, got), "all_reduce(%s) %s of %lld differs from rank 0",
-                    op_name(op), type, static_cast<long long>(n));
+                    reduce_op_name(op), type, static_cast<long long>(n));
     }
   }
 }
@@ -130,7 +129,7 @@ void check_reduce_scatter(NcclCommunicator& comm, Checks& checks, uint64_t seed,
         wrong += !close(got[static_cast<size_t>(i)], ref, op, ranks);
       }
       checks.expect(wrong == 0, "reduce_scatter(%s) of %lld per rank: %lld values off",
-                    op_name(op), static_cast<long long>(n), static_cast<long long>(wrong));
+                    reduce_op_name(op), static_cast<long long>(n), static_cast<long long>(wrong));
     }
   }
 }
