@@ -210,6 +210,7 @@ void check_eval_and_runtime(const config::EvalConfig& e, const config::RuntimeCo
   v.positive("eval.rank_users", e.rank_users());
   v.non_negative("runtime.threads", r.threads());
   v.positive("runtime.comm_timeout_s", r.comm_timeout_s());
+  v.non_negative("runtime.grad_bucket_mb", r.grad_bucket_mb());
   if (r.device() != "cpu") {
     v.add("runtime.device", "\"{}\" is not available in this build (only \"cpu\")", r.device());
   }

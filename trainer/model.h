@@ -9,7 +9,9 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "data/batch.h"
@@ -114,13 +116,26 @@ void init_weights(Model& model, uint64_t seed, float init_std);
 
 void zero_grads(Model& model);
 
+// Backward finishes the parameter gradients in reverse layout order, in stages: 0 the LM head
+// (untied: lm_head.weight), 1 the final norm, 2 + (n_layers − 1 − l) layer l's tensors (LoRA
+// adapters included), n_layers + 2 the token embedding (tied: the head's share too). A hook
+// given to forward_backward is called with each stage as soon as its gradients are final, and
+// with kBackwardPoll between the big operations of a layer, so that data parallelism can start
+// all-reducing finished gradients and keep them moving while backward goes on
+// (trainer/grad_buckets.h).
+using BackwardHook = std::function<void(int stage)>;
+inline constexpr int kBackwardPoll = -1;
+// The stage that finishes parameter `name`'s gradient (a layout entry name).
+int backward_stage(const std::string& name, int64_t n_layers);
+
 // One micro-batch forward and backward. Parameter gradients ACCUMULATE into model.grads with
 // dL/dlogit scaled by grad_scale (1 / total loss weight of the optimizer step gives the mean).
 // Under LoRA the frozen base matrices get no gradient (left as they are, zero after zero_grads);
 // norms and embeddings still get theirs, which the optimizer ignores outside the train ranges.
 // LoRA projections compute y = x·Wᵀ + scale·(x·Aᵀ)·Bᵀ, scale = alpha/rank, no dropout inside.
 // Returns Σ weight·loss over the batch.
-double forward_backward(Model& model, const Batch& batch, float grad_scale);
+double forward_backward(Model& model, const Batch& batch, float grad_scale,
+                        const BackwardHook& hook = {});
 
 // Forward only (validation). Returns Σ weight·loss over the batch.
 double forward_loss(Model& model, const Batch& batch);

@@ -2,8 +2,10 @@
 // stream): the skip connections pass it through unchanged and each block's branch adds to it
 // (rmsnorm_backward accumulates into dx), so no separate residual-gradient copies exist.
 #include <cstring>
+#include <string>
 
 #include "kernels/ops.h"
+#include "runtime/errors.h"
 #include "trainer/model.h"
 #include "trainer/model_internal.h"
 
@@ -34,7 +36,10 @@ void lora_backward(Model& model, int64_t layer, LoraTarget target, float* dx, co
   ops::linear_backward(dx, g.a, du, x, p.a, T, p.in, p.rank, /*accumulate_dinp=*/true);
 }
 
-void backward_layers(Model& model, const Batch& batch) {
+void backward_layers(Model& model, const Batch& batch, const BackwardHook& hook) {
+  const auto reached = [&](int stage) {
+    if (hook) hook(stage);
+  };
   const ModelDims& d = model.dims;
   Activations& a = model.acts;
   const BatchGeometry geo = batch_geometry(model, batch);
@@ -45,6 +50,7 @@ void backward_layers(Model& model, const Batch& batch) {
   std::memset(a.d_residual, 0, T * C * sizeof(float));
   ops::rmsnorm_backward(a.d_residual, model.grads.final_norm, a.d_final, a.residual[d.n_layers],
                         model.params.final_norm, a.final_rstd, T, C);
+  reached(1);
   for (int64_t l = d.n_layers - 1; l >= 0; --l) {
     const LayerTensors& w = model.params.layers[l];
     const LayerTensors& g = model.grads.layers[l];
@@ -61,6 +67,7 @@ void backward_layers(Model& model, const Batch& batch) {
     lora_backward(model, l, LoraTarget::kUp, a.d_normed, a.d_up, a.norm2[l], T);
     ops::rmsnorm_backward(a.d_residual, g.post_norm, a.d_normed, a.residual_mid[l], w.post_norm,
                           a.rstd2[l], T, C);
+    reached(kBackwardPoll);
     // attention block
     const float* d_attn_out = branch_grad(a.d_residual, drop, dropout_site(l, 0), T * C, a.d_final);
     ops::linear_backward(a.d_attn, dW(g.wo), d_attn_out, a.attn[l], w.wo, T, d.q_dim(), C, false);
@@ -68,6 +75,7 @@ void backward_layers(Model& model, const Batch& batch) {
     ops::attention_backward(a.dq, a.dk, a.dv, a.d_attn, a.q[l], a.k[l], a.v[l], a.attn[l],
                             a.lse[l], batch.cu_seqlens.data(), geo.prefix_lens, batch.n_segments(),
                             geo.attention);
+    reached(kBackwardPoll);
     ops::rope_backward(a.dq, a.dq, geo.pos_inter, geo.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta);
     ops::rope_backward(a.dk, a.dk, geo.pos_inter, geo.pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta);
     ops::linear_backward(a.d_normed, dW(g.wq), a.dq, a.norm1[l], w.wq, T, C, d.q_dim(), false);
@@ -78,21 +86,36 @@ void backward_layers(Model& model, const Batch& batch) {
     lora_backward(model, l, LoraTarget::kV, a.d_normed, a.dv, a.norm1[l], T);
     ops::rmsnorm_backward(a.d_residual, g.input_norm, a.d_normed, a.residual[l], w.input_norm,
                           a.rstd1[l], T, C);
+    reached(static_cast<int>(2 + (d.n_layers - 1 - l)));
   }
   if (drop.active()) {
     ops::dropout(a.d_residual, a.d_residual, T * C, drop.rate, drop.seed, drop.stream,
                  dropout_site(-1, 0));
   }
   ops::embedding_backward(model.grads.embed, a.d_residual, batch.tokens.data(), T, C);
+  reached(static_cast<int>(d.n_layers + 2));
 }
 
 }  // namespace
 
-double forward_backward(Model& model, const Batch& batch, float grad_scale) {
+int backward_stage(const std::string& name, int64_t n_layers) {
+  if (name == "lm_head.weight") return 0;
+  if (name == "model.norm.weight") return 1;
+  if (name == "model.embed_tokens.weight") return static_cast<int>(n_layers + 2);
+  const std::string prefix = "model.layers.";
+  RECLM_CHECK(name.rfind(prefix, 0) == 0, "backward_stage: unknown parameter {}", name);
+  const int64_t layer = std::stoll(name.substr(prefix.size()));
+  RECLM_CHECK(layer >= 0 && layer < n_layers, "backward_stage: {} of {} layers", name, n_layers);
+  return static_cast<int>(2 + (n_layers - 1 - layer));
+}
+
+double forward_backward(Model& model, const Batch& batch, float grad_scale,
+                        const BackwardHook& hook) {
   check_batch_fits(model, batch);
   forward_layers(model, batch);
   const double loss_sum = head_and_loss(model, batch, grad_scale, /*backward=*/true);
-  backward_layers(model, batch);
+  if (hook) hook(0);
+  backward_layers(model, batch, hook);
   return loss_sum;
 }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -16,6 +17,7 @@
 #include "runtime/progress.h"
 #include "runtime/timer.h"
 #include "trainer/data_parallel.h"
+#include "trainer/grad_buckets.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
@@ -98,6 +100,13 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
   if (config.optim().zero1() && world > 1) zero1.emplace(model.layout, *comm);
   AdamW optimizer = zero1 ? AdamW(model.layout, config.optim(), zero1->shard())
                           : AdamW(model.layout, config.optim());
+  // Plain data parallelism: gradient buckets all-reduced during the last micro-batch's backward.
+  std::optional<GradientBuckets> buckets;
+  const double bucket_mb = config.runtime().grad_bucket_mb();
+  if (world > 1 && !zero1 && bucket_mb > 0) {
+    const auto bucket_floats = std::max<int64_t>(1, std::llround(bucket_mb * (1 << 20) / 4));
+    buckets.emplace(model.layout, dims.n_layers, *comm, bucket_floats);
+  }
   TrainProgress progress;
   if (hooks.restore) hooks.restore(model, optimizer, progress);
   const bool lead = rank == 0;  // writes the run directory; every rank trains
@@ -122,6 +131,12 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     log_info("zero1: optimizer state sharded over {} ranks; this rank owns canonical values "
              "[{}, {}) ({} trainable)", world, zero1->shard().begin, zero1->shard().end,
              segment_values(shard_update_segments(model.layout, zero1->shard())));
+  }
+  if (buckets) {
+    log_info("gradients: {} buckets of ~{} MiB (runtime.grad_bucket_mb), all-reduced during backward",
+             buckets->buckets().size(), bucket_mb);
+  } else if (world > 1 && !zero1) {
+    log_info("gradients: one all-reduce after backward (runtime.grad_bucket_mb: 0)");
   }
   log_info("train: {} steps × {} micro-batches × {} tokens{}, {} threads, run dir {}", tc.steps(),
            tc.grad_accum(), source.max_batch_tokens(),
@@ -161,12 +176,17 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     for (int micro = 0; micro < static_cast<int>(batches.size()); ++micro) {
       model.dropout = {config.model().dropout(), true, config.runtime().seed(),
                        dropout_stream(step, micro, tc.grad_accum(), rank, world)};
-      loss_sum += forward_backward(model, batches[micro], grad_scale);
+      const bool last = micro + 1 == static_cast<int>(batches.size());
+      loss_sum += forward_backward(model, batches[micro], grad_scale,
+                                   buckets && last ? buckets->hook(model) : BackwardHook{});
     }
     model.dropout.enabled = false;  // validation and evaluation see the whole network
     comm_clock = Stopwatch();
+    std::optional<OverlapStats> overlap;
     if (zero1) {
       zero1->reduce_scatter_gradients(model);
+    } else if (buckets) {
+      overlap = buckets->finish(model);
     } else {
       all_reduce_gradients(comm, model);
     }
@@ -205,6 +225,7 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     write_metrics({{"kind", "train"}, {"step", step + 1}, {"loss", loss}, {"lr", lr},
                    {"grad_norm", norm}, {"tokens", step_tokens}, {"tokens_per_s", tokens_per_s},
                    {"ms_per_step", seconds * 1e3}, {"comm_ms", comm_seconds * 1e3},
+                   {"overlap", overlap ? overlap->overlap() : 0.0},
                    {"peak_rss_mb", peak_rss_mib()},
                    {"time_s", run_clock.seconds()}, {"skipped", !finite}});
     const std::string status = fmt::format("loss {:.4f} | {:.0f} tok/s", loss, tokens_per_s);
@@ -212,7 +233,11 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
       const std::string line = fmt::format(
           "step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step{} | peak {:.0f} MiB",
           step + 1, tc.steps(), loss, lr, norm, tokens_per_s, seconds * 1e3,
-          world > 1 ? fmt::format(" ({:.1f} comm)", comm_seconds * 1e3) : "", peak_rss_mib());
+          world > 1 ? fmt::format(" ({:.1f} comm{})", comm_seconds * 1e3,
+                                  overlap ? fmt::format(", {:.0f}% overlapped", 100 * overlap->overlap())
+                                          : "")
+                    : "",
+          peak_rss_mib());
       if (draw) bar.print_above(line); else log_info("{}", line);
     }
     if (draw) bar.update(step + 1, status);

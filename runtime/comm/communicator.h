@@ -58,9 +58,30 @@ class Communicator {
   virtual void broadcast(void* data, int64_t bytes, int root) = 0;
   virtual void barrier() = 0;
 
+  // Started all-reduces, for overlapping communication with computation (gradient buckets
+  // during backward, trainer/grad_buckets.h). start_all_reduce begins data[n] ← op over ranks
+  // and returns with a ticket: 0, 1, 2, ... counted since the last wait_started(). `data` must
+  // not be read or written until that ticket is done. Every rank starts the same all-reduces in
+  // the same order. n ≤ 2^30. The defaults here run the all-reduce at once (blocking), which is
+  // correct for any communicator but overlaps nothing; MPI and NCCL start it non-blocking.
+  virtual int start_all_reduce(float* data, int64_t n, ReduceOp op) {
+    all_reduce(data, n, op);
+    return blocking_started_++;
+  }
+  // Lets the started collectives advance without blocking (MPI moves a non-blocking collective
+  // along only inside MPI calls, so the caller polls between pieces of work) and says whether
+  // `ticket` has completed.
+  virtual bool test_started(int /*ticket*/) { return true; }
+  // Blocks until every started all-reduce has completed — with the timeout and abort of the
+  // blocking collectives — then tickets count from 0 again.
+  virtual void wait_started() { blocking_started_ = 0; }
+
   // Ends every rank of the job with `exit_code` after printing "rank R: message" (stderr).
   // For a single process: prints and exits.
   [[noreturn]] virtual void abort(int exit_code, const std::string& message) = 0;
+
+ private:
+  int blocking_started_ = 0;  // tickets of the default start_all_reduce
 };
 
 // The communicator of this process: MPI when started by an MPI launcher (OMPI_COMM_WORLD_SIZE,

@@ -20,6 +20,7 @@
 #include <functional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "runtime/comm/poll_with_timeout.h"
 #include "runtime/errors.h"
@@ -167,6 +168,44 @@ class MpiCommunicator final : public Communicator {
     wait(&request, what);
   }
 
+  int start_all_reduce(float* data, int64_t n, ReduceOp op) override {
+    check_count(data, n, "start_all_reduce");
+    RECLM_CHECK(n <= kMaxChunk, "start_all_reduce of {} values: at most {} per call", n,
+                kMaxChunk);
+    Started& s = started_.emplace_back();
+    s.data = data;
+    s.n = n;
+    s.op = op;
+    s.what = {std::string("started all_reduce(") + reduce_op_name(op) + ") #" +
+                  std::to_string(started_.size() - 1),
+              n};
+    check(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, mpi_op(op), comm_,
+                         &s.request),
+          "MPI_Iallreduce", &s.what);
+    return static_cast<int>(started_.size() - 1);
+  }
+
+  bool test_started(int ticket) override {
+    RECLM_CHECK(ticket >= 0 && ticket < static_cast<int>(started_.size()),
+                "test_started({}) of {} started", ticket, started_.size());
+    Started& s = started_[static_cast<size_t>(ticket)];
+    if (!s.done) {
+      int done = 0;
+      check(MPI_Test(&s.request, &done, MPI_STATUS_IGNORE), "MPI_Test", &s.what);
+      if (done != 0) complete(s);
+    }
+    return s.done;
+  }
+
+  void wait_started() override {
+    for (Started& s : started_) {
+      if (s.done) continue;
+      wait(&s.request, s.what);
+      complete(s);
+    }
+    started_.clear();
+  }
+
   [[noreturn]] void abort(int exit_code, const std::string& message) override {
     std::fprintf(stderr, "rank %d: %s\n", rank_, message.c_str());
     std::fflush(stderr);
@@ -190,6 +229,20 @@ class MpiCommunicator final : public Communicator {
       wait(&request, what);
     }
     if (op == ReduceOp::kAvg) divide_by_size(data, n);
+  }
+
+  // A started all-reduce (start_all_reduce) and what is left to do when it completes.
+  struct Started {
+    MPI_Request request = MPI_REQUEST_NULL;
+    float* data = nullptr;
+    int64_t n = 0;
+    ReduceOp op = ReduceOp::kSum;
+    Pending what;
+    bool done = false;
+  };
+  void complete(Started& s) {
+    s.done = true;
+    if (s.op == ReduceOp::kAvg) divide_by_size(s.data, s.n);
   }
 
   template <typename T>
@@ -260,6 +313,7 @@ class MpiCommunicator final : public Communicator {
   double timeout_s_;
   bool owns_mpi_;
   bool failed_ = false;  // an MPI call failed: the job cannot finalize cleanly
+  std::vector<Started> started_;  // since the last wait_started(), by ticket
 };
 
 }  // namespace

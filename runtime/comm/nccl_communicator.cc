@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "runtime/comm/poll_with_timeout.h"
 #include "runtime/errors.h"
@@ -191,6 +192,42 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
     wait(what);
   }
 
+  // Enqueued on stream() with an event behind it; the caller orders it after the kernels that
+  // wrote `data` (cudaStreamWaitEvent(stream(), ...)) before starting it.
+  int start_all_reduce(float* data, int64_t n, ReduceOp op) override {
+    check_count(data, n, "start_all_reduce");
+    const Pending what{std::string("started all_reduce(") + reduce_op_name(op) + ")", n};
+    if (n > 0) {
+      check_nccl(ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat32, nccl_op(op), comm_,
+                               stream_),
+                 "ncclAllReduce", &what);
+    }
+    cudaEvent_t event = nullptr;
+    check_cuda(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), rank_, "cudaEventCreate");
+    started_.push_back(event);
+    check_cuda(cudaEventRecord(event, stream_), rank_, "cudaEventRecord");
+    return static_cast<int>(started_.size() - 1);
+  }
+
+  bool test_started(int ticket) override {
+    RECLM_CHECK(ticket >= 0 && ticket < static_cast<int>(started_.size()),
+                "test_started({}) of {} started", ticket, started_.size());
+    const Pending what{"started all_reduce #" + std::to_string(ticket), 0};
+    ncclResult_t state = ncclSuccess;
+    check_nccl(ncclCommGetAsyncError(comm_, &state), "ncclCommGetAsyncError", &what);
+    check_nccl(state, "the asynchronous NCCL operation", &what);
+    const cudaError_t query = cudaEventQuery(started_[static_cast<size_t>(ticket)]);
+    if (query == cudaErrorNotReady) return false;
+    check_cuda(query, rank_, "cudaEventQuery");
+    return true;
+  }
+
+  void wait_started() override {
+    if (!started_.empty()) wait({"started all_reduce", static_cast<int64_t>(started_.size()), "collectives"});
+    for (cudaEvent_t event : started_) cudaEventDestroy(event);
+    started_.clear();
+  }
+
   [[noreturn]] void abort(int exit_code, const std::string& message) override {
     host_.abort(exit_code, message);
     std::_Exit(exit_code);  // host_.abort does not return; this is for [[noreturn]]
@@ -289,6 +326,7 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
   ncclComm_t comm_ = nullptr;
   std::string describe_;
   bool failed_ = false;  // an NCCL call failed: abort, never finalize
+  std::vector<cudaEvent_t> started_;  // one per started all-reduce, by ticket
 };
 
 }  // namespace

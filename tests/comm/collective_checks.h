@@ -4,11 +4,13 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "runtime/comm/communicator.h"
@@ -74,6 +76,56 @@ bool same_on_every_rank(Communicator& comm, const std::vector<T>& values) {
   std::vector<T> rank0 = values;
   comm.broadcast(rank0.data(), static_cast<int64_t>(rank0.size() * sizeof(T)), 0);
   return std::memcmp(rank0.data(), values.data(), values.size() * sizeof(T)) == 0;
+}
+
+// Started all-reduces (the gradient buckets' path, Communicator::start_all_reduce): one per size
+// and op in flight at once, the last ticket polled with test_started until done (30 s at most),
+// then wait_started; twice, so tickets restart at 0. Each result must match the reference and be
+// the same on every rank (compared over `host`). Buffer(n) holds n floats where `comm` wants them,
+// with upload(values), data() and download().
+template <typename Buffer, size_t kSizeCount>
+void check_started_all_reduce(Communicator& comm, Communicator& host, Checks& checks, uint64_t seed,
+                              uint64_t& case_id, const int64_t (&sizes)[kSizeCount]) {
+  const int ranks = comm.size();
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::vector<std::vector<float>>> inputs;  // [case][rank][n]
+    std::vector<std::unique_ptr<Buffer>> buffers;
+    std::vector<ReduceOp> ops;
+    std::vector<int> tickets;
+    for (int64_t n : sizes) {
+      for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {
+        ++case_id;
+        auto& in = inputs.emplace_back();
+        for (int r = 0; r < ranks; ++r) in.push_back(input<float>(seed, case_id, r, n));
+        buffers.push_back(std::make_unique<Buffer>(n));
+        buffers.back()->upload(in[static_cast<size_t>(comm.rank())]);
+        ops.push_back(op);
+        tickets.push_back(comm.start_all_reduce(buffers.back()->data(), n, op));
+      }
+    }
+    for (size_t c = 0; c < tickets.size(); ++c) {
+      checks.expect(tickets[c] == static_cast<int>(c), "started all_reduce #%zu got ticket %d", c,
+                    tickets[c]);
+    }
+    const auto start = std::chrono::steady_clock::now();
+    bool done = false;
+    while (!(done = comm.test_started(tickets.back())) &&
+           std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
+    }
+    checks.expect(done, "test_started never reported the last started all_reduce done");
+    comm.wait_started();
+    for (size_t c = 0; c < buffers.size(); ++c) {
+      const std::vector<float> got = buffers[c]->download();
+      int64_t wrong = 0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        wrong += !close(got[i], reference(inputs[c], static_cast<int64_t>(i), ops[c]), ops[c], ranks);
+      }
+      checks.expect(wrong == 0, "started all_reduce(%s) of %zu: %lld values off the reference",
+                    reduce_op_name(ops[c]), got.size(), static_cast<long long>(wrong));
+      checks.expect(same_on_every_rank(host, got), "started all_reduce of %zu differs from rank 0",
+                    got.size());
+    }
+  }
 }
 
 }  // namespace reclm::test

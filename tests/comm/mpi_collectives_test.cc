@@ -122,6 +122,18 @@ void check_broadcast(Communicator& comm, Checks& checks, uint64_t seed, uint64_t
   }
 }
 
+// n floats in host memory, the buffer test::check_started_all_reduce works on.
+class HostBuffer {
+ public:
+  explicit HostBuffer(int64_t n) : values_(static_cast<size_t>(n), std::nanf("")) {}
+  float* data() { return values_.data(); }
+  void upload(const std::vector<float>& values) { values_ = values; }
+  std::vector<float> download() const { return values_; }
+
+ private:
+  std::vector<float> values_;
+};
+
 int run_collectives(Communicator& comm, const char* seed_arg) {
   Checks checks{comm.rank()};
   const int ranks = comm.size();
@@ -146,6 +158,7 @@ int run_collectives(Communicator& comm, const char* seed_arg) {
   check_reduce_scatter(comm, checks, seed, case_id);
   check_all_gather(comm, checks, seed, case_id);
   check_broadcast(comm, checks, seed, case_id);
+  test::check_started_all_reduce<HostBuffer>(comm, comm, checks, seed, case_id, kSizes);
   for (int i = 0; i < 3; ++i) comm.barrier();
   float empty = 0.0f;
   comm.all_reduce(&empty, 0, ReduceOp::kSum);  // zero values: a no-op every rank agrees on

@@ -205,6 +205,7 @@ int run_collectives(Communicator& host, NcclCommunicator& comm, int devices,
   check_reduce_scatter(comm, checks, seed, case_id);
   check_all_gather(comm, checks, seed, case_id);
   check_broadcast(comm, checks, seed, case_id);
+  test::check_started_all_reduce<DeviceBuffer<float>>(comm, host, checks, seed, case_id, kSizes);
   for (int i = 0; i < 3; ++i) comm.barrier();
   comm.all_reduce(static_cast<float*>(nullptr), 0, ReduceOp::kSum);  // zero values: a no-op
   checks.expect(stream_idle(comm), "stream busy after the barriers");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Data-parallel training under mpirun (ctest label `mpi`), CPU ranks over TCP:
 #  1. N ranks with micro_batch m equal 1 rank with micro_batch N·m (same samples; the loss
-#     sequences agree to summation-order rounding), N = 2 and 3;
+#     sequences agree to summation-order rounding), N = 2 and 3; gradient buckets all-reduced
+#     during backward equal one all-reduce after it;
 #  2. saved by 2 ranks, resumed by 3 and by 1: training continues on the same trajectory;
 #  3. ZeRO-1 trains like plain data parallelism on 2 and 3 ranks (and under LoRA); its
 #     checkpoints list one optimizer shard per rank and verify;
@@ -39,14 +40,28 @@ sys.exit(0 if len(a) == len(b) and worst <= rtol else 1)
 PY
 }
 
-# 1. Equivalence: 1 rank × micro_batch 12 vs 2 × 6 vs 3 × 4.
+# 1. Equivalence: 1 rank × micro_batch 12 vs 2 × 6 vs 3 × 4, gradients all-reduced in small
+#    buckets during backward (several per layer); and the same ranks with one all-reduce after
+#    backward (grad_bucket_mb 0) give the same losses — bitwise on 2 ranks, where a + b is the
+#    only summation order.
 "$RECLM" train "${base[@]}" --set train.micro_batch=12 --set train.run_dir="$work/np1" > "$work/np1.txt" 2>&1 || { cat "$work/np1.txt"; fail "1 rank"; }
 for np in 2 3; do
   "${MPIRUN[@]}" -np $np "$RECLM" train "${base[@]}" --set train.micro_batch=$((12 / np)) \
+    --set runtime.grad_bucket_mb=0.004 \
     --set train.run_dir="$work/np$np" > "$work/np$np.txt" 2>&1 || { cat "$work/np$np.txt"; fail "$np ranks"; }
   grep -q "× $np ranks" "$work/np$np.txt" || { cat "$work/np$np.txt"; fail "$np ranks: the log does not show $np ranks"; }
+  grep -Eq "gradients: [0-9]+ buckets of ~0.004 MiB" "$work/np$np.txt" &&
+    grep -Eq "comm, [0-9]+% overlapped" "$work/np$np.txt" || { cat "$work/np$np.txt"; fail "$np ranks: no bucketed all-reduce in the log"; }
   same_losses "$(losses "$work/np1/metrics.jsonl")" "$(losses "$work/np$np/metrics.jsonl")" 1e-4 ||
     fail "$np ranks do not train like 1 rank with the same global batch"
+  "${MPIRUN[@]}" -np $np "$RECLM" train "${base[@]}" --set train.micro_batch=$((12 / np)) \
+    --set runtime.grad_bucket_mb=0 --set checkpoint.every=0 \
+    --set train.run_dir="$work/np${np}_after" > "$work/np${np}_after.txt" 2>&1 || { cat "$work/np${np}_after.txt"; fail "$np ranks, no buckets"; }
+  grep -q "one all-reduce after backward" "$work/np${np}_after.txt" || fail "$np ranks: grad_bucket_mb 0 still buckets"
+  tolerance=1e-6
+  [ $np -eq 2 ] && tolerance=0
+  same_losses "$(losses "$work/np${np}_after/metrics.jsonl")" "$(losses "$work/np$np/metrics.jsonl")" $tolerance ||
+    fail "$np ranks: bucketed all-reduce during backward trains differently from one all-reduce after it"
 done
 
 # 2. Saved by 2 ranks at step 8, resumed by 3 ranks and by 1 (same global batch).

@@ -12,6 +12,7 @@
 #include "trainer/lora.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
+#include "trainer/random_batch.h"
 #include "trainer/tiny_dims.h"
 
 namespace reclm {
@@ -26,22 +27,6 @@ ModelDims lora_dims(bool tied, int64_t rank, uint32_t targets = kAllLoraTargets)
   d.lora_targets = rank > 0 ? targets : 0;
   d.first_new_token = kFirstNewToken;
   return d;
-}
-
-// Two packed causal segments of random tokens, all with loss.
-Batch random_batch(const ModelDims& d, std::mt19937& gen) {
-  Batch b;
-  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(d.vocab) - 1);
-  b.cu_seqlens = {0, 9, 20};
-  for (int32_t s = 0; s < 2; ++s) {
-    for (int32_t i = 0; i < b.cu_seqlens[s + 1] - b.cu_seqlens[s]; ++i) {
-      b.tokens.push_back(token(gen));
-      b.targets.push_back(token(gen));
-      b.loss_weights.push_back(1.0f);
-      b.pos_inter.push_back(i);
-    }
-  }
-  return b;
 }
 
 void randomize_adapters(Model& model, std::mt19937& gen) {
@@ -130,7 +115,7 @@ TEST(LoraLayout, ModelDimsReadTheLoraConfig) {
 TEST(Lora, FreshAdapterLeavesTheBaseModelUnchanged) {
   std::mt19937 gen(5);
   const ModelDims plain_dims = lora_dims(true, 0);
-  const Batch batch = random_batch(plain_dims, gen);
+  const Batch batch = test::random_batch(plain_dims, gen);
   Model plain(plain_dims, batch.n_tokens()), lora(lora_dims(true, 4), batch.n_tokens());
   init_weights(plain, 3, 0.3f);
   init_weights(lora, 3, 0.3f);
@@ -157,7 +142,7 @@ TEST(Lora, MergedWeightsComputeTheSameModel) {
   for (const bool tied : {true, false}) {
     std::mt19937 gen(9);
     const ModelDims dims = lora_dims(tied, 3, (1u << 0) | (1u << 1) | (1u << 3) | (1u << 4) | (1u << 6));
-    const Batch batch = random_batch(dims, gen);
+    const Batch batch = test::random_batch(dims, gen);
     Model lora(dims, batch.n_tokens());
     init_weights(lora, 4, 0.3f);
     randomize_adapters(lora, gen);
@@ -185,7 +170,7 @@ TEST(Lora, MergedWeightsComputeTheSameModel) {
 TEST(Lora, FrozenBaseMatricesGetNoGradient) {
   std::mt19937 gen(2);
   const ModelDims dims = lora_dims(false, 2);
-  const Batch batch = random_batch(dims, gen);
+  const Batch batch = test::random_batch(dims, gen);
   Model model(dims, batch.n_tokens());
   init_weights(model, 1, 0.3f);
   randomize_adapters(model, gen);
@@ -208,7 +193,7 @@ TEST(Lora, AdamWUpdatesOnlyAdaptersAndNewTokenRows) {
   for (const bool tied : {true, false}) {
     std::mt19937 gen(17);
     const ModelDims dims = lora_dims(tied, 2);
-    const Batch batch = random_batch(dims, gen);
+    const Batch batch = test::random_batch(dims, gen);
     Model model(dims, batch.n_tokens());
     init_weights(model, 8, 0.3f);
     const std::vector<float> before(model.param_data(), model.param_data() + model.layout.total_floats());
