@@ -20,10 +20,14 @@ flags=()
 ranks=1
 multi_node=0
 args=("$@")
+# mpirun's own options come before the program; scanning stops at the program (the first word
+# that is a command), so the program's arguments (`bash -c ...`) are never read as mpirun's.
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[i]}" in
-    -np | -n | --np | -c) ranks="${args[i + 1]:-1}" ;;
+    -np | -n | --np) ranks="${args[i + 1]:-1}"; i=$((i + 1)) ;;
     -H | --host | -host | --hostfile | -hostfile | --machinefile | -machinefile) multi_node=1 ;;
+    -*) ;;
+    *) command -v -- "${args[i]}" > /dev/null 2>&1 && break ;;
   esac
 done
 if [ "$multi_node" -eq 0 ] && [ -z "${SLURM_JOB_ID:-}" ] && [ "$ranks" -gt "$(nproc)" ]; then

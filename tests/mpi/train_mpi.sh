@@ -10,7 +10,8 @@
 #  5. faults end the job, never hang: a rank killed with SIGKILL, a rank stopped (SIGSTOP: the
 #     others time out after runtime.comm_timeout_s), a rank that fails (rank 0 cannot save a
 #     checkpoint, on_failure STOP; with and without ZeRO-1) — each exits non-zero within
-#     seconds, naming the rank.
+#     seconds, naming the rank; a rank other than 0 that cannot write its ZeRO-1 shard is named
+#     by rank 0, and the policy (CONTINUE / STOP) applies to the whole job.
 set -euo pipefail
 source "$(dirname "$0")/../e2e/lib/common.bash"
 # TCP between ranks, as across nodes (DESIGN.md §6), over loopback so no network is needed.
@@ -179,4 +180,26 @@ failing_save() {  # failing_save NAME EXTRA_SETTINGS...
 failing_save failing
 # The same under ZeRO-1, where every rank takes part in the save: no rank is left waiting.
 failing_save failing_zero1 --set optim.zero1=true
+# A rank other than 0 cannot write its optimizer shard (ZeRO-1; a 1 KiB file-size limit on rank
+# 2 only: a real EFBIG). Rank 0 names rank 2 and the reason; nothing is marked `latest`; with
+# CONTINUE the run trains to the end, with STOP the whole job exits 2.
+shard_failure() {  # shard_failure POLICY EXPECTED_EXIT
+  local name=shard_failure_$1 start=$SECONDS code
+  set +e
+  timeout 120 "${MPIRUN[@]}" -np 3 bash -c \
+    'if [ "$OMPI_COMM_WORLD_RANK" = 2 ]; then ulimit -f 1; fi; exec "$0" "$@"' \
+    "$RECLM" train "${base[@]}" --set train.micro_batch=4 --set train.steps=6 --set eval.val_every=0 \
+    --set optim.zero1=true --set checkpoint.every=2 --set checkpoint.on_failure=$1 \
+    --set train.run_dir="$work/$name" > "$work/$name.txt" 2>&1
+  code=$?
+  set -e
+  [ $code -eq "$2" ] || { cat "$work/$name.txt"; fail "$name: exit $code, expected $2"; }
+  grep -q "checkpoint at step 2 failed: rank 2 could not write its optimizer shard: .*optim_shard_00002_of_00003.h5" "$work/$name.txt" ||
+    { cat "$work/$name.txt"; fail "$name: no message naming rank 2 and its shard"; }
+  [ ! -e "$work/$name/checkpoints/latest" ] || fail "$name: a failed save was marked latest"
+  echo "$name: job ended with exit $code after $((SECONDS - start)) s"
+}
+shard_failure CONTINUE 0
+grep -q "step      6/6" "$work/shard_failure_CONTINUE.txt" || fail "shard_failure_CONTINUE: did not train to the end"
+shard_failure STOP 2
 echo "mpi training: equivalence, resume on 3 and 1 ranks, zero1 (equivalence, cooperative checkpoints, resharded resume), fault handling OK"
