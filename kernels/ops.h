@@ -115,6 +115,24 @@ double cross_entropy_forward(float* losses, const float* logits, const int32_t* 
                              const float* weights, int64_t T, int64_t n_classes,
                              int64_t class_begin);
 
+// Vocabulary-parallel pieces (trainer/vocab_parallel.h): the class range is split into parts
+// held by different ranks; each part yields per-row partial statistics, the ranks combine them
+// (max, then rescaled sums), and each part's dlogits follow from the combined statistics.
+// Partial statistics of the classes [class_begin, class_begin + n_classes) (logits [T, n_classes]):
+//   row_max[t] = max_c logits[t, c]  (−inf when n_classes is 0 or weights[t] is 0)
+//   row_sum[t] = Σ_c exp(logits[t, c] − row_max[t])  (0 likewise)
+//   target_logit[t] = logits[t, targets[t] − class_begin] when the target is in this part, else 0
+void cross_entropy_partial_stats(float* row_max, double* row_sum, double* target_logit,
+                                 const float* logits, const int32_t* targets, const float* weights,
+                                 int64_t T, int64_t n_classes, int64_t class_begin);
+// Given the statistics over the whole class range (row_max M, row_sum S of exp(x − M)):
+//   dlogits[t, c] = grad_scale · weights[t] · (exp(logits[t, c] − M[t]) / S[t] − onehot)
+// where the onehot is 1 at the target when it lies in this part. dlogits may alias logits.
+void cross_entropy_backward_from_stats(float* dlogits, const float* logits, const int32_t* targets,
+                                       const float* weights, const float* row_max,
+                                       const double* row_sum, int64_t T, int64_t n_classes,
+                                       int64_t class_begin, float grad_scale);
+
 // ---- optimizer -----------------------------------------------------------------------------
 struct AdamWHyper {
   float lr;

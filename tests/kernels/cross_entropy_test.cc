@@ -197,3 +197,64 @@ TEST(CrossEntropy, TargetOutsideRangeWithWeightIsAnError) {
 
 }  // namespace
 }  // namespace reclm::ops
+
+namespace reclm::ops {
+namespace {
+
+// The vocabulary-parallel pieces: a class range split into three uneven parts, each part's
+// statistics merged as the ranks would (max, then rescaled sums), must give the losses of the
+// float64 reference, and each part's dlogits from the merged statistics must equal the
+// single-part kernel's dlogits for those columns.
+TEST(CrossEntropyPartial, SplitRangeMatchesTheWholeRange) {
+  const Batch b = make_batch(37, 301, 1000, 8.0f, 5);
+  const float grad_scale = 0.37f;
+  const int64_t cuts[] = {0, 97, 98, 301};  // parts [0, 97), [97, 98), [98, 301)
+  const int64_t T = b.T, N = b.n_classes;
+  std::vector<float> row_max(T, -std::numeric_limits<float>::infinity());
+  std::vector<double> row_sum(T, 0.0), target_logit(T, 0.0);
+  std::vector<std::vector<float>> parts;
+  for (int p = 0; p < 3; ++p) {
+    const int64_t lo = cuts[p], n = cuts[p + 1] - cuts[p];
+    std::vector<float> part(static_cast<size_t>(T * n));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t c = 0; c < n; ++c) part[t * n + c] = b.logits[t * N + lo + c];
+    std::vector<float> m(T, kNaN);
+    std::vector<double> s(T, -1.0), z(T, -1.0);
+    cross_entropy_partial_stats(m.data(), s.data(), z.data(), part.data(), b.targets.data(),
+                                b.weights.data(), T, n, b.class_begin + lo);
+    for (int64_t t = 0; t < T; ++t) {  // merge, as vocab_parallel.cc does across ranks
+      target_logit[t] += z[t];
+      if (b.weights[t] == 0.0f) {
+        EXPECT_EQ(s[t], 0.0);
+        continue;
+      }
+      const float top = std::max(row_max[t], m[t]);
+      row_sum[t] = row_sum[t] * std::exp(double(row_max[t]) - top) + s[t] * std::exp(double(m[t]) - top);
+      row_max[t] = top;
+    }
+    parts.push_back(std::move(part));
+  }
+  const std::vector<double> want = reference_losses(b);
+  for (int64_t t = 0; t < T; ++t) {
+    const double loss = b.weights[t] == 0.0f
+                            ? 0.0
+                            : b.weights[t] * (row_max[t] + std::log(row_sum[t]) - target_logit[t]);
+    EXPECT_NEAR(loss, want[t], 1e-5 * (1.0 + std::abs(want[t]))) << "row " << t;
+  }
+  std::vector<float> whole(b.logits.size(), kNaN), losses(T);
+  cross_entropy_forward_backward(whole.data(), losses.data(), b.logits.data(), b.targets.data(),
+                                 b.weights.data(), T, N, b.class_begin, grad_scale);
+  for (int p = 0; p < 3; ++p) {
+    const int64_t lo = cuts[p], n = cuts[p + 1] - cuts[p];
+    std::vector<float> d(parts[p].size(), kNaN);
+    cross_entropy_backward_from_stats(d.data(), parts[p].data(), b.targets.data(), b.weights.data(),
+                                      row_max.data(), row_sum.data(), T, n, b.class_begin + lo,
+                                      grad_scale);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t c = 0; c < n; ++c)
+        ASSERT_NEAR(d[t * n + c], whole[t * N + lo + c], 1e-6) << "part " << p << " row " << t << " class " << c;
+  }
+}
+
+}  // namespace
+}  // namespace reclm::ops

@@ -1,0 +1,86 @@
+// Vocabulary parallelism for large catalogs (DESIGN.md §6, as Megatron's vocab-parallel
+// embedding and cross-entropy, across the data-parallel ranks): the item rows of a vocabulary
+// table — the token embedding, and the LM head when untied — are split over the ranks, so no
+// rank holds, updates or keeps optimizer state for the whole catalog.
+//
+// A table [V, C] is held as two pieces on every rank:
+//   replicated [V − n_items, C]: every row outside the item block [item_begin, item_end), in id
+//                                order (ids ≥ item_end move down by n_items);
+//   own        [own_end − own_begin, C]: this rank's contiguous slice of the item rows.
+// Ranks train on different data, so a rank needs rows it does not hold; the exchanges below
+// move activations, never weights:
+//
+// Embedding. Every rank's token ids are all-gathered (padded to the longest); each rank looks up,
+// for every rank's tokens, the item rows it owns, plus — for its own tokens only — the
+// replicated rows; a reduce-scatter (sum: exactly one rank contributes each row) hands each rank
+// its tokens' embeddings. Backward all-gathers ∂out and each rank accumulates its own item rows
+// over every rank's tokens (their gradient is then complete for the job: no all-reduce), and
+// its replicated rows over its own tokens (all-reduced with the other gradients, as usual).
+//
+// Cross-entropy over classes [class_begin, class_begin + n) (e.g. the item block, or the whole
+// vocabulary). The hidden states, targets and weights of every rank's loss rows are
+// all-gathered; each rank scores every row against its own item rows, and its own rows against
+// the replicated rows of the range. Per row it reduces its part to (max, Σexp, target logit);
+// the ranks combine them — all-reduce(max) of the maxima, then all-reduce(sum) of the rescaled
+// sums and target logits — so every rank knows each row's log-sum-exp over the whole range
+// without any rank holding all logits. Backward forms each part's dlogits from those statistics:
+// own item rows get Σ over every rank's rows (complete), the hidden-state gradient of every row
+// is reduce-scattered back to the row's rank, and the replicated part is local.
+//
+// The result equals the unsharded table up to floating-point summation order (tested under
+// mpirun, tests/trainer/mpi_vocab_parallel_test.cc). Cost per call: all-gathers of T·world ids
+// and R·world·C hidden values, and a reduce-scatter of the same size; scratch R·world·C floats.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "runtime/comm/communicator.h"
+
+namespace reclm {
+
+// Which rows of a vocabulary of `vocab` ids this rank holds.
+struct VocabShard {
+  int64_t vocab = 0;
+  int64_t item_begin = 0, item_end = 0;  // the sharded block of ids
+  int64_t own_begin = 0, own_end = 0;    // this rank's slice of it
+  int64_t n_items() const { return item_end - item_begin; }
+  int64_t n_own() const { return own_end - own_begin; }
+  int64_t n_replicated() const { return vocab - n_items(); }
+  bool is_item(int64_t id) const { return id >= item_begin && id < item_end; }
+  bool owns(int64_t id) const { return id >= own_begin && id < own_end; }
+  // Row of a non-item id in the replicated piece.
+  int64_t replicated_row(int64_t id) const { return id < item_begin ? id : id - n_items(); }
+};
+
+// Rank `rank` of `world` holds items [item_begin + rank·n/world, item_begin + (rank+1)·n/world).
+VocabShard make_vocab_shard(int64_t vocab, int64_t item_begin, int64_t item_end, int rank,
+                            int world);
+
+// The two pieces of a table (weights, or their gradients).
+struct ShardedRows {
+  float* replicated;  // [n_replicated, C]
+  float* own;         // [n_own, C]
+};
+
+// out[T, C] = table[tokens[t]] for this rank's tokens. Collective.
+void vocab_parallel_embedding_forward(Communicator& comm, const VocabShard& shard,
+                                      ShardedRows table, const int32_t* tokens, int64_t T,
+                                      int64_t C, float* out);
+// d_table += the lookup's gradient given d_out[T, C]: own item rows over every rank's tokens,
+// replicated rows over this rank's tokens (token order). Collective.
+void vocab_parallel_embedding_backward(Communicator& comm, const VocabShard& shard,
+                                       ShardedRows d_table, const float* d_out,
+                                       const int32_t* tokens, int64_t T, int64_t C);
+
+// Softmax cross-entropy of this rank's rows h[R, C] against the table's classes
+// [class_begin, class_begin + n_classes): returns Σ_r weights[r] · (lse_r − logit_r[target_r])
+// over this rank's rows. With d_h != nullptr also the backward at grad_scale: d_h[R, C] is
+// overwritten with ∂/∂h, and d_table accumulates (own rows over every rank's rows, replicated
+// rows over this rank's). Every target with a nonzero weight lies in the class range. Collective.
+double vocab_parallel_cross_entropy(Communicator& comm, const VocabShard& shard, ShardedRows table,
+                                   const float* h, const int32_t* targets, const float* weights,
+                                   int64_t R, int64_t C, int64_t class_begin, int64_t n_classes,
+                                   float grad_scale, float* d_h, ShardedRows d_table);
+
+}  // namespace reclm
