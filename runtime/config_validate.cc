@@ -252,6 +252,14 @@ void validate_config(const Config& config) {
   check_checkpoint(config.checkpoint(), violations);
   check_eval_and_runtime(config.eval(), config.runtime(), violations);
   check_prepare(config.prepare(), violations);
+  if (config.runtime().vocab_parallel()) {  // combinations it does not support (yet)
+    if (config.optim().zero1()) {
+      violations.add("runtime.vocab_parallel", "cannot be combined with optim.zero1");
+    }
+    if (config.model().lora().rank() > 0) {
+      violations.add("runtime.vocab_parallel", "cannot be combined with model.lora");
+    }
+  }
   const std::vector<std::string>& messages = violations.messages();
   if (messages.empty()) return;
   if (messages.size() == 1) throw UserError(messages.front());

@@ -10,6 +10,7 @@ PACKAGES=(
   libopenblas-openmp-dev                # CPU GEMMs (OpenMP build: one thread pool)
   libfmt-dev libcli11-dev nlohmann-json3-dev libxxhash-dev
   libpcre2-dev                          # GPT-2 pre-tokenisation regex (BPE tokenizer)
+  libboost-context-dev                  # fibers for the host SIMT emulator (kernels/simt)
   libhdf5-dev                           # prepared datasets and model weights (HDF5)
   openmpi-bin libopenmpi-dev            # distributed runs (mpirun) and the MPI communicator
   gnuplot-nox                           # scripts/plot.sh

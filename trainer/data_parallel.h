@@ -17,8 +17,14 @@ namespace reclm {
 void sum_over_ranks(Communicator* comm, double* values, int n);
 
 // In place: the gradient buffer ← its sum over ranks. Only the ranges the optimizer updates are
-// reduced (under LoRA the frozen base is skipped); the result is identical on every rank.
+// reduced (under LoRA the frozen base is skipped; under vocabulary parallelism each rank's item
+// rows, whose gradient is complete already); the result is identical on every rank.
 void all_reduce_gradients(Communicator* comm, Model& model);
+
+// L2 norm of the job's gradient once all_reduce_gradients is done: AdamW::grad_norm, except under
+// vocabulary parallelism, where each rank's item rows are its own and their squares are summed
+// over the ranks (the same value on every rank).
+double job_grad_norm(Communicator* comm, const Model& model);
 
 // Dropout stream of micro-batch `micro` of `step` on `rank`: the global micro-batch index, so
 // every rank and step draws its own masks; with one rank it is step·grad_accum + micro.

@@ -43,7 +43,7 @@ std::vector<GradBucket> make_grad_buckets(const ParamLayout& layout, int64_t n_l
   RECLM_CHECK(bucket_floats >= 1, "gradient buckets of {} floats", bucket_floats);
   std::vector<Segment> segments;
   for (const ParamEntry& e : layout.entries()) {
-    if (e.frozen()) continue;
+    if (e.frozen() || e.sharded_rows) continue;  // sharded rows: complete, never reduced
     segments.push_back({backward_stage(e.name, n_layers), e.offset + e.train_begin,
                         e.train_end - e.train_begin});
   }

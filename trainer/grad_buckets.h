@@ -33,9 +33,10 @@ struct GradBucket {
   int64_t floats = 0;         // Σ range counts
 };
 
-// The buckets of a layout: every trainable value exactly once (frozen LoRA weights skipped; the
-// alignment padding between merged ranges rides along, it is zero), in backward order, each
-// closed once it holds ≥ bucket_floats values (the last may hold fewer).
+// The buckets of a layout: every trainable value exactly once (frozen LoRA weights skipped, and
+// the item rows of vocabulary parallelism, whose gradient is complete on its rank; the alignment
+// padding between merged ranges rides along, it is zero), in backward order, each closed once it
+// holds ≥ bucket_floats values (the last may hold fewer).
 std::vector<GradBucket> make_grad_buckets(const ParamLayout& layout, int64_t n_layers,
                                           int64_t bucket_floats);
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "runtime/errors.h"
 #include "runtime/rng.h"
@@ -11,7 +12,15 @@ namespace reclm {
 ModelTensors model_tensors(float* base, const ParamLayout& layout, const ModelDims& dims) {
   const auto at = [&](const std::string& name) { return base + layout.find(name).offset; };
   ModelTensors t{};
-  t.embed = at("model.embed_tokens.weight");
+  const auto pieces = [&](const std::string& name) {
+    return ShardedRows{at(name + kReplicatedPiece), at(name + kItemsPiece)};
+  };
+  if (dims.vocab_parallel()) {
+    t.embed_rows = pieces("model.embed_tokens.weight");
+    t.head_rows = dims.tied ? t.embed_rows : pieces("lm_head.weight");
+  } else {
+    t.embed = at("model.embed_tokens.weight");
+  }
   for (int64_t l = 0; l < dims.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerTensors layer{};
@@ -34,7 +43,7 @@ ModelTensors model_tensors(float* base, const ParamLayout& layout, const ModelDi
     t.layers.push_back(layer);
   }
   t.final_norm = at("model.norm.weight");
-  t.lm_head = dims.tied ? t.embed : at("lm_head.weight");
+  t.lm_head = dims.tied || dims.vocab_parallel() ? t.embed : at("lm_head.weight");
   return t;
 }
 
@@ -124,14 +133,35 @@ Model::Model(const ModelDims& d, int64_t max_tokens) : dims(d), layout(d) {
   acts.loss_rows.reserve(max_tokens);  // no allocation inside a step
   acts.loss_targets.reserve(max_tokens);
   acts.loss_weights.reserve(max_tokens);
-  head_trains = !layout.find(d.tied ? "model.embed_tokens.weight" : "lm_head.weight").frozen();
+  if (!d.vocab_parallel()) {  // (vocabulary parallelism excludes LoRA: the head trains)
+    head_trains = !layout.find(d.tied ? "model.embed_tokens.weight" : "lm_head.weight").frozen();
+  }
 }
+
+namespace {
+
+// A vocabulary-table piece (vocabulary parallelism): the rows it holds of the [V, C] tensor the
+// unsharded layout would draw with the same key, so both start from the same weights.
+void init_table_piece(const ParamEntry& e, const ModelDims& d, uint64_t seed, double std, float* p) {
+  const VocabShard& s = d.vocab_shard;
+  const int64_t C = d.d_model;
+  CounterRng rng(seed, RngPurpose::kInit, 0, 0, e.init_key);
+  int64_t row = 0;
+  std::vector<float> values(static_cast<size_t>(C));
+  for (int64_t id = 0; id < d.vocab; ++id) {  // the full tensor's draws in order, rows kept
+    for (float& v : values) v = static_cast<float>(rng.normal() * std);
+    if (e.sharded_rows ? s.owns(id) : !s.is_item(id)) {
+      std::copy(values.begin(), values.end(), p + row++ * C);
+    }
+  }
+}
+
+}  // namespace
 
 void init_weights(Model& model, uint64_t seed, float init_std) {
   const auto& entries = model.layout.entries();
   const double out_scale = 1.0 / std::sqrt(2.0 * static_cast<double>(model.dims.n_layers));
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const ParamEntry& e = entries[i];
+  for (const ParamEntry& e : entries) {
     float* p = model.param_data() + e.offset;
     if (e.kind == ParamKind::kNorm) {
       for (int64_t j = 0; j < e.numel; ++j) p[j] = 1.0f;
@@ -145,14 +175,18 @@ void init_weights(Model& model, uint64_t seed, float init_std) {
       }
       // A [r, in] as PEFT's default (Kaiming-uniform) has it in scale: std ~ 1/sqrt(in).
       const double a_std = 1.0 / std::sqrt(static_cast<double>(e.shape[1]));
-      CounterRng rng(seed, RngPurpose::kInit, 0, 0, i);
+      CounterRng rng(seed, RngPurpose::kInit, 0, 0, e.init_key);
       for (int64_t j = 0; j < e.numel; ++j) p[j] = static_cast<float>(rng.normal() * a_std);
+      continue;
+    }
+    if (model.dims.vocab_parallel() && e.kind == ParamKind::kEmbedding) {
+      init_table_piece(e, model.dims, seed, init_std, p);
       continue;
     }
     const bool output_proj = e.name.find("o_proj") != std::string::npos ||
                              e.name.find("down_proj") != std::string::npos;
     const double std = init_std * (output_proj ? out_scale : 1.0);
-    CounterRng rng(seed, RngPurpose::kInit, 0, 0, i);
+    CounterRng rng(seed, RngPurpose::kInit, 0, 0, e.init_key);
     for (int64_t j = 0; j < e.numel; ++j) p[j] = static_cast<float>(rng.normal() * std);
   }
 }

@@ -20,6 +20,8 @@
 
 namespace reclm {
 
+class Communicator;
+
 // Pointers to one layer's tensors inside a layout-shaped buffer (parameters or gradients).
 struct LayerTensors {
   float* input_norm;   // [C]
@@ -36,10 +38,13 @@ struct LayerTensors {
   std::array<float*, kNumLoraTargets> lora_b{};  // [out, r]
 };
 struct ModelTensors {
-  float* embed;        // [V, C]
+  float* embed;        // [V, C]; null under vocabulary parallelism (then embed_rows)
   std::vector<LayerTensors> layers;
   float* final_norm;   // [C]
-  float* lm_head;      // [V, C]; == embed when tied
+  float* lm_head;      // [V, C]; == embed when tied; null under vocabulary parallelism
+  // Vocabulary parallelism (ModelDims::vocab_parallel): the tables' two pieces.
+  ShardedRows embed_rows{};
+  ShardedRows head_rows{};  // == embed_rows when tied
 };
 ModelTensors model_tensors(float* base, const ParamLayout& layout, const ModelDims& dims);
 
@@ -102,6 +107,10 @@ struct Model {
   // False when the LM head's weights are wholly frozen (LoRA without trained embeddings): its
   // weight gradient is then skipped. Base matrices under LoRA skip theirs likewise.
   bool head_trains = true;
+  // The job's ranks, for the collectives of vocabulary parallelism (dims.vocab_parallel()): the
+  // embedding lookup and the LM head exchange activations, so every rank runs forward and
+  // backward the same number of times. Unused (may be null) otherwise.
+  Communicator* comm = nullptr;
 
   Model(const ModelDims& dims, int64_t max_tokens);
   float* param_data() const { return static_cast<float*>(param_storage->data()); }

@@ -8,6 +8,7 @@
 #include "runtime/errors.h"
 #include "trainer/model.h"
 #include "trainer/model_internal.h"
+#include "trainer/vocab_parallel.h"
 
 namespace reclm {
 
@@ -92,16 +93,22 @@ void backward_layers(Model& model, const Batch& batch, const BackwardHook& hook)
     ops::dropout(a.d_residual, a.d_residual, T * C, drop.rate, drop.seed, drop.stream,
                  dropout_site(-1, 0));
   }
-  ops::embedding_backward(model.grads.embed, a.d_residual, batch.tokens.data(), T, C);
+  if (d.vocab_parallel()) {
+    vocab_parallel_embedding_backward(*model.comm, d.vocab_shard, model.grads.embed_rows,
+                                      a.d_residual, batch.tokens.data(), T, C);
+  } else {
+    ops::embedding_backward(model.grads.embed, a.d_residual, batch.tokens.data(), T, C);
+  }
   reached(static_cast<int>(d.n_layers + 2));
 }
 
 }  // namespace
 
 int backward_stage(const std::string& name, int64_t n_layers) {
-  if (name == "lm_head.weight") return 0;
   if (name == "model.norm.weight") return 1;
-  if (name == "model.embed_tokens.weight") return static_cast<int>(n_layers + 2);
+  // (also the pieces "model.embed_tokens.weight@replicated" / "@items" of vocabulary parallelism)
+  if (name.starts_with("lm_head.weight")) return 0;
+  if (name.starts_with("model.embed_tokens.weight")) return static_cast<int>(n_layers + 2);
   const std::string prefix = "model.layers.";
   RECLM_CHECK(name.rfind(prefix, 0) == 0, "backward_stage: unknown parameter {}", name);
   const int64_t layer = std::stoll(name.substr(prefix.size()));

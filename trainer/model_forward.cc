@@ -7,6 +7,7 @@
 #include "runtime/errors.h"
 #include "trainer/model.h"
 #include "trainer/model_internal.h"
+#include "trainer/vocab_parallel.h"
 
 namespace reclm {
 
@@ -81,7 +82,13 @@ void forward_layers(Model& model, const Batch& batch) {
   const BatchGeometry geo = batch_geometry(model, batch);
   const int64_t T = geo.T, C = d.d_model, F = d.d_ff;
 
-  ops::embedding_forward(a.residual[0], model.params.embed, batch.tokens.data(), T, C);
+  if (d.vocab_parallel()) {
+    RECLM_CHECK(model.comm != nullptr, "vocabulary parallelism without a communicator");
+    vocab_parallel_embedding_forward(*model.comm, d.vocab_shard, model.params.embed_rows,
+                                     batch.tokens.data(), T, C, a.residual[0]);
+  } else {
+    ops::embedding_forward(a.residual[0], model.params.embed, batch.tokens.data(), T, C);
+  }
   const DropoutState& drop = model.dropout;
   if (drop.active()) {
     ops::dropout(a.residual[0], a.residual[0], T * C, drop.rate, drop.seed, drop.stream,
@@ -134,9 +141,10 @@ double head_and_loss(Model& model, const Batch& batch, float grad_scale, bool ba
   const int64_t V = batch.class_count > 0 ? batch.class_count : d.vocab - first;
   RECLM_CHECK(first >= 0 && V > 0 && first + V <= d.vocab, "softmax range [{}, {}) outside vocabulary {}",
               first, first + V, d.vocab);
-  const float* head = model.params.lm_head + first * C;
+  // (null under vocabulary parallelism, which uses model.params.head_rows instead)
+  const float* head = model.params.lm_head == nullptr ? nullptr : model.params.lm_head + first * C;
   // A wholly frozen head (LoRA, embeddings not trained) needs no weight gradient.
-  float* d_head = model.head_trains ? model.grads.lm_head + first * C : nullptr;
+  float* d_head = model.head_trains && model.grads.lm_head != nullptr ? model.grads.lm_head + first * C : nullptr;
 
   // Rows with loss. Scratch: d_normed holds gathered h, d_residual gathered d_h (both are free
   // until backward_layers starts).
@@ -166,7 +174,14 @@ double head_and_loss(Model& model, const Batch& batch, float grad_scale, bool ba
   }
 
   double loss_sum = 0.0;
-  for (int64_t t0 = 0; t0 < R; t0 += a.head_chunk) {
+  if (d.vocab_parallel()) {  // the head's rows are spread over the ranks: one collective call
+    RECLM_CHECK(model.comm != nullptr, "vocabulary parallelism without a communicator");
+    loss_sum = vocab_parallel_cross_entropy(*model.comm, d.vocab_shard, model.params.head_rows,
+                                            h_all, targets, weights, R, C, first, V,
+                                            backward ? grad_scale : 0.0f,
+                                            backward ? d_h_all : nullptr, model.grads.head_rows);
+  }
+  for (int64_t t0 = 0; t0 < R && !d.vocab_parallel(); t0 += a.head_chunk) {
     const int64_t n = std::min(a.head_chunk, R - t0);
     const float* h = h_all + t0 * C;
     ops::linear_forward(a.logits, h, head, n, C, V);

@@ -78,7 +78,7 @@ int64_t ModelDims::proj_out(LoraTarget t) const {
 }
 
 ParamLayout::ParamLayout(const ModelDims& d) {
-  add("model.embed_tokens.weight", {d.vocab, d.d_model}, ParamKind::kEmbedding);
+  add_vocab_table("model.embed_tokens.weight", d);
   for (int64_t l = 0; l < d.n_layers; ++l) {
     const std::string p = fmt::format("model.layers.{}.", l);
     add(p + "input_layernorm.weight", {d.d_model}, ParamKind::kNorm);
@@ -92,7 +92,7 @@ ParamLayout::ParamLayout(const ModelDims& d) {
     add(p + "mlp.down_proj.weight", {d.d_model, d.d_ff}, ParamKind::kMatrix);
   }
   add("model.norm.weight", {d.d_model}, ParamKind::kNorm);
-  if (!d.tied) add("lm_head.weight", {d.vocab, d.d_model}, ParamKind::kEmbedding);
+  if (!d.tied) add_vocab_table("lm_head.weight", d);
   if (d.has_lora()) {
     const int64_t r = d.lora_rank;
     for (int64_t l = 0; l < d.n_layers; ++l) {
@@ -110,8 +110,23 @@ ParamLayout::ParamLayout(const ModelDims& d) {
 
 void ParamLayout::add(std::string name, std::vector<int64_t> shape, ParamKind kind) {
   const int64_t numel = shape_numel(shape);
-  entries_.push_back({std::move(name), std::move(shape), total_, numel, kind, 0, numel});
+  entries_.push_back({std::move(name), std::move(shape), total_, numel, kind, 0, numel,
+                      next_init_key_++});
   total_ += (numel + 15) / 16 * 16;  // keep every tensor 64-byte aligned
+}
+
+void ParamLayout::add_vocab_table(const std::string& name, const ModelDims& d) {
+  if (!d.vocab_parallel()) {
+    add(name, {d.vocab, d.d_model}, ParamKind::kEmbedding);
+    return;
+  }
+  const VocabShard& s = d.vocab_shard;
+  RECLM_CHECK(s.vocab == d.vocab, "vocabulary shard of {} ids for a vocabulary of {}", s.vocab,
+              d.vocab);
+  add(name + kReplicatedPiece, {s.n_replicated(), d.d_model}, ParamKind::kEmbedding);
+  add(name + kItemsPiece, {s.n_own(), d.d_model}, ParamKind::kEmbedding);
+  entries_.back().sharded_rows = true;
+  entries_.back().init_key = --next_init_key_ - 1;  // one tensor: both pieces share its key
 }
 
 // Without LoRA everything trains. With it only the adapters do, plus (when configured) the

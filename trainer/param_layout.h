@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/config.h"
+#include "trainer/vocab_shard.h"
 
 namespace reclm {
 
@@ -25,8 +26,18 @@ struct ParamEntry {
   // train only their new-token rows (ParamLayout's constructor says which).
   int64_t train_begin = 0;
   int64_t train_end = 0;
+  // The tensor's index in the layout without vocabulary parallelism (keys its random init, so
+  // a sharded model starts from exactly the unsharded weights).
+  int init_key = 0;
+  // Vocabulary parallelism splits the embedding (and an untied head) into two entries:
+  // "<name>@replicated" [V − n_items, C] (rows outside the item block) and "<name>@items"
+  // [n_own, C] (this rank's item rows; sharded_rows). A sharded entry's gradient is complete for
+  // the job (never all-reduced) and its squared norm is summed over the ranks.
+  bool sharded_rows = false;
   bool frozen() const { return train_end <= train_begin; }
 };
+inline constexpr const char* kReplicatedPiece = "@replicated";
+inline constexpr const char* kItemsPiece = "@items";
 
 // The projections LoRA can adapt, in the order of ModelDims::lora_targets' bits.
 enum class LoraTarget { kQ, kK, kV, kO, kGate, kUp, kDown };
@@ -62,6 +73,10 @@ struct ModelDims {
   // Embedding rows >= this are tokens a pretrained model never saw (items, attributes,
   // specials); set from the dataset by the train loop. 0 = every row counts as new.
   int64_t first_new_token = 0;
+  // Vocabulary parallelism (runtime.vocab_parallel, trainer/vocab_parallel.h): the item rows this
+  // rank holds; no item block (the default) = off, every rank holds every row.
+  VocabShard vocab_shard{};
+  bool vocab_parallel() const { return vocab_shard.n_items() > 0; }
 
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
@@ -95,6 +110,9 @@ class ParamLayout {
 
  private:
   void add(std::string name, std::vector<int64_t> shape, ParamKind kind);
+  // A vocabulary table [V, C]: one entry, or its two pieces under vocabulary parallelism.
+  void add_vocab_table(const std::string& name, const ModelDims& d);
+  int next_init_key_ = 0;
   void set_train_ranges(const ModelDims& dims);
   std::vector<ParamEntry> entries_;
   int64_t total_ = 0;

@@ -21,6 +21,8 @@
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
+#include "trainer/vocab_parallel.h"
+#include "trainer/vocab_tables.h"
 #include "trainer/weights_file.h"
 #include "trainer/zero1.h"
 
@@ -67,11 +69,20 @@ std::filesystem::path prepare_run_dir(const Config& config) {
 }
 
 // The held-out batches are split over the ranks (batch i on rank i mod world) and the sums
-// reduced, so the value does not depend on the number of ranks beyond summation order.
+// reduced, so the value does not depend on the number of ranks beyond summation order. Under
+// vocabulary parallelism every forward is collective, so all ranks run the same number: a rank
+// left without a batch in the last round runs batch 0 and ignores it (each rank's rows are
+// scored independently of the others', so this changes nothing for them).
 double validation_loss(Model& model, const BatchSource& source, int n_batches, Communicator* comm) {
   const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
   double sums[2] = {0.0, 0.0};  // loss, weight
-  for (int i = rank; i < n_batches; i += world) {
+  const int rounds = (n_batches + world - 1) / world;
+  for (int round = 0; round < rounds; ++round) {
+    const int i = round * world + rank;
+    if (i >= n_batches) {
+      if (model.dims.vocab_parallel()) forward_loss(model, source.val_batch(0));
+      continue;
+    }
     const Batch batch = source.val_batch(i);
     sums[0] += forward_loss(model, batch);
     for (float w : batch.loss_weights) sums[1] += w;
@@ -91,10 +102,17 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
                    "field model.vocab_size: {} is smaller than the data's vocabulary ({})",
                    dims.vocab, source.min_vocab_size());
 
-  Model model(dims, source.max_batch_tokens());
-  init_weights(model, config.runtime().seed(), config.model().init_std());
   Communicator* comm = hooks.comm;
   const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  if (config.runtime().vocab_parallel() && world > 1) {
+    RECLM_USER_CHECK(hooks.item_end > hooks.item_begin,
+                     "field runtime.vocab_parallel: the data has no item tokens to shard (it "
+                     "needs a recommendation dataset)");
+    dims.vocab_shard = make_vocab_shard(dims.vocab, hooks.item_begin, hooks.item_end, rank, world);
+  }
+  Model model(dims, source.max_batch_tokens());
+  model.comm = comm;
+  init_weights(model, config.runtime().seed(), config.model().init_std());
   // ZeRO-1 (trainer/zero1.h): this rank's optimizer holds and updates only its shard.
   std::optional<Zero1Exchange> zero1;
   if (config.optim().zero1() && world > 1) zero1.emplace(model.layout, *comm);
@@ -132,6 +150,13 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
              "[{}, {}) ({} trainable)", world, zero1->shard().begin, zero1->shard().end,
              segment_values(shard_update_segments(model.layout, zero1->shard())));
   }
+  if (dims.vocab_parallel()) {
+    log_info("vocab_parallel: this rank holds item rows [{}, {}) ({} of {} items) of the embedding{}",
+             dims.vocab_shard.own_begin, dims.vocab_shard.own_end, dims.vocab_shard.n_own(),
+             dims.vocab_shard.n_items(), dims.tied ? " (tied head)" : " and the LM head");
+  } else if (config.runtime().vocab_parallel()) {
+    log_info("runtime.vocab_parallel: no effect in a single process");
+  }
   if (buckets) {
     log_info("gradients: {} buckets of ~{} MiB (runtime.grad_bucket_mb), all-reduced during backward",
              buckets->buckets().size(), bucket_mb);
@@ -154,7 +179,12 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
   if (draw) bar.update(progress.step, "");
   Stopwatch run_clock;
   const int val_every = config.eval().val_every();
-  const int rank_every = hooks.rank_eval ? config.eval().rank_every() : 0;
+  int rank_every = hooks.rank_eval ? config.eval().rank_every() : 0;
+  if (rank_every > 0 && dims.vocab_parallel()) {  // ranking scores every item on one rank
+    log_warn("eval.rank_every: no ranking evaluation during training under runtime.vocab_parallel "
+             "(each rank holds only its items); run `reclm eval` on the saved model");
+    rank_every = 0;
+  }
   for (int64_t step = progress.step; step < tc.steps(); ++step) {
     Stopwatch step_clock;
     std::vector<Batch> batches;
@@ -194,7 +224,7 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     comm_seconds += comm_clock.seconds();
     const double loss = total_weight > 0.0 ? loss_sum / total_weight : 0.0;
     // ZeRO-1: each rank's shard, all-reduced (one double).
-    const double norm = zero1 ? zero1->grad_norm(model) : AdamW::grad_norm(model);
+    const double norm = zero1 ? zero1->grad_norm(model) : job_grad_norm(comm, model);
     const float lr = learning_rate(tc, step);
 
     const bool finite = std::isfinite(loss) && std::isfinite(norm);
@@ -262,7 +292,14 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     if (hooks.after_step) hooks.after_step(model, optimizer, progress, step + 1 == tc.steps());
   }
   if (hooks.finish) hooks.finish();
-  if (lead) save_weights(run_dir / "model.h5", model, config_to_text(config));
+  if (dims.vocab_parallel()) {  // the whole tables, assembled on rank 0
+    std::optional<Model> whole;
+    if (lead) whole.emplace(unsharded_dims(dims), 1);
+    gather_unsharded(*comm, dims, model.param_data(), lead ? whole->param_data() : nullptr);
+    if (lead) save_weights(run_dir / "model.h5", *whole, config_to_text(config));
+  } else if (lead) {
+    save_weights(run_dir / "model.h5", model, config_to_text(config));
+  }
   const std::string final_loss =
       result.losses.empty() ? "no step run" : fmt::format("final loss {:.4f}", result.losses.back());
   if (draw) bar.finish(final_loss);

@@ -62,6 +62,10 @@ struct TrainHooks {
   // Embedding rows from this index on are new to a pretrained model (items, attributes, special
   // tokens): under LoRA they are the rows that train (model.lora.train_item_embeddings).
   int64_t first_new_token = 0;
+  // The dataset's item tokens [item_begin, item_end): the rows runtime.vocab_parallel shards over
+  // the ranks. Empty without item tokens (text data).
+  int64_t item_begin = 0;
+  int64_t item_end = 0;
   // Ranking evaluation (e.g. validation HR/NDCG) every eval.rank_every steps and after the last
   // step; the returned JSON object is appended to metrics.jsonl (kind "rank") and printed.
   std::function<nlohmann::json(Model& model)> rank_eval;

@@ -150,18 +150,28 @@ double vocab_parallel_cross_entropy(Communicator& comm, const VocabShard& shard,
                 "row {}: target {} outside the class range [{}, {})", r, targets[r], class_begin,
                 class_end);
   }
-  // Every rank's rows: G = world · r_max, this rank's at [first, first + R).
+  // Every rank's rows: G = world · r_max, rank q's at [q · r_max, q · r_max + R_q); and every
+  // rank's class range (ranks may train on different sources: item softmax here, full text there).
+  const int world = comm.size();
   const int64_t r_max = max_over_ranks(comm, R);
-  const int64_t G = r_max * comm.size(), first = comm.rank() * r_max;
+  const int64_t G = r_max * world, first = comm.rank() * r_max;
   const std::vector<float> H = all_gather_rows(comm, h, R, r_max, C);
   const std::vector<int32_t> all_targets = all_gather_ids(comm, targets, R, r_max);
   const std::vector<float> all_weights = all_gather_rows(comm, weights, R, r_max, 1);
+  const int32_t my_range[2] = {static_cast<int32_t>(class_begin), static_cast<int32_t>(class_end)};
+  const std::vector<int32_t> ranges = all_gather_ids(comm, my_range, 2, 2);  // [world][begin, end)
 
-  // The two parts this rank scores: its item rows ∩ the range (every rank's rows), and the
-  // replicated rows of the range (its own rows; targets there renumbered to replicated rows).
-  const int64_t own_lo = std::max(class_begin, shard.own_begin);
-  const int64_t n_own = std::max<int64_t>(0, std::min(class_end, shard.own_end) - own_lo);
-  const float* own_w = table.own + (own_lo - shard.own_begin) * C;
+  // The parts this rank scores: its item rows ∩ rank q's range, for rank q's rows; and the
+  // replicated rows of its own range, for its own rows (targets renumbered to replicated rows).
+  struct OwnPart {
+    int64_t lo = 0, n = 0;  // item ids [lo, lo + n)
+  };
+  std::vector<OwnPart> own_parts(world);
+  for (int q = 0; q < world; ++q) {
+    own_parts[q].lo = std::max<int64_t>(ranges[2 * q], shard.own_begin);
+    own_parts[q].n = std::max<int64_t>(0, std::min<int64_t>(ranges[2 * q + 1], shard.own_end) - own_parts[q].lo);
+  }
+  const auto own_rows_of = [&](const OwnPart& p) { return table.own + (p.lo - shard.own_begin) * C; };
   const RowRange rep = replicated_classes(shard, class_begin, class_end);
   const float* rep_w = table.replicated + rep.lo * C;
   std::vector<int32_t> rep_targets(static_cast<size_t>(R));
@@ -191,12 +201,14 @@ double vocab_parallel_cross_entropy(Communicator& comm, const VocabShard& shard,
                   part_target[i]);
     }
   };
-  if (n_own > 0) {
-    const int64_t step = chunk_rows(n_own);
-    for (int64_t g0 = 0; g0 < G; g0 += step) {
-      const int64_t n = std::min(step, G - g0);
-      score(H.data() + g0 * C, n, own_w, n_own, all_targets.data() + g0, all_weights.data() + g0,
-            own_lo, g0);
+  for (int q = 0; q < world; ++q) {
+    const OwnPart& p = own_parts[q];
+    if (p.n == 0) continue;
+    const int64_t step = chunk_rows(p.n);
+    for (int64_t g0 = q * r_max; g0 < (q + 1) * r_max; g0 += step) {
+      const int64_t n = std::min(step, (q + 1) * r_max - g0);
+      score(H.data() + g0 * C, n, own_rows_of(p), p.n, all_targets.data() + g0,
+            all_weights.data() + g0, p.lo, g0);
     }
   }
   if (rep.size() > 0) {
@@ -236,15 +248,17 @@ double vocab_parallel_cross_entropy(Communicator& comm, const VocabShard& shard,
                                            cls_begin, grad_scale);
   };
   std::vector<float> d_all(static_cast<size_t>(G * C), 0.0f);
-  if (n_own > 0) {
-    float* d_own_w = d_table.own + (own_lo - shard.own_begin) * C;
-    const int64_t step = chunk_rows(n_own);
-    for (int64_t g0 = 0; g0 < G; g0 += step) {
-      const int64_t n = std::min(step, G - g0);
-      dlogits_of(H.data() + g0 * C, n, own_w, n_own, all_targets.data() + g0,
-                 all_weights.data() + g0, own_lo, g0);
+  for (int q = 0; q < world; ++q) {
+    const OwnPart& p = own_parts[q];
+    if (p.n == 0) continue;
+    float* d_own_w = d_table.own + (p.lo - shard.own_begin) * C;
+    const int64_t step = chunk_rows(p.n);
+    for (int64_t g0 = q * r_max; g0 < (q + 1) * r_max; g0 += step) {
+      const int64_t n = std::min(step, (q + 1) * r_max - g0);
+      dlogits_of(H.data() + g0 * C, n, own_rows_of(p), p.n, all_targets.data() + g0,
+                 all_weights.data() + g0, p.lo, g0);
       ops::linear_backward(d_all.data() + g0 * C, d_own_w, logits.data(), H.data() + g0 * C,
-                           own_w, n, C, n_own, /*accumulate_dinp=*/false);
+                           own_rows_of(p), n, C, p.n, /*accumulate_dinp=*/false);
     }
   }
   std::vector<float> d_mine(static_cast<size_t>(r_max * C));

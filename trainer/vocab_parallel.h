@@ -18,9 +18,10 @@
 // its replicated rows over its own tokens (all-reduced with the other gradients, as usual).
 //
 // Cross-entropy over classes [class_begin, class_begin + n) (e.g. the item block, or the whole
-// vocabulary). The hidden states, targets and weights of every rank's loss rows are
-// all-gathered; each rank scores every row against its own item rows, and its own rows against
-// the replicated rows of the range. Per row it reduces its part to (max, Σexp, target logit);
+// vocabulary; each rank's own, as ranks may train on different sources). The hidden states,
+// targets, weights and class ranges of every rank's loss rows are all-gathered; each rank
+// scores every row against its own item rows within that row's range, and its own rows against
+// the replicated rows of its range. Per row it reduces its part to (max, Σexp, target logit);
 // the ranks combine them — all-reduce(max) of the maxima, then all-reduce(sum) of the rescaled
 // sums and target logits — so every rank knows each row's log-sum-exp over the whole range
 // without any rank holding all logits. Backward forms each part's dlogits from those statistics:
@@ -33,35 +34,11 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "runtime/comm/communicator.h"
+#include "trainer/vocab_shard.h"
 
 namespace reclm {
-
-// Which rows of a vocabulary of `vocab` ids this rank holds.
-struct VocabShard {
-  int64_t vocab = 0;
-  int64_t item_begin = 0, item_end = 0;  // the sharded block of ids
-  int64_t own_begin = 0, own_end = 0;    // this rank's slice of it
-  int64_t n_items() const { return item_end - item_begin; }
-  int64_t n_own() const { return own_end - own_begin; }
-  int64_t n_replicated() const { return vocab - n_items(); }
-  bool is_item(int64_t id) const { return id >= item_begin && id < item_end; }
-  bool owns(int64_t id) const { return id >= own_begin && id < own_end; }
-  // Row of a non-item id in the replicated piece.
-  int64_t replicated_row(int64_t id) const { return id < item_begin ? id : id - n_items(); }
-};
-
-// Rank `rank` of `world` holds items [item_begin + rank·n/world, item_begin + (rank+1)·n/world).
-VocabShard make_vocab_shard(int64_t vocab, int64_t item_begin, int64_t item_end, int rank,
-                            int world);
-
-// The two pieces of a table (weights, or their gradients).
-struct ShardedRows {
-  float* replicated;  // [n_replicated, C]
-  float* own;         // [n_own, C]
-};
 
 // out[T, C] = table[tokens[t]] for this rank's tokens. Collective.
 void vocab_parallel_embedding_forward(Communicator& comm, const VocabShard& shard,
@@ -74,7 +51,7 @@ void vocab_parallel_embedding_backward(Communicator& comm, const VocabShard& sha
                                        const int32_t* tokens, int64_t T, int64_t C);
 
 // Softmax cross-entropy of this rank's rows h[R, C] against the table's classes
-// [class_begin, class_begin + n_classes): returns Σ_r weights[r] · (lse_r − logit_r[target_r])
+// [class_begin, class_begin + n_classes) (each rank may pass its own range): returns Σ_r weights[r] · (lse_r − logit_r[target_r])
 // over this rank's rows. With d_h != nullptr also the backward at grad_scale: d_h[R, C] is
 // overwritten with ∂/∂h, and d_table accumulates (own rows over every rank's rows, replicated
 // rows over this rank's). Every target with a nonzero weight lies in the class range. Collective.

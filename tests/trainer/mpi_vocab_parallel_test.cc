@@ -2,7 +2,7 @@
 // (ctest label `mpi`), against the unsharded table computed in double on every rank. Each rank's
 // inputs are a pure function of (seed, rank), so every rank rebuilds every rank's inputs for the
 // reference. Odd sizes: an item block that does not split evenly, widths and token counts that
-// differ per rank, rows without loss. Outputs are poisoned (NaN) before the calls; accumulated
+// differ per rank, rows without loss; class ranges the same on every rank, and different. Outputs are poisoned (NaN) before the calls; accumulated
 // gradients start from random values. Prints "vocab parallel N ranks: K checks, 0 failed".
 #include <cmath>
 #include <cstdio>
@@ -93,18 +93,26 @@ void check_table_grad(Communicator& comm, Checks& checks, const VocabShard& s,
   checks.expect(wrong == 0, what + ": " + std::to_string(wrong) + " gradient values off");
 }
 
-void run_case(Communicator& comm, Checks& checks, uint64_t seed, int64_t class_begin,
-              int64_t n_classes) {
+struct ClassRange {
+  int64_t begin, count;
+};
+
+// ranges[r % size] is rank r's class range.
+void run_case(Communicator& comm, Checks& checks, uint64_t seed, const std::vector<ClassRange>& ranges) {
   const int world = comm.size(), rank = comm.rank();
-  const std::string name = "classes [" + std::to_string(class_begin) + ", " +
-                           std::to_string(class_begin + n_classes) + ")";
+  std::string name = "classes";
+  for (const ClassRange& c : ranges) {
+    name += " [" + std::to_string(c.begin) + ", " + std::to_string(c.begin + c.count) + ")";
+  }
+  const auto range_of = [&](int r) { return ranges[r % ranges.size()]; };
+  const int64_t class_begin = range_of(rank).begin, n_classes = range_of(rank).count;
   const VocabShard s = make_vocab_shard(kVocab, kItemBegin, kItemEnd, rank, world);
   const std::vector<float> table = uniform(CounterRng(seed, RngPurpose::kTest, 1, 0), kVocab * kC, 0.8f);
   const std::vector<float> grad_start = uniform(CounterRng(seed, RngPurpose::kTest, 2, 0), kVocab * kC, 0.1f);
   std::vector<float> rep, own, d_rep, d_own;
   split(s, table, rep, own);
   std::vector<RankInput> inputs;
-  for (int r = 0; r < world; ++r) inputs.push_back(rank_input(seed, r, class_begin, n_classes));
+  for (int r = 0; r < world; ++r) inputs.push_back(rank_input(seed, r, range_of(r).begin, range_of(r).count));
   const RankInput& mine = inputs[rank];
   const int64_t T = static_cast<int64_t>(mine.tokens.size()), R = static_cast<int64_t>(mine.targets.size());
   const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -136,6 +144,7 @@ void run_case(Communicator& comm, Checks& checks, uint64_t seed, int64_t class_b
   std::vector<std::vector<double>> d_h_want(world);
   for (int r = 0; r < world; ++r) {
     const RankInput& in = inputs[r];
+    const int64_t class_begin = range_of(r).begin, n_classes = range_of(r).count;
     d_h_want[r].assign(in.h.size(), 0.0);
     for (size_t i = 0; i < in.targets.size(); ++i) {
       if (in.weights[i] == 0.0f) continue;
@@ -191,9 +200,11 @@ int main(int argc, char** argv) {
     uint64_t seed = argc > 1 ? std::stoull(argv[1]) : std::random_device{}();
     comm->broadcast(&seed, sizeof(seed), 0);
     // the item block, the whole vocabulary, and a range straddling both edges of the block
-    run_case(*comm, checks, seed, kItemBegin, kItemEnd - kItemBegin);
-    run_case(*comm, checks, seed, 0, kVocab);
-    run_case(*comm, checks, seed, 10, 80);
+    const ClassRange items{kItemBegin, kItemEnd - kItemBegin}, all{0, kVocab}, straddling{10, 80};
+    run_case(*comm, checks, seed, {items});
+    run_case(*comm, checks, seed, {all});
+    run_case(*comm, checks, seed, {straddling});
+    run_case(*comm, checks, seed, {items, all, straddling});  // each rank its own range
     double totals[2] = {double(checks.run), double(checks.failed)};
     comm->all_reduce(totals, 2, ReduceOp::kSum);
     if (comm->rank() == 0) {
