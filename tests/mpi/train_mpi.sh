@@ -20,26 +20,7 @@ MPIRUN=("$RECLM_SOURCE_DIR/scripts/mpirun.sh" --mca btl self,tcp --mca btl_tcp_i
 
 base=(--config configs/tiny.pbtxt --set train.steps=16 --set eval.val_every=8 --set runtime.threads=1
       --set model.dropout=0 --set checkpoint.every=8 --set train.log_every=4)
-losses() {
-  python3 -c '
-import json, sys
-by_step = {}
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    if r["kind"] == "train": by_step[r["step"]] = r["loss"]
-print(" ".join(repr(by_step[s]) for s in sorted(by_step)))' "$1"
-}
-# Loss sequences equal within rtol (summation order differs between rank counts).
-same_losses() {
-  python3 - "$1" "$2" "$3" <<'PY'
-import sys
-a, b = ([float(x) for x in s.split()] for s in sys.argv[1:3])
-rtol = float(sys.argv[3])
-worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
-print(f"{len(a)} steps, worst relative loss difference {worst:.2e} (tolerance {rtol:g})")
-sys.exit(0 if len(a) == len(b) and worst <= rtol else 1)
-PY
-}
+source "$(dirname "$0")/lib/runs.bash"
 
 # 1. Equivalence: 1 rank × micro_batch 12 vs 2 × 6 vs 3 × 4, gradients all-reduced in small
 #    buckets during backward (several per layer); and the same ranks with one all-reduce after
@@ -68,10 +49,7 @@ done
 # 2. Saved by 2 ranks at step 8, resumed by 3 ranks and by 1 (same global batch).
 for np in 3 1; do
   run="$work/resume_np$np"
-  mkdir -p "$run"
-  cp -r "$work/np2/checkpoints" "$run/"
-  echo step_00000008 > "$run/checkpoints/latest"
-  rm -rf "$run/checkpoints/step_00000016"
+  resume_dir_from "$work/np2" "$run" 00000008
   launcher=("${MPIRUN[@]}" -np $np)
   [ $np -eq 1 ] && launcher=()
   "${launcher[@]}" "$RECLM" train "${base[@]}" --set train.micro_batch=$((12 / np)) \
@@ -117,10 +95,7 @@ same_losses "$(losses "$work/lora_zero1_false/metrics.jsonl")" "$(losses "$work/
 #    2-rank trajectory from step 9.
 resume_from() {  # resume_from NAME SOURCE_RUN NP ZERO1
   local run="$work/$1" np=$3
-  mkdir -p "$run"
-  cp -r "$2/checkpoints" "$run/"
-  echo step_00000008 > "$run/checkpoints/latest"
-  rm -rf "$run/checkpoints/step_00000016"
+  resume_dir_from "$2" "$run" 00000008
   local launcher=("${MPIRUN[@]}" -np $np)
   [ $np -eq 1 ] && launcher=()
   "${launcher[@]}" "$RECLM" train "${base[@]}" --set train.micro_batch=$((12 / np)) --set optim.zero1=$4 \

@@ -16,25 +16,7 @@ MPIRUN=("$RECLM_SOURCE_DIR/scripts/mpirun.sh" --mca btl self,tcp --mca btl_tcp_i
 base=(--config "$RECLM_SOURCE_DIR/configs/tiny_rec.pbtxt" --set data.dataset="$work/synthetic.h5"
       --set train.steps=16 --set runtime.threads=1 --set model.dropout=0 --set train.log_every=4
       --set eval.val_every=8 --set checkpoint.every=8)
-losses() {
-  python3 -c '
-import json, sys
-by_step = {}
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    if r["kind"] in ("train", "val"): by_step[(r["kind"], r["step"])] = r.get("loss", r.get("val_loss"))
-print(" ".join(repr(by_step[k]) for k in sorted(by_step)))' "$1"
-}
-same_losses() {
-  python3 - "$1" "$2" "$3" <<'PY'
-import sys
-a, b = ([float(x) for x in s.split()] for s in sys.argv[1:3])
-rtol = float(sys.argv[3])
-worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
-print(f"{len(a)} values, worst relative difference {worst:.2e} (tolerance {rtol:g})")
-sys.exit(0 if len(a) == len(b) and worst <= rtol else 1)
-PY
-}
+source "$(dirname "$0")/lib/runs.bash"
 train() {  # train NAME NP EXTRA...
   local name=$1 np=$2
   shift 2
@@ -51,11 +33,11 @@ for tied in true false; do
     train plain_${tied}_np$np $np --set model.tie_embeddings=$tied
     train vp_${tied}_np$np $np --set model.tie_embeddings=$tied --set runtime.vocab_parallel=true
     grep -q "vocab_parallel: this rank holds item rows" "$work/vp_${tied}_np$np.txt" || { cat "$work/vp_${tied}_np$np.txt"; fail "vp $np ranks: not sharded"; }
-    same_losses "$(losses "$work/plain_${tied}_np$np/metrics.jsonl")" "$(losses "$work/vp_${tied}_np$np/metrics.jsonl")" 1e-5 ||
+    same_losses "$(losses "$work/plain_${tied}_np$np/metrics.jsonl" "train val")" "$(losses "$work/vp_${tied}_np$np/metrics.jsonl" "train val")" 1e-5 ||
       fail "vocab_parallel on $np ranks (tied $tied) trains differently from plain data parallelism"
   done
 done
-same_losses "$(losses "$work/np1/metrics.jsonl" | cut -d' ' -f1-16)" "$(losses "$work/vp_true_np3/metrics.jsonl" | cut -d' ' -f1-16)" 1e-4 ||
+same_losses "$(losses "$work/np1/metrics.jsonl")" "$(losses "$work/vp_true_np3/metrics.jsonl")" 1e-4 ||
   fail "vocab_parallel on 3 ranks does not train like 1 process with the same global batch"
 
 # 2. The saved model holds whole tables: evaluation equals the plain run's.
@@ -81,13 +63,10 @@ ckpt="$work/vp_true_np2/checkpoints/step_00000008"
 "$RECLM" info "$ckpt" --verify > "$work/verify.txt" 2>&1 || { cat "$work/verify.txt"; fail "the vocab_parallel checkpoint does not verify"; }
 for np in 3 1; do
   run="$work/resume_np$np"
-  mkdir -p "$run"
-  cp -r "$work/vp_true_np2/checkpoints" "$run/"
-  echo step_00000008 > "$run/checkpoints/latest"
-  rm -rf "$run/checkpoints/step_00000016"
+  resume_dir_from "$work/vp_true_np2" "$run" 00000008
   train resume_np$np $np --set runtime.vocab_parallel=true --resume auto
   grep -q "continuing at step 9 of 16" "$work/resume_np$np.txt" || { cat "$work/resume_np$np.txt"; fail "resume on $np: not at step 9"; }
-  same_losses "$(losses "$work/vp_true_np2/metrics.jsonl" | cut -d' ' -f9-16)" "$(losses "$run/metrics.jsonl" | cut -d' ' -f1-8)" 1e-4 ||
+  same_losses "$(losses "$work/vp_true_np2/metrics.jsonl" | cut -d' ' -f9-)" "$(losses "$run/metrics.jsonl")" 1e-4 ||
     fail "resumed on $np ranks: the trajectory differs from the run that saved it"
 done
 
