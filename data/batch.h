@@ -38,7 +38,9 @@ class BatchSource {
   virtual ~BatchSource() = default;
   // Micro-batch `micro` of optimizer step `step`.
   virtual Batch train_batch(int64_t step, int micro) const = 0;
-  // Held-out micro-batch `index` (the same every call).
+  // This rank's share of held-out batch `index` (the same every call). As for training batches,
+  // the ranks of a job together hold what one process with micro_batch·world holds, so the
+  // validation set depends on the global batch, not on the number of ranks.
   virtual Batch val_batch(int index) const = 0;
   // Most tokens any batch holds: sizes the activation arena once.
   virtual int64_t max_batch_tokens() const = 0;

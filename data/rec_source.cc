@@ -222,7 +222,8 @@ Batch RecSource::val_batch(int index) const {
   Batch batch;
   std::vector<int32_t> items;
   for (int i = 0; i < o.micro_batch; ++i) {
-    const int64_t k = (static_cast<int64_t>(index) * o.micro_batch + i) % n_val;
+    const int64_t first = (static_cast<int64_t>(index) * o.world + o.rank) * o.micro_batch;
+    const int64_t k = (first + i) % n_val;
     const SplitView view = split_view(dataset.users, impl.val_users[k], Split::kValidation);
     items.assign(view.history.begin(), view.history.end());
     items.push_back(view.target);

@@ -38,7 +38,8 @@
 // to the item token range (data/batch.h). Otherwise the softmax spans the whole vocabulary.
 //
 // Validation: val_batch(i) holds users with a validation target, in user order, micro_batch per
-// batch (wrapping around when there are fewer): next_item_sample(history + [target],
+// batch and rank — on rank r of world the users (i·world + r)·micro_batch … + micro_batch − 1 —
+// wrapping around when there are fewer: next_item_sample(history + [target],
 // only_last = true), i.e. loss only on the held-out target's tokens. No history sampling.
 #pragma once
 

@@ -68,7 +68,9 @@ Batch TextLmSource::val_batch(int index) const {
   const int64_t n_windows = (static_cast<int64_t>(tokens_.size()) - train_end_) / window;
   std::vector<int64_t> starts(options_.micro_batch);
   for (int i = 0; i < options_.micro_batch; ++i) {
-    const int64_t w = (static_cast<int64_t>(index) * options_.micro_batch + i) % n_windows;
+    const int64_t first = (static_cast<int64_t>(index) * options_.world + options_.rank) *
+                          options_.micro_batch;
+    const int64_t w = (first + i) % n_windows;
     starts[i] = train_end_ + w * window;
   }
   return pack_windows(starts);

@@ -68,21 +68,12 @@ std::filesystem::path prepare_run_dir(const Config& config) {
   return dir;
 }
 
-// The held-out batches are split over the ranks (batch i on rank i mod world) and the sums
-// reduced, so the value does not depend on the number of ranks beyond summation order. Under
-// vocabulary parallelism every forward is collective, so all ranks run the same number: a rank
-// left without a batch in the last round runs batch 0 and ignores it (each rank's rows are
-// scored independently of the others', so this changes nothing for them).
+// Every rank runs its share of each held-out batch (BatchSource::val_batch) and the sums are
+// reduced, so the value depends on the global batch, not on the number of ranks (beyond
+// summation order), and every rank runs the same forwards (vocabulary parallelism needs that).
 double validation_loss(Model& model, const BatchSource& source, int n_batches, Communicator* comm) {
-  const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
   double sums[2] = {0.0, 0.0};  // loss, weight
-  const int rounds = (n_batches + world - 1) / world;
-  for (int round = 0; round < rounds; ++round) {
-    const int i = round * world + rank;
-    if (i >= n_batches) {
-      if (model.dims.vocab_parallel()) forward_loss(model, source.val_batch(0));
-      continue;
-    }
+  for (int i = 0; i < n_batches; ++i) {
     const Batch batch = source.val_batch(i);
     sums[0] += forward_loss(model, batch);
     for (float w : batch.loss_weights) sums[1] += w;

@@ -299,6 +299,15 @@ TEST(RecSource, RanksSplitTheSingleRankBatchInRankOrder) {
           << "step " << step << " micro " << micro;
     }
   }
+  for (int index : {0, 5}) {  // held-out batches split the same way (batch 5 wraps around)
+    std::vector<Segment> joined;
+    for (int rank = 0; rank < 2; ++rank) {
+      per_rank.rank = rank;
+      const auto part = segments(RecSource(d, per_rank).val_batch(index));
+      joined.insert(joined.end(), part.begin(), part.end());
+    }
+    EXPECT_EQ(joined, segments(single.val_batch(index))) << "validation batch " << index;
+  }
 }
 
 TEST(RecSource, IdNextItemTrainingRestrictsTheSoftmaxToItemTokens) {

@@ -78,6 +78,14 @@ TEST(TextLmSource, RanksTogetherHoldTheSingleRankBatch) {
       }
       EXPECT_EQ(joined, whole.train_batch(11, micro).tokens) << "world " << world;
     }
+    for (int index : {0, 1}) {  // held-out batches split the same way
+      std::vector<int32_t> joined;
+      for (int rank = 0; rank < world; ++rank) {
+        const Batch part = small_source(16, 3, 3, rank, world).val_batch(index);
+        joined.insert(joined.end(), part.tokens.begin(), part.tokens.end());
+      }
+      EXPECT_EQ(joined, whole.val_batch(index).tokens) << "world " << world << " val " << index;
+    }
   }
   EXPECT_NE(small_source(16, 3, 3, 0, 2).train_batch(1, 0).tokens,
             small_source(16, 3, 3, 1, 2).train_batch(1, 0).tokens);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Data-parallel training under mpirun (ctest label `mpi`), CPU ranks over TCP:
-#  1. N ranks with micro_batch m equal 1 rank with micro_batch N·m (same samples; the loss
-#     sequences agree to summation-order rounding), N = 2 and 3; gradient buckets all-reduced
-#     during backward equal one all-reduce after it;
+#  1. N ranks with micro_batch m equal 1 rank with micro_batch N·m (same samples; the train and
+#     validation loss sequences agree to summation-order rounding), N = 2 and 3; gradient
+#     buckets all-reduced during backward equal one all-reduce after it;
 #  2. saved by 2 ranks, resumed by 3 and by 1: training continues on the same trajectory;
 #  3. ZeRO-1 trains like plain data parallelism on 2 and 3 ranks (and under LoRA); its
 #     checkpoints list one optimizer shard per rank and verify;
@@ -34,8 +34,8 @@ for np in 2 3; do
   grep -q "× $np ranks" "$work/np$np.txt" || { cat "$work/np$np.txt"; fail "$np ranks: the log does not show $np ranks"; }
   grep -Eq "gradients: [0-9]+ buckets of ~0.004 MiB" "$work/np$np.txt" &&
     grep -Eq "comm, [0-9]+% overlapped" "$work/np$np.txt" || { cat "$work/np$np.txt"; fail "$np ranks: no bucketed all-reduce in the log"; }
-  same_losses "$(losses "$work/np1/metrics.jsonl")" "$(losses "$work/np$np/metrics.jsonl")" 1e-4 ||
-    fail "$np ranks do not train like 1 rank with the same global batch"
+  same_losses "$(losses "$work/np1/metrics.jsonl" "train val")" "$(losses "$work/np$np/metrics.jsonl" "train val")" 1e-4 ||
+    fail "$np ranks do not train (and validate) like 1 rank with the same global batch"
   "${MPIRUN[@]}" -np $np "$RECLM" train "${base[@]}" --set train.micro_batch=$((12 / np)) \
     --set runtime.grad_bucket_mb=0 --set checkpoint.every=0 \
     --set train.run_dir="$work/np${np}_after" > "$work/np${np}_after.txt" 2>&1 || { cat "$work/np${np}_after.txt"; fail "$np ranks, no buckets"; }

@@ -37,7 +37,7 @@ for tied in true false; do
       fail "vocab_parallel on $np ranks (tied $tied) trains differently from plain data parallelism"
   done
 done
-same_losses "$(losses "$work/np1/metrics.jsonl")" "$(losses "$work/vp_true_np3/metrics.jsonl")" 1e-4 ||
+same_losses "$(losses "$work/np1/metrics.jsonl" "train val")" "$(losses "$work/vp_true_np3/metrics.jsonl" "train val")" 1e-4 ||
   fail "vocab_parallel on 3 ranks does not train like 1 process with the same global batch"
 
 # 2. The saved model holds whole tables: evaluation equals the plain run's.
