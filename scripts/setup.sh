@@ -3,18 +3,8 @@
 # present; runs `apt-get update` only when something is missing. Run as root or with sudo.
 set -euo pipefail
 
-PACKAGES=(
-  cmake g++ make git python3           # toolchain; python3 for the plot/bench helper scripts
-  libgtest-dev                          # GoogleTest
-  libprotobuf-dev protobuf-compiler     # configs/reclm.proto
-  libopenblas-openmp-dev                # CPU GEMMs (OpenMP build: one thread pool)
-  libfmt-dev libcli11-dev nlohmann-json3-dev libxxhash-dev
-  libpcre2-dev                          # GPT-2 pre-tokenisation regex (BPE tokenizer)
-  libboost-context-dev                  # fibers for the host SIMT emulator (kernels/simt)
-  libhdf5-dev                           # prepared datasets and model weights (HDF5)
-  openmpi-bin libopenmpi-dev            # distributed runs (mpirun) and the MPI communicator
-  gnuplot-nox                           # scripts/plot.sh
-)
+# The list: scripts/debian_packages.txt (first word of each line that is not a comment).
+mapfile -t PACKAGES < <(sed -e 's/#.*//' "$(dirname "$0")/debian_packages.txt" | awk 'NF {print $1}')
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -1,8 +1,10 @@
-// fill_f32: out[i] = value. The first CUDA kernel: it proves the nvcc plumbing (architectures,
-// flags, resource report) in CI; the trainer's GPU backend uses it to poison and clear buffers.
-#include <cuda_runtime.h>
+// fill_f32: out[i] = value. The simplest kernel: it proves the plumbing (nvcc architectures,
+// flags, resource report; the emulated build and its test) and the GPU backend uses it to poison
+// and clear buffers.
+#include "kernels/cuda/fill.h"
 
-#include <cstdint>
+#include "kernels/cuda/launch_config.h"
+#include "kernels/simt/launch.h"
 
 namespace reclm::cuda {
 
@@ -17,9 +19,8 @@ __global__ void fill_f32_kernel(float* out, float value, int64_t n) {
 cudaError_t fill_f32(float* out, float value, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   constexpr int kThreads = 256;
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  fill_f32_kernel<<<static_cast<unsigned>(blocks < 65535 ? blocks : 65535), kThreads, 0, stream>>>(out, value, n);
-  return cudaGetLastError();
+  return simt::launch(fill_f32_kernel, dim3(grid_stride_blocks(n, kThreads)), dim3(kThreads), 0, stream,
+                      out, value, n);
 }
 
 }  // namespace reclm::cuda
