@@ -21,6 +21,21 @@ void embedding_forward(float* out, const float* table, const int32_t* ids, int64
 void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t n_tokens,
                         int64_t dim);
 
+// ---- embedding bag ---------------------------------------------------------------------------
+// Bag b covers ids[offsets[b] .. offsets[b+1]) (offsets [n_bags + 1], offsets[0] == 0,
+// non-decreasing): an item built from several feature tokens.
+//   kSum:  out[b, :] = Σ_j table[ids[j], :]   summed in position order from 0.0f
+//   kMean: out[b, :] = (Σ_j table[ids[j], :]) / count_b      an empty bag gives zeros
+enum class EmbeddingBagMode { kSum, kMean };
+void embedding_bag_forward(float* out, const float* table, const int32_t* ids,
+                           const int32_t* offsets, int64_t n_bags, int64_t dim,
+                           EmbeddingBagMode mode);
+// dtable[ids[j], :] += g_b, g_b = dout[b, :] (kSum) or dout[b, :] / count_b (kMean), for every j
+// of bag b; each row accumulates in (bag, position) order (accumulates; deterministic).
+void embedding_bag_backward(float* dtable, const float* dout, const int32_t* ids,
+                            const int32_t* offsets, int64_t n_bags, int64_t dim,
+                            EmbeddingBagMode mode);
+
 // ---- linear (GEMM) ---------------------------------------------------------------------------
 // out[T, OC] = inp[T, C] · W[OC, C]ᵀ  (+ out if accumulate_out)
 void linear_forward(float* out, const float* inp, const float* weight, int64_t T, int64_t C,
@@ -150,6 +165,21 @@ void adamw_update(float* params, const float* grads, float* m, float* v, int64_t
 double sum_of_squares(const float* x, int64_t n);
 // x[i] *= factor
 void scale_inplace(float* x, float factor, int64_t n);
+
+// ---- optimizer: bf16 copy of the updated weights (kernels/cpu/adamw_bf16.cc) ---------------
+// The reference the CUDA AdamW's bf16 output is held to bitwise.
+enum class Bf16Rounding { kNearestEven, kStochastic };
+// The 16 random bits stochastic rounding uses for element `index` at `step`: a counter-based
+// hash of (seed, step, index) (splitmix64 finalizer), so any device reproduces them.
+uint32_t stochastic_rounding_bits(uint64_t seed, int64_t step, int64_t index);
+// bf16 bits of x: NaN -> quiet NaN (as runtime/dtype.h f32_to_bf16); otherwise round up with
+// probability (low 16 bits of x) / 2^16, i.e. (bits(x) + random16) >> 16.
+uint16_t f32_to_bf16_stochastic(float x, uint32_t random16);
+// adamw_update, then params_bf16[i] = bf16(params[i]) rounded to nearest even (f32_to_bf16) or
+// stochastically with stochastic_rounding_bits(seed, hyper.step, index_base + i).
+void adamw_update_bf16(float* params, const float* grads, float* m, float* v, int64_t n,
+                       const AdamWHyper& hyper, uint16_t* params_bf16, Bf16Rounding rounding,
+                       uint64_t seed, int64_t index_base);
 
 // ---- CPU backend threads -------------------------------------------------------------------
 // Sets the OpenMP and OpenBLAS thread counts together (0 = one per available core) and

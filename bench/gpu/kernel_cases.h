@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/simt/cuda_compat.h"
+#include "kernels/simt/device_memory.h"
 
 namespace reclm::bench {
 
@@ -29,5 +30,34 @@ using CaseMaker = std::vector<KernelCase> (*)();
 bool register_cases(const char* group, CaseMaker make);
 // The registered groups in name order.
 std::vector<std::pair<std::string, CaseMaker>> registered_cases();
+
+// Helpers for the case files.
+using Floats = simt::DeviceBuffer<float>;
+
+// n values in [lo, hi) from a cheap LCG (benchmark data only needs to be ordinary numbers).
+inline std::vector<float> host_values(int64_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::vector<float> v(static_cast<size_t>(n));
+  uint32_t state = seed * 2654435761u + 1u;
+  for (float& x : v) {
+    state = state * 1664525u + 1013904223u;
+    x = lo + (hi - lo) * static_cast<float>(state >> 8) * (1.0f / 16777216.0f);
+  }
+  return v;
+}
+
+inline std::shared_ptr<Floats> device_values(int64_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  return std::make_shared<Floats>(host_values(n, seed, lo, hi));
+}
+
+// A case from its name, the bytes it must move, its launch and the buffers it keeps alive.
+inline KernelCase make_case(std::string name, int64_t bytes, std::function<cudaError_t(cudaStream_t)> run,
+                            std::vector<std::shared_ptr<void>> buffers) {
+  KernelCase c;
+  c.name = std::move(name);
+  c.bytes = bytes;
+  c.run = std::move(run);
+  c.buffers = std::make_shared<std::vector<std::shared_ptr<void>>>(std::move(buffers));
+  return c;
+}
 
 }  // namespace reclm::bench

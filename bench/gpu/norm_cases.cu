@@ -1,0 +1,129 @@
+// RMSNorm (with and without the residual add), RoPE, SwiGLU and the fp32 <-> bf16 conversions
+// (kernels/cuda/{rmsnorm,rope,swiglu,convert}.cu). Shapes of a 7B-class layer over 16384
+// tokens; `bytes` counts each array the kernel must read or write once (fp32 = 4 bytes).
+#include <cstdint>
+#include <vector>
+
+#include "bench/gpu/kernel_cases.h"
+#include "kernels/cuda/convert.h"
+#include "kernels/cuda/rmsnorm.h"
+#include "kernels/cuda/rope.h"
+#include "kernels/cuda/swiglu.h"
+#include "kernels/simt/device_memory.h"
+
+namespace reclm::bench {
+namespace {
+
+void add_rmsnorm_cases(std::vector<KernelCase>& cases, int64_t rows, int64_t dim) {
+  const int64_t n = rows * dim;
+  const std::string shape = std::to_string(rows) + " x " + std::to_string(dim);
+  auto a = device_values(n, 1), b = device_values(n, 2), w = device_values(dim, 3, 0.5f, 1.5f);
+  auto y = std::make_shared<Floats>(static_cast<size_t>(n)),
+       res = std::make_shared<Floats>(static_cast<size_t>(n));
+  auto rstd = std::make_shared<Floats>(static_cast<size_t>(rows));
+  // Reads a, b; writes the residual and y.
+  cases.push_back(make_case("rmsnorm_forward+residual " + shape, 16 * n + 4 * (dim + rows),
+                            [=](cudaStream_t s) {
+                              return cuda::rmsnorm_forward(y->data(), rstd->data(), res->data(), a->data(),
+                                                           b->data(), w->data(), rows, dim, 1e-5f, s);
+                            },
+                            {a, b, w, y, res, rstd}));
+  cases.push_back(make_case("rmsnorm_forward " + shape, 8 * n + 4 * (dim + rows),
+                            [=](cudaStream_t s) {
+                              return cuda::rmsnorm_forward(y->data(), rstd->data(), nullptr, a->data(),
+                                                           nullptr, w->data(), rows, dim, 1e-5f, s);
+                            },
+                            {a, w, y, rstd}));
+  // Reads dy, x, dx; writes dx (accumulating, so repeated runs are harmless). Here a is dy,
+  // b is x, y is dx (filled by the forward above: ordinary values).
+  const int64_t ws_floats = cuda::rmsnorm_backward_workspace_floats(rows, dim);
+  auto ws = std::make_shared<Floats>(static_cast<size_t>(ws_floats));
+  auto dw = device_values(dim, 4);
+  auto r = std::make_shared<Floats>(host_values(rows, 5, 0.5f, 1.5f));
+  auto dx = device_values(n, 6);
+  cases.push_back(make_case("rmsnorm_backward " + shape, 16 * n + 4 * (3 * dim + rows),
+                            [=](cudaStream_t s) {
+                              return cuda::rmsnorm_backward(dx->data(), dw->data(), ws->data(), a->data(),
+                                                            b->data(), w->data(), r->data(), rows, dim, s);
+                            },
+                            {a, b, w, ws, dw, r, dx}));
+}
+
+std::vector<KernelCase> norm_cases() {
+  std::vector<KernelCase> cases;
+  add_rmsnorm_cases(cases, 16384, 4096);  // block-per-row kernels
+  add_rmsnorm_cases(cases, 65536, 1024);  // warp-per-row kernels
+
+  // RoPE on q [16384 tokens, 32 heads, 128]: reads and writes every value once.
+  {
+    const int64_t tokens = 16384, heads = 32, head_dim = 128, n = tokens * heads * head_dim;
+    std::vector<int32_t> pos(static_cast<size_t>(tokens)), pos2(static_cast<size_t>(tokens));
+    for (int64_t t = 0; t < tokens; ++t) {
+      pos[static_cast<size_t>(t)] = static_cast<int32_t>(t % 4096);
+      pos2[static_cast<size_t>(t)] = static_cast<int32_t>(t % 97);
+    }
+    auto inter = std::make_shared<simt::DeviceBuffer<int32_t>>(pos);
+    auto intra = std::make_shared<simt::DeviceBuffer<int32_t>>(pos2);
+    auto q = device_values(n, 7);
+    auto out = std::make_shared<Floats>(static_cast<size_t>(n));
+    const std::string shape =
+        std::to_string(tokens) + " x " + std::to_string(heads) + " x " + std::to_string(head_dim);
+    cases.push_back(make_case("rope_forward 1D " + shape, 8 * n + 4 * tokens,
+                              [=](cudaStream_t s) {
+                                return cuda::rope_forward(out->data(), q->data(), inter->data(), nullptr,
+                                                          tokens, heads, head_dim, 10000.0f, s);
+                              },
+                              {inter, q, out}));
+    cases.push_back(make_case("rope_forward 2D " + shape, 8 * n + 8 * tokens,
+                              [=](cudaStream_t s) {
+                                return cuda::rope_forward(out->data(), q->data(), inter->data(),
+                                                          intra->data(), tokens, heads, head_dim, 10000.0f,
+                                                          s);
+                              },
+                              {inter, intra, q, out}));
+    cases.push_back(make_case("rope_backward 1D in place " + shape, 8 * n + 4 * tokens,
+                              [=](cudaStream_t s) {
+                                return cuda::rope_backward(q->data(), q->data(), inter->data(), nullptr,
+                                                           tokens, heads, head_dim, 10000.0f, s);
+                              },
+                              {inter, q}));
+  }
+
+  // SwiGLU over [16384 tokens, 4096] (n = 64M).
+  {
+    const int64_t n = int64_t{16384} * 4096;
+    auto gate = device_values(n, 8, -6.0f, 6.0f), up = device_values(n, 9), dout = device_values(n, 10);
+    auto out = std::make_shared<Floats>(static_cast<size_t>(n)),
+         dup = std::make_shared<Floats>(static_cast<size_t>(n));
+    cases.push_back(make_case(
+        "swiglu_forward 64M", 12 * n,
+        [=](cudaStream_t s) { return cuda::swiglu_forward(out->data(), gate->data(), up->data(), n, s); },
+        {gate, up, out}));
+    cases.push_back(make_case("swiglu_backward 64M", 20 * n,
+                              [=](cudaStream_t s) {
+                                return cuda::swiglu_backward(out->data(), dup->data(), dout->data(),
+                                                             gate->data(), up->data(), n, s);
+                              },
+                              {gate, up, dout, out, dup}));
+  }
+
+  // fp32 <-> bf16 over 128M values: 4 + 2 bytes each.
+  {
+    const int64_t n = int64_t{1} << 27;
+    auto f32 = device_values(n, 11);
+    auto bf16 = std::make_shared<simt::DeviceBuffer<uint16_t>>(static_cast<size_t>(n));
+    auto* bf16_ptr = reinterpret_cast<__nv_bfloat16*>(bf16->data());
+    cases.push_back(make_case(
+        "convert_f32_to_bf16 128M", 6 * n,
+        [=](cudaStream_t s) { return cuda::convert_f32_to_bf16(bf16_ptr, f32->data(), n, s); }, {f32, bf16}));
+    cases.push_back(make_case(
+        "convert_bf16_to_f32 128M", 6 * n,
+        [=](cudaStream_t s) { return cuda::convert_bf16_to_f32(f32->data(), bf16_ptr, n, s); }, {f32, bf16}));
+  }
+  return cases;
+}
+
+[[maybe_unused]] const bool registered = register_cases("norm", &norm_cases);
+
+}  // namespace
+}  // namespace reclm::bench

@@ -1,0 +1,108 @@
+// Loss and optimizer kernels (kernels/cuda/{cross_entropy,adamw,grad_norm}.cu). `bytes` counts
+// each array the kernel must read or write once (fp32 = 4 bytes, bf16 = 2):
+//   cross-entropy [8192 x 50257] in place: read logits + write dlogits (the kernel reads the
+//     row twice; the second read should mostly hit L2) — forward only: read logits;
+//   AdamW over 256M params: read p, g, m, v + write p, m, v (+ the bf16 copy);
+//   sum of squares over 1G floats: read x.
+#include <cstdint>
+#include <vector>
+
+#include "bench/gpu/kernel_cases.h"
+#include "kernels/cuda/adamw.h"
+#include "kernels/cuda/cross_entropy.h"
+#include "kernels/cuda/grad_norm.h"
+#include "kernels/simt/device_memory.h"
+
+namespace reclm::bench {
+namespace {
+
+void add_cross_entropy_cases(std::vector<KernelCase>& cases) {
+  const int64_t T = 8192, V = 50257;
+  const std::string shape = std::to_string(T) + " x " + std::to_string(V);
+  auto logits = device_values(T * V, 1, -8.0f, 8.0f);
+  std::vector<int32_t> host_targets(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) host_targets[t] = static_cast<int32_t>((t * 7919) % V);
+  auto targets = std::make_shared<simt::DeviceBuffer<int32_t>>(host_targets);
+  auto weights = device_values(T, 2, 0.5f, 1.5f);
+  auto losses = std::make_shared<Floats>(static_cast<size_t>(T));
+  auto row_loss = std::make_shared<simt::DeviceBuffer<double>>(static_cast<size_t>(T));
+  auto loss_sum = std::make_shared<simt::DeviceBuffer<double>>(1);
+  const std::vector<std::shared_ptr<void>> keep = {logits, targets, weights, losses, row_loss, loss_sum};
+  // In place, as the trainer runs it: later runs see earlier runs' dlogits as logits (still
+  // ordinary numbers; the work is the same).
+  cases.push_back(make_case("cross_entropy_forward_backward in place " + shape, 8 * T * V + 24 * T,
+                            [=](cudaStream_t s) {
+                              return cuda::cross_entropy_forward_backward(
+                                  logits->data(), losses->data(), loss_sum->data(), row_loss->data(),
+                                  logits->data(), targets->data(), weights->data(), T, V, 0, 1.0f / T, s);
+                            },
+                            keep));
+  cases.push_back(make_case("cross_entropy_forward " + shape, 4 * T * V + 24 * T,
+                            [=](cudaStream_t s) {
+                              return cuda::cross_entropy_forward(losses->data(), loss_sum->data(),
+                                                                 row_loss->data(), logits->data(),
+                                                                 targets->data(), weights->data(), T, V, 0, s);
+                            },
+                            keep));
+}
+
+void add_adamw_cases(std::vector<KernelCase>& cases) {
+  const int64_t n = int64_t{1} << 28;  // 256M params: 1 GiB per fp32 array
+  auto p = device_values(n, 3), g = device_values(n, 4), m = device_values(n, 5, -0.1f, 0.1f),
+       v = device_values(n, 6, 0.0f, 0.01f);
+  auto bf16 = std::make_shared<simt::DeviceBuffer<uint16_t>>(static_cast<size_t>(n));
+  ops::AdamWHyper h;
+  h.lr = 1e-4f;
+  h.beta1 = 0.9f;
+  h.beta2 = 0.95f;
+  h.eps = 1e-8f;
+  h.weight_decay = 0.1f;
+  h.step = 100;
+  h.grad_scale = 0.5f;
+  const std::vector<std::shared_ptr<void>> keep = {p, g, m, v, bf16};
+  cases.push_back(make_case("adamw_update 256M params", 28 * n,
+                            [=](cudaStream_t s) {
+                              return cuda::adamw_update(p->data(), g->data(), m->data(), v->data(), n, h, s);
+                            },
+                            keep));
+  cases.push_back(make_case("adamw_update_bf16 nearest-even 256M params", 30 * n,
+                            [=](cudaStream_t s) {
+                              return cuda::adamw_update_bf16(p->data(), g->data(), m->data(), v->data(), n, h,
+                                                             bf16->data(), ops::Bf16Rounding::kNearestEven, 0, 0,
+                                                             s);
+                            },
+                            keep));
+  cases.push_back(make_case("adamw_update_bf16 stochastic 256M params", 30 * n,
+                            [=](cudaStream_t s) {
+                              return cuda::adamw_update_bf16(p->data(), g->data(), m->data(), v->data(), n, h,
+                                                             bf16->data(), ops::Bf16Rounding::kStochastic, 42, 0,
+                                                             s);
+                            },
+                            keep));
+}
+
+void add_grad_norm_cases(std::vector<KernelCase>& cases) {
+  const int64_t n = int64_t{1} << 30;  // 1G floats, 4 GiB
+  auto x = device_values(n, 7);
+  auto workspace =
+      std::make_shared<simt::DeviceBuffer<double>>(static_cast<size_t>(cuda::sum_of_squares_workspace_doubles(n)));
+  auto result = std::make_shared<simt::DeviceBuffer<double>>(1);
+  cases.push_back(make_case("sum_of_squares 1G floats", 4 * n,
+                            [=](cudaStream_t s) {
+                              return cuda::sum_of_squares(result->data(), x->data(), n, workspace->data(), s);
+                            },
+                            {x, workspace, result}));
+}
+
+std::vector<KernelCase> optim_cases() {
+  std::vector<KernelCase> cases;
+  add_cross_entropy_cases(cases);
+  add_adamw_cases(cases);
+  add_grad_norm_cases(cases);
+  return cases;
+}
+
+[[maybe_unused]] const bool registered = register_cases("optim", &optim_cases);
+
+}  // namespace
+}  // namespace reclm::bench

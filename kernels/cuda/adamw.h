@@ -1,0 +1,28 @@
+// AdamW over the flat fp32 parameter buffer (ops::adamw_update on a GPU), optionally writing a
+// bf16 copy of the updated weights in the same pass (ops::adamw_update_bf16).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/ops.h"
+#include "kernels/simt/cuda_compat.h"
+
+namespace reclm::cuda {
+
+// In place on n values of device memory: params, m, v (fp32) updated from grads · grad_scale
+// with ops::adamw_update's arithmetic (same formula and association; results agree to a few
+// ulp, the difference being where each compiler fuses multiply-adds). Any alignment; 16-byte
+// aligned buffers take the float4 path.
+cudaError_t adamw_update(float* params, const float* grads, float* m, float* v, int64_t n,
+                         const ops::AdamWHyper& hyper, cudaStream_t stream);
+
+// adamw_update, plus params_bf16[i] (bf16 bits) = the updated params[i] rounded as
+// ops::adamw_update_bf16 does: to nearest even, or stochastically with the random bits of
+// ops::stochastic_rounding_bits(seed, hyper.step, index_base + i) — bitwise equal to the CPU
+// rounding of the same fp32 value.
+cudaError_t adamw_update_bf16(float* params, const float* grads, float* m, float* v, int64_t n,
+                              const ops::AdamWHyper& hyper, uint16_t* params_bf16,
+                              ops::Bf16Rounding rounding, uint64_t seed, int64_t index_base,
+                              cudaStream_t stream);
+
+}  // namespace reclm::cuda

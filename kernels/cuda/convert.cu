@@ -1,0 +1,88 @@
+// fp32 <-> bf16 conversions, memory-bound elementwise kernels.
+//
+// Rounding is done on the bits, exactly as reclm::f32_to_bf16 (runtime/dtype.cc): add
+// 0x7FFF + (lsb of the kept half) and truncate, i.e. round to nearest, ties to even (overflow
+// rounds to ±inf, denormals round like any other value); a NaN keeps its sign and top payload
+// bits and gets the quiet bit (0x0040). We do not use __float2bfloat16_rn: on the GPU it returns
+// the canonical NaN 0x7FFF for every NaN, which would differ from the host conversion.
+// bf16 -> fp32 is exact: the 16 bits become the high half of the float.
+//
+// Each thread converts units of 8 values: two float4 loads and one 16-byte store of 8 bf16
+// (or one 16-byte load and two float4 stores) when both pointers are 16-byte aligned, then a
+// scalar tail for the last n % 8 values (or all values when unaligned). Grid-stride loops.
+#include "kernels/cuda/convert.h"
+#include "kernels/cuda/launch_config.h"
+#include "kernels/simt/launch.h"
+
+namespace reclm::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kUnit = 8;  // values per vector unit: 16 bytes of bf16
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+__device__ __forceinline__ unsigned bf16_bits_rn(float value) {
+  const unsigned bits = __float_as_uint(value);
+  if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return ((bits >> 16) | 0x0040u) & 0xFFFFu;  // NaN: quiet
+  return (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+}
+
+// Two bf16 (lo first in memory) in one 32-bit word.
+__device__ __forceinline__ unsigned pack2(float lo, float hi) {
+  return bf16_bits_rn(lo) | (bf16_bits_rn(hi) << 16);
+}
+
+__global__ void __launch_bounds__(kThreads)
+    f32_to_bf16_kernel(uint16_t* out, const float* in, int64_t n, int64_t n_vec) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  for (int64_t v = first; v < n_vec; v += stride) {
+    const float4 a = reinterpret_cast<const float4*>(in)[2 * v];
+    const float4 b = reinterpret_cast<const float4*>(in)[2 * v + 1];
+    reinterpret_cast<uint4*>(out)[v] =
+        make_uint4(pack2(a.x, a.y), pack2(a.z, a.w), pack2(b.x, b.y), pack2(b.z, b.w));
+  }
+  for (int64_t i = kUnit * n_vec + first; i < n; i += stride)
+    out[i] = static_cast<uint16_t>(bf16_bits_rn(in[i]));
+}
+
+__global__ void __launch_bounds__(kThreads)
+    bf16_to_f32_kernel(float* out, const uint16_t* in, int64_t n, int64_t n_vec) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  for (int64_t v = first; v < n_vec; v += stride) {
+    const uint4 w = reinterpret_cast<const uint4*>(in)[v];
+    reinterpret_cast<float4*>(out)[2 * v] =
+        make_float4(__uint_as_float(w.x << 16), __uint_as_float(w.x & 0xFFFF0000u),
+                    __uint_as_float(w.y << 16), __uint_as_float(w.y & 0xFFFF0000u));
+    reinterpret_cast<float4*>(out)[2 * v + 1] =
+        make_float4(__uint_as_float(w.z << 16), __uint_as_float(w.z & 0xFFFF0000u),
+                    __uint_as_float(w.w << 16), __uint_as_float(w.w & 0xFFFF0000u));
+  }
+  for (int64_t i = kUnit * n_vec + first; i < n; i += stride)
+    out[i] = __uint_as_float(static_cast<unsigned>(in[i]) << 16);
+}
+
+unsigned blocks_for(int64_t n) { return grid_stride_blocks((n + kUnit - 1) / kUnit, kThreads); }
+
+}  // namespace
+
+cudaError_t convert_f32_to_bf16(__nv_bfloat16* out, const float* in, int64_t n, cudaStream_t stream) {
+  if (n < 0) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  const int64_t n_vec = aligned16(out) && aligned16(in) ? n / kUnit : 0;
+  return simt::launch(f32_to_bf16_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream,
+                      reinterpret_cast<uint16_t*>(out), in, n, n_vec);
+}
+
+cudaError_t convert_bf16_to_f32(float* out, const __nv_bfloat16* in, int64_t n, cudaStream_t stream) {
+  if (n < 0) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  const int64_t n_vec = aligned16(out) && aligned16(in) ? n / kUnit : 0;
+  return simt::launch(bf16_to_f32_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, out,
+                      reinterpret_cast<const uint16_t*>(in), n, n_vec);
+}
+
+}  // namespace reclm::cuda

@@ -1,0 +1,283 @@
+// Fused softmax cross-entropy, one block per row of logits [T, n_classes] (row of up to ~10^5
+// classes, read twice, dlogits written once, no probabilities stored).
+//
+// Algorithm per row (block):
+//   pass 1  each thread folds its elements into an online (max, Σ exp(x − max)): per float4 the
+//           local max first, the running sum rescaled by exp(old − new) when the max grows, so
+//           every exp has argument ≤ 0 and logits of ±80 stay finite. The block then takes the
+//           row max M (warp shuffles + one shared slot per warp) and the row sum S in double
+//           of each thread's sum rescaled to M (fixed tree order: deterministic).
+//   loss    w·(M + log S − x[target]) in double, x[target] read before any write.
+//   pass 2  dlogits = k·exp(x − M) − (grad_scale·w at the target), k = grad_scale·w / S; each
+//           value is read before it is overwritten, so dlogits may alias logits.
+// Rows start at any 4-byte offset (n_classes is odd for real vocabularies): each row splits into
+// a scalar head up to the first 16-byte boundary, a float4 body and a scalar tail. Pass 1 loads
+// are plain (the row should stay in L2 for pass 2); pass 2 runs back to front, so it meets the
+// most recently read part of the row first, with streaming (evict-first) loads and stores.
+// The loss sum: a second kernel, one block, adds the per-row double losses in a fixed order.
+#include "kernels/cuda/cross_entropy.h"
+
+#include "kernels/simt/launch.h"
+
+namespace reclm::cuda {
+
+namespace {
+
+constexpr int kMaxThreads = 512;  // per row block: 50257 classes = 25 float4 per thread
+constexpr int kMaxWarps = kMaxThreads / 32;
+constexpr int kSumThreads = 512;  // the loss-sum block
+constexpr unsigned kFullMask = 0xffffffffu;
+
+enum class Mode { kForward, kForwardBackward, kPartialStats };
+
+// Elements [0, head) and [head + 4·n_vec, n) are scalars; the float4 body lies between.
+struct RowSplit {
+  int64_t head;
+  int64_t n_vec;
+  int64_t n_scalar;  // head + tail
+  __device__ int64_t scalar_index(int64_t j) const { return j < head ? j : j + 4 * n_vec; }
+};
+
+__device__ inline RowSplit split_row(const float* x, int64_t n, bool vec) {
+  RowSplit s{n, 0, n};
+  if (vec) {
+    const int64_t misalign = static_cast<int64_t>(reinterpret_cast<uintptr_t>(x) % 16) / 4;
+    s.head = misalign == 0 ? 0 : (4 - misalign < n ? 4 - misalign : n);
+    s.n_vec = (n - s.head) / 4;
+    s.n_scalar = n - 4 * s.n_vec;
+  }
+  return s;
+}
+
+struct OnlineSoftmax {
+  float max;  // running max of the values seen
+  float sum;  // Σ exp(value − max)
+  __device__ void add_max(float local) {
+    if (local > max) {
+      sum *= expf(max - local);  // exp(−inf) = 0 at the start
+      max = local;
+    }
+  }
+  __device__ void add(float a) {
+    add_max(a);
+    sum += expf(a - max);
+  }
+  __device__ void add4(float4 v) {
+    add_max(fmaxf(fmaxf(v.x, v.y), fmaxf(v.z, v.w)));
+    sum += (expf(v.x - max) + expf(v.y - max)) + (expf(v.z - max) + expf(v.w - max));
+  }
+};
+
+// Block-wide max/sum, the result in every thread. blockDim.x is a multiple of 32. Each helper
+// owns its shared slots, so it may be called once per kernel without a trailing barrier.
+__device__ float block_max(float value, float* warp_slots) {
+  for (int offset = 16; offset > 0; offset /= 2) value = fmaxf(value, __shfl_xor_sync(kFullMask, value, offset));
+  if (threadIdx.x % 32 == 0) warp_slots[threadIdx.x / 32] = value;
+  __syncthreads();
+  float result = warp_slots[0];
+  for (unsigned w = 1; w < blockDim.x / 32; ++w) result = fmaxf(result, warp_slots[w]);
+  return result;
+}
+
+__device__ double block_sum(double value, double* warp_slots) {
+  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(kFullMask, value, offset);
+  if (threadIdx.x % 32 == 0) warp_slots[threadIdx.x / 32] = value;
+  __syncthreads();
+  double result = 0.0;
+  for (unsigned w = 0; w < blockDim.x / 32; ++w) result += warp_slots[w];
+  return result;
+}
+
+// dx[c] = f(x[c], c) over the row, x[c] read before dx[c] is written (they may alias).
+// Back to front: pass 1 read the row front to back, so its end is the likeliest still in L2
+// (a 50257-class row is 201 KB and hundreds of rows are in flight, more than L2 holds).
+template <typename F>
+__device__ void write_row(float* dx, const float* x, const RowSplit& s, F f) {
+  const float4* x4 = reinterpret_cast<const float4*>(x + s.head);
+  float4* dx4 = reinterpret_cast<float4*>(dx + s.head);
+  for (int64_t i = s.n_vec - 1 - threadIdx.x; i >= 0; i -= blockDim.x) {
+    const float4 v = __ldcs(x4 + i);
+    const int64_t c = s.head + 4 * i;
+    __stcs(dx4 + i, make_float4(f(v.x, c), f(v.y, c + 1), f(v.z, c + 2), f(v.w, c + 3)));
+  }
+  for (int64_t j = threadIdx.x; j < s.n_scalar; j += blockDim.x) {
+    const int64_t c = s.scalar_index(j);
+    dx[c] = f(x[c], c);
+  }
+}
+
+struct Zero {
+  __device__ float operator()(float, int64_t) const { return 0.0f; }
+};
+
+// k·exp(x − M), minus `onehot` at the target (target −1: in no column of this part).
+struct SoftmaxGrad {
+  float max, k, onehot;
+  int64_t target;
+  __device__ float operator()(float x, int64_t c) const {
+    const float d = k * expf(x - max);
+    return c == target ? d - onehot : d;
+  }
+};
+
+template <Mode kMode>
+__global__ void cross_entropy_rows_kernel(float* dlogits, float* losses, double* row_loss, float* row_max,
+                                          double* row_sum, double* target_logit, const float* logits,
+                                          const int32_t* targets, const float* weights, int64_t n_classes,
+                                          int64_t class_begin, float grad_scale, bool vec) {
+  RECLM_SHARED(float, warp_max, [kMaxWarps]);
+  RECLM_SHARED(double, warp_sum, [kMaxWarps]);
+  const int64_t row = blockIdx.x;
+  const float* x = logits + row * n_classes;
+  [[maybe_unused]] float* dx = kMode == Mode::kForwardBackward ? dlogits + row * n_classes : nullptr;
+  const RowSplit split = split_row(x, n_classes, vec);
+  const float w = weights[row];
+  const int64_t target = static_cast<int64_t>(targets[row]) - class_begin;
+  const bool target_here = target >= 0 && target < n_classes;
+  if (w == 0.0f) {  // the same for the whole block: no barrier is skipped by only some threads
+    if constexpr (kMode == Mode::kForwardBackward) write_row(dx, x, split, Zero{});
+    if (threadIdx.x == 0) {
+      if constexpr (kMode == Mode::kPartialStats) {
+        row_max[row] = -INFINITY;
+        row_sum[row] = 0.0;
+        target_logit[row] = 0.0;
+      } else {
+        row_loss[row] = 0.0;
+        losses[row] = 0.0f;
+      }
+    }
+    return;
+  }
+  // Read before pass 2 overwrites it; pass 2 starts after the barriers of the reductions.
+  const double target_value = threadIdx.x == 0 && target_here ? static_cast<double>(x[target]) : 0.0;
+
+  OnlineSoftmax st{-INFINITY, 0.0f};
+  const float4* x4 = reinterpret_cast<const float4*>(x + split.head);
+  for (int64_t i = threadIdx.x; i < split.n_vec; i += blockDim.x) st.add4(x4[i]);
+  for (int64_t j = threadIdx.x; j < split.n_scalar; j += blockDim.x) st.add(x[split.scalar_index(j)]);
+  const float row_m = block_max(st.max, warp_max);
+  const double mine = st.sum == 0.0f ? 0.0 : static_cast<double>(st.sum) * expf(st.max - row_m);
+  const double row_s = block_sum(mine, warp_sum);
+
+  if (threadIdx.x == 0) {
+    if constexpr (kMode == Mode::kPartialStats) {
+      row_max[row] = row_m;
+      row_sum[row] = row_s;
+      target_logit[row] = target_value;
+    } else {
+      const double lse = static_cast<double>(row_m) + log(row_s);
+      const double loss = target_here ? static_cast<double>(w) * (lse - target_value) : NAN;
+      row_loss[row] = loss;
+      losses[row] = static_cast<float>(loss);
+    }
+  }
+  if constexpr (kMode == Mode::kForwardBackward) {
+    const double scale = static_cast<double>(grad_scale) * w;
+    const SoftmaxGrad grad{row_m, static_cast<float>(scale / row_s), static_cast<float>(scale),
+                           target_here ? target : -1};
+    write_row(dx, x, split, grad);
+  }
+}
+
+// dlogits from the combined statistics: pass 2 alone (no barriers).
+__global__ void cross_entropy_backward_from_stats_kernel(float* dlogits, const float* logits, const int32_t* targets,
+                                                         const float* weights, const float* row_max,
+                                                         const double* row_sum, int64_t n_classes,
+                                                         int64_t class_begin, float grad_scale, bool vec) {
+  const int64_t row = blockIdx.x;
+  const float* x = logits + row * n_classes;
+  float* dx = dlogits + row * n_classes;
+  const RowSplit split = split_row(x, n_classes, vec);
+  const float w = weights[row];
+  if (w == 0.0f) {
+    write_row(dx, x, split, Zero{});
+    return;
+  }
+  const int64_t target = static_cast<int64_t>(targets[row]) - class_begin;
+  const double scale = static_cast<double>(grad_scale) * w;
+  const SoftmaxGrad grad{row_max[row], static_cast<float>(scale / row_sum[row]), static_cast<float>(scale),
+                         target >= 0 && target < n_classes ? target : -1};
+  write_row(dx, x, split, grad);
+}
+
+// *loss_sum = Σ_t row_loss[t]: thread i adds rows i, i + kSumThreads, ...; then a fixed tree.
+__global__ void cross_entropy_loss_sum_kernel(const double* row_loss, int64_t T, double* loss_sum) {
+  RECLM_SHARED(double, warp_sum, [kSumThreads / 32]);
+  double acc = 0.0;
+  for (int64_t t = threadIdx.x; t < T; t += kSumThreads) acc += row_loss[t];
+  const double total = block_sum(acc, warp_sum);
+  if (threadIdx.x == 0) *loss_sum = total;
+}
+
+// Threads per row block: a float4 per thread at least, a multiple of 32, at most kMaxThreads.
+unsigned row_threads(int64_t n_classes) {
+  const int64_t per_vec = (n_classes + 3) / 4;
+  const int64_t rounded = (per_vec + 31) / 32 * 32;
+  return static_cast<unsigned>(rounded < 32 ? 32 : (rounded > kMaxThreads ? kMaxThreads : rounded));
+}
+
+// float4 access needs the output rows at the same 16-byte phase as the input rows.
+bool same_phase(const float* logits, const float* dlogits) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(logits), b = reinterpret_cast<uintptr_t>(dlogits);
+  return a % 4 == 0 && (a - b) % 16 == 0;
+}
+
+template <Mode kMode>
+cudaError_t launch_rows(float* dlogits, float* losses, double* loss_sum, double* row_loss, float* row_max,
+                        double* row_sum, double* target_logit, const float* logits, const int32_t* targets,
+                        const float* weights, int64_t T, int64_t n_classes, int64_t class_begin,
+                        float grad_scale, bool vec, cudaStream_t stream) {
+  if (T > 0) {
+    const cudaError_t status =
+        simt::launch(cross_entropy_rows_kernel<kMode>, dim3(static_cast<unsigned>(T)), dim3(row_threads(n_classes)),
+                     0, stream, dlogits, losses, row_loss, row_max, row_sum, target_logit, logits, targets,
+                     weights, n_classes, class_begin, grad_scale, vec);
+    if (status != cudaSuccess) return status;
+  }
+  if (kMode == Mode::kPartialStats || loss_sum == nullptr) return cudaSuccess;
+  return simt::launch(cross_entropy_loss_sum_kernel, dim3(1), dim3(kSumThreads), 0, stream,
+                      static_cast<const double*>(row_loss), T, loss_sum);
+}
+
+}  // namespace
+
+cudaError_t cross_entropy_forward_backward(float* dlogits, float* losses, double* loss_sum,
+                                           double* row_loss_workspace, const float* logits,
+                                           const int32_t* targets, const float* weights, int64_t T,
+                                           int64_t n_classes, int64_t class_begin, float grad_scale,
+                                           cudaStream_t stream) {
+  return launch_rows<Mode::kForwardBackward>(dlogits, losses, loss_sum, row_loss_workspace, nullptr, nullptr,
+                                             nullptr, logits, targets, weights, T, n_classes, class_begin,
+                                             grad_scale, same_phase(logits, dlogits), stream);
+}
+
+cudaError_t cross_entropy_forward(float* losses, double* loss_sum, double* row_loss_workspace,
+                                  const float* logits, const int32_t* targets, const float* weights,
+                                  int64_t T, int64_t n_classes, int64_t class_begin,
+                                  cudaStream_t stream) {
+  return launch_rows<Mode::kForward>(nullptr, losses, loss_sum, row_loss_workspace, nullptr, nullptr, nullptr,
+                                     logits, targets, weights, T, n_classes, class_begin, 0.0f,
+                                     same_phase(logits, logits), stream);
+}
+
+cudaError_t cross_entropy_partial_stats(float* row_max, double* row_sum, double* target_logit,
+                                        const float* logits, const int32_t* targets,
+                                        const float* weights, int64_t T, int64_t n_classes,
+                                        int64_t class_begin, cudaStream_t stream) {
+  return launch_rows<Mode::kPartialStats>(nullptr, nullptr, nullptr, nullptr, row_max, row_sum, target_logit,
+                                          logits, targets, weights, T, n_classes, class_begin, 0.0f,
+                                          same_phase(logits, logits), stream);
+}
+
+cudaError_t cross_entropy_backward_from_stats(float* dlogits, const float* logits,
+                                              const int32_t* targets, const float* weights,
+                                              const float* row_max, const double* row_sum,
+                                              int64_t T, int64_t n_classes, int64_t class_begin,
+                                              float grad_scale, cudaStream_t stream) {
+  if (T <= 0) return cudaSuccess;
+  return simt::launch(cross_entropy_backward_from_stats_kernel, dim3(static_cast<unsigned>(T)),
+                      dim3(row_threads(n_classes)), 0, stream, dlogits, logits, targets, weights, row_max,
+                      row_sum, n_classes, class_begin, grad_scale, same_phase(logits, dlogits));
+}
+
+}  // namespace reclm::cuda

@@ -1,0 +1,45 @@
+// Fused softmax cross-entropy over one class range on a GPU (ops::cross_entropy_* in
+// kernels/ops.h, reference kernels/cpu/cross_entropy.cc and cross_entropy_partial.cc): losses and
+// dlogits in one kernel, no probability matrix.
+//   logits, dlogits [T, n_classes] (device): scores of classes [class_begin, class_begin + n_classes)
+//   targets (absolute class ids), weights, losses [T] (device)
+// A row whose weight is 0 gets loss 0 and dlogits 0. A row with a non-zero weight whose target
+// lies outside the range gets loss NaN (the CPU op throws; validate targets on the host).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/simt/cuda_compat.h"
+
+namespace reclm::cuda {
+
+// losses[t] = w·(lse − logit of the target) (float), dlogits[t] = grad_scale·w·(softmax − onehot);
+// dlogits may alias logits. row_loss_workspace: T doubles (the per-row losses in double).
+// loss_sum (device, may be nullptr): Σ_t row losses, summed in double in a fixed order.
+cudaError_t cross_entropy_forward_backward(float* dlogits, float* losses, double* loss_sum,
+                                           double* row_loss_workspace, const float* logits,
+                                           const int32_t* targets, const float* weights, int64_t T,
+                                           int64_t n_classes, int64_t class_begin, float grad_scale,
+                                           cudaStream_t stream);
+
+// Forward only: the same losses and loss_sum, logits untouched.
+cudaError_t cross_entropy_forward(float* losses, double* loss_sum, double* row_loss_workspace,
+                                  const float* logits, const int32_t* targets, const float* weights,
+                                  int64_t T, int64_t n_classes, int64_t class_begin,
+                                  cudaStream_t stream);
+
+// Vocabulary-parallel pieces, as ops::cross_entropy_partial_stats / _backward_from_stats:
+// row_max [T] (−inf for weight-0 rows or n_classes 0), row_sum [T] = Σ exp(x − row_max),
+// target_logit [T] (0 when the target is in another part).
+cudaError_t cross_entropy_partial_stats(float* row_max, double* row_sum, double* target_logit,
+                                        const float* logits, const int32_t* targets,
+                                        const float* weights, int64_t T, int64_t n_classes,
+                                        int64_t class_begin, cudaStream_t stream);
+// dlogits = grad_scale·w·(exp(x − row_max)/row_sum − onehot in this part); may alias logits.
+cudaError_t cross_entropy_backward_from_stats(float* dlogits, const float* logits,
+                                              const int32_t* targets, const float* weights,
+                                              const float* row_max, const double* row_sum,
+                                              int64_t T, int64_t n_classes, int64_t class_begin,
+                                              float grad_scale, cudaStream_t stream);
+
+}  // namespace reclm::cuda

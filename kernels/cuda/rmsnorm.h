@@ -1,0 +1,34 @@
+// RMSNorm on the GPU, optionally fused with the residual add that feeds it (DESIGN.md §4).
+// References: ops::residual_forward then ops::rmsnorm_forward; ops::rmsnorm_backward.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/simt/cuda_compat.h"
+
+namespace reclm::cuda {
+
+// The longest row the kernels take: a row is held in registers between its two passes.
+inline constexpr int64_t kRmsnormMaxDim = 8192;
+
+// x = a + b (b != nullptr: residual_out = x, the new residual stream; it may alias a or b) or
+// x = a (b == nullptr: residual_out is ignored and may be nullptr). Then
+//   y = x · rstd · weight,   rstd[row] = 1 / sqrt(mean(x[row]²) + eps)   (saved for backward)
+// y, a, b, residual_out [n_rows, dim]; weight [dim]; rstd [n_rows]. a and b are read once.
+// cudaErrorInvalidValue for dim outside [1, kRmsnormMaxDim] or b without residual_out.
+cudaError_t rmsnorm_forward(float* y, float* rstd, float* residual_out, const float* a, const float* b,
+                            const float* weight, int64_t n_rows, int64_t dim, float eps, cudaStream_t stream);
+
+// Floats of the workspace rmsnorm_backward needs for these sizes (per-row-group dweight partials).
+int64_t rmsnorm_backward_workspace_floats(int64_t n_rows, int64_t dim);
+
+// dx += ∂L/∂x (accumulates: dx is the residual stream's gradient), dweight += ∂L/∂weight.
+// dx, dy, x [n_rows, dim]; weight, dweight [dim]; rstd [n_rows] from the forward;
+// workspace: rmsnorm_backward_workspace_floats(n_rows, dim) floats, overwritten.
+// dweight is deterministic on a given device: fixed row partitions summed in a fixed order,
+// no atomics.
+cudaError_t rmsnorm_backward(float* dx, float* dweight, float* workspace, const float* dy, const float* x,
+                             const float* weight, const float* rstd, int64_t n_rows, int64_t dim,
+                             cudaStream_t stream);
+
+}  // namespace reclm::cuda

@@ -1,0 +1,114 @@
+// RoPE forward/backward (fp32), the rotation of kernels/cpu/rope.cc:
+//   out[i]        = x[i] · cos − x[i + half] · sin
+//   out[i + half] = x[i + half] · cos + x[i] · sin
+// within each rotary block of block_dim = head_dim / n_blocks (n_blocks 1, or 2 for ChatGLM 2D
+// positions), half = block_dim / 2, angle = pos · θ^(-2i/block_dim); backward negates sin.
+//
+// One block per token. Its threads first build the token's table of head_dim/2 (cos, sin)
+// pairs in shared memory — angle and trig in double, rounded to fp32, exactly as the reference
+// does (pos · freq reaches thousands of radians, where an fp32 angle is off by ~1e-4) — then
+// rotate every head with it, so trig is done once per (token, rotary value), never per head.
+// Rotation: each thread takes a unit of 4 pairs (two float4 loads, two float4 stores) when
+// half % 4 == 0 and the pointers are 16-byte aligned, else one pair. A unit reads both halves
+// of its pairs before writing, and units are disjoint, so out may alias inp.
+#include "kernels/cuda/rope.h"
+#include "kernels/simt/launch.h"
+
+namespace reclm::cuda {
+
+namespace {
+
+constexpr int kThreads = 128;
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// table: cos [head_dim/2] then sign·sin [head_dim/2], in dynamic shared memory.
+__global__ void __launch_bounds__(kThreads)
+    rope_kernel(float* out, const float* inp, const int32_t* pos_inter, const int32_t* pos_intra, int n_heads,
+                int head_dim, float theta, float sign, bool vec) {
+  RECLM_DYNAMIC_SHARED(float, table);
+  const int64_t t = blockIdx.x;
+  const int n_blocks = pos_intra != nullptr ? 2 : 1;
+  const int block_dim = head_dim / n_blocks;
+  const int half = block_dim / 2;
+  const int pairs = head_dim / 2;  // rotary pairs per head, over all rotary blocks
+  float* cos_table = table;
+  float* sin_table = table + pairs;
+  for (int j = static_cast<int>(threadIdx.x); j < pairs; j += kThreads) {
+    const int b = j / half;
+    const int i = j % half;
+    const double pos = b == 0 ? pos_inter[t] : pos_intra[t];
+    const double inv_freq =
+        pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(block_dim));
+    const double angle = pos * inv_freq;
+    cos_table[j] = static_cast<float>(cos(angle));
+    sin_table[j] = sign * static_cast<float>(sin(angle));
+  }
+  __syncthreads();
+
+  const int64_t token_base = t * n_heads * head_dim;
+  if (vec) {
+    const int quads_per_head = pairs / 4;
+    const int units = n_heads * quads_per_head;
+    for (int u = static_cast<int>(threadIdx.x); u < units; u += kThreads) {
+      const int h = u / quads_per_head;
+      const int k = (u % quads_per_head) * 4;  // first of 4 pairs; all in one rotary block
+      const int b = k / half;
+      const int i = k % half;
+      const int64_t base = token_base + static_cast<int64_t>(h) * head_dim + b * block_dim + i;
+      const float4 x1 = *reinterpret_cast<const float4*>(inp + base);
+      const float4 x2 = *reinterpret_cast<const float4*>(inp + base + half);
+      const float4 c = *reinterpret_cast<const float4*>(cos_table + k);
+      const float4 s = *reinterpret_cast<const float4*>(sin_table + k);
+      *reinterpret_cast<float4*>(out + base) = make_float4(x1.x * c.x - x2.x * s.x, x1.y * c.y - x2.y * s.y,
+                                                           x1.z * c.z - x2.z * s.z, x1.w * c.w - x2.w * s.w);
+      *reinterpret_cast<float4*>(out + base + half) = make_float4(
+          x2.x * c.x + x1.x * s.x, x2.y * c.y + x1.y * s.y, x2.z * c.z + x1.z * s.z, x2.w * c.w + x1.w * s.w);
+    }
+  } else {
+    const int units = n_heads * pairs;
+    for (int u = static_cast<int>(threadIdx.x); u < units; u += kThreads) {
+      const int h = u / pairs;
+      const int k = u % pairs;
+      const int b = k / half;
+      const int i = k % half;
+      const int64_t base = token_base + static_cast<int64_t>(h) * head_dim + b * block_dim + i;
+      const float x1 = inp[base];
+      const float x2 = inp[base + half];
+      out[base] = x1 * cos_table[k] - x2 * sin_table[k];
+      out[base + half] = x2 * cos_table[k] + x1 * sin_table[k];
+    }
+  }
+}
+
+cudaError_t rope_rotate(float* out, const float* inp, const int32_t* pos_inter, const int32_t* pos_intra,
+                        int64_t n_tokens, int64_t n_heads, int64_t head_dim, float theta, float sign,
+                        cudaStream_t stream) {
+  const int64_t n_blocks = pos_intra != nullptr ? 2 : 1;
+  if (head_dim < 0 || head_dim % (2 * n_blocks) != 0 || n_tokens < 0 || n_heads < 0)
+    return cudaErrorInvalidValue;
+  if (n_heads * head_dim / 2 > INT32_MAX) return cudaErrorInvalidValue;  // pair units are int
+  if (n_tokens == 0 || n_heads == 0 || head_dim == 0) return cudaSuccess;
+  const int64_t half = head_dim / n_blocks / 2;
+  const bool vec = half % 4 == 0 && aligned16(out) && aligned16(inp);
+  const size_t table_bytes = static_cast<size_t>(head_dim) * sizeof(float);  // cos + sin, head_dim/2 each
+  return simt::launch(rope_kernel, dim3(static_cast<unsigned>(n_tokens)), dim3(kThreads), table_bytes, stream,
+                      out, inp, pos_inter, pos_intra, static_cast<int>(n_heads), static_cast<int>(head_dim),
+                      theta, sign, vec);
+}
+
+}  // namespace
+
+cudaError_t rope_forward(float* out, const float* inp, const int32_t* pos_inter, const int32_t* pos_intra,
+                         int64_t n_tokens, int64_t n_heads, int64_t head_dim, float theta,
+                         cudaStream_t stream) {
+  return rope_rotate(out, inp, pos_inter, pos_intra, n_tokens, n_heads, head_dim, theta, 1.0f, stream);
+}
+
+cudaError_t rope_backward(float* dinp, const float* dout, const int32_t* pos_inter, const int32_t* pos_intra,
+                          int64_t n_tokens, int64_t n_heads, int64_t head_dim, float theta,
+                          cudaStream_t stream) {
+  return rope_rotate(dinp, dout, pos_inter, pos_intra, n_tokens, n_heads, head_dim, theta, -1.0f, stream);
+}
+
+}  // namespace reclm::cuda

@@ -1,0 +1,24 @@
+// Rotary position embedding on the GPU, exactly as ops::rope_forward / ops::rope_backward
+// (kernels/ops.h): Hugging Face "rotate_half" pairing, 1D positions or ChatGLM 2D positions.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/simt/cuda_compat.h"
+
+namespace reclm::cuda {
+
+// x [n_tokens, n_heads, head_dim]. 1D (pos_intra == nullptr): pairs (i, i + head_dim/2) rotate
+// by pos_inter[t] · θ^(-2i/head_dim). 2D: the first head_dim/2 values rotate by pos_inter, the
+// second by pos_intra, each with pairs (i, i + head_dim/4) and angle pos · θ^(-2i/(head_dim/2)).
+// Positions (device memory, [n_tokens]) must be >= 0. out may alias inp.
+// cudaErrorInvalidValue if head_dim is not divisible by 2 (1D) or 4 (2D).
+cudaError_t rope_forward(float* out, const float* inp, const int32_t* pos_inter, const int32_t* pos_intra,
+                         int64_t n_tokens, int64_t n_heads, int64_t head_dim, float theta,
+                         cudaStream_t stream);
+// dinp = Rᵀ · dout (the rotation by −angle); dinp may alias dout.
+cudaError_t rope_backward(float* dinp, const float* dout, const int32_t* pos_inter, const int32_t* pos_intra,
+                          int64_t n_tokens, int64_t n_heads, int64_t head_dim, float theta,
+                          cudaStream_t stream);
+
+}  // namespace reclm::cuda

@@ -1,0 +1,206 @@
+// Fused cross-entropy (kernels/cuda/cross_entropy.cu) against kernels/cpu/cross_entropy.cc and
+// cross_entropy_partial.cc, on the emulator (emu) and a GPU (gpu).
+// Tolerances (fp32 exp: the CPU's polynomial vs the device expf, ~2e-7 relative each; per-thread
+// float partial sums of the softmax denominator):
+//   dlogits        2e-6 relative + 1e-10 absolute
+//   losses (float) 1e-6 relative + 1e-5 absolute (the loss is lse − x, lse ~ log(V) + max)
+//   loss sum       1e-6 relative + 1e-5·T absolute
+//   partial stats  row_max and target_logit exact; row_sum 1e-6 relative
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/cross_entropy.h"
+#include "kernels/kernel_test_util.h"
+#include "kernels/ops.h"
+#include "kernels/simt/device_memory.h"
+
+namespace reclm::cuda {
+namespace {
+
+using ops::test_util::expect_near_all;
+using ops::test_util::random_ints;
+using ops::test_util::uniform;
+
+std::vector<double> to_double(const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); }
+
+// max |got − want| / (|want| + floor), for the report.
+double max_relative_error(const std::vector<float>& got, const std::vector<float>& want, double floor) {
+  double worst = 0.0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double e = std::abs(static_cast<double>(got[i]) - want[i]) / (std::abs(static_cast<double>(want[i])) + floor);
+    worst = e > worst ? e : worst;
+  }
+  return worst;
+}
+
+// T rows over classes [class_begin, class_begin + V): every 4th row has weight 0 (and a target
+// outside the range, which a weight of 0 allows), the others weights in [0.5, 1.5].
+struct Problem {
+  int64_t T, V, class_begin;
+  std::vector<float> logits, weights;
+  std::vector<int32_t> targets;
+  Problem(int64_t t, int64_t v, int64_t begin, float logit_range, uint32_t seed)
+      : T(t), V(v), class_begin(begin),
+        logits(uniform(static_cast<size_t>(t * v), seed, -logit_range, logit_range)),
+        weights(uniform(static_cast<size_t>(t), seed + 1, 0.5f, 1.5f)),
+        targets(random_ints(t, static_cast<int32_t>(v - 1), seed + 2)) {
+    for (int64_t r = 0; r < T; ++r) {
+      targets[r] += static_cast<int32_t>(class_begin);
+      if (r % 4 == 1) {
+        weights[r] = 0.0f;
+        targets[r] = -5;
+      }
+    }
+  }
+};
+
+struct Result {
+  std::vector<float> dlogits, losses;
+  double loss_sum;
+};
+
+// in_place: dlogits overwrite the logits buffer. offset: the logits start `offset` floats into
+// their buffer (≠ 0 puts the rows out of phase with a separate dlogits buffer: scalar path).
+Result run_forward_backward(const Problem& pr, float grad_scale, bool in_place, int64_t offset) {
+  std::vector<float> padded(static_cast<size_t>(offset), 0.0f);
+  padded.insert(padded.end(), pr.logits.begin(), pr.logits.end());
+  simt::DeviceBuffer<float> logits(padded), dlogits(static_cast<size_t>(pr.T * pr.V)), losses(static_cast<size_t>(pr.T));
+  simt::DeviceBuffer<int32_t> targets(pr.targets);
+  simt::DeviceBuffer<float> weights(pr.weights);
+  simt::DeviceBuffer<double> workspace(static_cast<size_t>(pr.T)), loss_sum(1);
+  float* out = in_place ? logits.data() + offset : dlogits.data();
+  EXPECT_EQ(cross_entropy_forward_backward(out, losses.data(), loss_sum.data(), workspace.data(), logits.data() + offset,
+                                           targets.data(), weights.data(), pr.T, pr.V, pr.class_begin, grad_scale,
+                                           nullptr),
+            cudaSuccess);
+  simt::device_synchronize();
+  std::vector<float> d = in_place ? logits.download() : dlogits.download();
+  if (in_place) d.erase(d.begin(), d.begin() + offset);
+  return {d, losses.download(), loss_sum.download()[0]};
+}
+
+void expect_matches_cpu(const Problem& pr, float grad_scale, bool in_place, int64_t offset) {
+  std::vector<float> want_d(static_cast<size_t>(pr.T * pr.V)), want_losses(static_cast<size_t>(pr.T));
+  const double want_sum =
+      ops::cross_entropy_forward_backward(want_d.data(), want_losses.data(), pr.logits.data(), pr.targets.data(),
+                                          pr.weights.data(), pr.T, pr.V, pr.class_begin, grad_scale);
+  const Result got = run_forward_backward(pr, grad_scale, in_place, offset);
+  const std::string what = "T " + std::to_string(pr.T) + " V " + std::to_string(pr.V) +
+                           (in_place ? " in place" : "") + " offset " + std::to_string(offset);
+  expect_near_all(got.dlogits, to_double(want_d), 1e-10, 2e-6, "dlogits " + what);
+  expect_near_all(got.losses, to_double(want_losses), 1e-5, 1e-6, "losses " + what);
+  EXPECT_NEAR(got.loss_sum, want_sum, 1e-5 * pr.T + 1e-6 * std::abs(want_sum)) << what;
+  std::printf("cross-entropy %s: max rel error dlogits %.2e, losses %.2e, loss sum %.2e\n", what.c_str(),
+              max_relative_error(got.dlogits, want_d, 1e-10), max_relative_error(got.losses, want_losses, 1e-5),
+              std::abs(got.loss_sum - want_sum) / (std::abs(want_sum) + 1e-30));
+  for (int64_t r = 1; r < pr.T; r += 4) {  // weight 0: exactly zero loss and gradient
+    EXPECT_EQ(got.losses[r], 0.0f);
+    for (int64_t c = 0; c < pr.V; ++c) ASSERT_EQ(got.dlogits[r * pr.V + c], 0.0f) << what;
+  }
+}
+
+TEST(CudaCrossEntropy, ForwardBackwardMatchesCpuForVocabWidths) {
+  expect_matches_cpu(Problem(37, 1, 3, 5.0f, 1), 0.25f, false, 0);
+  expect_matches_cpu(Problem(37, 31, 100, 5.0f, 2), 0.25f, false, 0);
+  expect_matches_cpu(Problem(33, 1031, 7, 5.0f, 3), 0.25f, false, 0);
+  expect_matches_cpu(Problem(5, 50257, 0, 5.0f, 4), 1.0f, false, 0);
+}
+
+TEST(CudaCrossEntropy, InPlaceAndMisalignedRows) {
+  expect_matches_cpu(Problem(9, 1031, 50, 5.0f, 5), 0.5f, true, 0);
+  expect_matches_cpu(Problem(9, 1031, 50, 5.0f, 6), 0.5f, true, 3);   // in place, rows shifted
+  expect_matches_cpu(Problem(9, 1031, 50, 5.0f, 7), 0.5f, false, 1);  // out of phase: scalar path
+  expect_matches_cpu(Problem(7, 4096, 0, 5.0f, 8), 0.5f, false, 0);   // every row aligned
+}
+
+// Logits in ±80: exp would overflow without the max subtraction.
+TEST(CudaCrossEntropy, LargeLogitsStayFinite) {
+  const Problem pr(11, 1031, 0, 80.0f, 9);
+  const Result got = run_forward_backward(pr, 1.0f, false, 0);
+  for (float x : got.dlogits) ASSERT_TRUE(std::isfinite(x));
+  for (float x : got.losses) ASSERT_TRUE(std::isfinite(x));
+  expect_matches_cpu(pr, 1.0f, false, 0);
+}
+
+TEST(CudaCrossEntropy, ForwardOnlyLeavesLogitsAlone) {
+  const Problem pr(13, 1031, 20, 5.0f, 10);
+  std::vector<float> want_losses(static_cast<size_t>(pr.T));
+  const double want_sum = ops::cross_entropy_forward(want_losses.data(), pr.logits.data(), pr.targets.data(),
+                                                     pr.weights.data(), pr.T, pr.V, pr.class_begin);
+  simt::DeviceBuffer<float> logits(pr.logits), losses(static_cast<size_t>(pr.T)), weights(pr.weights);
+  simt::DeviceBuffer<int32_t> targets(pr.targets);
+  simt::DeviceBuffer<double> workspace(static_cast<size_t>(pr.T)), loss_sum(1);
+  ASSERT_EQ(cross_entropy_forward(losses.data(), loss_sum.data(), workspace.data(), logits.data(), targets.data(),
+                                  weights.data(), pr.T, pr.V, pr.class_begin, nullptr),
+            cudaSuccess);
+  simt::device_synchronize();
+  expect_near_all(losses.download(), to_double(want_losses), 1e-5, 1e-6, "losses");
+  EXPECT_NEAR(loss_sum.download()[0], want_sum, 1e-5 * pr.T + 1e-6 * std::abs(want_sum));
+  EXPECT_EQ(logits.download(), pr.logits);
+}
+
+// The class range split in two parts: per-part statistics, combined on the host, then each
+// part's dlogits from the combined statistics, against the CPU pieces.
+TEST(CudaCrossEntropy, VocabParallelPiecesMatchCpu) {
+  const Problem pr(9, 1031, 0, 8.0f, 11);
+  const int64_t split = 517;  // odd, so the second part's rows start out of 16-byte phase
+  const int64_t part_begin[2] = {0, split}, part_size[2] = {split, pr.V - split};
+  std::vector<float> combined_max(static_cast<size_t>(pr.T), -INFINITY);
+  std::vector<double> combined_sum(static_cast<size_t>(pr.T), 0.0);
+  std::vector<std::vector<float>> part_logits(2);
+  for (int k = 0; k < 2; ++k) {
+    for (int64_t r = 0; r < pr.T; ++r) {
+      const float* row = pr.logits.data() + r * pr.V + part_begin[k];
+      part_logits[k].insert(part_logits[k].end(), row, row + part_size[k]);
+    }
+    std::vector<float> want_max(static_cast<size_t>(pr.T));
+    std::vector<double> want_sum(static_cast<size_t>(pr.T)), want_z(static_cast<size_t>(pr.T));
+    ops::cross_entropy_partial_stats(want_max.data(), want_sum.data(), want_z.data(), part_logits[k].data(),
+                                     pr.targets.data(), pr.weights.data(), pr.T, part_size[k], part_begin[k]);
+    simt::DeviceBuffer<float> logits(part_logits[k]), weights(pr.weights), row_max(static_cast<size_t>(pr.T));
+    simt::DeviceBuffer<int32_t> targets(pr.targets);
+    simt::DeviceBuffer<double> row_sum(static_cast<size_t>(pr.T)), target_logit(static_cast<size_t>(pr.T));
+    ASSERT_EQ(cross_entropy_partial_stats(row_max.data(), row_sum.data(), target_logit.data(), logits.data(),
+                                          targets.data(), weights.data(), pr.T, part_size[k], part_begin[k], nullptr),
+              cudaSuccess);
+    simt::device_synchronize();
+    const std::vector<float> got_max = row_max.download();
+    const std::vector<double> got_sum = row_sum.download(), got_z = target_logit.download();
+    for (int64_t r = 0; r < pr.T; ++r) {
+      EXPECT_EQ(got_max[r], want_max[r]) << "part " << k << " row " << r;
+      EXPECT_EQ(got_z[r], want_z[r]) << "part " << k << " row " << r;
+      EXPECT_NEAR(got_sum[r], want_sum[r], 1e-6 * want_sum[r]) << "part " << k << " row " << r;
+      // Combine (what the ranks do): the larger max, the sums rescaled to it.
+      const float m = std::max(combined_max[r], want_max[r]);
+      if (m != -INFINITY) {
+        combined_sum[r] = combined_sum[r] * std::exp(static_cast<double>(combined_max[r]) - m) +
+                          want_sum[r] * std::exp(static_cast<double>(want_max[r]) - m);
+      }
+      combined_max[r] = m;
+    }
+  }
+  for (int k = 0; k < 2; ++k) {
+    std::vector<float> want_d(part_logits[k].size());
+    ops::cross_entropy_backward_from_stats(want_d.data(), part_logits[k].data(), pr.targets.data(),
+                                           pr.weights.data(), combined_max.data(), combined_sum.data(), pr.T,
+                                           part_size[k], part_begin[k], 0.5f);
+    simt::DeviceBuffer<float> logits(part_logits[k]), weights(pr.weights), row_max(combined_max);
+    simt::DeviceBuffer<int32_t> targets(pr.targets);
+    simt::DeviceBuffer<double> row_sum(combined_sum);
+    // In place: dlogits overwrite the part's logits.
+    ASSERT_EQ(cross_entropy_backward_from_stats(logits.data(), logits.data(), targets.data(), weights.data(),
+                                                row_max.data(), row_sum.data(), pr.T, part_size[k], part_begin[k],
+                                                0.5f, nullptr),
+              cudaSuccess);
+    simt::device_synchronize();
+    expect_near_all(logits.download(), to_double(want_d), 1e-10, 2e-6, "part " + std::to_string(k));
+  }
+}
+
+}  // namespace
+}  // namespace reclm::cuda
