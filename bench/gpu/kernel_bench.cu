@@ -108,6 +108,11 @@ int main(int argc, char** argv) {
       const double ratio = gbs / copy_gbs;
       const bool ok = !c.memory_bound || ratio >= 0.80;
       below += !ok;
+      if (c.flops > 0) {
+        std::printf("%-58s %10.4f %10.1f %8.2fx %.1f TFLOP/s\n", c.name.c_str(), ms, gbs, ratio,
+                    c.flops / (ms * 1e9));
+        continue;
+      }
       std::printf("%-58s %10.4f %10.1f %8.2fx %s\n", c.name.c_str(), ms, gbs, ratio,
                   c.memory_bound ? (ok ? ">= 0.80 ok" : "< 0.80 BELOW") : "(compute)");
     }

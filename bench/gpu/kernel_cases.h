@@ -21,6 +21,7 @@ struct KernelCase {
   std::string name;          // "embedding_forward 65536 tokens x 1024"
   int64_t bytes = 0;         // bytes the kernel must read plus write at the least (for GB/s)
   bool memory_bound = true;  // held to the 80%-of-copy-bandwidth target
+  int64_t flops = 0;         // compute-bound kernels (attention): printed as TFLOP/s when > 0
   std::function<cudaError_t(cudaStream_t)> run;
   std::shared_ptr<void> buffers;  // keeps the case's device buffers alive
 };
