@@ -4,7 +4,7 @@
 //   dim % 4 == 0 and the pointers are 16-byte aligned) and sums the bag's table rows for them in
 //   position order from 0, then divides by the count for kMean: the CPU reference's exact order.
 // Backward: each position j learns its bag (bag_of[j], one thread per bag fills its range), then
-//   detail::sorted_scatter_add (embedding.cu) sorts the positions stably by id and lets one warp
+//   detail::sorted_scatter_add (sorted_scatter_add.cu) sorts the positions stably by id and lets one warp
 //   per (row, column chunk) add the rows' gradients in position order = (bag, position) order.
 #include "kernels/cuda/embedding_bag.h"
 
