@@ -141,16 +141,33 @@ std::string checkpoint_dir_name(int64_t step) {
   return fmt::format("{}{:08d}", kStepPrefix, step);
 }
 
-fs::path commit_checkpoint(const fs::path& root, int64_t step,
-                           const std::function<void(const fs::path& dir)>& write) {
-  const std::string name = checkpoint_dir_name(step);
-  const fs::path final_dir = root / name;
+fs::path begin_checkpoint_commit(const fs::path& root, int64_t step) {
   std::error_code error;
   fs::create_directories(root, error);
   RECLM_USER_CHECK(!error, "{}: cannot create checkpoint root: {}", root.string(), error.message());
+  return make_unique_dir(root, checkpoint_dir_name(step), "tmp");
+}
 
-  const fs::path tmp = make_unique_dir(root, name, "tmp");
-  fs::path old_copy;
+fs::path finish_checkpoint_commit(const fs::path& root, int64_t step, const fs::path& tmp) {
+  const std::string name = checkpoint_dir_name(step);
+  const fs::path final_dir = root / name;
+  sync_tree(tmp);
+  const fs::path old_copy = install(root, name, tmp, final_dir);
+  // From here final_dir is in place: the rename must be durable before `latest` names it.
+  sync_path(root, true);
+  write_latest(root, name);
+  if (!old_copy.empty()) remove_tree_or_warn(old_copy);
+  return final_dir;
+}
+
+void abandon_checkpoint_commit(const fs::path& tmp) {
+  std::error_code ignored;
+  fs::remove_all(tmp, ignored);
+}
+
+fs::path commit_checkpoint(const fs::path& root, int64_t step,
+                           const std::function<void(const fs::path& dir)>& write) {
+  const fs::path tmp = begin_checkpoint_commit(root, step);
   try {
     try {
       write(tmp);
@@ -158,18 +175,11 @@ fs::path commit_checkpoint(const fs::path& root, int64_t step,
       throw_user_error("{}: cannot write checkpoint files: {}",
                        e.path1().empty() ? tmp.string() : e.path1().string(), e.what());
     }
-    sync_tree(tmp);
-    old_copy = install(root, name, tmp, final_dir);
+    return finish_checkpoint_commit(root, step, tmp);
   } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(tmp, ignored);
+    abandon_checkpoint_commit(tmp);
     throw;
   }
-  // From here final_dir is in place: the rename must be durable before `latest` names it.
-  sync_path(root, true);
-  write_latest(root, name);
-  if (!old_copy.empty()) remove_tree_or_warn(old_copy);
-  return final_dir;
 }
 
 std::optional<fs::path> latest_checkpoint(const fs::path& root) {

@@ -32,6 +32,16 @@ std::filesystem::path commit_checkpoint(
     const std::filesystem::path& root, int64_t step,
     const std::function<void(const std::filesystem::path& dir)>& write);
 
+// The halves of commit_checkpoint, for a commit whose files are written elsewhere (by several
+// ranks, on a background thread). begin: creates `root` if missing and a fresh temporary
+// directory, which it returns. finish: makes it durable, renames it to
+// root/checkpoint_dir_name(step) and updates root/latest, as commit_checkpoint does. When
+// writing or finish fails, abandon removes the temporary directory (it never throws).
+std::filesystem::path begin_checkpoint_commit(const std::filesystem::path& root, int64_t step);
+std::filesystem::path finish_checkpoint_commit(const std::filesystem::path& root, int64_t step,
+                                               const std::filesystem::path& tmp);
+void abandon_checkpoint_commit(const std::filesystem::path& tmp);
+
 // The directory root/latest points to; nullopt when root or root/latest does not exist.
 // UserError naming root/latest when its content is not a step directory name or the directory
 // it names does not exist.

@@ -2,7 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <exception>
+#include <thread>
 #include <vector>
 
 #include "checkpoint/checkpoint_dir.h"
@@ -77,7 +82,110 @@ std::string shard_reply(const fs::path& dir, const CheckpointSnapshot& snapshot,
   return reply;
 }
 
+
+// The shard records of every rank's reply (rank order); UserError naming a rank that failed.
+std::vector<checkpoint::OptimizerShard> shards_from_replies(const std::vector<std::string>& replies) {
+  std::vector<checkpoint::OptimizerShard> shards(replies.size());
+  for (size_t r = 0; r < replies.size(); ++r) {
+    RECLM_USER_CHECK(!replies[r].empty() && replies[r][0] == 'S',
+                     "rank {} could not write its optimizer shard: {}", r,
+                     replies[r].empty() ? std::string("no reply") : replies[r].substr(1));
+    RECLM_CHECK(shards[r].ParseFromString(replies[r].substr(1)),
+                "rank {}'s shard record does not parse", r);
+  }
+  return shards;
+}
+
+// Asynchronous cooperative saves pass the replies through the shared checkpoint directory (the
+// background threads may not use the communicator): rank r writes DIR/.reply_RRRRR atomically.
+fs::path reply_path(const fs::path& dir, int rank) {
+  return dir / fmt::format(".reply_{:05d}", rank);
+}
+
+void write_reply(const fs::path& dir, int rank, const std::string& reply) {
+  const fs::path path = reply_path(dir, rank);
+  const fs::path tmp = path.string() + ".tmp";
+  std::FILE* file = std::fopen(tmp.c_str(), "wb");
+  bool ok = file != nullptr && std::fwrite(reply.data(), 1, reply.size(), file) == reply.size();
+  if (file != nullptr) ok = std::fclose(file) == 0 && ok;
+  std::error_code error;
+  if (ok) fs::rename(tmp, path, error);
+  if (!ok || error) log_warn("rank {}: cannot hand its checkpoint shard record to rank 0 ({})", rank, path.string());
+}
+
+// Rank 0: every other rank's reply, polling the directory for up to timeout_s seconds; a rank
+// that never answered gets "" (reported as "no reply").
+std::vector<std::string> collect_replies(const fs::path& dir, int world, double timeout_s,
+                                         std::string own) {
+  std::vector<std::string> replies(world);
+  replies[0] = std::move(own);
+  Stopwatch waited;
+  for (int r = 1; r < world; ++r) {
+    const fs::path path = reply_path(dir, r);
+    std::error_code error;
+    while (!fs::exists(path, error) && waited.seconds() < timeout_s) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) continue;
+    replies[r].assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    in.close();
+    fs::remove(path, error);
+  }
+  return replies;
+}
+
 }  // namespace
+
+// Rank 0's background thread of an asynchronous cooperative save: its own shard, the other
+// ranks' replies, model.h5 and the manifest, then the commit and retention.
+void CheckpointSaver::finish_cooperative_save(const fs::path& dir, const CheckpointSnapshot& snapshot) {
+  Stopwatch clock;
+  try {
+    const int world = comm_->size();
+    const std::vector<std::string> replies =
+        collect_replies(dir, world, config_.runtime().comm_timeout_s(), shard_reply(dir, snapshot, 0, world));
+    write_weights_and_manifest(dir, snapshot, shards_from_replies(replies));
+    finish_checkpoint_commit(root_, snapshot.progress.step, dir);
+    apply_retention(root_, config_.checkpoint().keep_last(), config_.checkpoint().keep_every());
+    error_.clear();
+  } catch (const std::exception& e) {
+    error_ = e.what();
+    if (error_.empty()) error_ = "unknown error";
+    abandon_checkpoint_commit(dir);
+  }
+  seconds_ = clock.seconds();
+}
+
+// At a save step of an asynchronous ZeRO-1 run, on the training thread of every rank: rank 0
+// opens the temporary directory and broadcasts it (the one collective), then each rank's
+// background thread writes its shard; rank 0's also gathers the replies and commits.
+void CheckpointSaver::start_cooperative_save(CheckpointSnapshot snapshot) {
+  Communicator& comm = *comm_;
+  const int rank = comm.rank(), world = comm.size();
+  std::string dir;
+  if (rank == 0) {
+    try {
+      dir = begin_checkpoint_commit(root_, snapshot.progress.step).string();
+    } catch (const std::exception& e) {
+      error_ = e.what();
+    }
+  }
+  dir = broadcast_string(comm, dir, 0);
+  if (dir.empty()) {  // rank 0 could not begin: it reports, the others have nothing to write
+    if (rank == 0) report(pending_step_);
+    return;
+  }
+  worker_done_ = false;
+  worker_ = std::thread([this, snapshot = std::move(snapshot), dir = fs::path(dir), rank, world] {
+    if (rank == 0) {
+      finish_cooperative_save(dir, snapshot);
+    } else {
+      write_reply(dir, rank, shard_reply(dir, snapshot, rank, world));
+    }
+    worker_done_ = true;
+  });
+}
 
 // Every rank runs the same sequence of collectives whatever fails where, so a failed save never
 // leaves a rank waiting: dir (from 0; empty = no directory) → each rank's reply in rank order →
@@ -95,15 +203,7 @@ void CheckpointSaver::save_cooperatively(const CheckpointSnapshot& snapshot) {
         dir_sent = true;
         std::vector<std::string> replies{shard_reply(dir, snapshot, 0, world)};
         for (int r = 1; r < world; ++r) replies.push_back(broadcast_string(comm, "", r));
-        std::vector<checkpoint::OptimizerShard> shards(world);
-        for (int r = 0; r < world; ++r) {
-          RECLM_USER_CHECK(!replies[r].empty() && replies[r][0] == 'S',
-                           "rank {} could not write its optimizer shard: {}", r,
-                           replies[r].empty() ? std::string("no reply") : replies[r].substr(1));
-          RECLM_CHECK(shards[r].ParseFromString(replies[r].substr(1)),
-                      "rank {}'s shard record does not parse", r);
-        }
-        write_weights_and_manifest(dir, snapshot, shards);
+        write_weights_and_manifest(dir, snapshot, shards_from_replies(replies));
       });
       apply_retention(root_, config_.checkpoint().keep_last(), config_.checkpoint().keep_every());
     } catch (const std::exception& e) {
@@ -150,7 +250,8 @@ void CheckpointSaver::report(int64_t step) {
 void CheckpointSaver::wait_and_report() {
   if (!worker_.joinable()) return;
   worker_.join();
-  report(pending_step_);
+  // In a cooperative save rank 0 speaks for the job; another rank's thread only wrote its shard.
+  if (comm_ == nullptr || comm_->rank() == 0) report(pending_step_);
 }
 
 void CheckpointSaver::after_step(const Model& model, const AdamW& optimizer,
@@ -160,10 +261,12 @@ void CheckpointSaver::after_step(const Model& model, const AdamW& optimizer,
   if (every <= 0 || (progress.step % every != 0 && !last)) return;
   wait_and_report();  // at most one save in flight
   if (optimizer.sharded() && comm_ != nullptr && comm_->size() > 1) {
-    if (config_.checkpoint().async() && committed_ + failed_ == 0) {
-      log_info("checkpoint.async: ZeRO-1 saves are synchronous (every rank writes its shard)");
-    }
     pending_step_ = progress.step;
+    if (config_.checkpoint().async()) {
+      start_cooperative_save(take_snapshot(config_, model, optimizer, progress, data_source_,
+                                           world_size_, /*with_weights=*/comm_->rank() == 0));
+      return;
+    }
     save_cooperatively(take_snapshot(config_, model, optimizer, progress, data_source_,
                                      world_size_, /*with_weights=*/comm_->rank() == 0));
     if (comm_->rank() == 0) {

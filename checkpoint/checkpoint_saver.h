@@ -10,10 +10,13 @@
 // ZeRO-1 (a sharded AdamW): every rank has one and saves cooperatively — rank 0 opens the
 // temporary directory and sends its path, every rank writes its own optimizer shard into it and
 // sends the shard's manifest record (checksums) to rank 0, rank 0 writes model.h5 and the
-// manifest listing all shards, commits (rename, `latest`) and tells every rank the outcome. These
-// saves are synchronous (checkpoint.async is ignored): they use the communicator, which only the
-// training thread may call. The checkpoint root must be one directory that every rank can write
-// (a shared file system across nodes).
+// manifest listing all shards, commits (rename, `latest`) and tells every rank the outcome.
+// With checkpoint.async (the default) only the first step is on the training thread (rank 0
+// opens the temporary directory and broadcasts it); the shard writes, model.h5, the manifest and
+// the commit run on background threads, which never use the communicator: each rank leaves its
+// shard's record in the directory (.reply_RRRRR) and rank 0's thread collects them, waiting at
+// most runtime.comm_timeout_s. Rank 0 reports the outcome for the job. The checkpoint root must
+// be one directory that every rank can write (a shared file system across nodes).
 #pragma once
 
 #include <atomic>
@@ -56,6 +59,9 @@ class CheckpointSaver {
   void save(const CheckpointSnapshot& snapshot);  // commit + retention; records the outcome
   // A ZeRO-1 save with every rank (see the top of this file); records the outcome on every rank.
   void save_cooperatively(const CheckpointSnapshot& snapshot);
+  // The same with checkpoint.async: begins on the training thread, writes in the background.
+  void start_cooperative_save(CheckpointSnapshot snapshot);
+  void finish_cooperative_save(const std::filesystem::path& dir, const CheckpointSnapshot& snapshot);
   void wait_and_report();                         // joins the worker; may throw (STOP)
   void report(int64_t step);
 

@@ -60,11 +60,13 @@ for np in 3 1; do
 done
 
 # 3. ZeRO-1 (optim.zero1): the same loss sequence as plain data parallelism on 2 and 3 ranks;
-#    checkpoints written cooperatively (one optimizer shard per rank, all in the manifest).
+#    checkpoints written cooperatively (one optimizer shard per rank, all in the manifest),
+#    synchronously on 2 ranks and in the background (checkpoint.async, the default) on 3.
 for np in 2 3; do
   run="$work/zero1_np$np"
   "${MPIRUN[@]}" -np $np "$RECLM" train "${base[@]}" --set train.micro_batch=$((12 / np)) \
-    --set optim.zero1=true --set train.run_dir="$run" > "$run.txt" 2>&1 || { cat "$run.txt"; fail "zero1 on $np ranks"; }
+    --set optim.zero1=true --set checkpoint.async=$([ $np -eq 3 ] && echo true || echo false) \
+    --set train.run_dir="$run" > "$run.txt" 2>&1 || { cat "$run.txt"; fail "zero1 on $np ranks"; }
   grep -q "zero1: optimizer state sharded over $np ranks" "$run.txt" || { cat "$run.txt"; fail "zero1 on $np ranks: not sharded"; }
   same_losses "$(losses "$work/np$np/metrics.jsonl")" "$(losses "$run/metrics.jsonl")" 1e-4 ||
     fail "zero1 on $np ranks does not train like plain data parallelism"
@@ -158,17 +160,20 @@ failing_save failing_zero1 --set optim.zero1=true
 # A rank other than 0 cannot write its optimizer shard (ZeRO-1; a 1 KiB file-size limit on rank
 # 2 only: a real EFBIG). Rank 0 names rank 2 and the reason; nothing is marked `latest`; with
 # CONTINUE the run trains to the end, with STOP the whole job exits 2.
-shard_failure() {  # shard_failure POLICY EXPECTED_EXIT
-  local name=shard_failure_$1 start=$SECONDS code
+shard_failure() {  # shard_failure POLICY EXPECTED_EXIT [SETTINGS...]
+  local policy=$1 expected=$2 start=$SECONDS code name
+  shift 2
+  name=shard_failure_$policy
+  [ $# -eq 0 ] || name+=_sync
   set +e
   timeout 120 "${MPIRUN[@]}" -np 3 bash -c \
     'if [ "$OMPI_COMM_WORLD_RANK" = 2 ]; then ulimit -f 1; fi; exec "$0" "$@"' \
     "$RECLM" train "${base[@]}" --set train.micro_batch=4 --set train.steps=6 --set eval.val_every=0 \
-    --set optim.zero1=true --set checkpoint.every=2 --set checkpoint.on_failure=$1 \
-    --set train.run_dir="$work/$name" > "$work/$name.txt" 2>&1
+    --set optim.zero1=true --set checkpoint.every=2 --set checkpoint.on_failure=$policy \
+    --set train.run_dir="$work/$name" "$@" > "$work/$name.txt" 2>&1
   code=$?
   set -e
-  [ $code -eq "$2" ] || { cat "$work/$name.txt"; fail "$name: exit $code, expected $2"; }
+  [ $code -eq "$expected" ] || { cat "$work/$name.txt"; fail "$name: exit $code, expected $expected"; }
   grep -q "checkpoint at step 2 failed: rank 2 could not write its optimizer shard: .*optim_shard_00002_of_00003.h5" "$work/$name.txt" ||
     { cat "$work/$name.txt"; fail "$name: no message naming rank 2 and its shard"; }
   [ ! -e "$work/$name/checkpoints/latest" ] || fail "$name: a failed save was marked latest"
@@ -177,4 +182,5 @@ shard_failure() {  # shard_failure POLICY EXPECTED_EXIT
 shard_failure CONTINUE 0
 grep -q "step      6/6" "$work/shard_failure_CONTINUE.txt" || fail "shard_failure_CONTINUE: did not train to the end"
 shard_failure STOP 2
+shard_failure STOP 2 --set checkpoint.async=false  # the synchronous cooperative save too
 echo "mpi training: equivalence, resume on 3 and 1 ranks, zero1 (equivalence, cooperative checkpoints, resharded resume), fault handling OK"
