@@ -1,0 +1,434 @@
+// FlashAttention-2 backward on tensor cores (bf16 mma.sync m16n8k16, fp32 accumulation), over
+// packed variable-length segments with the causal / prefix mask and grouped-query heads.
+//
+// With S = scale·Q·Kᵀ (visible pairs only), P = exp(S − lse) recomputed from the forward's lse,
+// and D_i = rowsum(dO_i ∘ O_i) (= Σ_j P_ij dP_ij):
+//   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ∘ (dP − D),  dK = scale·dSᵀ·Q,  dQ = scale·dS·K
+// Kernels, in stream order:
+//   1. delta: one warp per (token, head) row computes D (fp32, workspace [n_heads, T]) and, in the
+//      fast mode, zeroes that row of the fp32 dQ accumulator.
+//   2. dkdv: a block per (key tile of 64 keys of a segment, kv head); each warp owns 16 keys. The
+//      block loops over the query heads of its group and the query tiles that see a key of its tile
+//      (tiles before the diagonal are skipped unless the key tile touches the prefix), computes
+//      Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ (key-major, so the fp32 C fragments become the A operands of
+//      dV += Pᵀ·dO and dK += dSᵀ·Q without a trip through shared memory), and keeps dK, dV in
+//      registers: no atomics for them. Fast mode: dS goes to shared memory (bf16, query-major) and
+//      dQ += dS·K is float-atomicAdded into the workspace, then 4. converts it to bf16.
+//   3. dq (deterministic mode instead of the atomics): a block per (query tile of 64, head) loops
+//      over the key tiles in order, recomputing S and dP (two more GEMMs) — each dq element is
+//      written once by one block, so the result is bitwise reproducible.
+// Work per visible (query, key) pair and head: 10·head_dim FLOPs (5 GEMMs; 14 with the
+// deterministic dq kernel). Minimum traffic: read q, k, v, out, dout, lse, write dq, dk, dv:
+// 2·T·head_dim·(4·n_heads + 4·n_kv_heads) bytes + 4·T·n_heads; K/V tiles are read once per
+// block, Q/dO tiles once per (key tile, head), so the traffic grows as T²/64 — the kernel is
+// compute-bound for segments beyond a few hundred tokens.
+// Staging: cp.async copies global -> shared; the next Q/dO tile (dkdv) or K/V tile (dq) is in
+// flight while the current one is computed (two buffers, one barrier per step).
+// Numerics: P and dS are rounded to bf16 as mma operands (relative 2^-8), all sums in fp32.
+#include <cstring>
+
+#include "kernels/cuda/attention_backward.h"
+#include "kernels/cuda/launch_config.h"
+#include "kernels/simt/async_copy.h"
+#include "kernels/simt/launch.h"
+#include "kernels/simt/tensor_core.h"
+
+namespace reclm::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+using simt::ldmatrix_x4;
+using simt::ldmatrix_x4_trans;
+using simt::mma_m16n8k16_bf16_f32;
+
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kKeyTile = 64;  // keys per dkdv block: 16 per warp
+constexpr int kDqTile = 64;   // queries per dq block (16 per warp) and keys per dq step
+constexpr int kPad = 8;       // bf16 row padding: rows 16 bytes off their bank, ldmatrix conflict-free
+constexpr float kLog2e = 1.4426950408889634f;
+// dkdv query tile: 64 for head_dim 64, 32 for 128, so Sᵀ/dPᵀ plus the dK/dV accumulators fit registers.
+template <int D>
+constexpr int kDkdvQueryTile = 4096 / D;
+
+struct SegmentInfo {
+  int begin, len, prefix;
+};
+__device__ inline SegmentInfo segment_info(const int32_t* cu_seqlens, const int32_t* prefix_lens, int s) {
+  const int begin = cu_seqlens[s];
+  return {begin, cu_seqlens[s + 1] - begin, prefix_lens != nullptr ? prefix_lens[s] : 0};
+}
+__device__ inline bool visible(const SegmentInfo& seg, int i, int j) {
+  return i < seg.len && j < seg.len && (j <= i || j < seg.prefix);
+}
+
+__device__ inline uint32_t pack_bf16x2(float lo, float hi) {
+  const __nv_bfloat162 pair = __floats2bfloat162_rn(lo, hi);
+  uint32_t bits;
+  memcpy(&bits, &pair, sizeof(bits));
+  return bits;
+}
+
+// dst[0..1] = (lo, hi) rounded to bf16; dst 4-byte aligned.
+__device__ inline void store_bf16x2(bf16* dst, float lo, float hi) {
+  *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(lo, hi);
+}
+
+// shared [n_rows][D + kPad] = global rows (row r at src + r·row_stride), zero past `valid` rows,
+// by cp.async: visible after the caller's cp_async_commit, cp_async_wait and a barrier.
+template <int D>
+__device__ void copy_rows_async(bf16* dst, const bf16* src, int64_t row_stride, int n_rows, int valid) {
+  constexpr int kChunks = D / 8;  // 16-byte vectors per row
+  for (int c = threadIdx.x; c < n_rows * kChunks; c += kThreads) {
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    const bool in_range = r < valid;
+    simt::cp_async_16_zfill(dst + r * (D + kPad) + col, in_range ? src + r * row_stride + col : src, in_range ? 16 : 0);
+  }
+}
+
+// acc [16, N] += A [16, K] · Bᵀ, A and B [N, K] row-major in shared memory (a "X·Yᵀ" product).
+template <int K, int N>
+__device__ void mma_abt(float (&acc)[N / 8][4], const bf16* a, int lda, const bf16* b, int ldb) {
+  const int lane = threadIdx.x % 32;
+  for (int kk = 0; kk < K; kk += 16) {
+    uint32_t af[4];
+    ldmatrix_x4(af, a + (lane % 16) * lda + kk + 8 * (lane / 16));
+    for (int n = 0; n < N; n += 16) {
+      uint32_t bf[4];  // n-tiles n and n + 8, k halves kk and kk + 8
+      ldmatrix_x4(bf, b + (n + lane % 8 + 8 * (lane / 16)) * ldb + kk + 8 * ((lane / 8) % 2));
+      const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+      mma_m16n8k16_bf16_f32(acc[n / 8], af, b0, acc[n / 8]);
+      mma_m16n8k16_bf16_f32(acc[n / 8 + 1], af, b1, acc[n / 8 + 1]);
+    }
+  }
+}
+
+// acc [16, N] += A [16, K] · B [K, N] (row-major in shared memory), A given as fp32 C fragments
+// of a 16 x K tile (p[K / 8][4]), rounded to bf16: the C layout of two n-tiles is the A layout.
+template <int K, int N>
+__device__ void mma_pb(float (&acc)[N / 8][4], const float (&p)[K / 8][4], const bf16* b, int ldb) {
+  const int lane = threadIdx.x % 32;
+  for (int kc = 0; kc < K / 16; ++kc) {
+    const uint32_t af[4] = {pack_bf16x2(p[2 * kc][0], p[2 * kc][1]), pack_bf16x2(p[2 * kc][2], p[2 * kc][3]),
+                            pack_bf16x2(p[2 * kc + 1][0], p[2 * kc + 1][1]),
+                            pack_bf16x2(p[2 * kc + 1][2], p[2 * kc + 1][3])};
+    for (int n = 0; n < N; n += 16) {
+      uint32_t bf[4];
+      ldmatrix_x4_trans(bf, b + (kc * 16 + lane % 16) * ldb + n + 8 * (lane / 16));
+      const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+      mma_m16n8k16_bf16_f32(acc[n / 8], af, b0, acc[n / 8]);
+      mma_m16n8k16_bf16_f32(acc[n / 8 + 1], af, b1, acc[n / 8 + 1]);
+    }
+  }
+}
+
+// acc [16, N] += A [16, K] · B [K, N], both row-major in shared memory.
+template <int K, int N>
+__device__ void mma_ab(float (&acc)[N / 8][4], const bf16* a, int lda, const bf16* b, int ldb) {
+  const int lane = threadIdx.x % 32;
+  for (int kk = 0; kk < K; kk += 16) {
+    uint32_t af[4];
+    ldmatrix_x4(af, a + (lane % 16) * lda + kk + 8 * (lane / 16));
+    for (int n = 0; n < N; n += 16) {
+      uint32_t bf[4];
+      ldmatrix_x4_trans(bf, b + (kk + lane % 16) * ldb + n + 8 * (lane / 16));
+      const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+      mma_m16n8k16_bf16_f32(acc[n / 8], af, b0, acc[n / 8]);
+      mma_m16n8k16_bf16_f32(acc[n / 8 + 1], af, b1, acc[n / 8 + 1]);
+    }
+  }
+}
+
+// delta [H, T] = rowsum(dout ∘ out) per (token, head) row, one warp a row; zeroes dq_acc rows
+// when it is not null. No barriers: a warp past the end leaves whole.
+__global__ void attention_backward_delta_kernel(float* delta, float* dq_acc, const bf16* dout, const bf16* out,
+                                                int64_t T, int H, int D) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;  // t·H + h
+  const int lane = threadIdx.x % 32;
+  if (row >= T * H) return;
+  float sum = 0.0f;
+  for (int c = lane; c < D; c += 32) {
+    sum += __bfloat162float(dout[row * D + c]) * __bfloat162float(out[row * D + c]);
+    if (dq_acc != nullptr) dq_acc[row * D + c] = 0.0f;
+  }
+  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  if (lane == 0) delta[(row % H) * T + row / H] = sum;
+}
+
+// dK, dV of one key tile of one kv head (and, kAtomicDq, dQ += scale·dS·K by float atomics).
+// Grid: x = kv_head · n_key_tiles + key tile, y = segment. Dynamic shared memory: see dkdv_shared_bytes.
+template <int D, bool kAtomicDq>
+__global__ void __launch_bounds__(kThreads)
+    attention_backward_dkdv_kernel(bf16* dk, bf16* dv, float* dq_acc, const bf16* dout, const bf16* q, const bf16* k,
+                                   const bf16* v, const float* lse, const float* delta, const int32_t* cu_seqlens,
+                                   const int32_t* prefix_lens, int n_key_tiles, int T, int H, int KV, float scale) {
+  constexpr int kQ = kDkdvQueryTile<D>, kLd = D + kPad, kDsLd = kKeyTile + kPad;
+  RECLM_DYNAMIC_SHARED(bf16, smem);
+  bf16* ks = smem;                                               // [kKeyTile][kLd]
+  bf16* vs = ks + kKeyTile * kLd;                                // [kKeyTile][kLd]
+  bf16* qs_buf = vs + kKeyTile * kLd;                            // [2][kQ][kLd]: double-buffered Q tiles
+  bf16* dos_buf = qs_buf + 2 * kQ * kLd;                         // [2][kQ][kLd]: and dO tiles
+  bf16* dss = dos_buf + 2 * kQ * kLd;                            // [kQ][kDsLd] dS, query-major (fast mode)
+  float* lse2_buf = reinterpret_cast<float*>(dss + kQ * kDsLd);  // [2][kQ] lse · log2 e
+  float* delta_buf = lse2_buf + 2 * kQ;                          // [2][kQ]
+  const int g = blockIdx.x / n_key_tiles, j0 = (blockIdx.x % n_key_tiles) * kKeyTile;
+  const SegmentInfo seg = segment_info(cu_seqlens, prefix_lens, blockIdx.y);
+  if (j0 >= seg.len) return;  // block-uniform, before any barrier: the whole block leaves
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
+  const int n_keys = min(kKeyTile, seg.len - j0), key_row0 = warp * 16;
+  const int64_t kv_stride = static_cast<int64_t>(KV) * D, q_stride = static_cast<int64_t>(H) * D;
+  copy_rows_async<D>(ks, k + (static_cast<int64_t>(seg.begin + j0) * KV + g) * D, kv_stride, kKeyTile, n_keys);
+  copy_rows_async<D>(vs, v + (static_cast<int64_t>(seg.begin + j0) * KV + g) * D, kv_stride, kKeyTile, n_keys);
+  float dk_acc[D / 8][4] = {}, dv_acc[D / 8][4] = {};
+  const float scale_log2 = scale * kLog2e;
+  const int group = H / KV;
+  const int i_begin = j0 < seg.prefix ? 0 : j0 / kQ * kQ;  // earlier queries see no key of the tile
+  // Steps: (query head of the group, query tile from i_begin); step `it` + 1 is fetched while
+  // step `it` computes.
+  const int n_query_tiles = (seg.len - i_begin + kQ - 1) / kQ, n_steps = group * n_query_tiles;
+  auto fetch = [&](int it) {
+    const int h = g * group + it / n_query_tiles, i0 = i_begin + (it % n_query_tiles) * kQ;
+    const int n_queries = min(kQ, seg.len - i0), buffer = it % 2;
+    const int64_t token0 = seg.begin + i0;
+    copy_rows_async<D>(qs_buf + buffer * kQ * kLd, q + (token0 * H + h) * D, q_stride, kQ, n_queries);
+    copy_rows_async<D>(dos_buf + buffer * kQ * kLd, dout + (token0 * H + h) * D, q_stride, kQ, n_queries);
+    for (int r = threadIdx.x; r < kQ; r += kThreads) {
+      const bool valid = r < n_queries;
+      lse2_buf[buffer * kQ + r] = valid ? lse[static_cast<int64_t>(h) * T + token0 + r] * kLog2e : 0.0f;
+      delta_buf[buffer * kQ + r] = valid ? delta[static_cast<int64_t>(h) * T + token0 + r] : 0.0f;
+    }
+    simt::cp_async_commit();
+  };
+  fetch(0);  // n_steps >= 1: j0 < len, so the tile holding query j0 is a step
+  for (int it = 0; it < n_steps; ++it) {
+    const int h = g * group + it / n_query_tiles, i0 = i_begin + (it % n_query_tiles) * kQ;
+    const int n_queries = min(kQ, seg.len - i0);
+    const int64_t token0 = seg.begin + i0;
+    const bf16* qs = qs_buf + (it % 2) * kQ * kLd;
+    const bf16* dos = dos_buf + (it % 2) * kQ * kLd;
+    const float* lse2_s = lse2_buf + (it % 2) * kQ;
+    const float* delta_s = delta_buf + (it % 2) * kQ;
+    simt::cp_async_wait<0>();
+    __syncthreads();  // step it's tiles are visible; every warp is done with step it − 1's buffers and dS
+    if (it + 1 < n_steps) fetch(it + 1);
+    float s[kQ / 8][4] = {}, dp[kQ / 8][4] = {};  // Sᵀ, dPᵀ [16 keys, kQ queries]
+    mma_abt<D, kQ>(s, ks + key_row0 * kLd, kLd, qs, kLd);
+    mma_abt<D, kQ>(dp, vs + key_row0 * kLd, kLd, dos, kLd);
+    for (int nt = 0; nt < kQ / 8; ++nt)
+      for (int e = 0; e < 4; ++e) {
+        const int key = key_row0 + gq + 8 * (e / 2), query = nt * 8 + 2 * tq + e % 2;
+        const float p = visible(seg, i0 + query, j0 + key) ? exp2f(s[nt][e] * scale_log2 - lse2_s[query]) : 0.0f;
+        s[nt][e] = p;                                  // Pᵀ
+        dp[nt][e] = p * (dp[nt][e] - delta_s[query]);  // dSᵀ
+      }
+    mma_pb<kQ, D>(dv_acc, s, dos, kLd);
+    mma_pb<kQ, D>(dk_acc, dp, qs, kLd);
+    if constexpr (kAtomicDq) {
+      for (int nt = 0; nt < kQ / 8; ++nt)
+        for (int e = 0; e < 4; ++e)
+          dss[(nt * 8 + 2 * tq + e % 2) * kDsLd + key_row0 + gq + 8 * (e / 2)] = __float2bfloat16(dp[nt][e]);
+      __syncthreads();
+      // dQ tile [kQ, D]: warp = (16-row group, column block of kCols).
+      constexpr int kRowGroups = kQ / 16, kCols = D / (kWarps / kRowGroups);
+      const int row0 = (warp % kRowGroups) * 16, col0 = (warp / kRowGroups) * kCols;
+      float dq[kCols / 8][4] = {};
+      mma_ab<kKeyTile, kCols>(dq, dss + row0 * kDsLd, kDsLd, ks + col0, kLd);
+      for (int nd = 0; nd < kCols / 8; ++nd)
+        for (int e = 0; e < 4; ++e) {
+          const int r = row0 + gq + 8 * (e / 2), c = col0 + nd * 8 + 2 * tq + e % 2;
+          if (r < n_queries) atomicAdd(&dq_acc[((token0 + r) * H + h) * D + c], dq[nd][e] * scale);
+        }
+    }
+  }
+  for (int nd = 0; nd < D / 8; ++nd)
+    for (int half = 0; half < 2; ++half) {
+      const int r = key_row0 + gq + 8 * half;
+      if (r >= n_keys) continue;
+      const int64_t offset = (static_cast<int64_t>(seg.begin + j0 + r) * KV + g) * D + nd * 8 + 2 * tq;
+      store_bf16x2(dk + offset, dk_acc[nd][2 * half] * scale, dk_acc[nd][2 * half + 1] * scale);
+      store_bf16x2(dv + offset, dv_acc[nd][2 * half], dv_acc[nd][2 * half + 1]);
+    }
+}
+
+// Deterministic dQ: one block per (query tile of kDqTile, head), key tiles in order.
+// Grid: x = head · n_query_tiles + query tile, y = segment. Dynamic shared memory: 6 tiles [64][D + kPad].
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_backward_dq_kernel(bf16* dq, const bf16* dout, const bf16* q, const bf16* k, const bf16* v,
+                                 const float* lse, const float* delta, const int32_t* cu_seqlens,
+                                 const int32_t* prefix_lens, int n_query_tiles, int T, int H, int KV, float scale) {
+  constexpr int kLd = D + kPad;
+  RECLM_DYNAMIC_SHARED(bf16, smem);
+  bf16* qs = smem;                            // [kDqTile][kLd]
+  bf16* dos = qs + kDqTile * kLd;             // [kDqTile][kLd]
+  bf16* ks_buf = dos + kDqTile * kLd;         // [2][kDqTile][kLd]: double-buffered K tiles
+  bf16* vs_buf = ks_buf + 2 * kDqTile * kLd;  // [2][kDqTile][kLd]: and V tiles
+  const int h = blockIdx.x / n_query_tiles, i0 = (blockIdx.x % n_query_tiles) * kDqTile;
+  const SegmentInfo seg = segment_info(cu_seqlens, prefix_lens, blockIdx.y);
+  if (i0 >= seg.len) return;  // block-uniform, before any barrier
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
+  const int g = h / (H / KV), n_queries = min(kDqTile, seg.len - i0);
+  const int64_t token0 = seg.begin + i0, kv_stride = static_cast<int64_t>(KV) * D;
+  copy_rows_async<D>(qs, q + (token0 * H + h) * D, static_cast<int64_t>(H) * D, kDqTile, n_queries);
+  copy_rows_async<D>(dos, dout + (token0 * H + h) * D, static_cast<int64_t>(H) * D, kDqTile, n_queries);
+  auto fetch = [&](int j0) {  // key tile j0 into buffer (j0 / kDqTile) % 2
+    const int n_keys = min(kDqTile, seg.len - j0), buffer = (j0 / kDqTile) % 2;
+    const int64_t row0 = (seg.begin + j0) * static_cast<int64_t>(KV) + g;
+    copy_rows_async<D>(ks_buf + buffer * kDqTile * kLd, k + row0 * D, kv_stride, kDqTile, n_keys);
+    copy_rows_async<D>(vs_buf + buffer * kDqTile * kLd, v + row0 * D, kv_stride, kDqTile, n_keys);
+    simt::cp_async_commit();
+  };
+  fetch(0);                     // with the Q, dO tiles: one group
+  float lse2[2], row_delta[2];  // this thread's rows warp·16 + gq and + 8
+  for (int half = 0; half < 2; ++half) {
+    const int r = warp * 16 + gq + 8 * half;
+    lse2[half] = r < n_queries ? lse[static_cast<int64_t>(h) * T + token0 + r] * kLog2e : 0.0f;
+    row_delta[half] = r < n_queries ? delta[static_cast<int64_t>(h) * T + token0 + r] : 0.0f;
+  }
+  const float scale_log2 = scale * kLog2e;
+  const int j_end = min(seg.len, max(i0 + n_queries, seg.prefix));  // keys past it are hidden
+  float dq_acc[D / 8][4] = {};
+  for (int j0 = 0; j0 < j_end; j0 += kDqTile) {
+    simt::cp_async_wait<0>();
+    __syncthreads();  // tile j0 is visible; every warp is done with the previous tile's buffer
+    if (j0 + kDqTile < j_end) fetch(j0 + kDqTile);
+    const bf16* ks = ks_buf + (j0 / kDqTile) % 2 * kDqTile * kLd;
+    const bf16* vs = vs_buf + (j0 / kDqTile) % 2 * kDqTile * kLd;
+    float s[kDqTile / 8][4] = {}, dp[kDqTile / 8][4] = {};  // S, dP [16 queries, 64 keys]
+    mma_abt<D, kDqTile>(s, qs + warp * 16 * kLd, kLd, ks, kLd);
+    mma_abt<D, kDqTile>(dp, dos + warp * 16 * kLd, kLd, vs, kLd);
+    for (int nt = 0; nt < kDqTile / 8; ++nt)
+      for (int e = 0; e < 4; ++e) {
+        const int query = i0 + warp * 16 + gq + 8 * (e / 2), key = j0 + nt * 8 + 2 * tq + e % 2;
+        const float p = visible(seg, query, key) ? exp2f(s[nt][e] * scale_log2 - lse2[e / 2]) : 0.0f;
+        s[nt][e] = p * (dp[nt][e] - row_delta[e / 2]);  // dS
+      }
+    mma_pb<kDqTile, D>(dq_acc, s, ks, kLd);
+  }
+  for (int nd = 0; nd < D / 8; ++nd)
+    for (int half = 0; half < 2; ++half) {
+      const int r = warp * 16 + gq + 8 * half;
+      if (r >= n_queries) continue;
+      store_bf16x2(dq + ((token0 + r) * H + h) * D + nd * 8 + 2 * tq, dq_acc[nd][2 * half] * scale,
+                   dq_acc[nd][2 * half + 1] * scale);
+    }
+}
+
+__global__ void attention_backward_dq_convert_kernel(bf16* dq, const float* dq_acc, int64_t n) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    dq[i] = __float2bfloat16(dq_acc[i]);
+}
+
+template <int D>
+constexpr size_t dkdv_shared_bytes() {
+  constexpr int kQ = kDkdvQueryTile<D>;
+  return sizeof(bf16) * ((2 * kKeyTile + 4 * kQ) * (D + kPad) + kQ * (kKeyTile + kPad)) + 4 * sizeof(float) * kQ;
+}
+template <int D>
+constexpr size_t dq_shared_bytes() {
+  return sizeof(bf16) * 6 * kDqTile * (D + kPad);
+}
+
+constexpr size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
+size_t delta_bytes(const ops::AttentionShape& shape) {
+  return align_up(sizeof(float) * static_cast<size_t>(shape.n_heads * shape.n_tokens));
+}
+
+struct Launch {
+  bf16 *dq, *dk, *dv;
+  const bf16 *dout, *q, *k, *v;
+  const float* lse;
+  const float* delta;
+  float* dq_acc;
+  const int32_t *cu_seqlens, *prefix_lens;
+  int n_segments, max_seqlen, T, H, KV;
+  float scale;
+};
+
+template <int D>
+cudaError_t launch_gradients(const Launch& a, bool deterministic, cudaStream_t stream) {
+  const int n_key_tiles = (a.max_seqlen + kKeyTile - 1) / kKeyTile;
+  const dim3 dkdv_grid(static_cast<unsigned>(n_key_tiles * a.KV), static_cast<unsigned>(a.n_segments));
+  constexpr int kDkdvShared = static_cast<int>(dkdv_shared_bytes<D>());
+  if (deterministic) {
+    cudaError_t err = simt::set_max_dynamic_shared_bytes(attention_backward_dkdv_kernel<D, false>, kDkdvShared);
+    if (err == cudaSuccess)
+      err = simt::launch(attention_backward_dkdv_kernel<D, false>, dkdv_grid, dim3(kThreads), kDkdvShared, stream, a.dk,
+                         a.dv, nullptr, a.dout, a.q, a.k, a.v, a.lse, a.delta, a.cu_seqlens, a.prefix_lens, n_key_tiles,
+                         a.T, a.H, a.KV, a.scale);
+    if (err != cudaSuccess) return err;
+    const int n_query_tiles = (a.max_seqlen + kDqTile - 1) / kDqTile;
+    constexpr int kDqShared = static_cast<int>(dq_shared_bytes<D>());
+    err = simt::set_max_dynamic_shared_bytes(attention_backward_dq_kernel<D>, kDqShared);
+    if (err != cudaSuccess) return err;
+    return simt::launch(attention_backward_dq_kernel<D>,
+                        dim3(static_cast<unsigned>(n_query_tiles * a.H), static_cast<unsigned>(a.n_segments)),
+                        dim3(kThreads), kDqShared, stream, a.dq, a.dout, a.q, a.k, a.v, a.lse, a.delta, a.cu_seqlens,
+                        a.prefix_lens, n_query_tiles, a.T, a.H, a.KV, a.scale);
+  }
+  cudaError_t err = simt::set_max_dynamic_shared_bytes(attention_backward_dkdv_kernel<D, true>, kDkdvShared);
+  if (err == cudaSuccess)
+    err = simt::launch(attention_backward_dkdv_kernel<D, true>, dkdv_grid, dim3(kThreads), kDkdvShared, stream, a.dk,
+                       a.dv, a.dq_acc, a.dout, a.q, a.k, a.v, a.lse, a.delta, a.cu_seqlens, a.prefix_lens, n_key_tiles,
+                       a.T, a.H, a.KV, a.scale);
+  if (err != cudaSuccess) return err;
+  const int64_t n = static_cast<int64_t>(a.T) * a.H * D;
+  constexpr int kConvertThreads = 256;
+  return simt::launch(attention_backward_dq_convert_kernel, dim3(grid_stride_blocks(n, kConvertThreads)),
+                      dim3(kConvertThreads), 0, stream, a.dq, a.dq_acc, n);
+}
+
+}  // namespace
+
+size_t attention_backward_workspace_bytes(const ops::AttentionShape& shape, int64_t n_segments, int64_t max_seqlen,
+                                          bool deterministic) {
+  (void)n_segments;
+  (void)max_seqlen;
+  const size_t dq_acc =
+      deterministic ? 0 : sizeof(float) * static_cast<size_t>(shape.n_tokens * shape.n_heads * shape.head_dim);
+  return delta_bytes(shape) + align_up(dq_acc);
+}
+
+cudaError_t attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k,
+                               const bf16* v, const bf16* out, const float* lse, const int32_t* cu_seqlens,
+                               const int32_t* prefix_lens, int64_t n_segments, int64_t max_seqlen,
+                               const ops::AttentionShape& shape, bool deterministic, void* workspace,
+                               size_t workspace_bytes, cudaStream_t stream) {
+  const int64_t D = shape.head_dim;
+  if ((D != 64 && D != 128) || shape.n_heads <= 0 || shape.n_kv_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0 ||
+      shape.n_tokens < 0 || n_segments < 0 || n_segments > 65535 || max_seqlen < 0 || max_seqlen > (1 << 30) ||
+      shape.n_tokens * shape.n_heads > (int64_t{1} << 31) ||
+      workspace_bytes < attention_backward_workspace_bytes(shape, n_segments, max_seqlen, deterministic))
+    return cudaErrorInvalidValue;
+  if (shape.n_tokens == 0 || n_segments == 0 || max_seqlen == 0) return cudaSuccess;
+  float* delta = static_cast<float*>(workspace);
+  float* dq_acc =
+      deterministic ? nullptr : reinterpret_cast<float*>(static_cast<char*>(workspace) + delta_bytes(shape));
+  const int64_t rows = shape.n_tokens * shape.n_heads;
+  cudaError_t err = simt::launch(
+      attention_backward_delta_kernel, dim3(static_cast<unsigned>((rows + kWarps - 1) / kWarps)), dim3(kThreads), 0,
+      stream, delta, dq_acc, dout, out, shape.n_tokens, static_cast<int>(shape.n_heads), static_cast<int>(D));
+  if (err != cudaSuccess) return err;
+  const Launch a{dq,
+                 dk,
+                 dv,
+                 dout,
+                 q,
+                 k,
+                 v,
+                 lse,
+                 delta,
+                 dq_acc,
+                 cu_seqlens,
+                 prefix_lens,
+                 static_cast<int>(n_segments),
+                 static_cast<int>(max_seqlen),
+                 static_cast<int>(shape.n_tokens),
+                 static_cast<int>(shape.n_heads),
+                 static_cast<int>(shape.n_kv_heads),
+                 shape.scale};
+  return D == 64 ? launch_gradients<64>(a, deterministic, stream) : launch_gradients<128>(a, deterministic, stream);
+}
+
+}  // namespace reclm::cuda

@@ -1,0 +1,36 @@
+// FlashAttention-2 backward over packed variable-length segments (kernels/cuda/attention_backward.cu),
+// bf16 in and out, fp32 accumulation. Semantics as ops::attention_backward (kernels/ops.h):
+// segment s covers tokens [cu_seqlens[s], cu_seqlens[s+1]); local query i sees key j iff j <= i or
+// j < prefix_lens[s] (prefix_lens == nullptr: causal); query head h reads kv head
+// h / (n_heads / n_kv_heads).
+//   q, out, dout, dq [T, n_heads, head_dim]   k, v, dk, dv [T, n_kv_heads, head_dim]   bf16
+//   lse [n_heads, T] fp32: natural-log log-sum-exp of the scaled scores (from the forward)
+//   cu_seqlens [n_segments + 1], prefix_lens [n_segments] (or null): int32, device memory
+// max_seqlen >= every segment length; n_segments <= 65535 (grid y). head_dim 64 or 128, else
+// cudaErrorInvalidValue. Tensors are 16-byte aligned (16-byte copies); the workspace 256-byte
+// aligned (cudaMalloc gives both).
+// dq, dk, dv are overwritten. deterministic: no float atomics (dq by a separate query-tile kernel),
+// results bitwise reproducible; otherwise dq is accumulated with fp32 atomicAdd in the workspace.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/ops.h"
+#include "kernels/simt/cuda_compat.h"
+
+namespace reclm::cuda {
+
+// Bytes of device workspace attention_backward needs (D_i = rowsum(dout ∘ out), and the fp32 dq
+// accumulator in the non-deterministic mode).
+size_t attention_backward_workspace_bytes(const ops::AttentionShape& shape, int64_t n_segments, int64_t max_seqlen,
+                                          bool deterministic);
+
+cudaError_t attention_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, const __nv_bfloat16* dout,
+                               const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                               const __nv_bfloat16* out, const float* lse, const int32_t* cu_seqlens,
+                               const int32_t* prefix_lens, int64_t n_segments, int64_t max_seqlen,
+                               const ops::AttentionShape& shape, bool deterministic, void* workspace,
+                               size_t workspace_bytes, cudaStream_t stream);
+
+}  // namespace reclm::cuda
