@@ -19,6 +19,7 @@
 #include "trainer/data_parallel.h"
 #include "trainer/grad_buckets.h"
 #include "trainer/model.h"
+#include "trainer/model_flops.h"
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
 #include "trainer/vocab_parallel.h"
@@ -179,15 +180,17 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
   for (int64_t step = progress.step; step < tc.steps(); ++step) {
     Stopwatch step_clock;
     std::vector<Batch> batches;
-    double counts[2] = {0.0, 0.0};  // loss weight, tokens: this rank's, then the job's
+    // loss weight, tokens, model FLOPs (trainer/model_flops.h): this rank's, then the job's
+    double counts[3] = {0.0, 0.0, 0.0};
     for (int micro = 0; micro < tc.grad_accum(); ++micro) {
       batches.push_back(source.train_batch(step, micro));
       for (float w : batches.back().loss_weights) counts[0] += w;
       counts[1] += static_cast<double>(batches.back().n_tokens());
+      counts[2] += training_flops(dims, batches.back()).total();
     }
     double comm_seconds = 0.0;
     Stopwatch comm_clock;
-    sum_over_ranks(comm, counts, 2);  // the mean is over the global batch
+    sum_over_ranks(comm, counts, 3);  // the mean is over the global batch
     comm_seconds += comm_clock.seconds();
     const double total_weight = counts[0];
     const auto step_tokens = static_cast<int64_t>(counts[1]);
@@ -246,6 +249,7 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     write_metrics({{"kind", "train"}, {"step", step + 1}, {"loss", loss}, {"lr", lr},
                    {"grad_norm", norm}, {"tokens", step_tokens}, {"tokens_per_s", tokens_per_s},
                    {"ms_per_step", seconds * 1e3}, {"comm_ms", comm_seconds * 1e3},
+                   {"model_tflops", counts[2] / seconds / 1e12},
                    {"overlap", overlap ? overlap->overlap() : 0.0},
                    {"peak_rss_mb", peak_rss_mib()},
                    {"time_s", run_clock.seconds()}, {"skipped", !finite}});
