@@ -34,10 +34,17 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 echo "== gpu tests"
 (cd "$build" && ctest -L gpu --output-on-failure --timeout 900) || status=1
 
+if ! nvidia-smi -L > /dev/null 2>&1; then
+  echo "run.sh: no GPU on this host: the gpu tests skipped themselves; sanitizer and benchmark need one"
+  exit $status
+fi
+
 echo "== compute-sanitizer"
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 filter=${RECLM_SANITIZE_FILTER:-*}
+[ -x "$sanitizer" ] || { echo "run.sh: compute-sanitizer not found (looked on PATH and in /usr/local/cuda/bin)"; status=1; }
 for tool in memcheck racecheck synccheck; do
+  [ -x "$sanitizer" ] || break
   if "$sanitizer" --tool "$tool" --error-exitcode 3 "$build/bin/cuda_kernels_gpu_test" \
        --gtest_filter="$filter" --gtest_brief=1 > "$build/sanitizer_$tool.log" 2>&1; then
     echo "$tool: clean: $(grep -hE 'PASSED|ERROR SUMMARY' "$build/sanitizer_$tool.log" | tr -s ' =\n' ' ')"
