@@ -1,0 +1,422 @@
+// Linear-layer GEMMs in bf16 with fp32 accumulation (kernels/cuda/gemm.h).
+//
+// nvcc: cublasLtMatmul, CUBLAS_COMPUTE_32F with fp32 alpha/beta, bf16 A/B.
+//   cuBLASLt is column-major; a row-major X[R, K] (leading dimension K) is, read column-major,
+//   Xᵀ stored [K, R] with ld K. So every row-major product is computed transposed:
+//   forward   outᵀ[OC, T] = W[OC, C] · inpᵀ[C, T]:   A = weight read [C, OC] ld C, op T;
+//             B = inp read [C, T] ld C, op N; m = OC, n = T, k = C; D [OC, T] ld OC.
+//             bias[OC] runs along D's rows (m): CUBLASLT_EPILOGUE_BIAS, whose vector has D's
+//             type, so for a bf16 out the fp32 bias is first rounded to bf16 (a small
+//             conversion into the context's scratch; the sum and the single output rounding
+//             stay fp32 → bf16). accumulate: beta = 1 with C = D = out.
+//   dinp      dinpᵀ[C, T] = Wᵀ[C, OC] · doutᵀ[OC, T]:  A = weight read [C, OC] ld C, op N;
+//             B = dout read [OC, T] ld OC, op N; m = C, n = T, k = OC; D bf16 [C, T] ld C.
+//             accumulate_dinp: beta = 1 with the bf16 C = D = dinp, which cuBLASLt widens to
+//             fp32, adds, and rounds once.
+//   dweight   dweightᵀ[C, OC] += inpᵀ[C, T] · dout[T, OC]:  A = inp read [C, T] ld C, op N;
+//             B = dout read [OC, T] ld OC, op T; m = C, n = OC, k = T; D fp32 [C, OC] ld C,
+//             beta = 1.
+//   The algorithm comes from cublasLtMatmulAlgoGetHeuristic, once per (shape, layouts, types,
+//   epilogue, pointer alignments), cached in the GemmContext. The alignment preferences are
+//   set to the pointers' real alignment (up to 256 B), so odd leading dimensions (C = 7) and
+//   unaligned pointers only exclude the algorithms that need more; if none is left the call
+//   returns cudaErrorNotSupported.
+// emulator (g++): the bf16 inputs are widened into host scratch and multiplied by cblas_sgemm
+//   (OpenBLAS: the "CPU GEMM" of the emulated device); the outputs are then written with the
+//   GPU path's rounding: fp32 sums, bias rounded to bf16 for a bf16 out, one round to nearest
+//   even per output.
+// Both: dbias += Σ_t dout[t, :] is our own kernels (the BGRADB epilogue overwrites, we
+//   accumulate; no float atomics, deterministic). bias_grad_rows_kernel: a block owns kBiasCols
+//   columns and one split of the rows; its kBiasRowGroups warps sum interleaved rows (a warp
+//   reads kBiasCols consecutive values of one row: coalesced), then one shared-memory pass adds
+//   the row groups in a fixed order. With few column blocks (OC = 1024 gives 32) the rows are
+//   split so that ~kBiasTargetBlocks blocks run; the splits' partial sums go to scratch (on the
+//   GPU the context's workspace) and bias_grad_finish_kernel adds them in split order.
+#include "kernels/cuda/gemm.h"
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/simt/launch.h"
+
+#if defined(__CUDACC__)
+#include <cublasLt.h>
+
+#include <array>
+#include <map>
+#else
+#include <cblas.h>
+
+#include "runtime/dtype.h"
+#endif
+
+namespace reclm::cuda {
+
+namespace {
+
+constexpr int kBiasCols = 32;        // columns per block of the bias-gradient kernels (one per lane)
+constexpr int kBiasRowGroups = 8;    // warps per block, each summing every 8th row of its split
+constexpr int64_t kBiasTargetBlocks = 528;  // 4 blocks per SM on a 132-SM H100
+constexpr int64_t kBiasMinRows = 64;        // rows per split at the least (amortizes the 2nd pass)
+
+// Sums rows [split·rows_per_split, +rows_per_split) of kBiasCols columns (split = blockIdx.y).
+// add_to_dst: dst[col] += sum (the single-split case), else dst[split·OC + col] = sum (partials).
+__global__ void __launch_bounds__(kBiasCols * kBiasRowGroups)
+    bias_grad_rows_kernel(float* dst, bool add_to_dst, const __nv_bfloat16* dout, int64_t T, int64_t OC,
+                          int64_t rows_per_split) {
+  RECLM_SHARED(float, partial, [kBiasRowGroups][kBiasCols + 1]);
+  const int lane = threadIdx.x;
+  const int group = threadIdx.y;
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * kBiasCols + lane;
+  const bool active = col < OC;  // no early return: every thread reaches the barrier
+  const int64_t begin = static_cast<int64_t>(blockIdx.y) * rows_per_split;
+  const int64_t end = begin + rows_per_split < T ? begin + rows_per_split : T;
+  float sum = 0.0f;
+  if (active) {
+    for (int64_t t = begin + group; t < end; t += kBiasRowGroups) sum += __bfloat162float(dout[t * OC + col]);
+  }
+  partial[group][lane] = sum;
+  __syncthreads();
+  if (group == 0 && active) {
+    float total = 0.0f;
+    for (int g = 0; g < kBiasRowGroups; ++g) total += partial[g][lane];
+    if (add_to_dst) {
+      dst[col] += total;
+    } else {
+      dst[static_cast<int64_t>(blockIdx.y) * OC + col] = total;
+    }
+  }
+}
+
+// dbias[oc] += Σ_s partials[s·OC + oc], splits in order (deterministic).
+__global__ void bias_grad_finish_kernel(float* dbias, const float* partials, int64_t splits, int64_t OC) {
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (col >= OC) return;
+  float total = 0.0f;
+  for (int64_t s = 0; s < splits; ++s) total += partials[s * OC + col];
+  dbias[col] += total;
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Row splits: enough blocks to fill the GPU when OC alone gives few, kBiasMinRows rows each.
+int64_t bias_grad_splits(int64_t T, int64_t OC) {
+  const int64_t by_blocks = ceil_div(kBiasTargetBlocks, ceil_div(OC, kBiasCols));
+  const int64_t by_rows = ceil_div(T, kBiasMinRows);
+  return by_blocks < by_rows ? by_blocks : by_rows;
+}
+
+bool valid_sizes(int64_t T, int64_t C, int64_t OC) { return T >= 1 && C >= 1 && OC >= 1; }
+
+}  // namespace
+
+int64_t bias_grad_scratch_floats(int64_t T, int64_t OC) {
+  const int64_t splits = bias_grad_splits(T, OC);
+  return splits > 1 ? splits * OC : 0;
+}
+
+cudaError_t bias_grad_bf16(float* dbias, const __nv_bfloat16* dout, int64_t T, int64_t OC, float* scratch,
+                           cudaStream_t stream) {
+  if (T < 1 || OC < 1) return cudaErrorInvalidValue;
+  const int64_t col_blocks = ceil_div(OC, kBiasCols);
+  const int64_t splits = scratch ? bias_grad_splits(T, OC) : 1;
+  const dim3 block(kBiasCols, kBiasRowGroups);
+  if (splits <= 1)
+    return simt::launch(bias_grad_rows_kernel, dim3(static_cast<unsigned>(col_blocks)), block, 0, stream, dbias, true,
+                        dout, T, OC, T);
+  const cudaError_t e =
+      simt::launch(bias_grad_rows_kernel, dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(splits)),
+                   block, 0, stream, scratch, false, dout, T, OC, ceil_div(T, splits));
+  if (e != cudaSuccess) return e;
+  constexpr int kThreads = 256;
+  return simt::launch(bias_grad_finish_kernel, dim3(static_cast<unsigned>(ceil_div(OC, kThreads))), dim3(kThreads),
+                      0, stream, dbias, static_cast<const float*>(scratch), splits, OC);
+}
+
+#if defined(__CUDACC__)
+// ---- nvcc: cuBLASLt --------------------------------------------------------------------------
+
+namespace {
+
+// The bf16 copy of the forward bias (the BIAS epilogue wants D's type).
+__global__ void round_bias_kernel(__nv_bfloat16* out, const float* bias, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = __float2bfloat16_rn(bias[i]);
+}
+
+void throw_on(cublasStatus_t status, const char* what) {
+  if (status != CUBLAS_STATUS_SUCCESS)
+    throw std::runtime_error(std::string("GemmContext: ") + what + ": " + cublasLtGetStatusString(status) +
+                             " (" + std::to_string(static_cast<int>(status)) + ")");
+}
+
+cudaError_t to_cuda_error(cublasStatus_t status) {
+  switch (status) {
+    case CUBLAS_STATUS_SUCCESS: return cudaSuccess;
+    case CUBLAS_STATUS_INVALID_VALUE: return cudaErrorInvalidValue;
+    case CUBLAS_STATUS_NOT_SUPPORTED: return cudaErrorNotSupported;
+    case CUBLAS_STATUS_ALLOC_FAILED: return cudaErrorMemoryAllocation;
+    default: return cudaErrorUnknown;
+  }
+}
+
+int64_t alignment(const void* p) {  // the largest power of two (<= 256) dividing the address
+  const auto address = reinterpret_cast<uintptr_t>(p);
+  int64_t a = 256;
+  while (a > 1 && address % static_cast<uintptr_t>(a) != 0) a /= 2;
+  return a;
+}
+
+// One column-major GEMM: D[m, n] = op(A)[m, k] · op(B)[k, n] (+ beta · C, C = D) (+ bias[m]).
+struct Matmul {
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  const void* a = nullptr;
+  int64_t lda = 0;
+  const void* b = nullptr;
+  int64_t ldb = 0;
+  void* d = nullptr;
+  int64_t ldd = 0;
+  cudaDataType_t d_type = CUDA_R_32F;
+  float beta = 0.0f;
+  const void* bias = nullptr;  // of d_type, or null
+};
+
+}  // namespace
+
+struct GemmContext::State {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  __nv_bfloat16* bias_bf16 = nullptr;  // scratch for the rounded forward bias
+  int64_t bias_capacity = 0;
+  std::map<std::array<int64_t, 14>, cublasLtMatmulAlgo_t> algorithms;
+};
+
+GemmContext::GemmContext() : state_(std::make_unique<State>()) {
+  throw_on(cublasLtCreate(&state_->handle), "cublasLtCreate");
+  const cudaError_t status = cudaMalloc(&state_->workspace, kWorkspaceBytes);
+  if (status != cudaSuccess) {
+    cublasLtDestroy(state_->handle);
+    throw std::runtime_error(std::string("GemmContext: workspace cudaMalloc: ") + cudaGetErrorString(status));
+  }
+}
+
+GemmContext::~GemmContext() {
+  cudaFree(state_->bias_bf16);
+  cudaFree(state_->workspace);
+  cublasLtDestroy(state_->handle);
+}
+
+namespace {
+
+// Runs the GEMM g on the stream; descriptors are cheap host objects, made per call.
+cublasStatus_t run_matmul(GemmContext::State& s, const Matmul& g, cudaStream_t stream) {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  cublasStatus_t st = cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+  const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasLtEpilogue_t epilogue = g.bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+  auto set = [&](cublasLtMatmulDescAttributes_t attr, const void* v, size_t bytes) {
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulDescSetAttribute(desc, attr, v, bytes);
+  };
+  set(CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a));
+  set(CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b));
+  set(CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue));
+  if (g.bias) set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias));
+  // Stored shapes: op N means A is [m, k], op T means it is [k, m] (column-major, ld = rows).
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatrixLayoutCreate(&a, CUDA_R_16BF, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda);
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatrixLayoutCreate(&b, CUDA_R_16BF, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb);
+  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&d, g.d_type, g.m, g.n, g.ldd);
+
+  const std::array<int64_t, 14> key = {g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldd,
+                                       static_cast<int64_t>(g.d_type), g.bias != nullptr, alignment(g.a),
+                                       alignment(g.b), alignment(g.d), g.bias ? alignment(g.bias) : 0};
+  auto found = s.algorithms.find(key);
+  if (st == CUBLAS_STATUS_SUCCESS && found == s.algorithms.end()) {
+    st = cublasLtMatmulPreferenceCreate(&pref);
+    const uint64_t workspace = GemmContext::kWorkspaceBytes;
+    const uint32_t align_a = static_cast<uint32_t>(key[10]), align_b = static_cast<uint32_t>(key[11]),
+                   align_d = static_cast<uint32_t>(key[12]);
+    auto pset = [&](cublasLtMatmulPreferenceAttributes_t attr, const void* v, size_t bytes) {
+      if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceSetAttribute(pref, attr, v, bytes);
+    };
+    pset(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace));
+    pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof(align_a));
+    pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b));
+    pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d, sizeof(align_d));
+    pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof(align_d));
+    cublasLtMatmulHeuristicResult_t result = {};
+    int count = 0;
+    if (st == CUBLAS_STATUS_SUCCESS)
+      st = cublasLtMatmulAlgoGetHeuristic(s.handle, desc, a, b, d, d, pref, 1, &result, &count);
+    if (st == CUBLAS_STATUS_SUCCESS && count == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
+    if (st == CUBLAS_STATUS_SUCCESS) found = s.algorithms.emplace(key, result.algo).first;
+  }
+  if (st == CUBLAS_STATUS_SUCCESS) {
+    const float alpha = 1.0f;
+    st = cublasLtMatmul(s.handle, desc, &alpha, g.a, a, g.b, b, &g.beta, g.d, d, g.d, d, &found->second,
+                        s.workspace, GemmContext::kWorkspaceBytes, stream);
+  }
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  if (d) cublasLtMatrixLayoutDestroy(d);
+  if (b) cublasLtMatrixLayoutDestroy(b);
+  if (a) cublasLtMatrixLayoutDestroy(a);
+  if (desc) cublasLtMatmulDescDestroy(desc);
+  return st;
+}
+
+}  // namespace
+
+cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, const __nv_bfloat16* inp,
+                                const __nv_bfloat16* weight, const float* bias, int64_t T, int64_t C,
+                                int64_t OC, bool accumulate, cudaStream_t stream) {
+  if (!valid_sizes(T, C, OC) || (accumulate && !out_fp32)) return cudaErrorInvalidValue;
+  GemmContext::State& s = *ctx.state();
+  Matmul g;
+  g.trans_a = true;
+  g.m = OC, g.n = T, g.k = C;
+  g.a = weight, g.lda = C;
+  g.b = inp, g.ldb = C;
+  g.d = out, g.ldd = OC;
+  g.d_type = out_fp32 ? CUDA_R_32F : CUDA_R_16BF;
+  g.beta = accumulate ? 1.0f : 0.0f;
+  g.bias = bias;
+  if (bias && !out_fp32) {
+    if (s.bias_capacity < OC) {
+      cudaFree(s.bias_bf16);  // synchronizes with work still using the old scratch
+      s.bias_capacity = 0;
+      if (const cudaError_t e = cudaMalloc(&s.bias_bf16, OC * sizeof(__nv_bfloat16)); e != cudaSuccess) return e;
+      s.bias_capacity = OC;
+    }
+    constexpr int kThreads = 256;
+    const cudaError_t e = simt::launch(round_bias_kernel, dim3(static_cast<unsigned>((OC + kThreads - 1) / kThreads)),
+                                       dim3(kThreads), 0, stream, s.bias_bf16, bias, OC);
+    if (e != cudaSuccess) return e;
+    g.bias = s.bias_bf16;
+  }
+  return to_cuda_error(run_matmul(s, g, stream));
+}
+
+cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool accumulate_dinp, float* dweight,
+                                 float* dbias, const __nv_bfloat16* dout, const __nv_bfloat16* inp,
+                                 const __nv_bfloat16* weight, int64_t T, int64_t C, int64_t OC,
+                                 cudaStream_t stream) {
+  if (!valid_sizes(T, C, OC)) return cudaErrorInvalidValue;
+  GemmContext::State& s = *ctx.state();
+  if (dinp) {
+    Matmul g;
+    g.m = C, g.n = T, g.k = OC;
+    g.a = weight, g.lda = C;
+    g.b = dout, g.ldb = OC;
+    g.d = dinp, g.ldd = C;
+    g.d_type = CUDA_R_16BF;
+    g.beta = accumulate_dinp ? 1.0f : 0.0f;
+    if (const cudaError_t e = to_cuda_error(run_matmul(s, g, stream)); e != cudaSuccess) return e;
+  }
+  if (dweight) {
+    Matmul g;
+    g.trans_b = true;
+    g.m = C, g.n = OC, g.k = T;
+    g.a = inp, g.lda = C;
+    g.b = dout, g.ldb = OC;
+    g.d = dweight, g.ldd = C;
+    g.d_type = CUDA_R_32F;
+    g.beta = 1.0f;
+    if (const cudaError_t e = to_cuda_error(run_matmul(s, g, stream)); e != cudaSuccess) return e;
+  }
+  if (!dbias) return cudaSuccess;
+  // The partial sums go to the cuBLASLt workspace: this context's GEMMs run on the same stream,
+  // before and after, so the uses do not overlap. Too large for it: one pass, no scratch.
+  const bool fits = bias_grad_scratch_floats(T, OC) * int64_t{sizeof(float)} <=
+                    static_cast<int64_t>(GemmContext::kWorkspaceBytes);
+  return bias_grad_bf16(dbias, dout, T, OC, fits ? static_cast<float*>(s.workspace) : nullptr, stream);
+}
+
+#else
+// ---- g++ emulator: the CPU BLAS on host memory -----------------------------------------------
+
+struct GemmContext::State {};
+GemmContext::GemmContext() = default;
+GemmContext::~GemmContext() = default;
+
+namespace {
+
+std::vector<float> widen(const __nv_bfloat16* x, int64_t n) {
+  std::vector<float> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    out[static_cast<size_t>(i)] = bf16_to_f32(static_cast<__nv_bfloat16_raw>(x[i]).x);
+  }
+  return out;
+}
+
+void store_bf16(__nv_bfloat16* dst, float value) {
+  __nv_bfloat16_raw raw;
+  raw.x = f32_to_bf16(value);
+  *dst = raw;
+}
+
+float round_to_bf16(float value) { return bf16_to_f32(f32_to_bf16(value)); }
+
+}  // namespace
+
+cudaError_t linear_forward_bf16(GemmContext&, void* out, bool out_fp32, const __nv_bfloat16* inp,
+                                const __nv_bfloat16* weight, const float* bias, int64_t T, int64_t C,
+                                int64_t OC, bool accumulate, cudaStream_t) {
+  if (!valid_sizes(T, C, OC) || (accumulate && !out_fp32)) return cudaErrorInvalidValue;
+  const std::vector<float> x = widen(inp, T * C), w = widen(weight, OC * C);
+  if (out_fp32) {  // as beta = 1 on C = D = out, then the fp32 bias epilogue
+    auto* y = static_cast<float*>(out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T), static_cast<int>(OC),
+                static_cast<int>(C), 1.0f, x.data(), static_cast<int>(C), w.data(), static_cast<int>(C),
+                accumulate ? 1.0f : 0.0f, y, static_cast<int>(OC));
+    if (bias)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t o = 0; o < OC; ++o) y[t * OC + o] += bias[o];
+    return cudaSuccess;
+  }
+  std::vector<float> y(static_cast<size_t>(T * OC));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T), static_cast<int>(OC),
+              static_cast<int>(C), 1.0f, x.data(), static_cast<int>(C), w.data(), static_cast<int>(C), 0.0f,
+              y.data(), static_cast<int>(OC));
+  auto* dst = static_cast<__nv_bfloat16*>(out);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t o = 0; o < OC; ++o) {  // the bf16 bias epilogue: bias rounded, one output rounding
+      const float b = bias ? round_to_bf16(bias[o]) : 0.0f;
+      store_bf16(dst + t * OC + o, y[static_cast<size_t>(t * OC + o)] + b);
+    }
+  return cudaSuccess;
+}
+
+cudaError_t linear_backward_bf16(GemmContext&, __nv_bfloat16* dinp, bool accumulate_dinp, float* dweight,
+                                 float* dbias, const __nv_bfloat16* dout, const __nv_bfloat16* inp,
+                                 const __nv_bfloat16* weight, int64_t T, int64_t C, int64_t OC,
+                                 cudaStream_t stream) {
+  if (!valid_sizes(T, C, OC)) return cudaErrorInvalidValue;
+  const std::vector<float> dy = widen(dout, T * OC);
+  if (dinp) {  // fp32 product, + the widened old dinp (beta = 1), one rounding
+    const std::vector<float> w = widen(weight, OC * C);
+    std::vector<float> dx = accumulate_dinp ? widen(dinp, T * C) : std::vector<float>(static_cast<size_t>(T * C));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(T), static_cast<int>(C),
+                static_cast<int>(OC), 1.0f, dy.data(), static_cast<int>(OC), w.data(), static_cast<int>(C),
+                accumulate_dinp ? 1.0f : 0.0f, dx.data(), static_cast<int>(C));
+    for (int64_t i = 0; i < T * C; ++i) store_bf16(dinp + i, dx[static_cast<size_t>(i)]);
+  }
+  if (dweight) {
+    const std::vector<float> x = widen(inp, T * C);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(OC), static_cast<int>(C),
+                static_cast<int>(T), 1.0f, dy.data(), static_cast<int>(OC), x.data(), static_cast<int>(C), 1.0f,
+                dweight, static_cast<int>(C));
+  }
+  if (!dbias) return cudaSuccess;
+  std::vector<float> scratch(static_cast<size_t>(bias_grad_scratch_floats(T, OC)));  // host = device memory
+  return bias_grad_bf16(dbias, dout, T, OC, scratch.empty() ? nullptr : scratch.data(), stream);
+}
+
+#endif
+
+}  // namespace reclm::cuda

@@ -1,0 +1,64 @@
+// The linear-layer GEMMs of the GPU backend (DESIGN.md §5: bf16 weights and activations, fp32
+// accumulation, fp32 weight gradients). Row-major like kernels/ops.h's linear ops; all pointers
+// are device memory.
+//   nvcc:     cublasLtMatmul (CUBLAS_COMPUTE_32F, bf16 A/B), the bias through the BIAS epilogue,
+//             the bias gradient through a small reduction kernel of our own.
+//   emulator: device memory is host memory, so the GEMM is the CPU BLAS (cblas_sgemm on the
+//             bf16 inputs widened to fp32) with the outputs rounded as the GPU rounds them; the
+//             bias-gradient kernel runs on the SIMT emulator.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "kernels/simt/cuda_compat.h"
+
+namespace reclm::cuda {
+
+// What a GEMM needs per device and stream: on nvcc a cublasLt handle, a device workspace and
+// the algorithm chosen by cublasLtMatmulAlgoGetHeuristic per shape (cached); on the emulator
+// nothing. Use one context per stream (the workspace is shared by its GEMMs). Not thread-safe.
+class GemmContext {
+ public:
+  static constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // 32 MiB of cuBLASLt workspace
+
+  GemmContext();  // throws std::runtime_error (with the cuBLAS / CUDA status) on failure
+  ~GemmContext();
+  GemmContext(const GemmContext&) = delete;
+  GemmContext& operator=(const GemmContext&) = delete;
+
+  struct State;  // the nvcc-side handle, workspace and algorithm cache (gemm.cu)
+  State* state() { return state_.get(); }
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+// out[T, OC] = inp[T, C] · weight[OC, C]ᵀ (+ bias[OC] on every row) with fp32 accumulation.
+// out_fp32: out is float[T, OC], else bf16[T, OC]: one round to nearest even of the fp32 sum,
+// the bias included but itself first rounded to bf16 (cuBLASLt's BIAS epilogue takes the bias in
+// the output's type). accumulate (fp32 out only): out += instead of out =.
+// cudaErrorInvalidValue: a size < 1, or accumulate with a bf16 out. cudaErrorNotSupported: no
+// cuBLASLt algorithm for the shape / alignment (not expected: see gemm.cu).
+cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, const __nv_bfloat16* inp,
+                                const __nv_bfloat16* weight, const float* bias, int64_t T, int64_t C,
+                                int64_t OC, bool accumulate, cudaStream_t stream);
+
+// dinp[T, C] = dout[T, OC] · weight[OC, C] in fp32, stored bf16; with accumulate_dinp the old
+// dinp is added in fp32 before the single rounding (dinp = bf16(float(dinp) + dout · W): on the
+// GPU a beta = 1 bf16 C matrix). dweight[OC, C] += doutᵀ · inp (fp32). dbias[OC] += Σ_t dout[t, :]
+// (fp32). Any of dinp, dweight, dbias may be null (skipped). Errors as linear_forward_bf16.
+cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool accumulate_dinp, float* dweight,
+                                 float* dbias, const __nv_bfloat16* dout, const __nv_bfloat16* inp,
+                                 const __nv_bfloat16* weight, int64_t T, int64_t C, int64_t OC,
+                                 cudaStream_t stream);
+
+// dbias[OC] += Σ_t dout[t, oc] (fp32 sums of bf16 values in a fixed order: deterministic).
+// Part of linear_backward_bf16; exposed for the tests. scratch: device floats, at least
+// bias_grad_scratch_floats(T, OC) of them, for the partial sums of row splits; null = one pass
+// over all rows per column block (fewer blocks).
+int64_t bias_grad_scratch_floats(int64_t T, int64_t OC);
+cudaError_t bias_grad_bf16(float* dbias, const __nv_bfloat16* dout, int64_t T, int64_t OC, float* scratch,
+                           cudaStream_t stream);
+
+}  // namespace reclm::cuda

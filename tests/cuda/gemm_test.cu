@@ -1,0 +1,289 @@
+// The bf16 linear-layer GEMMs (kernels/cuda/gemm.h) on the emulator (label emu: the CPU BLAS
+// path plus the emulated bias-gradient kernel) and on a GPU (label gpu: cuBLASLt).
+// References, from the same bf16 inputs: a float64 sum computed here, and ops::linear_forward /
+// ops::linear_backward (kernels/cpu, fp32) on the bf16 values widened to float.
+// Tolerances (scale = Σ|products| + |bias| + |old value| of the element, K = reduction length):
+//   fp32 outputs: |err| <= 1e-5·sqrt(K)·scale   (bf16·bf16 products are exact in fp32; the
+//                 error is the fp32 summation's, ~sqrt(K)·2^-24 typically, ~80x margin);
+//   bf16 outputs: that plus 2^-8·(|want| + |bias|)  (one round to nearest even of an 8-bit
+//                 significand: at most 2^-8 relative, reached just above powers of two, so the
+//                 measured max |err|/tol is close to 1 by design; the forward bias is rounded
+//                 to bf16 first: 2^-8·|bias|).
+// Shapes mix T, C, OC in {1, 7, 33, 257}: leading dimensions not multiples of 8 (odd bf16
+// strides that cuBLASLt's vectorized algorithms cannot take) included. Outputs are poisoned
+// (NaN) past their end and, when not accumulating, everywhere.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/gemm.h"
+#include "kernels/kernel_test_util.h"
+#include "kernels/ops.h"
+#include "kernels/simt/device_memory.h"
+#include "runtime/dtype.h"
+
+namespace reclm::cuda {
+namespace {
+
+using ops::test_util::uniform;
+using Bits = simt::DeviceBuffer<uint16_t>;  // bf16 device arrays, as raw bits on the host
+constexpr int64_t kPad = 3;                 // poisoned elements past each output
+
+struct Shape {
+  int64_t T, C, OC;
+};
+const std::vector<Shape> kShapes = {{1, 1, 1},    {1, 7, 33},   {7, 33, 257}, {33, 257, 7},
+                                    {257, 7, 33}, {7, 1, 257},  {257, 33, 1}, {257, 257, 257}};
+
+std::vector<uint16_t> to_bf16(const std::vector<float>& x) {
+  std::vector<uint16_t> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = f32_to_bf16(x[i]);
+  return out;
+}
+std::vector<float> widen(const std::vector<uint16_t>& x) {
+  std::vector<float> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = bf16_to_f32(x[i]);
+  return out;
+}
+__nv_bfloat16* bf16(const Bits& b) { return reinterpret_cast<__nv_bfloat16*>(b.data()); }
+
+// Max over elements of |got − want| / tol; fails (first offender) where it exceeds 1 or is NaN.
+// Also checks the kPad elements past n are still poison.
+double check(const std::vector<float>& got, int64_t n, const std::vector<double>& want,
+             const std::vector<double>& tol, const std::string& what) {
+  double worst = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double ratio = std::abs(got[i] - want[i]) / tol[i];
+    if (!(ratio <= 1.0)) {
+      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << want[i] << ", tol " << tol[i];
+      return ratio;
+    }
+    worst = std::max(worst, ratio);
+  }
+  for (int64_t i = n; i < static_cast<int64_t>(got.size()); ++i)
+    EXPECT_TRUE(std::isnan(got[i])) << what << ": wrote past the end at " << i;
+  return worst;
+}
+
+std::string name(const char* what, const Shape& s) {
+  return std::string(what) + " T=" + std::to_string(s.T) + " C=" + std::to_string(s.C) + " OC=" + std::to_string(s.OC);
+}
+
+TEST(CudaGemm, ForwardMatchesFloat64AndCpuOp) {
+  GemmContext ctx;
+  double worst_f32 = 0.0, worst_bf16 = 0.0;
+  uint32_t seed = 1;
+  for (const Shape& s : kShapes) {
+    const int64_t T = s.T, C = s.C, OC = s.OC, n = T * OC;
+    const std::vector<uint16_t> x_bits = to_bf16(uniform(T * C, seed++)), w_bits = to_bf16(uniform(OC * C, seed++));
+    const std::vector<float> x = widen(x_bits), w = widen(w_bits);
+    const std::vector<float> bias = uniform(OC, seed++);
+    Bits dx(x_bits), dw(w_bits);
+    simt::DeviceBuffer<float> dbias(bias);
+    std::vector<double> prod(n), mag(n);  // Σ x·w and Σ |x·w| in float64
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t o = 0; o < OC; ++o) {
+        double sum = 0, abs_sum = 0;
+        for (int64_t c = 0; c < C; ++c) {
+          const double p = static_cast<double>(x[t * C + c]) * w[o * C + c];
+          sum += p, abs_sum += std::abs(p);
+        }
+        prod[t * OC + o] = sum, mag[t * OC + o] = abs_sum;
+      }
+    std::vector<float> cpu(n);  // the CPU op on the same widened bf16 values
+    ops::linear_forward(cpu.data(), x.data(), w.data(), T, C, OC);
+
+    for (bool with_bias : {false, true}) {
+      for (int mode = 0; mode < 3; ++mode) {  // 0: fp32 out, 1: fp32 out +=, 2: bf16 out
+        const bool out_fp32 = mode < 2, accumulate = mode == 1;
+        std::vector<float> prev(n + kPad, ops::test_util::kNaN);
+        if (accumulate) {
+          const std::vector<float> r = uniform(n, seed++);
+          std::copy(r.begin(), r.end(), prev.begin());
+        }
+        std::vector<double> want(n), tol(n), want_cpu(n);
+        for (int64_t i = 0; i < n; ++i) {
+          const double b = with_bias ? bias[i % OC] : 0.0, p = accumulate ? prev[i] : 0.0;
+          want[i] = prod[i] + b + p;
+          want_cpu[i] = static_cast<double>(cpu[i]) + b + p;
+          tol[i] = 1e-5 * std::sqrt(static_cast<double>(C)) * (mag[i] + std::abs(b) + std::abs(p)) + 1e-30;
+          if (!out_fp32) tol[i] += std::ldexp(std::abs(want[i]) + std::abs(b), -8);
+        }
+        const std::string what = name(out_fp32 ? (accumulate ? "fp32 out +=" : "fp32 out") : "bf16 out", s) +
+                                 (with_bias ? " bias" : "");
+        std::vector<float> got;
+        if (out_fp32) {
+          simt::DeviceBuffer<float> out(prev);
+          ASSERT_EQ(linear_forward_bf16(ctx, out.data(), true, bf16(dx), bf16(dw), with_bias ? dbias.data() : nullptr,
+                                        T, C, OC, accumulate, nullptr),
+                    cudaSuccess) << what;
+          simt::device_synchronize();
+          got = out.download();
+        } else {
+          Bits out(static_cast<size_t>(n + kPad));  // poisoned: 0xFFFF is a bf16 NaN
+          ASSERT_EQ(linear_forward_bf16(ctx, out.data(), false, bf16(dx), bf16(dw), with_bias ? dbias.data() : nullptr,
+                                        T, C, OC, false, nullptr),
+                    cudaSuccess) << what;
+          simt::device_synchronize();
+          got = widen(out.download());
+        }
+        const double ratio = check(got, n, want, tol, what + " vs float64");
+        check(got, n, want_cpu, tol, what + " vs ops::linear_forward");
+        (out_fp32 ? worst_f32 : worst_bf16) = std::max(out_fp32 ? worst_f32 : worst_bf16, ratio);
+      }
+    }
+  }
+  std::printf("forward: max |err|/tol fp32 %.3g, bf16 %.3g\n", worst_f32, worst_bf16);
+}
+
+TEST(CudaGemm, BackwardMatchesFloat64AndCpuOp) {
+  GemmContext ctx;
+  double worst_dinp = 0.0, worst_dw = 0.0, worst_db = 0.0;
+  uint32_t seed = 100;
+  for (const Shape& s : kShapes) {
+    const int64_t T = s.T, C = s.C, OC = s.OC;
+    const std::vector<uint16_t> x_bits = to_bf16(uniform(T * C, seed++)), w_bits = to_bf16(uniform(OC * C, seed++)),
+                                dy_bits = to_bf16(uniform(T * OC, seed++));
+    const std::vector<float> x = widen(x_bits), w = widen(w_bits), dy = widen(dy_bits);
+    Bits dx(x_bits), dw(w_bits), ddy(dy_bits);
+    for (bool accumulate_dinp : {false, true}) {
+      const std::vector<float> dinp_prev = widen(to_bf16(uniform(T * C, seed++)));
+      const std::vector<float> dw_prev = uniform(OC * C, seed++), db_prev = uniform(OC, seed++);
+      Bits dinp(static_cast<size_t>(T * C + kPad));  // poisoned
+      if (accumulate_dinp) {
+        std::vector<uint16_t> init = to_bf16(dinp_prev);
+        init.resize(T * C + kPad, 0xFFFF);
+        dinp.upload(init);
+      }
+      std::vector<float> dw_init(dw_prev), db_init(db_prev);
+      dw_init.resize(OC * C + kPad, ops::test_util::kNaN);
+      db_init.resize(OC + kPad, ops::test_util::kNaN);
+      simt::DeviceBuffer<float> dweight(dw_init), dbias(db_init);
+      ASSERT_EQ(linear_backward_bf16(ctx, bf16(dinp), accumulate_dinp, dweight.data(), dbias.data(), bf16(ddy),
+                                     bf16(dx), bf16(dw), T, C, OC, nullptr),
+                cudaSuccess);
+      simt::device_synchronize();
+
+      // CPU op on the widened values: dinp (fp32, += the old value), dweight += doutᵀ·inp.
+      std::vector<float> cpu_dinp(accumulate_dinp ? dinp_prev : std::vector<float>(T * C, 0.0f)), cpu_dw(dw_prev);
+      ops::linear_backward(cpu_dinp.data(), cpu_dw.data(), dy.data(), x.data(), w.data(), T, C, OC, true);
+
+      std::vector<double> want(T * C), tol(T * C), want_cpu(T * C);
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t c = 0; c < C; ++c) {
+          double sum = 0, mag = 0;
+          for (int64_t o = 0; o < OC; ++o) {
+            const double p = static_cast<double>(dy[t * OC + o]) * w[o * C + c];
+            sum += p, mag += std::abs(p);
+          }
+          const double prev = accumulate_dinp ? dinp_prev[t * C + c] : 0.0;
+          want[t * C + c] = sum + prev;
+          want_cpu[t * C + c] = cpu_dinp[t * C + c];
+          tol[t * C + c] = 1e-5 * std::sqrt(static_cast<double>(OC)) * (mag + std::abs(prev)) +
+                           std::ldexp(std::abs(sum + prev), -8) + 1e-30;
+        }
+      const std::string what = name(accumulate_dinp ? "dinp +=" : "dinp", s);
+      const std::vector<float> got_dinp = widen(dinp.download());
+      worst_dinp = std::max(worst_dinp, check(got_dinp, T * C, want, tol, what + " vs float64"));
+      check(got_dinp, T * C, want_cpu, tol, what + " vs ops::linear_backward");
+
+      std::vector<double> want_dw(OC * C), tol_dw(OC * C), want_dw_cpu(OC * C);
+      for (int64_t o = 0; o < OC; ++o)
+        for (int64_t c = 0; c < C; ++c) {
+          double sum = dw_prev[o * C + c], mag = std::abs(dw_prev[o * C + c]);
+          for (int64_t t = 0; t < T; ++t) {
+            const double p = static_cast<double>(dy[t * OC + o]) * x[t * C + c];
+            sum += p, mag += std::abs(p);
+          }
+          want_dw[o * C + c] = sum;
+          want_dw_cpu[o * C + c] = cpu_dw[o * C + c];
+          tol_dw[o * C + c] = 1e-5 * std::sqrt(static_cast<double>(T)) * mag + 1e-30;
+        }
+      const std::vector<float> got_dw = dweight.download();
+      worst_dw = std::max(worst_dw, check(got_dw, OC * C, want_dw, tol_dw, name("dweight +=", s) + " vs float64"));
+      check(got_dw, OC * C, want_dw_cpu, tol_dw, name("dweight +=", s) + " vs ops::linear_backward");
+
+      std::vector<double> want_db(OC), tol_db(OC);
+      for (int64_t o = 0; o < OC; ++o) {
+        double sum = db_prev[o], mag = std::abs(db_prev[o]);
+        for (int64_t t = 0; t < T; ++t) sum += dy[t * OC + o], mag += std::abs(dy[t * OC + o]);
+        want_db[o] = sum;
+        tol_db[o] = 1e-5 * std::sqrt(static_cast<double>(T)) * mag + 1e-30;
+      }
+      worst_db = std::max(worst_db, check(dbias.download(), OC, want_db, tol_db, name("dbias +=", s)));
+    }
+  }
+  std::printf("backward: max |err|/tol dinp %.3g, dweight %.3g, dbias %.3g\n", worst_dinp, worst_dw, worst_db);
+}
+
+// Null outputs are skipped: the other buffers keep their bits exactly.
+TEST(CudaGemm, BackwardSkipsNullOutputs) {
+  GemmContext ctx;
+  const int64_t T = 33, C = 7, OC = 257;
+  Bits dx(to_bf16(uniform(T * C, 7))), dw(to_bf16(uniform(OC * C, 8))), ddy(to_bf16(uniform(T * OC, 9)));
+  const std::vector<float> dw_prev = uniform(OC * C, 10), db_prev = uniform(OC, 11);
+  simt::DeviceBuffer<float> dweight(dw_prev), dbias(db_prev);
+  // dbias only: dweight untouched.
+  ASSERT_EQ(linear_backward_bf16(ctx, nullptr, false, nullptr, dbias.data(), bf16(ddy), bf16(dx), bf16(dw), T, C, OC,
+                                 nullptr),
+            cudaSuccess);
+  simt::device_synchronize();
+  EXPECT_EQ(dweight.download(), dw_prev);
+  EXPECT_NE(dbias.download(), db_prev);
+  // dweight only: dbias keeps the value it has now.
+  const std::vector<float> db_now = dbias.download();
+  ASSERT_EQ(linear_backward_bf16(ctx, nullptr, false, dweight.data(), nullptr, bf16(ddy), bf16(dx), bf16(dw), T, C, OC,
+                                 nullptr),
+            cudaSuccess);
+  simt::device_synchronize();
+  EXPECT_EQ(dbias.download(), db_now);
+  EXPECT_NE(dweight.download(), dw_prev);
+}
+
+// The bias gradient alone, T = 1000 rows: one pass (no scratch) and the row-split path
+// (partials in scratch, then the ordered finish) both against float64, from random dbias.
+TEST(CudaGemm, BiasGradOnePassAndSplitRows) {
+  const int64_t T = 1000, OC = 45;  // two column blocks, the second partial
+  const std::vector<float> dy = widen(to_bf16(uniform(T * OC, 21)));
+  Bits ddy(to_bf16(dy));
+  const std::vector<float> prev = uniform(OC, 22);
+  std::vector<double> want(OC), tol(OC);
+  for (int64_t o = 0; o < OC; ++o) {
+    double sum = prev[o], mag = std::abs(prev[o]);
+    for (int64_t t = 0; t < T; ++t) sum += dy[t * OC + o], mag += std::abs(dy[t * OC + o]);
+    want[o] = sum, tol[o] = 1e-5 * std::sqrt(static_cast<double>(T)) * mag;
+  }
+  const int64_t scratch_floats = bias_grad_scratch_floats(T, OC);
+  ASSERT_GT(scratch_floats, 0) << "T = 1000 should split the rows";
+  for (bool split : {false, true}) {
+    std::vector<float> init(prev);
+    init.resize(OC + kPad, ops::test_util::kNaN);
+    simt::DeviceBuffer<float> dbias(init), scratch(static_cast<size_t>(scratch_floats));
+    ASSERT_EQ(bias_grad_bf16(dbias.data(), bf16(ddy), T, OC, split ? scratch.data() : nullptr, nullptr), cudaSuccess);
+    simt::device_synchronize();
+    const double ratio = check(dbias.download(), OC, want, tol, split ? "dbias split rows" : "dbias one pass");
+    std::printf("bias_grad %s: max |err|/tol %.3g\n", split ? "split rows" : "one pass", ratio);
+  }
+}
+
+TEST(CudaGemm, RejectsInvalidArguments) {
+  GemmContext ctx;
+  Bits a(to_bf16(uniform(64, 1))), b(to_bf16(uniform(64, 2)));
+  simt::DeviceBuffer<float> out(64);
+  Bits out16(64);
+  // accumulate is for fp32 outputs only
+  EXPECT_EQ(linear_forward_bf16(ctx, out16.data(), false, bf16(a), bf16(b), nullptr, 8, 8, 8, true, nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(linear_forward_bf16(ctx, out.data(), true, bf16(a), bf16(b), nullptr, 0, 8, 8, false, nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(linear_backward_bf16(ctx, bf16(out16), false, nullptr, nullptr, bf16(a), bf16(a), bf16(b), 8, -1, 8, nullptr),
+            cudaErrorInvalidValue);
+}
+
+}  // namespace
+}  // namespace reclm::cuda
