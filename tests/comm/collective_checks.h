@@ -70,6 +70,35 @@ bool close(T got, double ref, ReduceOp op, int ranks) {
   return std::abs(static_cast<double>(got) - ref) <= 4.0 * eps * 1.5 * ranks;
 }
 
+// Every rank's input of case `case_id`, n values each: [ranks][n].
+template <typename T>
+std::vector<std::vector<T>> rank_inputs(uint64_t seed, uint64_t case_id, int ranks, int64_t n) {
+  std::vector<std::vector<T>> inputs;
+  for (int r = 0; r < ranks; ++r) inputs.push_back(input<T>(seed, case_id, r, n));
+  return inputs;
+}
+
+// What an all-gather of every rank's n-value input gives: the inputs in rank order.
+inline std::vector<float> gathered_inputs(uint64_t seed, uint64_t case_id, int ranks, int64_t n) {
+  std::vector<float> all;
+  for (const std::vector<float>& block : rank_inputs<float>(seed, case_id, ranks, n)) {
+    all.insert(all.end(), block.begin(), block.end());
+  }
+  return all;
+}
+
+// How many of got[i] miss op's reference of element first + i over the ranks' inputs.
+template <typename T>
+int64_t values_off(const std::vector<T>& got, const std::vector<std::vector<T>>& inputs, int64_t first,
+                   ReduceOp op) {
+  const int ranks = static_cast<int>(inputs.size());
+  int64_t wrong = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    wrong += !close(got[i], reference(inputs, first + static_cast<int64_t>(i), op), op, ranks);
+  }
+  return wrong;
+}
+
 // Every rank holds the same bits as rank 0 (broadcast rank 0's copy and compare).
 template <typename T>
 bool same_on_every_rank(Communicator& comm, const std::vector<T>& values) {
@@ -95,8 +124,7 @@ void check_started_all_reduce(Communicator& comm, Communicator& host, Checks& ch
     for (int64_t n : sizes) {
       for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {
         ++case_id;
-        auto& in = inputs.emplace_back();
-        for (int r = 0; r < ranks; ++r) in.push_back(input<float>(seed, case_id, r, n));
+        const auto& in = inputs.emplace_back(rank_inputs<float>(seed, case_id, ranks, n));
         buffers.push_back(std::make_unique<Buffer>(n));
         buffers.back()->upload(in[static_cast<size_t>(comm.rank())]);
         ops.push_back(op);
@@ -116,10 +144,7 @@ void check_started_all_reduce(Communicator& comm, Communicator& host, Checks& ch
     comm.wait_started();
     for (size_t c = 0; c < buffers.size(); ++c) {
       const std::vector<float> got = buffers[c]->download();
-      int64_t wrong = 0;
-      for (size_t i = 0; i < got.size(); ++i) {
-        wrong += !close(got[i], reference(inputs[c], static_cast<int64_t>(i), ops[c]), ops[c], ranks);
-      }
+      const int64_t wrong = values_off(got, inputs[c], 0, ops[c]);
       checks.expect(wrong == 0, "started all_reduce(%s) of %zu: %lld values off the reference",
                     reduce_op_name(ops[c]), got.size(), static_cast<long long>(wrong));
       checks.expect(same_on_every_rank(host, got), "started all_reduce of %zu differs from rank 0",

@@ -36,10 +36,11 @@ namespace {
 const int64_t kSizes[] = {1, 7, 1000003};
 
 using test::Checks;
-using test::close;
+using test::gathered_inputs;
 using test::input;
-using test::reference;
+using test::rank_inputs;
 using test::same_on_every_rank;
+using test::values_off;
 
 template <typename T>
 void check_all_reduce(Communicator& comm, Checks& checks, uint64_t seed, uint64_t& case_id) {
@@ -47,14 +48,10 @@ void check_all_reduce(Communicator& comm, Checks& checks, uint64_t seed, uint64_
   for (int64_t n : kSizes) {
     for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {
       ++case_id;
-      std::vector<std::vector<T>> inputs;
-      for (int r = 0; r < ranks; ++r) inputs.push_back(input<T>(seed, case_id, r, n));
+      const auto inputs = rank_inputs<T>(seed, case_id, ranks, n);
       std::vector<T> data = inputs[static_cast<size_t>(comm.rank())];
       comm.all_reduce(data.data(), n, op);
-      int64_t wrong = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        wrong += !close(data[static_cast<size_t>(i)], reference(inputs, i, op), op, ranks);
-      }
+      const int64_t wrong = values_off(data, inputs, 0, op);
       checks.expect(wrong == 0, "all_reduce(%s) %s of %lld: %lld values off the reference",
                     reduce_op_name(op), sizeof(T) == 4 ? "float" : "double", static_cast<long long>(n),
                     static_cast<long long>(wrong));
@@ -70,15 +67,10 @@ void check_reduce_scatter(Communicator& comm, Checks& checks, uint64_t seed, uin
   for (int64_t n : kSizes) {
     for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {
       ++case_id;
-      std::vector<std::vector<float>> inputs;
-      for (int r = 0; r < ranks; ++r) inputs.push_back(input<float>(seed, case_id, r, ranks * n));
+      const auto inputs = rank_inputs<float>(seed, case_id, ranks, ranks * n);
       std::vector<float> out(static_cast<size_t>(n), 0.0f);
       comm.reduce_scatter(inputs[static_cast<size_t>(rank)].data(), out.data(), n, op);
-      int64_t wrong = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        const double ref = reference(inputs, rank * n + i, op);
-        wrong += !close(out[static_cast<size_t>(i)], ref, op, ranks);
-      }
+      const int64_t wrong = values_off(out, inputs, rank * n, op);
       checks.expect(wrong == 0, "reduce_scatter(%s) of %lld per rank: %lld values off", reduce_op_name(op),
                     static_cast<long long>(n), static_cast<long long>(wrong));
     }
@@ -90,11 +82,7 @@ void check_all_gather(Communicator& comm, Checks& checks, uint64_t seed, uint64_
   const int rank = comm.rank();
   for (int64_t n : kSizes) {
     ++case_id;
-    std::vector<float> expected;
-    for (int r = 0; r < ranks; ++r) {
-      const std::vector<float> block = input<float>(seed, case_id, r, n);
-      expected.insert(expected.end(), block.begin(), block.end());
-    }
+    const std::vector<float> expected = gathered_inputs(seed, case_id, ranks, n);
     const std::vector<float> mine = input<float>(seed, case_id, rank, n);
     std::vector<float> out(expected.size(), 0.0f);
     comm.all_gather(mine.data(), out.data(), n);

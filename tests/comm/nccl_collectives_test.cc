@@ -74,10 +74,11 @@ class DeviceBuffer {
 };
 
 using test::Checks;
-using test::close;
+using test::gathered_inputs;
 using test::input;
-using test::reference;
+using test::rank_inputs;
 using test::same_on_every_rank;
+using test::values_off;
 
 // A blocking collective has finished its work on the communicator's stream when it returns.
 bool stream_idle(NcclCommunicator& comm) { return cudaStreamQuery(comm.stream()) == cudaSuccess; }
@@ -90,17 +91,13 @@ void check_all_reduce(Communicator& host, NcclCommunicator& comm, Checks& checks
   for (int64_t n : kSizes) {
     for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {
       ++case_id;
-      std::vector<std::vector<T>> inputs;
-      for (int r = 0; r < ranks; ++r) inputs.push_back(input<T>(seed, case_id, r, n));
+      const auto inputs = rank_inputs<T>(seed, case_id, ranks, n);
       DeviceBuffer<T> data(n);
       data.upload(inputs[static_cast<size_t>(comm.rank())]);
       comm.all_reduce(data.data(), n, op);
       checks.expect(stream_idle(comm), "all_reduce returned before its stream drained");
       const std::vector<T> got = data.download();
-      int64_t wrong = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        wrong += !close(got[static_cast<size_t>(i)], reference(inputs, i, op), op, ranks);
-      }
+      const int64_t wrong = values_off(got, inputs, 0, op);
       checks.expect(wrong == 0, "all_reduce(%s) %s of %lld: %lld values off the reference",
                     reduce_op_name(op), type, static_cast<long long>(n), static_cast<long long>(wrong));
       checks.expect(same_on_every_rank(host, got), "all_reduce(%s) %s of %lld differs from rank 0",
@@ -116,18 +113,13 @@ void check_reduce_scatter(NcclCommunicator& comm, Checks& checks, uint64_t seed,
   for (int64_t n : kSizes) {
     for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {
       ++case_id;
-      std::vector<std::vector<float>> inputs;
-      for (int r = 0; r < ranks; ++r) inputs.push_back(input<float>(seed, case_id, r, ranks * n));
+      const auto inputs = rank_inputs<float>(seed, case_id, ranks, ranks * n);
       DeviceBuffer<float> in(ranks * n);
       DeviceBuffer<float> out(n);
       in.upload(inputs[static_cast<size_t>(rank)]);
       comm.reduce_scatter(in.data(), out.data(), n, op);
       const std::vector<float> got = out.download();
-      int64_t wrong = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        const double ref = reference(inputs, rank * n + i, op);
-        wrong += !close(got[static_cast<size_t>(i)], ref, op, ranks);
-      }
+      const int64_t wrong = values_off(got, inputs, rank * n, op);
       checks.expect(wrong == 0, "reduce_scatter(%s) of %lld per rank: %lld values off",
                     reduce_op_name(op), static_cast<long long>(n), static_cast<long long>(wrong));
     }
@@ -139,11 +131,7 @@ void check_all_gather(NcclCommunicator& comm, Checks& checks, uint64_t seed, uin
   const int rank = comm.rank();
   for (int64_t n : kSizes) {
     ++case_id;
-    std::vector<float> expected;
-    for (int r = 0; r < ranks; ++r) {
-      const std::vector<float> block = input<float>(seed, case_id, r, n);
-      expected.insert(expected.end(), block.begin(), block.end());
-    }
+    const std::vector<float> expected = gathered_inputs(seed, case_id, ranks, n);
     const std::vector<float> mine = input<float>(seed, case_id, rank, n);
     DeviceBuffer<float> in(n);
     DeviceBuffer<float> out(ranks * n);
