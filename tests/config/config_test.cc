@@ -373,6 +373,11 @@ std::vector<RuleCase> rule_cases() {
       {{"checkpoint.every=-5"}, "field checkpoint.every: must be >= 0 (got -5)"},
       {{"checkpoint.keep_last=-1"}, "field checkpoint.keep_last: must be >= 0 (got -1)"},
       {{"runtime.threads=-2"}, "field runtime.threads: must be >= 0 (got -2)"},
+      {{"runtime.grad_bucket_mb=-1"}, "field runtime.grad_bucket_mb: must be >= 0 (got -1)"},
+      {{"runtime.vocab_parallel=true", "optim.zero1=true"},
+       "field runtime.vocab_parallel: cannot be combined with optim.zero1"},
+      {{"runtime.vocab_parallel=true", "model.lora.rank=4"},
+       "field runtime.vocab_parallel: cannot be combined with model.lora"},
       {{"runtime.device=cuda"},
        "field runtime.device: \"cuda\" is not available in this build (only \"cpu\")"},
   };

@@ -6,7 +6,8 @@
 #  2. its model.h5 holds the whole tables: `reclm eval` on it gives the plain run's metrics;
 #  3. its checkpoints (assembled on rank 0) verify and resume on 3 ranks with vocab_parallel and
 #     on 1 process, continuing the trajectory;
-#  4. vocab_parallel with optim.zero1 is refused with exit 2 naming the field.
+#  4. vocab_parallel with optim.zero1, and on text data without items, is refused with exit 2
+#     naming the field.
 set -euo pipefail
 source "$(dirname "$0")/../e2e/lib/common.bash"
 MPIRUN=("$RECLM_SOURCE_DIR/scripts/mpirun.sh" --mca btl self,tcp --mca btl_tcp_if_include lo
@@ -77,4 +78,12 @@ code=$?
 set -e
 [ $code -eq 2 ] && grep -q "field runtime.vocab_parallel: cannot be combined with optim.zero1" "$work/refused.txt" ||
   { cat "$work/refused.txt"; fail "vocab_parallel + zero1: exit $code"; }
+# Text data has no item block to shard: every rank stops with exit 2 naming the field.
+set +e
+"${MPIRUN[@]}" -np 2 "$RECLM" train --config "$RECLM_SOURCE_DIR/configs/tiny.pbtxt" --set runtime.threads=1 \
+  --set runtime.vocab_parallel=true --set train.run_dir="$work/text" > "$work/text.txt" 2>&1
+code=$?
+set -e
+[ $code -eq 2 ] && grep -q "field runtime.vocab_parallel: the data has no item tokens to shard" "$work/text.txt" ||
+  { cat "$work/text.txt"; fail "vocab_parallel on text data: exit $code"; }
 echo "vocab_parallel: equals plain data parallelism (2, 3 ranks, tied and untied), eval, checkpoints and resume OK"
