@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "checkpoint/checkpoint_dir.h"
+#include "trainer/train_loop.h"
 #include "runtime/errors.h"
 #include "runtime/logging.h"
 #include "runtime/timer.h"
@@ -257,8 +258,7 @@ void CheckpointSaver::wait_and_report() {
 void CheckpointSaver::after_step(const Model& model, const AdamW& optimizer,
                                  const TrainProgress& progress, bool last) {
   if (worker_done_.load()) wait_and_report();  // surface a finished background save promptly
-  const int every = config_.checkpoint().every();
-  if (every <= 0 || (progress.step % every != 0 && !last)) return;
+  if (!checkpoint_due(config_, progress.step, last)) return;
   wait_and_report();  // at most one save in flight
   if (optimizer.sharded() && comm_ != nullptr && comm_->size() > 1) {
     pending_step_ = progress.step;

@@ -83,7 +83,7 @@ struct TrainArgs : ConfigArgs {
 
 void register_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
-  CLI::App* cmd = app.add_subcommand("train", "Train a model from a config (CPU backend)");
+  CLI::App* cmd = app.add_subcommand("train", "Train a model from a config (runtime.device: cpu, or cuda on a GPU)");
   add_config_options(cmd, args.get());
   cmd->add_option("--resume", args->resume,
                   "Continue a run from a checkpoint: 'auto' (the newest under checkpoint.dir; "

@@ -64,10 +64,9 @@ std::shared_ptr<void> install_vocab_parallel_saver(TrainHooks& hooks, const Conf
   Communicator& comm = *hooks.comm;
   std::shared_ptr<CheckpointSaver> saver;
   if (comm.rank() == 0) saver = std::make_shared<CheckpointSaver>(config, data_source, comm.size());
-  const int every = config.checkpoint().every();
-  hooks.after_step = [saver, &comm, every, config](const Model& model, const AdamW& optimizer,
-                                                    const TrainProgress& progress, bool last) {
-    if (progress.step % every != 0 && !last) {
+  hooks.after_step = [saver, &comm, config](const Model& model, const AdamW& optimizer,
+                                             const TrainProgress& progress, bool last) {
+    if (!checkpoint_due(config, progress.step, last)) {
       // Not a save step: the saver only reports a background save that has finished.
       if (saver) saver->after_step(model, optimizer, progress, last);
       return;

@@ -211,9 +211,10 @@ void check_eval_and_runtime(const config::EvalConfig& e, const config::RuntimeCo
   v.non_negative("runtime.threads", r.threads());
   v.positive("runtime.comm_timeout_s", r.comm_timeout_s());
   v.non_negative("runtime.grad_bucket_mb", r.grad_bucket_mb());
-  if (r.device() != "cpu") {
-    v.add("runtime.device", "\"{}\" is not available in this build (only \"cpu\")", r.device());
+  if (r.device() != "cpu" && r.device() != "cuda") {
+    v.add("runtime.device", "must be \"cpu\" or \"cuda\" (got \"{}\")", r.device());
   }
+  v.non_negative("runtime.peak_tflops", r.peak_tflops());
 }
 
 void check_prepare(const config::PrepareConfig& p, Violations& v) {
@@ -258,6 +259,21 @@ void validate_config(const Config& config) {
     }
     if (config.model().lora().rank() > 0) {
       violations.add("runtime.vocab_parallel", "cannot be combined with model.lora");
+    }
+  }
+  if (config.runtime().device() == "cuda") {  // what the CUDA backend does not do (yet)
+    const config::ModelConfig& m = config.model();
+    if (m.d_model() > 0 && m.n_heads() > 0 && m.d_model() % m.n_heads() == 0 &&
+        m.d_model() / m.n_heads() != 64 && m.d_model() / m.n_heads() != 128) {
+      violations.add("runtime.device", "\"cuda\" needs head dim d_model / n_heads = 64 or 128 (got {} / {} = {})",
+                     m.d_model(), m.n_heads(), m.d_model() / m.n_heads());
+    }
+    if (m.d_model() > 8192) violations.add("runtime.device", "\"cuda\" takes model.d_model up to 8192");
+    if (m.dropout() > 0) violations.add("runtime.device", "\"cuda\" cannot be combined with model.dropout > 0");
+    if (m.lora().rank() > 0) violations.add("runtime.device", "\"cuda\" cannot be combined with model.lora");
+    if (config.optim().zero1()) violations.add("runtime.device", "\"cuda\" cannot be combined with optim.zero1");
+    if (config.runtime().vocab_parallel()) {
+      violations.add("runtime.device", "\"cuda\" cannot be combined with runtime.vocab_parallel");
     }
   }
   const std::vector<std::string>& messages = violations.messages();

@@ -17,6 +17,7 @@
 #include "runtime/progress.h"
 #include "runtime/timer.h"
 #include "trainer/data_parallel.h"
+#include "trainer/device_backend.h"
 #include "trainer/grad_buckets.h"
 #include "trainer/model.h"
 #include "trainer/model_flops.h"
@@ -30,6 +31,10 @@
 namespace reclm {
 
 namespace {
+
+// The host model's activation arena when a device trains (tokens): enough for the ranking
+// evaluation's prompts, which the evaluator packs into as many forwards as needed.
+constexpr int64_t kHostArenaTokensWithDevice = 4096;
 
 // Append-only metrics log; one JSON object per line, flushed so a crash loses nothing.
 class MetricsLog {
@@ -72,11 +77,12 @@ std::filesystem::path prepare_run_dir(const Config& config) {
 // Every rank runs its share of each held-out batch (BatchSource::val_batch) and the sums are
 // reduced, so the value depends on the global batch, not on the number of ranks (beyond
 // summation order), and every rank runs the same forwards (vocabulary parallelism needs that).
-double validation_loss(Model& model, const BatchSource& source, int n_batches, Communicator* comm) {
+double validation_loss(Model& model, DeviceBackend* device, const BatchSource& source, int n_batches,
+                       Communicator* comm) {
   double sums[2] = {0.0, 0.0};  // loss, weight
   for (int i = 0; i < n_batches; ++i) {
     const Batch batch = source.val_batch(i);
-    sums[0] += forward_loss(model, batch);
+    sums[0] += device ? device->forward_loss(batch) : forward_loss(model, batch);
     for (float w : batch.loss_weights) sums[1] += w;
   }
   sum_over_ranks(comm, sums, 2);
@@ -102,7 +108,11 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
                      "needs a recommendation dataset)");
     dims.vocab_shard = make_vocab_shard(dims.vocab, hooks.item_begin, hooks.item_end, rank, world);
   }
-  Model model(dims, source.max_batch_tokens());
+  // runtime.device "cuda": the host model only evaluates (ranking), so its activation arena is
+  // capped; the device plans for the whole micro-batch.
+  const bool on_device = config.runtime().device() == "cuda";
+  Model model(dims, on_device ? std::min<int64_t>(source.max_batch_tokens(), kHostArenaTokensWithDevice)
+                              : source.max_batch_tokens());
   model.comm = comm;
   init_weights(model, config.runtime().seed(), config.model().init_std());
   // ZeRO-1 (trainer/zero1.h): this rank's optimizer holds and updates only its shard.
@@ -119,6 +129,26 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
   }
   TrainProgress progress;
   if (hooks.restore) hooks.restore(model, optimizer, progress);
+  // runtime.device "cuda" (trainer/device_backend.h): the step runs on the device; the host
+  // model gets the device's state back before checkpoints, ranking evaluation and the end.
+  std::unique_ptr<DeviceBackend> device;
+  double peak_tflops = 0.0;
+  if (on_device) {
+    device = make_device_backend(model, source.max_batch_tokens(), optimizer, config.optim(),
+                                 comm ? comm->local_rank() : 0);
+    device->upload(model, optimizer);
+    const DeviceInfo info = device->info();
+    peak_tflops = config.runtime().peak_tflops() > 0 ? config.runtime().peak_tflops() : peak_bf16_tflops(info.name);
+    log_info("device: {}{}, {:.2f} GiB planned for weights, gradients, moments and activations{}", info.name,
+             info.total_bytes > 0 ? fmt::format(" ({:.1f} GiB)", info.total_bytes / 1073741824.0) : "",
+             info.planned_bytes / 1073741824.0,
+             peak_tflops > 0 ? fmt::format("; bf16 peak {:.0f} TFLOP/s for MFU", peak_tflops)
+                             : "; unknown bf16 peak (set runtime.peak_tflops for MFU)");
+    if (buckets) {
+      log_info("runtime.grad_bucket_mb: on the device the gradients are all-reduced in one call after backward");
+      buckets.reset();
+    }
+  }
   const bool lead = rank == 0;  // writes the run directory; every rank trains
   const std::filesystem::path run_dir =
       lead ? prepare_run_dir(config) : std::filesystem::path(config.train().run_dir());
@@ -194,20 +224,23 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     comm_seconds += comm_clock.seconds();
     const double total_weight = counts[0];
     const auto step_tokens = static_cast<int64_t>(counts[1]);
-    zero_grads(model);
+    if (device) device->zero_grads(); else zero_grads(model);
     double loss_sum = 0.0;
     const float grad_scale = total_weight > 0.0 ? static_cast<float>(1.0 / total_weight) : 0.0f;
     for (int micro = 0; micro < static_cast<int>(batches.size()); ++micro) {
       model.dropout = {config.model().dropout(), true, config.runtime().seed(),
                        dropout_stream(step, micro, tc.grad_accum(), rank, world)};
       const bool last = micro + 1 == static_cast<int>(batches.size());
-      loss_sum += forward_backward(model, batches[micro], grad_scale,
-                                   buckets && last ? buckets->hook(model) : BackwardHook{});
+      loss_sum += device ? device->forward_backward(batches[micro], grad_scale)
+                         : forward_backward(model, batches[micro], grad_scale,
+                                            buckets && last ? buckets->hook(model) : BackwardHook{});
     }
     model.dropout.enabled = false;  // validation and evaluation see the whole network
     comm_clock = Stopwatch();
     std::optional<OverlapStats> overlap;
-    if (zero1) {
+    if (device) {
+      device->all_reduce_gradients(comm);
+    } else if (zero1) {
       zero1->reduce_scatter_gradients(model);
     } else if (buckets) {
       overlap = buckets->finish(model);
@@ -218,7 +251,7 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     comm_seconds += comm_clock.seconds();
     const double loss = total_weight > 0.0 ? loss_sum / total_weight : 0.0;
     // ZeRO-1: each rank's shard, all-reduced (one double).
-    const double norm = zero1 ? zero1->grad_norm(model) : job_grad_norm(comm, model);
+    const double norm = device ? device->grad_norm() : zero1 ? zero1->grad_norm(model) : job_grad_norm(comm, model);
     const float lr = learning_rate(tc, step);
 
     const bool finite = std::isfinite(loss) && std::isfinite(norm);
@@ -228,7 +261,9 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
           "train.on_nonfinite: SKIP",
           std::isfinite(loss) ? "gradient" : "loss", step + 1, loss, norm));
     }
-    if (finite) {
+    if (finite && device) {
+      device->adamw_step(lr, clip_coefficient(norm, config.optim().grad_clip()));
+    } else if (finite) {
       optimizer.step(model, lr, clip_coefficient(norm, config.optim().grad_clip()));
       if (zero1) {  // every rank gets the shards the others updated
         comm_clock = Stopwatch();
@@ -244,20 +279,23 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     result.steps = step + 1;
     progress = {step + 1, progress.tokens_seen + step_tokens, result.skipped_steps, lr};
 
-    const double seconds = step_clock.seconds();
+    const double seconds = step_clock.seconds();  // (the device has finished: norm and loss were read)
+    const double model_tflops = counts[2] / seconds / 1e12;
     const double tokens_per_s = step_tokens / seconds;
     write_metrics({{"kind", "train"}, {"step", step + 1}, {"loss", loss}, {"lr", lr},
                    {"grad_norm", norm}, {"tokens", step_tokens}, {"tokens_per_s", tokens_per_s},
                    {"ms_per_step", seconds * 1e3}, {"comm_ms", comm_seconds * 1e3},
-                   {"model_tflops", counts[2] / seconds / 1e12},
+                   {"model_tflops", model_tflops}, {"mfu", peak_tflops > 0 ? model_tflops / world / peak_tflops : 0.0},
+                   {"device_mem_mb", device ? device->info().planned_bytes / 1048576.0 : 0.0},
                    {"overlap", overlap ? overlap->overlap() : 0.0},
                    {"peak_rss_mb", peak_rss_mib()},
                    {"time_s", run_clock.seconds()}, {"skipped", !finite}});
     const std::string status = fmt::format("loss {:.4f} | {:.0f} tok/s", loss, tokens_per_s);
     if ((step + 1) % tc.log_every() == 0 || step == 0 || step + 1 == tc.steps()) {
       const std::string line = fmt::format(
-          "step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step{} | peak {:.0f} MiB",
+          "step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step{}{} | peak {:.0f} MiB",
           step + 1, tc.steps(), loss, lr, norm, tokens_per_s, seconds * 1e3,
+          peak_tflops > 0 ? fmt::format(" | MFU {:.1f}%", 100.0 * model_tflops / world / peak_tflops) : "",
           world > 1 ? fmt::format(" ({:.1f} comm{})", comm_seconds * 1e3,
                                   overlap ? fmt::format(", {:.0f}% overlapped", 100 * overlap->overlap())
                                           : "")
@@ -268,13 +306,18 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     if (draw) bar.update(step + 1, status);
 
     if (val_every > 0 && ((step + 1) % val_every == 0 || step + 1 == tc.steps())) {
-      const double val = validation_loss(model, source, config.eval().val_batches(), comm);
+      const double val = validation_loss(model, device.get(), source, config.eval().val_batches(), comm);
       result.val_losses.push_back(val);
       write_metrics({{"kind", "val"}, {"step", step + 1}, {"val_loss", val}});
       const std::string line = fmt::format("step {:>6}/{} | val loss {:.4f}", step + 1, tc.steps(), val);
       if (draw) bar.print_above(line); else log_info("{}", line);
     }
-    if (rank_every > 0 && ((step + 1) % rank_every == 0 || step + 1 == tc.steps())) {
+    const bool last_step = step + 1 == tc.steps();
+    const bool rank_now = rank_every > 0 && ((step + 1) % rank_every == 0 || last_step);
+    if (device && (rank_now || (hooks.after_step && checkpoint_due(config, step + 1, last_step)))) {
+      device->download(model, &optimizer);  // what the evaluation and the checkpoint read
+    }
+    if (rank_now) {
       nlohmann::json ranking = hooks.rank_eval(model);
       ranking["kind"] = "rank";
       ranking["step"] = step + 1;
@@ -284,8 +327,9 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
           hooks.describe_rank ? hooks.describe_rank(ranking) : ranking.dump());
       if (draw) bar.print_above(line); else log_info("{}", line);
     }
-    if (hooks.after_step) hooks.after_step(model, optimizer, progress, step + 1 == tc.steps());
+    if (hooks.after_step) hooks.after_step(model, optimizer, progress, last_step);
   }
+  if (device) device->download(model, &optimizer);  // the final weights
   if (hooks.finish) hooks.finish();
   if (dims.vocab_parallel()) {  // the whole tables, assembled on rank 0
     std::optional<Model> whole;

@@ -73,6 +73,13 @@ struct TrainHooks {
   std::function<std::string(const nlohmann::json& result)> describe_rank;
 };
 
+// Whether a checkpoint is due once `steps_done` optimizer steps are complete: every
+// checkpoint.every steps and after the last (`last`); never with checkpoint.every <= 0.
+inline bool checkpoint_due(const Config& config, int64_t steps_done, bool last) {
+  const int every = config.checkpoint().every();
+  return every > 0 && (steps_done % every == 0 || last);
+}
+
 // Trains (from the random init, or from what hooks.restore loads) and writes RUN_DIR/model.h5
 // (trainer/weights_file.h) at the end.
 TrainResult train(const Config& config, const BatchSource& source, const TrainHooks& hooks = {});

@@ -13,21 +13,12 @@
 #   RECLM_SANITIZE_FILTER=Cuda*Embedding* bench/gpu/run.sh   (limit the sanitizer runs)
 # Exit status: non-zero when a test or a sanitizer check fails (the benchmark only reports).
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 build=${1:-build-gpu}
 status=0
 
-if [ -z "${RECLM_PREBUILT:-}" ]; then
-  if ! dpkg-query -W -f='${Status}' libprotobuf-dev 2>/dev/null | grep -q "install ok installed" &&
-     ls .debs/*.deb > /dev/null 2>&1; then
-    scripts/offline/build.sh .debs "$build" || exit 1
-  else
-    cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DRECLM_CUDA=ON > /dev/null &&
-      cmake --build "$build" -j "${JOBS:-$(nproc)}" || exit 1
-  fi
-fi
-# shellcheck disable=SC1091
-[ -f "$build/env.sh" ] && source "$build/env.sh"  # libraries of an offline build
+# shellcheck source=bench/gpu/build_gpu.bash
+source bench/gpu/build_gpu.bash
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null ||
   echo "run.sh: nvidia-smi not available"

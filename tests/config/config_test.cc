@@ -378,8 +378,18 @@ std::vector<RuleCase> rule_cases() {
        "field runtime.vocab_parallel: cannot be combined with optim.zero1"},
       {{"runtime.vocab_parallel=true", "model.lora.rank=4"},
        "field runtime.vocab_parallel: cannot be combined with model.lora"},
-      {{"runtime.device=cuda"},
-       "field runtime.device: \"cuda\" is not available in this build (only \"cpu\")"},
+      {{"runtime.device=tpu"}, "field runtime.device: must be \"cpu\" or \"cuda\" (got \"tpu\")"},
+      {{"runtime.peak_tflops=-1"}, "field runtime.peak_tflops: must be >= 0 (got -1)"},
+      {{"runtime.device=cuda", "model.d_model=96", "model.n_heads=3", "model.n_kv_heads=3"},
+       "field runtime.device: \"cuda\" needs head dim d_model / n_heads = 64 or 128 (got 96 / 3 = 32)"},
+      {{"runtime.device=cuda", "model.dropout=0.1"},
+       "field runtime.device: \"cuda\" cannot be combined with model.dropout > 0"},
+      {{"runtime.device=cuda", "model.lora.rank=4"},
+       "field runtime.device: \"cuda\" cannot be combined with model.lora"},
+      {{"runtime.device=cuda", "optim.zero1=true"},
+       "field runtime.device: \"cuda\" cannot be combined with optim.zero1"},
+      {{"runtime.device=cuda", "runtime.vocab_parallel=true"},
+       "field runtime.device: \"cuda\" cannot be combined with runtime.vocab_parallel"},
   };
 }
 

@@ -84,8 +84,11 @@ printf 'model {\n  d_model: 256\n  n_heads: 6\n}\n' >"$tmp/heads.pbtxt"
 run "d_model % n_heads" config --config "$tmp/heads.pbtxt"
 expect_user_error "$tmp/heads.pbtxt" "field model.d_model" "256 % 6"
 
-run "device not built" config --set runtime.device=cuda
-expect_user_error "field runtime.device"
+run "unknown device" config --set runtime.device=tpu
+expect_user_error "field runtime.device" '"cpu" or "cuda"'
+
+run "cuda with dropout" config --set runtime.device=cuda --set model.dropout=0.1
+expect_user_error "field runtime.device" "model.dropout"
 
 run "missing file" config --config "$tmp/does_not_exist.pbtxt"
 expect_user_error "$tmp/does_not_exist.pbtxt"

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# The GPU training benchmark, on a host with a GPU, in one command:
+#   1. builds reclm with CUDA into BUILD_DIR — with scripts/build.sh-style cmake, or, when the
+#      Debian packages are missing and .debs/ holds them (scripts/offline/fetch_debs.sh), with
+#      scripts/offline/build.sh; RECLM_PREBUILT=1 skips the build and uses BUILD_DIR as it is;
+#   2. runs the `gpu` tests (ctest -L gpu) — RECLM_SKIP_GPU_TESTS=1 skips them;
+#   3. makes the presets' dataset with `reclm prepare --synthetic` (no download; 64000 items,
+#      256000 users, ~2 s): datasets/synthetic_64k.h5;
+#   4. for each preset (configs/gpu_125m.pbtxt, configs/gpu_350m.pbtxt) trains TRAIN_STEPS steps
+#      with reclm (runtime.device from the preset: "cuda") and reads RUN_DIR/metrics.jsonl: tokens
+#      per step, tokens/s, MFU and device memory over the steps after the first TRAIN_SKIP
+#      (warm-up); then trains the same model with PyTorch (bench/gpu/train_torch.py: bf16 autocast,
+#      SDPA, fused AdamW) on unpacked fixed-length sequences of the preset's seq_len, as many per
+#      step as make reclm's mean tokens per step;
+#   5. prints one table: per preset the parameters, tokens/step, reclm tokens/s, MFU and device
+#      memory, PyTorch's, the ratio reclm / PyTorch tokens/s, and the targets (MFU >= 50% for
+#      gpu_350m; >= 1.2x PyTorch's tokens/s).
+# A reclm run that fails is reported (its log tail) and the PyTorch run still happens.
+#
+#   bench/gpu/train.sh [BUILD_DIR]          (default build-gpu)
+# Environment:
+#   PRESETS="gpu_125m gpu_350m"   presets (configs/NAME.pbtxt) to run
+#   TRAIN_STEPS=30                steps of each run;  TRAIN_SKIP=5  warm-up steps left out
+#   TRAIN_SET="k=v ..."           extra reclm --set overrides for every run (e.g. runtime.device=cpu
+#                                 model.n_layers=1 for a smoke test; PyTorch gets the same dims)
+#   TRAIN_TIMEOUT=1200            seconds one reclm or PyTorch run may take
+#   TORCH_COMPILE=1               run PyTorch with torch.compile (default: eager)
+#   TORCH_DEVICE=auto             train_torch.py --device (auto: cuda when available)
+#   PEAK_TFLOPS=0                 the GPU's dense bf16 peak for MFU (0: the table of
+#                                 trainer/model_flops.cc by the GPU's name)
+#   BENCH_DIR=runs/bench_gpu_train  run directories and logs
+# Exit status: non-zero when a step (build, gpu tests, prepare, a reclm or PyTorch run) failed;
+# missing the targets only shows in the table.
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+build=${1:-build-gpu}
+presets=${PRESETS:-gpu_125m gpu_350m}
+steps=${TRAIN_STEPS:-30}
+skip=${TRAIN_SKIP:-5}
+run_timeout=${TRAIN_TIMEOUT:-1200}
+bench_dir=${BENCH_DIR:-runs/bench_gpu_train}
+dataset=datasets/synthetic_64k.h5
+export PYTHONUNBUFFERED=1
+status=0
+
+# shellcheck source=bench/gpu/build_gpu.bash
+source bench/gpu/build_gpu.bash
+reclm=$build/bin/reclm
+[ -x "$reclm" ] || { echo "train.sh: $reclm not found (build it, or pass the build directory)"; exit 1; }
+limit=()
+command -v timeout > /dev/null && limit=(timeout "$run_timeout")
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null ||
+  echo "train.sh: nvidia-smi not available"
+if [ -z "${RECLM_SKIP_GPU_TESTS:-}" ]; then
+  echo "== gpu tests"
+  (cd "$build" && ctest -L gpu --output-on-failure --timeout 900) || status=1
+fi
+
+echo "== dataset $dataset"
+"$reclm" prepare --synthetic --set prepare.synthetic_items=64000 --set prepare.synthetic_users=256000 \
+  --out "$dataset" 2>&1 | tail -n 7
+if [ "${PIPESTATUS[0]}" -ne 0 ] || [ ! -f "$dataset" ]; then
+  echo "train.sh: reclm prepare failed"; exit 1
+fi
+
+overrides=()
+for kv in ${TRAIN_SET:-}; do overrides+=(--set "$kv"); done
+torch_args=()
+[ -n "${TORCH_COMPILE:-}" ] && [ "${TORCH_COMPILE}" != 0 ] && torch_args+=(--compile)
+torch_args+=(--device "${TORCH_DEVICE:-auto}" --peak-tflops "${PEAK_TFLOPS:-0}")
+[ "${PEAK_TFLOPS:-0}" != 0 ] && overrides+=(--set runtime.peak_tflops="$PEAK_TFLOPS")
+has_torch=1
+python3 -c "import torch" 2> /dev/null || has_torch=0
+
+# field PATH of a printed config (`reclm config` output or a .pbtxt): PATH like model.d_model
+config_field() {
+  awk -v want="$2" '
+    { sub(/#.*/, "") }
+    /\{[[:space:]]*$/ { name = $1; stack[++depth] = name; next }
+    /^[[:space:]]*\}/ { depth--; next }
+    /:/ { key = $1; sub(/:$/, "", key); path = ""
+          for (i = 1; i <= depth; i++) path = path stack[i] "."
+          if (path key == want) { v = $0; sub(/^[^:]*:[[:space:]]*/, "", v); gsub(/"/, "", v); print v; exit } }
+  ' "$1"
+}
+
+# Averages of the train lines of metrics.jsonl after the first SKIP steps (all but the first
+# when there are too few): "tokens_per_step tokens_per_s mfu device_mem_mb steps"
+summarise_metrics() {
+  python3 - "$1" "$2" << 'EOF'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+train = [l for l in lines if l.get("kind") == "train" and not l.get("skipped")]
+skip = int(sys.argv[2])
+timed = train[skip:] if len(train) > skip else train[1:] or train
+if not timed:
+    sys.exit(1)
+ms = sum(l["ms_per_step"] for l in timed)
+tokens = sum(l["tokens"] for l in timed)
+mfu = sum(l.get("mfu", 0.0) * l["ms_per_step"] for l in timed) / ms
+mem = max(l.get("device_mem_mb", 0.0) for l in timed)
+print(f"{tokens / len(timed):.0f} {tokens / ms * 1e3:.1f} {mfu:.4f} {mem:.0f} {len(timed)}")
+EOF
+}
+
+mkdir -p "$bench_dir"
+rows=()
+fmt_mfu() {  # a fraction as a percentage; "-" and "n/a" as they are
+  case $1 in
+    - | n/a) echo "$1" ;;
+    *) awk -v m="$1" 'BEGIN { printf "%.1f%%", 100 * m }' ;;
+  esac
+}
+for preset in $presets; do
+  config=configs/$preset.pbtxt
+  run_dir=$bench_dir/$preset
+  echo "== $preset: reclm, $steps steps (${TRAIN_SET:-no extra overrides})"
+  effective=$bench_dir/$preset.config.pbtxt
+  if ! "$reclm" config --config "$config" "${overrides[@]}" > "$effective" 2> "$effective.err"; then
+    echo "train.sh: reclm config failed: $(cat "$effective.err"); reading the dims from $config"
+    cp "$config" "$effective"
+  fi
+  d_model=$(config_field "$effective" model.d_model)
+  layers=$(config_field "$effective" model.n_layers)
+  heads=$(config_field "$effective" model.n_heads)
+  kv_heads=$(config_field "$effective" model.n_kv_heads)
+  d_ff=$(config_field "$effective" model.d_ff)
+  theta=$(config_field "$effective" model.rope_theta)
+  vocab=$(config_field "$effective" model.vocab_size)
+  seq_len=$(config_field "$effective" data.seq_len)
+  [ "${d_ff:-0}" = 0 ] && d_ff=$(( (8 * d_model / 3 + 255) / 256 * 256 ))
+  [ "${vocab:-0}" = 0 ] && vocab=$("$reclm" info "$dataset" | sed -n 's/^vocabulary: \([0-9]*\) tokens.*/\1/p')
+
+  rm -rf "$run_dir"
+  mkdir -p "$run_dir"
+  "${limit[@]}" "$reclm" train --config "$config" --set train.steps="$steps" --set train.run_dir="$run_dir" \
+    --set train.log_every=1 --set eval.val_every=0 --set eval.rank_every=0 --set checkpoint.every=0 \
+    "${overrides[@]}" > "$run_dir.log" 2>&1
+  rc=$?
+  grep -E '^(model|data|train|done):' "$run_dir.log"
+  params=$(sed -n 's/^model: \([0-9.]*M\) parameters.*/\1/p' "$run_dir.log")
+  r_tokens=- r_tps=- r_mfu=- r_mem=-
+  if [ $rc -ne 0 ]; then
+    echo "train.sh: reclm train failed (exit $rc; log $run_dir.log):"; tail -n 15 "$run_dir.log"; status=1
+  elif summary=$(summarise_metrics "$run_dir/metrics.jsonl" "$skip"); then
+    read -r r_tokens r_tps r_mfu r_mem n_timed <<< "$summary"
+    echo "reclm: $n_timed steps after $skip warm-up: $r_tokens tokens/step, $r_tps tokens/s, MFU $r_mfu, device memory $r_mem MiB"
+  else
+    echo "train.sh: no train lines in $run_dir/metrics.jsonl"; status=1
+  fi
+
+  # PyTorch: fixed-length sequences of seq_len, as many as make reclm's tokens per step
+  # (16384 tokens when reclm gave none).
+  tokens_target=$r_tokens
+  [ "$tokens_target" = - ] && tokens_target=16384
+  t_micro=$(( (tokens_target + seq_len / 2) / seq_len ))
+  [ "$t_micro" -lt 1 ] && t_micro=1
+  t_tps=- t_mfu=- t_mem=-
+  echo "== $preset: PyTorch, $t_micro x $seq_len tokens/step, $skip warm-up + $(( steps > skip ? steps - skip : 1 )) timed steps"
+  if [ $has_torch = 1 ]; then
+    "${limit[@]}" python3 bench/gpu/train_torch.py --d-model "$d_model" --layers "$layers" --heads "$heads" \
+      --kv-heads "$kv_heads" --d-ff "$d_ff" --vocab "$vocab" --seq-len "$seq_len" --micro-batch "$t_micro" \
+      --rope-theta "$theta" --steps $(( steps > skip ? steps - skip : 1 )) --warmup-steps "$skip" \
+      "${torch_args[@]}" 2>&1 | tee "$run_dir.torch.log"
+    rc=${PIPESTATUS[0]}
+    if [ "$rc" -ne 0 ]; then
+      echo "train.sh: train_torch.py failed (exit $rc; log $run_dir.torch.log)"; status=1
+    else
+      line=$(grep '^torch: tokens/s' "$run_dir.torch.log" | tail -n 1)
+      t_tps=$(sed -n 's/.*tokens\/s \([^,]*\),.*/\1/p' <<< "$line")
+      t_mfu=$(sed -n 's/.*mfu \([^,]*\),.*/\1/p' <<< "$line")
+      t_mem=$(sed -n 's/.*peak_mem_mb \([^,]*\),.*/\1/p' <<< "$line")
+    fi
+  else
+    echo "train.sh: PyTorch is not importable here; peer skipped"
+  fi
+  rows+=("$preset|${params:--}|$r_tokens|$r_tps|$r_mfu|$r_mem|$t_micro x $seq_len|$t_tps|$t_mfu|$t_mem")
+done
+
+echo
+echo "== GPU training: reclm vs PyTorch ($steps steps, first $skip left out; PyTorch trains unpacked"
+echo "   fixed-length sequences of seq_len, reclm packed user histories; MFU = model FLOPs / peak)"
+printf '%-10s %8s %9s %12s %7s %9s %10s %12s %7s %9s %7s  %s\n' preset params tok/step \
+  "reclm tok/s" "MFU" "mem MiB" "torch BxS" "torch tok/s" "MFU" "mem MiB" ratio targets
+for row in "${rows[@]}"; do
+  IFS='|' read -r preset params r_tokens r_tps r_mfu r_mem t_shape t_tps t_mfu t_mem <<< "$row"
+  ratio=- verdict=""
+  if [ "$r_tps" != - ] && [ "$t_tps" != - ]; then
+    ratio=$(awk -v a="$r_tps" -v b="$t_tps" 'BEGIN { printf "%.2fx", a / b }')
+    verdict=$(awk -v a="$r_tps" -v b="$t_tps" 'BEGIN { print (a >= 1.2 * b ? "tok/s >= 1.2x: met" : "tok/s >= 1.2x: MISSED") }')
+  else
+    verdict="tok/s >= 1.2x: n/a"
+  fi
+  if [ "$preset" = gpu_350m ]; then
+    if [ "$r_mfu" != - ]; then
+      verdict+=$(awk -v m="$r_mfu" 'BEGIN { print (m >= 0.5 ? "; MFU >= 50%: met" : "; MFU >= 50%: MISSED") }')
+    else
+      verdict+="; MFU >= 50%: n/a"
+    fi
+  fi
+  printf '%-10s %8s %9s %12s %7s %9s %10s %12s %7s %9s %7s  %s\n' "$preset" "$params" "$r_tokens" \
+    "$r_tps" "$(fmt_mfu "$r_mfu")" "$r_mem" "$t_shape" "$t_tps" "$(fmt_mfu "$t_mfu")" "$t_mem" "$ratio" "$verdict"
+done
+exit $status

@@ -1,0 +1,158 @@
+// DeviceBackend (trainer/device_backend.h) on a CUDA device or the SIMT emulator: the device
+// model (device_model.h), AdamW and the gradient norm by our kernels, and the gradient sum over
+// ranks — NCCL on GPUs (device buffers), the host Communicator (MPI) on the emulator, whose
+// device buffers are host memory.
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "kernels/cuda/adamw.h"
+#include "kernels/cuda/convert.h"
+#include "kernels/cuda/grad_norm.h"
+#include "runtime/comm/communicator.h"
+#include "runtime/errors.h"
+#include "trainer/device/device_model.h"
+#include "trainer/device/device_runtime.h"
+#include "trainer/device_backend.h"
+#include "trainer/optimizer.h"
+#include "trainer/zero1.h"
+
+#if defined(__CUDACC__) && defined(RECLM_HAVE_NCCL)
+#include "runtime/comm/nccl_communicator.h"
+#endif
+
+namespace reclm {
+
+namespace {
+
+class CudaBackend final : public DeviceBackend {
+ public:
+  CudaBackend(const Model& model, int64_t max_tokens, const AdamW& optimizer, const config::OptimConfig& optim,
+              int local_rank)
+      : optim_(optim) {
+    size_t total = 0;
+    info_.name = device::select_device(local_rank, &total);
+    info_.emulated = device::kEmulated;
+    info_.total_bytes = static_cast<int64_t>(total);
+    dm_ = std::make_unique<device::DeviceModel>(model.dims, model.layout, max_tokens);
+    info_.planned_bytes = static_cast<int64_t>(dm_->arena_bytes + cuda::GemmContext::kWorkspaceBytes);
+    for (const UpdateSegment& s : layout_update_segments(model.layout))
+      segments_.push_back({s, optimizer.weight_decay_for(s.kind)});
+  }
+
+  DeviceInfo info() const override { return info_; }
+
+  void upload(const Model& model, const AdamW& optimizer) override {
+    RECLM_CHECK(!optimizer.sharded() && optimizer.moment_floats() == model.layout.total_floats(),
+                "the CUDA backend keeps the whole optimizer state");
+    const size_t bytes = floats() * sizeof(float);
+    device::copy_to_device(dm_->params, model.param_data(), bytes);
+    device::copy_to_device(dm_->m, optimizer.first_moment(), bytes);
+    device::copy_to_device(dm_->v, optimizer.second_moment(), bytes);
+    steps_ = optimizer.steps_taken();
+    device::check(cuda::convert_f32_to_bf16(reinterpret_cast<__nv_bfloat16*>(dm_->params_bf16), dm_->params,
+                                            floats(), nullptr),
+                  "convert_f32_to_bf16");
+  }
+
+  void download(Model& model, AdamW* optimizer) override {
+    const size_t bytes = floats() * sizeof(float);
+    device::copy_to_host(model.param_data(), dm_->params, bytes);
+    if (optimizer == nullptr) return;
+    device::copy_to_host(optimizer->first_moment(), dm_->m, bytes);
+    device::copy_to_host(optimizer->second_moment(), dm_->v, bytes);
+    optimizer->set_steps_taken(steps_);
+  }
+
+  void download_gradients(Model& model) override {
+    device::copy_to_host(model.grad_data(), dm_->grads, floats() * sizeof(float));
+  }
+
+  void zero_grads() override { device::fill_zero(dm_->grads, floats() * sizeof(float)); }
+
+  double forward_backward(const Batch& batch, float grad_scale) override {
+    return device::device_forward_backward(*dm_, batch, grad_scale);
+  }
+
+  double forward_loss(const Batch& batch) override { return device::device_forward_loss(*dm_, batch); }
+
+  void all_reduce_gradients(Communicator* comm) override {
+    if (comm == nullptr || comm->size() == 1) return;
+    gradient_comm(*comm).all_reduce(dm_->grads, floats(), ReduceOp::kSum);  // padding holds zeros
+  }
+
+  double grad_norm() override {
+    device::check(cuda::sum_of_squares(dm_->norm_result, dm_->grads, floats(), dm_->norm_ws, nullptr),
+                  "sum_of_squares");
+    double sum = 0.0;
+    device::copy_to_host(&sum, dm_->norm_result, sizeof(double));
+    return std::sqrt(sum);
+  }
+
+  void adamw_step(float lr, float grad_scale) override {
+    ++steps_;
+    for (const Segment& s : segments_) {
+      const ops::AdamWHyper hyper{lr, optim_.beta1(), optim_.beta2(), optim_.eps(), s.weight_decay, steps_,
+                                  grad_scale};
+      const int64_t at = s.segment.param_offset;
+      device::check(cuda::adamw_update_bf16(dm_->params + at, dm_->grads + at, dm_->m + at, dm_->v + at,
+                                            s.segment.count, hyper, dm_->params_bf16 + at,
+                                            ops::Bf16Rounding::kNearestEven, 0, at, nullptr),
+                    "adamw_update_bf16");
+    }
+  }
+
+ private:
+  struct Segment {
+    UpdateSegment segment;
+    float weight_decay;
+  };
+  int64_t floats() const { return dm_->layout.total_floats(); }
+
+  // The communicator that can read the gradient buffer: the host one where device memory is host
+  // memory (emulator), NCCL on GPUs.
+  Communicator& gradient_comm(Communicator& host) {
+#if defined(__CUDACC__)
+#if defined(RECLM_HAVE_NCCL)
+    if (!nccl_) nccl_ = make_nccl_communicator(host);
+    device::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");  // gradients complete first
+    return *nccl_;
+#else
+    (void)host;
+    throw UserError("field runtime.device: \"cuda\" under mpirun needs NCCL, and this build has none "
+                    "(install libnccl-dev and rebuild with RECLM_NCCL=ON)");
+#endif
+#else
+    return host;
+#endif
+  }
+
+  config::OptimConfig optim_;
+  DeviceInfo info_;
+  std::unique_ptr<device::DeviceModel> dm_;
+  std::vector<Segment> segments_;
+  int64_t steps_ = 0;
+#if defined(__CUDACC__) && defined(RECLM_HAVE_NCCL)
+  std::unique_ptr<NcclCommunicator> nccl_;
+#endif
+};
+
+std::unique_ptr<DeviceBackend> make_cuda_backend(const Model& model, int64_t max_tokens, const AdamW& optimizer,
+                                                 const config::OptimConfig& optim, int local_rank) {
+  const ModelDims& d = model.dims;
+  RECLM_USER_CHECK(d.head_dim == 64 || d.head_dim == 128,
+                   "field runtime.device: \"cuda\" needs head_dim 64 or 128 (model.d_model / model.n_heads), "
+                   "this model has {}", d.head_dim);
+  RECLM_USER_CHECK(d.d_model <= 8192, "field runtime.device: \"cuda\" supports model.d_model up to 8192, not {}",
+                   d.d_model);
+  RECLM_USER_CHECK(!d.has_lora(), "field runtime.device: \"cuda\" does not train model.lora adapters yet");
+  RECLM_USER_CHECK(!d.vocab_parallel(), "field runtime.device: \"cuda\" is not combined with runtime.vocab_parallel");
+  RECLM_USER_CHECK(!optimizer.sharded(), "field runtime.device: \"cuda\" is not combined with optim.zero1");
+  return std::make_unique<CudaBackend>(model, max_tokens, optimizer, optim, local_rank);
+}
+
+const bool registered = register_device_backend(make_cuda_backend);
+
+}  // namespace
+
+}  // namespace reclm

@@ -1,0 +1,133 @@
+// The CUDA backend's device state (trainer/device_backend.h): every buffer a training step
+// touches, carved once from one device allocation sized for `max_tokens` tokens per micro-batch,
+// so nothing is allocated inside a step. Compiled by nvcc (GPU) and by g++ (SIMT emulator).
+//   T tokens, C = d_model, QD = n_heads·head_dim, KVD = n_kv_heads·head_dim, F = d_ff,
+//   V = vocabulary, P = ParamLayout::total_floats() (the host layout, padding included).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cuda/gemm.h"
+#include "kernels/simt/cuda_compat.h"
+#include "trainer/model.h"
+
+namespace reclm::device {
+
+using bf16 = __nv_bfloat16;
+
+// Per layer, what backward reads from the forward.
+struct LayerActivations {
+  float* residual;      // [T, C] the layer's input (the residual stream)
+  float* residual_mid;  // [T, C] after the attention block
+  float* rstd1;         // [T]
+  float* rstd2;         // [T]
+  bf16* norm1;          // [T, C] input of q/k/v
+  bf16* norm2;          // [T, C] input of gate/up
+  bf16* q;              // [T, QD] after RoPE
+  bf16* k;              // [T, KVD] after RoPE
+  bf16* v;              // [T, KVD]
+  bf16* attn;           // [T, QD] attention output
+  float* lse;           // [NH, T]
+  float* gate;          // [T, F]
+  float* up;            // [T, F]
+  bf16* act;            // [T, F] silu(gate)·up, input of down
+};
+
+struct DeviceModel {
+  ModelDims dims;
+  ParamLayout layout;
+  int64_t max_tokens = 0;
+  int64_t head_chunk = 0;  // rows of logits per LM-head chunk
+  int64_t max_chunks = 0;  // ceil(max_tokens / head_chunk)
+
+  // Parameters, gradients and AdamW moments in the host layout [P] (fp32), and the weights'
+  // bf16 copy [P] (the GEMMs' operands).
+  float* params = nullptr;
+  float* grads = nullptr;
+  float* m = nullptr;
+  float* v = nullptr;
+  uint16_t* params_bf16 = nullptr;
+  ModelTensors param_tensors;  // pointers into params
+  ModelTensors grad_tensors;   // pointers into grads
+
+  std::vector<LayerActivations> layers;
+  float* residual_out = nullptr;  // [T, C] the stream after the last layer
+  float* final_normed = nullptr;  // [T, C]
+  float* final_rstd = nullptr;    // [T]
+
+  // Forward scratch
+  float* normed = nullptr;   // [T, C] a norm's fp32 output before its bf16 copy
+  float* branch = nullptr;   // [T, C] o_proj / down_proj output, added by the next norm
+  float* q32 = nullptr;      // [T, QD] q before RoPE
+  float* k32 = nullptr;      // [T, KVD]
+  float* act32 = nullptr;    // [T, F]
+  // LM head: rows with a loss weight, gathered
+  float* head_h32 = nullptr;   // [T, C] gathered final_normed rows
+  bf16* head_h = nullptr;      // [T, C] their bf16 copy
+  float* logits = nullptr;     // [head_chunk, V] becomes dlogits in place
+  bf16* dlogits = nullptr;     // [head_chunk, V]
+  float* losses = nullptr;     // [T]
+  double* row_losses = nullptr;  // [head_chunk]
+  double* chunk_loss = nullptr;  // [max_chunks]
+  // Backward scratch
+  float* d_residual = nullptr;  // [T, C]
+  float* d_final = nullptr;     // [T, C] gradient at the final norm's output
+  float* d_h32 = nullptr;       // [T, C] gathered rows' head gradient
+  bf16* d_h = nullptr;          // [T, C]
+  bf16* d_res_bf = nullptr;     // [T, C] d_residual in bf16 (a branch's output gradient)
+  bf16* d_normed_bf = nullptr;  // [T, C]
+  float* d_normed = nullptr;    // [T, C]
+  bf16* d_act_bf = nullptr;     // [T, F]
+  float* d_act = nullptr;       // [T, F]
+  float* d_gate = nullptr;      // [T, F]
+  float* d_up = nullptr;        // [T, F]
+  bf16* d_gate_bf = nullptr;    // [T, F]
+  bf16* d_up_bf = nullptr;      // [T, F]
+  bf16* d_attn = nullptr;       // [T, QD]
+  bf16* dq_bf = nullptr;        // [T, QD]
+  bf16* dk_bf = nullptr;        // [T, KVD]
+  bf16* dv_bf = nullptr;        // [T, KVD]
+  float* dq32 = nullptr;        // [T, QD]
+  float* dk32 = nullptr;        // [T, KVD]
+
+  // The batch on the device
+  int32_t* tokens = nullptr;       // [T]
+  int32_t* cu_seqlens = nullptr;   // [T + 1]
+  int32_t* prefix_lens = nullptr;  // [T]
+  int32_t* pos_inter = nullptr;    // [T]
+  int32_t* pos_intra = nullptr;    // [T]
+  int32_t* loss_rows = nullptr;    // [T]
+  int32_t* loss_targets = nullptr; // [T]
+  float* loss_weights = nullptr;   // [T]
+
+  // Workspaces
+  void* embedding_ws = nullptr;
+  size_t embedding_ws_bytes = 0;
+  float* rmsnorm_ws = nullptr;
+  void* attention_ws = nullptr;
+  size_t attention_ws_bytes = 0;
+  double* norm_ws = nullptr;
+  double* norm_result = nullptr;  // [1]
+
+  void* arena = nullptr;
+  size_t arena_bytes = 0;
+  cuda::GemmContext gemm;
+
+  DeviceModel(const ModelDims& dims, const ParamLayout& layout, int64_t max_tokens);
+  ~DeviceModel();
+  DeviceModel(const DeviceModel&) = delete;
+  DeviceModel& operator=(const DeviceModel&) = delete;
+
+  bf16* weight_bf16(const float* param) const {  // the bf16 copy of a device parameter
+    return reinterpret_cast<bf16*>(params_bf16 + (param - params));
+  }
+};
+
+// One micro-batch forward and backward on the device; gradients accumulate into dm.grads with
+// dL/dlogit scaled by grad_scale. Returns Σ weight·loss.
+double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale);
+// Forward and loss only.
+double device_forward_loss(DeviceModel& dm, const Batch& batch);
+
+}  // namespace reclm::device

@@ -1,0 +1,137 @@
+// The CUDA backend's memory plan: one device allocation holds parameters, gradients, moments,
+// activations, scratch and workspaces for micro-batches of up to max_tokens tokens (sizes in
+// device_model.h). The plan runs twice: once to add up the bytes, once to hand out pointers.
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cuda/attention_backward.h"
+#include "kernels/cuda/embedding.h"
+#include "kernels/cuda/grad_norm.h"
+#include "kernels/cuda/rmsnorm.h"
+#include "trainer/device/device_model.h"
+#include "trainer/device/device_runtime.h"
+
+namespace reclm::device {
+
+namespace {
+
+// Hands out 256-byte-aligned pieces of [base, base + used); with base == nullptr it only counts.
+struct Carver {
+  char* base = nullptr;
+  size_t used = 0;
+  template <typename T>
+  T* take(int64_t count) {
+    const size_t offset = (used + 255) / 256 * 256;
+    used = offset + static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(T);
+    return base ? reinterpret_cast<T*>(base + offset) : nullptr;
+  }
+  void* take_bytes(size_t bytes) { return take<char>(static_cast<int64_t>(bytes)); }
+};
+
+// Logits of a head chunk: fp32 [chunk, V] plus their bf16 copy, about 256 MiB at most.
+constexpr int64_t kHeadChunkBytes = int64_t{256} << 20;
+
+void carve(DeviceModel& dm, Carver& c) {
+  const ModelDims& d = dm.dims;
+  const int64_t T = dm.max_tokens, C = d.d_model, F = d.d_ff, V = d.vocab;
+  const int64_t QD = d.q_dim(), KVD = d.kv_dim(), P = dm.layout.total_floats();
+  dm.params = c.take<float>(P);
+  dm.grads = c.take<float>(P);
+  dm.m = c.take<float>(P);
+  dm.v = c.take<float>(P);
+  dm.params_bf16 = c.take<uint16_t>(P);
+  dm.layers.resize(d.n_layers);
+  for (LayerActivations& a : dm.layers) {
+    a.residual = c.take<float>(T * C);
+    a.residual_mid = c.take<float>(T * C);
+    a.rstd1 = c.take<float>(T);
+    a.rstd2 = c.take<float>(T);
+    a.norm1 = c.take<bf16>(T * C);
+    a.norm2 = c.take<bf16>(T * C);
+    a.q = c.take<bf16>(T * QD);
+    a.k = c.take<bf16>(T * KVD);
+    a.v = c.take<bf16>(T * KVD);
+    a.attn = c.take<bf16>(T * QD);
+    a.lse = c.take<float>(d.n_heads * T);
+    a.gate = c.take<float>(T * F);
+    a.up = c.take<float>(T * F);
+    a.act = c.take<bf16>(T * F);
+  }
+  dm.residual_out = c.take<float>(T * C);
+  dm.final_normed = c.take<float>(T * C);
+  dm.final_rstd = c.take<float>(T);
+
+  dm.normed = c.take<float>(T * C);
+  dm.branch = c.take<float>(T * C);
+  dm.q32 = c.take<float>(T * QD);
+  dm.k32 = c.take<float>(T * KVD);
+  dm.act32 = c.take<float>(T * F);
+  dm.head_h32 = c.take<float>(T * C);
+  dm.head_h = c.take<bf16>(T * C);
+  dm.logits = c.take<float>(dm.head_chunk * V);
+  dm.dlogits = c.take<bf16>(dm.head_chunk * V);
+  dm.losses = c.take<float>(T);
+  dm.row_losses = c.take<double>(dm.head_chunk);
+  dm.chunk_loss = c.take<double>(dm.max_chunks);
+
+  dm.d_residual = c.take<float>(T * C);
+  dm.d_final = c.take<float>(T * C);
+  dm.d_h32 = c.take<float>(T * C);
+  dm.d_h = c.take<bf16>(T * C);
+  dm.d_res_bf = c.take<bf16>(T * C);
+  dm.d_normed_bf = c.take<bf16>(T * C);
+  dm.d_normed = c.take<float>(T * C);
+  dm.d_act_bf = c.take<bf16>(T * F);
+  dm.d_act = c.take<float>(T * F);
+  dm.d_gate = c.take<float>(T * F);
+  dm.d_up = c.take<float>(T * F);
+  dm.d_gate_bf = c.take<bf16>(T * F);
+  dm.d_up_bf = c.take<bf16>(T * F);
+  dm.d_attn = c.take<bf16>(T * QD);
+  dm.dq_bf = c.take<bf16>(T * QD);
+  dm.dk_bf = c.take<bf16>(T * KVD);
+  dm.dv_bf = c.take<bf16>(T * KVD);
+  dm.dq32 = c.take<float>(T * QD);
+  dm.dk32 = c.take<float>(T * KVD);
+
+  dm.tokens = c.take<int32_t>(T);
+  dm.cu_seqlens = c.take<int32_t>(T + 1);
+  dm.prefix_lens = c.take<int32_t>(T);
+  dm.pos_inter = c.take<int32_t>(T);
+  dm.pos_intra = c.take<int32_t>(T);
+  dm.loss_rows = c.take<int32_t>(T);
+  dm.loss_targets = c.take<int32_t>(T);
+  dm.loss_weights = c.take<float>(T);
+
+  dm.embedding_ws_bytes = cuda::embedding_backward_workspace_bytes(T, V);
+  dm.embedding_ws = c.take_bytes(dm.embedding_ws_bytes);
+  dm.rmsnorm_ws = c.take<float>(cuda::rmsnorm_backward_workspace_floats(T, C));
+  const ops::AttentionShape shape{T, d.n_heads, d.n_kv_heads, d.head_dim, 1.0f};
+  dm.attention_ws_bytes = cuda::attention_backward_workspace_bytes(shape, T, T, /*deterministic=*/true);
+  dm.attention_ws = c.take_bytes(dm.attention_ws_bytes);
+  dm.norm_ws = c.take<double>(cuda::sum_of_squares_workspace_doubles(P));
+  dm.norm_result = c.take<double>(1);
+}
+
+}  // namespace
+
+DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, int64_t tokens)
+    : dims(d), layout(l), max_tokens(tokens) {
+  RECLM_CHECK(max_tokens > 0, "max_tokens {}", max_tokens);
+  head_chunk = std::clamp<int64_t>(kHeadChunkBytes / (d.vocab * 6), 1, max_tokens);
+  max_chunks = (max_tokens + head_chunk - 1) / head_chunk;
+  Carver count;
+  carve(*this, count);
+  arena_bytes = count.used;
+  arena = allocate(arena_bytes);
+  // Poisoned (every float NaN): a step that reads memory nothing wrote shows in the loss.
+  fill_bytes(arena, 0xFF, arena_bytes);
+  Carver real{static_cast<char*>(arena), 0};
+  carve(*this, real);
+  param_tensors = model_tensors(params, layout, dims);
+  grad_tensors = model_tensors(grads, layout, dims);
+}
+
+DeviceModel::~DeviceModel() { release(arena); }
+
+}  // namespace reclm::device

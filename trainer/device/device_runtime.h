@@ -1,0 +1,107 @@
+// The thin runtime layer of the CUDA backend: device memory, copies, fills and the device's
+// name. Under nvcc these are the CUDA runtime calls; compiled by g++ for the SIMT emulator,
+// "device memory" is host memory (what emulated kernels address), copies are memcpy and
+// synchronization is a no-op (emulated launches are synchronous). Everything else the backend
+// does goes through the kernels (kernels/cuda), the GEMMs (kernels/cuda/gemm.h: cuBLASLt or the
+// CPU BLAS) and the Communicator (NCCL or MPI).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "runtime/errors.h"
+
+namespace reclm::device {
+
+inline void check(cudaError_t status, const char* what) {
+#if defined(__CUDACC__)
+  RECLM_CHECK(status == cudaSuccess, "{}: {}", what, cudaGetErrorString(status));
+#else
+  RECLM_CHECK(status == cudaSuccess, "{}: CUDA error {}", what, static_cast<int>(status));
+#endif
+}
+
+inline constexpr bool kEmulated =
+#if defined(__CUDACC__)
+    false;
+#else
+    true;
+#endif
+
+// Picks the GPU of this rank and returns its name and memory; on the emulator a description.
+inline std::string select_device(int local_rank, size_t* total_bytes) {
+#if defined(__CUDACC__)
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  RECLM_USER_CHECK(status == cudaSuccess && count > 0,
+                   "field runtime.device: \"cuda\" but no CUDA device is usable here ({})",
+                   status == cudaSuccess ? "0 devices" : cudaGetErrorString(status));
+  const int device = local_rank % count;
+  check(cudaSetDevice(device), "cudaSetDevice");
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+  *total_bytes = prop.totalGlobalMem;
+  return std::string(prop.name);
+#else
+  (void)local_rank;
+  *total_bytes = 0;
+  return "SIMT emulator (host)";
+#endif
+}
+
+inline void* allocate(size_t bytes) {
+#if defined(__CUDACC__)
+  void* p = nullptr;
+  const cudaError_t status = cudaMalloc(&p, bytes);
+  RECLM_USER_CHECK(status == cudaSuccess,
+                   "the GPU has not enough free memory for this model and batch ({:.2f} GiB asked: {}); "
+                   "lower train.micro_batch or data.seq_len",
+                   bytes / 1073741824.0, cudaGetErrorString(status));
+  return p;
+#else
+  return ::operator new(bytes > 0 ? bytes : 1, std::align_val_t{256});
+#endif
+}
+
+inline void release(void* p) {
+  if (p == nullptr) return;
+#if defined(__CUDACC__)
+  cudaFree(p);
+#else
+  ::operator delete(p, std::align_val_t{256});
+#endif
+}
+
+inline void copy_to_device(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+#if defined(__CUDACC__)
+  check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy to device");
+#else
+  std::memcpy(dst, src, bytes);
+#endif
+}
+
+inline void copy_to_host(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+#if defined(__CUDACC__)
+  check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy to host");
+#else
+  std::memcpy(dst, src, bytes);
+#endif
+}
+
+inline void fill_bytes(void* p, int byte, size_t bytes) {
+  if (bytes == 0) return;
+#if defined(__CUDACC__)
+  check(cudaMemsetAsync(p, byte, bytes, nullptr), "cudaMemsetAsync");
+#else
+  std::memset(p, byte, bytes);
+#endif
+}
+inline void fill_zero(void* p, size_t bytes) { fill_bytes(p, 0, bytes); }
+
+}  // namespace reclm::device

@@ -1,0 +1,265 @@
+// One micro-batch on the device: the forward, the LM head with the fused cross-entropy, and the
+// backward, in the order of the CPU backend (trainer/model_forward.cc, model_backward.cc) with
+// the precision split of trainer/device_backend.h:
+//   GEMMs and attention take bf16 operands (weights from the bf16 copy, saved activations in
+//   bf16) and accumulate in fp32; the residual stream, RMSNorm, RoPE, SwiGLU, the logits and all
+//   parameter gradients are fp32. Conversions between the two are our convert kernels.
+// The o_proj / down_proj outputs are not added to the stream by themselves: the RMSNorm that
+// follows does the residual add (kernels/cuda/rmsnorm.h, fused).
+// Not here (refused by make_device_backend): dropout, LoRA, vocabulary parallelism.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/cuda/attention_backward.h"
+#include "kernels/cuda/attention_forward.h"
+#include "kernels/cuda/convert.h"
+#include "kernels/cuda/cross_entropy.h"
+#include "kernels/cuda/embedding.h"
+#include "kernels/cuda/fill.h"
+#include "kernels/cuda/rmsnorm.h"
+#include "kernels/cuda/rope.h"
+#include "kernels/cuda/swiglu.h"
+#include "trainer/device/device_model.h"
+#include "trainer/device/device_runtime.h"
+
+namespace reclm::device {
+
+namespace {
+
+constexpr cudaStream_t kStream = nullptr;  // everything runs in order on the default stream
+
+void ok(cudaError_t status, const char* what) { check(status, what); }
+
+void to_bf16(bf16* out, const float* in, int64_t n) { ok(cuda::convert_f32_to_bf16(out, in, n, kStream), "convert"); }
+void to_f32(float* out, const bf16* in, int64_t n) { ok(cuda::convert_bf16_to_f32(out, in, n, kStream), "convert"); }
+
+// out[T, OC] = inp · weightᵀ, weight the bf16 copy of a device parameter.
+void linear(DeviceModel& dm, void* out, bool out_fp32, const bf16* inp, const float* weight, int64_t T,
+            int64_t C, int64_t OC) {
+  ok(cuda::linear_forward_bf16(dm.gemm, out, out_fp32, inp, dm.weight_bf16(weight), nullptr, T, C, OC, false,
+                               kStream),
+     "linear_forward_bf16");
+}
+// dinp (= or +=) dout · W, dweight += doutᵀ · inp.
+void linear_back(DeviceModel& dm, bf16* dinp, bool accumulate, float* dweight, const bf16* dout, const bf16* inp,
+                 const float* weight, int64_t T, int64_t C, int64_t OC) {
+  ok(cuda::linear_backward_bf16(dm.gemm, dinp, accumulate, dweight, nullptr, dout, inp, dm.weight_bf16(weight), T,
+                                C, OC, kStream),
+     "linear_backward_bf16");
+}
+
+// What the layers read of the batch, uploaded once per micro-batch.
+struct Geometry {
+  int64_t T = 0, n_segments = 0, max_seqlen = 0;
+  const int32_t* prefix_lens = nullptr;  // device, or null (plain causal)
+  const int32_t* pos_intra = nullptr;    // device, or null (1D positions)
+  ops::AttentionShape shape{};
+};
+
+Geometry upload_batch(DeviceModel& dm, const Batch& batch) {
+  const ModelDims& d = dm.dims;
+  const int64_t T = batch.n_tokens();
+  RECLM_CHECK(T > 0 && T <= dm.max_tokens, "batch of {} tokens, the device plan holds {}", T, dm.max_tokens);
+  for (int32_t id : batch.tokens) {
+    RECLM_CHECK(id >= 0 && id < d.vocab, "token id {} outside vocabulary {}", id, d.vocab);
+  }
+  Geometry g;
+  g.T = T;
+  g.n_segments = batch.n_segments();
+  for (int64_t s = 0; s < g.n_segments; ++s)
+    g.max_seqlen = std::max<int64_t>(g.max_seqlen, batch.cu_seqlens[s + 1] - batch.cu_seqlens[s]);
+  copy_to_device(dm.tokens, batch.tokens.data(), T * sizeof(int32_t));
+  copy_to_device(dm.cu_seqlens, batch.cu_seqlens.data(), (g.n_segments + 1) * sizeof(int32_t));
+  copy_to_device(dm.pos_inter, batch.pos_inter.data(), T * sizeof(int32_t));
+  if (!batch.prefix_lens.empty()) {
+    copy_to_device(dm.prefix_lens, batch.prefix_lens.data(), g.n_segments * sizeof(int32_t));
+    g.prefix_lens = dm.prefix_lens;
+  }
+  if (d.positions_2d) {  // a 2D model fed 1D batches: every token is standalone (intra 0)
+    if (batch.pos_intra.empty()) {
+      fill_zero(dm.pos_intra, T * sizeof(int32_t));
+    } else {
+      copy_to_device(dm.pos_intra, batch.pos_intra.data(), T * sizeof(int32_t));
+    }
+    g.pos_intra = dm.pos_intra;
+  }
+  g.shape = {T, d.n_heads, d.n_kv_heads, d.head_dim, 1.0f / std::sqrt(static_cast<float>(d.head_dim))};
+  return g;
+}
+
+void forward_layers(DeviceModel& dm, const Geometry& g) {
+  const ModelDims& d = dm.dims;
+  const int64_t T = g.T, C = d.d_model, F = d.d_ff, QD = d.q_dim(), KVD = d.kv_dim();
+  ok(cuda::embedding_forward(dm.layers[0].residual, dm.param_tensors.embed, dm.tokens, T, C, kStream),
+     "embedding_forward");
+  for (int64_t l = 0; l < d.n_layers; ++l) {
+    const LayerTensors& w = dm.param_tensors.layers[l];
+    LayerActivations& a = dm.layers[l];
+    // attention block; the first norm also adds the previous layer's down_proj output
+    const bool first = l == 0;
+    ok(cuda::rmsnorm_forward(dm.normed, a.rstd1, first ? nullptr : a.residual,
+                             first ? a.residual : dm.layers[l - 1].residual_mid, first ? nullptr : dm.branch,
+                             w.input_norm, T, C, d.norm_eps, kStream),
+       "rmsnorm_forward");
+    to_bf16(a.norm1, dm.normed, T * C);
+    linear(dm, dm.q32, true, a.norm1, w.wq, T, C, QD);
+    linear(dm, dm.k32, true, a.norm1, w.wk, T, C, KVD);
+    linear(dm, a.v, false, a.norm1, w.wv, T, C, KVD);
+    ok(cuda::rope_forward(dm.q32, dm.q32, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta,
+                          kStream),
+       "rope_forward");
+    ok(cuda::rope_forward(dm.k32, dm.k32, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta,
+                          kStream),
+       "rope_forward");
+    to_bf16(a.q, dm.q32, T * QD);
+    to_bf16(a.k, dm.k32, T * KVD);
+    ok(cuda::attention_forward(a.attn, a.lse, a.q, a.k, a.v, dm.cu_seqlens, g.prefix_lens, g.n_segments,
+                               g.max_seqlen, g.shape, kStream),
+       "attention_forward");
+    linear(dm, dm.branch, true, a.attn, w.wo, T, QD, C);
+    // MLP block: its norm adds the attention output to the stream first
+    ok(cuda::rmsnorm_forward(dm.normed, a.rstd2, a.residual_mid, a.residual, dm.branch, w.post_norm, T, C,
+                             d.norm_eps, kStream),
+       "rmsnorm_forward");
+    to_bf16(a.norm2, dm.normed, T * C);
+    linear(dm, a.gate, true, a.norm2, w.w_gate, T, C, F);
+    linear(dm, a.up, true, a.norm2, w.w_up, T, C, F);
+    ok(cuda::swiglu_forward(dm.act32, a.gate, a.up, T * F, kStream), "swiglu_forward");
+    to_bf16(a.act, dm.act32, T * F);
+    linear(dm, dm.branch, true, a.act, w.w_down, T, F, C);
+  }
+  ok(cuda::rmsnorm_forward(dm.final_normed, dm.final_rstd, dm.residual_out, dm.layers[d.n_layers - 1].residual_mid,
+                           dm.branch, dm.param_tensors.final_norm, T, C, d.norm_eps, kStream),
+     "rmsnorm_forward");
+}
+
+// LM head and loss over the rows with a loss weight, gathered (the head's cost follows the rows
+// that carry loss), a chunk of rows at a time. With backward: dlogits in place, then
+// d_h = dlogits · W[range], dW[range] += dlogitsᵀ · h, and d_final = d_h scattered to its rows.
+double head_and_loss(DeviceModel& dm, const Batch& batch, const Geometry& g, float grad_scale, bool backward) {
+  const ModelDims& d = dm.dims;
+  const int64_t T = g.T, C = d.d_model;
+  const int64_t first = batch.class_begin;
+  const int64_t V = batch.class_count > 0 ? batch.class_count : d.vocab - first;
+  RECLM_CHECK(first >= 0 && V > 0 && first + V <= d.vocab, "softmax range [{}, {}) outside vocabulary {}", first,
+              first + V, d.vocab);
+  std::vector<int32_t> rows, targets;
+  std::vector<float> weights;
+  for (int64_t t = 0; t < T; ++t) {
+    if (batch.loss_weights[t] == 0.0f) continue;
+    RECLM_CHECK(batch.targets[t] >= first && batch.targets[t] < first + V,
+                "target {} of token {} outside the softmax range [{}, {})", batch.targets[t], t, first, first + V);
+    rows.push_back(static_cast<int32_t>(t));
+    targets.push_back(batch.targets[t]);
+    weights.push_back(batch.loss_weights[t]);
+  }
+  const auto R = static_cast<int64_t>(rows.size());
+  if (backward) fill_zero(dm.d_final, T * C * sizeof(float));
+  if (R == 0) return 0.0;
+  copy_to_device(dm.loss_rows, rows.data(), R * sizeof(int32_t));
+  copy_to_device(dm.loss_targets, targets.data(), R * sizeof(int32_t));
+  copy_to_device(dm.loss_weights, weights.data(), R * sizeof(float));
+  // gather h: the embedding lookup with final_normed as the table and the rows as ids
+  ok(cuda::embedding_forward(dm.head_h32, dm.final_normed, dm.loss_rows, R, C, kStream), "gather rows");
+  to_bf16(dm.head_h, dm.head_h32, R * C);
+  const float* head = dm.param_tensors.lm_head + first * C;
+  float* d_head = dm.grad_tensors.lm_head + first * C;
+  int64_t chunks = 0;
+  for (int64_t t0 = 0; t0 < R; t0 += dm.head_chunk, ++chunks) {
+    const int64_t n = std::min(dm.head_chunk, R - t0);
+    linear(dm, dm.logits, true, dm.head_h + t0 * C, head, n, C, V);
+    if (backward) {
+      ok(cuda::cross_entropy_forward_backward(dm.logits, dm.losses + t0, dm.chunk_loss + chunks, dm.row_losses,
+                                              dm.logits, dm.loss_targets + t0, dm.loss_weights + t0, n, V, first,
+                                              grad_scale, kStream),
+         "cross_entropy_forward_backward");
+      to_bf16(dm.dlogits, dm.logits, n * V);
+      linear_back(dm, dm.d_h + t0 * C, false, d_head, dm.dlogits, dm.head_h + t0 * C, head, n, C, V);
+    } else {
+      ok(cuda::cross_entropy_forward(dm.losses + t0, dm.chunk_loss + chunks, dm.row_losses, dm.logits,
+                                     dm.loss_targets + t0, dm.loss_weights + t0, n, V, first, kStream),
+         "cross_entropy_forward");
+    }
+  }
+  if (backward) {  // scatter: each row once, so the add onto zeros is exact
+    to_f32(dm.d_h32, dm.d_h, R * C);
+    ok(cuda::embedding_backward_atomic(dm.d_final, dm.d_h32, dm.loss_rows, R, C, kStream), "scatter rows");
+  }
+  std::vector<double> sums(chunks);
+  copy_to_host(sums.data(), dm.chunk_loss, chunks * sizeof(double));
+  double total = 0.0;
+  for (double s : sums) total += s;
+  return total;
+}
+
+void backward_layers(DeviceModel& dm, const Geometry& g) {
+  const ModelDims& d = dm.dims;
+  const int64_t T = g.T, C = d.d_model, F = d.d_ff, QD = d.q_dim(), KVD = d.kv_dim();
+  const auto norm_back = [&](float* dweight, const float* x, const float* weight, const float* rstd) {
+    to_f32(dm.d_normed, dm.d_normed_bf, T * C);
+    ok(cuda::rmsnorm_backward(dm.d_residual, dweight, dm.rmsnorm_ws, dm.d_normed, x, weight, rstd, T, C, kStream),
+       "rmsnorm_backward");
+  };
+  fill_zero(dm.d_residual, T * C * sizeof(float));
+  ok(cuda::rmsnorm_backward(dm.d_residual, dm.grad_tensors.final_norm, dm.rmsnorm_ws, dm.d_final, dm.residual_out,
+                            dm.param_tensors.final_norm, dm.final_rstd, T, C, kStream),
+     "rmsnorm_backward");
+  for (int64_t l = d.n_layers - 1; l >= 0; --l) {
+    const LayerTensors& w = dm.param_tensors.layers[l];
+    const LayerTensors& gw = dm.grad_tensors.layers[l];
+    const LayerActivations& a = dm.layers[l];
+    // MLP block
+    to_bf16(dm.d_res_bf, dm.d_residual, T * C);
+    linear_back(dm, dm.d_act_bf, false, gw.w_down, dm.d_res_bf, a.act, w.w_down, T, F, C);
+    to_f32(dm.d_act, dm.d_act_bf, T * F);
+    ok(cuda::swiglu_backward(dm.d_gate, dm.d_up, dm.d_act, a.gate, a.up, T * F, kStream), "swiglu_backward");
+    to_bf16(dm.d_gate_bf, dm.d_gate, T * F);
+    to_bf16(dm.d_up_bf, dm.d_up, T * F);
+    linear_back(dm, dm.d_normed_bf, false, gw.w_gate, dm.d_gate_bf, a.norm2, w.w_gate, T, C, F);
+    linear_back(dm, dm.d_normed_bf, true, gw.w_up, dm.d_up_bf, a.norm2, w.w_up, T, C, F);
+    norm_back(gw.post_norm, a.residual_mid, w.post_norm, a.rstd2);
+    // attention block
+    to_bf16(dm.d_res_bf, dm.d_residual, T * C);
+    linear_back(dm, dm.d_attn, false, gw.wo, dm.d_res_bf, a.attn, w.wo, T, QD, C);
+    ok(cuda::attention_backward(dm.dq_bf, dm.dk_bf, dm.dv_bf, dm.d_attn, a.q, a.k, a.v, a.attn, a.lse, dm.cu_seqlens,
+                                g.prefix_lens, g.n_segments, g.max_seqlen, g.shape, /*deterministic=*/true,
+                                dm.attention_ws, dm.attention_ws_bytes, kStream),
+       "attention_backward");
+    to_f32(dm.dq32, dm.dq_bf, T * QD);
+    to_f32(dm.dk32, dm.dk_bf, T * KVD);
+    ok(cuda::rope_backward(dm.dq32, dm.dq32, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta,
+                           kStream),
+       "rope_backward");
+    ok(cuda::rope_backward(dm.dk32, dm.dk32, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta,
+                           kStream),
+       "rope_backward");
+    to_bf16(dm.dq_bf, dm.dq32, T * QD);
+    to_bf16(dm.dk_bf, dm.dk32, T * KVD);
+    linear_back(dm, dm.d_normed_bf, false, gw.wq, dm.dq_bf, a.norm1, w.wq, T, C, QD);
+    linear_back(dm, dm.d_normed_bf, true, gw.wk, dm.dk_bf, a.norm1, w.wk, T, C, KVD);
+    linear_back(dm, dm.d_normed_bf, true, gw.wv, dm.dv_bf, a.norm1, w.wv, T, C, KVD);
+    norm_back(gw.input_norm, a.residual, w.input_norm, a.rstd1);
+  }
+  ok(cuda::embedding_backward(dm.grad_tensors.embed, dm.d_residual, dm.tokens, T, d.vocab, C, dm.embedding_ws,
+                              dm.embedding_ws_bytes, kStream),
+     "embedding_backward");
+}
+
+}  // namespace
+
+double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale) {
+  const Geometry g = upload_batch(dm, batch);
+  forward_layers(dm, g);
+  const double loss = head_and_loss(dm, batch, g, grad_scale, /*backward=*/true);
+  backward_layers(dm, g);
+  return loss;
+}
+
+double device_forward_loss(DeviceModel& dm, const Batch& batch) {
+  const Geometry g = upload_batch(dm, batch);
+  forward_layers(dm, g);
+  return head_and_loss(dm, batch, g, 0.0f, /*backward=*/false);
+}
+
+}  // namespace reclm::device

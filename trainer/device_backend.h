@@ -1,0 +1,80 @@
+// The training step on a CUDA device (runtime.device: "cuda"), behind one interface so the train
+// loop needs no CUDA: the implementation (trainer/device/) is compiled twice, by nvcc for GPUs
+// and by g++ for the host SIMT emulator (kernels/simt), and each binary links one of them:
+//   bin/reclm      the GPU backend (CUDA builds), or none (then "cuda" is refused at start);
+//   bin/reclm-emu  the same program with every kernel on the SIMT emulator and "device memory"
+//                  in host memory: slow, for tests of the GPU path on machines without a GPU.
+//
+// The host Model stays the run's canonical state for checkpoints, evaluation and export: the
+// backend keeps its own copy of the parameters, gradients and AdamW moments on the device, and
+// upload()/download() move them between the two at the start, before a checkpoint or evaluation,
+// and at the end. Between those, a step never leaves the device except for the loss and the
+// gradient norm (two doubles).
+//
+// Precision (DESIGN.md §5): fp32 master weights, gradients and moments; a bf16 copy of the
+// weights (refreshed by the AdamW kernel) feeds the GEMMs and attention; activations that GEMMs
+// and attention read are bf16, the residual stream, norms, RoPE, SwiGLU and the logits fp32.
+// Gradients are fp32 because they are summed over micro-batches and ranks (a bf16 sum of many
+// small terms loses them) and the optimizer reads them once per step anyway.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "data/batch.h"
+#include "runtime/config.h"
+#include "trainer/model.h"
+
+namespace reclm {
+
+class AdamW;
+class Communicator;
+
+struct DeviceInfo {
+  std::string name;            // e.g. "NVIDIA H100 80GB HBM3", or "SIMT emulator (host)"
+  bool emulated = false;
+  int64_t total_bytes = 0;     // device memory (0 on the emulator)
+  int64_t planned_bytes = 0;   // what the backend allocated at start (it allocates nothing later)
+};
+
+class DeviceBackend {
+ public:
+  virtual ~DeviceBackend() = default;
+  virtual DeviceInfo info() const = 0;
+  // Host → device: the model's parameters, the optimizer's moments and update count.
+  virtual void upload(const Model& model, const AdamW& optimizer) = 0;
+  // Device → host: parameters into `model`, and (when non-null) moments and update count into
+  // `optimizer`, so a checkpoint or evaluation on the host sees exactly the device's state.
+  virtual void download(Model& model, AdamW* optimizer) = 0;
+  // Device → host: the gradient buffer into model.grads (tests and diagnostics).
+  virtual void download_gradients(Model& model) = 0;
+  virtual void zero_grads() = 0;
+  // One micro-batch forward and backward; gradients accumulate (as forward_backward in model.h).
+  // Returns Σ weight·loss.
+  virtual double forward_backward(const Batch& batch, float grad_scale) = 0;
+  // Forward only (validation): Σ weight·loss.
+  virtual double forward_loss(const Batch& batch) = 0;
+  // The gradient sum over the job's ranks (no-op for one process).
+  virtual void all_reduce_gradients(Communicator* comm) = 0;
+  // L2 norm of the gradient (deterministic, double accumulation).
+  virtual double grad_norm() = 0;
+  // One AdamW update (gradients scaled by grad_scale), also refreshing the bf16 weights.
+  virtual void adamw_step(float lr, float grad_scale) = 0;
+};
+
+// The backend this binary was linked with (trainer/device/), planned for micro-batches of up to
+// `max_tokens` tokens. `model` gives the dimensions and layout (its own host activation arena
+// may be smaller: the host then only evaluates), `optimizer` the per-tensor weight decay;
+// `local_rank` picks the GPU (one per rank on a node). Throws UserError when this binary has no
+// CUDA backend or the device cannot be used.
+std::unique_ptr<DeviceBackend> make_device_backend(const Model& model, int64_t max_tokens, const AdamW& optimizer,
+                                                   const config::OptimConfig& optim, int local_rank);
+
+// The linked backend registers its factory before main (a static object in trainer/device/), so
+// reclm_trainer and the programs that never use a device need no CUDA library at all.
+using DeviceBackendFactory = std::unique_ptr<DeviceBackend> (*)(const Model&, int64_t, const AdamW&,
+                                                                const config::OptimConfig&, int);
+bool register_device_backend(DeviceBackendFactory factory);
+
+}  // namespace reclm
