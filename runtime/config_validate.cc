@@ -275,6 +275,9 @@ void validate_config(const Config& config) {
     if (config.runtime().vocab_parallel()) {
       violations.add("runtime.device", "\"cuda\" cannot be combined with runtime.vocab_parallel");
     }
+  } else if (config.runtime().recompute_activations()) {
+    violations.add("runtime.recompute_activations", "applies to runtime.device \"cuda\" only (the device is \"{}\")",
+                   config.runtime().device());
   }
   const std::vector<std::string>& messages = violations.messages();
   if (messages.empty()) return;

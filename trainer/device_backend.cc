@@ -16,13 +16,13 @@ bool register_device_backend(DeviceBackendFactory factory) {
   return true;
 }
 
-std::unique_ptr<DeviceBackend> make_device_backend(const Model& model, int64_t max_tokens, const AdamW& optimizer,
-                                                   const config::OptimConfig& optim, int local_rank) {
+std::unique_ptr<DeviceBackend> make_device_backend(const Model& model, const AdamW& optimizer,
+                                                   const DeviceOptions& options) {
   RECLM_USER_CHECK(linked_factory() != nullptr,
                    "field runtime.device: \"cuda\" but this reclm was built without CUDA (no nvcc was found "
                    "when it was configured); install the CUDA toolkit and rebuild (scripts/build.sh), or use "
                    "device \"cpu\"");
-  return linked_factory()(model, max_tokens, optimizer, optim, local_rank);
+  return linked_factory()(model, optimizer, options);
 }
 
 }  // namespace reclm

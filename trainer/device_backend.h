@@ -20,10 +20,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "data/batch.h"
 #include "runtime/config.h"
+#include "trainer/grad_buckets.h"
 #include "trainer/model.h"
 
 namespace reclm {
@@ -51,30 +53,43 @@ class DeviceBackend {
   virtual void download_gradients(Model& model) = 0;
   virtual void zero_grads() = 0;
   // One micro-batch forward and backward; gradients accumulate (as forward_backward in model.h).
+  // With gradient buckets enabled, `last_micro_batch` starts their all-reduces during backward.
   // Returns Σ weight·loss.
-  virtual double forward_backward(const Batch& batch, float grad_scale) = 0;
+  virtual double forward_backward(const Batch& batch, float grad_scale, bool last_micro_batch) = 0;
   // Forward only (validation): Σ weight·loss.
   virtual double forward_loss(const Batch& batch) = 0;
-  // The gradient sum over the job's ranks (no-op for one process).
-  virtual void all_reduce_gradients(Communicator* comm) = 0;
+  // Gradient buckets of about bucket_floats values all-reduced over `comm` while backward runs
+  // (trainer/grad_buckets.h): on GPUs NCCL's stream, ordered after the compute stream by an
+  // event per bucket. Returns the number of buckets.
+  virtual size_t enable_gradient_buckets(Communicator& comm, int64_t bucket_floats) = 0;
+  // The gradient sum over the job's ranks (no-op for one process): waits for the buckets started
+  // during backward (and their overlap), or one all-reduce without buckets.
+  virtual std::optional<OverlapStats> all_reduce_gradients(Communicator* comm) = 0;
   // L2 norm of the gradient (deterministic, double accumulation).
   virtual double grad_norm() = 0;
   // One AdamW update (gradients scaled by grad_scale), also refreshing the bf16 weights.
   virtual void adamw_step(float lr, float grad_scale) = 0;
+  // The time by phase when RECLM_DEVICE_PROFILE=1 (trainer/device/phase_clock.h), else "".
+  virtual std::string profile_report() const = 0;
 };
 
-// The backend this binary was linked with (trainer/device/), planned for micro-batches of up to
-// `max_tokens` tokens. `model` gives the dimensions and layout (its own host activation arena
-// may be smaller: the host then only evaluates), `optimizer` the per-tensor weight decay;
-// `local_rank` picks the GPU (one per rank on a node). Throws UserError when this binary has no
-// CUDA backend or the device cannot be used.
-std::unique_ptr<DeviceBackend> make_device_backend(const Model& model, int64_t max_tokens, const AdamW& optimizer,
-                                                   const config::OptimConfig& optim, int local_rank);
+struct DeviceOptions {
+  int64_t max_tokens = 0;  // tokens per micro-batch the device plans for
+  int local_rank = 0;      // picks the GPU: one per rank on a node
+  bool recompute_activations = false;  // runtime.recompute_activations
+  config::OptimConfig optim;           // AdamW's betas, eps and weight decay
+};
+
+// The backend this binary was linked with (trainer/device/). `model` gives the dimensions and
+// layout (its own host activation arena may be smaller: the host then only evaluates),
+// `optimizer` the per-tensor weight decay. Throws UserError when this binary has no CUDA backend
+// or the device cannot be used.
+std::unique_ptr<DeviceBackend> make_device_backend(const Model& model, const AdamW& optimizer,
+                                                   const DeviceOptions& options);
 
 // The linked backend registers its factory before main (a static object in trainer/device/), so
 // reclm_trainer and the programs that never use a device need no CUDA library at all.
-using DeviceBackendFactory = std::unique_ptr<DeviceBackend> (*)(const Model&, int64_t, const AdamW&,
-                                                                const config::OptimConfig&, int);
+using DeviceBackendFactory = std::unique_ptr<DeviceBackend> (*)(const Model&, const AdamW&, const DeviceOptions&);
 bool register_device_backend(DeviceBackendFactory factory);
 
 }  // namespace reclm

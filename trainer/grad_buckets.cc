@@ -72,17 +72,17 @@ GradientBuckets::GradientBuckets(const ParamLayout& layout, int64_t n_layers, Co
                                  int64_t bucket_floats)
     : comm_(comm), buckets_(make_grad_buckets(layout, n_layers, bucket_floats)) {}
 
-BackwardHook GradientBuckets::hook(Model& model) {
-  return [this, &model](int stage) {
-    if (stage != kBackwardPoll) start_ready(model, stage);
+BackwardHook GradientBuckets::hook(float* grads) {
+  return [this, grads](int stage) {
+    if (stage != kBackwardPoll) start_ready(grads, stage);
     poll();
   };
 }
 
-void GradientBuckets::start_ready(Model& model, int stage) {
+void GradientBuckets::start_ready(float* grads, int stage) {
   while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].stage <= stage) {
     for (const GradBucket::Range& r : buckets_[next_bucket_].ranges) {
-      const int ticket = comm_.start_all_reduce(model.grad_data() + r.offset, r.count, ReduceOp::kSum);
+      const int ticket = comm_.start_all_reduce(grads + r.offset, r.count, ReduceOp::kSum);
       started_.push_back({ticket, r.count, false});
     }
     ++next_bucket_;
@@ -99,7 +99,7 @@ void GradientBuckets::poll() {
   }
 }
 
-OverlapStats GradientBuckets::finish(Model& model) {
+OverlapStats GradientBuckets::finish(float* grads) {
   OverlapStats stats;
   stats.buckets = static_cast<int>(buckets_.size());
   for (Started& s : started_) {  // one look at each before waiting
@@ -107,7 +107,7 @@ OverlapStats GradientBuckets::finish(Model& model) {
     if (s.done) stats.floats_done_in_backward += s.floats;
   }
   Stopwatch waiting;
-  start_ready(model, INT32_MAX);
+  start_ready(grads, INT32_MAX);
   comm_.wait_started();
   stats.wait_seconds = waiting.seconds();
   for (const GradBucket& b : buckets_) stats.floats += b.floats;

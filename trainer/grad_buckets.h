@@ -55,15 +55,16 @@ class GradientBuckets {
                   int64_t bucket_floats);
 
   const std::vector<GradBucket>& buckets() const { return buckets_; }
-  // The hook for the last micro-batch's forward_backward on `model`: starts the buckets whose
-  // stage is reached and polls the started ones.
-  BackwardHook hook(Model& model);
+  // The hook for the last micro-batch's backward into the gradient buffer `grads` (the layout's
+  // padded buffer: Model::grad_data(), or the CUDA backend's device copy): starts the buckets
+  // whose stage is reached and polls the started ones.
+  BackwardHook hook(float* grads);
   // After that backward: starts whatever has not started (a backward without the hook), waits
   // for every bucket, and says how much had finished during backward.
-  OverlapStats finish(Model& model);
+  OverlapStats finish(float* grads);
 
  private:
-  void start_ready(Model& model, int stage);
+  void start_ready(float* grads, int stage);
   void poll();
 
   Communicator& comm_;

@@ -9,6 +9,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <optional>
 
 #include "kernels/ops.h"
@@ -120,12 +121,16 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
   if (config.optim().zero1() && world > 1) zero1.emplace(model.layout, *comm);
   AdamW optimizer = zero1 ? AdamW(model.layout, config.optim(), zero1->shard())
                           : AdamW(model.layout, config.optim());
-  // Plain data parallelism: gradient buckets all-reduced during the last micro-batch's backward.
+  // Plain data parallelism: gradient buckets all-reduced during the last micro-batch's backward
+  // (on the device: the backend's own, over its gradient buffer).
   std::optional<GradientBuckets> buckets;
   const double bucket_mb = config.runtime().grad_bucket_mb();
-  if (world > 1 && !zero1 && bucket_mb > 0) {
-    const auto bucket_floats = std::max<int64_t>(1, std::llround(bucket_mb * (1 << 20) / 4));
+  const bool bucketed = world > 1 && !zero1 && bucket_mb > 0;
+  const auto bucket_floats = std::max<int64_t>(1, std::llround(bucket_mb * (1 << 20) / 4));
+  size_t n_buckets = 0;
+  if (bucketed && !on_device) {
     buckets.emplace(model.layout, dims.n_layers, *comm, bucket_floats);
+    n_buckets = buckets->buckets().size();
   }
   TrainProgress progress;
   if (hooks.restore) hooks.restore(model, optimizer, progress);
@@ -134,20 +139,21 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
   std::unique_ptr<DeviceBackend> device;
   double peak_tflops = 0.0;
   if (on_device) {
-    device = make_device_backend(model, source.max_batch_tokens(), optimizer, config.optim(),
-                                 comm ? comm->local_rank() : 0);
+    device = make_device_backend(model, optimizer,
+                                 {.max_tokens = source.max_batch_tokens(),
+                                  .local_rank = comm ? comm->local_rank() : 0,
+                                  .recompute_activations = config.runtime().recompute_activations(),
+                                  .optim = config.optim()});
     device->upload(model, optimizer);
     const DeviceInfo info = device->info();
     peak_tflops = config.runtime().peak_tflops() > 0 ? config.runtime().peak_tflops() : peak_bf16_tflops(info.name);
-    log_info("device: {}{}, {:.2f} GiB planned for weights, gradients, moments and activations{}", info.name,
+    log_info("device: {}{}, {:.2f} GiB planned for weights, gradients, moments and activations{}{}", info.name,
              info.total_bytes > 0 ? fmt::format(" ({:.1f} GiB)", info.total_bytes / 1073741824.0) : "",
              info.planned_bytes / 1073741824.0,
+             config.runtime().recompute_activations() ? " (recomputed in backward)" : "",
              peak_tflops > 0 ? fmt::format("; bf16 peak {:.0f} TFLOP/s for MFU", peak_tflops)
                              : "; unknown bf16 peak (set runtime.peak_tflops for MFU)");
-    if (buckets) {
-      log_info("runtime.grad_bucket_mb: on the device the gradients are all-reduced in one call after backward");
-      buckets.reset();
-    }
+    if (bucketed) n_buckets = device->enable_gradient_buckets(*comm, bucket_floats);
   }
   const bool lead = rank == 0;  // writes the run directory; every rank trains
   const std::filesystem::path run_dir =
@@ -179,9 +185,9 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
   } else if (config.runtime().vocab_parallel()) {
     log_info("runtime.vocab_parallel: no effect in a single process");
   }
-  if (buckets) {
+  if (bucketed) {
     log_info("gradients: {} buckets of ~{} MiB (runtime.grad_bucket_mb), all-reduced during backward",
-             buckets->buckets().size(), bucket_mb);
+             n_buckets, bucket_mb);
   } else if (world > 1 && !zero1) {
     log_info("gradients: one all-reduce after backward (runtime.grad_bucket_mb: 0)");
   }
@@ -207,16 +213,25 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
              "(each rank holds only its items); run `reclm eval` on the saved model");
     rank_every = 0;
   }
+  const auto make_batches = [&source, &tc](int64_t step) {
+    std::vector<Batch> batches;
+    for (int micro = 0; micro < tc.grad_accum(); ++micro) batches.push_back(source.train_batch(step, micro));
+    return batches;
+  };
+  // With a device, the next step's batches are made on a second thread while the device works
+  // on this one (on the CPU backend the cores are busy with the step itself). Batches are pure
+  // functions of (step, micro), so this changes nothing but the time.
+  std::future<std::vector<Batch>> next_batches;
   for (int64_t step = progress.step; step < tc.steps(); ++step) {
     Stopwatch step_clock;
-    std::vector<Batch> batches;
+    std::vector<Batch> batches = next_batches.valid() ? next_batches.get() : make_batches(step);
+    if (device && step + 1 < tc.steps()) next_batches = std::async(std::launch::async, make_batches, step + 1);
     // loss weight, tokens, model FLOPs (trainer/model_flops.h): this rank's, then the job's
     double counts[3] = {0.0, 0.0, 0.0};
-    for (int micro = 0; micro < tc.grad_accum(); ++micro) {
-      batches.push_back(source.train_batch(step, micro));
-      for (float w : batches.back().loss_weights) counts[0] += w;
-      counts[1] += static_cast<double>(batches.back().n_tokens());
-      counts[2] += training_flops(dims, batches.back()).total();
+    for (const Batch& batch : batches) {
+      for (float w : batch.loss_weights) counts[0] += w;
+      counts[1] += static_cast<double>(batch.n_tokens());
+      counts[2] += training_flops(dims, batch).total();
     }
     double comm_seconds = 0.0;
     Stopwatch comm_clock;
@@ -231,19 +246,19 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
       model.dropout = {config.model().dropout(), true, config.runtime().seed(),
                        dropout_stream(step, micro, tc.grad_accum(), rank, world)};
       const bool last = micro + 1 == static_cast<int>(batches.size());
-      loss_sum += device ? device->forward_backward(batches[micro], grad_scale)
+      loss_sum += device ? device->forward_backward(batches[micro], grad_scale, last)
                          : forward_backward(model, batches[micro], grad_scale,
-                                            buckets && last ? buckets->hook(model) : BackwardHook{});
+                                            buckets && last ? buckets->hook(model.grad_data()) : BackwardHook{});
     }
     model.dropout.enabled = false;  // validation and evaluation see the whole network
     comm_clock = Stopwatch();
     std::optional<OverlapStats> overlap;
     if (device) {
-      device->all_reduce_gradients(comm);
+      overlap = device->all_reduce_gradients(comm);
     } else if (zero1) {
       zero1->reduce_scatter_gradients(model);
     } else if (buckets) {
-      overlap = buckets->finish(model);
+      overlap = buckets->finish(model.grad_data());
     } else {
       all_reduce_gradients(comm, model);
     }
@@ -329,7 +344,11 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     }
     if (hooks.after_step) hooks.after_step(model, optimizer, progress, last_step);
   }
-  if (device) device->download(model, &optimizer);  // the final weights
+  if (device) {
+    device->download(model, &optimizer);  // the final weights
+    if (const std::string profile = device->profile_report(); !profile.empty())
+      log_info("device time by phase (RECLM_DEVICE_PROFILE):{}", profile);
+  }
   if (hooks.finish) hooks.finish();
   if (dims.vocab_parallel()) {  // the whole tables, assembled on rank 0
     std::optional<Model> whole;

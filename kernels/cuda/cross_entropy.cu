@@ -124,12 +124,12 @@ template <Mode kMode>
 __global__ void cross_entropy_rows_kernel(float* dlogits, float* losses, double* row_loss, float* row_max,
                                           double* row_sum, double* target_logit, const float* logits,
                                           const int32_t* targets, const float* weights, int64_t n_classes,
-                                          int64_t class_begin, float grad_scale, bool vec) {
+                                          int64_t row_stride, int64_t class_begin, float grad_scale, bool vec) {
   RECLM_SHARED(float, warp_max, [kMaxWarps]);
   RECLM_SHARED(double, warp_sum, [kMaxWarps]);
   const int64_t row = blockIdx.x;
-  const float* x = logits + row * n_classes;
-  [[maybe_unused]] float* dx = kMode == Mode::kForwardBackward ? dlogits + row * n_classes : nullptr;
+  const float* x = logits + row * row_stride;
+  [[maybe_unused]] float* dx = kMode == Mode::kForwardBackward ? dlogits + row * row_stride : nullptr;
   const RowSplit split = split_row(x, n_classes, vec);
   const float w = weights[row];
   const int64_t target = static_cast<int64_t>(targets[row]) - class_begin;
@@ -225,13 +225,15 @@ bool same_phase(const float* logits, const float* dlogits) {
 template <Mode kMode>
 cudaError_t launch_rows(float* dlogits, float* losses, double* loss_sum, double* row_loss, float* row_max,
                         double* row_sum, double* target_logit, const float* logits, const int32_t* targets,
-                        const float* weights, int64_t T, int64_t n_classes, int64_t class_begin,
-                        float grad_scale, bool vec, cudaStream_t stream) {
+                        const float* weights, int64_t T, int64_t n_classes, int64_t row_stride,
+                        int64_t class_begin, float grad_scale, bool vec, cudaStream_t stream) {
+  if (row_stride == 0) row_stride = n_classes;
+  if (row_stride < n_classes) return cudaErrorInvalidValue;
   if (T > 0) {
     const cudaError_t status =
         simt::launch(cross_entropy_rows_kernel<kMode>, dim3(static_cast<unsigned>(T)), dim3(row_threads(n_classes)),
                      0, stream, dlogits, losses, row_loss, row_max, row_sum, target_logit, logits, targets,
-                     weights, n_classes, class_begin, grad_scale, vec);
+                     weights, n_classes, row_stride, class_begin, grad_scale, vec);
     if (status != cudaSuccess) return status;
   }
   if (kMode == Mode::kPartialStats || loss_sum == nullptr) return cudaSuccess;
@@ -245,18 +247,18 @@ cudaError_t cross_entropy_forward_backward(float* dlogits, float* losses, double
                                            double* row_loss_workspace, const float* logits,
                                            const int32_t* targets, const float* weights, int64_t T,
                                            int64_t n_classes, int64_t class_begin, float grad_scale,
-                                           cudaStream_t stream) {
+                                           cudaStream_t stream, int64_t row_stride) {
   return launch_rows<Mode::kForwardBackward>(dlogits, losses, loss_sum, row_loss_workspace, nullptr, nullptr,
-                                             nullptr, logits, targets, weights, T, n_classes, class_begin,
-                                             grad_scale, same_phase(logits, dlogits), stream);
+                                             nullptr, logits, targets, weights, T, n_classes, row_stride,
+                                             class_begin, grad_scale, same_phase(logits, dlogits), stream);
 }
 
 cudaError_t cross_entropy_forward(float* losses, double* loss_sum, double* row_loss_workspace,
                                   const float* logits, const int32_t* targets, const float* weights,
                                   int64_t T, int64_t n_classes, int64_t class_begin,
-                                  cudaStream_t stream) {
+                                  cudaStream_t stream, int64_t row_stride) {
   return launch_rows<Mode::kForward>(nullptr, losses, loss_sum, row_loss_workspace, nullptr, nullptr, nullptr,
-                                     logits, targets, weights, T, n_classes, class_begin, 0.0f,
+                                     logits, targets, weights, T, n_classes, row_stride, class_begin, 0.0f,
                                      same_phase(logits, logits), stream);
 }
 
@@ -265,7 +267,7 @@ cudaError_t cross_entropy_partial_stats(float* row_max, double* row_sum, double*
                                         const float* weights, int64_t T, int64_t n_classes,
                                         int64_t class_begin, cudaStream_t stream) {
   return launch_rows<Mode::kPartialStats>(nullptr, nullptr, nullptr, nullptr, row_max, row_sum, target_logit,
-                                          logits, targets, weights, T, n_classes, class_begin, 0.0f,
+                                          logits, targets, weights, T, n_classes, n_classes, class_begin, 0.0f,
                                           same_phase(logits, logits), stream);
 }
 

@@ -274,15 +274,16 @@ cublasStatus_t run_matmul(GemmContext::State& s, const Matmul& g, cudaStream_t s
 
 cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, const __nv_bfloat16* inp,
                                 const __nv_bfloat16* weight, const float* bias, int64_t T, int64_t C,
-                                int64_t OC, bool accumulate, cudaStream_t stream) {
-  if (!valid_sizes(T, C, OC) || (accumulate && !out_fp32)) return cudaErrorInvalidValue;
+                                int64_t OC, bool accumulate, cudaStream_t stream, int64_t ld_out) {
+  if (ld_out == 0) ld_out = OC;
+  if (!valid_sizes(T, C, OC) || (accumulate && !out_fp32) || ld_out < OC) return cudaErrorInvalidValue;
   GemmContext::State& s = *ctx.state();
   Matmul g;
   g.trans_a = true;
   g.m = OC, g.n = T, g.k = C;
   g.a = weight, g.lda = C;
   g.b = inp, g.ldb = C;
-  g.d = out, g.ldd = OC;
+  g.d = out, g.ldd = ld_out;
   g.d_type = out_fp32 ? CUDA_R_32F : CUDA_R_16BF;
   g.beta = accumulate ? 1.0f : 0.0f;
   g.bias = bias;
@@ -305,14 +306,15 @@ cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, cons
 cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool accumulate_dinp, float* dweight,
                                  float* dbias, const __nv_bfloat16* dout, const __nv_bfloat16* inp,
                                  const __nv_bfloat16* weight, int64_t T, int64_t C, int64_t OC,
-                                 cudaStream_t stream) {
-  if (!valid_sizes(T, C, OC)) return cudaErrorInvalidValue;
+                                 cudaStream_t stream, int64_t ld_dout) {
+  if (ld_dout == 0) ld_dout = OC;
+  if (!valid_sizes(T, C, OC) || ld_dout < OC || (dbias && ld_dout != OC)) return cudaErrorInvalidValue;
   GemmContext::State& s = *ctx.state();
   if (dinp) {
     Matmul g;
     g.m = C, g.n = T, g.k = OC;
     g.a = weight, g.lda = C;
-    g.b = dout, g.ldb = OC;
+    g.b = dout, g.ldb = ld_dout;
     g.d = dinp, g.ldd = C;
     g.d_type = CUDA_R_16BF;
     g.beta = accumulate_dinp ? 1.0f : 0.0f;
@@ -323,7 +325,7 @@ cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool acc
     g.trans_b = true;
     g.m = C, g.n = OC, g.k = T;
     g.a = inp, g.lda = C;
-    g.b = dout, g.ldb = OC;
+    g.b = dout, g.ldb = ld_dout;
     g.d = dweight, g.ldd = C;
     g.d_type = CUDA_R_32F;
     g.beta = 1.0f;
@@ -346,13 +348,15 @@ GemmContext::~GemmContext() = default;
 
 namespace {
 
-std::vector<float> widen(const __nv_bfloat16* x, int64_t n) {
-  std::vector<float> out(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    out[static_cast<size_t>(i)] = bf16_to_f32(static_cast<__nv_bfloat16_raw>(x[i]).x);
-  }
+// rows × cols bf16 values, rows ld apart, as compact fp32.
+std::vector<float> widen(const __nv_bfloat16* x, int64_t rows, int64_t cols, int64_t ld) {
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      out[static_cast<size_t>(r * cols + c)] = bf16_to_f32(static_cast<__nv_bfloat16_raw>(x[r * ld + c]).x);
   return out;
 }
+std::vector<float> widen(const __nv_bfloat16* x, int64_t n) { return widen(x, 1, n, n); }
 
 void store_bf16(__nv_bfloat16* dst, float value) {
   __nv_bfloat16_raw raw;
@@ -366,17 +370,18 @@ float round_to_bf16(float value) { return bf16_to_f32(f32_to_bf16(value)); }
 
 cudaError_t linear_forward_bf16(GemmContext&, void* out, bool out_fp32, const __nv_bfloat16* inp,
                                 const __nv_bfloat16* weight, const float* bias, int64_t T, int64_t C,
-                                int64_t OC, bool accumulate, cudaStream_t) {
-  if (!valid_sizes(T, C, OC) || (accumulate && !out_fp32)) return cudaErrorInvalidValue;
+                                int64_t OC, bool accumulate, cudaStream_t, int64_t ld_out) {
+  if (ld_out == 0) ld_out = OC;
+  if (!valid_sizes(T, C, OC) || (accumulate && !out_fp32) || ld_out < OC) return cudaErrorInvalidValue;
   const std::vector<float> x = widen(inp, T * C), w = widen(weight, OC * C);
   if (out_fp32) {  // as beta = 1 on C = D = out, then the fp32 bias epilogue
     auto* y = static_cast<float*>(out);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T), static_cast<int>(OC),
                 static_cast<int>(C), 1.0f, x.data(), static_cast<int>(C), w.data(), static_cast<int>(C),
-                accumulate ? 1.0f : 0.0f, y, static_cast<int>(OC));
+                accumulate ? 1.0f : 0.0f, y, static_cast<int>(ld_out));
     if (bias)
       for (int64_t t = 0; t < T; ++t)
-        for (int64_t o = 0; o < OC; ++o) y[t * OC + o] += bias[o];
+        for (int64_t o = 0; o < OC; ++o) y[t * ld_out + o] += bias[o];
     return cudaSuccess;
   }
   std::vector<float> y(static_cast<size_t>(T * OC));
@@ -387,7 +392,7 @@ cudaError_t linear_forward_bf16(GemmContext&, void* out, bool out_fp32, const __
   for (int64_t t = 0; t < T; ++t)
     for (int64_t o = 0; o < OC; ++o) {  // the bf16 bias epilogue: bias rounded, one output rounding
       const float b = bias ? round_to_bf16(bias[o]) : 0.0f;
-      store_bf16(dst + t * OC + o, y[static_cast<size_t>(t * OC + o)] + b);
+      store_bf16(dst + t * ld_out + o, y[static_cast<size_t>(t * OC + o)] + b);
     }
   return cudaSuccess;
 }
@@ -395,9 +400,10 @@ cudaError_t linear_forward_bf16(GemmContext&, void* out, bool out_fp32, const __
 cudaError_t linear_backward_bf16(GemmContext&, __nv_bfloat16* dinp, bool accumulate_dinp, float* dweight,
                                  float* dbias, const __nv_bfloat16* dout, const __nv_bfloat16* inp,
                                  const __nv_bfloat16* weight, int64_t T, int64_t C, int64_t OC,
-                                 cudaStream_t stream) {
-  if (!valid_sizes(T, C, OC)) return cudaErrorInvalidValue;
-  const std::vector<float> dy = widen(dout, T * OC);
+                                 cudaStream_t stream, int64_t ld_dout) {
+  if (ld_dout == 0) ld_dout = OC;
+  if (!valid_sizes(T, C, OC) || ld_dout < OC || (dbias && ld_dout != OC)) return cudaErrorInvalidValue;
+  const std::vector<float> dy = widen(dout, T, OC, ld_dout);
   if (dinp) {  // fp32 product, + the widened old dinp (beta = 1), one rounding
     const std::vector<float> w = widen(weight, OC * C);
     std::vector<float> dx = accumulate_dinp ? widen(dinp, T * C) : std::vector<float>(static_cast<size_t>(T * C));

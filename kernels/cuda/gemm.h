@@ -40,18 +40,22 @@ class GemmContext {
 // the output's type). accumulate (fp32 out only): out += instead of out =.
 // cudaErrorInvalidValue: a size < 1, or accumulate with a bf16 out. cudaErrorNotSupported: no
 // cuBLASLt algorithm for the shape / alignment (not expected: see gemm.cu).
+// ld_out: elements from one row of out to the next (0 = OC; >= OC): rows of an odd OC padded to a
+// multiple of 8 keep cuBLASLt on its 16-byte (fast) kernels; the padding columns are not written.
 cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, const __nv_bfloat16* inp,
                                 const __nv_bfloat16* weight, const float* bias, int64_t T, int64_t C,
-                                int64_t OC, bool accumulate, cudaStream_t stream);
+                                int64_t OC, bool accumulate, cudaStream_t stream, int64_t ld_out = 0);
 
 // dinp[T, C] = dout[T, OC] · weight[OC, C] in fp32, stored bf16; with accumulate_dinp the old
 // dinp is added in fp32 before the single rounding (dinp = bf16(float(dinp) + dout · W): on the
 // GPU a beta = 1 bf16 C matrix). dweight[OC, C] += doutᵀ · inp (fp32). dbias[OC] += Σ_t dout[t, :]
 // (fp32). Any of dinp, dweight, dbias may be null (skipped). Errors as linear_forward_bf16.
+// ld_dout: elements from one row of dout to the next (0 = OC; >= OC), as ld_out above; not with
+// dbias (cudaErrorInvalidValue).
 cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool accumulate_dinp, float* dweight,
                                  float* dbias, const __nv_bfloat16* dout, const __nv_bfloat16* inp,
                                  const __nv_bfloat16* weight, int64_t T, int64_t C, int64_t OC,
-                                 cudaStream_t stream);
+                                 cudaStream_t stream, int64_t ld_dout = 0);
 
 // dbias[OC] += Σ_t dout[t, oc] (fp32 sums of bf16 values in a fixed order: deterministic).
 // Part of linear_backward_bf16; exposed for the tests. scratch: device floats, at least

@@ -388,6 +388,8 @@ std::vector<RuleCase> rule_cases() {
        "field runtime.device: \"cuda\" cannot be combined with model.lora"},
       {{"runtime.device=cuda", "optim.zero1=true"},
        "field runtime.device: \"cuda\" cannot be combined with optim.zero1"},
+      {{"runtime.recompute_activations=true"},
+       "field runtime.recompute_activations: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
       {{"runtime.device=cuda", "runtime.vocab_parallel=true"},
        "field runtime.device: \"cuda\" cannot be combined with runtime.vocab_parallel"},
   };

@@ -144,6 +144,46 @@ TEST(CudaCrossEntropy, ForwardOnlyLeavesLogitsAlone) {
   EXPECT_EQ(logits.download(), pr.logits);
 }
 
+// Rows padded to a stride (the GPU backend's logits: an odd class count padded to a multiple of
+// 8): in place, forward+backward and forward-only against the CPU on the compact rows; the
+// padding columns are neither read (poisoned NaN) nor written.
+TEST(CudaCrossEntropy, RowStrideSkipsThePadding) {
+  const Problem pr(9, 1031, 40, 5.0f, 12);
+  const int64_t stride = 1040;
+  std::vector<float> strided(static_cast<size_t>(pr.T * stride), ops::test_util::kNaN);
+  for (int64_t r = 0; r < pr.T; ++r)
+    std::copy_n(pr.logits.begin() + r * pr.V, pr.V, strided.begin() + r * stride);
+  std::vector<float> want_d(static_cast<size_t>(pr.T * pr.V)), want_losses(static_cast<size_t>(pr.T));
+  const double want_sum = ops::cross_entropy_forward_backward(want_d.data(), want_losses.data(), pr.logits.data(),
+                                                              pr.targets.data(), pr.weights.data(), pr.T, pr.V,
+                                                              pr.class_begin, 0.5f);
+  simt::DeviceBuffer<float> logits(strided), losses(static_cast<size_t>(pr.T)), weights(pr.weights);
+  simt::DeviceBuffer<int32_t> targets(pr.targets);
+  simt::DeviceBuffer<double> workspace(static_cast<size_t>(pr.T)), loss_sum(1);
+  ASSERT_EQ(cross_entropy_forward(losses.data(), loss_sum.data(), workspace.data(), logits.data(), targets.data(),
+                                  weights.data(), pr.T, pr.V, pr.class_begin, nullptr, stride),
+            cudaSuccess);
+  simt::device_synchronize();
+  expect_near_all(losses.download(), to_double(want_losses), 1e-5, 1e-6, "forward losses, strided");
+  ASSERT_EQ(cross_entropy_forward_backward(logits.data(), losses.data(), loss_sum.data(), workspace.data(),
+                                           logits.data(), targets.data(), weights.data(), pr.T, pr.V, pr.class_begin,
+                                           0.5f, nullptr, stride),
+            cudaSuccess);
+  simt::device_synchronize();
+  const std::vector<float> got = logits.download();
+  std::vector<float> got_d(static_cast<size_t>(pr.T * pr.V));
+  for (int64_t r = 0; r < pr.T; ++r) {
+    std::copy_n(got.begin() + r * stride, pr.V, got_d.begin() + r * pr.V);
+    for (int64_t c = pr.V; c < stride; ++c) ASSERT_TRUE(std::isnan(got[r * stride + c])) << "padding written";
+  }
+  expect_near_all(got_d, to_double(want_d), 1e-10, 2e-6, "dlogits, strided");
+  expect_near_all(losses.download(), to_double(want_losses), 1e-5, 1e-6, "losses, strided");
+  EXPECT_NEAR(loss_sum.download()[0], want_sum, 1e-5 * pr.T + 1e-6 * std::abs(want_sum));
+  EXPECT_EQ(cross_entropy_forward(losses.data(), loss_sum.data(), workspace.data(), logits.data(), targets.data(),
+                                  weights.data(), pr.T, pr.V, pr.class_begin, nullptr, pr.V - 1),
+            cudaErrorInvalidValue);
+}
+
 // The class range split in two parts: per-part statistics, combined on the host, then each
 // part's dlogits from the combined statistics, against the CPU pieces.
 TEST(CudaCrossEntropy, VocabParallelPiecesMatchCpu) {

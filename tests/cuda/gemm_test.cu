@@ -274,6 +274,75 @@ TEST(CudaGemm, BiasGradOnePassAndSplitRows) {
   }
 }
 
+// Rows of out / dout padded to a stride (ld_out, ld_dout): the same values as the compact call
+// (fp32 within summation-order rounding, bf16 within one rounding of it: cuBLASLt may pick
+// another algorithm for another stride); the padding is neither written nor read (NaN there).
+TEST(CudaGemm, PaddedRowsEqualCompactRows) {
+  GemmContext ctx;
+  const int64_t T = 33, C = 40, OC = 257, ld = 264;
+  const std::vector<uint16_t> x = to_bf16(uniform(T * C, 91)), w = to_bf16(uniform(OC * C, 92));
+  Bits dx(x), dw(w);
+  for (bool out_fp32 : {true, false}) {
+    std::vector<float> compact, strided;
+    for (int64_t stride : {OC, ld}) {
+      std::vector<float> got;
+      if (out_fp32) {
+        simt::DeviceBuffer<float> out(static_cast<size_t>(T * stride));
+        ASSERT_EQ(linear_forward_bf16(ctx, out.data(), true, bf16(dx), bf16(dw), nullptr, T, C, OC, false, nullptr,
+                                      stride),
+                  cudaSuccess);
+        simt::device_synchronize();
+        got = out.download();
+      } else {
+        Bits out(static_cast<size_t>(T * stride));
+        ASSERT_EQ(linear_forward_bf16(ctx, out.data(), false, bf16(dx), bf16(dw), nullptr, T, C, OC, false, nullptr,
+                                      stride),
+                  cudaSuccess);
+        simt::device_synchronize();
+        got = widen(out.download());
+      }
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t o = 0; o < stride; ++o) {
+          if (o >= OC) {
+            ASSERT_TRUE(std::isnan(got[t * stride + o])) << "padding written";
+            continue;
+          }
+          (stride == OC ? compact : strided).push_back(got[t * stride + o]);
+        }
+    }
+    for (size_t i = 0; i < compact.size(); ++i)
+      ASSERT_NEAR(strided[i], compact[i], (out_fp32 ? 1e-5 : 8e-3) * (std::abs(compact[i]) + 1e-3)) << i;
+  }
+  // backward from a padded dout (NaN padding): dinp and dweight as from the compact one
+  const std::vector<float> dy = uniform(T * OC, 93);
+  std::vector<uint16_t> dy_padded(static_cast<size_t>(T * ld), 0xFFFF);
+  const std::vector<uint16_t> dy_bits = to_bf16(dy);
+  for (int64_t t = 0; t < T; ++t) std::copy_n(dy_bits.begin() + t * OC, OC, dy_padded.begin() + t * ld);
+  std::vector<std::vector<float>> dinps, dweights;
+  for (int64_t stride : {OC, ld}) {
+    Bits ddy(stride == OC ? dy_bits : dy_padded), dinp(static_cast<size_t>(T * C));
+    simt::DeviceBuffer<float> dweight(std::vector<float>(static_cast<size_t>(OC * C), 0.0f));
+    ASSERT_EQ(linear_backward_bf16(ctx, bf16(dinp), false, dweight.data(), nullptr, bf16(ddy), bf16(dx), bf16(dw), T,
+                                   C, OC, nullptr, stride),
+              cudaSuccess);
+    simt::device_synchronize();
+    dinps.push_back(widen(dinp.download()));
+    dweights.push_back(dweight.download());
+  }
+  for (size_t i = 0; i < dinps[0].size(); ++i)
+    ASSERT_NEAR(dinps[1][i], dinps[0][i], 8e-3 * (std::abs(dinps[0][i]) + 1e-3)) << "dinp " << i;
+  for (size_t i = 0; i < dweights[0].size(); ++i)
+    ASSERT_NEAR(dweights[1][i], dweights[0][i], 1e-5 * (std::abs(dweights[0][i]) + 1e-3)) << "dweight " << i;
+  // a stride below the row length, or with dbias: refused
+  simt::DeviceBuffer<float> out(static_cast<size_t>(T * ld)), dbias(static_cast<size_t>(OC));
+  EXPECT_EQ(linear_forward_bf16(ctx, out.data(), true, bf16(dx), bf16(dw), nullptr, T, C, OC, false, nullptr, OC - 1),
+            cudaErrorInvalidValue);
+  Bits ddy(dy_padded);
+  EXPECT_EQ(linear_backward_bf16(ctx, nullptr, false, nullptr, dbias.data(), bf16(ddy), bf16(dx), bf16(dw), T, C, OC,
+                                 nullptr, ld),
+            cudaErrorInvalidValue);
+}
+
 TEST(CudaGemm, RejectsInvalidArguments) {
   GemmContext ctx;
   Bits a(to_bf16(uniform(64, 1))), b(to_bf16(uniform(64, 2)));

@@ -83,9 +83,10 @@ config::OptimConfig optim_config() {
 
 // The backend, or null when this build's device is not usable here (the gpu binary on a host
 // without a GPU).
-std::unique_ptr<DeviceBackend> backend_or_skip(const Model& model, const AdamW& optimizer) {
+std::unique_ptr<DeviceBackend> backend_or_skip(const Model& model, const AdamW& optimizer, bool recompute = false) {
   try {
-    return make_device_backend(model, kMaxTokens, optimizer, optim_config(), 0);
+    return make_device_backend(model, optimizer,
+                               {.max_tokens = kMaxTokens, .recompute_activations = recompute, .optim = optim_config()});
   } catch (const UserError& e) {
     if (std::string(e.what()).find("no CUDA device") != std::string::npos) return nullptr;
     throw;
@@ -118,7 +119,7 @@ TEST(DeviceBackend, LossAndGradientsMatchCpu) {
     zero_grads(cpu);
     const double cpu_loss = forward_backward(cpu, batch, scale);
     device->zero_grads();
-    const double dev_loss = device->forward_backward(batch, scale);
+    const double dev_loss = device->forward_backward(batch, scale, true);
     Model dev(d, 1);
     device->download_gradients(dev);
     EXPECT_NEAR(dev_loss, cpu_loss, 2e-3 * std::abs(cpu_loss)) << "loss";
@@ -144,11 +145,40 @@ TEST(DeviceBackend, LossAndGradientsMatchCpu) {
 
     // The same micro-batch again: bitwise the same gradients.
     device->zero_grads();
-    EXPECT_EQ(device->forward_backward(batch, scale), dev_loss);
+    EXPECT_EQ(device->forward_backward(batch, scale, true), dev_loss);
     Model again(d, 1);
     device->download_gradients(again);
     EXPECT_EQ(std::memcmp(again.grad_data(), dev.grad_data(), cpu.layout.total_floats() * sizeof(float)), 0)
         << "gradients differ between two runs of the same micro-batch";
+  }
+}
+
+// runtime.recompute_activations: backward recomputes each layer's activations from its input;
+// the kernels are deterministic, so the gradients are bitwise those of the saved activations.
+TEST(DeviceBackend, RecomputedActivationsGiveTheSameGradients) {
+  for (const Case& c : {cases()[0], cases()[2]}) {
+    SCOPED_TRACE(c.name);
+    const ModelDims d = test::tiny_model_dims(c.shape);
+    Model host(d, kMaxTokens);
+    init_weights(host, 13, 0.08f);
+    AdamW optimizer(host.layout, optim_config());
+    auto saved = backend_or_skip(host, optimizer, false);
+    SKIP_WITHOUT_DEVICE(saved);
+    auto recomputed = backend_or_skip(host, optimizer, true);
+    EXPECT_LT(recomputed->info().planned_bytes, saved->info().planned_bytes);
+    const Batch batch = make_batch(c, d, 17);
+    std::vector<std::vector<float>> grads;
+    std::vector<double> losses;
+    for (DeviceBackend* device : {saved.get(), recomputed.get()}) {
+      device->upload(host, optimizer);
+      device->zero_grads();
+      losses.push_back(device->forward_backward(batch, 0.03f, true));
+      Model out(d, 1);
+      device->download_gradients(out);
+      grads.emplace_back(out.grad_data(), out.grad_data() + host.layout.total_floats());
+    }
+    EXPECT_EQ(losses[0], losses[1]);
+    EXPECT_TRUE(grads[0] == grads[1]) << "recomputed activations changed the gradients";
   }
 }
 
@@ -163,7 +193,7 @@ TEST(DeviceBackend, AdamWAndNormEqualCpuOnDeviceGradients) {
   device->upload(host, host_optimizer);
   for (int step = 0; step < 3; ++step) {
     device->zero_grads();
-    device->forward_backward(make_batch(c, d, 20 + step), 0.02f);
+    device->forward_backward(make_batch(c, d, 20 + step), 0.02f, true);
     device->download_gradients(host);  // the host steps on the device's gradients
     const double norm = device->grad_norm();
     EXPECT_NEAR(norm, AdamW::grad_norm(host), 1e-12 * norm) << "step " << step;

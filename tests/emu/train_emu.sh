@@ -6,9 +6,10 @@
 #     bf16 accuracy (grad_accum 2, 8 steps), and writes weights `reclm eval` reads;
 #  2. checkpoints are interchangeable: a device run's step-4 checkpoint resumes on the CPU, and
 #     a CPU run's on the device, each continuing its source's trajectory;
-#  3. under mpirun -np 2 (when MPI is built) the device ranks train like one process with the
-#     same global batch;
-#  4. the combinations the backend refuses exit 2 naming runtime.device.
+#  3. activation recomputation (runtime.recompute_activations) trains bitwise the same;
+#  4. under mpirun -np 2 (when MPI is built) the device ranks train like one process with the
+#     same global batch, their gradient buckets all-reduced during backward;
+#  5. the combinations the backend refuses exit 2 naming runtime.device.
 set -euo pipefail
 : "${RECLM_EMU:?path of the reclm-emu binary}"
 source "$(dirname "$0")/../e2e/lib/common.bash"
@@ -50,19 +51,29 @@ resume_on() {  # resume_on NAME SOURCE_RUN BINARY DEVICE
 resume_on dev_to_cpu "$work/dev" "$RECLM" cpu
 resume_on cpu_to_dev "$work/cpu" "$RECLM_EMU" cuda
 
-# 3. two device ranks (micro_batch 2 each) vs one process (micro_batch 4)
+# 3. recomputed activations: the same bits
+"$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda --set runtime.recompute_activations=true \
+  --set train.run_dir="$work/recompute" > "$work/recompute.txt" 2>&1 || { cat "$work/recompute.txt"; fail "recompute run"; }
+grep -q "(recomputed in backward)" "$work/recompute.txt" || { cat "$work/recompute.txt"; fail "the log does not say activations are recomputed"; }
+same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/recompute/metrics.jsonl" "train val")" 0 ||
+  fail "recomputed activations train differently"
+
+# 4. two device ranks (micro_batch 2 each) vs one process (micro_batch 4), buckets of ~0.05 MiB
 if [ -x "$RECLM_SOURCE_DIR/scripts/mpirun.sh" ] && command -v mpirun > /dev/null; then
   "$RECLM_SOURCE_DIR/scripts/mpirun.sh" --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo \
     -np 2 "$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda --set train.micro_batch=2 \
-    --set train.run_dir="$work/dev_np2" > "$work/dev_np2.txt" 2>&1 || { cat "$work/dev_np2.txt"; fail "2 device ranks"; }
+    --set runtime.grad_bucket_mb=0.05 --set train.run_dir="$work/dev_np2" > "$work/dev_np2.txt" 2>&1 ||
+    { cat "$work/dev_np2.txt"; fail "2 device ranks"; }
   grep -q "× 2 ranks" "$work/dev_np2.txt" || { cat "$work/dev_np2.txt"; fail "the log does not show 2 ranks"; }
+  grep -Eq "gradients: [0-9]+ buckets of ~0.05 MiB" "$work/dev_np2.txt" && grep -Eq "comm, [0-9]+% overlapped" "$work/dev_np2.txt" ||
+    { cat "$work/dev_np2.txt"; fail "2 device ranks: no bucketed all-reduce in the log"; }
   same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/dev_np2/metrics.jsonl" "train val")" $rtol ||
     fail "2 device ranks do not train like 1 process with the same global batch"
 else
   echo "mpirun not available: the 2-rank part is skipped"
 fi
 
-# 4. refused combinations (config validation: the same in every build)
+# 5. refused combinations (config validation: the same in every build)
 for bad in "model.dropout=0.1" "model.n_heads=2" "optim.zero1=true" "model.lora.rank=4"; do
   expect_exit2 "runtime.device" train "${base[@]}" --set runtime.device=cuda --set "$bad" --set train.run_dir="$work/bad"
 done

@@ -148,7 +148,7 @@ TEST(GradBuckets, BackwardStartsEachBucketWhenItsGradientsAreFinal) {
     GradientBuckets buckets(model.layout, dims.n_layers, comm, /*bucket_floats=*/150);
     ASSERT_GT(buckets.buckets().size(), 4u);
     zero_grads(model);
-    forward_backward(model, batch, 0.05f, buckets.hook(model));
+    forward_backward(model, batch, 0.05f, buckets.hook(model.grad_data()));
     size_t ranges = 0;
     for (const GradBucket& b : buckets.buckets()) ranges += b.ranges.size();
     ASSERT_EQ(comm.starts.size(), ranges) << "every bucket starts during backward";
@@ -157,7 +157,7 @@ TEST(GradBuckets, BackwardStartsEachBucketWhenItsGradientsAreFinal) {
         ASSERT_EQ(s.values[j], finished[s.offset + j]) << "offset " << s.offset + j;
       }
     }
-    const OverlapStats stats = buckets.finish(model);
+    const OverlapStats stats = buckets.finish(model.grad_data());
     EXPECT_EQ(comm.waits, 1);
     EXPECT_EQ(stats.buckets, static_cast<int>(buckets.buckets().size()));
     int64_t floats = 0;
@@ -183,7 +183,7 @@ TEST(GradBuckets, FinishStartsWhatBackwardDidNot) {
   GradientBuckets buckets(model.layout, dims.n_layers, comm, 150);
   zero_grads(model);
   forward_backward(model, batch, 0.05f);
-  const OverlapStats stats = buckets.finish(model);
+  const OverlapStats stats = buckets.finish(model.grad_data());
   size_t ranges = 0;
   for (const GradBucket& b : buckets.buckets()) ranges += b.ranges.size();
   EXPECT_EQ(comm.starts.size(), ranges);
@@ -192,9 +192,9 @@ TEST(GradBuckets, FinishStartsWhatBackwardDidNot) {
   // The next step starts from ticket 0 again.
   comm.starts.clear();
   zero_grads(model);
-  forward_backward(model, batch, 0.05f, buckets.hook(model));
+  forward_backward(model, batch, 0.05f, buckets.hook(model.grad_data()));
   EXPECT_EQ(comm.starts.size(), ranges);
-  buckets.finish(model);
+  buckets.finish(model.grad_data());
   EXPECT_EQ(comm.waits, 2);
 }
 

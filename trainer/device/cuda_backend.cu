@@ -3,7 +3,9 @@
 // ranks — NCCL on GPUs (device buffers), the host Communicator (MPI) on the emulator, whose
 // device buffers are host memory.
 #include <cmath>
+#include <cstdlib>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "kernels/cuda/adamw.h"
@@ -14,6 +16,7 @@
 #include "trainer/device/device_model.h"
 #include "trainer/device/device_runtime.h"
 #include "trainer/device_backend.h"
+#include "trainer/grad_buckets.h"
 #include "trainer/optimizer.h"
 #include "trainer/zero1.h"
 
@@ -25,16 +28,60 @@ namespace reclm {
 
 namespace {
 
+#if defined(__CUDACC__) && defined(RECLM_HAVE_NCCL)
+// NCCL on its own stream, ordered after the compute stream's work at each collective by an event:
+// a bucket's all-reduce reads only finished gradients, and backward's later kernels run beside
+// it. Everything else is NCCL's (nccl_communicator.h).
+class ComputeOrderedNccl final : public Communicator {
+ public:
+  ComputeOrderedNccl(std::unique_ptr<NcclCommunicator> nccl, cudaStream_t compute)
+      : nccl_(std::move(nccl)), compute_(compute) {
+    device::check(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), "cudaEventCreate");
+  }
+  ~ComputeOrderedNccl() override { cudaEventDestroy(event_); }
+  int rank() const override { return nccl_->rank(); }
+  int size() const override { return nccl_->size(); }
+  int local_rank() const override { return nccl_->local_rank(); }
+  std::string describe() const override { return nccl_->describe(); }
+  void all_reduce(float* data, int64_t n, ReduceOp op) override { after_compute(), nccl_->all_reduce(data, n, op); }
+  void all_reduce(double* data, int64_t n, ReduceOp op) override { after_compute(), nccl_->all_reduce(data, n, op); }
+  void reduce_scatter(const float* in, float* out, int64_t n, ReduceOp op) override {
+    after_compute(), nccl_->reduce_scatter(in, out, n, op);
+  }
+  void all_gather(const float* in, float* out, int64_t n) override { after_compute(), nccl_->all_gather(in, out, n); }
+  void broadcast(void* data, int64_t bytes, int root) override { after_compute(), nccl_->broadcast(data, bytes, root); }
+  void barrier() override { nccl_->barrier(); }
+  int start_all_reduce(float* data, int64_t n, ReduceOp op) override {
+    after_compute();
+    return nccl_->start_all_reduce(data, n, op);
+  }
+  bool test_started(int ticket) override { return nccl_->test_started(ticket); }
+  void wait_started() override { nccl_->wait_started(); }
+  [[noreturn]] void abort(int exit_code, const std::string& message) override {
+    nccl_->abort(exit_code, message);
+    std::abort();  // (not reached: NCCL's abort ends the process)
+  }
+
+ private:
+  void after_compute() {
+    device::check(cudaEventRecord(event_, compute_), "cudaEventRecord");
+    device::check(cudaStreamWaitEvent(nccl_->stream(), event_, 0), "cudaStreamWaitEvent");
+  }
+  std::unique_ptr<NcclCommunicator> nccl_;
+  cudaStream_t compute_;
+  cudaEvent_t event_ = nullptr;
+};
+#endif
+
 class CudaBackend final : public DeviceBackend {
  public:
-  CudaBackend(const Model& model, int64_t max_tokens, const AdamW& optimizer, const config::OptimConfig& optim,
-              int local_rank)
-      : optim_(optim) {
+  CudaBackend(const Model& model, const AdamW& optimizer, const DeviceOptions& options) : optim_(options.optim) {
     size_t total = 0;
-    info_.name = device::select_device(local_rank, &total);
+    info_.name = device::select_device(options.local_rank, &total);
     info_.emulated = device::kEmulated;
     info_.total_bytes = static_cast<int64_t>(total);
-    dm_ = std::make_unique<device::DeviceModel>(model.dims, model.layout, max_tokens);
+    dm_ = std::make_unique<device::DeviceModel>(model.dims, model.layout, options.max_tokens,
+                                                options.recompute_activations);
     info_.planned_bytes = static_cast<int64_t>(dm_->arena_bytes + cuda::GemmContext::kWorkspaceBytes);
     for (const UpdateSegment& s : layout_update_segments(model.layout))
       segments_.push_back({s, optimizer.weight_decay_for(s.kind)});
@@ -51,7 +98,7 @@ class CudaBackend final : public DeviceBackend {
     device::copy_to_device(dm_->v, optimizer.second_moment(), bytes);
     steps_ = optimizer.steps_taken();
     device::check(cuda::convert_f32_to_bf16(reinterpret_cast<__nv_bfloat16*>(dm_->params_bf16), dm_->params,
-                                            floats(), nullptr),
+                                            floats(), dm_->stream),
                   "convert_f32_to_bf16");
   }
 
@@ -68,26 +115,36 @@ class CudaBackend final : public DeviceBackend {
     device::copy_to_host(model.grad_data(), dm_->grads, floats() * sizeof(float));
   }
 
-  void zero_grads() override { device::fill_zero(dm_->grads, floats() * sizeof(float)); }
+  void zero_grads() override { device::fill_zero(dm_->grads, floats() * sizeof(float), dm_->stream); }
 
-  double forward_backward(const Batch& batch, float grad_scale) override {
-    return device::device_forward_backward(*dm_, batch, grad_scale);
+  double forward_backward(const Batch& batch, float grad_scale, bool last_micro_batch) override {
+    return device::device_forward_backward(*dm_, batch, grad_scale,
+                                           buckets_ && last_micro_batch ? buckets_->hook(dm_->grads) : BackwardHook{});
+  }
+
+  size_t enable_gradient_buckets(Communicator& comm, int64_t bucket_floats) override {
+    buckets_.emplace(dm_->layout, dm_->dims.n_layers, gradient_comm(comm), bucket_floats);
+    return buckets_->buckets().size();
   }
 
   double forward_loss(const Batch& batch) override { return device::device_forward_loss(*dm_, batch); }
 
-  void all_reduce_gradients(Communicator* comm) override {
-    if (comm == nullptr || comm->size() == 1) return;
+  std::optional<OverlapStats> all_reduce_gradients(Communicator* comm) override {
+    if (comm == nullptr || comm->size() == 1) return std::nullopt;
+    if (buckets_) return buckets_->finish(dm_->grads);
     gradient_comm(*comm).all_reduce(dm_->grads, floats(), ReduceOp::kSum);  // padding holds zeros
+    return std::nullopt;
   }
 
   double grad_norm() override {
-    device::check(cuda::sum_of_squares(dm_->norm_result, dm_->grads, floats(), dm_->norm_ws, nullptr),
+    device::check(cuda::sum_of_squares(dm_->norm_result, dm_->grads, floats(), dm_->norm_ws, dm_->stream),
                   "sum_of_squares");
     double sum = 0.0;
     device::copy_to_host(&sum, dm_->norm_result, sizeof(double));
     return std::sqrt(sum);
   }
+
+  std::string profile_report() const override { return dm_->clock.report(); }
 
   void adamw_step(float lr, float grad_scale) override {
     ++steps_;
@@ -97,7 +154,7 @@ class CudaBackend final : public DeviceBackend {
       const int64_t at = s.segment.param_offset;
       device::check(cuda::adamw_update_bf16(dm_->params + at, dm_->grads + at, dm_->m + at, dm_->v + at,
                                             s.segment.count, hyper, dm_->params_bf16 + at,
-                                            ops::Bf16Rounding::kNearestEven, 0, at, nullptr),
+                                            ops::Bf16Rounding::kNearestEven, 0, at, dm_->stream),
                     "adamw_update_bf16");
     }
   }
@@ -110,12 +167,11 @@ class CudaBackend final : public DeviceBackend {
   int64_t floats() const { return dm_->layout.total_floats(); }
 
   // The communicator that can read the gradient buffer: the host one where device memory is host
-  // memory (emulator), NCCL on GPUs.
+  // memory (emulator), NCCL on GPUs (made on first use: every rank gets here together).
   Communicator& gradient_comm(Communicator& host) {
 #if defined(__CUDACC__)
 #if defined(RECLM_HAVE_NCCL)
-    if (!nccl_) nccl_ = make_nccl_communicator(host);
-    device::check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");  // gradients complete first
+    if (!nccl_) nccl_ = std::make_unique<ComputeOrderedNccl>(make_nccl_communicator(host), dm_->stream);
     return *nccl_;
 #else
     (void)host;
@@ -133,12 +189,13 @@ class CudaBackend final : public DeviceBackend {
   std::vector<Segment> segments_;
   int64_t steps_ = 0;
 #if defined(__CUDACC__) && defined(RECLM_HAVE_NCCL)
-  std::unique_ptr<NcclCommunicator> nccl_;
+  std::unique_ptr<ComputeOrderedNccl> nccl_;
 #endif
+  std::optional<GradientBuckets> buckets_;  // after nccl_: its collectives are destroyed first
 };
 
-std::unique_ptr<DeviceBackend> make_cuda_backend(const Model& model, int64_t max_tokens, const AdamW& optimizer,
-                                                 const config::OptimConfig& optim, int local_rank) {
+std::unique_ptr<DeviceBackend> make_cuda_backend(const Model& model, const AdamW& optimizer,
+                                                 const DeviceOptions& options) {
   const ModelDims& d = model.dims;
   RECLM_USER_CHECK(d.head_dim == 64 || d.head_dim == 128,
                    "field runtime.device: \"cuda\" needs head_dim 64 or 128 (model.d_model / model.n_heads), "
@@ -148,7 +205,7 @@ std::unique_ptr<DeviceBackend> make_cuda_backend(const Model& model, int64_t max
   RECLM_USER_CHECK(!d.has_lora(), "field runtime.device: \"cuda\" does not train model.lora adapters yet");
   RECLM_USER_CHECK(!d.vocab_parallel(), "field runtime.device: \"cuda\" is not combined with runtime.vocab_parallel");
   RECLM_USER_CHECK(!optimizer.sharded(), "field runtime.device: \"cuda\" is not combined with optim.zero1");
-  return std::make_unique<CudaBackend>(model, max_tokens, optimizer, optim, local_rank);
+  return std::make_unique<CudaBackend>(model, optimizer, options);
 }
 
 const bool registered = register_device_backend(make_cuda_backend);

@@ -10,13 +10,18 @@
 
 #include "kernels/cuda/gemm.h"
 #include "kernels/simt/cuda_compat.h"
+#include "trainer/device/phase_clock.h"
 #include "trainer/model.h"
 
 namespace reclm::device {
 
 using bf16 = __nv_bfloat16;
 
-// Per layer, what backward reads from the forward.
+// The row stride of the logits for `classes` classes: a multiple of 8 (16-byte bf16 rows).
+inline int64_t padded_classes(int64_t classes) { return (classes + 7) / 8 * 8; }
+
+// Per layer, what backward reads from the forward (with recomputation every layer's pointers but
+// `residual` are the same scratch).
 struct LayerActivations {
   float* residual;      // [T, C] the layer's input (the residual stream)
   float* residual_mid;  // [T, C] after the attention block
@@ -40,6 +45,11 @@ struct DeviceModel {
   int64_t max_tokens = 0;
   int64_t head_chunk = 0;  // rows of logits per LM-head chunk
   int64_t max_chunks = 0;  // ceil(max_tokens / head_chunk)
+  // Activation recomputation: only each layer's input (residual) is kept per layer; the other
+  // saved activations share one layer's worth of memory and backward recomputes each layer's
+  // forward from its input first (one more forward of the layers: ~1/3 more compute).
+  bool recompute = false;
+  PhaseClock clock;
 
   // Parameters, gradients and AdamW moments in the host layout [P] (fp32), and the weights'
   // bf16 copy [P] (the GEMMs' operands).
@@ -65,8 +75,8 @@ struct DeviceModel {
   // LM head: rows with a loss weight, gathered
   float* head_h32 = nullptr;   // [T, C] gathered final_normed rows
   bf16* head_h = nullptr;      // [T, C] their bf16 copy
-  float* logits = nullptr;     // [head_chunk, V] becomes dlogits in place
-  bf16* dlogits = nullptr;     // [head_chunk, V]
+  float* logits = nullptr;     // [head_chunk, padded_classes(V)] becomes dlogits in place
+  bf16* dlogits = nullptr;     // [head_chunk, padded_classes(V)]
   float* losses = nullptr;     // [T]
   double* row_losses = nullptr;  // [head_chunk]
   double* chunk_loss = nullptr;  // [max_chunks]
@@ -112,9 +122,10 @@ struct DeviceModel {
 
   void* arena = nullptr;
   size_t arena_bytes = 0;
-  cuda::GemmContext gemm;
+  cudaStream_t stream = nullptr;  // every kernel and GEMM of the step (device_runtime.h)
+  cuda::GemmContext gemm;         // (one per stream)
 
-  DeviceModel(const ModelDims& dims, const ParamLayout& layout, int64_t max_tokens);
+  DeviceModel(const ModelDims& dims, const ParamLayout& layout, int64_t max_tokens, bool recompute);
   ~DeviceModel();
   DeviceModel(const DeviceModel&) = delete;
   DeviceModel& operator=(const DeviceModel&) = delete;
@@ -125,8 +136,9 @@ struct DeviceModel {
 };
 
 // One micro-batch forward and backward on the device; gradients accumulate into dm.grads with
-// dL/dlogit scaled by grad_scale. Returns Σ weight·loss.
-double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale);
+// dL/dlogit scaled by grad_scale. `hook` is called at each backward stage and poll point as in
+// model.h's forward_backward (gradient buckets). Returns Σ weight·loss.
+double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale, const BackwardHook& hook);
 // Forward and loss only.
 double device_forward_loss(DeviceModel& dm, const Batch& batch);
 

@@ -41,8 +41,15 @@ void carve(DeviceModel& dm, Carver& c) {
   dm.v = c.take<float>(P);
   dm.params_bf16 = c.take<uint16_t>(P);
   dm.layers.resize(d.n_layers);
-  for (LayerActivations& a : dm.layers) {
-    a.residual = c.take<float>(T * C);
+  for (int64_t l = 0; l < d.n_layers; ++l) {
+    LayerActivations& a = dm.layers[l];
+    float* residual = c.take<float>(T * C);
+    if (dm.recompute && l > 0) {  // everything else shared with layer 0
+      a = dm.layers[0];
+      a.residual = residual;
+      continue;
+    }
+    a.residual = residual;
     a.residual_mid = c.take<float>(T * C);
     a.rstd1 = c.take<float>(T);
     a.rstd2 = c.take<float>(T);
@@ -68,8 +75,8 @@ void carve(DeviceModel& dm, Carver& c) {
   dm.act32 = c.take<float>(T * F);
   dm.head_h32 = c.take<float>(T * C);
   dm.head_h = c.take<bf16>(T * C);
-  dm.logits = c.take<float>(dm.head_chunk * V);
-  dm.dlogits = c.take<bf16>(dm.head_chunk * V);
+  dm.logits = c.take<float>(dm.head_chunk * padded_classes(V));
+  dm.dlogits = c.take<bf16>(dm.head_chunk * padded_classes(V));
   dm.losses = c.take<float>(T);
   dm.row_losses = c.take<double>(dm.head_chunk);
   dm.chunk_loss = c.take<double>(dm.max_chunks);
@@ -115,23 +122,28 @@ void carve(DeviceModel& dm, Carver& c) {
 
 }  // namespace
 
-DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, int64_t tokens)
-    : dims(d), layout(l), max_tokens(tokens) {
+DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, int64_t tokens, bool recompute_layers)
+    : dims(d), layout(l), max_tokens(tokens), recompute(recompute_layers) {
   RECLM_CHECK(max_tokens > 0, "max_tokens {}", max_tokens);
-  head_chunk = std::clamp<int64_t>(kHeadChunkBytes / (d.vocab * 6), 1, max_tokens);
+  head_chunk = std::clamp<int64_t>(kHeadChunkBytes / (padded_classes(d.vocab) * 6), 1, max_tokens);
   max_chunks = (max_tokens + head_chunk - 1) / head_chunk;
   Carver count;
   carve(*this, count);
   arena_bytes = count.used;
   arena = allocate(arena_bytes);
+  stream = create_stream();
   // Poisoned (every float NaN): a step that reads memory nothing wrote shows in the loss.
-  fill_bytes(arena, 0xFF, arena_bytes);
+  fill_bytes(arena, 0xFF, arena_bytes, stream);
   Carver real{static_cast<char*>(arena), 0};
   carve(*this, real);
   param_tensors = model_tensors(params, layout, dims);
   grad_tensors = model_tensors(grads, layout, dims);
 }
 
-DeviceModel::~DeviceModel() { release(arena); }
+DeviceModel::~DeviceModel() {
+  synchronize();
+  destroy_stream(stream);
+  release(arena);
+}
 
 }  // namespace reclm::device

@@ -94,14 +94,42 @@ inline void copy_to_host(void* dst, const void* src, size_t bytes) {
 #endif
 }
 
-inline void fill_bytes(void* p, int byte, size_t bytes) {
+// Waits for everything launched so far (emulated launches are synchronous: nothing to wait for).
+inline void synchronize() {
+#if defined(__CUDACC__)
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+#endif
+}
+
+// The compute stream: a blocking stream (cudaStreamCreate), so the synchronous copies above, on
+// the legacy default stream, stay ordered with it, while the NCCL stream's all-reduces (another
+// blocking stream) can overlap it. Null on the emulator.
+inline cudaStream_t create_stream() {
+#if defined(__CUDACC__)
+  cudaStream_t stream = nullptr;
+  check(cudaStreamCreate(&stream), "cudaStreamCreate");
+  return stream;
+#else
+  return nullptr;
+#endif
+}
+inline void destroy_stream(cudaStream_t stream) {
+#if defined(__CUDACC__)
+  if (stream != nullptr) cudaStreamDestroy(stream);
+#else
+  (void)stream;
+#endif
+}
+
+inline void fill_bytes(void* p, int byte, size_t bytes, cudaStream_t stream) {
   if (bytes == 0) return;
 #if defined(__CUDACC__)
-  check(cudaMemsetAsync(p, byte, bytes, nullptr), "cudaMemsetAsync");
+  check(cudaMemsetAsync(p, byte, bytes, stream), "cudaMemsetAsync");
 #else
+  (void)stream;
   std::memset(p, byte, bytes);
 #endif
 }
-inline void fill_zero(void* p, size_t bytes) { fill_bytes(p, 0, bytes); }
+inline void fill_zero(void* p, size_t bytes, cudaStream_t stream) { fill_bytes(p, 0, bytes, stream); }
 
 }  // namespace reclm::device

@@ -27,25 +27,27 @@ namespace reclm::device {
 
 namespace {
 
-constexpr cudaStream_t kStream = nullptr;  // everything runs in order on the default stream
-
 void ok(cudaError_t status, const char* what) { check(status, what); }
 
-void to_bf16(bf16* out, const float* in, int64_t n) { ok(cuda::convert_f32_to_bf16(out, in, n, kStream), "convert"); }
-void to_f32(float* out, const bf16* in, int64_t n) { ok(cuda::convert_bf16_to_f32(out, in, n, kStream), "convert"); }
+void to_bf16(const DeviceModel& dm, bf16* out, const float* in, int64_t n) {
+  ok(cuda::convert_f32_to_bf16(out, in, n, dm.stream), "convert");
+}
+void to_f32(const DeviceModel& dm, float* out, const bf16* in, int64_t n) {
+  ok(cuda::convert_bf16_to_f32(out, in, n, dm.stream), "convert");
+}
 
 // out[T, OC] = inp · weightᵀ, weight the bf16 copy of a device parameter.
 void linear(DeviceModel& dm, void* out, bool out_fp32, const bf16* inp, const float* weight, int64_t T,
-            int64_t C, int64_t OC) {
+            int64_t C, int64_t OC, int64_t ld_out = 0) {
   ok(cuda::linear_forward_bf16(dm.gemm, out, out_fp32, inp, dm.weight_bf16(weight), nullptr, T, C, OC, false,
-                               kStream),
+                               dm.stream, ld_out),
      "linear_forward_bf16");
 }
 // dinp (= or +=) dout · W, dweight += doutᵀ · inp.
 void linear_back(DeviceModel& dm, bf16* dinp, bool accumulate, float* dweight, const bf16* dout, const bf16* inp,
-                 const float* weight, int64_t T, int64_t C, int64_t OC) {
+                 const float* weight, int64_t T, int64_t C, int64_t OC, int64_t ld_dout = 0) {
   ok(cuda::linear_backward_bf16(dm.gemm, dinp, accumulate, dweight, nullptr, dout, inp, dm.weight_bf16(weight), T,
-                                C, OC, kStream),
+                                C, OC, dm.stream, ld_dout),
      "linear_backward_bf16");
 }
 
@@ -78,7 +80,7 @@ Geometry upload_batch(DeviceModel& dm, const Batch& batch) {
   }
   if (d.positions_2d) {  // a 2D model fed 1D batches: every token is standalone (intra 0)
     if (batch.pos_intra.empty()) {
-      fill_zero(dm.pos_intra, T * sizeof(int32_t));
+      fill_zero(dm.pos_intra, T * sizeof(int32_t), dm.stream);
     } else {
       copy_to_device(dm.pos_intra, batch.pos_intra.data(), T * sizeof(int32_t));
     }
@@ -88,50 +90,70 @@ Geometry upload_batch(DeviceModel& dm, const Batch& batch) {
   return g;
 }
 
-void forward_layers(DeviceModel& dm, const Geometry& g) {
+// Layer l's forward. Its input x is residual[l]; the first norm computes it as the previous
+// layer's residual_mid + its down_proj output (dm.branch) and writes it there, except with
+// `from_saved_input` (activation recomputation in backward), where residual[l] is read as saved.
+// `to_output`: also the down_proj (dm.branch), which the next layer's norm adds; the recompute
+// stops before it, since backward needs nothing after act.
+void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool from_saved_input, bool to_output) {
   const ModelDims& d = dm.dims;
   const int64_t T = g.T, C = d.d_model, F = d.d_ff, QD = d.q_dim(), KVD = d.kv_dim();
-  ok(cuda::embedding_forward(dm.layers[0].residual, dm.param_tensors.embed, dm.tokens, T, C, kStream),
-     "embedding_forward");
-  for (int64_t l = 0; l < d.n_layers; ++l) {
-    const LayerTensors& w = dm.param_tensors.layers[l];
-    LayerActivations& a = dm.layers[l];
-    // attention block; the first norm also adds the previous layer's down_proj output
-    const bool first = l == 0;
-    ok(cuda::rmsnorm_forward(dm.normed, a.rstd1, first ? nullptr : a.residual,
-                             first ? a.residual : dm.layers[l - 1].residual_mid, first ? nullptr : dm.branch,
-                             w.input_norm, T, C, d.norm_eps, kStream),
-       "rmsnorm_forward");
-    to_bf16(a.norm1, dm.normed, T * C);
-    linear(dm, dm.q32, true, a.norm1, w.wq, T, C, QD);
-    linear(dm, dm.k32, true, a.norm1, w.wk, T, C, KVD);
-    linear(dm, a.v, false, a.norm1, w.wv, T, C, KVD);
-    ok(cuda::rope_forward(dm.q32, dm.q32, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta,
-                          kStream),
-       "rope_forward");
-    ok(cuda::rope_forward(dm.k32, dm.k32, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta,
-                          kStream),
-       "rope_forward");
-    to_bf16(a.q, dm.q32, T * QD);
-    to_bf16(a.k, dm.k32, T * KVD);
-    ok(cuda::attention_forward(a.attn, a.lse, a.q, a.k, a.v, dm.cu_seqlens, g.prefix_lens, g.n_segments,
-                               g.max_seqlen, g.shape, kStream),
-       "attention_forward");
-    linear(dm, dm.branch, true, a.attn, w.wo, T, QD, C);
-    // MLP block: its norm adds the attention output to the stream first
-    ok(cuda::rmsnorm_forward(dm.normed, a.rstd2, a.residual_mid, a.residual, dm.branch, w.post_norm, T, C,
-                             d.norm_eps, kStream),
-       "rmsnorm_forward");
-    to_bf16(a.norm2, dm.normed, T * C);
-    linear(dm, a.gate, true, a.norm2, w.w_gate, T, C, F);
-    linear(dm, a.up, true, a.norm2, w.w_up, T, C, F);
-    ok(cuda::swiglu_forward(dm.act32, a.gate, a.up, T * F, kStream), "swiglu_forward");
-    to_bf16(a.act, dm.act32, T * F);
-    linear(dm, dm.branch, true, a.act, w.w_down, T, F, C);
-  }
-  ok(cuda::rmsnorm_forward(dm.final_normed, dm.final_rstd, dm.residual_out, dm.layers[d.n_layers - 1].residual_mid,
-                           dm.branch, dm.param_tensors.final_norm, T, C, d.norm_eps, kStream),
+  const LayerTensors& w = dm.param_tensors.layers[l];
+  LayerActivations& a = dm.layers[l];
+  PhaseClock& clock = dm.clock;
+  const bool fused = l > 0 && !from_saved_input;
+  ok(cuda::rmsnorm_forward(dm.normed, a.rstd1, fused ? a.residual : nullptr,
+                           fused ? dm.layers[l - 1].residual_mid : a.residual, fused ? dm.branch : nullptr,
+                           w.input_norm, T, C, d.norm_eps, dm.stream),
      "rmsnorm_forward");
+  to_bf16(dm, a.norm1, dm.normed, T * C);
+  clock.mark("forward: norms + bf16 copies");
+  linear(dm, dm.q32, true, a.norm1, w.wq, T, C, QD);
+  linear(dm, dm.k32, true, a.norm1, w.wk, T, C, KVD);
+  linear(dm, a.v, false, a.norm1, w.wv, T, C, KVD);
+  clock.mark("forward: GEMMs");
+  ok(cuda::rope_forward(dm.q32, dm.q32, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta, dm.stream),
+     "rope_forward");
+  ok(cuda::rope_forward(dm.k32, dm.k32, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta,
+                        dm.stream),
+     "rope_forward");
+  to_bf16(dm, a.q, dm.q32, T * QD);
+  to_bf16(dm, a.k, dm.k32, T * KVD);
+  clock.mark("forward: RoPE + bf16 copies");
+  ok(cuda::attention_forward(a.attn, a.lse, a.q, a.k, a.v, dm.cu_seqlens, g.prefix_lens, g.n_segments, g.max_seqlen,
+                             g.shape, dm.stream),
+     "attention_forward");
+  clock.mark("forward: attention");
+  linear(dm, dm.branch, true, a.attn, w.wo, T, QD, C);
+  clock.mark("forward: GEMMs");
+  // MLP block: its norm adds the attention output to the stream first
+  ok(cuda::rmsnorm_forward(dm.normed, a.rstd2, a.residual_mid, a.residual, dm.branch, w.post_norm, T, C, d.norm_eps,
+                           dm.stream),
+     "rmsnorm_forward");
+  to_bf16(dm, a.norm2, dm.normed, T * C);
+  clock.mark("forward: norms + bf16 copies");
+  linear(dm, a.gate, true, a.norm2, w.w_gate, T, C, F);
+  linear(dm, a.up, true, a.norm2, w.w_up, T, C, F);
+  clock.mark("forward: GEMMs");
+  ok(cuda::swiglu_forward(dm.act32, a.gate, a.up, T * F, dm.stream), "swiglu_forward");
+  to_bf16(dm, a.act, dm.act32, T * F);
+  clock.mark("forward: SwiGLU + bf16 copy");
+  if (!to_output) return;
+  linear(dm, dm.branch, true, a.act, w.w_down, T, F, C);
+  clock.mark("forward: GEMMs");
+}
+
+void forward_layers(DeviceModel& dm, const Geometry& g) {
+  const ModelDims& d = dm.dims;
+  const int64_t T = g.T, C = d.d_model;
+  ok(cuda::embedding_forward(dm.layers[0].residual, dm.param_tensors.embed, dm.tokens, T, C, dm.stream),
+     "embedding_forward");
+  dm.clock.mark("embedding");
+  for (int64_t l = 0; l < d.n_layers; ++l) forward_layer(dm, g, l, /*from_saved_input=*/false, /*to_output=*/true);
+  ok(cuda::rmsnorm_forward(dm.final_normed, dm.final_rstd, dm.residual_out, dm.layers[d.n_layers - 1].residual_mid,
+                           dm.branch, dm.param_tensors.final_norm, T, C, d.norm_eps, dm.stream),
+     "rmsnorm_forward");
+  dm.clock.mark("forward: norms + bf16 copies");
 }
 
 // LM head and loss over the rows with a loss weight, gathered (the head's cost follows the rows
@@ -155,36 +177,46 @@ double head_and_loss(DeviceModel& dm, const Batch& batch, const Geometry& g, flo
     weights.push_back(batch.loss_weights[t]);
   }
   const auto R = static_cast<int64_t>(rows.size());
-  if (backward) fill_zero(dm.d_final, T * C * sizeof(float));
+  if (backward) fill_zero(dm.d_final, T * C * sizeof(float), dm.stream);
   if (R == 0) return 0.0;
   copy_to_device(dm.loss_rows, rows.data(), R * sizeof(int32_t));
   copy_to_device(dm.loss_targets, targets.data(), R * sizeof(int32_t));
   copy_to_device(dm.loss_weights, weights.data(), R * sizeof(float));
   // gather h: the embedding lookup with final_normed as the table and the rows as ids
-  ok(cuda::embedding_forward(dm.head_h32, dm.final_normed, dm.loss_rows, R, C, kStream), "gather rows");
-  to_bf16(dm.head_h, dm.head_h32, R * C);
+  ok(cuda::embedding_forward(dm.head_h32, dm.final_normed, dm.loss_rows, R, C, dm.stream), "gather rows");
+  to_bf16(dm, dm.head_h, dm.head_h32, R * C);
+  dm.clock.mark("head: gather + bf16 copies");
+  // Logit rows padded to a multiple of 8 classes: 16-byte aligned rows for cuBLASLt and the
+  // cross-entropy's vector loads (measured on an H100: the head's GEMMs 16% faster with 64,553
+  // classes; a round class count itself is faster still, docs/benchmarks.md).
+  const int64_t ld = padded_classes(V);
   const float* head = dm.param_tensors.lm_head + first * C;
   float* d_head = dm.grad_tensors.lm_head + first * C;
   int64_t chunks = 0;
   for (int64_t t0 = 0; t0 < R; t0 += dm.head_chunk, ++chunks) {
     const int64_t n = std::min(dm.head_chunk, R - t0);
-    linear(dm, dm.logits, true, dm.head_h + t0 * C, head, n, C, V);
+    linear(dm, dm.logits, true, dm.head_h + t0 * C, head, n, C, V, ld);
+    dm.clock.mark("head: GEMMs");
     if (backward) {
       ok(cuda::cross_entropy_forward_backward(dm.logits, dm.losses + t0, dm.chunk_loss + chunks, dm.row_losses,
                                               dm.logits, dm.loss_targets + t0, dm.loss_weights + t0, n, V, first,
-                                              grad_scale, kStream),
+                                              grad_scale, dm.stream, ld),
          "cross_entropy_forward_backward");
-      to_bf16(dm.dlogits, dm.logits, n * V);
-      linear_back(dm, dm.d_h + t0 * C, false, d_head, dm.dlogits, dm.head_h + t0 * C, head, n, C, V);
+      to_bf16(dm, dm.dlogits, dm.logits, n * ld);
+      dm.clock.mark("head: cross-entropy + bf16 copy");
+      linear_back(dm, dm.d_h + t0 * C, false, d_head, dm.dlogits, dm.head_h + t0 * C, head, n, C, V, ld);
+      dm.clock.mark("head: GEMMs");
     } else {
       ok(cuda::cross_entropy_forward(dm.losses + t0, dm.chunk_loss + chunks, dm.row_losses, dm.logits,
-                                     dm.loss_targets + t0, dm.loss_weights + t0, n, V, first, kStream),
+                                     dm.loss_targets + t0, dm.loss_weights + t0, n, V, first, dm.stream, ld),
          "cross_entropy_forward");
+      dm.clock.mark("head: cross-entropy + bf16 copy");
     }
   }
   if (backward) {  // scatter: each row once, so the add onto zeros is exact
-    to_f32(dm.d_h32, dm.d_h, R * C);
-    ok(cuda::embedding_backward_atomic(dm.d_final, dm.d_h32, dm.loss_rows, R, C, kStream), "scatter rows");
+    to_f32(dm, dm.d_h32, dm.d_h, R * C);
+    ok(cuda::embedding_backward_atomic(dm.d_final, dm.d_h32, dm.loss_rows, R, C, dm.stream), "scatter rows");
+    dm.clock.mark("head: gather + bf16 copies");
   }
   std::vector<double> sums(chunks);
   copy_to_host(sums.data(), dm.chunk_loss, chunks * sizeof(double));
@@ -193,71 +225,100 @@ double head_and_loss(DeviceModel& dm, const Batch& batch, const Geometry& g, flo
   return total;
 }
 
-void backward_layers(DeviceModel& dm, const Geometry& g) {
+// The stages and poll points of model.h's BackwardHook, in the same places as the CPU backward.
+void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hook) {
+  const auto reached = [&](int stage) {
+    if (hook) hook(stage);
+  };
   const ModelDims& d = dm.dims;
   const int64_t T = g.T, C = d.d_model, F = d.d_ff, QD = d.q_dim(), KVD = d.kv_dim();
+  PhaseClock& clock = dm.clock;
   const auto norm_back = [&](float* dweight, const float* x, const float* weight, const float* rstd) {
-    to_f32(dm.d_normed, dm.d_normed_bf, T * C);
-    ok(cuda::rmsnorm_backward(dm.d_residual, dweight, dm.rmsnorm_ws, dm.d_normed, x, weight, rstd, T, C, kStream),
+    to_f32(dm, dm.d_normed, dm.d_normed_bf, T * C);
+    ok(cuda::rmsnorm_backward(dm.d_residual, dweight, dm.rmsnorm_ws, dm.d_normed, x, weight, rstd, T, C, dm.stream),
        "rmsnorm_backward");
+    clock.mark("backward: norms + copies");
   };
-  fill_zero(dm.d_residual, T * C * sizeof(float));
+  fill_zero(dm.d_residual, T * C * sizeof(float), dm.stream);
   ok(cuda::rmsnorm_backward(dm.d_residual, dm.grad_tensors.final_norm, dm.rmsnorm_ws, dm.d_final, dm.residual_out,
-                            dm.param_tensors.final_norm, dm.final_rstd, T, C, kStream),
+                            dm.param_tensors.final_norm, dm.final_rstd, T, C, dm.stream),
      "rmsnorm_backward");
+  clock.mark("backward: norms + copies");
+  reached(1);
   for (int64_t l = d.n_layers - 1; l >= 0; --l) {
+    // activation recomputation: layer l's saved activations are refilled from its input
+    if (dm.recompute) forward_layer(dm, g, l, /*from_saved_input=*/true, /*to_output=*/false);
     const LayerTensors& w = dm.param_tensors.layers[l];
     const LayerTensors& gw = dm.grad_tensors.layers[l];
     const LayerActivations& a = dm.layers[l];
     // MLP block
-    to_bf16(dm.d_res_bf, dm.d_residual, T * C);
+    to_bf16(dm, dm.d_res_bf, dm.d_residual, T * C);
+    clock.mark("backward: norms + copies");
     linear_back(dm, dm.d_act_bf, false, gw.w_down, dm.d_res_bf, a.act, w.w_down, T, F, C);
-    to_f32(dm.d_act, dm.d_act_bf, T * F);
-    ok(cuda::swiglu_backward(dm.d_gate, dm.d_up, dm.d_act, a.gate, a.up, T * F, kStream), "swiglu_backward");
-    to_bf16(dm.d_gate_bf, dm.d_gate, T * F);
-    to_bf16(dm.d_up_bf, dm.d_up, T * F);
+    clock.mark("backward: GEMMs");
+    to_f32(dm, dm.d_act, dm.d_act_bf, T * F);
+    ok(cuda::swiglu_backward(dm.d_gate, dm.d_up, dm.d_act, a.gate, a.up, T * F, dm.stream), "swiglu_backward");
+    to_bf16(dm, dm.d_gate_bf, dm.d_gate, T * F);
+    to_bf16(dm, dm.d_up_bf, dm.d_up, T * F);
+    clock.mark("backward: SwiGLU + copies");
     linear_back(dm, dm.d_normed_bf, false, gw.w_gate, dm.d_gate_bf, a.norm2, w.w_gate, T, C, F);
     linear_back(dm, dm.d_normed_bf, true, gw.w_up, dm.d_up_bf, a.norm2, w.w_up, T, C, F);
+    clock.mark("backward: GEMMs");
     norm_back(gw.post_norm, a.residual_mid, w.post_norm, a.rstd2);
+    reached(kBackwardPoll);
     // attention block
-    to_bf16(dm.d_res_bf, dm.d_residual, T * C);
+    to_bf16(dm, dm.d_res_bf, dm.d_residual, T * C);
+    clock.mark("backward: norms + copies");
     linear_back(dm, dm.d_attn, false, gw.wo, dm.d_res_bf, a.attn, w.wo, T, QD, C);
+    clock.mark("backward: GEMMs");
     ok(cuda::attention_backward(dm.dq_bf, dm.dk_bf, dm.dv_bf, dm.d_attn, a.q, a.k, a.v, a.attn, a.lse, dm.cu_seqlens,
                                 g.prefix_lens, g.n_segments, g.max_seqlen, g.shape, /*deterministic=*/true,
-                                dm.attention_ws, dm.attention_ws_bytes, kStream),
+                                dm.attention_ws, dm.attention_ws_bytes, dm.stream),
        "attention_backward");
-    to_f32(dm.dq32, dm.dq_bf, T * QD);
-    to_f32(dm.dk32, dm.dk_bf, T * KVD);
+    clock.mark("backward: attention");
+    reached(kBackwardPoll);
+    to_f32(dm, dm.dq32, dm.dq_bf, T * QD);
+    to_f32(dm, dm.dk32, dm.dk_bf, T * KVD);
     ok(cuda::rope_backward(dm.dq32, dm.dq32, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta,
-                           kStream),
+                           dm.stream),
        "rope_backward");
     ok(cuda::rope_backward(dm.dk32, dm.dk32, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta,
-                           kStream),
+                           dm.stream),
        "rope_backward");
-    to_bf16(dm.dq_bf, dm.dq32, T * QD);
-    to_bf16(dm.dk_bf, dm.dk32, T * KVD);
+    to_bf16(dm, dm.dq_bf, dm.dq32, T * QD);
+    to_bf16(dm, dm.dk_bf, dm.dk32, T * KVD);
+    clock.mark("backward: RoPE + copies");
     linear_back(dm, dm.d_normed_bf, false, gw.wq, dm.dq_bf, a.norm1, w.wq, T, C, QD);
     linear_back(dm, dm.d_normed_bf, true, gw.wk, dm.dk_bf, a.norm1, w.wk, T, C, KVD);
     linear_back(dm, dm.d_normed_bf, true, gw.wv, dm.dv_bf, a.norm1, w.wv, T, C, KVD);
+    clock.mark("backward: GEMMs");
     norm_back(gw.input_norm, a.residual, w.input_norm, a.rstd1);
+    reached(static_cast<int>(2 + (d.n_layers - 1 - l)));
   }
   ok(cuda::embedding_backward(dm.grad_tensors.embed, dm.d_residual, dm.tokens, T, d.vocab, C, dm.embedding_ws,
-                              dm.embedding_ws_bytes, kStream),
+                              dm.embedding_ws_bytes, dm.stream),
      "embedding_backward");
+  clock.mark("embedding");
+  reached(static_cast<int>(d.n_layers + 2));
 }
 
 }  // namespace
 
-double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale) {
+double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale, const BackwardHook& hook) {
+  dm.clock.mark("other (host, optimizer)");
   const Geometry g = upload_batch(dm, batch);
+  dm.clock.mark("batch to the device");
   forward_layers(dm, g);
   const double loss = head_and_loss(dm, batch, g, grad_scale, /*backward=*/true);
-  backward_layers(dm, g);
+  if (hook) hook(0);
+  backward_layers(dm, g, hook);
   return loss;
 }
 
 double device_forward_loss(DeviceModel& dm, const Batch& batch) {
+  dm.clock.mark("other (host, optimizer)");
   const Geometry g = upload_batch(dm, batch);
+  dm.clock.mark("batch to the device");
   forward_layers(dm, g);
   return head_and_loss(dm, batch, g, 0.0f, /*backward=*/false);
 }
