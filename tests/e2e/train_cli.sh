@@ -30,4 +30,11 @@ expect_exit2 "model.vocab_size" train --config configs/tiny.pbtxt --set model.vo
 expect_exit2 "n_heads" train --config configs/tiny.pbtxt --set model.n_heads=5
 expect_exit2 "nope.pbtxt" train --config "$work/nope.pbtxt"
 expect_exit2 "" train --no-such-flag
+# runtime.device "cuda" where it cannot run (no GPU here, or a build without CUDA): exit 2 naming
+# the field, nothing written. (Skipped on a host with a GPU, where it would train.)
+if ! nvidia-smi -L > /dev/null 2>&1; then
+  expect_exit2 "field runtime.device" train --config configs/tiny.pbtxt --set model.d_model=64 --set model.n_heads=1 \
+    --set model.n_kv_heads=1 --set runtime.device=cuda --set train.run_dir="$work/r5"
+  [ ! -e "$work/r5/model.h5" ] || fail "a refused cuda run wrote weights"
+fi
 echo "train_cli: all checks passed"
