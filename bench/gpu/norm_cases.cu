@@ -2,6 +2,7 @@
 // (kernels/cuda/{rmsnorm,rope,swiglu,convert}.cu). Shapes of a 7B-class layer over 16384
 // tokens; `bytes` counts each array the kernel must read or write once (fp32 = 4 bytes).
 #include <cstdint>
+#include <stdexcept>
 #include <vector>
 
 #include "bench/gpu/kernel_cases.h"
@@ -105,6 +106,27 @@ std::vector<KernelCase> norm_cases() {
                                                              gate->data(), up->data(), n, s);
                               },
                               {gate, up, dout, out, dup}));
+    // the GPU trainer's fused forms: bf16 act out (4 + 4 read, 2 written); bf16 dout in, bf16
+    // dgate/dup out (2 + 4 + 4 read, 2 + 2 written)
+    auto act = std::make_shared<simt::DeviceBuffer<uint16_t>>(static_cast<size_t>(n)),
+         dact = std::make_shared<simt::DeviceBuffer<uint16_t>>(static_cast<size_t>(n)),
+         dgate16 = std::make_shared<simt::DeviceBuffer<uint16_t>>(static_cast<size_t>(n)),
+         dup16 = std::make_shared<simt::DeviceBuffer<uint16_t>>(static_cast<size_t>(n));
+    const auto as_bf16 = [](const std::shared_ptr<simt::DeviceBuffer<uint16_t>>& b) {
+      return reinterpret_cast<__nv_bfloat16*>(b->data());
+    };
+    if (cuda::convert_f32_to_bf16(as_bf16(dact), dout->data(), n, nullptr) != cudaSuccess)  // random, not NaN
+      throw std::runtime_error("convert_f32_to_bf16 failed");
+    cases.push_back(make_case(
+        "swiglu_forward_bf16 64M", 10 * n,
+        [=](cudaStream_t s) { return cuda::swiglu_forward_bf16(as_bf16(act), gate->data(), up->data(), n, s); },
+        {gate, up, act}));
+    cases.push_back(make_case("swiglu_backward_bf16 64M", 14 * n,
+                              [=](cudaStream_t s) {
+                                return cuda::swiglu_backward_bf16(as_bf16(dgate16), as_bf16(dup16), as_bf16(dact),
+                                                                  gate->data(), up->data(), n, s);
+                              },
+                              {gate, up, dact, dgate16, dup16}));
   }
 
   // fp32 <-> bf16 over 128M values: 4 + 2 bytes each.

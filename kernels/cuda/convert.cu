@@ -1,11 +1,6 @@
 // fp32 <-> bf16 conversions, memory-bound elementwise kernels.
 //
-// Rounding is done on the bits, exactly as reclm::f32_to_bf16 (runtime/dtype.cc): add
-// 0x7FFF + (lsb of the kept half) and truncate, i.e. round to nearest, ties to even (overflow
-// rounds to ±inf, denormals round like any other value); a NaN keeps its sign and top payload
-// bits and gets the quiet bit (0x0040). We do not use __float2bfloat16_rn: on the GPU it returns
-// the canonical NaN 0x7FFF for every NaN, which would differ from the host conversion.
-// bf16 -> fp32 is exact: the 16 bits become the high half of the float.
+// Rounding on the bits, exactly as the host (kernels/cuda/bf16_round.h).
 //
 // fp32 -> bf16: each thread converts units of 8 values, two float4 loads and one 16-byte store,
 // when both pointers are 16-byte aligned. bf16 -> fp32: units of 4 values, one 8-byte load and
@@ -14,6 +9,7 @@
 // sector per store instruction and ran at 0.58 of the copy bandwidth on an H100; the new layout
 // is not measured yet). A scalar tail takes the rest (or everything when unaligned).
 // Grid-stride loops.
+#include "kernels/cuda/bf16_round.h"
 #include "kernels/cuda/convert.h"
 #include "kernels/cuda/launch_config.h"
 #include "kernels/simt/launch.h"
@@ -28,17 +24,6 @@ constexpr int kWidenUnit = 4;  // bf16 -> fp32 values per vector unit: 16 bytes 
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-__device__ __forceinline__ unsigned bf16_bits_rn(float value) {
-  const unsigned bits = __float_as_uint(value);
-  if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return ((bits >> 16) | 0x0040u) & 0xFFFFu;  // NaN: quiet
-  return (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-}
-
-// Two bf16 (lo first in memory) in one 32-bit word.
-__device__ __forceinline__ unsigned pack2(float lo, float hi) {
-  return bf16_bits_rn(lo) | (bf16_bits_rn(hi) << 16);
-}
-
 __global__ void __launch_bounds__(kThreads)
     f32_to_bf16_kernel(uint16_t* out, const float* in, int64_t n, int64_t n_vec) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
@@ -47,7 +32,7 @@ __global__ void __launch_bounds__(kThreads)
     const float4 a = reinterpret_cast<const float4*>(in)[2 * v];
     const float4 b = reinterpret_cast<const float4*>(in)[2 * v + 1];
     reinterpret_cast<uint4*>(out)[v] =
-        make_uint4(pack2(a.x, a.y), pack2(a.z, a.w), pack2(b.x, b.y), pack2(b.z, b.w));
+        make_uint4(pack2_bf16(a.x, a.y), pack2_bf16(a.z, a.w), pack2_bf16(b.x, b.y), pack2_bf16(b.z, b.w));
   }
   for (int64_t i = kUnit * n_vec + first; i < n; i += stride)
     out[i] = static_cast<uint16_t>(bf16_bits_rn(in[i]));
@@ -59,9 +44,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t first = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   for (int64_t v = first; v < n_vec; v += stride) {
     const uint2 w = reinterpret_cast<const uint2*>(in)[v];
-    reinterpret_cast<float4*>(out)[v] =
-        make_float4(__uint_as_float(w.x << 16), __uint_as_float(w.x & 0xFFFF0000u),
-                    __uint_as_float(w.y << 16), __uint_as_float(w.y & 0xFFFF0000u));
+    reinterpret_cast<float4*>(out)[v] = make_float4(bf16_lo(w.x), bf16_hi(w.x), bf16_lo(w.y), bf16_hi(w.y));
   }
   for (int64_t i = kWidenUnit * n_vec + first; i < n; i += stride)
     out[i] = __uint_as_float(static_cast<unsigned>(in[i]) << 16);

@@ -6,6 +6,7 @@
 // Grid-stride loops over float4 units (16-byte loads and stores) when every pointer is 16-byte
 // aligned, then a scalar tail for the last n % 4 values (or all values when unaligned). Each
 // element is read before it is written by the same thread, so outputs may alias inputs.
+#include "kernels/cuda/bf16_round.h"
 #include "kernels/cuda/launch_config.h"
 #include "kernels/cuda/swiglu.h"
 #include "kernels/simt/launch.h"
@@ -66,6 +67,44 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// bf16 forms: float4 of gate/up, 4 bf16 (8 bytes) of out / dout / dgate / dup per unit.
+__global__ void __launch_bounds__(kThreads)
+    swiglu_forward_bf16_kernel(uint16_t* out, const float* gate, const float* up, int64_t n, int64_t n_vec) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  for (int64_t v = first; v < n_vec; v += stride) {
+    const float4 g = reinterpret_cast<const float4*>(gate)[v];
+    const float4 u = reinterpret_cast<const float4*>(up)[v];
+    reinterpret_cast<uint2*>(out)[v] = make_uint2(pack2_bf16(swiglu_value(g.x, u.x), swiglu_value(g.y, u.y)),
+                                                  pack2_bf16(swiglu_value(g.z, u.z), swiglu_value(g.w, u.w)));
+  }
+  for (int64_t i = 4 * n_vec + first; i < n; i += stride)
+    out[i] = static_cast<uint16_t>(bf16_bits_rn(swiglu_value(gate[i], up[i])));
+}
+
+__global__ void __launch_bounds__(kThreads)
+    swiglu_backward_bf16_kernel(uint16_t* dgate, uint16_t* dup, const uint16_t* dout, const float* gate,
+                                const float* up, int64_t n, int64_t n_vec) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  for (int64_t v = first; v < n_vec; v += stride) {
+    const uint2 d = reinterpret_cast<const uint2*>(dout)[v];
+    const float4 g = reinterpret_cast<const float4*>(gate)[v];
+    const float4 u = reinterpret_cast<const float4*>(up)[v];
+    const float2 x = swiglu_grads(bf16_lo(d.x), g.x, u.x), y = swiglu_grads(bf16_hi(d.x), g.y, u.y);
+    const float2 z = swiglu_grads(bf16_lo(d.y), g.z, u.z), w = swiglu_grads(bf16_hi(d.y), g.w, u.w);
+    reinterpret_cast<uint2*>(dgate)[v] = make_uint2(pack2_bf16(x.x, y.x), pack2_bf16(z.x, w.x));
+    reinterpret_cast<uint2*>(dup)[v] = make_uint2(pack2_bf16(x.y, y.y), pack2_bf16(z.y, w.y));
+  }
+  for (int64_t i = 4 * n_vec + first; i < n; i += stride) {
+    const float2 r = swiglu_grads(__uint_as_float(static_cast<unsigned>(dout[i]) << 16), gate[i], up[i]);
+    dgate[i] = static_cast<uint16_t>(bf16_bits_rn(r.x));
+    dup[i] = static_cast<uint16_t>(bf16_bits_rn(r.y));
+  }
+}
+
+bool aligned8(const void* p) { return reinterpret_cast<uintptr_t>(p) % 8 == 0; }
+
 // Blocks for n values handled as float4 units: enough for one unit per thread, capped.
 unsigned blocks_for(int64_t n) { return grid_stride_blocks((n + 3) / 4, kThreads); }
 
@@ -88,6 +127,26 @@ cudaError_t swiglu_backward(float* dgate, float* dup, const float* dout, const f
   const int64_t n_vec = vec ? n / 4 : 0;
   return simt::launch(swiglu_backward_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, dgate, dup,
                       dout, gate, up, n, n_vec);
+}
+
+cudaError_t swiglu_forward_bf16(__nv_bfloat16* out, const float* gate, const float* up, int64_t n,
+                                cudaStream_t stream) {
+  if (n < 0) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  const int64_t n_vec = aligned8(out) && aligned16(gate) && aligned16(up) ? n / 4 : 0;
+  return simt::launch(swiglu_forward_bf16_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream,
+                      reinterpret_cast<uint16_t*>(out), gate, up, n, n_vec);
+}
+
+cudaError_t swiglu_backward_bf16(__nv_bfloat16* dgate, __nv_bfloat16* dup, const __nv_bfloat16* dout,
+                                 const float* gate, const float* up, int64_t n, cudaStream_t stream) {
+  if (n < 0) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  const bool vec = aligned8(dgate) && aligned8(dup) && aligned8(dout) && aligned16(gate) && aligned16(up);
+  const int64_t n_vec = vec ? n / 4 : 0;
+  return simt::launch(swiglu_backward_bf16_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream,
+                      reinterpret_cast<uint16_t*>(dgate), reinterpret_cast<uint16_t*>(dup),
+                      reinterpret_cast<const uint16_t*>(dout), gate, up, n, n_vec);
 }
 
 }  // namespace reclm::cuda

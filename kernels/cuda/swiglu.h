@@ -14,4 +14,13 @@ cudaError_t swiglu_forward(float* out, const float* gate, const float* up, int64
 cudaError_t swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
                             int64_t n, cudaStream_t stream);
 
+// The GPU trainer's forms, with the bf16 sides fused in (one pass instead of three):
+// swiglu_forward_bf16: out (bf16) = swiglu_forward rounded to nearest even, as
+// convert_f32_to_bf16 rounds it. swiglu_backward_bf16: dout is bf16 (widened exactly), dgate
+// and dup are written as bf16 (rounded likewise). Bitwise equal to those compositions.
+cudaError_t swiglu_forward_bf16(__nv_bfloat16* out, const float* gate, const float* up, int64_t n,
+                                cudaStream_t stream);
+cudaError_t swiglu_backward_bf16(__nv_bfloat16* dgate, __nv_bfloat16* dup, const __nv_bfloat16* dout,
+                                 const float* gate, const float* up, int64_t n, cudaStream_t stream);
+
 }  // namespace reclm::cuda

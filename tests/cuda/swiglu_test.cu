@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/convert.h"
 #include "kernels/cuda/swiglu.h"
 #include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
@@ -90,6 +91,57 @@ TEST(CudaSwiglu, InPlaceForward) {
   ASSERT_EQ(swiglu_forward(dg.data(), dg.data(), du.data(), n, nullptr), cudaSuccess);
   simt::device_synchronize();
   expect_near_all(dg.download(), to_double(want), kAtol, kRtol, "in-place out");
+}
+
+// The bf16 forms (the GPU trainer's): bitwise equal to the fp32 kernels composed with the
+// conversions they replace, aligned and not, with tails; outputs poisoned, nothing written past n.
+void check_bf16_forms(int64_t n, int offset, uint32_t seed) {
+  const size_t total = static_cast<size_t>(n + offset);
+  const std::vector<float> gate = uniform(total, seed, -12.f, 12.f), up = uniform(total, seed + 1, -2.f, 2.f);
+  const std::vector<float> dout_f = uniform(total, seed + 2, -2.f, 2.f);
+  simt::DeviceBuffer<float> dg(gate), du(up), dd_f(dout_f), out32(total), dgate32(total), dup32(total), dd32(total);
+  simt::DeviceBuffer<uint16_t> want_out(total + 2), dd(total), got_out(total + 2), want_dgate(total + 2),
+      want_dup(total + 2), got_dgate(total + 2), got_dup(total + 2);
+  auto bf = [](simt::DeviceBuffer<uint16_t>& b, int off) { return reinterpret_cast<__nv_bfloat16*>(b.data() + off); };
+  const int o = offset;
+  // dout in bf16, and its exact fp32 widening for the composed reference
+  ASSERT_EQ(convert_f32_to_bf16(bf(dd, 0), dd_f.data(), static_cast<int64_t>(total), nullptr), cudaSuccess);
+  ASSERT_EQ(convert_bf16_to_f32(dd32.data(), bf(dd, 0), static_cast<int64_t>(total), nullptr), cudaSuccess);
+  // composed: fp32 kernels, then the conversions
+  ASSERT_EQ(swiglu_forward(out32.data() + o, dg.data() + o, du.data() + o, n, nullptr), cudaSuccess);
+  ASSERT_EQ(convert_f32_to_bf16(bf(want_out, o), out32.data() + o, n, nullptr), cudaSuccess);
+  ASSERT_EQ(swiglu_backward(dgate32.data() + o, dup32.data() + o, dd32.data() + o, dg.data() + o, du.data() + o, n,
+                            nullptr),
+            cudaSuccess);
+  ASSERT_EQ(convert_f32_to_bf16(bf(want_dgate, o), dgate32.data() + o, n, nullptr), cudaSuccess);
+  ASSERT_EQ(convert_f32_to_bf16(bf(want_dup, o), dup32.data() + o, n, nullptr), cudaSuccess);
+  // fused
+  ASSERT_EQ(swiglu_forward_bf16(bf(got_out, o), dg.data() + o, du.data() + o, n, nullptr), cudaSuccess);
+  ASSERT_EQ(swiglu_backward_bf16(bf(got_dgate, o), bf(got_dup, o), bf(dd, o), dg.data() + o, du.data() + o, n,
+                                 nullptr),
+            cudaSuccess);
+  simt::device_synchronize();
+  const std::string what = "n " + std::to_string(n) + " offset " + std::to_string(offset);
+  const auto same = [&](simt::DeviceBuffer<uint16_t>& got, simt::DeviceBuffer<uint16_t>& want, const char* name) {
+    const std::vector<uint16_t> g = got.download(), w = want.download();
+    for (size_t i = static_cast<size_t>(o); i < static_cast<size_t>(o + n); ++i)
+      ASSERT_EQ(g[i], w[i]) << name << " " << what << " at " << i - static_cast<size_t>(o);
+    for (size_t i = static_cast<size_t>(o + n); i < g.size(); ++i)
+      ASSERT_EQ(g[i], 0xFFFF) << name << " " << what << ": wrote past the end";
+  };
+  same(got_out, want_out, "forward");
+  same(got_dgate, want_dgate, "dgate");
+  same(got_dup, want_dup, "dup");
+}
+
+TEST(CudaSwiglu, Bf16FormsEqualTheComposedKernels) {
+  uint32_t seed = 50;
+  for (int64_t n : {int64_t{1}, int64_t{4}, int64_t{7}, int64_t{1025}, int64_t{100003}}) {
+    check_bf16_forms(n, 0, seed);
+    seed += 3;
+  }
+  check_bf16_forms(1001, 1, 70);  // 4-byte offset: the scalar path
+  check_bf16_forms(1001, 2, 73);  // 8-byte offset: bf16 vectors aligned, fp32 ones not
 }
 
 }  // namespace

@@ -71,7 +71,6 @@ struct DeviceModel {
   float* branch = nullptr;   // [T, C] o_proj / down_proj output, added by the next norm
   float* q32 = nullptr;      // [T, QD] q before RoPE
   float* k32 = nullptr;      // [T, KVD]
-  float* act32 = nullptr;    // [T, F]
   // LM head: rows with a loss weight, gathered
   float* head_h32 = nullptr;   // [T, C] gathered final_normed rows
   bf16* head_h = nullptr;      // [T, C] their bf16 copy
@@ -89,9 +88,6 @@ struct DeviceModel {
   bf16* d_normed_bf = nullptr;  // [T, C]
   float* d_normed = nullptr;    // [T, C]
   bf16* d_act_bf = nullptr;     // [T, F]
-  float* d_act = nullptr;       // [T, F]
-  float* d_gate = nullptr;      // [T, F]
-  float* d_up = nullptr;        // [T, F]
   bf16* d_gate_bf = nullptr;    // [T, F]
   bf16* d_up_bf = nullptr;      // [T, F]
   bf16* d_attn = nullptr;       // [T, QD]

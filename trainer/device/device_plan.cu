@@ -72,7 +72,6 @@ void carve(DeviceModel& dm, Carver& c) {
   dm.branch = c.take<float>(T * C);
   dm.q32 = c.take<float>(T * QD);
   dm.k32 = c.take<float>(T * KVD);
-  dm.act32 = c.take<float>(T * F);
   dm.head_h32 = c.take<float>(T * C);
   dm.head_h = c.take<bf16>(T * C);
   dm.logits = c.take<float>(dm.head_chunk * padded_classes(V));
@@ -89,9 +88,6 @@ void carve(DeviceModel& dm, Carver& c) {
   dm.d_normed_bf = c.take<bf16>(T * C);
   dm.d_normed = c.take<float>(T * C);
   dm.d_act_bf = c.take<bf16>(T * F);
-  dm.d_act = c.take<float>(T * F);
-  dm.d_gate = c.take<float>(T * F);
-  dm.d_up = c.take<float>(T * F);
   dm.d_gate_bf = c.take<bf16>(T * F);
   dm.d_up_bf = c.take<bf16>(T * F);
   dm.d_attn = c.take<bf16>(T * QD);

@@ -3,7 +3,8 @@
 // the precision split of trainer/device_backend.h:
 //   GEMMs and attention take bf16 operands (weights from the bf16 copy, saved activations in
 //   bf16) and accumulate in fp32; the residual stream, RMSNorm, RoPE, SwiGLU, the logits and all
-//   parameter gradients are fp32. Conversions between the two are our convert kernels.
+//   parameter gradients are fp32. Conversions between the two are our convert kernels, or fused
+//   into the kernel next to them (SwiGLU reads and writes the bf16 sides itself).
 // The o_proj / down_proj outputs are not added to the stream by themselves: the RMSNorm that
 // follows does the residual add (kernels/cuda/rmsnorm.h, fused).
 // Not here (refused by make_device_backend): dropout, LoRA, vocabulary parallelism.
@@ -134,9 +135,8 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool from_save
   linear(dm, a.gate, true, a.norm2, w.w_gate, T, C, F);
   linear(dm, a.up, true, a.norm2, w.w_up, T, C, F);
   clock.mark("forward: GEMMs");
-  ok(cuda::swiglu_forward(dm.act32, a.gate, a.up, T * F, dm.stream), "swiglu_forward");
-  to_bf16(dm, a.act, dm.act32, T * F);
-  clock.mark("forward: SwiGLU + bf16 copy");
+  ok(cuda::swiglu_forward_bf16(a.act, a.gate, a.up, T * F, dm.stream), "swiglu_forward_bf16");
+  clock.mark("forward: SwiGLU");
   if (!to_output) return;
   linear(dm, dm.branch, true, a.act, w.w_down, T, F, C);
   clock.mark("forward: GEMMs");
@@ -255,11 +255,9 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hoo
     clock.mark("backward: norms + copies");
     linear_back(dm, dm.d_act_bf, false, gw.w_down, dm.d_res_bf, a.act, w.w_down, T, F, C);
     clock.mark("backward: GEMMs");
-    to_f32(dm, dm.d_act, dm.d_act_bf, T * F);
-    ok(cuda::swiglu_backward(dm.d_gate, dm.d_up, dm.d_act, a.gate, a.up, T * F, dm.stream), "swiglu_backward");
-    to_bf16(dm, dm.d_gate_bf, dm.d_gate, T * F);
-    to_bf16(dm, dm.d_up_bf, dm.d_up, T * F);
-    clock.mark("backward: SwiGLU + copies");
+    ok(cuda::swiglu_backward_bf16(dm.d_gate_bf, dm.d_up_bf, dm.d_act_bf, a.gate, a.up, T * F, dm.stream),
+       "swiglu_backward_bf16");
+    clock.mark("backward: SwiGLU");
     linear_back(dm, dm.d_normed_bf, false, gw.w_gate, dm.d_gate_bf, a.norm2, w.w_gate, T, C, F);
     linear_back(dm, dm.d_normed_bf, true, gw.w_up, dm.d_up_bf, a.norm2, w.w_up, T, C, F);
     clock.mark("backward: GEMMs");
