@@ -13,7 +13,8 @@
 //
 // Precision (DESIGN.md §5): fp32 master weights, gradients and moments; a bf16 copy of the
 // weights (refreshed by the AdamW kernel) feeds the GEMMs and attention; activations that GEMMs
-// and attention read are bf16, the residual stream, norms, RoPE, SwiGLU and the logits fp32.
+// and attention read are bf16; the residual stream, norms, RoPE, SwiGLU's inputs (the gate and
+// up projections) and the logits are fp32.
 // Gradients are fp32 because they are summed over micro-batches and ranks (a bf16 sum of many
 // small terms loses them) and the optimizer reads them once per step anyway.
 #pragma once

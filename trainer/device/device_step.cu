@@ -2,8 +2,8 @@
 // backward, in the order of the CPU backend (trainer/model_forward.cc, model_backward.cc) with
 // the precision split of trainer/device_backend.h:
 //   GEMMs and attention take bf16 operands (weights from the bf16 copy, saved activations in
-//   bf16) and accumulate in fp32; the residual stream, RMSNorm, RoPE, SwiGLU, the logits and all
-//   parameter gradients are fp32. Conversions between the two are our convert kernels, or fused
+//   bf16) and accumulate in fp32; the residual stream, RMSNorm, RoPE, SwiGLU's inputs, the logits
+//   and all parameter gradients are fp32. Conversions between the two are our convert kernels, or fused
 //   into the kernel next to them (SwiGLU reads and writes the bf16 sides itself).
 // The o_proj / down_proj outputs are not added to the stream by themselves: the RMSNorm that
 // follows does the residual add (kernels/cuda/rmsnorm.h, fused).
