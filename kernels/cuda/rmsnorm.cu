@@ -19,8 +19,13 @@
 // so dweight is bitwise reproducible run to run on a given GPU; there are no atomics.
 //
 // Unaligned pointers or dim % 4 != 0 take the same path with scalar loads (`vec` false).
+//
+// The GPU trainer's forms read dy / write y as bf16 (4 values = 8 bytes per chunk): the same
+// kernels instantiated for uint16_t rows, bitwise equal to the fp32 kernels composed with
+// convert_f32_to_bf16 / convert_bf16_to_f32 (the same rounding, kernels/cuda/bf16_round.h).
 #include <type_traits>
 
+#include "kernels/cuda/bf16_round.h"
 #include "kernels/cuda/rmsnorm.h"
 #include "kernels/simt/launch.h"
 
@@ -46,6 +51,9 @@ constexpr int kReduceColumns = 32;
 constexpr int kReduceSlices = 8;
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+// A row chunk's vector width: 16 bytes of fp32, 8 of bf16.
+bool vec_aligned(const float* p) { return aligned16(p); }
+bool vec_aligned(const uint16_t* p) { return reinterpret_cast<uintptr_t>(p) % 8 == 0; }
 
 // Chunk [c, c + 4) of a row of length dim, zeros past the end.
 __device__ __forceinline__ float4 load_chunk(const float* row, int c, int dim, bool vec) {
@@ -56,6 +64,33 @@ __device__ __forceinline__ float4 load_chunk(const float* row, int c, int dim, b
   v.z = c + 2 < dim ? row[c + 2] : 0.f;
   v.w = c + 3 < dim ? row[c + 3] : 0.f;
   return v;
+}
+
+// The same for a bf16 row (widened exactly).
+__device__ __forceinline__ float4 load_chunk(const uint16_t* row, int c, int dim, bool vec) {
+  if (vec) {
+    if (c >= dim) return make_float4(0.f, 0.f, 0.f, 0.f);
+    const uint2 w = *reinterpret_cast<const uint2*>(row + c);
+    return make_float4(bf16_lo(w.x), bf16_hi(w.x), bf16_lo(w.y), bf16_hi(w.y));
+  }
+  float4 v;
+  v.x = c < dim ? __uint_as_float(static_cast<unsigned>(row[c]) << 16) : 0.f;
+  v.y = c + 1 < dim ? __uint_as_float(static_cast<unsigned>(row[c + 1]) << 16) : 0.f;
+  v.z = c + 2 < dim ? __uint_as_float(static_cast<unsigned>(row[c + 2]) << 16) : 0.f;
+  v.w = c + 3 < dim ? __uint_as_float(static_cast<unsigned>(row[c + 3]) << 16) : 0.f;
+  return v;
+}
+
+// Rounded to bf16 (nearest even).
+__device__ __forceinline__ void store_chunk(uint16_t* row, int c, int dim, bool vec, float4 v) {
+  if (vec) {
+    if (c < dim) *reinterpret_cast<uint2*>(row + c) = make_uint2(pack2_bf16(v.x, v.y), pack2_bf16(v.z, v.w));
+    return;
+  }
+  if (c < dim) row[c] = static_cast<uint16_t>(bf16_bits_rn(v.x));
+  if (c + 1 < dim) row[c + 1] = static_cast<uint16_t>(bf16_bits_rn(v.y));
+  if (c + 2 < dim) row[c + 2] = static_cast<uint16_t>(bf16_bits_rn(v.z));
+  if (c + 3 < dim) row[c + 3] = static_cast<uint16_t>(bf16_bits_rn(v.w));
 }
 
 __device__ __forceinline__ void store_chunk(float* row, int c, int dim, bool vec, float4 v) {
@@ -98,9 +133,9 @@ __device__ __forceinline__ float row_sum(float value, float* scratch) {
   }
 }
 
-template <int kRowThreads, int kChunks>
+template <int kRowThreads, int kChunks, typename Y>
 __global__ void __launch_bounds__(block_threads(kRowThreads))
-    rmsnorm_forward_kernel(float* y, float* rstd, float* residual_out, const float* a, const float* b,
+    rmsnorm_forward_kernel(Y* y, float* rstd, float* residual_out, const float* a, const float* b,
                            const float* weight, int64_t n_rows, int dim, float eps, bool vec) {
   constexpr int kBlockThreads = block_threads(kRowThreads);
   constexpr int kRowsPerBlock = kBlockThreads / kRowThreads;
@@ -140,9 +175,9 @@ __global__ void __launch_bounds__(block_threads(kRowThreads))
 
 // Row group i of the grid handles rows i, i + n_groups, ... and writes its dweight partial
 // (Σ over its rows of dy · x · r) to partials[i, :].
-template <int kRowThreads, int kChunks>
+template <int kRowThreads, int kChunks, typename Dy>
 __global__ void __launch_bounds__(block_threads(kRowThreads))
-    rmsnorm_backward_kernel(float* dx, float* partials, const float* dy, const float* x, const float* weight,
+    rmsnorm_backward_kernel(float* dx, float* partials, const Dy* dy, const float* x, const float* weight,
                             const float* rstd, int64_t n_rows, int dim, bool vec) {
   constexpr int kBlockThreads = block_threads(kRowThreads);
   constexpr int kRowsPerBlock = kBlockThreads / kRowThreads;
@@ -267,7 +302,7 @@ int64_t backward_blocks(int64_t n_rows, const RowShape& shape) {
     if (cudaGetDevice(&device) == cudaSuccess &&
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess &&
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-            &per_sm, rmsnorm_backward_kernel<kRowThreads, decltype(chunks)::value>,
+            &per_sm, rmsnorm_backward_kernel<kRowThreads, decltype(chunks)::value, float>,
             block_threads(kRowThreads), 0) == cudaSuccess &&
         sms > 0 && per_sm > 0) {
       return int64_t{sms} * per_sm;
@@ -280,25 +315,64 @@ int64_t backward_blocks(int64_t n_rows, const RowShape& shape) {
   return blocks < 1 ? 1 : (blocks > resident ? resident : blocks);
 }
 
-}  // namespace
-
-cudaError_t rmsnorm_forward(float* y, float* rstd, float* residual_out, const float* a, const float* b,
-                            const float* weight, int64_t n_rows, int64_t dim, float eps,
-                            cudaStream_t stream) {
+template <typename Y>
+cudaError_t launch_forward(Y* y, float* rstd, float* residual_out, const float* a, const float* b,
+                           const float* weight, int64_t n_rows, int64_t dim, float eps, cudaStream_t stream) {
   if (dim < 1 || dim > kRmsnormMaxDim || n_rows < 0) return cudaErrorInvalidValue;
   if (b != nullptr && residual_out == nullptr) return cudaErrorInvalidValue;
   if (n_rows == 0) return cudaSuccess;
-  const bool vec = dim % 4 == 0 && aligned16(y) && aligned16(a) && aligned16(weight) &&
+  const bool vec = dim % 4 == 0 && vec_aligned(y) && aligned16(a) && aligned16(weight) &&
                    (b == nullptr || (aligned16(b) && aligned16(residual_out)));
   const int d = static_cast<int>(dim);
   return with_row_shape(row_shape(dim), [&](auto row_threads, auto chunks) {
     constexpr int kRowThreads = decltype(row_threads)::value;
     constexpr int kRowsPerBlock = block_threads(kRowThreads) / kRowThreads;
     const dim3 grid(static_cast<unsigned>((n_rows + kRowsPerBlock - 1) / kRowsPerBlock));
-    return simt::launch(rmsnorm_forward_kernel<kRowThreads, decltype(chunks)::value>, grid,
+    return simt::launch(rmsnorm_forward_kernel<kRowThreads, decltype(chunks)::value, Y>, grid,
                         dim3(kRowsPerBlock * kRowThreads), 0, stream, y, rstd, residual_out, a, b, weight,
                         n_rows, d, eps, vec);
   });
+}
+
+template <typename Dy>
+cudaError_t launch_backward(float* dx, float* dweight, float* workspace, const Dy* dy, const float* x,
+                            const float* weight, const float* rstd, int64_t n_rows, int64_t dim,
+                            cudaStream_t stream) {
+  if (dim < 1 || dim > kRmsnormMaxDim || n_rows < 0) return cudaErrorInvalidValue;
+  if (n_rows == 0) return cudaSuccess;
+  const RowShape shape = row_shape(dim);
+  // (the fp32 kernel's block count for both forms: the workspace is sized by it)
+  const int64_t blocks = backward_blocks(n_rows, shape);
+  const bool vec = dim % 4 == 0 && aligned16(dx) && aligned16(workspace) && vec_aligned(dy) && aligned16(x) &&
+                   aligned16(weight);
+  const int d = static_cast<int>(dim);
+  const cudaError_t status = with_row_shape(shape, [&](auto row_threads, auto chunks) {
+    constexpr int kRowThreads = decltype(row_threads)::value;
+    constexpr int kBlockThreads = block_threads(kRowThreads);
+    return simt::launch(rmsnorm_backward_kernel<kRowThreads, decltype(chunks)::value, Dy>,
+                        dim3(static_cast<unsigned>(blocks)), dim3(kBlockThreads), 0, stream, dx, workspace,
+                        dy, x, weight, rstd, n_rows, d, vec);
+  });
+  if (status != cudaSuccess) return status;
+  const int64_t n_partials = blocks * rows_per_block(shape);
+  const dim3 grid(static_cast<unsigned>((dim + kReduceColumns - 1) / kReduceColumns));
+  return simt::launch(rmsnorm_dweight_reduce_kernel, grid, dim3(kReduceColumns, kReduceSlices), 0, stream,
+                      dweight, workspace, n_partials, d);
+}
+
+}  // namespace
+
+cudaError_t rmsnorm_forward(float* y, float* rstd, float* residual_out, const float* a, const float* b,
+                            const float* weight, int64_t n_rows, int64_t dim, float eps,
+                            cudaStream_t stream) {
+  return launch_forward(y, rstd, residual_out, a, b, weight, n_rows, dim, eps, stream);
+}
+
+cudaError_t rmsnorm_forward_bf16(__nv_bfloat16* y, float* rstd, float* residual_out, const float* a,
+                                 const float* b, const float* weight, int64_t n_rows, int64_t dim, float eps,
+                                 cudaStream_t stream) {
+  return launch_forward(reinterpret_cast<uint16_t*>(y), rstd, residual_out, a, b, weight, n_rows, dim, eps,
+                        stream);
 }
 
 int64_t rmsnorm_backward_workspace_floats(int64_t n_rows, int64_t dim) {
@@ -309,25 +383,14 @@ int64_t rmsnorm_backward_workspace_floats(int64_t n_rows, int64_t dim) {
 cudaError_t rmsnorm_backward(float* dx, float* dweight, float* workspace, const float* dy, const float* x,
                              const float* weight, const float* rstd, int64_t n_rows, int64_t dim,
                              cudaStream_t stream) {
-  if (dim < 1 || dim > kRmsnormMaxDim || n_rows < 0) return cudaErrorInvalidValue;
-  if (n_rows == 0) return cudaSuccess;
-  const RowShape shape = row_shape(dim);
-  const int64_t blocks = backward_blocks(n_rows, shape);
-  const bool vec = dim % 4 == 0 && aligned16(dx) && aligned16(workspace) && aligned16(dy) && aligned16(x) &&
-                   aligned16(weight);
-  const int d = static_cast<int>(dim);
-  const cudaError_t status = with_row_shape(shape, [&](auto row_threads, auto chunks) {
-    constexpr int kRowThreads = decltype(row_threads)::value;
-    constexpr int kBlockThreads = block_threads(kRowThreads);
-    return simt::launch(rmsnorm_backward_kernel<kRowThreads, decltype(chunks)::value>,
-                        dim3(static_cast<unsigned>(blocks)), dim3(kBlockThreads), 0, stream, dx, workspace,
-                        dy, x, weight, rstd, n_rows, d, vec);
-  });
-  if (status != cudaSuccess) return status;
-  const int64_t n_partials = blocks * rows_per_block(shape);
-  const dim3 grid(static_cast<unsigned>((dim + kReduceColumns - 1) / kReduceColumns));
-  return simt::launch(rmsnorm_dweight_reduce_kernel, grid, dim3(kReduceColumns, kReduceSlices), 0, stream,
-                      dweight, workspace, n_partials, d);
+  return launch_backward(dx, dweight, workspace, dy, x, weight, rstd, n_rows, dim, stream);
+}
+
+cudaError_t rmsnorm_backward_bf16(float* dx, float* dweight, float* workspace, const __nv_bfloat16* dy,
+                                  const float* x, const float* weight, const float* rstd, int64_t n_rows,
+                                  int64_t dim, cudaStream_t stream) {
+  return launch_backward(dx, dweight, workspace, reinterpret_cast<const uint16_t*>(dy), x, weight, rstd, n_rows,
+                         dim, stream);
 }
 
 }  // namespace reclm::cuda

@@ -31,4 +31,15 @@ cudaError_t rmsnorm_backward(float* dx, float* dweight, float* workspace, const 
                              const float* weight, const float* rstd, int64_t n_rows, int64_t dim,
                              cudaStream_t stream);
 
+// The GPU trainer's forms, the bf16 side fused in: rmsnorm_forward_bf16 writes y as bf16 (rounded
+// to nearest even, as convert_f32_to_bf16); rmsnorm_backward_bf16 reads dy as bf16 (widened
+// exactly). Bitwise equal to the fp32 functions composed with those conversions; the same
+// workspace. y / dy: 8-byte alignment for the vector path.
+cudaError_t rmsnorm_forward_bf16(__nv_bfloat16* y, float* rstd, float* residual_out, const float* a,
+                                 const float* b, const float* weight, int64_t n_rows, int64_t dim, float eps,
+                                 cudaStream_t stream);
+cudaError_t rmsnorm_backward_bf16(float* dx, float* dweight, float* workspace, const __nv_bfloat16* dy,
+                                  const float* x, const float* weight, const float* rstd, int64_t n_rows,
+                                  int64_t dim, cudaStream_t stream);
+
 }  // namespace reclm::cuda

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/convert.h"
 #include "kernels/cuda/rmsnorm.h"
 #include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
@@ -163,6 +164,48 @@ TEST(CudaRmsnorm, BackwardAccumulatesLikeReferenceAndIsDeterministic) {
               cudaSuccess);
     simt::device_synchronize();
     EXPECT_EQ(dwt2.download(), got_dw) << "dweight not deterministic " << what;
+  }
+}
+
+// The bf16 forms (the GPU trainer's) against the fp32 kernels composed with the conversions:
+// bitwise, for warp rows and block rows, with the residual add, aligned and not (dim % 4 != 0:
+// the scalar path); rows past n_rows untouched.
+TEST(CudaRmsnorm, Bf16FormsEqualTheComposedKernels) {
+  uint32_t seed = 80;
+  for (int64_t dim : {int64_t{64}, int64_t{100}, int64_t{768}, int64_t{1027}, int64_t{4096}}) {
+    const int64_t rows = 9, n = rows * dim;
+    const std::vector<float> a = uniform(n, seed), b = uniform(n, seed + 1), w = uniform(dim, seed + 2, 0.5f, 1.5f);
+    const std::vector<float> dy = uniform(n, seed + 3), dx0 = uniform(n, seed + 4);
+    seed += 5;
+    simt::DeviceBuffer<float> da(a), db(b), dw(w), y32(n), rstd(rows), rstd2(rows), res(n), res2(n);
+    simt::DeviceBuffer<uint16_t> want_y(n + 4), got_y(n + 4), dy16(n);
+    auto bf = [](simt::DeviceBuffer<uint16_t>& x) { return reinterpret_cast<__nv_bfloat16*>(x.data()); };
+    ASSERT_EQ(rmsnorm_forward(y32.data(), rstd.data(), res.data(), da.data(), db.data(), dw.data(), rows, dim, 1e-5f,
+                              nullptr),
+              cudaSuccess);
+    ASSERT_EQ(convert_f32_to_bf16(bf(want_y), y32.data(), n, nullptr), cudaSuccess);
+    ASSERT_EQ(rmsnorm_forward_bf16(bf(got_y), rstd2.data(), res2.data(), da.data(), db.data(), dw.data(), rows, dim,
+                                   1e-5f, nullptr),
+              cudaSuccess);
+    // backward: dy rounded to bf16 once; the fp32 kernel gets its exact widening
+    simt::DeviceBuffer<float> dyf(dy), dy_wide(n), dx_want(dx0), dx_got(dx0), dw_want(w), dw_got(w);
+    ASSERT_EQ(convert_f32_to_bf16(bf(dy16), dyf.data(), n, nullptr), cudaSuccess);
+    ASSERT_EQ(convert_bf16_to_f32(dy_wide.data(), bf(dy16), n, nullptr), cudaSuccess);
+    simt::DeviceBuffer<float> ws(static_cast<size_t>(rmsnorm_backward_workspace_floats(rows, dim)));
+    ASSERT_EQ(rmsnorm_backward(dx_want.data(), dw_want.data(), ws.data(), dy_wide.data(), res.data(), dw.data(),
+                               rstd.data(), rows, dim, nullptr),
+              cudaSuccess);
+    ASSERT_EQ(rmsnorm_backward_bf16(dx_got.data(), dw_got.data(), ws.data(), bf(dy16), res.data(), dw.data(),
+                                    rstd.data(), rows, dim, nullptr),
+              cudaSuccess);
+    simt::device_synchronize();
+    EXPECT_EQ(got_y.download(), want_y.download()) << "forward y, dim " << dim;
+    EXPECT_EQ(rstd2.download(), rstd.download()) << "forward rstd, dim " << dim;
+    EXPECT_EQ(res2.download(), res.download()) << "forward residual, dim " << dim;
+    EXPECT_EQ(dx_got.download(), dx_want.download()) << "backward dx, dim " << dim;
+    EXPECT_EQ(dw_got.download(), dw_want.download()) << "backward dweight, dim " << dim;
+    const std::vector<uint16_t> tail = got_y.download();
+    for (int64_t i = n; i < n + 4; ++i) EXPECT_EQ(tail[i], 0xFFFF) << "wrote past the end, dim " << dim;
   }
 }
 

@@ -67,7 +67,6 @@ struct DeviceModel {
   float* final_rstd = nullptr;    // [T]
 
   // Forward scratch
-  float* normed = nullptr;   // [T, C] a norm's fp32 output before its bf16 copy
   float* branch = nullptr;   // [T, C] o_proj / down_proj output, added by the next norm
   float* q32 = nullptr;      // [T, QD] q before RoPE
   float* k32 = nullptr;      // [T, KVD]
@@ -86,7 +85,6 @@ struct DeviceModel {
   bf16* d_h = nullptr;          // [T, C]
   bf16* d_res_bf = nullptr;     // [T, C] d_residual in bf16 (a branch's output gradient)
   bf16* d_normed_bf = nullptr;  // [T, C]
-  float* d_normed = nullptr;    // [T, C]
   bf16* d_act_bf = nullptr;     // [T, F]
   bf16* d_gate_bf = nullptr;    // [T, F]
   bf16* d_up_bf = nullptr;      // [T, F]

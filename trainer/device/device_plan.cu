@@ -68,7 +68,6 @@ void carve(DeviceModel& dm, Carver& c) {
   dm.final_normed = c.take<float>(T * C);
   dm.final_rstd = c.take<float>(T);
 
-  dm.normed = c.take<float>(T * C);
   dm.branch = c.take<float>(T * C);
   dm.q32 = c.take<float>(T * QD);
   dm.k32 = c.take<float>(T * KVD);
@@ -86,7 +85,6 @@ void carve(DeviceModel& dm, Carver& c) {
   dm.d_h = c.take<bf16>(T * C);
   dm.d_res_bf = c.take<bf16>(T * C);
   dm.d_normed_bf = c.take<bf16>(T * C);
-  dm.d_normed = c.take<float>(T * C);
   dm.d_act_bf = c.take<bf16>(T * F);
   dm.d_gate_bf = c.take<bf16>(T * F);
   dm.d_up_bf = c.take<bf16>(T * F);

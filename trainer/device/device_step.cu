@@ -3,8 +3,8 @@
 // the precision split of trainer/device_backend.h:
 //   GEMMs and attention take bf16 operands (weights from the bf16 copy, saved activations in
 //   bf16) and accumulate in fp32; the residual stream, RMSNorm, RoPE, SwiGLU's inputs, the logits
-//   and all parameter gradients are fp32. Conversions between the two are our convert kernels, or fused
-//   into the kernel next to them (SwiGLU reads and writes the bf16 sides itself).
+//   and all parameter gradients are fp32. Conversions between the two are our convert kernels, or
+//   fused into the kernel next to them (the layer norms and SwiGLU read and write the bf16 sides).
 // The o_proj / down_proj outputs are not added to the stream by themselves: the RMSNorm that
 // follows does the residual add (kernels/cuda/rmsnorm.h, fused).
 // Not here (refused by make_device_backend): dropout, LoRA, vocabulary parallelism.
@@ -102,12 +102,11 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool from_save
   LayerActivations& a = dm.layers[l];
   PhaseClock& clock = dm.clock;
   const bool fused = l > 0 && !from_saved_input;
-  ok(cuda::rmsnorm_forward(dm.normed, a.rstd1, fused ? a.residual : nullptr,
-                           fused ? dm.layers[l - 1].residual_mid : a.residual, fused ? dm.branch : nullptr,
-                           w.input_norm, T, C, d.norm_eps, dm.stream),
-     "rmsnorm_forward");
-  to_bf16(dm, a.norm1, dm.normed, T * C);
-  clock.mark("forward: norms + bf16 copies");
+  ok(cuda::rmsnorm_forward_bf16(a.norm1, a.rstd1, fused ? a.residual : nullptr,
+                                fused ? dm.layers[l - 1].residual_mid : a.residual, fused ? dm.branch : nullptr,
+                                w.input_norm, T, C, d.norm_eps, dm.stream),
+     "rmsnorm_forward_bf16");
+  clock.mark("forward: norms");
   linear(dm, dm.q32, true, a.norm1, w.wq, T, C, QD);
   linear(dm, dm.k32, true, a.norm1, w.wk, T, C, KVD);
   linear(dm, a.v, false, a.norm1, w.wv, T, C, KVD);
@@ -127,11 +126,10 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool from_save
   linear(dm, dm.branch, true, a.attn, w.wo, T, QD, C);
   clock.mark("forward: GEMMs");
   // MLP block: its norm adds the attention output to the stream first
-  ok(cuda::rmsnorm_forward(dm.normed, a.rstd2, a.residual_mid, a.residual, dm.branch, w.post_norm, T, C, d.norm_eps,
-                           dm.stream),
-     "rmsnorm_forward");
-  to_bf16(dm, a.norm2, dm.normed, T * C);
-  clock.mark("forward: norms + bf16 copies");
+  ok(cuda::rmsnorm_forward_bf16(a.norm2, a.rstd2, a.residual_mid, a.residual, dm.branch, w.post_norm, T, C,
+                                d.norm_eps, dm.stream),
+     "rmsnorm_forward_bf16");
+  clock.mark("forward: norms");
   linear(dm, a.gate, true, a.norm2, w.w_gate, T, C, F);
   linear(dm, a.up, true, a.norm2, w.w_up, T, C, F);
   clock.mark("forward: GEMMs");
@@ -152,7 +150,7 @@ void forward_layers(DeviceModel& dm, const Geometry& g) {
   ok(cuda::rmsnorm_forward(dm.final_normed, dm.final_rstd, dm.residual_out, dm.layers[d.n_layers - 1].residual_mid,
                            dm.branch, dm.param_tensors.final_norm, T, C, d.norm_eps, dm.stream),
      "rmsnorm_forward");
-  dm.clock.mark("forward: norms + bf16 copies");
+  dm.clock.mark("forward: norms");
 }
 
 // LM head and loss over the rows with a loss weight, gathered (the head's cost follows the rows
@@ -233,9 +231,9 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hoo
   const int64_t T = g.T, C = d.d_model, F = d.d_ff, QD = d.q_dim(), KVD = d.kv_dim();
   PhaseClock& clock = dm.clock;
   const auto norm_back = [&](float* dweight, const float* x, const float* weight, const float* rstd) {
-    to_f32(dm, dm.d_normed, dm.d_normed_bf, T * C);
-    ok(cuda::rmsnorm_backward(dm.d_residual, dweight, dm.rmsnorm_ws, dm.d_normed, x, weight, rstd, T, C, dm.stream),
-       "rmsnorm_backward");
+    ok(cuda::rmsnorm_backward_bf16(dm.d_residual, dweight, dm.rmsnorm_ws, dm.d_normed_bf, x, weight, rstd, T, C,
+                                   dm.stream),
+       "rmsnorm_backward_bf16");
     clock.mark("backward: norms + copies");
   };
   fill_zero(dm.d_residual, T * C * sizeof(float), dm.stream);
