@@ -9,7 +9,8 @@
 #  3. activation recomputation (runtime.recompute_activations) trains bitwise the same;
 #  4. under mpirun -np 2 (when MPI is built) the device ranks train like one process with the
 #     same global batch, their gradient buckets all-reduced during backward;
-#  5. the combinations the backend refuses exit 2 naming runtime.device.
+#  5. the combinations the backend refuses exit 2 naming runtime.device, and a plan too large
+#     for the device exits 2 before anything is written.
 set -euo pipefail
 : "${RECLM_EMU:?path of the reclm-emu binary}"
 source "$(dirname "$0")/../e2e/lib/common.bash"
@@ -77,4 +78,8 @@ fi
 for bad in "model.dropout=0.1" "model.n_heads=2" "optim.zero1=true" "model.lora.rank=4"; do
   expect_exit2 "runtime.device" train "${base[@]}" --set runtime.device=cuda --set "$bad" --set train.run_dir="$work/bad"
 done
+# a plan that does not fit the device (here: host memory) stops at start, exit 2, nothing written
+RECLM="$RECLM_EMU" expect_exit2 "not enough free memory" train "${base[@]}" --set runtime.device=cuda \
+  --set train.micro_batch=100000000 --set train.run_dir="$work/huge"
+[ ! -e "$work/huge" ] || fail "a run that did not fit wrote $work/huge"
 echo "train_emu: ok"

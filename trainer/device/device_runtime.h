@@ -53,17 +53,23 @@ inline std::string select_device(int local_rank, size_t* total_bytes) {
 #endif
 }
 
+// The one allocation of the plan; too large: UserError (exit 2) saying what to lower.
 inline void* allocate(size_t bytes) {
+  constexpr const char* kTooLarge =
+      "the {} has not enough free memory for this model and batch ({:.2f} GiB asked{}); lower "
+      "train.micro_batch or data.seq_len, or set runtime.recompute_activations";
 #if defined(__CUDACC__)
   void* p = nullptr;
   const cudaError_t status = cudaMalloc(&p, bytes);
-  RECLM_USER_CHECK(status == cudaSuccess,
-                   "the GPU has not enough free memory for this model and batch ({:.2f} GiB asked: {}); "
-                   "lower train.micro_batch or data.seq_len",
-                   bytes / 1073741824.0, cudaGetErrorString(status));
+  RECLM_USER_CHECK(status == cudaSuccess, kTooLarge, "GPU", bytes / 1073741824.0,
+                   std::string(": ") + cudaGetErrorString(status));
   return p;
 #else
-  return ::operator new(bytes > 0 ? bytes : 1, std::align_val_t{256});
+  try {
+    return ::operator new(bytes > 0 ? bytes : 1, std::align_val_t{256});
+  } catch (const std::bad_alloc&) {
+    throw_user_error(kTooLarge, "emulated device (host memory)", bytes / 1073741824.0, "");
+  }
 #endif
 }
 
