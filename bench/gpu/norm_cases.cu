@@ -15,6 +15,19 @@
 namespace reclm::bench {
 namespace {
 
+using Bf16s = simt::DeviceBuffer<uint16_t>;  // bf16 bits
+
+std::shared_ptr<Bf16s> device_bf16(int64_t n) { return std::make_shared<Bf16s>(static_cast<size_t>(n)); }
+__nv_bfloat16* as_bf16(const std::shared_ptr<Bf16s>& b) { return reinterpret_cast<__nv_bfloat16*>(b->data()); }
+
+// A bf16 copy of random fp32 values (not the NaN a new buffer is poisoned with).
+std::shared_ptr<Bf16s> device_bf16_values(const std::shared_ptr<Floats>& values, int64_t n) {
+  auto out = device_bf16(n);
+  if (cuda::convert_f32_to_bf16(as_bf16(out), values->data(), n, nullptr) != cudaSuccess)
+    throw std::runtime_error("convert_f32_to_bf16 failed");
+  return out;
+}
+
 void add_rmsnorm_cases(std::vector<KernelCase>& cases, int64_t rows, int64_t dim) {
   const int64_t n = rows * dim;
   const std::string shape = std::to_string(rows) + " x " + std::to_string(dim);
@@ -48,6 +61,23 @@ void add_rmsnorm_cases(std::vector<KernelCase>& cases, int64_t rows, int64_t dim
                                                             b->data(), w->data(), r->data(), rows, dim, s);
                             },
                             {a, b, w, ws, dw, r, dx}));
+  // The GPU trainer's forms: bf16 y (reads a, b; writes the residual and y in bf16), and
+  // backward from a bf16 dy that also writes dx's bf16 copy (2 + 4 + 4 read, 4 + 2 written).
+  auto y16 = device_bf16(n), dx16 = device_bf16(n);
+  auto dy16 = device_bf16_values(a, n);
+  cases.push_back(make_case("rmsnorm_forward_bf16+residual " + shape, 14 * n + 4 * (dim + rows),
+                            [=](cudaStream_t s) {
+                              return cuda::rmsnorm_forward_bf16(as_bf16(y16), rstd->data(), res->data(), a->data(),
+                                                                b->data(), w->data(), rows, dim, 1e-5f, s);
+                            },
+                            {a, b, w, y16, res, rstd}));
+  cases.push_back(make_case("rmsnorm_backward_bf16+dx copy " + shape, 16 * n + 4 * (3 * dim + rows),
+                            [=](cudaStream_t s) {
+                              return cuda::rmsnorm_backward_bf16(dx->data(), dw->data(), ws->data(), as_bf16(dy16),
+                                                                 b->data(), w->data(), r->data(), rows, dim, s,
+                                                                 as_bf16(dx16));
+                            },
+                            {a, b, w, ws, dw, r, dx, dy16, dx16}));
 }
 
 std::vector<KernelCase> norm_cases() {
@@ -88,6 +118,21 @@ std::vector<KernelCase> norm_cases() {
                                                            tokens, heads, head_dim, 10000.0f, s);
                               },
                               {inter, q}));
+    // the GPU trainer's fused forms: fp32 in, bf16 out (4 + 2 bytes); bf16 in place (2 + 2)
+    auto q16 = device_bf16_values(q, n);
+    auto out16 = device_bf16(n);
+    cases.push_back(make_case("rope_forward_bf16 1D " + shape, 6 * n + 4 * tokens,
+                              [=](cudaStream_t s) {
+                                return cuda::rope_forward_bf16(as_bf16(out16), q->data(), inter->data(), nullptr,
+                                                               tokens, heads, head_dim, 10000.0f, s);
+                              },
+                              {inter, q, out16}));
+    cases.push_back(make_case("rope_backward_bf16 1D in place " + shape, 4 * n + 4 * tokens,
+                              [=](cudaStream_t s) {
+                                return cuda::rope_backward_bf16(as_bf16(q16), as_bf16(q16), inter->data(), nullptr,
+                                                                tokens, heads, head_dim, 10000.0f, s);
+                              },
+                              {inter, q16}));
   }
 
   // SwiGLU over [16384 tokens, 4096] (n = 64M).
@@ -108,15 +153,8 @@ std::vector<KernelCase> norm_cases() {
                               {gate, up, dout, out, dup}));
     // the GPU trainer's fused forms: bf16 act out (4 + 4 read, 2 written); bf16 dout in, bf16
     // dgate/dup out (2 + 4 + 4 read, 2 + 2 written)
-    auto act = std::make_shared<simt::DeviceBuffer<uint16_t>>(static_cast<size_t>(n)),
-         dact = std::make_shared<simt::DeviceBuffer<uint16_t>>(static_cast<size_t>(n)),
-         dgate16 = std::make_shared<simt::DeviceBuffer<uint16_t>>(static_cast<size_t>(n)),
-         dup16 = std::make_shared<simt::DeviceBuffer<uint16_t>>(static_cast<size_t>(n));
-    const auto as_bf16 = [](const std::shared_ptr<simt::DeviceBuffer<uint16_t>>& b) {
-      return reinterpret_cast<__nv_bfloat16*>(b->data());
-    };
-    if (cuda::convert_f32_to_bf16(as_bf16(dact), dout->data(), n, nullptr) != cudaSuccess)  // random, not NaN
-      throw std::runtime_error("convert_f32_to_bf16 failed");
+    auto act = device_bf16(n), dgate16 = device_bf16(n), dup16 = device_bf16(n);
+    auto dact = device_bf16_values(dout, n);
     cases.push_back(make_case(
         "swiglu_forward_bf16 64M", 10 * n,
         [=](cudaStream_t s) { return cuda::swiglu_forward_bf16(as_bf16(act), gate->data(), up->data(), n, s); },
@@ -133,8 +171,8 @@ std::vector<KernelCase> norm_cases() {
   {
     const int64_t n = int64_t{1} << 27;
     auto f32 = device_values(n, 11);
-    auto bf16 = std::make_shared<simt::DeviceBuffer<uint16_t>>(static_cast<size_t>(n));
-    auto* bf16_ptr = reinterpret_cast<__nv_bfloat16*>(bf16->data());
+    auto bf16 = device_bf16(n);
+    auto* bf16_ptr = as_bf16(bf16);
     cases.push_back(make_case(
         "convert_f32_to_bf16 128M", 6 * n,
         [=](cudaStream_t s) { return cuda::convert_f32_to_bf16(bf16_ptr, f32->data(), n, s); }, {f32, bf16}));

@@ -15,8 +15,11 @@
 // are plain (the row should stay in L2 for pass 2); pass 2 runs back to front, so it meets the
 // most recently read part of the row first, with streaming (evict-first) loads and stores.
 // The loss sum: a second kernel, one block, adds the per-row double losses in a fixed order.
+// The GPU trainer's form writes dlogits as bf16 (the operand of the GEMMs after it) from the same
+// fp32 values, rounded as convert_f32_to_bf16 rounds them.
 #include "kernels/cuda/cross_entropy.h"
 
+#include "kernels/cuda/bf16_round.h"
 #include "kernels/simt/launch.h"
 
 namespace reclm::cuda {
@@ -91,18 +94,28 @@ __device__ double block_sum(double value, double* warp_slots) {
 // dx[c] = f(x[c], c) over the row, x[c] read before dx[c] is written (they may alias).
 // Back to front: pass 1 read the row front to back, so its end is the likeliest still in L2
 // (a 50257-class row is 201 KB and hundreds of rows are in flight, more than L2 holds).
-template <typename F>
-__device__ void write_row(float* dx, const float* x, const RowSplit& s, F f) {
+// dx is fp32, or bf16 bits (uint16_t: each value rounded to nearest even as convert_f32_to_bf16
+// rounds, 4 values per 8-byte store).
+__device__ __forceinline__ void store_unit(float* dx, int64_t i, float4 v) {
+  __stcs(reinterpret_cast<float4*>(dx) + i, v);
+}
+__device__ __forceinline__ void store_unit(uint16_t* dx, int64_t i, float4 v) {
+  __stcs(reinterpret_cast<uint2*>(dx) + i, make_uint2(pack2_bf16(v.x, v.y), pack2_bf16(v.z, v.w)));
+}
+__device__ __forceinline__ void store_value(float* dx, float v) { *dx = v; }
+__device__ __forceinline__ void store_value(uint16_t* dx, float v) { *dx = static_cast<uint16_t>(bf16_bits_rn(v)); }
+
+template <typename Out, typename F>
+__device__ void write_row(Out* dx, const float* x, const RowSplit& s, F f) {
   const float4* x4 = reinterpret_cast<const float4*>(x + s.head);
-  float4* dx4 = reinterpret_cast<float4*>(dx + s.head);
   for (int64_t i = s.n_vec - 1 - threadIdx.x; i >= 0; i -= blockDim.x) {
     const float4 v = __ldcs(x4 + i);
     const int64_t c = s.head + 4 * i;
-    __stcs(dx4 + i, make_float4(f(v.x, c), f(v.y, c + 1), f(v.z, c + 2), f(v.w, c + 3)));
+    store_unit(dx + s.head, i, make_float4(f(v.x, c), f(v.y, c + 1), f(v.z, c + 2), f(v.w, c + 3)));
   }
   for (int64_t j = threadIdx.x; j < s.n_scalar; j += blockDim.x) {
     const int64_t c = s.scalar_index(j);
-    dx[c] = f(x[c], c);
+    store_value(dx + c, f(x[c], c));
   }
 }
 
@@ -120,22 +133,26 @@ struct SoftmaxGrad {
   }
 };
 
-template <Mode kMode>
-__global__ void cross_entropy_rows_kernel(float* dlogits, float* losses, double* row_loss, float* row_max,
+template <Mode kMode, typename Out = float>
+__global__ void cross_entropy_rows_kernel(Out* dlogits, float* losses, double* row_loss, float* row_max,
                                           double* row_sum, double* target_logit, const float* logits,
                                           const int32_t* targets, const float* weights, int64_t n_classes,
-                                          int64_t row_stride, int64_t class_begin, float grad_scale, bool vec) {
+                                          int64_t row_stride, int64_t class_begin, float grad_scale,
+                                          bool vec_out) {
   RECLM_SHARED(float, warp_max, [kMaxWarps]);
   RECLM_SHARED(double, warp_sum, [kMaxWarps]);
   const int64_t row = blockIdx.x;
   const float* x = logits + row * row_stride;
-  [[maybe_unused]] float* dx = kMode == Mode::kForwardBackward ? dlogits + row * row_stride : nullptr;
-  const RowSplit split = split_row(x, n_classes, vec);
+  [[maybe_unused]] Out* dx = kMode == Mode::kForwardBackward ? dlogits + row * row_stride : nullptr;
+  // Pass 1 reads float4 whatever the output's alignment, so the losses never depend on it; the
+  // writes are float4-shaped only when dlogits rows share the logits rows' phase.
+  const RowSplit split = split_row(x, n_classes, /*vec=*/true);
+  [[maybe_unused]] const RowSplit write_split = vec_out ? split : split_row(x, n_classes, /*vec=*/false);
   const float w = weights[row];
   const int64_t target = static_cast<int64_t>(targets[row]) - class_begin;
   const bool target_here = target >= 0 && target < n_classes;
   if (w == 0.0f) {  // the same for the whole block: no barrier is skipped by only some threads
-    if constexpr (kMode == Mode::kForwardBackward) write_row(dx, x, split, Zero{});
+    if constexpr (kMode == Mode::kForwardBackward) write_row(dx, x, write_split, Zero{});
     if (threadIdx.x == 0) {
       if constexpr (kMode == Mode::kPartialStats) {
         row_max[row] = -INFINITY;
@@ -175,7 +192,7 @@ __global__ void cross_entropy_rows_kernel(float* dlogits, float* losses, double*
     const double scale = static_cast<double>(grad_scale) * w;
     const SoftmaxGrad grad{row_m, static_cast<float>(scale / row_s), static_cast<float>(scale),
                            target_here ? target : -1};
-    write_row(dx, x, split, grad);
+    write_row(dx, x, write_split, grad);
   }
 }
 
@@ -216,24 +233,29 @@ unsigned row_threads(int64_t n_classes) {
   return static_cast<unsigned>(rounded < 32 ? 32 : (rounded > kMaxThreads ? kMaxThreads : rounded));
 }
 
-// float4 access needs the output rows at the same 16-byte phase as the input rows.
+// float4 access needs the output rows at the same 16-byte phase as the input rows; bf16 output
+// rows (half the bytes per value) at the same 8-byte phase.
 bool same_phase(const float* logits, const float* dlogits) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(logits), b = reinterpret_cast<uintptr_t>(dlogits);
   return a % 4 == 0 && (a - b) % 16 == 0;
 }
+bool same_phase(const float* logits, const uint16_t* dlogits) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(logits), b = reinterpret_cast<uintptr_t>(dlogits);
+  return a % 4 == 0 && b % 2 == 0 && (a - 2 * b) % 16 == 0;
+}
 
-template <Mode kMode>
-cudaError_t launch_rows(float* dlogits, float* losses, double* loss_sum, double* row_loss, float* row_max,
+template <Mode kMode, typename Out = float>
+cudaError_t launch_rows(Out* dlogits, float* losses, double* loss_sum, double* row_loss, float* row_max,
                         double* row_sum, double* target_logit, const float* logits, const int32_t* targets,
                         const float* weights, int64_t T, int64_t n_classes, int64_t row_stride,
-                        int64_t class_begin, float grad_scale, bool vec, cudaStream_t stream) {
+                        int64_t class_begin, float grad_scale, bool vec_out, cudaStream_t stream) {
   if (row_stride == 0) row_stride = n_classes;
   if (row_stride < n_classes) return cudaErrorInvalidValue;
   if (T > 0) {
     const cudaError_t status =
-        simt::launch(cross_entropy_rows_kernel<kMode>, dim3(static_cast<unsigned>(T)), dim3(row_threads(n_classes)),
-                     0, stream, dlogits, losses, row_loss, row_max, row_sum, target_logit, logits, targets,
-                     weights, n_classes, row_stride, class_begin, grad_scale, vec);
+        simt::launch(cross_entropy_rows_kernel<kMode, Out>, dim3(static_cast<unsigned>(T)),
+                     dim3(row_threads(n_classes)), 0, stream, dlogits, losses, row_loss, row_max, row_sum,
+                     target_logit, logits, targets, weights, n_classes, row_stride, class_begin, grad_scale, vec_out);
     if (status != cudaSuccess) return status;
   }
   if (kMode == Mode::kPartialStats || loss_sum == nullptr) return cudaSuccess;
@@ -253,11 +275,22 @@ cudaError_t cross_entropy_forward_backward(float* dlogits, float* losses, double
                                              class_begin, grad_scale, same_phase(logits, dlogits), stream);
 }
 
+cudaError_t cross_entropy_forward_backward_bf16(__nv_bfloat16* dlogits, float* losses, double* loss_sum,
+                                                double* row_loss_workspace, const float* logits,
+                                                const int32_t* targets, const float* weights, int64_t T,
+                                                int64_t n_classes, int64_t class_begin, float grad_scale,
+                                                cudaStream_t stream, int64_t row_stride) {
+  auto* out = reinterpret_cast<uint16_t*>(dlogits);
+  return launch_rows<Mode::kForwardBackward>(out, losses, loss_sum, row_loss_workspace, nullptr, nullptr, nullptr,
+                                             logits, targets, weights, T, n_classes, row_stride, class_begin,
+                                             grad_scale, same_phase(logits, out), stream);
+}
+
 cudaError_t cross_entropy_forward(float* losses, double* loss_sum, double* row_loss_workspace,
                                   const float* logits, const int32_t* targets, const float* weights,
                                   int64_t T, int64_t n_classes, int64_t class_begin,
                                   cudaStream_t stream, int64_t row_stride) {
-  return launch_rows<Mode::kForward>(nullptr, losses, loss_sum, row_loss_workspace, nullptr, nullptr, nullptr,
+  return launch_rows<Mode::kForward>(static_cast<float*>(nullptr), losses, loss_sum, row_loss_workspace, nullptr, nullptr, nullptr,
                                      logits, targets, weights, T, n_classes, row_stride, class_begin, 0.0f,
                                      same_phase(logits, logits), stream);
 }
@@ -266,7 +299,7 @@ cudaError_t cross_entropy_partial_stats(float* row_max, double* row_sum, double*
                                         const float* logits, const int32_t* targets,
                                         const float* weights, int64_t T, int64_t n_classes,
                                         int64_t class_begin, cudaStream_t stream) {
-  return launch_rows<Mode::kPartialStats>(nullptr, nullptr, nullptr, nullptr, row_max, row_sum, target_logit,
+  return launch_rows<Mode::kPartialStats>(static_cast<float*>(nullptr), nullptr, nullptr, nullptr, row_max, row_sum, target_logit,
                                           logits, targets, weights, T, n_classes, n_classes, class_begin, 0.0f,
                                           same_phase(logits, logits), stream);
 }

@@ -25,6 +25,16 @@ cudaError_t cross_entropy_forward_backward(float* dlogits, float* losses, double
                                            int64_t n_classes, int64_t class_begin, float grad_scale,
                                            cudaStream_t stream, int64_t row_stride = 0);
 
+// The GPU trainer's form: the same, with dlogits written as bf16 (rounded to nearest even, as
+// convert_f32_to_bf16) at the same row_stride, in a separate buffer; bitwise equal to
+// cross_entropy_forward_backward followed by that conversion. Columns [n_classes, row_stride) of
+// dlogits are not written.
+cudaError_t cross_entropy_forward_backward_bf16(__nv_bfloat16* dlogits, float* losses, double* loss_sum,
+                                                double* row_loss_workspace, const float* logits,
+                                                const int32_t* targets, const float* weights, int64_t T,
+                                                int64_t n_classes, int64_t class_begin, float grad_scale,
+                                                cudaStream_t stream, int64_t row_stride = 0);
+
 // Forward only: the same losses and loss_sum, logits untouched.
 cudaError_t cross_entropy_forward(float* losses, double* loss_sum, double* row_loss_workspace,
                                   const float* logits, const int32_t* targets, const float* weights,

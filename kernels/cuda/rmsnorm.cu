@@ -20,8 +20,9 @@
 //
 // Unaligned pointers or dim % 4 != 0 take the same path with scalar loads (`vec` false).
 //
-// The GPU trainer's forms read dy / write y as bf16 (4 values = 8 bytes per chunk): the same
-// kernels instantiated for uint16_t rows, bitwise equal to the fp32 kernels composed with
+// The GPU trainer's forms read dy / write y as bf16 (4 values = 8 bytes per chunk), and backward
+// can also write the updated dx rounded to bf16 (the next GEMM's input): the same kernels
+// instantiated for uint16_t rows, bitwise equal to the fp32 kernels composed with
 // convert_f32_to_bf16 / convert_bf16_to_f32 (the same rounding, kernels/cuda/bf16_round.h).
 #include <type_traits>
 
@@ -177,8 +178,8 @@ __global__ void __launch_bounds__(block_threads(kRowThreads))
 // (Σ over its rows of dy · x · r) to partials[i, :].
 template <int kRowThreads, int kChunks, typename Dy>
 __global__ void __launch_bounds__(block_threads(kRowThreads))
-    rmsnorm_backward_kernel(float* dx, float* partials, const Dy* dy, const float* x, const float* weight,
-                            const float* rstd, int64_t n_rows, int dim, bool vec) {
+    rmsnorm_backward_kernel(float* dx, uint16_t* dx_bf16, float* partials, const Dy* dy, const float* x,
+                            const float* weight, const float* rstd, int64_t n_rows, int dim, bool vec) {
   constexpr int kBlockThreads = block_threads(kRowThreads);
   constexpr int kRowsPerBlock = kBlockThreads / kRowThreads;
   RECLM_SHARED(float, warp_sums, [kBlockThreads / kWarp]);
@@ -220,6 +221,7 @@ __global__ void __launch_bounds__(block_threads(kRowThreads))
       grad.z += r * (d[k].z * w.z - xv[k].z * coef);
       grad.w += r * (d[k].w * w.w - xv[k].w * coef);
       store_chunk(dx + offset, c, dim, vec, grad);
+      if (dx_bf16 != nullptr) store_chunk(dx_bf16 + offset, c, dim, vec, grad);
     }
   }
   RECLM_RMSNORM_UNROLL
@@ -335,8 +337,8 @@ cudaError_t launch_forward(Y* y, float* rstd, float* residual_out, const float* 
 }
 
 template <typename Dy>
-cudaError_t launch_backward(float* dx, float* dweight, float* workspace, const Dy* dy, const float* x,
-                            const float* weight, const float* rstd, int64_t n_rows, int64_t dim,
+cudaError_t launch_backward(float* dx, uint16_t* dx_bf16, float* dweight, float* workspace, const Dy* dy,
+                            const float* x, const float* weight, const float* rstd, int64_t n_rows, int64_t dim,
                             cudaStream_t stream) {
   if (dim < 1 || dim > kRmsnormMaxDim || n_rows < 0) return cudaErrorInvalidValue;
   if (n_rows == 0) return cudaSuccess;
@@ -344,14 +346,14 @@ cudaError_t launch_backward(float* dx, float* dweight, float* workspace, const D
   // (the fp32 kernel's block count for both forms: the workspace is sized by it)
   const int64_t blocks = backward_blocks(n_rows, shape);
   const bool vec = dim % 4 == 0 && aligned16(dx) && aligned16(workspace) && vec_aligned(dy) && aligned16(x) &&
-                   aligned16(weight);
+                   aligned16(weight) && (dx_bf16 == nullptr || vec_aligned(dx_bf16));
   const int d = static_cast<int>(dim);
   const cudaError_t status = with_row_shape(shape, [&](auto row_threads, auto chunks) {
     constexpr int kRowThreads = decltype(row_threads)::value;
     constexpr int kBlockThreads = block_threads(kRowThreads);
     return simt::launch(rmsnorm_backward_kernel<kRowThreads, decltype(chunks)::value, Dy>,
-                        dim3(static_cast<unsigned>(blocks)), dim3(kBlockThreads), 0, stream, dx, workspace,
-                        dy, x, weight, rstd, n_rows, d, vec);
+                        dim3(static_cast<unsigned>(blocks)), dim3(kBlockThreads), 0, stream, dx, dx_bf16,
+                        workspace, dy, x, weight, rstd, n_rows, d, vec);
   });
   if (status != cudaSuccess) return status;
   const int64_t n_partials = blocks * rows_per_block(shape);
@@ -382,15 +384,16 @@ int64_t rmsnorm_backward_workspace_floats(int64_t n_rows, int64_t dim) {
 
 cudaError_t rmsnorm_backward(float* dx, float* dweight, float* workspace, const float* dy, const float* x,
                              const float* weight, const float* rstd, int64_t n_rows, int64_t dim,
-                             cudaStream_t stream) {
-  return launch_backward(dx, dweight, workspace, dy, x, weight, rstd, n_rows, dim, stream);
+                             cudaStream_t stream, __nv_bfloat16* dx_bf16) {
+  return launch_backward(dx, reinterpret_cast<uint16_t*>(dx_bf16), dweight, workspace, dy, x, weight, rstd, n_rows,
+                         dim, stream);
 }
 
 cudaError_t rmsnorm_backward_bf16(float* dx, float* dweight, float* workspace, const __nv_bfloat16* dy,
                                   const float* x, const float* weight, const float* rstd, int64_t n_rows,
-                                  int64_t dim, cudaStream_t stream) {
-  return launch_backward(dx, dweight, workspace, reinterpret_cast<const uint16_t*>(dy), x, weight, rstd, n_rows,
-                         dim, stream);
+                                  int64_t dim, cudaStream_t stream, __nv_bfloat16* dx_bf16) {
+  return launch_backward(dx, reinterpret_cast<uint16_t*>(dx_bf16), dweight, workspace,
+                         reinterpret_cast<const uint16_t*>(dy), x, weight, rstd, n_rows, dim, stream);
 }
 
 }  // namespace reclm::cuda

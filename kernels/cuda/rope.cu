@@ -8,10 +8,13 @@
 // pairs in shared memory — angle and trig in double, rounded to fp32, exactly as the reference
 // does (pos · freq reaches thousands of radians, where an fp32 angle is off by ~1e-4) — then
 // rotate every head with it, so trig is done once per (token, rotary value), never per head.
-// Rotation: each thread takes a unit of 4 pairs (two float4 loads, two float4 stores) when
-// half % 4 == 0 and the pointers are 16-byte aligned, else one pair. A unit reads both halves
-// of its pairs before writing, and units are disjoint, so out may alias inp.
+// Rotation: each thread takes a unit of 4 pairs (two 4-value loads, two 4-value stores) when
+// half % 4 == 0 and the pointers are aligned to a unit, else one pair. The bf16 forms read and
+// write bf16 around the same fp32 rotation. A unit reads both halves of its pairs before
+// writing, and units are disjoint, so out may alias inp.
 #include "kernels/cuda/rope.h"
+
+#include "kernels/cuda/bf16_round.h"
 #include "kernels/simt/launch.h"
 
 namespace reclm::cuda {
@@ -20,11 +23,27 @@ namespace {
 
 constexpr int kThreads = 128;
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+// Four consecutive values (one unit) and one value, as fp32, from fp32 or bf16 memory, and
+// back; bf16 is widened exactly and written rounded to nearest even (convert_f32_to_bf16's rule).
+__device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ float4 load4(const uint16_t* p) {
+  const uint2 w = *reinterpret_cast<const uint2*>(p);
+  return make_float4(bf16_lo(w.x), bf16_hi(w.x), bf16_lo(w.y), bf16_hi(w.y));
+}
+__device__ __forceinline__ void store4(float* p, float4 v) { *reinterpret_cast<float4*>(p) = v; }
+__device__ __forceinline__ void store4(uint16_t* p, float4 v) {
+  *reinterpret_cast<uint2*>(p) = make_uint2(pack2_bf16(v.x, v.y), pack2_bf16(v.z, v.w));
+}
+__device__ __forceinline__ float load1(const float* p) { return *p; }
+__device__ __forceinline__ float load1(const uint16_t* p) { return __uint_as_float(static_cast<unsigned>(*p) << 16); }
+__device__ __forceinline__ void store1(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store1(uint16_t* p, float v) { *p = static_cast<uint16_t>(bf16_bits_rn(v)); }
 
 // table: cos [head_dim/2] then sign·sin [head_dim/2], in dynamic shared memory.
+// In / Out: float or uint16_t (bf16 bits); the rotation itself is fp32 either way.
+template <typename Out, typename In>
 __global__ void __launch_bounds__(kThreads)
-    rope_kernel(float* out, const float* inp, const int32_t* pos_inter, const int32_t* pos_intra, int n_heads,
+    rope_kernel(Out* out, const In* inp, const int32_t* pos_inter, const int32_t* pos_intra, int n_heads,
                 int head_dim, float theta, float sign, bool vec) {
   RECLM_DYNAMIC_SHARED(float, table);
   const int64_t t = blockIdx.x;
@@ -56,14 +75,14 @@ __global__ void __launch_bounds__(kThreads)
       const int b = k / half;
       const int i = k % half;
       const int64_t base = token_base + static_cast<int64_t>(h) * head_dim + b * block_dim + i;
-      const float4 x1 = *reinterpret_cast<const float4*>(inp + base);
-      const float4 x2 = *reinterpret_cast<const float4*>(inp + base + half);
+      const float4 x1 = load4(inp + base);
+      const float4 x2 = load4(inp + base + half);
       const float4 c = *reinterpret_cast<const float4*>(cos_table + k);
       const float4 s = *reinterpret_cast<const float4*>(sin_table + k);
-      *reinterpret_cast<float4*>(out + base) = make_float4(x1.x * c.x - x2.x * s.x, x1.y * c.y - x2.y * s.y,
-                                                           x1.z * c.z - x2.z * s.z, x1.w * c.w - x2.w * s.w);
-      *reinterpret_cast<float4*>(out + base + half) = make_float4(
-          x2.x * c.x + x1.x * s.x, x2.y * c.y + x1.y * s.y, x2.z * c.z + x1.z * s.z, x2.w * c.w + x1.w * s.w);
+      store4(out + base, make_float4(x1.x * c.x - x2.x * s.x, x1.y * c.y - x2.y * s.y, x1.z * c.z - x2.z * s.z,
+                                     x1.w * c.w - x2.w * s.w));
+      store4(out + base + half, make_float4(x2.x * c.x + x1.x * s.x, x2.y * c.y + x1.y * s.y,
+                                            x2.z * c.z + x1.z * s.z, x2.w * c.w + x1.w * s.w));
     }
   } else {
     const int units = n_heads * pairs;
@@ -73,15 +92,22 @@ __global__ void __launch_bounds__(kThreads)
       const int b = k / half;
       const int i = k % half;
       const int64_t base = token_base + static_cast<int64_t>(h) * head_dim + b * block_dim + i;
-      const float x1 = inp[base];
-      const float x2 = inp[base + half];
-      out[base] = x1 * cos_table[k] - x2 * sin_table[k];
-      out[base + half] = x2 * cos_table[k] + x1 * sin_table[k];
+      const float x1 = load1(inp + base);
+      const float x2 = load1(inp + base + half);
+      store1(out + base, x1 * cos_table[k] - x2 * sin_table[k]);
+      store1(out + base + half, x2 * cos_table[k] + x1 * sin_table[k]);
     }
   }
 }
 
-cudaError_t rope_rotate(float* out, const float* inp, const int32_t* pos_inter, const int32_t* pos_intra,
+// The unit path needs 16-byte (fp32) or 8-byte (bf16) aligned units.
+template <typename T>
+bool unit_aligned(const T* p) {
+  return reinterpret_cast<uintptr_t>(p) % (4 * sizeof(T)) == 0;
+}
+
+template <typename Out, typename In>
+cudaError_t rope_rotate(Out* out, const In* inp, const int32_t* pos_inter, const int32_t* pos_intra,
                         int64_t n_tokens, int64_t n_heads, int64_t head_dim, float theta, float sign,
                         cudaStream_t stream) {
   const int64_t n_blocks = pos_intra != nullptr ? 2 : 1;
@@ -90,12 +116,15 @@ cudaError_t rope_rotate(float* out, const float* inp, const int32_t* pos_inter, 
   if (n_heads * head_dim / 2 > INT32_MAX) return cudaErrorInvalidValue;  // pair units are int
   if (n_tokens == 0 || n_heads == 0 || head_dim == 0) return cudaSuccess;
   const int64_t half = head_dim / n_blocks / 2;
-  const bool vec = half % 4 == 0 && aligned16(out) && aligned16(inp);
+  const bool vec = half % 4 == 0 && unit_aligned(out) && unit_aligned(inp);
   const size_t table_bytes = static_cast<size_t>(head_dim) * sizeof(float);  // cos + sin, head_dim/2 each
-  return simt::launch(rope_kernel, dim3(static_cast<unsigned>(n_tokens)), dim3(kThreads), table_bytes, stream,
-                      out, inp, pos_inter, pos_intra, static_cast<int>(n_heads), static_cast<int>(head_dim),
+  return simt::launch(rope_kernel<Out, In>, dim3(static_cast<unsigned>(n_tokens)), dim3(kThreads), table_bytes,
+                      stream, out, inp, pos_inter, pos_intra, static_cast<int>(n_heads), static_cast<int>(head_dim),
                       theta, sign, vec);
 }
+
+uint16_t* bits(__nv_bfloat16* p) { return reinterpret_cast<uint16_t*>(p); }
+const uint16_t* bits(const __nv_bfloat16* p) { return reinterpret_cast<const uint16_t*>(p); }
 
 }  // namespace
 
@@ -109,6 +138,19 @@ cudaError_t rope_backward(float* dinp, const float* dout, const int32_t* pos_int
                           int64_t n_tokens, int64_t n_heads, int64_t head_dim, float theta,
                           cudaStream_t stream) {
   return rope_rotate(dinp, dout, pos_inter, pos_intra, n_tokens, n_heads, head_dim, theta, -1.0f, stream);
+}
+
+cudaError_t rope_forward_bf16(__nv_bfloat16* out, const float* inp, const int32_t* pos_inter,
+                              const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+                              float theta, cudaStream_t stream) {
+  return rope_rotate(bits(out), inp, pos_inter, pos_intra, n_tokens, n_heads, head_dim, theta, 1.0f, stream);
+}
+
+cudaError_t rope_backward_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const int32_t* pos_inter,
+                               const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+                               float theta, cudaStream_t stream) {
+  return rope_rotate(bits(dinp), bits(dout), pos_inter, pos_intra, n_tokens, n_heads, head_dim, theta, -1.0f,
+                     stream);
 }
 
 }  // namespace reclm::cuda

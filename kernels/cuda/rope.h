@@ -21,4 +21,15 @@ cudaError_t rope_backward(float* dinp, const float* dout, const int32_t* pos_int
                           int64_t n_tokens, int64_t n_heads, int64_t head_dim, float theta,
                           cudaStream_t stream);
 
+// The GPU trainer's forms, the bf16 sides fused in: rope_forward_bf16 rotates fp32 q/k and
+// writes them as bf16 (rounded to nearest even, as convert_f32_to_bf16); rope_backward_bf16
+// reads the bf16 gradient (widened exactly) and writes bf16. Bitwise equal to those
+// compositions with the fp32 kernels. rope_backward_bf16's dinp may alias dout.
+cudaError_t rope_forward_bf16(__nv_bfloat16* out, const float* inp, const int32_t* pos_inter,
+                              const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+                              float theta, cudaStream_t stream);
+cudaError_t rope_backward_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const int32_t* pos_inter,
+                               const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+                               float theta, cudaStream_t stream);
+
 }  // namespace reclm::cuda

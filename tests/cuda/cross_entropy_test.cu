@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/convert.h"
 #include "kernels/cuda/cross_entropy.h"
 #include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
@@ -182,6 +183,53 @@ TEST(CudaCrossEntropy, RowStrideSkipsThePadding) {
   EXPECT_EQ(cross_entropy_forward(losses.data(), loss_sum.data(), workspace.data(), logits.data(), targets.data(),
                                   weights.data(), pr.T, pr.V, pr.class_begin, nullptr, pr.V - 1),
             cudaErrorInvalidValue);
+}
+
+// The bf16-dlogits form (the GPU trainer's) against cross_entropy_forward_backward followed by
+// convert_f32_to_bf16: bitwise, for compact odd rows (every row at another 16-byte phase), padded
+// rows, and outputs off the float4 phase (the scalar path); the losses equal; the padding
+// columns stay unwritten.
+TEST(CudaCrossEntropy, Bf16DlogitsEqualTheComposedKernels) {
+  const Problem pr(9, 1031, 40, 5.0f, 13);
+  for (const int64_t stride : {int64_t{1031}, int64_t{1040}}) {
+    for (const int64_t out_offset : {int64_t{0}, int64_t{1}}) {
+      const int64_t n = pr.T * stride;
+      std::vector<float> strided(static_cast<size_t>(n), ops::test_util::kNaN);
+      for (int64_t r = 0; r < pr.T; ++r)
+        std::copy_n(pr.logits.begin() + r * pr.V, pr.V, strided.begin() + r * stride);
+      simt::DeviceBuffer<float> logits(strided), d32(static_cast<size_t>(n)), weights(pr.weights);
+      simt::DeviceBuffer<float> losses32(static_cast<size_t>(pr.T)), losses16(static_cast<size_t>(pr.T));
+      simt::DeviceBuffer<int32_t> targets(pr.targets);
+      simt::DeviceBuffer<double> workspace(static_cast<size_t>(pr.T)), sum32(1), sum16(1);
+      simt::DeviceBuffer<uint16_t> want(static_cast<size_t>(n)), got(static_cast<size_t>(n + 1));
+      auto* want_bf = reinterpret_cast<__nv_bfloat16*>(want.data());
+      auto* got_bf = reinterpret_cast<__nv_bfloat16*>(got.data() + out_offset);
+      ASSERT_EQ(cross_entropy_forward_backward(d32.data(), losses32.data(), sum32.data(), workspace.data(),
+                                               logits.data(), targets.data(), weights.data(), pr.T, pr.V,
+                                               pr.class_begin, 0.5f, nullptr, stride),
+                cudaSuccess);
+      ASSERT_EQ(convert_f32_to_bf16(want_bf, d32.data(), n, nullptr), cudaSuccess);
+      ASSERT_EQ(cross_entropy_forward_backward_bf16(got_bf, losses16.data(), sum16.data(), workspace.data(),
+                                                    logits.data(), targets.data(), weights.data(), pr.T, pr.V,
+                                                    pr.class_begin, 0.5f, nullptr, stride),
+                cudaSuccess);
+      simt::device_synchronize();
+      const std::string what = "stride " + std::to_string(stride) + " offset " + std::to_string(out_offset);
+      const std::vector<uint16_t> w = want.download(), g = got.download();
+      for (int64_t r = 0; r < pr.T; ++r) {
+        for (int64_t c = 0; c < stride; ++c) {
+          const uint16_t gv = g[out_offset + r * stride + c];
+          if (c < pr.V) {
+            ASSERT_EQ(gv, w[r * stride + c]) << what << " row " << r << " class " << c;
+          } else {
+            ASSERT_EQ(gv, 0xFFFF) << what << ": padding written, row " << r;
+          }
+        }
+      }
+      EXPECT_EQ(losses16.download(), losses32.download()) << what;
+      EXPECT_EQ(sum16.download(), sum32.download()) << what;
+    }
+  }
 }
 
 // The class range split in two parts: per-part statistics, combined on the host, then each

@@ -169,7 +169,8 @@ TEST(CudaRmsnorm, BackwardAccumulatesLikeReferenceAndIsDeterministic) {
 
 // The bf16 forms (the GPU trainer's) against the fp32 kernels composed with the conversions:
 // bitwise, for warp rows and block rows, with the residual add, aligned and not (dim % 4 != 0:
-// the scalar path); rows past n_rows untouched.
+// the scalar path); rows past n_rows untouched. Backward's optional bf16 copy of dx equals the
+// conversion of the fp32 dx, from either form.
 TEST(CudaRmsnorm, Bf16FormsEqualTheComposedKernels) {
   uint32_t seed = 80;
   for (int64_t dim : {int64_t{64}, int64_t{100}, int64_t{768}, int64_t{1027}, int64_t{4096}}) {
@@ -195,10 +196,20 @@ TEST(CudaRmsnorm, Bf16FormsEqualTheComposedKernels) {
     ASSERT_EQ(rmsnorm_backward(dx_want.data(), dw_want.data(), ws.data(), dy_wide.data(), res.data(), dw.data(),
                                rstd.data(), rows, dim, nullptr),
               cudaSuccess);
+    // the backward's bf16 copy of the updated dx, from both forms (the fp32 form on a third dx)
+    simt::DeviceBuffer<uint16_t> dx16_want(n + 4), dx16_got(n + 4), dx16_f32form(n + 4);
+    simt::DeviceBuffer<float> dx_third(dx0), dw_third(w);
     ASSERT_EQ(rmsnorm_backward_bf16(dx_got.data(), dw_got.data(), ws.data(), bf(dy16), res.data(), dw.data(),
-                                    rstd.data(), rows, dim, nullptr),
+                                    rstd.data(), rows, dim, nullptr, bf(dx16_got)),
+              cudaSuccess);
+    ASSERT_EQ(convert_f32_to_bf16(bf(dx16_want), dx_want.data(), n, nullptr), cudaSuccess);
+    ASSERT_EQ(rmsnorm_backward(dx_third.data(), dw_third.data(), ws.data(), dy_wide.data(), res.data(), dw.data(),
+                               rstd.data(), rows, dim, nullptr, bf(dx16_f32form)),
               cudaSuccess);
     simt::device_synchronize();
+    EXPECT_EQ(dx16_got.download(), dx16_want.download()) << "backward dx bf16 copy, dim " << dim;
+    EXPECT_EQ(dx16_f32form.download(), dx16_want.download()) << "fp32 backward dx bf16 copy, dim " << dim;
+    EXPECT_EQ(dx_third.download(), dx_want.download()) << "fp32 backward dx with the copy, dim " << dim;
     EXPECT_EQ(got_y.download(), want_y.download()) << "forward y, dim " << dim;
     EXPECT_EQ(rstd2.download(), rstd.download()) << "forward rstd, dim " << dim;
     EXPECT_EQ(res2.download(), res.download()) << "forward residual, dim " << dim;

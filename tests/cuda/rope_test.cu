@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/convert.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
@@ -111,6 +112,59 @@ TEST(CudaRope, UnalignedPointers) {
   const std::vector<float> got = out.download();
   expect_near_all(std::vector<float>(got.begin() + 1, got.end()), to_double(want), kAtol, kRtol, "unaligned");
   EXPECT_TRUE(std::isnan(got[0])) << "wrote before the output";
+}
+
+// The bf16 forms (the GPU trainer's) against the fp32 kernels composed with the conversions:
+// bitwise, for the unit path and the scalar path (2D head_dim 8: rotary half 2), in place for
+// backward, and with pointers one value off the unit alignment; nothing written past the end.
+TEST(CudaRope, Bf16FormsEqualTheComposedKernels) {
+  const Case cases[] = {{13, 3, 64, false}, {5, 5, 128, true}, {7, 3, 8, true}, {9, 2, 12, true}};
+  uint32_t seed = 70;
+  for (const Case& c : cases) {
+    for (int offset : {0, 1}) {
+      const int64_t n = c.tokens * c.heads * c.head_dim;
+      const std::vector<float> x = uniform(n + 1, seed), g = uniform(n + 1, seed + 1);
+      const std::vector<int32_t> inter = random_ints(c.tokens, 3000, seed + 2);
+      const std::vector<int32_t> intra = random_ints(c.tokens, 3000, seed + 3);
+      seed += 4;
+      simt::DeviceBuffer<float> dx(x), dg(g), rotated(n + 1), g_wide(n + 1), g_rotated(n + 1);
+      simt::DeviceBuffer<uint16_t> want_fwd(n + 5), got_fwd(n + 5), g16(n + 1), want_bwd(n + 1);
+      simt::DeviceBuffer<int32_t> dinter(inter), dintra(intra);
+      auto bf = [offset](simt::DeviceBuffer<uint16_t>& b) {
+        return reinterpret_cast<__nv_bfloat16*>(b.data() + offset);
+      };
+      const int32_t* dev_intra = c.two_d ? dintra.data() : nullptr;
+      const float* in = dx.data() + offset;
+      // forward: fp32 rotation, then the rounding copy; against the fused form
+      ASSERT_EQ(rope_forward(rotated.data() + offset, in, dinter.data(), dev_intra, c.tokens, c.heads, c.head_dim,
+                             kTheta, nullptr),
+                cudaSuccess);
+      ASSERT_EQ(convert_f32_to_bf16(bf(want_fwd), rotated.data() + offset, n, nullptr), cudaSuccess);
+      ASSERT_EQ(rope_forward_bf16(bf(got_fwd), in, dinter.data(), dev_intra, c.tokens, c.heads, c.head_dim, kTheta,
+                                  nullptr),
+                cudaSuccess);
+      // backward: a bf16 gradient, widened, rotated back, rounded; against the fused form in place
+      ASSERT_EQ(convert_f32_to_bf16(bf(g16), dg.data() + offset, n, nullptr), cudaSuccess);
+      ASSERT_EQ(convert_bf16_to_f32(g_wide.data() + offset, bf(g16), n, nullptr), cudaSuccess);
+      ASSERT_EQ(rope_backward(g_rotated.data() + offset, g_wide.data() + offset, dinter.data(), dev_intra,
+                              c.tokens, c.heads, c.head_dim, kTheta, nullptr),
+                cudaSuccess);
+      ASSERT_EQ(convert_f32_to_bf16(bf(want_bwd), g_rotated.data() + offset, n, nullptr), cudaSuccess);
+      ASSERT_EQ(rope_backward_bf16(bf(g16), bf(g16), dinter.data(), dev_intra, c.tokens, c.heads, c.head_dim,
+                                   kTheta, nullptr),
+                cudaSuccess);
+      simt::device_synchronize();
+      const std::string what = std::string(c.two_d ? "2D" : "1D") + " head_dim " + std::to_string(c.head_dim) +
+                               " offset " + std::to_string(offset);
+      const std::vector<uint16_t> got = got_fwd.download(), want = want_fwd.download();
+      EXPECT_TRUE(std::equal(got.begin() + offset, got.begin() + offset + n, want.begin() + offset))
+          << "forward " << what;
+      for (int64_t i = offset + n; i < n + 5; ++i) EXPECT_EQ(got[i], 0xFFFF) << "wrote past the end, " << what;
+      const std::vector<uint16_t> got_b = g16.download(), want_b = want_bwd.download();
+      EXPECT_TRUE(std::equal(got_b.begin() + offset, got_b.end() - (1 - offset), want_b.begin() + offset))
+          << "backward " << what;
+    }
+  }
 }
 
 TEST(CudaRope, RejectsIndivisibleHeadDim) {

@@ -73,7 +73,7 @@ struct DeviceModel {
   // LM head: rows with a loss weight, gathered
   float* head_h32 = nullptr;   // [T, C] gathered final_normed rows
   bf16* head_h = nullptr;      // [T, C] their bf16 copy
-  float* logits = nullptr;     // [head_chunk, padded_classes(V)] becomes dlogits in place
+  float* logits = nullptr;     // [head_chunk, padded_classes(V)]
   bf16* dlogits = nullptr;     // [head_chunk, padded_classes(V)]
   float* losses = nullptr;     // [T]
   double* row_losses = nullptr;  // [head_chunk]
@@ -83,7 +83,7 @@ struct DeviceModel {
   float* d_final = nullptr;     // [T, C] gradient at the final norm's output
   float* d_h32 = nullptr;       // [T, C] gathered rows' head gradient
   bf16* d_h = nullptr;          // [T, C]
-  bf16* d_res_bf = nullptr;     // [T, C] d_residual in bf16 (a branch's output gradient)
+  bf16* d_res_bf = nullptr;     // [T, C] d_residual in bf16 (a branch's output gradient), from the norms
   bf16* d_normed_bf = nullptr;  // [T, C]
   bf16* d_act_bf = nullptr;     // [T, F]
   bf16* d_gate_bf = nullptr;    // [T, F]
@@ -92,8 +92,6 @@ struct DeviceModel {
   bf16* dq_bf = nullptr;        // [T, QD]
   bf16* dk_bf = nullptr;        // [T, KVD]
   bf16* dv_bf = nullptr;        // [T, KVD]
-  float* dq32 = nullptr;        // [T, QD]
-  float* dk32 = nullptr;        // [T, KVD]
 
   // The batch on the device
   int32_t* tokens = nullptr;       // [T]

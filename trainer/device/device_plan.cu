@@ -92,8 +92,6 @@ void carve(DeviceModel& dm, Carver& c) {
   dm.dq_bf = c.take<bf16>(T * QD);
   dm.dk_bf = c.take<bf16>(T * KVD);
   dm.dv_bf = c.take<bf16>(T * KVD);
-  dm.dq32 = c.take<float>(T * QD);
-  dm.dk32 = c.take<float>(T * KVD);
 
   dm.tokens = c.take<int32_t>(T);
   dm.cu_seqlens = c.take<int32_t>(T + 1);

@@ -3,8 +3,9 @@
 // the precision split of trainer/device_backend.h:
 //   GEMMs and attention take bf16 operands (weights from the bf16 copy, saved activations in
 //   bf16) and accumulate in fp32; the residual stream, RMSNorm, RoPE, SwiGLU's inputs, the logits
-//   and all parameter gradients are fp32. Conversions between the two are our convert kernels, or
-//   fused into the kernel next to them (the layer norms and SwiGLU read and write the bf16 sides).
+//   and all parameter gradients are fp32. Conversions between the two are fused into the kernel
+//   next to them (the norms, RoPE and SwiGLU read and write the bf16 sides), or our convert
+//   kernels (the LM head's).
 // The o_proj / down_proj outputs are not added to the stream by themselves: the RMSNorm that
 // follows does the residual add (kernels/cuda/rmsnorm.h, fused).
 // Not here (refused by make_device_backend): dropout, LoRA, vocabulary parallelism.
@@ -111,14 +112,13 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool from_save
   linear(dm, dm.k32, true, a.norm1, w.wk, T, C, KVD);
   linear(dm, a.v, false, a.norm1, w.wv, T, C, KVD);
   clock.mark("forward: GEMMs");
-  ok(cuda::rope_forward(dm.q32, dm.q32, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta, dm.stream),
-     "rope_forward");
-  ok(cuda::rope_forward(dm.k32, dm.k32, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta,
-                        dm.stream),
-     "rope_forward");
-  to_bf16(dm, a.q, dm.q32, T * QD);
-  to_bf16(dm, a.k, dm.k32, T * KVD);
-  clock.mark("forward: RoPE + bf16 copies");
+  ok(cuda::rope_forward_bf16(a.q, dm.q32, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta,
+                             dm.stream),
+     "rope_forward_bf16");
+  ok(cuda::rope_forward_bf16(a.k, dm.k32, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta,
+                             dm.stream),
+     "rope_forward_bf16");
+  clock.mark("forward: RoPE");
   ok(cuda::attention_forward(a.attn, a.lse, a.q, a.k, a.v, dm.cu_seqlens, g.prefix_lens, g.n_segments, g.max_seqlen,
                              g.shape, dm.stream),
      "attention_forward");
@@ -195,19 +195,18 @@ double head_and_loss(DeviceModel& dm, const Batch& batch, const Geometry& g, flo
     linear(dm, dm.logits, true, dm.head_h + t0 * C, head, n, C, V, ld);
     dm.clock.mark("head: GEMMs");
     if (backward) {
-      ok(cuda::cross_entropy_forward_backward(dm.logits, dm.losses + t0, dm.chunk_loss + chunks, dm.row_losses,
-                                              dm.logits, dm.loss_targets + t0, dm.loss_weights + t0, n, V, first,
-                                              grad_scale, dm.stream, ld),
-         "cross_entropy_forward_backward");
-      to_bf16(dm, dm.dlogits, dm.logits, n * ld);
-      dm.clock.mark("head: cross-entropy + bf16 copy");
+      ok(cuda::cross_entropy_forward_backward_bf16(dm.dlogits, dm.losses + t0, dm.chunk_loss + chunks,
+                                                   dm.row_losses, dm.logits, dm.loss_targets + t0,
+                                                   dm.loss_weights + t0, n, V, first, grad_scale, dm.stream, ld),
+         "cross_entropy_forward_backward_bf16");
+      dm.clock.mark("head: cross-entropy");
       linear_back(dm, dm.d_h + t0 * C, false, d_head, dm.dlogits, dm.head_h + t0 * C, head, n, C, V, ld);
       dm.clock.mark("head: GEMMs");
     } else {
       ok(cuda::cross_entropy_forward(dm.losses + t0, dm.chunk_loss + chunks, dm.row_losses, dm.logits,
                                      dm.loss_targets + t0, dm.loss_weights + t0, n, V, first, dm.stream, ld),
          "cross_entropy_forward");
-      dm.clock.mark("head: cross-entropy + bf16 copy");
+      dm.clock.mark("head: cross-entropy");
     }
   }
   if (backward) {  // scatter: each row once, so the add onto zeros is exact
@@ -230,17 +229,20 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hoo
   const ModelDims& d = dm.dims;
   const int64_t T = g.T, C = d.d_model, F = d.d_ff, QD = d.q_dim(), KVD = d.kv_dim();
   PhaseClock& clock = dm.clock;
-  const auto norm_back = [&](float* dweight, const float* x, const float* weight, const float* rstd) {
+  // Each norm's backward adds to d_residual and also writes its bf16 copy d_res_bf, which the
+  // next block's output-projection backward reads (none after layer 0: the embedding reads fp32).
+  const auto norm_back = [&](float* dweight, const float* x, const float* weight, const float* rstd,
+                             bool bf16_copy) {
     ok(cuda::rmsnorm_backward_bf16(dm.d_residual, dweight, dm.rmsnorm_ws, dm.d_normed_bf, x, weight, rstd, T, C,
-                                   dm.stream),
+                                   dm.stream, bf16_copy ? dm.d_res_bf : nullptr),
        "rmsnorm_backward_bf16");
-    clock.mark("backward: norms + copies");
+    clock.mark("backward: norms");
   };
   fill_zero(dm.d_residual, T * C * sizeof(float), dm.stream);
   ok(cuda::rmsnorm_backward(dm.d_residual, dm.grad_tensors.final_norm, dm.rmsnorm_ws, dm.d_final, dm.residual_out,
-                            dm.param_tensors.final_norm, dm.final_rstd, T, C, dm.stream),
+                            dm.param_tensors.final_norm, dm.final_rstd, T, C, dm.stream, dm.d_res_bf),
      "rmsnorm_backward");
-  clock.mark("backward: norms + copies");
+  clock.mark("backward: norms");
   reached(1);
   for (int64_t l = d.n_layers - 1; l >= 0; --l) {
     // activation recomputation: layer l's saved activations are refilled from its input
@@ -249,8 +251,6 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hoo
     const LayerTensors& gw = dm.grad_tensors.layers[l];
     const LayerActivations& a = dm.layers[l];
     // MLP block
-    to_bf16(dm, dm.d_res_bf, dm.d_residual, T * C);
-    clock.mark("backward: norms + copies");
     linear_back(dm, dm.d_act_bf, false, gw.w_down, dm.d_res_bf, a.act, w.w_down, T, F, C);
     clock.mark("backward: GEMMs");
     ok(cuda::swiglu_backward_bf16(dm.d_gate_bf, dm.d_up_bf, dm.d_act_bf, a.gate, a.up, T * F, dm.stream),
@@ -259,11 +259,9 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hoo
     linear_back(dm, dm.d_normed_bf, false, gw.w_gate, dm.d_gate_bf, a.norm2, w.w_gate, T, C, F);
     linear_back(dm, dm.d_normed_bf, true, gw.w_up, dm.d_up_bf, a.norm2, w.w_up, T, C, F);
     clock.mark("backward: GEMMs");
-    norm_back(gw.post_norm, a.residual_mid, w.post_norm, a.rstd2);
+    norm_back(gw.post_norm, a.residual_mid, w.post_norm, a.rstd2, /*bf16_copy=*/true);
     reached(kBackwardPoll);
     // attention block
-    to_bf16(dm, dm.d_res_bf, dm.d_residual, T * C);
-    clock.mark("backward: norms + copies");
     linear_back(dm, dm.d_attn, false, gw.wo, dm.d_res_bf, a.attn, w.wo, T, QD, C);
     clock.mark("backward: GEMMs");
     ok(cuda::attention_backward(dm.dq_bf, dm.dk_bf, dm.dv_bf, dm.d_attn, a.q, a.k, a.v, a.attn, a.lse, dm.cu_seqlens,
@@ -272,22 +270,18 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hoo
        "attention_backward");
     clock.mark("backward: attention");
     reached(kBackwardPoll);
-    to_f32(dm, dm.dq32, dm.dq_bf, T * QD);
-    to_f32(dm, dm.dk32, dm.dk_bf, T * KVD);
-    ok(cuda::rope_backward(dm.dq32, dm.dq32, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta,
-                           dm.stream),
-       "rope_backward");
-    ok(cuda::rope_backward(dm.dk32, dm.dk32, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta,
-                           dm.stream),
-       "rope_backward");
-    to_bf16(dm, dm.dq_bf, dm.dq32, T * QD);
-    to_bf16(dm, dm.dk_bf, dm.dk32, T * KVD);
-    clock.mark("backward: RoPE + copies");
+    ok(cuda::rope_backward_bf16(dm.dq_bf, dm.dq_bf, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim,
+                                d.rope_theta, dm.stream),
+       "rope_backward_bf16");
+    ok(cuda::rope_backward_bf16(dm.dk_bf, dm.dk_bf, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim,
+                                d.rope_theta, dm.stream),
+       "rope_backward_bf16");
+    clock.mark("backward: RoPE");
     linear_back(dm, dm.d_normed_bf, false, gw.wq, dm.dq_bf, a.norm1, w.wq, T, C, QD);
     linear_back(dm, dm.d_normed_bf, true, gw.wk, dm.dk_bf, a.norm1, w.wk, T, C, KVD);
     linear_back(dm, dm.d_normed_bf, true, gw.wv, dm.dv_bf, a.norm1, w.wv, T, C, KVD);
     clock.mark("backward: GEMMs");
-    norm_back(gw.input_norm, a.residual, w.input_norm, a.rstd1);
+    norm_back(gw.input_norm, a.residual, w.input_norm, a.rstd1, /*bf16_copy=*/l > 0);
     reached(static_cast<int>(2 + (d.n_layers - 1 - l)));
   }
   ok(cuda::embedding_backward(dm.grad_tensors.embed, dm.d_residual, dm.tokens, T, d.vocab, C, dm.embedding_ws,
