@@ -16,7 +16,7 @@
 // most recently read part of the row first, with streaming (evict-first) loads and stores.
 // The loss sum: a second kernel, one block, adds the per-row double losses in a fixed order.
 // The GPU trainer's form writes dlogits as bf16 (the operand of the GEMMs after it) from the same
-// fp32 values, rounded as convert_f32_to_bf16 rounds them.
+// fp32 values, rounded as convert_f32_to_bf16 rounds them, and zeros in the rows' padding.
 #include "kernels/cuda/cross_entropy.h"
 
 #include "kernels/cuda/bf16_round.h"
@@ -133,6 +133,12 @@ struct SoftmaxGrad {
   }
 };
 
+// The bf16 form's padding columns [n_classes, row_stride): zeros, so a GEMM may run over them.
+__device__ void zero_padding(float*, int64_t, int64_t) {}
+__device__ void zero_padding(uint16_t* dx, int64_t n_classes, int64_t row_stride) {
+  for (int64_t c = n_classes + threadIdx.x; c < row_stride; c += blockDim.x) dx[c] = 0;
+}
+
 template <Mode kMode, typename Out = float>
 __global__ void cross_entropy_rows_kernel(Out* dlogits, float* losses, double* row_loss, float* row_max,
                                           double* row_sum, double* target_logit, const float* logits,
@@ -152,7 +158,10 @@ __global__ void cross_entropy_rows_kernel(Out* dlogits, float* losses, double* r
   const int64_t target = static_cast<int64_t>(targets[row]) - class_begin;
   const bool target_here = target >= 0 && target < n_classes;
   if (w == 0.0f) {  // the same for the whole block: no barrier is skipped by only some threads
-    if constexpr (kMode == Mode::kForwardBackward) write_row(dx, x, write_split, Zero{});
+    if constexpr (kMode == Mode::kForwardBackward) {
+      write_row(dx, x, write_split, Zero{});
+      zero_padding(dx, n_classes, row_stride);
+    }
     if (threadIdx.x == 0) {
       if constexpr (kMode == Mode::kPartialStats) {
         row_max[row] = -INFINITY;
@@ -193,6 +202,7 @@ __global__ void cross_entropy_rows_kernel(Out* dlogits, float* losses, double* r
     const SoftmaxGrad grad{row_m, static_cast<float>(scale / row_s), static_cast<float>(scale),
                            target_here ? target : -1};
     write_row(dx, x, write_split, grad);
+    zero_padding(dx, n_classes, row_stride);
   }
 }
 

@@ -28,7 +28,7 @@ cudaError_t cross_entropy_forward_backward(float* dlogits, float* losses, double
 // The GPU trainer's form: the same, with dlogits written as bf16 (rounded to nearest even, as
 // convert_f32_to_bf16) at the same row_stride, in a separate buffer; bitwise equal to
 // cross_entropy_forward_backward followed by that conversion. Columns [n_classes, row_stride) of
-// dlogits are not written.
+// dlogits are set to zero (the backend's GEMMs run over the padded class count).
 cudaError_t cross_entropy_forward_backward_bf16(__nv_bfloat16* dlogits, float* losses, double* loss_sum,
                                                 double* row_loss_workspace, const float* logits,
                                                 const int32_t* targets, const float* weights, int64_t T,

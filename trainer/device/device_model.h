@@ -17,8 +17,15 @@ namespace reclm::device {
 
 using bf16 = __nv_bfloat16;
 
-// The row stride of the logits for `classes` classes: a multiple of 8 (16-byte bf16 rows).
-inline int64_t padded_classes(int64_t classes) { return (classes + 7) / 8 * 8; }
+// The LM head's GEMMs run over the softmax range's classes rounded up to a multiple of 64, which
+// is also the logits' row stride: cuBLASLt's GEMMs are much slower on an odd class count (an
+// H100 ran the whole gpu_350m step 1.35x faster with the vocabulary padded from 64,553 to 64,576,
+// docs/benchmarks.md). The extra classes are the weight rows after the range (or the zero rows
+// past the end of the parameters, kHeadPadRows), with zero dlogits: their logits are ignored,
+// their gradient rows get += 0, and d_h is unchanged.
+inline constexpr int64_t kClassMultiple = 64;
+inline int64_t padded_classes(int64_t classes) { return (classes + kClassMultiple - 1) / kClassMultiple * kClassMultiple; }
+inline constexpr int64_t kHeadPadRows = kClassMultiple - 1;
 
 // Per layer, what backward reads from the forward (with recomputation every layer's pointers but
 // `residual` are the same scratch).
@@ -52,7 +59,8 @@ struct DeviceModel {
   PhaseClock clock;
 
   // Parameters, gradients and AdamW moments in the host layout [P] (fp32), and the weights'
-  // bf16 copy [P] (the GEMMs' operands).
+  // bf16 copy [P] (the GEMMs' operands). grads and params_bf16 hold kHeadPadRows · d_model more
+  // values after P, zeros, for the head GEMMs' padded class range (padded_classes).
   float* params = nullptr;
   float* grads = nullptr;
   float* m = nullptr;

@@ -35,11 +35,12 @@ void carve(DeviceModel& dm, Carver& c) {
   const ModelDims& d = dm.dims;
   const int64_t T = dm.max_tokens, C = d.d_model, F = d.d_ff, V = d.vocab;
   const int64_t QD = d.q_dim(), KVD = d.kv_dim(), P = dm.layout.total_floats();
+  const int64_t pad = kHeadPadRows * C;
   dm.params = c.take<float>(P);
-  dm.grads = c.take<float>(P);
+  dm.grads = c.take<float>(P + pad);
   dm.m = c.take<float>(P);
   dm.v = c.take<float>(P);
-  dm.params_bf16 = c.take<uint16_t>(P);
+  dm.params_bf16 = c.take<uint16_t>(P + pad);
   dm.layers.resize(d.n_layers);
   for (int64_t l = 0; l < d.n_layers; ++l) {
     LayerActivations& a = dm.layers[l];
@@ -128,6 +129,9 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, int64_t token
   fill_bytes(arena, 0xFF, arena_bytes, stream);
   Carver real{static_cast<char*>(arena), 0};
   carve(*this, real);
+  const int64_t P = layout.total_floats(), pad = kHeadPadRows * d.d_model;
+  fill_zero(grads + P, pad * sizeof(float), stream);
+  fill_zero(params_bf16 + P, pad * sizeof(uint16_t), stream);
   param_tensors = model_tensors(params, layout, dims);
   grad_tensors = model_tensors(grads, layout, dims);
 }

@@ -39,16 +39,16 @@ void to_f32(const DeviceModel& dm, float* out, const bf16* in, int64_t n) {
 
 // out[T, OC] = inp · weightᵀ, weight the bf16 copy of a device parameter.
 void linear(DeviceModel& dm, void* out, bool out_fp32, const bf16* inp, const float* weight, int64_t T,
-            int64_t C, int64_t OC, int64_t ld_out = 0) {
+            int64_t C, int64_t OC) {
   ok(cuda::linear_forward_bf16(dm.gemm, out, out_fp32, inp, dm.weight_bf16(weight), nullptr, T, C, OC, false,
-                               dm.stream, ld_out),
+                               dm.stream),
      "linear_forward_bf16");
 }
 // dinp (= or +=) dout · W, dweight += doutᵀ · inp.
 void linear_back(DeviceModel& dm, bf16* dinp, bool accumulate, float* dweight, const bf16* dout, const bf16* inp,
-                 const float* weight, int64_t T, int64_t C, int64_t OC, int64_t ld_dout = 0) {
+                 const float* weight, int64_t T, int64_t C, int64_t OC) {
   ok(cuda::linear_backward_bf16(dm.gemm, dinp, accumulate, dweight, nullptr, dout, inp, dm.weight_bf16(weight), T,
-                                C, OC, dm.stream, ld_dout),
+                                C, OC, dm.stream),
      "linear_backward_bf16");
 }
 
@@ -183,28 +183,27 @@ double head_and_loss(DeviceModel& dm, const Batch& batch, const Geometry& g, flo
   ok(cuda::embedding_forward(dm.head_h32, dm.final_normed, dm.loss_rows, R, C, dm.stream), "gather rows");
   to_bf16(dm, dm.head_h, dm.head_h32, R * C);
   dm.clock.mark("head: gather + bf16 copies");
-  // Logit rows padded to a multiple of 8 classes: 16-byte aligned rows for cuBLASLt and the
-  // cross-entropy's vector loads (measured on an H100: the head's GEMMs 16% faster with 64,553
-  // classes; a round class count itself is faster still, docs/benchmarks.md).
-  const int64_t ld = padded_classes(V);
+  // The GEMMs run over Vp >= V classes (padded_classes: the weight rows after the range, zero
+  // dlogits there), the cross-entropy over V; Vp is also the logits' row stride.
+  const int64_t Vp = padded_classes(V);
   const float* head = dm.param_tensors.lm_head + first * C;
   float* d_head = dm.grad_tensors.lm_head + first * C;
   int64_t chunks = 0;
   for (int64_t t0 = 0; t0 < R; t0 += dm.head_chunk, ++chunks) {
     const int64_t n = std::min(dm.head_chunk, R - t0);
-    linear(dm, dm.logits, true, dm.head_h + t0 * C, head, n, C, V, ld);
+    linear(dm, dm.logits, true, dm.head_h + t0 * C, head, n, C, Vp);
     dm.clock.mark("head: GEMMs");
     if (backward) {
       ok(cuda::cross_entropy_forward_backward_bf16(dm.dlogits, dm.losses + t0, dm.chunk_loss + chunks,
                                                    dm.row_losses, dm.logits, dm.loss_targets + t0,
-                                                   dm.loss_weights + t0, n, V, first, grad_scale, dm.stream, ld),
+                                                   dm.loss_weights + t0, n, V, first, grad_scale, dm.stream, Vp),
          "cross_entropy_forward_backward_bf16");
       dm.clock.mark("head: cross-entropy");
-      linear_back(dm, dm.d_h + t0 * C, false, d_head, dm.dlogits, dm.head_h + t0 * C, head, n, C, V, ld);
+      linear_back(dm, dm.d_h + t0 * C, false, d_head, dm.dlogits, dm.head_h + t0 * C, head, n, C, Vp);
       dm.clock.mark("head: GEMMs");
     } else {
       ok(cuda::cross_entropy_forward(dm.losses + t0, dm.chunk_loss + chunks, dm.row_losses, dm.logits,
-                                     dm.loss_targets + t0, dm.loss_weights + t0, n, V, first, dm.stream, ld),
+                                     dm.loss_targets + t0, dm.loss_weights + t0, n, V, first, dm.stream, Vp),
          "cross_entropy_forward");
       dm.clock.mark("head: cross-entropy");
     }
