@@ -347,7 +347,7 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
   if (device) {
     device->download(model, &optimizer);  // the final weights
     if (const std::string profile = device->profile_report(); !profile.empty())
-      log_info("device time by phase (RECLM_DEVICE_PROFILE):{}", profile);
+      log_info("device profile (RECLM_DEVICE_PROFILE):{}", profile);
   }
   if (hooks.finish) hooks.finish();
   if (dims.vocab_parallel()) {  // the whole tables, assembled on rank 0

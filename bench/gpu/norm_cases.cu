@@ -165,6 +165,19 @@ std::vector<KernelCase> norm_cases() {
                                                                   gate->data(), up->data(), n, s);
                               },
                               {gate, up, dact, dgate16, dup16}));
+    // and with bf16 gate/up, as the trainer runs them (2 + 2 read, 2 written; 2 + 2 + 2, 2 + 2)
+    auto gate16 = device_bf16_values(gate, n), up16 = device_bf16_values(up, n);
+    cases.push_back(make_case("swiglu_forward_bf16 bf16 gate/up 64M", 6 * n,
+                              [=](cudaStream_t s) {
+                                return cuda::swiglu_forward_bf16(as_bf16(act), as_bf16(gate16), as_bf16(up16), n, s);
+                              },
+                              {gate16, up16, act}));
+    cases.push_back(make_case("swiglu_backward_bf16 bf16 gate/up 64M", 10 * n,
+                              [=](cudaStream_t s) {
+                                return cuda::swiglu_backward_bf16(as_bf16(dgate16), as_bf16(dup16), as_bf16(dact),
+                                                                  as_bf16(gate16), as_bf16(up16), n, s);
+                              },
+                              {gate16, up16, dact, dgate16, dup16}));
   }
 
   // fp32 <-> bf16 over 128M values: 4 + 2 bytes each.

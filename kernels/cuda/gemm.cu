@@ -17,7 +17,7 @@
 //             B = dout read [OC, T] ld OC, op T; m = C, n = OC, k = T; D fp32 [C, OC] ld C,
 //             beta = 1.
 //   The algorithm comes from cublasLtMatmulAlgoGetHeuristic, once per (shape, layouts, types,
-//   epilogue, pointer alignments), cached in the GemmContext. The alignment preferences are
+//   epilogue, pointer alignments), cached in the GemmContext (at most kMaxCachedAlgorithms). The alignment preferences are
 //   set to the pointers' real alignment (up to 256 B), so odd leading dimensions (C = 7) and
 //   unaligned pointers only exclude the algorithms that need more; if none is left the call
 //   returns cudaErrorNotSupported.
@@ -58,6 +58,7 @@ namespace {
 constexpr int kBiasCols = 32;        // columns per block of the bias-gradient kernels (one per lane)
 constexpr int kBiasRowGroups = 8;    // warps per block, each summing every 8th row of its split
 constexpr int64_t kBiasTargetBlocks = 528;  // 4 blocks per SM on a 132-SM H100
+[[maybe_unused]] constexpr size_t kMaxCachedAlgorithms = 4096;  // cuBLASLt algorithms per GemmContext
 constexpr int64_t kBiasMinRows = 64;        // rows per split at the least (amortizes the 2nd pass)
 
 // Sums rows [split·rows_per_split, +rows_per_split) of kBiasCols columns (split = blockIdx.y).
@@ -255,7 +256,12 @@ cublasStatus_t run_matmul(GemmContext::State& s, const Matmul& g, cudaStream_t s
     if (st == CUBLAS_STATUS_SUCCESS)
       st = cublasLtMatmulAlgoGetHeuristic(s.handle, desc, a, b, d, d, pref, 1, &result, &count);
     if (st == CUBLAS_STATUS_SUCCESS && count == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
-    if (st == CUBLAS_STATUS_SUCCESS) found = s.algorithms.emplace(key, result.algo).first;
+    if (st == CUBLAS_STATUS_SUCCESS) {
+      // The trainer's packed micro-batches give a new token count (a new m, n or k) nearly every
+      // step, so the cache is bounded: emptied when full, then refilled by the shapes in use.
+      if (s.algorithms.size() >= kMaxCachedAlgorithms) s.algorithms.clear();
+      found = s.algorithms.emplace(key, result.algo).first;
+    }
   }
   if (st == CUBLAS_STATUS_SUCCESS) {
     const float alpha = 1.0f;

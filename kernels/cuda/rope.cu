@@ -23,22 +23,6 @@ namespace {
 
 constexpr int kThreads = 128;
 
-// Four consecutive values (one unit) and one value, as fp32, from fp32 or bf16 memory, and
-// back; bf16 is widened exactly and written rounded to nearest even (convert_f32_to_bf16's rule).
-__device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
-__device__ __forceinline__ float4 load4(const uint16_t* p) {
-  const uint2 w = *reinterpret_cast<const uint2*>(p);
-  return make_float4(bf16_lo(w.x), bf16_hi(w.x), bf16_lo(w.y), bf16_hi(w.y));
-}
-__device__ __forceinline__ void store4(float* p, float4 v) { *reinterpret_cast<float4*>(p) = v; }
-__device__ __forceinline__ void store4(uint16_t* p, float4 v) {
-  *reinterpret_cast<uint2*>(p) = make_uint2(pack2_bf16(v.x, v.y), pack2_bf16(v.z, v.w));
-}
-__device__ __forceinline__ float load1(const float* p) { return *p; }
-__device__ __forceinline__ float load1(const uint16_t* p) { return __uint_as_float(static_cast<unsigned>(*p) << 16); }
-__device__ __forceinline__ void store1(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store1(uint16_t* p, float v) { *p = static_cast<uint16_t>(bf16_bits_rn(v)); }
-
 // table: cos [head_dim/2] then sign·sin [head_dim/2], in dynamic shared memory.
 // In / Out: float or uint16_t (bf16 bits); the rotation itself is fp32 either way.
 template <typename Out, typename In>
@@ -98,12 +82,6 @@ __global__ void __launch_bounds__(kThreads)
       store1(out + base + half, x2 * cos_table[k] + x1 * sin_table[k]);
     }
   }
-}
-
-// The unit path needs 16-byte (fp32) or 8-byte (bf16) aligned units.
-template <typename T>
-bool unit_aligned(const T* p) {
-  return reinterpret_cast<uintptr_t>(p) % (4 * sizeof(T)) == 0;
 }
 
 template <typename Out, typename In>

@@ -19,6 +19,9 @@ constexpr int kThreads = 256;
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// Blocks for n values handled as units of 4: enough for one unit per thread, capped.
+unsigned blocks_for(int64_t n) { return grid_stride_blocks((n + 3) / 4, kThreads); }
+
 __device__ __forceinline__ float sigmoid(float g) {
   const float e = expf(-fabsf(g));
   return (g >= 0.0f ? 1.0f : e) / (1.0f + e);
@@ -67,46 +70,67 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// bf16 forms: float4 of gate/up, 4 bf16 (8 bytes) of out / dout / dgate / dup per unit.
+// bf16 forms: out / dout / dgate / dup bf16; gate and up fp32 or bf16 (In). Units of 4 values.
+template <typename In>
 __global__ void __launch_bounds__(kThreads)
-    swiglu_forward_bf16_kernel(uint16_t* out, const float* gate, const float* up, int64_t n, int64_t n_vec) {
+    swiglu_forward_bf16_kernel(uint16_t* out, const In* gate, const In* up, int64_t n, int64_t n_vec) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   for (int64_t v = first; v < n_vec; v += stride) {
-    const float4 g = reinterpret_cast<const float4*>(gate)[v];
-    const float4 u = reinterpret_cast<const float4*>(up)[v];
-    reinterpret_cast<uint2*>(out)[v] = make_uint2(pack2_bf16(swiglu_value(g.x, u.x), swiglu_value(g.y, u.y)),
-                                                  pack2_bf16(swiglu_value(g.z, u.z), swiglu_value(g.w, u.w)));
+    const float4 g = load4(gate + 4 * v);
+    const float4 u = load4(up + 4 * v);
+    store4(out + 4 * v, make_float4(swiglu_value(g.x, u.x), swiglu_value(g.y, u.y), swiglu_value(g.z, u.z),
+                                    swiglu_value(g.w, u.w)));
   }
-  for (int64_t i = 4 * n_vec + first; i < n; i += stride)
-    out[i] = static_cast<uint16_t>(bf16_bits_rn(swiglu_value(gate[i], up[i])));
+  for (int64_t i = 4 * n_vec + first; i < n; i += stride) store1(out + i, swiglu_value(load1(gate + i), load1(up + i)));
 }
 
+template <typename In>
 __global__ void __launch_bounds__(kThreads)
-    swiglu_backward_bf16_kernel(uint16_t* dgate, uint16_t* dup, const uint16_t* dout, const float* gate,
-                                const float* up, int64_t n, int64_t n_vec) {
+    swiglu_backward_bf16_kernel(uint16_t* dgate, uint16_t* dup, const uint16_t* dout, const In* gate, const In* up,
+                                int64_t n, int64_t n_vec) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   for (int64_t v = first; v < n_vec; v += stride) {
-    const uint2 d = reinterpret_cast<const uint2*>(dout)[v];
-    const float4 g = reinterpret_cast<const float4*>(gate)[v];
-    const float4 u = reinterpret_cast<const float4*>(up)[v];
-    const float2 x = swiglu_grads(bf16_lo(d.x), g.x, u.x), y = swiglu_grads(bf16_hi(d.x), g.y, u.y);
-    const float2 z = swiglu_grads(bf16_lo(d.y), g.z, u.z), w = swiglu_grads(bf16_hi(d.y), g.w, u.w);
-    reinterpret_cast<uint2*>(dgate)[v] = make_uint2(pack2_bf16(x.x, y.x), pack2_bf16(z.x, w.x));
-    reinterpret_cast<uint2*>(dup)[v] = make_uint2(pack2_bf16(x.y, y.y), pack2_bf16(z.y, w.y));
+    const float4 d = load4(dout + 4 * v);
+    const float4 g = load4(gate + 4 * v);
+    const float4 u = load4(up + 4 * v);
+    const float2 x = swiglu_grads(d.x, g.x, u.x), y = swiglu_grads(d.y, g.y, u.y);
+    const float2 z = swiglu_grads(d.z, g.z, u.z), w = swiglu_grads(d.w, g.w, u.w);
+    store4(dgate + 4 * v, make_float4(x.x, y.x, z.x, w.x));
+    store4(dup + 4 * v, make_float4(x.y, y.y, z.y, w.y));
   }
   for (int64_t i = 4 * n_vec + first; i < n; i += stride) {
-    const float2 r = swiglu_grads(__uint_as_float(static_cast<unsigned>(dout[i]) << 16), gate[i], up[i]);
-    dgate[i] = static_cast<uint16_t>(bf16_bits_rn(r.x));
-    dup[i] = static_cast<uint16_t>(bf16_bits_rn(r.y));
+    const float2 r = swiglu_grads(load1(dout + i), load1(gate + i), load1(up + i));
+    store1(dgate + i, r.x);
+    store1(dup + i, r.y);
   }
 }
 
-bool aligned8(const void* p) { return reinterpret_cast<uintptr_t>(p) % 8 == 0; }
+template <typename In>
+cudaError_t launch_forward_bf16(uint16_t* out, const In* gate, const In* up, int64_t n, cudaStream_t stream) {
+  if (n < 0) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  const int64_t n_vec = unit_aligned(out) && unit_aligned(gate) && unit_aligned(up) ? n / 4 : 0;
+  return simt::launch(swiglu_forward_bf16_kernel<In>, dim3(blocks_for(n)),
+                      dim3(kThreads), 0, stream, out, gate, up, n, n_vec);
+}
 
-// Blocks for n values handled as float4 units: enough for one unit per thread, capped.
-unsigned blocks_for(int64_t n) { return grid_stride_blocks((n + 3) / 4, kThreads); }
+template <typename In>
+cudaError_t launch_backward_bf16(uint16_t* dgate, uint16_t* dup, const uint16_t* dout, const In* gate,
+                                 const In* up, int64_t n, cudaStream_t stream) {
+  if (n < 0) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  const bool vec = unit_aligned(dgate) && unit_aligned(dup) && unit_aligned(dout) && unit_aligned(gate) &&
+                   unit_aligned(up);
+  const int64_t n_vec = vec ? n / 4 : 0;
+  return simt::launch(swiglu_backward_bf16_kernel<In>, dim3(blocks_for(n)),
+                      dim3(kThreads), 0, stream, dgate, dup, dout, gate, up, n, n_vec);
+}
+
+uint16_t* bits(__nv_bfloat16* p) { return reinterpret_cast<uint16_t*>(p); }
+const uint16_t* bits(const __nv_bfloat16* p) { return reinterpret_cast<const uint16_t*>(p); }
+
 
 }  // namespace
 
@@ -131,22 +155,22 @@ cudaError_t swiglu_backward(float* dgate, float* dup, const float* dout, const f
 
 cudaError_t swiglu_forward_bf16(__nv_bfloat16* out, const float* gate, const float* up, int64_t n,
                                 cudaStream_t stream) {
-  if (n < 0) return cudaErrorInvalidValue;
-  if (n == 0) return cudaSuccess;
-  const int64_t n_vec = aligned8(out) && aligned16(gate) && aligned16(up) ? n / 4 : 0;
-  return simt::launch(swiglu_forward_bf16_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream,
-                      reinterpret_cast<uint16_t*>(out), gate, up, n, n_vec);
+  return launch_forward_bf16(bits(out), gate, up, n, stream);
 }
 
 cudaError_t swiglu_backward_bf16(__nv_bfloat16* dgate, __nv_bfloat16* dup, const __nv_bfloat16* dout,
                                  const float* gate, const float* up, int64_t n, cudaStream_t stream) {
-  if (n < 0) return cudaErrorInvalidValue;
-  if (n == 0) return cudaSuccess;
-  const bool vec = aligned8(dgate) && aligned8(dup) && aligned8(dout) && aligned16(gate) && aligned16(up);
-  const int64_t n_vec = vec ? n / 4 : 0;
-  return simt::launch(swiglu_backward_bf16_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream,
-                      reinterpret_cast<uint16_t*>(dgate), reinterpret_cast<uint16_t*>(dup),
-                      reinterpret_cast<const uint16_t*>(dout), gate, up, n, n_vec);
+  return launch_backward_bf16(bits(dgate), bits(dup), bits(dout), gate, up, n, stream);
+}
+
+cudaError_t swiglu_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* gate, const __nv_bfloat16* up, int64_t n,
+                                cudaStream_t stream) {
+  return launch_forward_bf16(bits(out), bits(gate), bits(up), n, stream);
+}
+
+cudaError_t swiglu_backward_bf16(__nv_bfloat16* dgate, __nv_bfloat16* dup, const __nv_bfloat16* dout,
+                                 const __nv_bfloat16* gate, const __nv_bfloat16* up, int64_t n, cudaStream_t stream) {
+  return launch_backward_bf16(bits(dgate), bits(dup), bits(dout), bits(gate), bits(up), n, stream);
 }
 
 }  // namespace reclm::cuda

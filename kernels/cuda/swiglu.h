@@ -22,5 +22,11 @@ cudaError_t swiglu_forward_bf16(__nv_bfloat16* out, const float* gate, const flo
                                 cudaStream_t stream);
 cudaError_t swiglu_backward_bf16(__nv_bfloat16* dgate, __nv_bfloat16* dup, const __nv_bfloat16* dout,
                                  const float* gate, const float* up, int64_t n, cudaStream_t stream);
+// The same with gate and up in bf16 too (the GPU trainer's: its gate/up GEMMs write bf16):
+// bitwise equal to the fp32 kernels on the exactly widened inputs, rounded likewise.
+cudaError_t swiglu_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* gate, const __nv_bfloat16* up, int64_t n,
+                                cudaStream_t stream);
+cudaError_t swiglu_backward_bf16(__nv_bfloat16* dgate, __nv_bfloat16* dup, const __nv_bfloat16* dout,
+                                 const __nv_bfloat16* gate, const __nv_bfloat16* up, int64_t n, cudaStream_t stream);
 
 }  // namespace reclm::cuda

@@ -93,8 +93,9 @@ TEST(CudaSwiglu, InPlaceForward) {
   expect_near_all(dg.download(), to_double(want), kAtol, kRtol, "in-place out");
 }
 
-// The bf16 forms (the GPU trainer's): bitwise equal to the fp32 kernels composed with the
-// conversions they replace, aligned and not, with tails; outputs poisoned, nothing written past n.
+// The bf16 forms (the GPU trainer's), with fp32 or bf16 gate/up: bitwise equal to the fp32
+// kernels composed with the conversions they replace, aligned and not, with tails; outputs
+// poisoned, nothing written past n.
 void check_bf16_forms(int64_t n, int offset, uint32_t seed) {
   const size_t total = static_cast<size_t>(n + offset);
   const std::vector<float> gate = uniform(total, seed, -12.f, 12.f), up = uniform(total, seed + 1, -2.f, 2.f);
@@ -132,6 +133,30 @@ void check_bf16_forms(int64_t n, int offset, uint32_t seed) {
   same(got_out, want_out, "forward");
   same(got_dgate, want_dgate, "dgate");
   same(got_dup, want_dup, "dup");
+
+  // gate and up in bf16 as well: against the fp32 kernels on their exact widening
+  const auto all = static_cast<int64_t>(total);
+  simt::DeviceBuffer<uint16_t> g16(total), u16(total);
+  simt::DeviceBuffer<float> gw(total), uw(total);
+  ASSERT_EQ(convert_f32_to_bf16(bf(g16, 0), dg.data(), all, nullptr), cudaSuccess);
+  ASSERT_EQ(convert_f32_to_bf16(bf(u16, 0), du.data(), all, nullptr), cudaSuccess);
+  ASSERT_EQ(convert_bf16_to_f32(gw.data(), bf(g16, 0), all, nullptr), cudaSuccess);
+  ASSERT_EQ(convert_bf16_to_f32(uw.data(), bf(u16, 0), all, nullptr), cudaSuccess);
+  ASSERT_EQ(swiglu_forward(out32.data() + o, gw.data() + o, uw.data() + o, n, nullptr), cudaSuccess);
+  ASSERT_EQ(convert_f32_to_bf16(bf(want_out, o), out32.data() + o, n, nullptr), cudaSuccess);
+  ASSERT_EQ(swiglu_backward(dgate32.data() + o, dup32.data() + o, dd32.data() + o, gw.data() + o, uw.data() + o, n,
+                            nullptr),
+            cudaSuccess);
+  ASSERT_EQ(convert_f32_to_bf16(bf(want_dgate, o), dgate32.data() + o, n, nullptr), cudaSuccess);
+  ASSERT_EQ(convert_f32_to_bf16(bf(want_dup, o), dup32.data() + o, n, nullptr), cudaSuccess);
+  simt::DeviceBuffer<uint16_t> got_out2(total + 2), got_dgate2(total + 2), got_dup2(total + 2);
+  ASSERT_EQ(swiglu_forward_bf16(bf(got_out2, o), bf(g16, o), bf(u16, o), n, nullptr), cudaSuccess);
+  ASSERT_EQ(swiglu_backward_bf16(bf(got_dgate2, o), bf(got_dup2, o), bf(dd, o), bf(g16, o), bf(u16, o), n, nullptr),
+            cudaSuccess);
+  simt::device_synchronize();
+  same(got_out2, want_out, "forward, bf16 gate/up");
+  same(got_dgate2, want_dgate, "dgate, bf16 gate/up");
+  same(got_dup2, want_dup, "dup, bf16 gate/up");
 }
 
 TEST(CudaSwiglu, Bf16FormsEqualTheComposedKernels) {

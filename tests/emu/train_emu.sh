@@ -9,7 +9,8 @@
 #  3. activation recomputation (runtime.recompute_activations) trains bitwise the same;
 #  4. under mpirun -np 2 (when MPI is built) the device ranks train like one process with the
 #     same global batch, their gradient buckets all-reduced during backward;
-#  5. the combinations the backend refuses exit 2 naming runtime.device, and a plan too large
+#  5. RECLM_DEVICE_PROFILE=1 prints the phase table, =host the host's wait share;
+#  6. the combinations the backend refuses exit 2 naming runtime.device, and a plan too large
 #     for the device exits 2 before anything is written.
 set -euo pipefail
 : "${RECLM_EMU:?path of the reclm-emu binary}"
@@ -21,7 +22,7 @@ base=(--config configs/tiny_rec.pbtxt --set data.dataset="$work/syn.h5" --set mo
       --set train.steps=8 --set train.micro_batch=4 --set train.grad_accum=2 --set train.warmup_steps=2
       --set eval.val_every=4 --set eval.rank_every=0 --set checkpoint.every=4 --set train.log_every=1
       --set runtime.threads=1)
-# bf16 GEMM and attention operands against fp32: measured within 2.3e-4 here.
+# bf16 GEMM and attention operands, bf16 gate/up, against fp32: measured within 2.0e-4 here.
 rtol=2e-3
 
 # 1. device vs CPU
@@ -74,7 +75,20 @@ else
   echo "mpirun not available: the 2-rank part is skipped"
 fi
 
-# 5. refused combinations (config validation: the same in every build)
+# 5. the profiles: RECLM_DEVICE_PROFILE=1 prints the time of each phase of the step (the layers,
+#    the LM head), =host how long the host waited for the device
+RECLM_DEVICE_PROFILE=1 "$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda --set train.steps=2 \
+  --set train.run_dir="$work/prof" > "$work/prof.txt" 2>&1 || { cat "$work/prof.txt"; fail "profiled run"; }
+for phase in "forward: GEMMs" "forward: attention" "backward: attention" "backward: norms" "head: cross-entropy"; do
+  grep -Eq "^ +$phase +[0-9.]+ ms +[0-9.]+%" "$work/prof.txt" || { cat "$work/prof.txt"; fail "profile lacks '$phase'"; }
+done
+RECLM_DEVICE_PROFILE=host "$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda --set train.steps=2 \
+  --set train.run_dir="$work/prof_host" > "$work/prof_host.txt" 2>&1 || { cat "$work/prof_host.txt"; fail "host-profiled run"; }
+grep -Eq "host waited for the device [0-9.]+ ms of [0-9.]+ ms since the plan \([0-9.]+%\)" "$work/prof_host.txt" ||
+  { cat "$work/prof_host.txt"; fail "RECLM_DEVICE_PROFILE=host printed no wait share"; }
+! grep -q "forward: GEMMs" "$work/prof_host.txt" || fail "RECLM_DEVICE_PROFILE=host printed the phase table"
+
+# 6. refused combinations (config validation: the same in every build)
 for bad in "model.dropout=0.1" "model.n_heads=2" "optim.zero1=true" "model.lora.rank=4"; do
   expect_exit2 "runtime.device" train "${base[@]}" --set runtime.device=cuda --set "$bad" --set train.run_dir="$work/bad"
 done

@@ -41,8 +41,8 @@ struct LayerActivations {
   bf16* v;              // [T, KVD]
   bf16* attn;           // [T, QD] attention output
   float* lse;           // [NH, T]
-  float* gate;          // [T, F]
-  float* up;            // [T, F]
+  bf16* gate;           // [T, F] (the GEMMs' bf16 outputs: SwiGLU widens them)
+  bf16* up;             // [T, F]
   bf16* act;            // [T, F] silu(gate)·up, input of down
 };
 

@@ -61,8 +61,8 @@ void carve(DeviceModel& dm, Carver& c) {
     a.v = c.take<bf16>(T * KVD);
     a.attn = c.take<bf16>(T * QD);
     a.lse = c.take<float>(d.n_heads * T);
-    a.gate = c.take<float>(T * F);
-    a.up = c.take<float>(T * F);
+    a.gate = c.take<bf16>(T * F);
+    a.up = c.take<bf16>(T * F);
     a.act = c.take<bf16>(T * F);
   }
   dm.residual_out = c.take<float>(T * C);

@@ -8,6 +8,7 @@
 
 #include <cuda_runtime.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <new>
@@ -82,8 +83,30 @@ inline void release(void* p) {
 #endif
 }
 
+// Milliseconds the host has spent inside the blocking calls below (the synchronous copies wait
+// for the device's queued work first), for RECLM_DEVICE_PROFILE=host (phase_clock.h).
+inline double& host_blocked_ms() {
+  static double total = 0.0;
+  return total;
+}
+
+// Adds the wall time of its scope to host_blocked_ms().
+class BlockedTimer {
+ public:
+  BlockedTimer() : start_(std::chrono::steady_clock::now()) {}
+  ~BlockedTimer() {
+    host_blocked_ms() += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
+  }
+  BlockedTimer(const BlockedTimer&) = delete;
+  BlockedTimer& operator=(const BlockedTimer&) = delete;
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+};
+
 inline void copy_to_device(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
+  const BlockedTimer timer;
 #if defined(__CUDACC__)
   check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy to device");
 #else
@@ -93,6 +116,7 @@ inline void copy_to_device(void* dst, const void* src, size_t bytes) {
 
 inline void copy_to_host(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
+  const BlockedTimer timer;
 #if defined(__CUDACC__)
   check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy to host");
 #else
@@ -103,6 +127,7 @@ inline void copy_to_host(void* dst, const void* src, size_t bytes) {
 // Waits for everything launched so far (emulated launches are synchronous: nothing to wait for).
 inline void synchronize() {
 #if defined(__CUDACC__)
+  const BlockedTimer timer;
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
 #endif
 }

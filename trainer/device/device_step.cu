@@ -2,8 +2,9 @@
 // backward, in the order of the CPU backend (trainer/model_forward.cc, model_backward.cc) with
 // the precision split of trainer/device_backend.h:
 //   GEMMs and attention take bf16 operands (weights from the bf16 copy, saved activations in
-//   bf16) and accumulate in fp32; the residual stream, RMSNorm, RoPE, SwiGLU's inputs, the logits
-//   and all parameter gradients are fp32. Conversions between the two are fused into the kernel
+//   bf16) and accumulate in fp32; the residual stream, RMSNorm, RoPE's input (q, k), the logits
+//   and all parameter gradients are fp32, and so is every kernel's arithmetic (SwiGLU widens its
+//   bf16 gate and up). Conversions between the two are fused into the kernel
 //   next to them (the norms, RoPE and SwiGLU read and write the bf16 sides), or our convert
 //   kernels (the LM head's).
 // The o_proj / down_proj outputs are not added to the stream by themselves: the RMSNorm that
@@ -130,8 +131,8 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool from_save
                                 d.norm_eps, dm.stream),
      "rmsnorm_forward_bf16");
   clock.mark("forward: norms");
-  linear(dm, a.gate, true, a.norm2, w.w_gate, T, C, F);
-  linear(dm, a.up, true, a.norm2, w.w_up, T, C, F);
+  linear(dm, a.gate, false, a.norm2, w.w_gate, T, C, F);
+  linear(dm, a.up, false, a.norm2, w.w_up, T, C, F);
   clock.mark("forward: GEMMs");
   ok(cuda::swiglu_forward_bf16(a.act, a.gate, a.up, T * F, dm.stream), "swiglu_forward_bf16");
   clock.mark("forward: SwiGLU");

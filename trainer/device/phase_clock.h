@@ -3,6 +3,10 @@
 // named phase; the backend prints the table at the end of training. Off (the default) a mark
 // costs one branch. Synchronizing at every phase removes the overlap of host and device work, so
 // a profiled step is a little slower than an unprofiled one; the shares are what to read.
+// RECLM_DEVICE_PROFILE=host instead leaves the step alone and reports how much of the time the
+// host spent waiting for the device in its blocking calls (device_runtime.h): near 100%, the
+// device is the bottleneck and launching kernels faster (CUDA graphs) cannot pay; well below,
+// the host's launches and its own work hold the device back.
 #pragma once
 
 #include <algorithm>
@@ -22,8 +26,11 @@ class PhaseClock {
  public:
   PhaseClock() {
     const char* env = std::getenv("RECLM_DEVICE_PROFILE");
-    on_ = env != nullptr && std::string(env) != "0" && std::string(env) != "";
+    const std::string mode = env != nullptr ? env : "";
+    host_ = mode == "host";
+    on_ = !host_ && !mode.empty() && mode != "0";
     last_ = std::chrono::steady_clock::now();
+    blocked_at_start_ = host_blocked_ms();
   }
   bool on() const { return on_; }
   void mark(const char* phase) {
@@ -42,6 +49,12 @@ class PhaseClock {
   }
   // One line per phase, the largest first: milliseconds and share of the total.
   std::string report() const {
+    if (host_) {
+      const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - last_).count();
+      const double blocked = host_blocked_ms() - blocked_at_start_;
+      return fmt::format("\n  host waited for the device {:.1f} ms of {:.1f} ms since the plan ({:.1f}%)", blocked,
+                         wall, wall > 0 ? 100.0 * blocked / wall : 0.0);
+    }
     if (!on_ || ms_.empty()) return "";
     std::vector<std::pair<std::string, double>> rows = ms_;
     std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
@@ -54,6 +67,8 @@ class PhaseClock {
 
  private:
   bool on_ = false;
+  bool host_ = false;  // RECLM_DEVICE_PROFILE=host
+  double blocked_at_start_ = 0.0;
   std::chrono::steady_clock::time_point last_;
   std::vector<std::pair<std::string, double>> ms_;
 };
