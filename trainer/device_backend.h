@@ -80,6 +80,7 @@ struct DeviceOptions {
   int local_rank = 0;      // picks the GPU: one per rank on a node
   bool recompute_activations = false;  // runtime.recompute_activations
   config::OptimConfig optim;           // AdamW's betas, eps and weight decay
+  int64_t head_chunk_rows = 0;         // LM-head rows per chunk; 0: as memory allows (tests set it)
 };
 
 // The backend this binary was linked with (trainer/device/). `model` gives the dimensions and

@@ -81,7 +81,7 @@ class CudaBackend final : public DeviceBackend {
     info_.emulated = device::kEmulated;
     info_.total_bytes = static_cast<int64_t>(total);
     dm_ = std::make_unique<device::DeviceModel>(model.dims, model.layout, options.max_tokens,
-                                                options.recompute_activations);
+                                                options.recompute_activations, options.head_chunk_rows);
     info_.planned_bytes = static_cast<int64_t>(dm_->arena_bytes + cuda::GemmContext::kWorkspaceBytes);
     for (const UpdateSegment& s : layout_update_segments(model.layout))
       segments_.push_back({s, optimizer.weight_decay_for(s.kind)});

@@ -125,7 +125,9 @@ struct DeviceModel {
   cudaStream_t stream = nullptr;  // every kernel and GEMM of the step (device_runtime.h)
   cuda::GemmContext gemm;         // (one per stream)
 
-  DeviceModel(const ModelDims& dims, const ParamLayout& layout, int64_t max_tokens, bool recompute);
+  // head_chunk_rows > 0 fixes the LM head's chunk (at most max_tokens); 0: as kHeadChunkBytes allows.
+  DeviceModel(const ModelDims& dims, const ParamLayout& layout, int64_t max_tokens, bool recompute,
+              int64_t head_chunk_rows = 0);
   ~DeviceModel();
   DeviceModel(const DeviceModel&) = delete;
   DeviceModel& operator=(const DeviceModel&) = delete;

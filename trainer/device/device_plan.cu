@@ -28,8 +28,13 @@ struct Carver {
   void* take_bytes(size_t bytes) { return take<char>(static_cast<int64_t>(bytes)); }
 };
 
-// Logits of a head chunk: fp32 [chunk, V] plus their bf16 copy, about 256 MiB at most.
-constexpr int64_t kHeadChunkBytes = int64_t{256} << 20;
+// Logits of a head chunk: fp32 [chunk, Vp] plus the bf16 dlogits, about 1 GiB at most. Each
+// chunk's weight-gradient GEMM reads and writes the whole fp32 dW [Vp, C] (8·Vp·C bytes) for
+// 2·chunk·Vp·C FLOPs, so it is memory-bound below chunk ≈ 4 × the card's FLOP/byte (~1200 rows
+// on an H100). 1 GiB gives 2770 rows at 64k classes: 6 dW passes for a 16k-token micro-batch
+// instead of the 23 of 256 MiB (chunks of 693 rows). A 64k vocabulary's chunk costs ~1 GiB of
+// the plan; a smaller vocabulary's chunk is the whole micro-batch.
+constexpr int64_t kHeadChunkBytes = int64_t{1} << 30;
 
 void carve(DeviceModel& dm, Carver& c) {
   const ModelDims& d = dm.dims;
@@ -115,10 +120,13 @@ void carve(DeviceModel& dm, Carver& c) {
 
 }  // namespace
 
-DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, int64_t tokens, bool recompute_layers)
+DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, int64_t tokens, bool recompute_layers,
+                         int64_t head_chunk_rows)
     : dims(d), layout(l), max_tokens(tokens), recompute(recompute_layers) {
-  RECLM_CHECK(max_tokens > 0, "max_tokens {}", max_tokens);
-  head_chunk = std::clamp<int64_t>(kHeadChunkBytes / (padded_classes(d.vocab) * 6), 1, max_tokens);
+  RECLM_CHECK(max_tokens > 0 && head_chunk_rows >= 0, "max_tokens {}, head_chunk_rows {}", max_tokens,
+              head_chunk_rows);
+  const int64_t chunk = head_chunk_rows > 0 ? head_chunk_rows : kHeadChunkBytes / (padded_classes(d.vocab) * 6);
+  head_chunk = std::clamp<int64_t>(chunk, 1, max_tokens);
   max_chunks = (max_tokens + head_chunk - 1) / head_chunk;
   Carver count;
   carve(*this, count);
