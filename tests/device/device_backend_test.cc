@@ -157,6 +157,20 @@ TEST(DeviceBackend, LossAndGradientsMatchCpu) {
   }
 }
 
+// One micro-batch (gradient scale 0.03) on `device` from the host's weights: loss and gradients.
+struct DeviceStep {
+  double loss;
+  std::vector<float> grads;
+};
+DeviceStep run_step(DeviceBackend& device, const Model& host, const AdamW& optimizer, const Batch& batch) {
+  device.upload(host, optimizer);
+  device.zero_grads();
+  const double loss = device.forward_backward(batch, 0.03f, true);
+  Model out(host.dims, 1);
+  device.download_gradients(out);
+  return {loss, std::vector<float>(out.grad_data(), out.grad_data() + host.layout.total_floats())};
+}
+
 // runtime.recompute_activations: backward recomputes each layer's activations from its input;
 // the kernels are deterministic, so the gradients are bitwise those of the saved activations.
 TEST(DeviceBackend, RecomputedActivationsGiveTheSameGradients) {
@@ -171,18 +185,9 @@ TEST(DeviceBackend, RecomputedActivationsGiveTheSameGradients) {
     auto recomputed = backend_or_skip(host, optimizer, true);
     EXPECT_LT(recomputed->info().planned_bytes, saved->info().planned_bytes);
     const Batch batch = make_batch(c, d, 17);
-    std::vector<std::vector<float>> grads;
-    std::vector<double> losses;
-    for (DeviceBackend* device : {saved.get(), recomputed.get()}) {
-      device->upload(host, optimizer);
-      device->zero_grads();
-      losses.push_back(device->forward_backward(batch, 0.03f, true));
-      Model out(d, 1);
-      device->download_gradients(out);
-      grads.emplace_back(out.grad_data(), out.grad_data() + host.layout.total_floats());
-    }
-    EXPECT_EQ(losses[0], losses[1]);
-    EXPECT_TRUE(grads[0] == grads[1]) << "recomputed activations changed the gradients";
+    const DeviceStep a = run_step(*saved, host, optimizer, batch), b = run_step(*recomputed, host, optimizer, batch);
+    EXPECT_EQ(a.loss, b.loss);
+    EXPECT_TRUE(a.grads == b.grads) << "recomputed activations changed the gradients";
   }
 }
 
@@ -204,23 +209,14 @@ TEST(DeviceBackend, ChunkedLmHeadMatchesOneChunk) {
     int64_t rows = 0;
     for (float w : batch.loss_weights) rows += w != 0.0f;
     ASSERT_GT(rows, 3 * 7) << "the batch should need several chunks";
-    std::vector<std::vector<float>> grads;
-    std::vector<double> losses;
-    for (DeviceBackend* device : {whole.get(), chunked.get()}) {
-      device->upload(host, optimizer);
-      device->zero_grads();
-      losses.push_back(device->forward_backward(batch, 0.03f, true));
-      EXPECT_NEAR(device->forward_loss(batch), losses.back(), 1e-12 * std::abs(losses.back()));
-      Model out(d, 1);
-      device->download_gradients(out);
-      grads.emplace_back(out.grad_data(), out.grad_data() + host.layout.total_floats());
-    }
-    EXPECT_NEAR(losses[1], losses[0], 1e-6 * std::abs(losses[0]));
+    const DeviceStep one = run_step(*whole, host, optimizer, batch), many = run_step(*chunked, host, optimizer, batch);
+    EXPECT_NEAR(chunked->forward_loss(batch), many.loss, 1e-12 * std::abs(many.loss));
+    EXPECT_NEAR(many.loss, one.loss, 1e-6 * std::abs(one.loss));
     for (const ParamEntry& e : host.layout.entries()) {
       double diff = 0, ref = 0;
       for (int64_t i = e.offset; i < e.offset + e.numel; ++i) {
-        diff += std::pow(static_cast<double>(grads[1][i]) - grads[0][i], 2);
-        ref += std::pow(static_cast<double>(grads[0][i]), 2);
+        diff += std::pow(static_cast<double>(many.grads[i]) - one.grads[i], 2);
+        ref += std::pow(static_cast<double>(one.grads[i]), 2);
       }
       EXPECT_LE(std::sqrt(diff), 1e-5 * std::sqrt(ref)) << e.name;  // NaN fails too
     }
