@@ -151,33 +151,24 @@ std::vector<KernelCase> norm_cases() {
                                                              gate->data(), up->data(), n, s);
                               },
                               {gate, up, dout, out, dup}));
-    // the GPU trainer's fused forms: bf16 act out (4 + 4 read, 2 written); bf16 dout in, bf16
-    // dgate/dup out (2 + 4 + 4 read, 2 + 2 written)
-    auto act = device_bf16(n), dgate16 = device_bf16(n), dup16 = device_bf16(n);
+    // the GPU trainer's form: bf16 gate_up [16384, 2 · 4096] (one GEMM's output) in, bf16 act
+    // out (2 + 2 read, 2 written); backward: bf16 dout and gate_up in, bf16 dgate_up out
+    // (2 + 2 + 2 read, 2 + 2 written)
+    auto gate_up = device_bf16_values(device_values(2 * n, 11, -6.0f, 6.0f), 2 * n);
+    auto dgate_up = device_bf16(2 * n), act = device_bf16(n);
     auto dact = device_bf16_values(dout, n);
-    cases.push_back(make_case(
-        "swiglu_forward_bf16 64M", 10 * n,
-        [=](cudaStream_t s) { return cuda::swiglu_forward_bf16(as_bf16(act), gate->data(), up->data(), n, s); },
-        {gate, up, act}));
-    cases.push_back(make_case("swiglu_backward_bf16 64M", 14 * n,
+    const int64_t rows = 16384, cols = 4096;
+    cases.push_back(make_case("swiglu_forward_bf16 paired 64M", 6 * n,
                               [=](cudaStream_t s) {
-                                return cuda::swiglu_backward_bf16(as_bf16(dgate16), as_bf16(dup16), as_bf16(dact),
-                                                                  gate->data(), up->data(), n, s);
+                                return cuda::swiglu_forward_bf16(as_bf16(act), as_bf16(gate_up), rows, cols, s);
                               },
-                              {gate, up, dact, dgate16, dup16}));
-    // and with bf16 gate/up, as the trainer runs them (2 + 2 read, 2 written; 2 + 2 + 2, 2 + 2)
-    auto gate16 = device_bf16_values(gate, n), up16 = device_bf16_values(up, n);
-    cases.push_back(make_case("swiglu_forward_bf16 bf16 gate/up 64M", 6 * n,
+                              {gate_up, act}));
+    cases.push_back(make_case("swiglu_backward_bf16 paired 64M", 10 * n,
                               [=](cudaStream_t s) {
-                                return cuda::swiglu_forward_bf16(as_bf16(act), as_bf16(gate16), as_bf16(up16), n, s);
+                                return cuda::swiglu_backward_bf16(as_bf16(dgate_up), as_bf16(dact), as_bf16(gate_up),
+                                                                  rows, cols, s);
                               },
-                              {gate16, up16, act}));
-    cases.push_back(make_case("swiglu_backward_bf16 bf16 gate/up 64M", 10 * n,
-                              [=](cudaStream_t s) {
-                                return cuda::swiglu_backward_bf16(as_bf16(dgate16), as_bf16(dup16), as_bf16(dact),
-                                                                  as_bf16(gate16), as_bf16(up16), n, s);
-                              },
-                              {gate16, up16, dact, dgate16, dup16}));
+                              {gate_up, dact, dgate_up}));
   }
 
   // fp32 <-> bf16 over 128M values: 4 + 2 bytes each.

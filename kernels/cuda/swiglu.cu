@@ -6,6 +6,8 @@
 // Grid-stride loops over float4 units (16-byte loads and stores) when every pointer is 16-byte
 // aligned, then a scalar tail for the last n % 4 values (or all values when unaligned). Each
 // element is read before it is written by the same thread, so outputs may alias inputs.
+#include <initializer_list>
+
 #include "kernels/cuda/bf16_round.h"
 #include "kernels/cuda/launch_config.h"
 #include "kernels/cuda/swiglu.h"
@@ -70,67 +72,61 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// bf16 forms: out / dout / dgate / dup bf16; gate and up fp32 or bf16 (In). Units of 4 values.
-template <typename In>
+// The trainer's bf16 form: gate_up [rows, 2·cols] holds each row's gate then its up (one GEMM's
+// output); out / dout [rows, cols] are contiguous. Element i of out is (row i / cols, column
+// i % cols); its gate is at row · 2·cols + column, its up cols further. Units of 4 values when
+// cols % 4 == 0 (a unit never crosses a row) and the pointers are 8-byte aligned.
+__device__ __forceinline__ int64_t gate_index(int64_t i, int64_t cols) { return i + (i / cols) * cols; }
+
 __global__ void __launch_bounds__(kThreads)
-    swiglu_forward_bf16_kernel(uint16_t* out, const In* gate, const In* up, int64_t n, int64_t n_vec) {
+    swiglu_forward_bf16_kernel(uint16_t* out, const uint16_t* gate_up, int64_t n, int64_t cols, int64_t n_vec) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   for (int64_t v = first; v < n_vec; v += stride) {
-    const float4 g = load4(gate + 4 * v);
-    const float4 u = load4(up + 4 * v);
+    const int64_t at = gate_index(4 * v, cols);
+    const float4 g = load4(gate_up + at);
+    const float4 u = load4(gate_up + at + cols);
     store4(out + 4 * v, make_float4(swiglu_value(g.x, u.x), swiglu_value(g.y, u.y), swiglu_value(g.z, u.z),
                                     swiglu_value(g.w, u.w)));
   }
-  for (int64_t i = 4 * n_vec + first; i < n; i += stride) store1(out + i, swiglu_value(load1(gate + i), load1(up + i)));
+  for (int64_t i = 4 * n_vec + first; i < n; i += stride) {
+    const int64_t at = gate_index(i, cols);
+    store1(out + i, swiglu_value(load1(gate_up + at), load1(gate_up + at + cols)));
+  }
 }
 
-template <typename In>
 __global__ void __launch_bounds__(kThreads)
-    swiglu_backward_bf16_kernel(uint16_t* dgate, uint16_t* dup, const uint16_t* dout, const In* gate, const In* up,
-                                int64_t n, int64_t n_vec) {
+    swiglu_backward_bf16_kernel(uint16_t* dgate_up, const uint16_t* dout, const uint16_t* gate_up, int64_t n,
+                                int64_t cols, int64_t n_vec) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   for (int64_t v = first; v < n_vec; v += stride) {
+    const int64_t at = gate_index(4 * v, cols);
     const float4 d = load4(dout + 4 * v);
-    const float4 g = load4(gate + 4 * v);
-    const float4 u = load4(up + 4 * v);
+    const float4 g = load4(gate_up + at);
+    const float4 u = load4(gate_up + at + cols);
     const float2 x = swiglu_grads(d.x, g.x, u.x), y = swiglu_grads(d.y, g.y, u.y);
     const float2 z = swiglu_grads(d.z, g.z, u.z), w = swiglu_grads(d.w, g.w, u.w);
-    store4(dgate + 4 * v, make_float4(x.x, y.x, z.x, w.x));
-    store4(dup + 4 * v, make_float4(x.y, y.y, z.y, w.y));
+    store4(dgate_up + at, make_float4(x.x, y.x, z.x, w.x));
+    store4(dgate_up + at + cols, make_float4(x.y, y.y, z.y, w.y));
   }
   for (int64_t i = 4 * n_vec + first; i < n; i += stride) {
-    const float2 r = swiglu_grads(load1(dout + i), load1(gate + i), load1(up + i));
-    store1(dgate + i, r.x);
-    store1(dup + i, r.y);
+    const int64_t at = gate_index(i, cols);
+    const float2 r = swiglu_grads(load1(dout + i), load1(gate_up + at), load1(gate_up + at + cols));
+    store1(dgate_up + at, r.x);
+    store1(dgate_up + at + cols, r.y);
   }
-}
-
-template <typename In>
-cudaError_t launch_forward_bf16(uint16_t* out, const In* gate, const In* up, int64_t n, cudaStream_t stream) {
-  if (n < 0) return cudaErrorInvalidValue;
-  if (n == 0) return cudaSuccess;
-  const int64_t n_vec = unit_aligned(out) && unit_aligned(gate) && unit_aligned(up) ? n / 4 : 0;
-  return simt::launch(swiglu_forward_bf16_kernel<In>, dim3(blocks_for(n)),
-                      dim3(kThreads), 0, stream, out, gate, up, n, n_vec);
-}
-
-template <typename In>
-cudaError_t launch_backward_bf16(uint16_t* dgate, uint16_t* dup, const uint16_t* dout, const In* gate,
-                                 const In* up, int64_t n, cudaStream_t stream) {
-  if (n < 0) return cudaErrorInvalidValue;
-  if (n == 0) return cudaSuccess;
-  const bool vec = unit_aligned(dgate) && unit_aligned(dup) && unit_aligned(dout) && unit_aligned(gate) &&
-                   unit_aligned(up);
-  const int64_t n_vec = vec ? n / 4 : 0;
-  return simt::launch(swiglu_backward_bf16_kernel<In>, dim3(blocks_for(n)),
-                      dim3(kThreads), 0, stream, dgate, dup, dout, gate, up, n, n_vec);
 }
 
 uint16_t* bits(__nv_bfloat16* p) { return reinterpret_cast<uint16_t*>(p); }
 const uint16_t* bits(const __nv_bfloat16* p) { return reinterpret_cast<const uint16_t*>(p); }
 
+// Float4-shaped units of the paired form, or 0 (all scalar).
+int64_t paired_units(int64_t rows, int64_t cols, std::initializer_list<const void*> pointers) {
+  bool vec = cols % 4 == 0;
+  for (const void* p : pointers) vec = vec && reinterpret_cast<uintptr_t>(p) % 8 == 0;
+  return vec ? rows * cols / 4 : 0;
+}
 
 }  // namespace
 
@@ -153,24 +149,22 @@ cudaError_t swiglu_backward(float* dgate, float* dup, const float* dout, const f
                       dout, gate, up, n, n_vec);
 }
 
-cudaError_t swiglu_forward_bf16(__nv_bfloat16* out, const float* gate, const float* up, int64_t n,
+cudaError_t swiglu_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* gate_up, int64_t rows, int64_t cols,
                                 cudaStream_t stream) {
-  return launch_forward_bf16(bits(out), gate, up, n, stream);
+  if (rows < 0 || cols < 0) return cudaErrorInvalidValue;
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  const int64_t n = rows * cols;
+  return simt::launch(swiglu_forward_bf16_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, bits(out),
+                      bits(gate_up), n, cols, paired_units(rows, cols, {out, gate_up}));
 }
 
-cudaError_t swiglu_backward_bf16(__nv_bfloat16* dgate, __nv_bfloat16* dup, const __nv_bfloat16* dout,
-                                 const float* gate, const float* up, int64_t n, cudaStream_t stream) {
-  return launch_backward_bf16(bits(dgate), bits(dup), bits(dout), gate, up, n, stream);
-}
-
-cudaError_t swiglu_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* gate, const __nv_bfloat16* up, int64_t n,
-                                cudaStream_t stream) {
-  return launch_forward_bf16(bits(out), bits(gate), bits(up), n, stream);
-}
-
-cudaError_t swiglu_backward_bf16(__nv_bfloat16* dgate, __nv_bfloat16* dup, const __nv_bfloat16* dout,
-                                 const __nv_bfloat16* gate, const __nv_bfloat16* up, int64_t n, cudaStream_t stream) {
-  return launch_backward_bf16(bits(dgate), bits(dup), bits(dout), bits(gate), bits(up), n, stream);
+cudaError_t swiglu_backward_bf16(__nv_bfloat16* dgate_up, const __nv_bfloat16* dout, const __nv_bfloat16* gate_up,
+                                 int64_t rows, int64_t cols, cudaStream_t stream) {
+  if (rows < 0 || cols < 0) return cudaErrorInvalidValue;
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  const int64_t n = rows * cols;
+  return simt::launch(swiglu_backward_bf16_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, bits(dgate_up),
+                      bits(dout), bits(gate_up), n, cols, paired_units(rows, cols, {dgate_up, dout, gate_up}));
 }
 
 }  // namespace reclm::cuda

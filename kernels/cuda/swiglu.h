@@ -14,19 +14,15 @@ cudaError_t swiglu_forward(float* out, const float* gate, const float* up, int64
 cudaError_t swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
                             int64_t n, cudaStream_t stream);
 
-// The GPU trainer's forms, with the bf16 sides fused in (one pass instead of three):
-// swiglu_forward_bf16: out (bf16) = swiglu_forward rounded to nearest even, as
-// convert_f32_to_bf16 rounds it. swiglu_backward_bf16: dout is bf16 (widened exactly), dgate
-// and dup are written as bf16 (rounded likewise). Bitwise equal to those compositions.
-cudaError_t swiglu_forward_bf16(__nv_bfloat16* out, const float* gate, const float* up, int64_t n,
+// The GPU trainer's form, bf16 throughout: gate_up [rows, 2·cols] is one GEMM's output, each row
+// its gate values then its up values (the gate and up projections' weights are adjacent, so one
+// GEMM computes both); out [rows, cols] = silu(gate) · up. Backward reads dout [rows, cols] and
+// writes dgate_up [rows, 2·cols] in the same paired layout (the input of the one backward GEMM).
+// Bitwise equal to swiglu_forward / swiglu_backward on the exactly widened values, each output
+// rounded to nearest even as convert_f32_to_bf16 rounds it. dgate_up may alias gate_up.
+cudaError_t swiglu_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* gate_up, int64_t rows, int64_t cols,
                                 cudaStream_t stream);
-cudaError_t swiglu_backward_bf16(__nv_bfloat16* dgate, __nv_bfloat16* dup, const __nv_bfloat16* dout,
-                                 const float* gate, const float* up, int64_t n, cudaStream_t stream);
-// The same with gate and up in bf16 too (the GPU trainer's: its gate/up GEMMs write bf16):
-// bitwise equal to the fp32 kernels on the exactly widened inputs, rounded likewise.
-cudaError_t swiglu_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* gate, const __nv_bfloat16* up, int64_t n,
-                                cudaStream_t stream);
-cudaError_t swiglu_backward_bf16(__nv_bfloat16* dgate, __nv_bfloat16* dup, const __nv_bfloat16* dout,
-                                 const __nv_bfloat16* gate, const __nv_bfloat16* up, int64_t n, cudaStream_t stream);
+cudaError_t swiglu_backward_bf16(__nv_bfloat16* dgate_up, const __nv_bfloat16* dout, const __nv_bfloat16* gate_up,
+                                 int64_t rows, int64_t cols, cudaStream_t stream);
 
 }  // namespace reclm::cuda

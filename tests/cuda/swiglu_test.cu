@@ -11,13 +11,14 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "kernels/cuda/convert.h"
 #include "kernels/cuda/swiglu.h"
 #include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
 #include "kernels/simt/device_memory.h"
+#include "runtime/dtype.h"
 
 namespace reclm::cuda {
 namespace {
@@ -93,80 +94,64 @@ TEST(CudaSwiglu, InPlaceForward) {
   expect_near_all(dg.download(), to_double(want), kAtol, kRtol, "in-place out");
 }
 
-// The bf16 forms (the GPU trainer's), with fp32 or bf16 gate/up: bitwise equal to the fp32
-// kernels composed with the conversions they replace, aligned and not, with tails; outputs
-// poisoned, nothing written past n.
-void check_bf16_forms(int64_t n, int offset, uint32_t seed) {
-  const size_t total = static_cast<size_t>(n + offset);
-  const std::vector<float> gate = uniform(total, seed, -12.f, 12.f), up = uniform(total, seed + 1, -2.f, 2.f);
-  const std::vector<float> dout_f = uniform(total, seed + 2, -2.f, 2.f);
-  simt::DeviceBuffer<float> dg(gate), du(up), dd_f(dout_f), out32(total), dgate32(total), dup32(total), dd32(total);
-  simt::DeviceBuffer<uint16_t> want_out(total + 2), dd(total), got_out(total + 2), want_dgate(total + 2),
-      want_dup(total + 2), got_dgate(total + 2), got_dup(total + 2);
-  auto bf = [](simt::DeviceBuffer<uint16_t>& b, int off) { return reinterpret_cast<__nv_bfloat16*>(b.data() + off); };
-  const int o = offset;
-  // dout in bf16, and its exact fp32 widening for the composed reference
-  ASSERT_EQ(convert_f32_to_bf16(bf(dd, 0), dd_f.data(), static_cast<int64_t>(total), nullptr), cudaSuccess);
-  ASSERT_EQ(convert_bf16_to_f32(dd32.data(), bf(dd, 0), static_cast<int64_t>(total), nullptr), cudaSuccess);
-  // composed: fp32 kernels, then the conversions
-  ASSERT_EQ(swiglu_forward(out32.data() + o, dg.data() + o, du.data() + o, n, nullptr), cudaSuccess);
-  ASSERT_EQ(convert_f32_to_bf16(bf(want_out, o), out32.data() + o, n, nullptr), cudaSuccess);
-  ASSERT_EQ(swiglu_backward(dgate32.data() + o, dup32.data() + o, dd32.data() + o, dg.data() + o, du.data() + o, n,
-                            nullptr),
-            cudaSuccess);
-  ASSERT_EQ(convert_f32_to_bf16(bf(want_dgate, o), dgate32.data() + o, n, nullptr), cudaSuccess);
-  ASSERT_EQ(convert_f32_to_bf16(bf(want_dup, o), dup32.data() + o, n, nullptr), cudaSuccess);
-  // fused
-  ASSERT_EQ(swiglu_forward_bf16(bf(got_out, o), dg.data() + o, du.data() + o, n, nullptr), cudaSuccess);
-  ASSERT_EQ(swiglu_backward_bf16(bf(got_dgate, o), bf(got_dup, o), bf(dd, o), dg.data() + o, du.data() + o, n,
-                                 nullptr),
-            cudaSuccess);
+// The bf16 paired form (the GPU trainer's): bitwise equal to the fp32 kernels on the widened,
+// de-interleaved values with each output rounded as convert_f32_to_bf16 rounds it; the backward
+// in place over gate_up as well; nothing written past the end. `offset` shifts every pointer by
+// that many bf16 values (1: off the 8-byte units, the scalar path).
+void check_paired_bf16(int64_t rows, int64_t cols, int offset, uint32_t seed) {
+  const int64_t n = rows * cols, o = offset;
+  const std::vector<float> gu_f = uniform(static_cast<size_t>(2 * n), seed, -12.f, 12.f);
+  const std::vector<float> dout_f = uniform(static_cast<size_t>(n), seed + 1, -2.f, 2.f);
+  // the bf16 inputs, and the reference's fp32 views of them
+  std::vector<uint16_t> gu16(static_cast<size_t>(2 * n + o), 0xFFFF), dout16(static_cast<size_t>(n + o), 0xFFFF);
+  std::vector<float> gate(static_cast<size_t>(n)), up(static_cast<size_t>(n)), dout(static_cast<size_t>(n));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t i = r * cols + c, at = r * 2 * cols + c;
+      gu16[o + at] = f32_to_bf16(gu_f[at]);
+      gu16[o + at + cols] = f32_to_bf16(gu_f[at + cols]);
+      dout16[o + i] = f32_to_bf16(dout_f[i]);
+      gate[i] = bf16_to_f32(gu16[o + at]);
+      up[i] = bf16_to_f32(gu16[o + at + cols]);
+      dout[i] = bf16_to_f32(dout16[o + i]);
+    }
+  }
+  simt::DeviceBuffer<float> dg(gate), du(up), dd(dout), out32(static_cast<size_t>(n)),
+      dgate32(static_cast<size_t>(n)), dup32(static_cast<size_t>(n));
+  ASSERT_EQ(swiglu_forward(out32.data(), dg.data(), du.data(), n, nullptr), cudaSuccess);
+  ASSERT_EQ(swiglu_backward(dgate32.data(), dup32.data(), dd.data(), dg.data(), du.data(), n, nullptr), cudaSuccess);
+  simt::DeviceBuffer<uint16_t> gu(gu16), dgu(static_cast<size_t>(2 * n + o + 2)), inplace(gu16), dd16(dout16),
+      out(static_cast<size_t>(n + o + 2));
+  auto bf = [o](simt::DeviceBuffer<uint16_t>& b) { return reinterpret_cast<__nv_bfloat16*>(b.data() + o); };
+  ASSERT_EQ(swiglu_forward_bf16(bf(out), bf(gu), rows, cols, nullptr), cudaSuccess);
+  ASSERT_EQ(swiglu_backward_bf16(bf(dgu), bf(dd16), bf(gu), rows, cols, nullptr), cudaSuccess);
+  ASSERT_EQ(swiglu_backward_bf16(bf(inplace), bf(dd16), bf(inplace), rows, cols, nullptr), cudaSuccess);
   simt::device_synchronize();
-  const std::string what = "n " + std::to_string(n) + " offset " + std::to_string(offset);
-  const auto same = [&](simt::DeviceBuffer<uint16_t>& got, simt::DeviceBuffer<uint16_t>& want, const char* name) {
-    const std::vector<uint16_t> g = got.download(), w = want.download();
-    for (size_t i = static_cast<size_t>(o); i < static_cast<size_t>(o + n); ++i)
-      ASSERT_EQ(g[i], w[i]) << name << " " << what << " at " << i - static_cast<size_t>(o);
-    for (size_t i = static_cast<size_t>(o + n); i < g.size(); ++i)
-      ASSERT_EQ(g[i], 0xFFFF) << name << " " << what << ": wrote past the end";
-  };
-  same(got_out, want_out, "forward");
-  same(got_dgate, want_dgate, "dgate");
-  same(got_dup, want_dup, "dup");
-
-  // gate and up in bf16 as well: against the fp32 kernels on their exact widening
-  const auto all = static_cast<int64_t>(total);
-  simt::DeviceBuffer<uint16_t> g16(total), u16(total);
-  simt::DeviceBuffer<float> gw(total), uw(total);
-  ASSERT_EQ(convert_f32_to_bf16(bf(g16, 0), dg.data(), all, nullptr), cudaSuccess);
-  ASSERT_EQ(convert_f32_to_bf16(bf(u16, 0), du.data(), all, nullptr), cudaSuccess);
-  ASSERT_EQ(convert_bf16_to_f32(gw.data(), bf(g16, 0), all, nullptr), cudaSuccess);
-  ASSERT_EQ(convert_bf16_to_f32(uw.data(), bf(u16, 0), all, nullptr), cudaSuccess);
-  ASSERT_EQ(swiglu_forward(out32.data() + o, gw.data() + o, uw.data() + o, n, nullptr), cudaSuccess);
-  ASSERT_EQ(convert_f32_to_bf16(bf(want_out, o), out32.data() + o, n, nullptr), cudaSuccess);
-  ASSERT_EQ(swiglu_backward(dgate32.data() + o, dup32.data() + o, dd32.data() + o, gw.data() + o, uw.data() + o, n,
-                            nullptr),
-            cudaSuccess);
-  ASSERT_EQ(convert_f32_to_bf16(bf(want_dgate, o), dgate32.data() + o, n, nullptr), cudaSuccess);
-  ASSERT_EQ(convert_f32_to_bf16(bf(want_dup, o), dup32.data() + o, n, nullptr), cudaSuccess);
-  simt::DeviceBuffer<uint16_t> got_out2(total + 2), got_dgate2(total + 2), got_dup2(total + 2);
-  ASSERT_EQ(swiglu_forward_bf16(bf(got_out2, o), bf(g16, o), bf(u16, o), n, nullptr), cudaSuccess);
-  ASSERT_EQ(swiglu_backward_bf16(bf(got_dgate2, o), bf(got_dup2, o), bf(dd, o), bf(g16, o), bf(u16, o), n, nullptr),
-            cudaSuccess);
-  simt::device_synchronize();
-  same(got_out2, want_out, "forward, bf16 gate/up");
-  same(got_dgate2, want_dgate, "dgate, bf16 gate/up");
-  same(got_dup2, want_dup, "dup, bf16 gate/up");
+  const std::vector<float> want_out = out32.download(), want_dg = dgate32.download(), want_du = dup32.download();
+  const std::vector<uint16_t> got_out = out.download(), got_dgu = dgu.download(), got_inplace = inplace.download();
+  const std::string what = std::to_string(rows) + " x " + std::to_string(cols) + " offset " + std::to_string(o);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t at = (i / cols) * 2 * cols + i % cols;
+    ASSERT_EQ(got_out[o + i], f32_to_bf16(want_out[i])) << "forward " << what << " at " << i;
+    ASSERT_EQ(got_dgu[o + at], f32_to_bf16(want_dg[i])) << "dgate " << what << " at " << i;
+    ASSERT_EQ(got_dgu[o + at + cols], f32_to_bf16(want_du[i])) << "dup " << what << " at " << i;
+    ASSERT_EQ(got_inplace[o + at], got_dgu[o + at]) << "in-place dgate " << what << " at " << i;
+    ASSERT_EQ(got_inplace[o + at + cols], got_dgu[o + at + cols]) << "in-place dup " << what << " at " << i;
+  }
+  for (size_t i = static_cast<size_t>(o + n); i < got_out.size(); ++i)
+    ASSERT_EQ(got_out[i], 0xFFFF) << "forward " << what << ": wrote past the end";
+  for (size_t i = static_cast<size_t>(o + 2 * n); i < got_dgu.size(); ++i)
+    ASSERT_EQ(got_dgu[i], 0xFFFF) << "backward " << what << ": wrote past the end";
 }
 
-TEST(CudaSwiglu, Bf16FormsEqualTheComposedKernels) {
+TEST(CudaSwiglu, PairedBf16FormEqualsTheComposedKernels) {
   uint32_t seed = 50;
-  for (int64_t n : {int64_t{1}, int64_t{4}, int64_t{7}, int64_t{1025}, int64_t{100003}}) {
-    check_bf16_forms(n, 0, seed);
-    seed += 3;
+  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 4}, {3, 8}, {5, 7}, {1, 1025}, {9, 2816}}) {
+    check_paired_bf16(rows, cols, 0, seed);
+    seed += 2;
   }
-  check_bf16_forms(1001, 1, 70);  // 4-byte offset: the scalar path
-  check_bf16_forms(1001, 2, 73);  // 8-byte offset: bf16 vectors aligned, fp32 ones not
+  check_paired_bf16(7, 64, 1, 70);  // 2-byte offset: the scalar path
+  EXPECT_EQ(swiglu_forward_bf16(nullptr, nullptr, -1, 4, nullptr), cudaErrorInvalidValue);
 }
 
 }  // namespace

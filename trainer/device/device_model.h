@@ -41,8 +41,7 @@ struct LayerActivations {
   bf16* v;              // [T, KVD]
   bf16* attn;           // [T, QD] attention output
   float* lse;           // [NH, T]
-  bf16* gate;           // [T, F] (the GEMMs' bf16 outputs: SwiGLU widens them)
-  bf16* up;             // [T, F]
+  bf16* gate_up;        // [T, 2F] one GEMM's output: each row's gate, then its up
   bf16* act;            // [T, F] silu(gate)·up, input of down
 };
 
@@ -94,8 +93,7 @@ struct DeviceModel {
   bf16* d_res_bf = nullptr;     // [T, C] d_residual in bf16 (a branch's output gradient), from the norms
   bf16* d_normed_bf = nullptr;  // [T, C]
   bf16* d_act_bf = nullptr;     // [T, F]
-  bf16* d_gate_bf = nullptr;    // [T, F]
-  bf16* d_up_bf = nullptr;      // [T, F]
+  bf16* d_gate_up_bf = nullptr; // [T, 2F] paired like gate_up
   bf16* d_attn = nullptr;       // [T, QD]
   bf16* dq_bf = nullptr;        // [T, QD]
   bf16* dk_bf = nullptr;        // [T, KVD]

@@ -66,8 +66,7 @@ void carve(DeviceModel& dm, Carver& c) {
     a.v = c.take<bf16>(T * KVD);
     a.attn = c.take<bf16>(T * QD);
     a.lse = c.take<float>(d.n_heads * T);
-    a.gate = c.take<bf16>(T * F);
-    a.up = c.take<bf16>(T * F);
+    a.gate_up = c.take<bf16>(T * 2 * F);
     a.act = c.take<bf16>(T * F);
   }
   dm.residual_out = c.take<float>(T * C);
@@ -92,8 +91,7 @@ void carve(DeviceModel& dm, Carver& c) {
   dm.d_res_bf = c.take<bf16>(T * C);
   dm.d_normed_bf = c.take<bf16>(T * C);
   dm.d_act_bf = c.take<bf16>(T * F);
-  dm.d_gate_bf = c.take<bf16>(T * F);
-  dm.d_up_bf = c.take<bf16>(T * F);
+  dm.d_gate_up_bf = c.take<bf16>(T * 2 * F);
   dm.d_attn = c.take<bf16>(T * QD);
   dm.dq_bf = c.take<bf16>(T * QD);
   dm.dk_bf = c.take<bf16>(T * KVD);
@@ -142,6 +140,9 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, int64_t token
   fill_zero(params_bf16 + P, pad * sizeof(uint16_t), stream);
   param_tensors = model_tensors(params, layout, dims);
   grad_tensors = model_tensors(grads, layout, dims);
+  // device_step runs gate_proj and up_proj as one GEMM over their adjacent rows
+  for (const LayerTensors& w : param_tensors.layers)
+    RECLM_CHECK(w.w_up == w.w_gate + d.d_ff * d.d_model, "gate_proj and up_proj are not adjacent in the layout");
 }
 
 DeviceModel::~DeviceModel() {

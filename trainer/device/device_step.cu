@@ -4,7 +4,9 @@
 //   GEMMs and attention take bf16 operands (weights from the bf16 copy, saved activations in
 //   bf16) and accumulate in fp32; the residual stream, RMSNorm, RoPE's input (q, k), the logits
 //   and all parameter gradients are fp32, and so is every kernel's arithmetic (SwiGLU widens its
-//   bf16 gate and up). Conversions between the two are fused into the kernel
+//   bf16 gate and up).
+// The gate and up projections are one GEMM each way (their weights, gradients and bf16 copies are
+// adjacent in the parameter layout, checked by the plan): [T, 2F] = norm2 · [W_gate; W_up]ᵀ. Conversions between the two are fused into the kernel
 //   next to them (the norms, RoPE and SwiGLU read and write the bf16 sides), or our convert
 //   kernels (the LM head's).
 // The o_proj / down_proj outputs are not added to the stream by themselves: the RMSNorm that
@@ -131,10 +133,9 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool from_save
                                 d.norm_eps, dm.stream),
      "rmsnorm_forward_bf16");
   clock.mark("forward: norms");
-  linear(dm, a.gate, false, a.norm2, w.w_gate, T, C, F);
-  linear(dm, a.up, false, a.norm2, w.w_up, T, C, F);
+  linear(dm, a.gate_up, false, a.norm2, w.w_gate, T, C, 2 * F);  // gate_proj and up_proj: adjacent rows
   clock.mark("forward: GEMMs");
-  ok(cuda::swiglu_forward_bf16(a.act, a.gate, a.up, T * F, dm.stream), "swiglu_forward_bf16");
+  ok(cuda::swiglu_forward_bf16(a.act, a.gate_up, T, F, dm.stream), "swiglu_forward_bf16");
   clock.mark("forward: SwiGLU");
   if (!to_output) return;
   linear(dm, dm.branch, true, a.act, w.w_down, T, F, C);
@@ -253,11 +254,9 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hoo
     // MLP block
     linear_back(dm, dm.d_act_bf, false, gw.w_down, dm.d_res_bf, a.act, w.w_down, T, F, C);
     clock.mark("backward: GEMMs");
-    ok(cuda::swiglu_backward_bf16(dm.d_gate_bf, dm.d_up_bf, dm.d_act_bf, a.gate, a.up, T * F, dm.stream),
-       "swiglu_backward_bf16");
+    ok(cuda::swiglu_backward_bf16(dm.d_gate_up_bf, dm.d_act_bf, a.gate_up, T, F, dm.stream), "swiglu_backward_bf16");
     clock.mark("backward: SwiGLU");
-    linear_back(dm, dm.d_normed_bf, false, gw.w_gate, dm.d_gate_bf, a.norm2, w.w_gate, T, C, F);
-    linear_back(dm, dm.d_normed_bf, true, gw.w_up, dm.d_up_bf, a.norm2, w.w_up, T, C, F);
+    linear_back(dm, dm.d_normed_bf, false, gw.w_gate, dm.d_gate_up_bf, a.norm2, w.w_gate, T, C, 2 * F);
     clock.mark("backward: GEMMs");
     norm_back(gw.post_norm, a.residual_mid, w.post_norm, a.rstd2, /*bf16_copy=*/true);
     reached(kBackwardPoll);
