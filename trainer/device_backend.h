@@ -13,9 +13,10 @@
 //
 // Precision (DESIGN.md §5): fp32 master weights, gradients and moments; a bf16 copy of the
 // weights (refreshed by the AdamW kernel) feeds the GEMMs and attention; activations that GEMMs
-// and attention read are bf16, and so are the gate and up projections SwiGLU reads; the
-// residual stream, the norms' statistics, q and k before RoPE, the o/down projections' outputs
-// (added to the stream) and the logits are fp32, and every kernel computes in fp32.
+// and attention read are bf16, and so are the q/k/v projection (RoPE rotates it in fp32) and
+// the gate and up projections SwiGLU reads; the residual stream, the norms' statistics, the
+// o/down projections' outputs (added to the stream) and the logits are fp32, and every kernel
+// computes in fp32.
 // Gradients are fp32 because they are summed over micro-batches and ranks (a bf16 sum of many
 // small terms loses them) and the optimizer reads them once per step anyway.
 #pragma once

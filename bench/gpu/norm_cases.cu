@@ -118,21 +118,23 @@ std::vector<KernelCase> norm_cases() {
                                                            tokens, heads, head_dim, 10000.0f, s);
                               },
                               {inter, q}));
-    // the GPU trainer's fused forms: fp32 in, bf16 out (4 + 2 bytes); bf16 in place (2 + 2)
+    // the GPU trainer's forms, bf16 in and out (2 + 2 bytes): q read from rows of a fused QKV
+    // projection (q then as many values again for k and v), written contiguous; and back
+    const int64_t qkv_stride = 2 * heads * head_dim;
+    auto qkv16 = device_bf16_values(device_values(tokens * qkv_stride, 12), tokens * qkv_stride);
     auto q16 = device_bf16_values(q, n);
-    auto out16 = device_bf16(n);
-    cases.push_back(make_case("rope_forward_bf16 1D " + shape, 6 * n + 4 * tokens,
+    cases.push_back(make_case("rope_forward_bf16 1D from fused rows " + shape, 4 * n + 4 * tokens,
                               [=](cudaStream_t s) {
-                                return cuda::rope_forward_bf16(as_bf16(out16), q->data(), inter->data(), nullptr,
-                                                               tokens, heads, head_dim, 10000.0f, s);
+                                return cuda::rope_forward_bf16(as_bf16(q16), as_bf16(qkv16), inter->data(), nullptr,
+                                                               tokens, heads, head_dim, 10000.0f, s, qkv_stride);
                               },
-                              {inter, q, out16}));
-    cases.push_back(make_case("rope_backward_bf16 1D in place " + shape, 4 * n + 4 * tokens,
+                              {inter, qkv16, q16}));
+    cases.push_back(make_case("rope_backward_bf16 1D into fused rows " + shape, 4 * n + 4 * tokens,
                               [=](cudaStream_t s) {
-                                return cuda::rope_backward_bf16(as_bf16(q16), as_bf16(q16), inter->data(), nullptr,
-                                                                tokens, heads, head_dim, 10000.0f, s);
+                                return cuda::rope_backward_bf16(as_bf16(qkv16), as_bf16(q16), inter->data(), nullptr,
+                                                                tokens, heads, head_dim, 10000.0f, s, qkv_stride);
                               },
-                              {inter, q16}));
+                              {inter, qkv16, q16}));
   }
 
   // SwiGLU over [16384 tokens, 4096] (n = 64M).

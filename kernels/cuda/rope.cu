@@ -10,8 +10,9 @@
 // rotate every head with it, so trig is done once per (token, rotary value), never per head.
 // Rotation: each thread takes a unit of 4 pairs (two 4-value loads, two 4-value stores) when
 // half % 4 == 0 and the pointers are aligned to a unit, else one pair. The bf16 forms read and
-// write bf16 around the same fp32 rotation. A unit reads both halves of its pairs before
-// writing, and units are disjoint, so out may alias inp.
+// write bf16 around the same fp32 rotation, and take token rows with a stride (q and k inside the
+// fused QKV projection's rows). A unit reads both halves of its pairs before writing, and units
+// are disjoint, so out may alias inp (with equal strides).
 #include "kernels/cuda/rope.h"
 
 #include "kernels/cuda/bf16_round.h"
@@ -28,7 +29,7 @@ constexpr int kThreads = 128;
 template <typename Out, typename In>
 __global__ void __launch_bounds__(kThreads)
     rope_kernel(Out* out, const In* inp, const int32_t* pos_inter, const int32_t* pos_intra, int n_heads,
-                int head_dim, float theta, float sign, bool vec) {
+                int head_dim, int64_t out_stride, int64_t inp_stride, float theta, float sign, bool vec) {
   RECLM_DYNAMIC_SHARED(float, table);
   const int64_t t = blockIdx.x;
   const int n_blocks = pos_intra != nullptr ? 2 : 1;
@@ -49,7 +50,8 @@ __global__ void __launch_bounds__(kThreads)
   }
   __syncthreads();
 
-  const int64_t token_base = t * n_heads * head_dim;
+  Out* const out_row = out + t * out_stride;
+  const In* const inp_row = inp + t * inp_stride;
   if (vec) {
     const int quads_per_head = pairs / 4;
     const int units = n_heads * quads_per_head;
@@ -58,14 +60,14 @@ __global__ void __launch_bounds__(kThreads)
       const int k = (u % quads_per_head) * 4;  // first of 4 pairs; all in one rotary block
       const int b = k / half;
       const int i = k % half;
-      const int64_t base = token_base + static_cast<int64_t>(h) * head_dim + b * block_dim + i;
-      const float4 x1 = load4(inp + base);
-      const float4 x2 = load4(inp + base + half);
+      const int base = h * head_dim + b * block_dim + i;
+      const float4 x1 = load4(inp_row + base);
+      const float4 x2 = load4(inp_row + base + half);
       const float4 c = *reinterpret_cast<const float4*>(cos_table + k);
       const float4 s = *reinterpret_cast<const float4*>(sin_table + k);
-      store4(out + base, make_float4(x1.x * c.x - x2.x * s.x, x1.y * c.y - x2.y * s.y, x1.z * c.z - x2.z * s.z,
-                                     x1.w * c.w - x2.w * s.w));
-      store4(out + base + half, make_float4(x2.x * c.x + x1.x * s.x, x2.y * c.y + x1.y * s.y,
+      store4(out_row + base, make_float4(x1.x * c.x - x2.x * s.x, x1.y * c.y - x2.y * s.y,
+                                         x1.z * c.z - x2.z * s.z, x1.w * c.w - x2.w * s.w));
+      store4(out_row + base + half, make_float4(x2.x * c.x + x1.x * s.x, x2.y * c.y + x1.y * s.y,
                                             x2.z * c.z + x1.z * s.z, x2.w * c.w + x1.w * s.w));
     }
   } else {
@@ -75,30 +77,36 @@ __global__ void __launch_bounds__(kThreads)
       const int k = u % pairs;
       const int b = k / half;
       const int i = k % half;
-      const int64_t base = token_base + static_cast<int64_t>(h) * head_dim + b * block_dim + i;
-      const float x1 = load1(inp + base);
-      const float x2 = load1(inp + base + half);
-      store1(out + base, x1 * cos_table[k] - x2 * sin_table[k]);
-      store1(out + base + half, x2 * cos_table[k] + x1 * sin_table[k]);
+      const int base = h * head_dim + b * block_dim + i;
+      const float x1 = load1(inp_row + base);
+      const float x2 = load1(inp_row + base + half);
+      store1(out_row + base, x1 * cos_table[k] - x2 * sin_table[k]);
+      store1(out_row + base + half, x2 * cos_table[k] + x1 * sin_table[k]);
     }
   }
 }
 
+// Token rows of out_stride / inp_stride values (0: n_heads · head_dim, contiguous).
 template <typename Out, typename In>
 cudaError_t rope_rotate(Out* out, const In* inp, const int32_t* pos_inter, const int32_t* pos_intra,
                         int64_t n_tokens, int64_t n_heads, int64_t head_dim, float theta, float sign,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, int64_t out_stride = 0, int64_t inp_stride = 0) {
   const int64_t n_blocks = pos_intra != nullptr ? 2 : 1;
   if (head_dim < 0 || head_dim % (2 * n_blocks) != 0 || n_tokens < 0 || n_heads < 0)
     return cudaErrorInvalidValue;
-  if (n_heads * head_dim / 2 > INT32_MAX) return cudaErrorInvalidValue;  // pair units are int
+  if (n_heads * head_dim > INT32_MAX) return cudaErrorInvalidValue;  // offsets in a row are int
+  const int64_t row = n_heads * head_dim;
+  if (out_stride == 0) out_stride = row;
+  if (inp_stride == 0) inp_stride = row;
+  if (out_stride < row || inp_stride < row) return cudaErrorInvalidValue;
   if (n_tokens == 0 || n_heads == 0 || head_dim == 0) return cudaSuccess;
   const int64_t half = head_dim / n_blocks / 2;
-  const bool vec = half % 4 == 0 && unit_aligned(out) && unit_aligned(inp);
+  const bool vec =
+      half % 4 == 0 && out_stride % 4 == 0 && inp_stride % 4 == 0 && unit_aligned(out) && unit_aligned(inp);
   const size_t table_bytes = static_cast<size_t>(head_dim) * sizeof(float);  // cos + sin, head_dim/2 each
   return simt::launch(rope_kernel<Out, In>, dim3(static_cast<unsigned>(n_tokens)), dim3(kThreads), table_bytes,
                       stream, out, inp, pos_inter, pos_intra, static_cast<int>(n_heads), static_cast<int>(head_dim),
-                      theta, sign, vec);
+                      out_stride, inp_stride, theta, sign, vec);
 }
 
 uint16_t* bits(__nv_bfloat16* p) { return reinterpret_cast<uint16_t*>(p); }
@@ -118,17 +126,18 @@ cudaError_t rope_backward(float* dinp, const float* dout, const int32_t* pos_int
   return rope_rotate(dinp, dout, pos_inter, pos_intra, n_tokens, n_heads, head_dim, theta, -1.0f, stream);
 }
 
-cudaError_t rope_forward_bf16(__nv_bfloat16* out, const float* inp, const int32_t* pos_inter,
+cudaError_t rope_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* inp, const int32_t* pos_inter,
                               const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
-                              float theta, cudaStream_t stream) {
-  return rope_rotate(bits(out), inp, pos_inter, pos_intra, n_tokens, n_heads, head_dim, theta, 1.0f, stream);
+                              float theta, cudaStream_t stream, int64_t inp_stride) {
+  return rope_rotate(bits(out), bits(inp), pos_inter, pos_intra, n_tokens, n_heads, head_dim, theta, 1.0f, stream, 0,
+                     inp_stride);
 }
 
 cudaError_t rope_backward_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const int32_t* pos_inter,
                                const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
-                               float theta, cudaStream_t stream) {
+                               float theta, cudaStream_t stream, int64_t dinp_stride) {
   return rope_rotate(bits(dinp), bits(dout), pos_inter, pos_intra, n_tokens, n_heads, head_dim, theta, -1.0f,
-                     stream);
+                     stream, dinp_stride, 0);
 }
 
 }  // namespace reclm::cuda

@@ -21,15 +21,17 @@ cudaError_t rope_backward(float* dinp, const float* dout, const int32_t* pos_int
                           int64_t n_tokens, int64_t n_heads, int64_t head_dim, float theta,
                           cudaStream_t stream);
 
-// The GPU trainer's forms, the bf16 sides fused in: rope_forward_bf16 rotates fp32 q/k and
-// writes them as bf16 (rounded to nearest even, as convert_f32_to_bf16); rope_backward_bf16
-// reads the bf16 gradient (widened exactly) and writes bf16. Bitwise equal to those
-// compositions with the fp32 kernels. rope_backward_bf16's dinp may alias dout.
-cudaError_t rope_forward_bf16(__nv_bfloat16* out, const float* inp, const int32_t* pos_inter,
+// The GPU trainer's forms, bf16 in and out around the same fp32 rotation: the input widened
+// exactly, the output rounded to nearest even as convert_f32_to_bf16 rounds; bitwise equal to
+// that composition with the fp32 kernels. The strided side is q or k inside the rows of the
+// fused QKV projection ([T, q_dim + 2·kv_dim]): forward reads inp rows of inp_stride values and
+// writes out contiguous [T, n_heads, head_dim]; backward reads dout contiguous and writes dinp
+// rows of dinp_stride values (0: contiguous). In place only with equal strides.
+cudaError_t rope_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* inp, const int32_t* pos_inter,
                               const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
-                              float theta, cudaStream_t stream);
+                              float theta, cudaStream_t stream, int64_t inp_stride = 0);
 cudaError_t rope_backward_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const int32_t* pos_inter,
                                const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
-                               float theta, cudaStream_t stream);
+                               float theta, cudaStream_t stream, int64_t dinp_stride = 0);
 
 }  // namespace reclm::cuda

@@ -13,11 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cuda/convert.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
 #include "kernels/simt/device_memory.h"
+#include "runtime/dtype.h"
 
 namespace reclm::cuda {
 namespace {
@@ -114,55 +114,80 @@ TEST(CudaRope, UnalignedPointers) {
   EXPECT_TRUE(std::isnan(got[0])) << "wrote before the output";
 }
 
-// The bf16 forms (the GPU trainer's) against the fp32 kernels composed with the conversions:
-// bitwise, for the unit path and the scalar path (2D head_dim 8: rotary half 2), in place for
-// backward, and with pointers one value off the unit alignment; nothing written past the end.
+// The bf16 forms (the GPU trainer's) against the fp32 kernels on the widened values, rounded:
+// bitwise, for the unit path and the scalar path (2D head_dim 8: rotary half 2), contiguous and
+// strided (q inside rows of `stride` values at column 8, as in the fused QKV projection's output;
+// the other columns stay untouched), backward also in place, and with every pointer one value off
+// the unit alignment.
 TEST(CudaRope, Bf16FormsEqualTheComposedKernels) {
   const Case cases[] = {{13, 3, 64, false}, {5, 5, 128, true}, {7, 3, 8, true}, {9, 2, 12, true}};
   uint32_t seed = 70;
   for (const Case& c : cases) {
-    for (int offset : {0, 1}) {
-      const int64_t n = c.tokens * c.heads * c.head_dim;
-      const std::vector<float> x = uniform(n + 1, seed), g = uniform(n + 1, seed + 1);
-      const std::vector<int32_t> inter = random_ints(c.tokens, 3000, seed + 2);
-      const std::vector<int32_t> intra = random_ints(c.tokens, 3000, seed + 3);
-      seed += 4;
-      simt::DeviceBuffer<float> dx(x), dg(g), rotated(n + 1), g_wide(n + 1), g_rotated(n + 1);
-      simt::DeviceBuffer<uint16_t> want_fwd(n + 5), got_fwd(n + 5), g16(n + 1), want_bwd(n + 1);
-      simt::DeviceBuffer<int32_t> dinter(inter), dintra(intra);
-      auto bf = [offset](simt::DeviceBuffer<uint16_t>& b) {
-        return reinterpret_cast<__nv_bfloat16*>(b.data() + offset);
-      };
-      const int32_t* dev_intra = c.two_d ? dintra.data() : nullptr;
-      const float* in = dx.data() + offset;
-      // forward: fp32 rotation, then the rounding copy; against the fused form
-      ASSERT_EQ(rope_forward(rotated.data() + offset, in, dinter.data(), dev_intra, c.tokens, c.heads, c.head_dim,
-                             kTheta, nullptr),
-                cudaSuccess);
-      ASSERT_EQ(convert_f32_to_bf16(bf(want_fwd), rotated.data() + offset, n, nullptr), cudaSuccess);
-      ASSERT_EQ(rope_forward_bf16(bf(got_fwd), in, dinter.data(), dev_intra, c.tokens, c.heads, c.head_dim, kTheta,
-                                  nullptr),
-                cudaSuccess);
-      // backward: a bf16 gradient, widened, rotated back, rounded; against the fused form in place
-      ASSERT_EQ(convert_f32_to_bf16(bf(g16), dg.data() + offset, n, nullptr), cudaSuccess);
-      ASSERT_EQ(convert_bf16_to_f32(g_wide.data() + offset, bf(g16), n, nullptr), cudaSuccess);
-      ASSERT_EQ(rope_backward(g_rotated.data() + offset, g_wide.data() + offset, dinter.data(), dev_intra,
-                              c.tokens, c.heads, c.head_dim, kTheta, nullptr),
-                cudaSuccess);
-      ASSERT_EQ(convert_f32_to_bf16(bf(want_bwd), g_rotated.data() + offset, n, nullptr), cudaSuccess);
-      ASSERT_EQ(rope_backward_bf16(bf(g16), bf(g16), dinter.data(), dev_intra, c.tokens, c.heads, c.head_dim,
-                                   kTheta, nullptr),
-                cudaSuccess);
-      simt::device_synchronize();
-      const std::string what = std::string(c.two_d ? "2D" : "1D") + " head_dim " + std::to_string(c.head_dim) +
-                               " offset " + std::to_string(offset);
-      const std::vector<uint16_t> got = got_fwd.download(), want = want_fwd.download();
-      EXPECT_TRUE(std::equal(got.begin() + offset, got.begin() + offset + n, want.begin() + offset))
-          << "forward " << what;
-      for (int64_t i = offset + n; i < n + 5; ++i) EXPECT_EQ(got[i], 0xFFFF) << "wrote past the end, " << what;
-      const std::vector<uint16_t> got_b = g16.download(), want_b = want_bwd.download();
-      EXPECT_TRUE(std::equal(got_b.begin() + offset, got_b.end() - (1 - offset), want_b.begin() + offset))
-          << "backward " << what;
+    for (const bool strided : {false, true}) {
+      for (const int offset : {0, 1}) {
+        const int64_t row = c.heads * c.head_dim, T = c.tokens;
+        const int64_t stride = strided ? row + 24 : row, col0 = strided ? 8 : 0;
+        const int64_t n = T * row, wide = T * stride + offset + 2;  // the strided buffers, with a tail
+        const std::vector<float> x = uniform(static_cast<size_t>(wide), seed), g = uniform(static_cast<size_t>(n), seed + 1);
+        const std::vector<int32_t> inter = random_ints(T, 3000, seed + 2), intra = random_ints(T, 3000, seed + 3);
+        seed += 4;
+        // bf16 inputs: x16 strided (q at column col0 of each row), g16 contiguous; their widenings
+        std::vector<uint16_t> x16(static_cast<size_t>(wide)), g16(static_cast<size_t>(n + offset));
+        std::vector<float> xw(static_cast<size_t>(n)), gw(static_cast<size_t>(n));
+        for (int64_t i = 0; i < wide; ++i) x16[i] = f32_to_bf16(x[i]);
+        for (int64_t t = 0; t < T; ++t) {
+          for (int64_t j = 0; j < row; ++j) {
+            xw[t * row + j] = bf16_to_f32(x16[offset + t * stride + col0 + j]);
+            g16[offset + t * row + j] = f32_to_bf16(g[t * row + j]);
+            gw[t * row + j] = bf16_to_f32(g16[offset + t * row + j]);
+          }
+        }
+        std::vector<float> want_f(static_cast<size_t>(n)), want_b(static_cast<size_t>(n));
+        const int32_t* host_intra = c.two_d ? intra.data() : nullptr;
+        ops::rope_forward(want_f.data(), xw.data(), inter.data(), host_intra, T, c.heads, c.head_dim, kTheta);
+        ops::rope_backward(want_b.data(), gw.data(), inter.data(), host_intra, T, c.heads, c.head_dim, kTheta);
+        // and the device's fp32 kernels on the same values (the claim is bitwise against these)
+        simt::DeviceBuffer<float> dxw(xw), dgw(gw), fwd32(static_cast<size_t>(n)), bwd32(static_cast<size_t>(n));
+        simt::DeviceBuffer<int32_t> dinter(inter), dintra(intra);
+        const int32_t* dev_intra = c.two_d ? dintra.data() : nullptr;
+        ASSERT_EQ(rope_forward(fwd32.data(), dxw.data(), dinter.data(), dev_intra, T, c.heads, c.head_dim, kTheta,
+                               nullptr),
+                  cudaSuccess);
+        ASSERT_EQ(rope_backward(bwd32.data(), dgw.data(), dinter.data(), dev_intra, T, c.heads, c.head_dim, kTheta,
+                                nullptr),
+                  cudaSuccess);
+        simt::DeviceBuffer<uint16_t> dx16(x16), dg16(g16), fwd(static_cast<size_t>(n + offset + 2)),
+            bwd(static_cast<size_t>(wide)), inplace(g16);
+        auto bf = [](simt::DeviceBuffer<uint16_t>& b, int64_t at) { return reinterpret_cast<__nv_bfloat16*>(b.data() + at); };
+        ASSERT_EQ(rope_forward_bf16(bf(fwd, offset), bf(dx16, offset + col0), dinter.data(), dev_intra, T, c.heads,
+                                    c.head_dim, kTheta, nullptr, stride),
+                  cudaSuccess);
+        ASSERT_EQ(rope_backward_bf16(bf(bwd, offset + col0), bf(dg16, offset), dinter.data(), dev_intra, T, c.heads,
+                                     c.head_dim, kTheta, nullptr, stride),
+                  cudaSuccess);
+        ASSERT_EQ(rope_backward_bf16(bf(inplace, offset), bf(inplace, offset), dinter.data(), dev_intra, T, c.heads,
+                                     c.head_dim, kTheta, nullptr),
+                  cudaSuccess);
+        simt::device_synchronize();
+        const std::string what = std::string(c.two_d ? "2D" : "1D") + " head_dim " + std::to_string(c.head_dim) +
+                                 (strided ? " strided" : "") + " offset " + std::to_string(offset);
+        const std::vector<float> f32 = fwd32.download(), b32 = bwd32.download();
+        expect_near_all(f32, to_double(want_f), kAtol, kRtol, "fp32 forward " + what);
+        const std::vector<uint16_t> got_f = fwd.download(), got_b = bwd.download(), got_i = inplace.download();
+        for (int64_t t = 0; t < T; ++t) {
+          for (int64_t j = 0; j < row; ++j) {
+            const int64_t i = t * row + j;
+            ASSERT_EQ(got_f[offset + i], f32_to_bf16(f32[i])) << "forward " << what << " at " << i;
+            ASSERT_EQ(got_b[offset + t * stride + col0 + j], f32_to_bf16(b32[i])) << "backward " << what << " at " << i;
+            ASSERT_EQ(got_i[offset + i], f32_to_bf16(b32[i])) << "in-place backward " << what << " at " << i;
+          }
+        }
+        int64_t written = 0;  // strided backward: exactly the q positions
+        for (uint16_t v : got_b) written += v != 0xFFFF;
+        EXPECT_LE(written, n) << "backward wrote outside its rows, " << what;
+        for (int64_t i = offset + n; i < static_cast<int64_t>(got_f.size()); ++i)
+          ASSERT_EQ(got_f[i], 0xFFFF) << "forward wrote past the end, " << what;
+      }
     }
   }
 }

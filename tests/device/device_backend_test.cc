@@ -140,7 +140,7 @@ TEST(DeviceBackend, LossAndGradientsMatchCpu) {
       ASSERT_GT(ref, 0.0) << e.name << ": zero reference gradient";
       const double rel = norm_of(diff.data(), e.numel) / ref;
       // bf16 operands: ~2^-9 per rounding, amplified where a gradient is a small difference of
-      // large terms (the softmax's dK, near-uniform attention): measured up to 1.7e-2 on dW_k.
+      // large terms (the softmax's dK, near-uniform attention): measured up to 1.9e-2 on dW_k, dW_q.
       EXPECT_LT(rel, 3e-2) << e.name << " (‖device − cpu‖ / ‖cpu‖)";  // NaN fails too
       if (rel > worst) worst = rel, worst_name = e.name;
     }

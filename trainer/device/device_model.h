@@ -75,8 +75,7 @@ struct DeviceModel {
 
   // Forward scratch
   float* branch = nullptr;   // [T, C] o_proj / down_proj output, added by the next norm
-  float* q32 = nullptr;      // [T, QD] q before RoPE
-  float* k32 = nullptr;      // [T, KVD]
+  bf16* qkv = nullptr;       // [T, QD + 2·KVD] the fused q/k/v projection, q and k before RoPE
   // LM head: rows with a loss weight, gathered
   float* head_h32 = nullptr;   // [T, C] gathered final_normed rows
   bf16* head_h = nullptr;      // [T, C] their bf16 copy
@@ -95,6 +94,7 @@ struct DeviceModel {
   bf16* d_act_bf = nullptr;     // [T, F]
   bf16* d_gate_up_bf = nullptr; // [T, 2F] paired like gate_up
   bf16* d_attn = nullptr;       // [T, QD]
+  bf16* d_qkv = nullptr;        // [T, QD + 2·KVD] dq, dk (rotated back), dv in the fused rows
   bf16* dq_bf = nullptr;        // [T, QD]
   bf16* dk_bf = nullptr;        // [T, KVD]
   bf16* dv_bf = nullptr;        // [T, KVD]

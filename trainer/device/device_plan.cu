@@ -74,8 +74,7 @@ void carve(DeviceModel& dm, Carver& c) {
   dm.final_rstd = c.take<float>(T);
 
   dm.branch = c.take<float>(T * C);
-  dm.q32 = c.take<float>(T * QD);
-  dm.k32 = c.take<float>(T * KVD);
+  dm.qkv = c.take<bf16>(T * (QD + 2 * KVD));
   dm.head_h32 = c.take<float>(T * C);
   dm.head_h = c.take<bf16>(T * C);
   dm.logits = c.take<float>(dm.head_chunk * padded_classes(V));
@@ -93,6 +92,7 @@ void carve(DeviceModel& dm, Carver& c) {
   dm.d_act_bf = c.take<bf16>(T * F);
   dm.d_gate_up_bf = c.take<bf16>(T * 2 * F);
   dm.d_attn = c.take<bf16>(T * QD);
+  dm.d_qkv = c.take<bf16>(T * (QD + 2 * KVD));
   dm.dq_bf = c.take<bf16>(T * QD);
   dm.dk_bf = c.take<bf16>(T * KVD);
   dm.dv_bf = c.take<bf16>(T * KVD);
@@ -140,9 +140,12 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, int64_t token
   fill_zero(params_bf16 + P, pad * sizeof(uint16_t), stream);
   param_tensors = model_tensors(params, layout, dims);
   grad_tensors = model_tensors(grads, layout, dims);
-  // device_step runs gate_proj and up_proj as one GEMM over their adjacent rows
-  for (const LayerTensors& w : param_tensors.layers)
+  // device_step runs q/k/v_proj and gate/up_proj as one GEMM each over their adjacent rows
+  for (const LayerTensors& w : param_tensors.layers) {
+    RECLM_CHECK(w.wk == w.wq + d.q_dim() * d.d_model && w.wv == w.wk + d.kv_dim() * d.d_model,
+                "q_proj, k_proj and v_proj are not adjacent in the layout");
     RECLM_CHECK(w.w_up == w.w_gate + d.d_ff * d.d_model, "gate_proj and up_proj are not adjacent in the layout");
+  }
 }
 
 DeviceModel::~DeviceModel() {

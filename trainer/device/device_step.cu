@@ -2,11 +2,12 @@
 // backward, in the order of the CPU backend (trainer/model_forward.cc, model_backward.cc) with
 // the precision split of trainer/device_backend.h:
 //   GEMMs and attention take bf16 operands (weights from the bf16 copy, saved activations in
-//   bf16) and accumulate in fp32; the residual stream, RMSNorm, RoPE's input (q, k), the logits
-//   and all parameter gradients are fp32, and so is every kernel's arithmetic (SwiGLU widens its
-//   bf16 gate and up).
-// The gate and up projections are one GEMM each way (their weights, gradients and bf16 copies are
-// adjacent in the parameter layout, checked by the plan): [T, 2F] = norm2 · [W_gate; W_up]ᵀ. Conversions between the two are fused into the kernel
+//   bf16) and accumulate in fp32; the residual stream, the norms' statistics, the o/down
+//   projections' outputs, the logits and all parameter gradients are fp32, and so is every
+//   kernel's arithmetic (RoPE and SwiGLU widen their bf16 inputs).
+// The q/k/v projections are one GEMM each way, and so are gate and up: their weights, gradients
+// and bf16 copies are adjacent in the parameter layout (checked by the plan), so
+// [T, QD + 2·KVD] = norm1 · [W_q; W_k; W_v]ᵀ and [T, 2F] = norm2 · [W_gate; W_up]ᵀ. Conversions between the two are fused into the kernel
 //   next to them (the norms, RoPE and SwiGLU read and write the bf16 sides), or our convert
 //   kernels (the LM head's).
 // The o_proj / down_proj outputs are not added to the stream by themselves: the RMSNorm that
@@ -111,17 +112,18 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool from_save
                                 w.input_norm, T, C, d.norm_eps, dm.stream),
      "rmsnorm_forward_bf16");
   clock.mark("forward: norms");
-  linear(dm, dm.q32, true, a.norm1, w.wq, T, C, QD);
-  linear(dm, dm.k32, true, a.norm1, w.wk, T, C, KVD);
-  linear(dm, a.v, false, a.norm1, w.wv, T, C, KVD);
+  const int64_t QKV = QD + 2 * KVD;
+  linear(dm, dm.qkv, false, a.norm1, w.wq, T, C, QKV);  // q_proj, k_proj, v_proj: adjacent rows
   clock.mark("forward: GEMMs");
-  ok(cuda::rope_forward_bf16(a.q, dm.q32, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta,
-                             dm.stream),
+  // RoPE moves q and k out of the fused rows into the attention's contiguous inputs; v is copied
+  ok(cuda::rope_forward_bf16(a.q, dm.qkv, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta,
+                             dm.stream, QKV),
      "rope_forward_bf16");
-  ok(cuda::rope_forward_bf16(a.k, dm.k32, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim, d.rope_theta,
-                             dm.stream),
+  ok(cuda::rope_forward_bf16(a.k, dm.qkv + QD, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim,
+                             d.rope_theta, dm.stream, QKV),
      "rope_forward_bf16");
-  clock.mark("forward: RoPE");
+  copy_rows(a.v, KVD * sizeof(bf16), dm.qkv + QD + KVD, QKV * sizeof(bf16), KVD * sizeof(bf16), T, dm.stream);
+  clock.mark("forward: RoPE + v copy");
   ok(cuda::attention_forward(a.attn, a.lse, a.q, a.k, a.v, dm.cu_seqlens, g.prefix_lens, g.n_segments, g.max_seqlen,
                              g.shape, dm.stream),
      "attention_forward");
@@ -228,7 +230,7 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hoo
     if (hook) hook(stage);
   };
   const ModelDims& d = dm.dims;
-  const int64_t T = g.T, C = d.d_model, F = d.d_ff, QD = d.q_dim(), KVD = d.kv_dim();
+  const int64_t T = g.T, C = d.d_model, F = d.d_ff, QD = d.q_dim(), KVD = d.kv_dim(), QKV = QD + 2 * KVD;
   PhaseClock& clock = dm.clock;
   // Each norm's backward adds to d_residual and also writes its bf16 copy d_res_bf, which the
   // next block's output-projection backward reads (none after layer 0: the embedding reads fp32).
@@ -269,16 +271,17 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hoo
        "attention_backward");
     clock.mark("backward: attention");
     reached(kBackwardPoll);
-    ok(cuda::rope_backward_bf16(dm.dq_bf, dm.dq_bf, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim,
-                                d.rope_theta, dm.stream),
+    // dq, dk (rotated back) and dv into the fused rows, the input of one backward GEMM
+    ok(cuda::rope_backward_bf16(dm.d_qkv, dm.dq_bf, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim,
+                                d.rope_theta, dm.stream, QKV),
        "rope_backward_bf16");
-    ok(cuda::rope_backward_bf16(dm.dk_bf, dm.dk_bf, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim,
-                                d.rope_theta, dm.stream),
+    ok(cuda::rope_backward_bf16(dm.d_qkv + QD, dm.dk_bf, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim,
+                                d.rope_theta, dm.stream, QKV),
        "rope_backward_bf16");
-    clock.mark("backward: RoPE");
-    linear_back(dm, dm.d_normed_bf, false, gw.wq, dm.dq_bf, a.norm1, w.wq, T, C, QD);
-    linear_back(dm, dm.d_normed_bf, true, gw.wk, dm.dk_bf, a.norm1, w.wk, T, C, KVD);
-    linear_back(dm, dm.d_normed_bf, true, gw.wv, dm.dv_bf, a.norm1, w.wv, T, C, KVD);
+    copy_rows(dm.d_qkv + QD + KVD, QKV * sizeof(bf16), dm.dv_bf, KVD * sizeof(bf16), KVD * sizeof(bf16), T,
+              dm.stream);
+    clock.mark("backward: RoPE + dv copy");
+    linear_back(dm, dm.d_normed_bf, false, gw.wq, dm.d_qkv, a.norm1, w.wq, T, C, QKV);
     clock.mark("backward: GEMMs");
     norm_back(gw.input_norm, a.residual, w.input_norm, a.rstd1, /*bf16_copy=*/l > 0);
     reached(static_cast<int>(2 + (d.n_layers - 1 - l)));
