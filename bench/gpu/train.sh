@@ -26,6 +26,8 @@
 #   TRAIN_TIMEOUT=1200            seconds one reclm or PyTorch run may take
 #   TORCH_COMPILE=1               run PyTorch with torch.compile (default: eager)
 #   TORCH_DEVICE=auto             train_torch.py --device (auto: cuda when available)
+#   PROFILE=1                     also a 12-step run of each preset with RECLM_DEVICE_PROFILE=1 and
+#                                 one with =host, their reports printed (docs/gpu.md)
 #   PEAK_TFLOPS=0                 the GPU's dense bf16 peak for MFU (0: the table of
 #                                 trainer/model_flops.cc by the GPU's name)
 #   BENCH_DIR=runs/bench_gpu_train  run directories and logs
@@ -148,6 +150,21 @@ for preset in $presets; do
     echo "reclm: $n_timed steps after $skip warm-up: $r_tokens tokens/step, $r_tps tokens/s, MFU $r_mfu, device memory $r_mem MiB"
   else
     echo "train.sh: no train lines in $run_dir/metrics.jsonl"; status=1
+  fi
+
+  # PROFILE=1: two more short runs, RECLM_DEVICE_PROFILE=1 (device time by phase) and =host (how
+  # long the host waited for the GPU: near 100% means CUDA graphs cannot pay)
+  if [ -n "${PROFILE:-}" ] && [ "${PROFILE}" != 0 ]; then
+    for mode in 1 host; do
+      profile_dir=$run_dir.profile_$mode
+      rm -rf "$profile_dir"
+      echo "== $preset: reclm, RECLM_DEVICE_PROFILE=$mode, $(( steps < 12 ? steps : 12 )) steps"
+      RECLM_DEVICE_PROFILE=$mode "${limit[@]}" "$reclm" train --config "$config" \
+        --set train.steps=$(( steps < 12 ? steps : 12 )) --set train.run_dir="$profile_dir" --set train.log_every=1 \
+        --set eval.val_every=0 --set eval.rank_every=0 --set checkpoint.every=0 "${overrides[@]}" \
+        > "$profile_dir.log" 2>&1 || { echo "train.sh: profiled run failed (log $profile_dir.log)"; status=1; }
+      awk '/device profile/ { on = 1; print; next } on && /^  / { print; next } { on = 0 }' "$profile_dir.log"
+    done
   fi
 
   # PyTorch: fixed-length sequences of seq_len, as many as make reclm's tokens per step
