@@ -18,7 +18,7 @@ std::string shape_name(const char* kind, int64_t T, int64_t C, int64_t OC) {
 }
 
 KernelCase forward_case(const std::shared_ptr<cuda::GemmContext>& ctx, int64_t T, int64_t C, int64_t OC,
-                        bool out_fp32) {
+                        bool out_fp32, bool with_bias = true) {
   auto inp = random_bf16(T * C, 1), weight = random_bf16(OC * C, 2);
   auto bias = device_values(OC, 3);
   std::shared_ptr<void> out;
@@ -31,12 +31,14 @@ KernelCase forward_case(const std::shared_ptr<cuda::GemmContext>& ctx, int64_t T
     out_ptr = o->data(), out = o;
   }
   const int64_t out_bytes = T * OC * (out_fp32 ? 4 : 2);
+  const std::string kind = std::string("linear_forward_bf16 ") + (out_fp32 ? "fp32-out" : "bf16-out") +
+                           (with_bias ? "+bias" : "");
+  const float* bias_ptr = with_bias ? bias->data() : nullptr;
   KernelCase c = make_case(
-      shape_name(out_fp32 ? "linear_forward_bf16 fp32-out+bias" : "linear_forward_bf16 bf16-out+bias", T, C, OC),
-      2 * (T * C + OC * C) + 4 * OC + out_bytes,
+      shape_name(kind.c_str(), T, C, OC), 2 * (T * C + OC * C) + (with_bias ? 4 * OC : 0) + out_bytes,
       [=](cudaStream_t s) {
-        return cuda::linear_forward_bf16(*ctx, out_ptr, out_fp32, bf16_ptr(inp), bf16_ptr(weight), bias->data(), T, C,
-                                         OC, false, s);
+        return cuda::linear_forward_bf16(*ctx, out_ptr, out_fp32, bf16_ptr(inp), bf16_ptr(weight), bias_ptr, T, C, OC,
+                                         false, s);
       },
       {ctx, inp, weight, bias, out});
   c.memory_bound = false;
@@ -44,15 +46,18 @@ KernelCase forward_case(const std::shared_ptr<cuda::GemmContext>& ctx, int64_t T
   return c;
 }
 
-KernelCase backward_case(const std::shared_ptr<cuda::GemmContext>& ctx, int64_t T, int64_t C, int64_t OC) {
+KernelCase backward_case(const std::shared_ptr<cuda::GemmContext>& ctx, int64_t T, int64_t C, int64_t OC,
+                         bool with_bias = true) {
   auto inp = random_bf16(T * C, 4), weight = random_bf16(OC * C, 5), dout = random_bf16(T * OC, 6);
   auto dinp = std::make_shared<Bf16s>(static_cast<size_t>(T * C));
   auto dweight = device_values(OC * C, 7), dbias = device_values(OC, 8);
+  float* dbias_ptr = with_bias ? dbias->data() : nullptr;
   KernelCase c = make_case(
-      shape_name("linear_backward_bf16 dinp+dweight+dbias", T, C, OC),
-      2 * (T * C + OC * C + T * OC) + 2 * T * C + 8 * OC * C + 8 * OC,
+      shape_name(with_bias ? "linear_backward_bf16 dinp+dweight+dbias" : "linear_backward_bf16 dinp+dweight", T, C,
+                 OC),
+      2 * (T * C + OC * C + T * OC) + 2 * T * C + 8 * OC * C + (with_bias ? 8 * OC : 0),
       [=](cudaStream_t s) {
-        return cuda::linear_backward_bf16(*ctx, bf16_ptr(dinp), false, dweight->data(), dbias->data(), bf16_ptr(dout),
+        return cuda::linear_backward_bf16(*ctx, bf16_ptr(dinp), false, dweight->data(), dbias_ptr, bf16_ptr(dout),
                                           bf16_ptr(inp), bf16_ptr(weight), T, C, OC, s);
       },
       {ctx, inp, weight, dout, dinp, dweight, dbias});
@@ -72,6 +77,19 @@ std::vector<KernelCase> gemm_cases() {
   cases.push_back(backward_case(ctx, T, 1024, 1024));
   cases.push_back(backward_case(ctx, T, 1024, 4096));
   cases.push_back(backward_case(ctx, T, 4096, 1024));
+  // The GPU trainer's GEMMs for gpu_350m (no bias): the fused q/k/v and gate/up projections
+  // (bf16 out), o_proj and down_proj (fp32 out, added to the stream), each with its backward;
+  // and one LM-head chunk of 2770 rows over 64,576 classes (fp32 logits).
+  cases.push_back(forward_case(ctx, T, 1024, 2048, false, false));
+  cases.push_back(forward_case(ctx, T, 1024, 5632, false, false));
+  cases.push_back(forward_case(ctx, T, 1024, 1024, true, false));
+  cases.push_back(forward_case(ctx, T, 2816, 1024, true, false));
+  cases.push_back(backward_case(ctx, T, 1024, 2048, false));
+  cases.push_back(backward_case(ctx, T, 1024, 5632, false));
+  cases.push_back(backward_case(ctx, T, 1024, 1024, false));
+  cases.push_back(backward_case(ctx, T, 2816, 1024, false));
+  cases.push_back(forward_case(ctx, 2770, 1024, 64576, true, false));
+  cases.push_back(backward_case(ctx, 2770, 1024, 64576, false));
   return cases;
 }
 
