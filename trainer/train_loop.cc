@@ -225,6 +225,7 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
   for (int64_t step = progress.step; step < tc.steps(); ++step) {
     Stopwatch step_clock;
     std::vector<Batch> batches = next_batches.valid() ? next_batches.get() : make_batches(step);
+    const double data_wait_seconds = step_clock.seconds();  // making (or waiting for) the batches
     if (device && step + 1 < tc.steps()) next_batches = std::async(std::launch::async, make_batches, step + 1);
     // loss weight, tokens, model FLOPs (trainer/model_flops.h): this rank's, then the job's
     double counts[3] = {0.0, 0.0, 0.0};
@@ -299,7 +300,8 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     const double tokens_per_s = step_tokens / seconds;
     write_metrics({{"kind", "train"}, {"step", step + 1}, {"loss", loss}, {"lr", lr},
                    {"grad_norm", norm}, {"tokens", step_tokens}, {"tokens_per_s", tokens_per_s},
-                   {"ms_per_step", seconds * 1e3}, {"comm_ms", comm_seconds * 1e3},
+                   {"ms_per_step", seconds * 1e3}, {"data_ms", data_wait_seconds * 1e3},
+                   {"comm_ms", comm_seconds * 1e3},
                    {"model_tflops", model_tflops}, {"mfu", peak_tflops > 0 ? model_tflops / world / peak_tflops : 0.0},
                    {"device_mem_mb", device ? device->info().planned_bytes / 1048576.0 : 0.0},
                    {"overlap", overlap ? overlap->overlap() : 0.0},

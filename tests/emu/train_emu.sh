@@ -32,10 +32,12 @@ rtol=2e-3
 grep -q "device: SIMT emulator (host)" "$work/dev.txt" || { cat "$work/dev.txt"; fail "the device run does not name its device"; }
 same_losses "$(losses "$work/cpu/metrics.jsonl" "train val")" "$(losses "$work/dev/metrics.jsonl" "train val")" $rtol ||
   fail "the device does not train like the CPU backend"
-python3 - "$work/dev/metrics.jsonl" <<'PY' || fail "metrics.jsonl of the device run lacks mfu / device_mem_mb"
+python3 - "$work/dev/metrics.jsonl" <<'PY' || fail "metrics.jsonl of the device run lacks mfu / device_mem_mb / data_ms"
 import json, sys
 train = [json.loads(l) for l in open(sys.argv[1]) if '"train"' in l]
-assert all("mfu" in r and r["device_mem_mb"] > 0 for r in train), train[0]
+assert all("mfu" in r and r["device_mem_mb"] > 0 and 0 <= r["data_ms"] <= r["ms_per_step"] for r in train), train[0]
+# step 1 makes its batches itself; later steps get them from the second thread
+assert train[0]["data_ms"] > 0, train[0]
 PY
 "$RECLM" eval --run "$work/dev" --set eval.max_users=50 > "$work/eval.txt" 2>&1 || { cat "$work/eval.txt"; fail "eval of the device model"; }
 grep -q "HR@10" "$work/eval.txt" || { cat "$work/eval.txt"; fail "eval printed no HR@10"; }
