@@ -34,6 +34,7 @@
 //   GPU the context's workspace) and bias_grad_finish_kernel adds them in split order.
 #include "kernels/cuda/gemm.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -179,6 +180,7 @@ struct Matmul {
   int64_t ldb = 0;
   void* d = nullptr;
   int64_t ldd = 0;
+  const void* c = nullptr;  // beta · C, C laid out as D; null: C = D
   cudaDataType_t d_type = CUDA_R_32F;
   float beta = 0.0f;
   const void* bias = nullptr;  // of d_type, or null
@@ -191,7 +193,7 @@ struct GemmContext::State {
   void* workspace = nullptr;
   __nv_bfloat16* bias_bf16 = nullptr;  // scratch for the rounded forward bias
   int64_t bias_capacity = 0;
-  std::map<std::array<int64_t, 14>, cublasLtMatmulAlgo_t> algorithms;
+  std::map<std::array<int64_t, 15>, cublasLtMatmulAlgo_t> algorithms;
 };
 
 GemmContext::GemmContext() : state_(std::make_unique<State>()) {
@@ -234,22 +236,24 @@ cublasStatus_t run_matmul(GemmContext::State& s, const Matmul& g, cudaStream_t s
     st = cublasLtMatrixLayoutCreate(&b, CUDA_R_16BF, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb);
   if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&d, g.d_type, g.m, g.n, g.ldd);
 
-  const std::array<int64_t, 14> key = {g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldd,
+  const void* c = g.c ? g.c : g.d;
+  const std::array<int64_t, 15> key = {g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldd,
                                        static_cast<int64_t>(g.d_type), g.bias != nullptr, alignment(g.a),
-                                       alignment(g.b), alignment(g.d), g.bias ? alignment(g.bias) : 0};
+                                       alignment(g.b), alignment(g.d), g.bias ? alignment(g.bias) : 0,
+                                       alignment(c)};
   auto found = s.algorithms.find(key);
   if (st == CUBLAS_STATUS_SUCCESS && found == s.algorithms.end()) {
     st = cublasLtMatmulPreferenceCreate(&pref);
     const uint64_t workspace = GemmContext::kWorkspaceBytes;
     const uint32_t align_a = static_cast<uint32_t>(key[10]), align_b = static_cast<uint32_t>(key[11]),
-                   align_d = static_cast<uint32_t>(key[12]);
+                   align_d = static_cast<uint32_t>(key[12]), align_c = static_cast<uint32_t>(key[14]);
     auto pset = [&](cublasLtMatmulPreferenceAttributes_t attr, const void* v, size_t bytes) {
       if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceSetAttribute(pref, attr, v, bytes);
     };
     pset(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace));
     pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof(align_a));
     pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b));
-    pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d, sizeof(align_d));
+    pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c));
     pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof(align_d));
     cublasLtMatmulHeuristicResult_t result = {};
     int count = 0;
@@ -265,7 +269,7 @@ cublasStatus_t run_matmul(GemmContext::State& s, const Matmul& g, cudaStream_t s
   }
   if (st == CUBLAS_STATUS_SUCCESS) {
     const float alpha = 1.0f;
-    st = cublasLtMatmul(s.handle, desc, &alpha, g.a, a, g.b, b, &g.beta, g.d, d, g.d, d, &found->second,
+    st = cublasLtMatmul(s.handle, desc, &alpha, g.a, a, g.b, b, &g.beta, c, d, g.d, d, &found->second,
                         s.workspace, GemmContext::kWorkspaceBytes, stream);
   }
   if (pref) cublasLtMatmulPreferenceDestroy(pref);
@@ -280,9 +284,11 @@ cublasStatus_t run_matmul(GemmContext::State& s, const Matmul& g, cudaStream_t s
 
 cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, const __nv_bfloat16* inp,
                                 const __nv_bfloat16* weight, const float* bias, int64_t T, int64_t C,
-                                int64_t OC, bool accumulate, cudaStream_t stream, int64_t ld_out) {
+                                int64_t OC, bool accumulate, cudaStream_t stream, int64_t ld_out,
+                                const float* addend) {
   if (ld_out == 0) ld_out = OC;
-  if (!valid_sizes(T, C, OC) || (accumulate && !out_fp32) || ld_out < OC) return cudaErrorInvalidValue;
+  if (!valid_sizes(T, C, OC) || (accumulate && !out_fp32) || ld_out < OC || (addend && (!out_fp32 || accumulate)))
+    return cudaErrorInvalidValue;
   GemmContext::State& s = *ctx.state();
   Matmul g;
   g.trans_a = true;
@@ -291,7 +297,8 @@ cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, cons
   g.b = inp, g.ldb = C;
   g.d = out, g.ldd = ld_out;
   g.d_type = out_fp32 ? CUDA_R_32F : CUDA_R_16BF;
-  g.beta = accumulate ? 1.0f : 0.0f;
+  g.beta = accumulate || addend ? 1.0f : 0.0f;
+  g.c = addend;
   g.bias = bias;
   if (bias && !out_fp32) {
     if (s.bias_capacity < OC) {
@@ -376,12 +383,17 @@ float round_to_bf16(float value) { return bf16_to_f32(f32_to_bf16(value)); }
 
 cudaError_t linear_forward_bf16(GemmContext&, void* out, bool out_fp32, const __nv_bfloat16* inp,
                                 const __nv_bfloat16* weight, const float* bias, int64_t T, int64_t C,
-                                int64_t OC, bool accumulate, cudaStream_t, int64_t ld_out) {
+                                int64_t OC, bool accumulate, cudaStream_t, int64_t ld_out, const float* addend) {
   if (ld_out == 0) ld_out = OC;
-  if (!valid_sizes(T, C, OC) || (accumulate && !out_fp32) || ld_out < OC) return cudaErrorInvalidValue;
+  if (!valid_sizes(T, C, OC) || (accumulate && !out_fp32) || ld_out < OC || (addend && (!out_fp32 || accumulate)))
+    return cudaErrorInvalidValue;
   const std::vector<float> x = widen(inp, T * C), w = widen(weight, OC * C);
-  if (out_fp32) {  // as beta = 1 on C = D = out, then the fp32 bias epilogue
+  if (out_fp32) {  // as beta = 1 on C = D = out (or C = addend), then the fp32 bias epilogue
     auto* y = static_cast<float*>(out);
+    if (addend != nullptr && addend != y) {  // C = addend: start from it (ld_out rows, like out)
+      for (int64_t t = 0; t < T; ++t) std::copy_n(addend + t * ld_out, OC, y + t * ld_out);
+    }
+    accumulate = accumulate || addend != nullptr;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T), static_cast<int>(OC),
                 static_cast<int>(C), 1.0f, x.data(), static_cast<int>(C), w.data(), static_cast<int>(C),
                 accumulate ? 1.0f : 0.0f, y, static_cast<int>(ld_out));

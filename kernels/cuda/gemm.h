@@ -38,13 +38,18 @@ class GemmContext {
 // out_fp32: out is float[T, OC], else bf16[T, OC]: one round to nearest even of the fp32 sum,
 // the bias included but itself first rounded to bf16 (cuBLASLt's BIAS epilogue takes the bias in
 // the output's type). accumulate (fp32 out only): out += instead of out =.
-// cudaErrorInvalidValue: a size < 1, or accumulate with a bf16 out. cudaErrorNotSupported: no
+// cudaErrorInvalidValue: a size < 1, accumulate or addend with a bf16 out, or both. cudaErrorNotSupported: no
 // cuBLASLt algorithm for the shape / alignment (not expected: see gemm.cu).
 // ld_out: elements from one row of out to the next (0 = OC; >= OC): rows of an odd OC padded to a
 // multiple of 8 keep cuBLASLt on its 16-byte (fast) kernels; the padding columns are not written.
+// addend (fp32 out only, not with accumulate; rows ld_out apart like out, may be out itself):
+// out = addend + inp · weightᵀ (+ bias) in one pass (cuBLASLt's C ≠ D: beta = 1 on C = addend),
+// the sum rounded once as an fp32 add after the product; the GPU trainer's o/down projections add
+// their output to the residual stream this way.
 cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, const __nv_bfloat16* inp,
                                 const __nv_bfloat16* weight, const float* bias, int64_t T, int64_t C,
-                                int64_t OC, bool accumulate, cudaStream_t stream, int64_t ld_out = 0);
+                                int64_t OC, bool accumulate, cudaStream_t stream, int64_t ld_out = 0,
+                                const float* addend = nullptr);
 
 // dinp[T, C] = dout[T, OC] · weight[OC, C] in fp32, stored bf16; with accumulate_dinp the old
 // dinp is added in fp32 before the single rounding (dinp = bf16(float(dinp) + dout · W): on the

@@ -102,28 +102,31 @@ TEST(CudaGemm, ForwardMatchesFloat64AndCpuOp) {
     ops::linear_forward(cpu.data(), x.data(), w.data(), T, C, OC);
 
     for (bool with_bias : {false, true}) {
-      for (int mode = 0; mode < 3; ++mode) {  // 0: fp32 out, 1: fp32 out +=, 2: bf16 out
-        const bool out_fp32 = mode < 2, accumulate = mode == 1;
+      // 0: fp32 out, 1: fp32 out +=, 2: bf16 out, 3: fp32 out = addend + (a separate buffer;
+      // out poisoned)
+      for (int mode = 0; mode < 4; ++mode) {
+        const bool out_fp32 = mode != 2, accumulate = mode == 1, with_addend = mode == 3;
         std::vector<float> prev(n + kPad, ops::test_util::kNaN);
-        if (accumulate) {
+        if (accumulate || with_addend) {
           const std::vector<float> r = uniform(n, seed++);
           std::copy(r.begin(), r.end(), prev.begin());
         }
         std::vector<double> want(n), tol(n), want_cpu(n);
         for (int64_t i = 0; i < n; ++i) {
-          const double b = with_bias ? bias[i % OC] : 0.0, p = accumulate ? prev[i] : 0.0;
+          const double b = with_bias ? bias[i % OC] : 0.0, p = accumulate || with_addend ? prev[i] : 0.0;
           want[i] = prod[i] + b + p;
           want_cpu[i] = static_cast<double>(cpu[i]) + b + p;
           tol[i] = 1e-5 * std::sqrt(static_cast<double>(C)) * (mag[i] + std::abs(b) + std::abs(p)) + 1e-30;
           if (!out_fp32) tol[i] += std::ldexp(std::abs(want[i]) + std::abs(b) + (with_bias ? std::abs(prod[i]) : 0.0), -8);
         }
-        const std::string what = name(out_fp32 ? (accumulate ? "fp32 out +=" : "fp32 out") : "bf16 out", s) +
-                                 (with_bias ? " bias" : "");
+        const char* kind[] = {"fp32 out", "fp32 out +=", "bf16 out", "fp32 out = addend +"};
+        const std::string what = name(kind[mode], s) + (with_bias ? " bias" : "");
         std::vector<float> got;
         if (out_fp32) {
-          simt::DeviceBuffer<float> out(prev);
+          simt::DeviceBuffer<float> out(with_addend ? std::vector<float>(n + kPad, ops::test_util::kNaN) : prev);
+          simt::DeviceBuffer<float> addend(prev);
           ASSERT_EQ(linear_forward_bf16(ctx, out.data(), true, bf16(dx), bf16(dw), with_bias ? dbias.data() : nullptr,
-                                        T, C, OC, accumulate, nullptr),
+                                        T, C, OC, accumulate, nullptr, 0, with_addend ? addend.data() : nullptr),
                     cudaSuccess) << what;
           simt::device_synchronize();
           got = out.download();
@@ -352,6 +355,12 @@ TEST(CudaGemm, RejectsInvalidArguments) {
   EXPECT_EQ(linear_forward_bf16(ctx, out16.data(), false, bf16(a), bf16(b), nullptr, 8, 8, 8, true, nullptr),
             cudaErrorInvalidValue);
   EXPECT_EQ(linear_forward_bf16(ctx, out.data(), true, bf16(a), bf16(b), nullptr, 0, 8, 8, false, nullptr),
+            cudaErrorInvalidValue);
+  // so is an addend, and not together with accumulate
+  EXPECT_EQ(linear_forward_bf16(ctx, out16.data(), false, bf16(a), bf16(b), nullptr, 8, 8, 8, false, nullptr, 0,
+                                out.data()),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(linear_forward_bf16(ctx, out.data(), true, bf16(a), bf16(b), nullptr, 8, 8, 8, true, nullptr, 0, out.data()),
             cudaErrorInvalidValue);
   EXPECT_EQ(linear_backward_bf16(ctx, bf16(out16), false, nullptr, nullptr, bf16(a), bf16(a), bf16(b), 8, -1, 8, nullptr),
             cudaErrorInvalidValue);

@@ -74,7 +74,6 @@ struct DeviceModel {
   float* final_rstd = nullptr;    // [T]
 
   // Forward scratch
-  float* branch = nullptr;   // [T, C] o_proj / down_proj output, added by the next norm
   bf16* qkv = nullptr;       // [T, QD + 2·KVD] the fused q/k/v projection, q and k before RoPE
   // LM head: rows with a loss weight, gathered
   float* head_h32 = nullptr;   // [T, C] gathered final_normed rows

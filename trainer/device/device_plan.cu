@@ -73,7 +73,6 @@ void carve(DeviceModel& dm, Carver& c) {
   dm.final_normed = c.take<float>(T * C);
   dm.final_rstd = c.take<float>(T);
 
-  dm.branch = c.take<float>(T * C);
   dm.qkv = c.take<bf16>(T * (QD + 2 * KVD));
   dm.head_h32 = c.take<float>(T * C);
   dm.head_h = c.take<bf16>(T * C);

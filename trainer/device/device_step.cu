@@ -10,8 +10,8 @@
 // [T, QD + 2·KVD] = norm1 · [W_q; W_k; W_v]ᵀ and [T, 2F] = norm2 · [W_gate; W_up]ᵀ. Conversions between the two are fused into the kernel
 //   next to them (the norms, RoPE and SwiGLU read and write the bf16 sides), or our convert
 //   kernels (the LM head's).
-// The o_proj / down_proj outputs are not added to the stream by themselves: the RMSNorm that
-// follows does the residual add (kernels/cuda/rmsnorm.h, fused).
+// The o_proj / down_proj GEMMs add their outputs to the residual stream themselves (cuBLASLt's
+// C ≠ D: beta · C with C the stream), so no separate add or branch buffer.
 // Not here (refused by make_device_backend): dropout, LoRA, vocabulary parallelism.
 #include <algorithm>
 #include <cmath>
@@ -41,11 +41,11 @@ void to_f32(const DeviceModel& dm, float* out, const bf16* in, int64_t n) {
   ok(cuda::convert_bf16_to_f32(out, in, n, dm.stream), "convert");
 }
 
-// out[T, OC] = inp · weightᵀ, weight the bf16 copy of a device parameter.
+// out[T, OC] = inp · weightᵀ (+ addend: fp32 [T, OC]), weight the bf16 copy of a device parameter.
 void linear(DeviceModel& dm, void* out, bool out_fp32, const bf16* inp, const float* weight, int64_t T,
-            int64_t C, int64_t OC) {
+            int64_t C, int64_t OC, const float* addend = nullptr) {
   ok(cuda::linear_forward_bf16(dm.gemm, out, out_fp32, inp, dm.weight_bf16(weight), nullptr, T, C, OC, false,
-                               dm.stream),
+                               dm.stream, 0, addend),
      "linear_forward_bf16");
 }
 // dinp (= or +=) dout · W, dweight += doutᵀ · inp.
@@ -95,21 +95,19 @@ Geometry upload_batch(DeviceModel& dm, const Batch& batch) {
   return g;
 }
 
-// Layer l's forward. Its input x is residual[l]; the first norm computes it as the previous
-// layer's residual_mid + its down_proj output (dm.branch) and writes it there, except with
-// `from_saved_input` (activation recomputation in backward), where residual[l] is read as saved.
-// `to_output`: also the down_proj (dm.branch), which the next layer's norm adds; the recompute
-// stops before it, since backward needs nothing after act.
-void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool from_saved_input, bool to_output) {
+// Layer l's forward from its input x = residual[l] (the embedding's or the previous layer's
+// output). The o_proj and down_proj GEMMs add their outputs to the stream themselves (an fp32
+// addend: residual_mid = x + o_proj(attn), and the next layer's input, or residual_out after the
+// last layer, = residual_mid + down_proj(act)), so the norms read one array. `to_output`: also
+// the down_proj; the recompute in backward stops before it, since backward needs nothing after act.
+void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output) {
   const ModelDims& d = dm.dims;
   const int64_t T = g.T, C = d.d_model, F = d.d_ff, QD = d.q_dim(), KVD = d.kv_dim();
   const LayerTensors& w = dm.param_tensors.layers[l];
   LayerActivations& a = dm.layers[l];
   PhaseClock& clock = dm.clock;
-  const bool fused = l > 0 && !from_saved_input;
-  ok(cuda::rmsnorm_forward_bf16(a.norm1, a.rstd1, fused ? a.residual : nullptr,
-                                fused ? dm.layers[l - 1].residual_mid : a.residual, fused ? dm.branch : nullptr,
-                                w.input_norm, T, C, d.norm_eps, dm.stream),
+  ok(cuda::rmsnorm_forward_bf16(a.norm1, a.rstd1, nullptr, a.residual, nullptr, w.input_norm, T, C, d.norm_eps,
+                                dm.stream),
      "rmsnorm_forward_bf16");
   clock.mark("forward: norms");
   const int64_t QKV = QD + 2 * KVD;
@@ -128,11 +126,11 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool from_save
                              g.shape, dm.stream),
      "attention_forward");
   clock.mark("forward: attention");
-  linear(dm, dm.branch, true, a.attn, w.wo, T, QD, C);
+  linear(dm, a.residual_mid, true, a.attn, w.wo, T, QD, C, a.residual);
   clock.mark("forward: GEMMs");
-  // MLP block: its norm adds the attention output to the stream first
-  ok(cuda::rmsnorm_forward_bf16(a.norm2, a.rstd2, a.residual_mid, a.residual, dm.branch, w.post_norm, T, C,
-                                d.norm_eps, dm.stream),
+  // MLP block
+  ok(cuda::rmsnorm_forward_bf16(a.norm2, a.rstd2, nullptr, a.residual_mid, nullptr, w.post_norm, T, C, d.norm_eps,
+                                dm.stream),
      "rmsnorm_forward_bf16");
   clock.mark("forward: norms");
   linear(dm, a.gate_up, false, a.norm2, w.w_gate, T, C, 2 * F);  // gate_proj and up_proj: adjacent rows
@@ -140,7 +138,8 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool from_save
   ok(cuda::swiglu_forward_bf16(a.act, a.gate_up, T, F, dm.stream), "swiglu_forward_bf16");
   clock.mark("forward: SwiGLU");
   if (!to_output) return;
-  linear(dm, dm.branch, true, a.act, w.w_down, T, F, C);
+  float* next = l + 1 < d.n_layers ? dm.layers[l + 1].residual : dm.residual_out;
+  linear(dm, next, true, a.act, w.w_down, T, F, C, a.residual_mid);
   clock.mark("forward: GEMMs");
 }
 
@@ -150,9 +149,9 @@ void forward_layers(DeviceModel& dm, const Geometry& g) {
   ok(cuda::embedding_forward(dm.layers[0].residual, dm.param_tensors.embed, dm.tokens, T, C, dm.stream),
      "embedding_forward");
   dm.clock.mark("embedding");
-  for (int64_t l = 0; l < d.n_layers; ++l) forward_layer(dm, g, l, /*from_saved_input=*/false, /*to_output=*/true);
-  ok(cuda::rmsnorm_forward(dm.final_normed, dm.final_rstd, dm.residual_out, dm.layers[d.n_layers - 1].residual_mid,
-                           dm.branch, dm.param_tensors.final_norm, T, C, d.norm_eps, dm.stream),
+  for (int64_t l = 0; l < d.n_layers; ++l) forward_layer(dm, g, l, /*to_output=*/true);
+  ok(cuda::rmsnorm_forward(dm.final_normed, dm.final_rstd, nullptr, dm.residual_out, nullptr,
+                           dm.param_tensors.final_norm, T, C, d.norm_eps, dm.stream),
      "rmsnorm_forward");
   dm.clock.mark("forward: norms");
 }
@@ -249,7 +248,7 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hoo
   reached(1);
   for (int64_t l = d.n_layers - 1; l >= 0; --l) {
     // activation recomputation: layer l's saved activations are refilled from its input
-    if (dm.recompute) forward_layer(dm, g, l, /*from_saved_input=*/true, /*to_output=*/false);
+    if (dm.recompute) forward_layer(dm, g, l, /*to_output=*/false);
     const LayerTensors& w = dm.param_tensors.layers[l];
     const LayerTensors& gw = dm.grad_tensors.layers[l];
     const LayerActivations& a = dm.layers[l];
