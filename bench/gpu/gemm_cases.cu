@@ -17,8 +17,9 @@ std::string shape_name(const char* kind, int64_t T, int64_t C, int64_t OC) {
   return std::string(kind) + " T=" + std::to_string(T) + " " + std::to_string(C) + "->" + std::to_string(OC);
 }
 
+// with_addend (fp32 out): out = addend + the product, as the trainer's o/down projections.
 KernelCase forward_case(const std::shared_ptr<cuda::GemmContext>& ctx, int64_t T, int64_t C, int64_t OC,
-                        bool out_fp32, bool with_bias = true) {
+                        bool out_fp32, bool with_bias = true, bool with_addend = false) {
   auto inp = random_bf16(T * C, 1), weight = random_bf16(OC * C, 2);
   auto bias = device_values(OC, 3);
   std::shared_ptr<void> out;
@@ -32,15 +33,18 @@ KernelCase forward_case(const std::shared_ptr<cuda::GemmContext>& ctx, int64_t T
   }
   const int64_t out_bytes = T * OC * (out_fp32 ? 4 : 2);
   const std::string kind = std::string("linear_forward_bf16 ") + (out_fp32 ? "fp32-out" : "bf16-out") +
-                           (with_bias ? "+bias" : "");
+                           (with_bias ? "+bias" : "") + (with_addend ? "+addend" : "");
   const float* bias_ptr = with_bias ? bias->data() : nullptr;
+  auto addend = device_values(with_addend ? T * OC : 1, 9);
+  const float* addend_ptr = with_addend ? addend->data() : nullptr;
   KernelCase c = make_case(
-      shape_name(kind.c_str(), T, C, OC), 2 * (T * C + OC * C) + (with_bias ? 4 * OC : 0) + out_bytes,
+      shape_name(kind.c_str(), T, C, OC),
+      2 * (T * C + OC * C) + (with_bias ? 4 * OC : 0) + out_bytes + (with_addend ? 4 * T * OC : 0),
       [=](cudaStream_t s) {
         return cuda::linear_forward_bf16(*ctx, out_ptr, out_fp32, bf16_ptr(inp), bf16_ptr(weight), bias_ptr, T, C, OC,
-                                         false, s);
+                                         false, s, 0, addend_ptr);
       },
-      {ctx, inp, weight, bias, out});
+      {ctx, inp, weight, bias, out, addend});
   c.memory_bound = false;
   c.flops = 2 * T * C * OC;
   return c;
@@ -78,12 +82,12 @@ std::vector<KernelCase> gemm_cases() {
   cases.push_back(backward_case(ctx, T, 1024, 4096));
   cases.push_back(backward_case(ctx, T, 4096, 1024));
   // The GPU trainer's GEMMs for gpu_350m (no bias): the fused q/k/v and gate/up projections
-  // (bf16 out), o_proj and down_proj (fp32 out, added to the stream), each with its backward;
+  // (bf16 out), o_proj and down_proj (fp32 out added to the stream: an addend), each with its backward;
   // and one LM-head chunk of 2770 rows over 64,576 classes (fp32 logits).
   cases.push_back(forward_case(ctx, T, 1024, 2048, false, false));
   cases.push_back(forward_case(ctx, T, 1024, 5632, false, false));
-  cases.push_back(forward_case(ctx, T, 1024, 1024, true, false));
-  cases.push_back(forward_case(ctx, T, 2816, 1024, true, false));
+  cases.push_back(forward_case(ctx, T, 1024, 1024, true, false, true));
+  cases.push_back(forward_case(ctx, T, 2816, 1024, true, false, true));
   cases.push_back(backward_case(ctx, T, 1024, 2048, false));
   cases.push_back(backward_case(ctx, T, 1024, 5632, false));
   cases.push_back(backward_case(ctx, T, 1024, 1024, false));

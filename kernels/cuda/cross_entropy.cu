@@ -300,7 +300,8 @@ cudaError_t cross_entropy_forward(float* losses, double* loss_sum, double* row_l
                                   const float* logits, const int32_t* targets, const float* weights,
                                   int64_t T, int64_t n_classes, int64_t class_begin,
                                   cudaStream_t stream, int64_t row_stride) {
-  return launch_rows<Mode::kForward>(static_cast<float*>(nullptr), losses, loss_sum, row_loss_workspace, nullptr, nullptr, nullptr,
+  return launch_rows<Mode::kForward>(static_cast<float*>(nullptr), losses, loss_sum, row_loss_workspace, nullptr,
+                                     nullptr, nullptr,
                                      logits, targets, weights, T, n_classes, row_stride, class_begin, 0.0f,
                                      same_phase(logits, logits), stream);
 }
@@ -309,7 +310,8 @@ cudaError_t cross_entropy_partial_stats(float* row_max, double* row_sum, double*
                                         const float* logits, const int32_t* targets,
                                         const float* weights, int64_t T, int64_t n_classes,
                                         int64_t class_begin, cudaStream_t stream) {
-  return launch_rows<Mode::kPartialStats>(static_cast<float*>(nullptr), nullptr, nullptr, nullptr, row_max, row_sum, target_logit,
+  return launch_rows<Mode::kPartialStats>(static_cast<float*>(nullptr), nullptr, nullptr, nullptr, row_max, row_sum,
+                                          target_logit,
                                           logits, targets, weights, T, n_classes, n_classes, class_begin, 0.0f,
                                           same_phase(logits, logits), stream);
 }

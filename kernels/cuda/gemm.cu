@@ -17,7 +17,8 @@
 //             B = dout read [OC, T] ld OC, op T; m = C, n = OC, k = T; D fp32 [C, OC] ld C,
 //             beta = 1.
 //   The algorithm comes from cublasLtMatmulAlgoGetHeuristic, once per (shape, layouts, types,
-//   epilogue, pointer alignments), cached in the GemmContext (at most kMaxCachedAlgorithms). The alignment preferences are
+//   epilogue, pointer alignments), cached in the GemmContext (at most kMaxCachedAlgorithms). The
+//   alignment preferences are
 //   set to the pointers' real alignment (up to 256 B), so odd leading dimensions (C = 7) and
 //   unaligned pointers only exclude the algorithms that need more; if none is left the call
 //   returns cudaErrorNotSupported.

@@ -360,8 +360,9 @@ TEST(CudaGemm, RejectsInvalidArguments) {
   EXPECT_EQ(linear_forward_bf16(ctx, out16.data(), false, bf16(a), bf16(b), nullptr, 8, 8, 8, false, nullptr, 0,
                                 out.data()),
             cudaErrorInvalidValue);
-  EXPECT_EQ(linear_forward_bf16(ctx, out.data(), true, bf16(a), bf16(b), nullptr, 8, 8, 8, true, nullptr, 0, out.data()),
-            cudaErrorInvalidValue);
+  EXPECT_EQ(
+      linear_forward_bf16(ctx, out.data(), true, bf16(a), bf16(b), nullptr, 8, 8, 8, true, nullptr, 0, out.data()),
+      cudaErrorInvalidValue);
   EXPECT_EQ(linear_backward_bf16(ctx, bf16(out16), false, nullptr, nullptr, bf16(a), bf16(a), bf16(b), 8, -1, 8, nullptr),
             cudaErrorInvalidValue);
 }

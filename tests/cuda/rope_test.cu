@@ -128,7 +128,8 @@ TEST(CudaRope, Bf16FormsEqualTheComposedKernels) {
         const int64_t row = c.heads * c.head_dim, T = c.tokens;
         const int64_t stride = strided ? row + 24 : row, col0 = strided ? 8 : 0;
         const int64_t n = T * row, wide = T * stride + offset + 2;  // the strided buffers, with a tail
-        const std::vector<float> x = uniform(static_cast<size_t>(wide), seed), g = uniform(static_cast<size_t>(n), seed + 1);
+        const std::vector<float> x = uniform(static_cast<size_t>(wide), seed);
+        const std::vector<float> g = uniform(static_cast<size_t>(n), seed + 1);
         const std::vector<int32_t> inter = random_ints(T, 3000, seed + 2), intra = random_ints(T, 3000, seed + 3);
         seed += 4;
         // bf16 inputs: x16 strided (q at column col0 of each row), g16 contiguous; their widenings
@@ -158,7 +159,9 @@ TEST(CudaRope, Bf16FormsEqualTheComposedKernels) {
                   cudaSuccess);
         simt::DeviceBuffer<uint16_t> dx16(x16), dg16(g16), fwd(static_cast<size_t>(n + offset + 2)),
             bwd(static_cast<size_t>(wide)), inplace(g16);
-        auto bf = [](simt::DeviceBuffer<uint16_t>& b, int64_t at) { return reinterpret_cast<__nv_bfloat16*>(b.data() + at); };
+        auto bf = [](simt::DeviceBuffer<uint16_t>& b, int64_t at) {
+          return reinterpret_cast<__nv_bfloat16*>(b.data() + at);
+        };
         ASSERT_EQ(rope_forward_bf16(bf(fwd, offset), bf(dx16, offset + col0), dinter.data(), dev_intra, T, c.heads,
                                     c.head_dim, kTheta, nullptr, stride),
                   cudaSuccess);

@@ -146,7 +146,8 @@ void check_paired_bf16(int64_t rows, int64_t cols, int offset, uint32_t seed) {
 
 TEST(CudaSwiglu, PairedBf16FormEqualsTheComposedKernels) {
   uint32_t seed = 50;
-  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 4}, {3, 8}, {5, 7}, {1, 1025}, {9, 2816}}) {
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 4}, {3, 8}, {5, 7}, {1, 1025}, {9, 2816}};
+  for (const auto& [rows, cols] : shapes) {
     check_paired_bf16(rows, cols, 0, seed);
     seed += 2;
   }

@@ -24,7 +24,9 @@ using bf16 = __nv_bfloat16;
 // past the end of the parameters, kHeadPadRows), with zero dlogits: their logits are ignored,
 // their gradient rows get += 0, and d_h is unchanged.
 inline constexpr int64_t kClassMultiple = 64;
-inline int64_t padded_classes(int64_t classes) { return (classes + kClassMultiple - 1) / kClassMultiple * kClassMultiple; }
+inline int64_t padded_classes(int64_t classes) {
+  return (classes + kClassMultiple - 1) / kClassMultiple * kClassMultiple;
+}
 inline constexpr int64_t kHeadPadRows = kClassMultiple - 1;
 
 // Per layer, what backward reads from the forward (with recomputation every layer's pointers but

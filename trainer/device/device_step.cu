@@ -4,12 +4,12 @@
 //   GEMMs and attention take bf16 operands (weights from the bf16 copy, saved activations in
 //   bf16) and accumulate in fp32; the residual stream, the norms' statistics, the o/down
 //   projections' outputs, the logits and all parameter gradients are fp32, and so is every
-//   kernel's arithmetic (RoPE and SwiGLU widen their bf16 inputs).
+//   kernel's arithmetic (RoPE and SwiGLU widen their bf16 inputs). The kernels next to a GEMM
+//   read and write its bf16 side themselves (norms, RoPE, SwiGLU, the cross-entropy's dlogits);
+//   only the LM head's row gather and scatter use our convert kernels.
 // The q/k/v projections are one GEMM each way, and so are gate and up: their weights, gradients
 // and bf16 copies are adjacent in the parameter layout (checked by the plan), so
-// [T, QD + 2·KVD] = norm1 · [W_q; W_k; W_v]ᵀ and [T, 2F] = norm2 · [W_gate; W_up]ᵀ. Conversions between the two are fused into the kernel
-//   next to them (the norms, RoPE and SwiGLU read and write the bf16 sides), or our convert
-//   kernels (the LM head's).
+// [T, QD + 2·KVD] = norm1 · [W_q; W_k; W_v]ᵀ and [T, 2F] = norm2 · [W_gate; W_up]ᵀ.
 // The o_proj / down_proj GEMMs add their outputs to the residual stream themselves (cuBLASLt's
 // C ≠ D: beta · C with C the stream), so no separate add or branch buffer.
 // Not here (refused by make_device_backend): dropout, LoRA, vocabulary parallelism.
