@@ -48,11 +48,11 @@ void linear(DeviceModel& dm, void* out, bool out_fp32, const bf16* inp, const fl
                                dm.stream, 0, addend),
      "linear_forward_bf16");
 }
-// dinp (= or +=) dout · W, dweight += doutᵀ · inp.
-void linear_back(DeviceModel& dm, bf16* dinp, bool accumulate, float* dweight, const bf16* dout, const bf16* inp,
-                 const float* weight, int64_t T, int64_t C, int64_t OC) {
-  ok(cuda::linear_backward_bf16(dm.gemm, dinp, accumulate, dweight, nullptr, dout, inp, dm.weight_bf16(weight), T,
-                                C, OC, dm.stream),
+// dinp = dout · W, dweight += doutᵀ · inp.
+void linear_back(DeviceModel& dm, bf16* dinp, float* dweight, const bf16* dout, const bf16* inp, const float* weight,
+                 int64_t T, int64_t C, int64_t OC) {
+  ok(cuda::linear_backward_bf16(dm.gemm, dinp, false, dweight, nullptr, dout, inp, dm.weight_bf16(weight), T, C, OC,
+                                dm.stream),
      "linear_backward_bf16");
 }
 
@@ -202,7 +202,7 @@ double head_and_loss(DeviceModel& dm, const Batch& batch, const Geometry& g, flo
                                                    dm.loss_weights + t0, n, V, first, grad_scale, dm.stream, Vp),
          "cross_entropy_forward_backward_bf16");
       dm.clock.mark("head: cross-entropy");
-      linear_back(dm, dm.d_h + t0 * C, false, d_head, dm.dlogits, dm.head_h + t0 * C, head, n, C, Vp);
+      linear_back(dm, dm.d_h + t0 * C, d_head, dm.dlogits, dm.head_h + t0 * C, head, n, C, Vp);
       dm.clock.mark("head: GEMMs");
     } else {
       ok(cuda::cross_entropy_forward(dm.losses + t0, dm.chunk_loss + chunks, dm.row_losses, dm.logits,
@@ -253,16 +253,16 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hoo
     const LayerTensors& gw = dm.grad_tensors.layers[l];
     const LayerActivations& a = dm.layers[l];
     // MLP block
-    linear_back(dm, dm.d_act_bf, false, gw.w_down, dm.d_res_bf, a.act, w.w_down, T, F, C);
+    linear_back(dm, dm.d_act_bf, gw.w_down, dm.d_res_bf, a.act, w.w_down, T, F, C);
     clock.mark("backward: GEMMs");
     ok(cuda::swiglu_backward_bf16(dm.d_gate_up_bf, dm.d_act_bf, a.gate_up, T, F, dm.stream), "swiglu_backward_bf16");
     clock.mark("backward: SwiGLU");
-    linear_back(dm, dm.d_normed_bf, false, gw.w_gate, dm.d_gate_up_bf, a.norm2, w.w_gate, T, C, 2 * F);
+    linear_back(dm, dm.d_normed_bf, gw.w_gate, dm.d_gate_up_bf, a.norm2, w.w_gate, T, C, 2 * F);
     clock.mark("backward: GEMMs");
     norm_back(gw.post_norm, a.residual_mid, w.post_norm, a.rstd2, /*bf16_copy=*/true);
     reached(kBackwardPoll);
     // attention block
-    linear_back(dm, dm.d_attn, false, gw.wo, dm.d_res_bf, a.attn, w.wo, T, QD, C);
+    linear_back(dm, dm.d_attn, gw.wo, dm.d_res_bf, a.attn, w.wo, T, QD, C);
     clock.mark("backward: GEMMs");
     ok(cuda::attention_backward(dm.dq_bf, dm.dk_bf, dm.dv_bf, dm.d_attn, a.q, a.k, a.v, a.attn, a.lse, dm.cu_seqlens,
                                 g.prefix_lens, g.n_segments, g.max_seqlen, g.shape, /*deterministic=*/true,
@@ -280,7 +280,7 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hoo
     copy_rows(dm.d_qkv + QD + KVD, QKV * sizeof(bf16), dm.dv_bf, KVD * sizeof(bf16), KVD * sizeof(bf16), T,
               dm.stream);
     clock.mark("backward: RoPE + dv copy");
-    linear_back(dm, dm.d_normed_bf, false, gw.wq, dm.d_qkv, a.norm1, w.wq, T, C, QKV);
+    linear_back(dm, dm.d_normed_bf, gw.wq, dm.d_qkv, a.norm1, w.wq, T, C, QKV);
     clock.mark("backward: GEMMs");
     norm_back(gw.input_norm, a.residual, w.input_norm, a.rstd1, /*bf16_copy=*/l > 0);
     reached(static_cast<int>(2 + (d.n_layers - 1 - l)));
