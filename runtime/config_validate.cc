@@ -269,7 +269,6 @@ void validate_config(const Config& config) {
                      m.d_model(), m.n_heads(), m.d_model() / m.n_heads());
     }
     if (m.d_model() > 8192) violations.add("runtime.device", "\"cuda\" takes model.d_model up to 8192");
-    if (m.dropout() > 0) violations.add("runtime.device", "\"cuda\" cannot be combined with model.dropout > 0");
     if (m.lora().rank() > 0) violations.add("runtime.device", "\"cuda\" cannot be combined with model.lora");
     if (config.optim().zero1()) violations.add("runtime.device", "\"cuda\" cannot be combined with optim.zero1");
     if (config.runtime().vocab_parallel()) {

@@ -57,8 +57,10 @@ class DeviceBackend {
   virtual void zero_grads() = 0;
   // One micro-batch forward and backward; gradients accumulate (as forward_backward in model.h).
   // With gradient buckets enabled, `last_micro_batch` starts their all-reduces during backward.
-  // Returns Σ weight·loss.
-  virtual double forward_backward(const Batch& batch, float grad_scale, bool last_micro_batch) = 0;
+  // `dropout`: the model's dropout for this micro-batch (Model::dropout); its masks are the CPU's,
+  // drawn from the same counter-based stream. Returns Σ weight·loss.
+  virtual double forward_backward(const Batch& batch, float grad_scale, bool last_micro_batch,
+                                  const DropoutState& dropout = {}) = 0;
   // Forward only (validation): Σ weight·loss.
   virtual double forward_loss(const Batch& batch) = 0;
   // Gradient buckets of about bucket_floats values all-reduced over `comm` while backward runs

@@ -247,7 +247,7 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
       model.dropout = {config.model().dropout(), true, config.runtime().seed(),
                        dropout_stream(step, micro, tc.grad_accum(), rank, world)};
       const bool last = micro + 1 == static_cast<int>(batches.size());
-      loss_sum += device ? device->forward_backward(batches[micro], grad_scale, last)
+      loss_sum += device ? device->forward_backward(batches[micro], grad_scale, last, model.dropout)
                          : forward_backward(model, batches[micro], grad_scale,
                                             buckets && last ? buckets->hook(model.grad_data()) : BackwardHook{});
     }

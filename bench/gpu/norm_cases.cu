@@ -1,12 +1,13 @@
-// RMSNorm (with and without the residual add), RoPE, SwiGLU and the fp32 <-> bf16 conversions
-// (kernels/cuda/{rmsnorm,rope,swiglu,convert}.cu). Shapes of a 7B-class layer over 16384
-// tokens; `bytes` counts each array the kernel must read or write once (fp32 = 4 bytes).
+// RMSNorm (with and without the residual add), RoPE, SwiGLU, dropout and the fp32 <-> bf16
+// conversions (kernels/cuda/{rmsnorm,rope,swiglu,dropout,convert}.cu). Shapes of a 7B-class layer
+// over 16384 tokens; `bytes` counts each array the kernel must read or write once (fp32 = 4 bytes).
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
 
 #include "bench/gpu/kernel_cases.h"
 #include "kernels/cuda/convert.h"
+#include "kernels/cuda/dropout.h"
 #include "kernels/cuda/rmsnorm.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/swiglu.h"
@@ -171,6 +172,25 @@ std::vector<KernelCase> norm_cases() {
                                                                   rows, cols, s);
                               },
                               {gate_up, dact, dgate_up}));
+  }
+
+  // Dropout over [16384 tokens, 4096] (the GPU trainer's: a branch added to the stream, 4 + 4
+  // read and 4 written; the masked gradient in bf16, 4 read and 2 written), rate 0.1.
+  {
+    const int64_t n = int64_t{16384} * 4096;
+    auto branch = device_values(n, 13), skip = device_values(n, 14);
+    auto out = std::make_shared<Floats>(static_cast<size_t>(n));
+    auto out16 = device_bf16(n);
+    const cuda::DropoutKey key{0.1f, 1234, 5, 7};
+    cases.push_back(make_case("dropout_add 64M", 12 * n,
+                              [=](cudaStream_t s) {
+                                return cuda::dropout_add(out->data(), skip->data(), branch->data(), n, key, s);
+                              },
+                              {branch, skip, out}));
+    cases.push_back(make_case(
+        "dropout_bf16 64M", 6 * n,
+        [=](cudaStream_t s) { return cuda::dropout_bf16(as_bf16(out16), branch->data(), n, key, s); },
+        {branch, out16}));
   }
 
   // fp32 <-> bf16 over 128M values: 4 + 2 bytes each.

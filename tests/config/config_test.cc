@@ -382,8 +382,6 @@ std::vector<RuleCase> rule_cases() {
       {{"runtime.peak_tflops=-1"}, "field runtime.peak_tflops: must be >= 0 (got -1)"},
       {{"runtime.device=cuda", "model.d_model=96", "model.n_heads=3", "model.n_kv_heads=3"},
        "field runtime.device: \"cuda\" needs head dim d_model / n_heads = 64 or 128 (got 96 / 3 = 32)"},
-      {{"runtime.device=cuda", "model.dropout=0.1"},
-       "field runtime.device: \"cuda\" cannot be combined with model.dropout > 0"},
       {{"runtime.device=cuda", "model.lora.rank=4"},
        "field runtime.device: \"cuda\" cannot be combined with model.lora"},
       {{"runtime.device=cuda", "optim.zero1=true"},

@@ -4,7 +4,8 @@
 //  - Loss and every parameter's gradient of one micro-batch match the CPU's fp32 forward and
 //    backward to bf16 accuracy (the device's GEMM and attention operands are bf16): shapes with
 //    GQA, head dims 64 and 128, tied and untied heads, causal and bidirectional-prefix segments
-//    of odd lengths, 2D positions, a softmax class range and rows without loss.
+//    of odd lengths, 2D positions, a softmax class range, rows without loss, and dropout (the
+//    device draws the CPU's masks).
 //  - The device's AdamW step and gradient norm equal the CPU's AdamW applied to the device's own
 //    gradients (same arithmetic: a few ulp), weight decay by tensor kind included.
 //  - upload/download carry weights, moments and the update count exactly; a repeated
@@ -36,7 +37,11 @@ struct Case {
   bool prefix = false;          // bidirectional prefixes in some segments
   bool partial_loss = false;    // some rows carry no loss
   int32_t class_begin = 0;      // softmax range [class_begin, vocab) when > 0
+  float dropout = 0.0f;         // model dropout (the CPU's masks: seed kDropoutSeed, stream 9)
 };
+
+constexpr uint64_t kDropoutSeed = 0xD5A0C0FFEEull;
+DropoutState dropout_of(const Case& c) { return {c.dropout, c.dropout > 0.0f, kDropoutSeed, 9}; }
 
 std::vector<Case> cases() {
   return {
@@ -47,6 +52,9 @@ std::vector<Case> cases() {
       {"2D positions", {.vocab = 199, .d_model = 128, .n_heads = 2, .n_kv_heads = 1, .head_dim = 64, .d_ff = 128,
                         .positions_2d = true}, false, true},
       {"d128", {.vocab = 173, .d_model = 128, .n_heads = 1, .n_kv_heads = 1, .head_dim = 128, .d_ff = 136}, true},
+      {"dropout 0.3 prefix",
+       {.vocab = 211, .d_model = 128, .n_heads = 2, .n_kv_heads = 1, .head_dim = 64, .d_ff = 200}, true, true, 0,
+       0.3f},
   };
 }
 
@@ -121,13 +129,18 @@ TEST(DeviceBackend, LossAndGradientsMatchCpu) {
     const auto scale = static_cast<float>(1.0 / weight);
 
     zero_grads(cpu);
+    cpu.dropout = dropout_of(c);
     const double cpu_loss = forward_backward(cpu, batch, scale);
     device->zero_grads();
-    const double dev_loss = device->forward_backward(batch, scale, true);
+    const double dev_loss = device->forward_backward(batch, scale, true, cpu.dropout);
     Model dev(d, 1);
     device->download_gradients(dev);
     EXPECT_NEAR(dev_loss, cpu_loss, 2e-3 * std::abs(cpu_loss)) << "loss";
-    EXPECT_DOUBLE_EQ(device->forward_loss(batch), dev_loss) << "forward_loss vs forward_backward";
+    if (c.dropout == 0.0f) {  // (validation has no dropout)
+      EXPECT_DOUBLE_EQ(device->forward_loss(batch), dev_loss) << "forward_loss vs forward_backward";
+    } else {  // the masks matter: without them the loss is another
+      EXPECT_GT(std::abs(device->forward_loss(batch) - dev_loss), 1e-3 * std::abs(dev_loss)) << "dropout had no effect";
+    }
 
     double worst = 0;
     std::string worst_name;
@@ -149,7 +162,7 @@ TEST(DeviceBackend, LossAndGradientsMatchCpu) {
 
     // The same micro-batch again: bitwise the same gradients.
     device->zero_grads();
-    EXPECT_EQ(device->forward_backward(batch, scale, true), dev_loss);
+    EXPECT_EQ(device->forward_backward(batch, scale, true, cpu.dropout), dev_loss);
     Model again(d, 1);
     device->download_gradients(again);
     EXPECT_EQ(std::memcmp(again.grad_data(), dev.grad_data(), cpu.layout.total_floats() * sizeof(float)), 0)
@@ -162,10 +175,11 @@ struct DeviceStep {
   double loss;
   std::vector<float> grads;
 };
-DeviceStep run_step(DeviceBackend& device, const Model& host, const AdamW& optimizer, const Batch& batch) {
+DeviceStep run_step(DeviceBackend& device, const Model& host, const AdamW& optimizer, const Batch& batch,
+                    const DropoutState& dropout = {}) {
   device.upload(host, optimizer);
   device.zero_grads();
-  const double loss = device.forward_backward(batch, 0.03f, true);
+  const double loss = device.forward_backward(batch, 0.03f, true, dropout);
   Model out(host.dims, 1);
   device.download_gradients(out);
   return {loss, std::vector<float>(out.grad_data(), out.grad_data() + host.layout.total_floats())};
@@ -174,7 +188,7 @@ DeviceStep run_step(DeviceBackend& device, const Model& host, const AdamW& optim
 // runtime.recompute_activations: backward recomputes each layer's activations from its input;
 // the kernels are deterministic, so the gradients are bitwise those of the saved activations.
 TEST(DeviceBackend, RecomputedActivationsGiveTheSameGradients) {
-  for (const Case& c : {cases()[0], cases()[2]}) {
+  for (const Case& c : {cases()[0], cases()[2], cases()[4]}) {  // [4]: the masks recomputed too
     SCOPED_TRACE(c.name);
     const ModelDims d = test::tiny_model_dims(c.shape);
     Model host(d, kMaxTokens);
@@ -185,7 +199,8 @@ TEST(DeviceBackend, RecomputedActivationsGiveTheSameGradients) {
     auto recomputed = backend_or_skip(host, optimizer, true);
     EXPECT_LT(recomputed->info().planned_bytes, saved->info().planned_bytes);
     const Batch batch = make_batch(c, d, 17);
-    const DeviceStep a = run_step(*saved, host, optimizer, batch), b = run_step(*recomputed, host, optimizer, batch);
+    const DeviceStep a = run_step(*saved, host, optimizer, batch, dropout_of(c));
+    const DeviceStep b = run_step(*recomputed, host, optimizer, batch, dropout_of(c));
     EXPECT_EQ(a.loss, b.loss);
     EXPECT_TRUE(a.grads == b.grads) << "recomputed activations changed the gradients";
   }

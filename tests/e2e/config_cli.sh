@@ -87,8 +87,8 @@ expect_user_error "$tmp/heads.pbtxt" "field model.d_model" "256 % 6"
 run "unknown device" config --set runtime.device=tpu
 expect_user_error "field runtime.device" '"cpu" or "cuda"'
 
-run "cuda with dropout" config --set runtime.device=cuda --set model.dropout=0.1
-expect_user_error "field runtime.device" "model.dropout"
+run "cuda with LoRA" config --set runtime.device=cuda --set model.lora.rank=4
+expect_user_error "field runtime.device" "model.lora"
 
 run "missing file" config --config "$tmp/does_not_exist.pbtxt"
 expect_user_error "$tmp/does_not_exist.pbtxt"

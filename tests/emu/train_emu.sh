@@ -3,14 +3,16 @@
 # `emu`): bin/reclm-emu is the real CLI with the CUDA backend's kernels emulated and its device
 # memory in host memory (trainer/device_backend.h). A tiny recommender (tiny_rec, head dim 64):
 #  1. the device trains like the CPU backend: the same train and validation loss sequence to
-#     bf16 accuracy (grad_accum 2, 8 steps), and writes weights `reclm eval` reads;
+#     bf16 accuracy (grad_accum 2, 8 steps), also with dropout (the same masks), and writes
+#     weights `reclm eval` reads;
 #  2. checkpoints are interchangeable: a device run's step-4 checkpoint resumes on the CPU, and
 #     a CPU run's on the device, each continuing its source's trajectory;
 #  3. activation recomputation (runtime.recompute_activations) trains bitwise the same;
 #  4. under mpirun -np 2 (when MPI is built) the device ranks train like one process with the
 #     same global batch, their gradient buckets all-reduced during backward;
 #  5. RECLM_DEVICE_PROFILE=1 prints the phase table, =host the host's wait share;
-#  6. the combinations the backend refuses exit 2 naming runtime.device, and a plan too large
+#  6. the combinations the backend refuses (LoRA, ZeRO-1, head dims other than 64/128) exit 2
+#     naming runtime.device, and a plan too large
 #     for the device exits 2 before anything is written.
 set -euo pipefail
 : "${RECLM_EMU:?path of the reclm-emu binary}"
@@ -41,6 +43,16 @@ assert train[0]["data_ms"] > 0, train[0]
 PY
 "$RECLM" eval --run "$work/dev" --set eval.max_users=50 > "$work/eval.txt" 2>&1 || { cat "$work/eval.txt"; fail "eval of the device model"; }
 grep -q "HR@10" "$work/eval.txt" || { cat "$work/eval.txt"; fail "eval printed no HR@10"; }
+
+# 1b. with dropout: the device draws the CPU's masks, so the two still train alike
+"$RECLM" train "${base[@]}" --set model.dropout=0.2 --set train.run_dir="$work/cpu_drop" > "$work/cpu_drop.txt" 2>&1 ||
+  { cat "$work/cpu_drop.txt"; fail "cpu run with dropout"; }
+"$RECLM_EMU" train "${base[@]}" --set model.dropout=0.2 --set runtime.device=cuda --set train.run_dir="$work/dev_drop" \
+  > "$work/dev_drop.txt" 2>&1 || { cat "$work/dev_drop.txt"; fail "device run with dropout"; }
+same_losses "$(losses "$work/cpu_drop/metrics.jsonl" "train val")" "$(losses "$work/dev_drop/metrics.jsonl" "train val")" \
+  $rtol || fail "with dropout the device does not train like the CPU backend"
+! same_losses "$(losses "$work/dev/metrics.jsonl" "train")" "$(losses "$work/dev_drop/metrics.jsonl" "train")" 1e-6 \
+  > /dev/null || fail "model.dropout changed nothing on the device"
 
 # 2. checkpoints: device → CPU and CPU → device, from step 4
 resume_on() {  # resume_on NAME SOURCE_RUN BINARY DEVICE
@@ -91,7 +103,7 @@ grep -Eq "host waited for the device [0-9.]+ ms of [0-9.]+ ms since the plan \([
 ! grep -q "forward: GEMMs" "$work/prof_host.txt" || fail "RECLM_DEVICE_PROFILE=host printed the phase table"
 
 # 6. refused combinations (config validation: the same in every build)
-for bad in "model.dropout=0.1" "model.n_heads=2" "optim.zero1=true" "model.lora.rank=4"; do
+for bad in "model.n_heads=2" "optim.zero1=true" "model.lora.rank=4"; do
   expect_exit2 "runtime.device" train "${base[@]}" --set runtime.device=cuda --set "$bad" --set train.run_dir="$work/bad"
 done
 # a plan that does not fit the device (here: host memory) stops at start, exit 2, nothing written

@@ -117,8 +117,9 @@ class CudaBackend final : public DeviceBackend {
 
   void zero_grads() override { device::fill_zero(dm_->grads, floats() * sizeof(float), dm_->stream); }
 
-  double forward_backward(const Batch& batch, float grad_scale, bool last_micro_batch) override {
-    return device::device_forward_backward(*dm_, batch, grad_scale,
+  double forward_backward(const Batch& batch, float grad_scale, bool last_micro_batch,
+                          const DropoutState& dropout) override {
+    return device::device_forward_backward(*dm_, batch, grad_scale, dropout,
                                            buckets_ && last_micro_batch ? buckets_->hook(dm_->grads) : BackwardHook{});
   }
 

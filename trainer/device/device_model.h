@@ -77,6 +77,7 @@ struct DeviceModel {
 
   // Forward scratch
   bf16* qkv = nullptr;       // [T, QD + 2·KVD] the fused q/k/v projection, q and k before RoPE
+  float* branch = nullptr;   // [T, C] o/down projection output before dropout (dropout runs only)
   // LM head: rows with a loss weight, gathered
   float* head_h32 = nullptr;   // [T, C] gathered final_normed rows
   bf16* head_h = nullptr;      // [T, C] their bf16 copy
@@ -137,9 +138,11 @@ struct DeviceModel {
 };
 
 // One micro-batch forward and backward on the device; gradients accumulate into dm.grads with
-// dL/dlogit scaled by grad_scale. `hook` is called at each backward stage and poll point as in
-// model.h's forward_backward (gradient buckets). Returns Σ weight·loss.
-double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale, const BackwardHook& hook);
+// dL/dlogit scaled by grad_scale; dropout as the CPU backend's (the same masks). `hook` is called
+// at each backward stage and poll point as in model.h's forward_backward (gradient buckets).
+// Returns Σ weight·loss.
+double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale, const DropoutState& dropout,
+                               const BackwardHook& hook);
 // Forward and loss only.
 double device_forward_loss(DeviceModel& dm, const Batch& batch);
 

@@ -74,6 +74,7 @@ void carve(DeviceModel& dm, Carver& c) {
   dm.final_rstd = c.take<float>(T);
 
   dm.qkv = c.take<bf16>(T * (QD + 2 * KVD));
+  dm.branch = c.take<float>(T * C);
   dm.head_h32 = c.take<float>(T * C);
   dm.head_h = c.take<bf16>(T * C);
   dm.logits = c.take<float>(dm.head_chunk * padded_classes(V));

@@ -12,7 +12,9 @@
 // [T, QD + 2·KVD] = norm1 · [W_q; W_k; W_v]ᵀ and [T, 2F] = norm2 · [W_gate; W_up]ᵀ.
 // The o_proj / down_proj GEMMs add their outputs to the residual stream themselves (cuBLASLt's
 // C ≠ D: beta · C with C the stream), so no separate add or branch buffer.
-// Not here (refused by make_device_backend): dropout, LoRA, vocabulary parallelism.
+// Dropout: the CPU's masks (kernels/cuda/dropout.h) at the CPU's sites: the embedding output and
+// each branch before it joins the stream; backward runs the same masks over the gradients.
+// Not here (refused at config validation): LoRA, vocabulary parallelism.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -21,12 +23,14 @@
 #include "kernels/cuda/attention_forward.h"
 #include "kernels/cuda/convert.h"
 #include "kernels/cuda/cross_entropy.h"
+#include "kernels/cuda/dropout.h"
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/rmsnorm.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/swiglu.h"
 #include "trainer/device/device_model.h"
 #include "trainer/device/device_runtime.h"
+#include "trainer/model_internal.h"
 
 namespace reclm::device {
 
@@ -54,6 +58,11 @@ void linear_back(DeviceModel& dm, bf16* dinp, float* dweight, const bf16* dout, 
   ok(cuda::linear_backward_bf16(dm.gemm, dinp, false, dweight, nullptr, dout, inp, dm.weight_bf16(weight), T, C, OC,
                                 dm.stream),
      "linear_backward_bf16");
+}
+
+// The mask of one dropout site (trainer/model_internal.h dropout_site), the CPU's.
+cuda::DropoutKey dropout_key(const DropoutState& drop, int64_t layer, int branch) {
+  return {drop.rate, drop.seed, drop.stream, dropout_site(layer, branch)};
 }
 
 // What the layers read of the batch, uploaded once per micro-batch.
@@ -95,12 +104,29 @@ Geometry upload_batch(DeviceModel& dm, const Batch& batch) {
   return g;
 }
 
+// out[T, C] = skip + dropout(inp[T, IC] · Wᵀ), dropout site (l, branch): without dropout the GEMM
+// adds the skip itself (an fp32 addend); with it the projection goes through dm.branch.
+void add_branch(DeviceModel& dm, float* out, const float* skip, const bf16* inp, const float* weight, int64_t T,
+                int64_t IC, const DropoutState& drop, int64_t l, int branch) {
+  const int64_t C = dm.dims.d_model;
+  if (!drop.active()) {
+    linear(dm, out, true, inp, weight, T, IC, C, skip);
+    dm.clock.mark("forward: GEMMs");
+    return;
+  }
+  linear(dm, dm.branch, true, inp, weight, T, IC, C);
+  dm.clock.mark("forward: GEMMs");
+  ok(cuda::dropout_add(out, skip, dm.branch, T * C, dropout_key(drop, l, branch), dm.stream), "dropout_add");
+  dm.clock.mark("forward: dropout");
+}
+
 // Layer l's forward from its input x = residual[l] (the embedding's or the previous layer's
 // output). The o_proj and down_proj GEMMs add their outputs to the stream themselves (an fp32
 // addend: residual_mid = x + o_proj(attn), and the next layer's input, or residual_out after the
-// last layer, = residual_mid + down_proj(act)), so the norms read one array. `to_output`: also
-// the down_proj; the recompute in backward stops before it, since backward needs nothing after act.
-void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output) {
+// last layer, = residual_mid + down_proj(act)), so the norms read one array; with dropout the
+// projection goes to dm.branch and dropout_add adds it. `to_output`: also the down_proj; the
+// recompute in backward stops before it, since backward needs nothing after act.
+void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output, const DropoutState& drop) {
   const ModelDims& d = dm.dims;
   const int64_t T = g.T, C = d.d_model, F = d.d_ff, QD = d.q_dim(), KVD = d.kv_dim();
   const LayerTensors& w = dm.param_tensors.layers[l];
@@ -126,8 +152,7 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output
                              g.shape, dm.stream),
      "attention_forward");
   clock.mark("forward: attention");
-  linear(dm, a.residual_mid, true, a.attn, w.wo, T, QD, C, a.residual);
-  clock.mark("forward: GEMMs");
+  add_branch(dm, a.residual_mid, a.residual, a.attn, w.wo, T, QD, drop, l, 0);
   // MLP block
   ok(cuda::rmsnorm_forward_bf16(a.norm2, a.rstd2, nullptr, a.residual_mid, nullptr, w.post_norm, T, C, d.norm_eps,
                                 dm.stream),
@@ -139,17 +164,17 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output
   clock.mark("forward: SwiGLU");
   if (!to_output) return;
   float* next = l + 1 < d.n_layers ? dm.layers[l + 1].residual : dm.residual_out;
-  linear(dm, next, true, a.act, w.w_down, T, F, C, a.residual_mid);
-  clock.mark("forward: GEMMs");
+  add_branch(dm, next, a.residual_mid, a.act, w.w_down, T, F, drop, l, 1);
 }
 
-void forward_layers(DeviceModel& dm, const Geometry& g) {
+void forward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop) {
   const ModelDims& d = dm.dims;
   const int64_t T = g.T, C = d.d_model;
-  ok(cuda::embedding_forward(dm.layers[0].residual, dm.param_tensors.embed, dm.tokens, T, C, dm.stream),
-     "embedding_forward");
+  float* x = dm.layers[0].residual;
+  ok(cuda::embedding_forward(x, dm.param_tensors.embed, dm.tokens, T, C, dm.stream), "embedding_forward");
+  if (drop.active()) ok(cuda::dropout(x, x, T * C, dropout_key(drop, -1, 0), dm.stream), "dropout");
   dm.clock.mark("embedding");
-  for (int64_t l = 0; l < d.n_layers; ++l) forward_layer(dm, g, l, /*to_output=*/true);
+  for (int64_t l = 0; l < d.n_layers; ++l) forward_layer(dm, g, l, /*to_output=*/true, drop);
   ok(cuda::rmsnorm_forward(dm.final_normed, dm.final_rstd, nullptr, dm.residual_out, nullptr,
                            dm.param_tensors.final_norm, T, C, d.norm_eps, dm.stream),
      "rmsnorm_forward");
@@ -224,44 +249,55 @@ double head_and_loss(DeviceModel& dm, const Batch& batch, const Geometry& g, flo
 }
 
 // The stages and poll points of model.h's BackwardHook, in the same places as the CPU backward.
-void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hook) {
+void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop, const BackwardHook& hook) {
   const auto reached = [&](int stage) {
     if (hook) hook(stage);
   };
   const ModelDims& d = dm.dims;
   const int64_t T = g.T, C = d.d_model, F = d.d_ff, QD = d.q_dim(), KVD = d.kv_dim(), QKV = QD + 2 * KVD;
   PhaseClock& clock = dm.clock;
-  // Each norm's backward adds to d_residual and also writes its bf16 copy d_res_bf, which the
-  // next block's output-projection backward reads (none after layer 0: the embedding reads fp32).
+  // The gradient at a branch's output, in bf16 for its projection's backward: d_residual itself,
+  // which each norm's backward writes as d_res_bf beside its fp32 update (none after layer 0: the
+  // embedding reads fp32); with dropout, d_residual through the branch's mask instead.
+  const bool dropout = drop.active();
   const auto norm_back = [&](float* dweight, const float* x, const float* weight, const float* rstd,
-                             bool bf16_copy) {
+                             bool next_branch) {
     ok(cuda::rmsnorm_backward_bf16(dm.d_residual, dweight, dm.rmsnorm_ws, dm.d_normed_bf, x, weight, rstd, T, C,
-                                   dm.stream, bf16_copy ? dm.d_res_bf : nullptr),
+                                   dm.stream, next_branch && !dropout ? dm.d_res_bf : nullptr),
        "rmsnorm_backward_bf16");
     clock.mark("backward: norms");
   };
+  const auto branch_grad = [&](int64_t l, int branch) {
+    if (!dropout) return;  // d_res_bf is the norm's copy
+    ok(cuda::dropout_bf16(dm.d_res_bf, dm.d_residual, T * C, dropout_key(drop, l, branch), dm.stream),
+       "dropout_bf16");
+    clock.mark("backward: dropout");
+  };
   fill_zero(dm.d_residual, T * C * sizeof(float), dm.stream);
   ok(cuda::rmsnorm_backward(dm.d_residual, dm.grad_tensors.final_norm, dm.rmsnorm_ws, dm.d_final, dm.residual_out,
-                            dm.param_tensors.final_norm, dm.final_rstd, T, C, dm.stream, dm.d_res_bf),
+                            dm.param_tensors.final_norm, dm.final_rstd, T, C, dm.stream,
+                            dropout ? nullptr : dm.d_res_bf),
      "rmsnorm_backward");
   clock.mark("backward: norms");
   reached(1);
   for (int64_t l = d.n_layers - 1; l >= 0; --l) {
     // activation recomputation: layer l's saved activations are refilled from its input
-    if (dm.recompute) forward_layer(dm, g, l, /*to_output=*/false);
+    if (dm.recompute) forward_layer(dm, g, l, /*to_output=*/false, drop);
     const LayerTensors& w = dm.param_tensors.layers[l];
     const LayerTensors& gw = dm.grad_tensors.layers[l];
     const LayerActivations& a = dm.layers[l];
     // MLP block
+    branch_grad(l, 1);
     linear_back(dm, dm.d_act_bf, gw.w_down, dm.d_res_bf, a.act, w.w_down, T, F, C);
     clock.mark("backward: GEMMs");
     ok(cuda::swiglu_backward_bf16(dm.d_gate_up_bf, dm.d_act_bf, a.gate_up, T, F, dm.stream), "swiglu_backward_bf16");
     clock.mark("backward: SwiGLU");
     linear_back(dm, dm.d_normed_bf, gw.w_gate, dm.d_gate_up_bf, a.norm2, w.w_gate, T, C, 2 * F);
     clock.mark("backward: GEMMs");
-    norm_back(gw.post_norm, a.residual_mid, w.post_norm, a.rstd2, /*bf16_copy=*/true);
+    norm_back(gw.post_norm, a.residual_mid, w.post_norm, a.rstd2, /*next_branch=*/true);
     reached(kBackwardPoll);
     // attention block
+    branch_grad(l, 0);
     linear_back(dm, dm.d_attn, gw.wo, dm.d_res_bf, a.attn, w.wo, T, QD, C);
     clock.mark("backward: GEMMs");
     ok(cuda::attention_backward(dm.dq_bf, dm.dk_bf, dm.dv_bf, dm.d_attn, a.q, a.k, a.v, a.attn, a.lse, dm.cu_seqlens,
@@ -282,8 +318,11 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hoo
     clock.mark("backward: RoPE + dv copy");
     linear_back(dm, dm.d_normed_bf, gw.wq, dm.d_qkv, a.norm1, w.wq, T, C, QKV);
     clock.mark("backward: GEMMs");
-    norm_back(gw.input_norm, a.residual, w.input_norm, a.rstd1, /*bf16_copy=*/l > 0);
+    norm_back(gw.input_norm, a.residual, w.input_norm, a.rstd1, /*next_branch=*/l > 0);
     reached(static_cast<int>(2 + (d.n_layers - 1 - l)));
+  }
+  if (dropout) {  // the embedding output's mask
+    ok(cuda::dropout(dm.d_residual, dm.d_residual, T * C, dropout_key(drop, -1, 0), dm.stream), "dropout");
   }
   ok(cuda::embedding_backward(dm.grad_tensors.embed, dm.d_residual, dm.tokens, T, d.vocab, C, dm.embedding_ws,
                               dm.embedding_ws_bytes, dm.stream),
@@ -294,14 +333,15 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const BackwardHook& hoo
 
 }  // namespace
 
-double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale, const BackwardHook& hook) {
+double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale, const DropoutState& dropout,
+                               const BackwardHook& hook) {
   dm.clock.mark("other (host, optimizer)");
   const Geometry g = upload_batch(dm, batch);
   dm.clock.mark("batch to the device");
-  forward_layers(dm, g);
+  forward_layers(dm, g, dropout);
   const double loss = head_and_loss(dm, batch, g, grad_scale, /*backward=*/true);
   if (hook) hook(0);
-  backward_layers(dm, g, hook);
+  backward_layers(dm, g, dropout, hook);
   return loss;
 }
 
@@ -309,7 +349,7 @@ double device_forward_loss(DeviceModel& dm, const Batch& batch) {
   dm.clock.mark("other (host, optimizer)");
   const Geometry g = upload_batch(dm, batch);
   dm.clock.mark("batch to the device");
-  forward_layers(dm, g);
+  forward_layers(dm, g, DropoutState{});  // evaluation: no dropout
   return head_and_loss(dm, batch, g, 0.0f, /*backward=*/false);
 }
 
