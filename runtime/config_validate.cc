@@ -263,10 +263,10 @@ void validate_config(const Config& config) {
   }
   if (config.runtime().device() == "cuda") {  // what the CUDA backend does not do (yet)
     const config::ModelConfig& m = config.model();
-    if (m.d_model() > 0 && m.n_heads() > 0 && m.d_model() % m.n_heads() == 0 &&
-        m.d_model() / m.n_heads() != 64 && m.d_model() / m.n_heads() != 128) {
-      violations.add("runtime.device", "\"cuda\" needs head dim d_model / n_heads = 64 or 128 (got {} / {} = {})",
-                     m.d_model(), m.n_heads(), m.d_model() / m.n_heads());
+    const int64_t head_dim = m.d_model() > 0 && m.n_heads() > 0 ? m.d_model() / m.n_heads() : 0;
+    if (head_dim > 0 && m.d_model() % m.n_heads() == 0 && head_dim != 32 && head_dim != 64 && head_dim != 128) {
+      violations.add("runtime.device", "\"cuda\" needs head dim d_model / n_heads = 32, 64 or 128 (got {} / {} = {})",
+                     m.d_model(), m.n_heads(), head_dim);
     }
     if (m.d_model() > 8192) violations.add("runtime.device", "\"cuda\" takes model.d_model up to 8192");
     if (m.lora().rank() > 0) violations.add("runtime.device", "\"cuda\" cannot be combined with model.lora");

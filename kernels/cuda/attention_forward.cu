@@ -308,6 +308,9 @@ cudaError_t attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat1
     return cudaErrorInvalidValue;
   }
   if (n_segments <= 0 || max_seqlen <= 0 || shape.n_tokens <= 0) return cudaSuccess;
+  if (shape.head_dim == 32) {
+    return launch_forward<32>(out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, stream);
+  }
   if (shape.head_dim == 64) {
     return launch_forward<64>(out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, stream);
   }

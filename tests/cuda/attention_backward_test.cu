@@ -183,6 +183,8 @@ std::vector<Case> cases() {
       {{1, 63, 129, 300}, {1, 63, 129, 300}, 4, 1, 128, 13},  // bidirectional, GQA 4
       {{300, 7, 129}, {100, 0, 50}, 2, 1, 128, 14},           // prefix, GQA 2, head_dim 128
       {{129, 1, 63, 7}, {}, 4, 1, 128, 15},                   // causal, GQA 4, head_dim 128
+      {ragged, {1, 3, 0, 0, 129, 77}, 4, 2, 32, 16},          // prefix, GQA 2, head_dim 32
+      {{300, 7}, {}, 2, 2, 32, 17},                           // causal, head_dim 32
   };
 }
 

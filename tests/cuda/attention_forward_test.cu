@@ -183,6 +183,9 @@ TEST(CudaAttentionForward, TileEdgesGqa2HeadDim64) { run_case({{64, 65, 128}, {6
 // Many key tiles per query tile: the running max and the rescaled O carry across 13 tiles.
 TEST(CudaAttentionForward, LongCausalSegmentHeadDim128) { run_case({{800, 33}, {}, 1, 1, 128, 61}); }
 
+// head_dim 32 (small recommenders: d_model 64 over 2 heads), prefix and GQA 2.
+TEST(CudaAttentionForward, PrefixRaggedGqa2HeadDim32) { run_case({kRagged, {1, 0, 63, 70, 200}, 4, 2, 32, 81}); }
+
 TEST(CudaAttentionForward, RejectsUnsupportedShapes) {
   const ops::AttentionShape bad_dim{8, 2, 2, 96, 0.1f};
   EXPECT_EQ(attention_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 8, bad_dim, nullptr),

@@ -3,7 +3,7 @@
 // gpu; skipped without a device).
 //  - Loss and every parameter's gradient of one micro-batch match the CPU's fp32 forward and
 //    backward to bf16 accuracy (the device's GEMM and attention operands are bf16): shapes with
-//    GQA, head dims 64 and 128, tied and untied heads, causal and bidirectional-prefix segments
+//    GQA, head dims 32, 64 and 128, tied and untied heads, causal and bidirectional-prefix segments
 //    of odd lengths, 2D positions, a softmax class range, rows without loss, and dropout (the
 //    device draws the CPU's masks).
 //  - The device's AdamW step and gradient norm equal the CPU's AdamW applied to the device's own
@@ -52,8 +52,8 @@ std::vector<Case> cases() {
       {"2D positions", {.vocab = 199, .d_model = 128, .n_heads = 2, .n_kv_heads = 1, .head_dim = 64, .d_ff = 128,
                         .positions_2d = true}, false, true},
       {"d128", {.vocab = 173, .d_model = 128, .n_heads = 1, .n_kv_heads = 1, .head_dim = 128, .d_ff = 136}, true},
-      {"dropout 0.3 prefix",
-       {.vocab = 211, .d_model = 128, .n_heads = 2, .n_kv_heads = 1, .head_dim = 64, .d_ff = 200}, true, true, 0,
+      {"dropout 0.3 prefix head_dim 32",
+       {.vocab = 211, .d_model = 64, .n_heads = 2, .n_kv_heads = 1, .head_dim = 32, .d_ff = 200}, true, true, 0,
        0.3f},
   };
 }

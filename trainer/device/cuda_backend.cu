@@ -198,8 +198,8 @@ class CudaBackend final : public DeviceBackend {
 std::unique_ptr<DeviceBackend> make_cuda_backend(const Model& model, const AdamW& optimizer,
                                                  const DeviceOptions& options) {
   const ModelDims& d = model.dims;
-  RECLM_USER_CHECK(d.head_dim == 64 || d.head_dim == 128,
-                   "field runtime.device: \"cuda\" needs head_dim 64 or 128 (model.d_model / model.n_heads), "
+  RECLM_USER_CHECK(d.head_dim == 32 || d.head_dim == 64 || d.head_dim == 128,
+                   "field runtime.device: \"cuda\" needs head_dim 32, 64 or 128 (model.d_model / model.n_heads), "
                    "this model has {}", d.head_dim);
   RECLM_USER_CHECK(d.d_model <= 8192, "field runtime.device: \"cuda\" supports model.d_model up to 8192, not {}",
                    d.d_model);
