@@ -18,10 +18,10 @@
 //             beta = 1.
 //   The algorithm comes from cublasLtMatmulAlgoGetHeuristic, once per (shape, layouts, types,
 //   epilogue, pointer alignments), cached in the GemmContext (at most kMaxCachedAlgorithms). The
-//   alignment preferences are
-//   set to the pointers' real alignment (up to 256 B), so odd leading dimensions (C = 7) and
-//   unaligned pointers only exclude the algorithms that need more; if none is left the call
-//   returns cudaErrorNotSupported.
+//   alignment preferences are set to the pointers' real alignment (up to 256 B), so odd leading
+//   dimensions (C = 7) and unaligned pointers only exclude the algorithms that need more; if none
+//   is left the call returns cudaErrorNotSupported.
+//   forward with an addend: beta = 1 on C = addend (≠ D), laid out as D.
 // emulator (g++): the bf16 inputs are widened into host scratch and multiplied by cblas_sgemm
 //   (OpenBLAS: the "CPU GEMM" of the emulated device); the outputs are then written with the
 //   GPU path's rounding: fp32 sums, bias rounded to bf16 for a bf16 out, one round to nearest
