@@ -42,6 +42,10 @@ __device__ __forceinline__ float load1(const uint16_t* p) { return __uint_as_flo
 __device__ __forceinline__ void store1(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store1(uint16_t* p, float v) { *p = static_cast<uint16_t>(bf16_bits_rn(v)); }
 
+// A bf16 array as the uint16_t bits the kernels above read and write.
+inline uint16_t* bf16_bits_of(__nv_bfloat16* p) { return reinterpret_cast<uint16_t*>(p); }
+inline const uint16_t* bf16_bits_of(const __nv_bfloat16* p) { return reinterpret_cast<const uint16_t*>(p); }
+
 // Whether p may be accessed in units of four values.
 template <typename T>
 bool unit_aligned(const T* p) {

@@ -95,15 +95,14 @@ __device__ double block_sum(double value, double* warp_slots) {
 // Back to front: pass 1 read the row front to back, so its end is the likeliest still in L2
 // (a 50257-class row is 201 KB and hundreds of rows are in flight, more than L2 holds).
 // dx is fp32, or bf16 bits (uint16_t: each value rounded to nearest even as convert_f32_to_bf16
-// rounds, 4 values per 8-byte store).
+// rounds, 4 values per 8-byte store). The units are streaming (evict-first) stores, unlike
+// bf16_round.h's store4; single values use its store1.
 __device__ __forceinline__ void store_unit(float* dx, int64_t i, float4 v) {
   __stcs(reinterpret_cast<float4*>(dx) + i, v);
 }
 __device__ __forceinline__ void store_unit(uint16_t* dx, int64_t i, float4 v) {
   __stcs(reinterpret_cast<uint2*>(dx) + i, make_uint2(pack2_bf16(v.x, v.y), pack2_bf16(v.z, v.w)));
 }
-__device__ __forceinline__ void store_value(float* dx, float v) { *dx = v; }
-__device__ __forceinline__ void store_value(uint16_t* dx, float v) { *dx = static_cast<uint16_t>(bf16_bits_rn(v)); }
 
 template <typename Out, typename F>
 __device__ void write_row(Out* dx, const float* x, const RowSplit& s, F f) {
@@ -115,7 +114,7 @@ __device__ void write_row(Out* dx, const float* x, const RowSplit& s, F f) {
   }
   for (int64_t j = threadIdx.x; j < s.n_scalar; j += blockDim.x) {
     const int64_t c = s.scalar_index(j);
-    store_value(dx + c, f(x[c], c));
+    store1(dx + c, f(x[c], c));
   }
 }
 
@@ -290,7 +289,7 @@ cudaError_t cross_entropy_forward_backward_bf16(__nv_bfloat16* dlogits, float* l
                                                 const int32_t* targets, const float* weights, int64_t T,
                                                 int64_t n_classes, int64_t class_begin, float grad_scale,
                                                 cudaStream_t stream, int64_t row_stride) {
-  auto* out = reinterpret_cast<uint16_t*>(dlogits);
+  uint16_t* out = bf16_bits_of(dlogits);
   return launch_rows<Mode::kForwardBackward>(out, losses, loss_sum, row_loss_workspace, nullptr, nullptr, nullptr,
                                              logits, targets, weights, T, n_classes, row_stride, class_begin,
                                              grad_scale, same_phase(logits, out), stream);

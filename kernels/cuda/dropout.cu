@@ -102,7 +102,7 @@ cudaError_t dropout_add(float* out, const float* skip, const float* branch, int6
 }
 
 cudaError_t dropout_bf16(__nv_bfloat16* out, const float* in, int64_t n, const DropoutKey& key, cudaStream_t stream) {
-  return launch(reinterpret_cast<uint16_t*>(out), nullptr, in, n, key, stream);
+  return launch(bf16_bits_of(out), nullptr, in, n, key, stream);
 }
 
 }  // namespace reclm::cuda

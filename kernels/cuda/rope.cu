@@ -109,8 +109,6 @@ cudaError_t rope_rotate(Out* out, const In* inp, const int32_t* pos_inter, const
                       out_stride, inp_stride, theta, sign, vec);
 }
 
-uint16_t* bits(__nv_bfloat16* p) { return reinterpret_cast<uint16_t*>(p); }
-const uint16_t* bits(const __nv_bfloat16* p) { return reinterpret_cast<const uint16_t*>(p); }
 
 }  // namespace
 
@@ -129,15 +127,15 @@ cudaError_t rope_backward(float* dinp, const float* dout, const int32_t* pos_int
 cudaError_t rope_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* inp, const int32_t* pos_inter,
                               const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
                               float theta, cudaStream_t stream, int64_t inp_stride) {
-  return rope_rotate(bits(out), bits(inp), pos_inter, pos_intra, n_tokens, n_heads, head_dim, theta, 1.0f, stream, 0,
-                     inp_stride);
+  return rope_rotate(bf16_bits_of(out), bf16_bits_of(inp), pos_inter, pos_intra, n_tokens, n_heads, head_dim,
+                     theta, 1.0f, stream, 0, inp_stride);
 }
 
 cudaError_t rope_backward_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const int32_t* pos_inter,
                                const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
                                float theta, cudaStream_t stream, int64_t dinp_stride) {
-  return rope_rotate(bits(dinp), bits(dout), pos_inter, pos_intra, n_tokens, n_heads, head_dim, theta, -1.0f,
-                     stream, dinp_stride, 0);
+  return rope_rotate(bf16_bits_of(dinp), bf16_bits_of(dout), pos_inter, pos_intra, n_tokens, n_heads, head_dim,
+                     theta, -1.0f, stream, dinp_stride, 0);
 }
 
 }  // namespace reclm::cuda

@@ -118,8 +118,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-uint16_t* bits(__nv_bfloat16* p) { return reinterpret_cast<uint16_t*>(p); }
-const uint16_t* bits(const __nv_bfloat16* p) { return reinterpret_cast<const uint16_t*>(p); }
 
 // Float4-shaped units of the paired form, or 0 (all scalar).
 int64_t paired_units(int64_t rows, int64_t cols, std::initializer_list<const void*> pointers) {
@@ -154,8 +152,8 @@ cudaError_t swiglu_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* gate_up
   if (rows < 0 || cols < 0) return cudaErrorInvalidValue;
   if (rows == 0 || cols == 0) return cudaSuccess;
   const int64_t n = rows * cols;
-  return simt::launch(swiglu_forward_bf16_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, bits(out),
-                      bits(gate_up), n, cols, paired_units(rows, cols, {out, gate_up}));
+  return simt::launch(swiglu_forward_bf16_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, bf16_bits_of(out),
+                      bf16_bits_of(gate_up), n, cols, paired_units(rows, cols, {out, gate_up}));
 }
 
 cudaError_t swiglu_backward_bf16(__nv_bfloat16* dgate_up, const __nv_bfloat16* dout, const __nv_bfloat16* gate_up,
@@ -163,8 +161,9 @@ cudaError_t swiglu_backward_bf16(__nv_bfloat16* dgate_up, const __nv_bfloat16* d
   if (rows < 0 || cols < 0) return cudaErrorInvalidValue;
   if (rows == 0 || cols == 0) return cudaSuccess;
   const int64_t n = rows * cols;
-  return simt::launch(swiglu_backward_bf16_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream, bits(dgate_up),
-                      bits(dout), bits(gate_up), n, cols, paired_units(rows, cols, {dgate_up, dout, gate_up}));
+  return simt::launch(swiglu_backward_bf16_kernel, dim3(blocks_for(n)), dim3(kThreads), 0, stream,
+                      bf16_bits_of(dgate_up), bf16_bits_of(dout), bf16_bits_of(gate_up), n, cols,
+                      paired_units(rows, cols, {dgate_up, dout, gate_up}));
 }
 
 }  // namespace reclm::cuda
