@@ -269,8 +269,6 @@ void validate_config(const Config& config) {
                      m.d_model(), m.n_heads(), head_dim);
     }
     if (m.d_model() > 8192) violations.add("runtime.device", "\"cuda\" takes model.d_model up to 8192");
-    if (m.lora().rank() > 0) violations.add("runtime.device", "\"cuda\" cannot be combined with model.lora");
-    if (config.optim().zero1()) violations.add("runtime.device", "\"cuda\" cannot be combined with optim.zero1");
     if (config.runtime().vocab_parallel()) {
       violations.add("runtime.device", "\"cuda\" cannot be combined with runtime.vocab_parallel");
     }

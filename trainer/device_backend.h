@@ -68,11 +68,13 @@ class DeviceBackend {
   // event per bucket. Returns the number of buckets.
   virtual size_t enable_gradient_buckets(Communicator& comm, int64_t bucket_floats) = 0;
   // The gradient sum over the job's ranks (no-op for one process): waits for the buckets started
-  // during backward (and their overlap), or one all-reduce without buckets.
+  // during backward (and their overlap), or one all-reduce without buckets; under ZeRO-1 a
+  // reduce-scatter: only this rank's shard is summed (trainer/zero1.h).
   virtual std::optional<OverlapStats> all_reduce_gradients(Communicator* comm) = 0;
-  // L2 norm of the gradient (deterministic, double accumulation).
+  // L2 norm of the gradient (deterministic, double accumulation; under ZeRO-1 over the shards).
   virtual double grad_norm() = 0;
-  // One AdamW update (gradients scaled by grad_scale), also refreshing the bf16 weights.
+  // One AdamW update (gradients scaled by grad_scale), also refreshing the bf16 weights. Under
+  // ZeRO-1 of this rank's shard, then every rank's weights are all-gathered.
   virtual void adamw_step(float lr, float grad_scale) = 0;
   // The time by phase when RECLM_DEVICE_PROFILE=1 (trainer/device/phase_clock.h), else "".
   virtual std::string profile_report() const = 0;
@@ -84,6 +86,9 @@ struct DeviceOptions {
   bool recompute_activations = false;  // runtime.recompute_activations
   config::OptimConfig optim;           // AdamW's betas, eps and weight decay
   int64_t head_chunk_rows = 0;         // LM-head rows per chunk; 0: as memory allows (tests set it)
+  // The job's ranks (host communicator). Needed when `optimizer` is sharded (ZeRO-1): the device
+  // then keeps and updates only this rank's shard of the moments and exchanges the rest.
+  Communicator* comm = nullptr;
 };
 
 // The backend this binary was linked with (trainer/device/). `model` gives the dimensions and

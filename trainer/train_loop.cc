@@ -143,7 +143,8 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
                                  {.max_tokens = source.max_batch_tokens(),
                                   .local_rank = comm ? comm->local_rank() : 0,
                                   .recompute_activations = config.runtime().recompute_activations(),
-                                  .optim = config.optim()});
+                                  .optim = config.optim(),
+                                  .comm = comm});
     device->upload(model, optimizer);
     const DeviceInfo info = device->info();
     peak_tflops = config.runtime().peak_tflops() > 0 ? config.runtime().peak_tflops() : peak_bf16_tflops(info.name);

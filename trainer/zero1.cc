@@ -63,39 +63,45 @@ void unpack_segments(const std::vector<UpdateSegment>& segments, const float* pa
   }
 }
 
-Zero1Exchange::Zero1Exchange(const ParamLayout& layout, Communicator& comm)
-    : comm_(comm), shard_(zero1_shard_range(layout, comm.rank(), comm.size())) {
-  for (int r = 0; r < comm.size(); ++r) {
-    segments_.push_back(shard_update_segments(layout, zero1_shard_range(layout, r, comm.size())));
-    block_ = std::max(block_, segment_values(segments_.back()));
+Zero1Blocks zero1_blocks(const ParamLayout& layout, int world) {
+  Zero1Blocks blocks;
+  for (int r = 0; r < world; ++r) {
+    blocks.segments.push_back(shard_update_segments(layout, zero1_shard_range(layout, r, world)));
+    blocks.block = std::max(blocks.block, segment_values(blocks.segments.back()));
   }
-  staging_.assign(static_cast<size_t>(block_) * comm.size(), 0.0f);
-  received_.assign(static_cast<size_t>(block_), 0.0f);
+  return blocks;
+}
+
+Zero1Exchange::Zero1Exchange(const ParamLayout& layout, Communicator& comm)
+    : comm_(comm), shard_(zero1_shard_range(layout, comm.rank(), comm.size())),
+      blocks_(zero1_blocks(layout, comm.size())) {
+  staging_.assign(static_cast<size_t>(blocks_.block) * comm.size(), 0.0f);
+  received_.assign(static_cast<size_t>(blocks_.block), 0.0f);
 }
 
 void Zero1Exchange::reduce_scatter_gradients(Model& model) {
   // Block r ← shard r's trainable gradients; the padding past them stays zero (set once).
   for (int r = 0; r < comm_.size(); ++r)
-    pack_segments(segments_[r], model.grad_data(), staging_.data() + r * block_);
-  comm_.reduce_scatter(staging_.data(), received_.data(), block_, ReduceOp::kSum);
-  unpack_segments(segments_[comm_.rank()], received_.data(), model.grad_data());
+    pack_segments(blocks_.segments[r], model.grad_data(), staging_.data() + r * blocks_.block);
+  comm_.reduce_scatter(staging_.data(), received_.data(), blocks_.block, ReduceOp::kSum);
+  unpack_segments(blocks_.segments[comm_.rank()], received_.data(), model.grad_data());
 }
 
 double Zero1Exchange::grad_norm(const Model& model) {
   double sum = 0.0;
-  for (const UpdateSegment& s : segments_[comm_.rank()])
+  for (const UpdateSegment& s : blocks_.segments[comm_.rank()])
     sum += ops::sum_of_squares(model.grad_data() + s.param_offset, s.count);
   comm_.all_reduce(&sum, 1, ReduceOp::kSum);
   return std::sqrt(sum);
 }
 
 void Zero1Exchange::all_gather_parameters(Model& model) {
-  float* mine = staging_.data() + comm_.rank() * block_;
-  pack_segments(segments_[comm_.rank()], model.param_data(), mine);
-  comm_.all_gather(mine, staging_.data(), block_);  // in place: `mine` is this rank's block
+  float* mine = staging_.data() + comm_.rank() * blocks_.block;
+  pack_segments(blocks_.segments[comm_.rank()], model.param_data(), mine);
+  comm_.all_gather(mine, staging_.data(), blocks_.block);  // in place: `mine` is this rank's block
   for (int r = 0; r < comm_.size(); ++r) {
     if (r != comm_.rank())
-      unpack_segments(segments_[r], staging_.data() + r * block_, model.param_data());
+      unpack_segments(blocks_.segments[r], staging_.data() + r * blocks_.block, model.param_data());
   }
 }
 

@@ -64,7 +64,16 @@ int64_t segment_values(const std::vector<UpdateSegment>& segments);
 void pack_segments(const std::vector<UpdateSegment>& segments, const float* padded, float* packed);
 void unpack_segments(const std::vector<UpdateSegment>& segments, const float* packed, float* padded);
 
-// The collectives of a ZeRO-1 step for one rank (see the top of this file). Built once per run.
+// The exchange layout of the collectives (see the top of this file), the same on every rank:
+// each rank's trainable values of its shard, and P, the floats per rank in each collective.
+struct Zero1Blocks {
+  std::vector<std::vector<UpdateSegment>> segments;  // [world]
+  int64_t block = 1;                                 // P
+};
+Zero1Blocks zero1_blocks(const ParamLayout& layout, int world);
+
+// The collectives of a ZeRO-1 step for one rank (see the top of this file), on host memory (the
+// CUDA backend's device form: trainer/device/device_zero1.h). Built once per run.
 class Zero1Exchange {
  public:
   Zero1Exchange(const ParamLayout& layout, Communicator& comm);
@@ -82,10 +91,9 @@ class Zero1Exchange {
  private:
   Communicator& comm_;
   CanonicalRange shard_;
-  std::vector<std::vector<UpdateSegment>> segments_;  // [world]: each shard's trainable values
-  int64_t block_ = 1;                                 // P: floats per rank in each collective
-  std::vector<float> staging_;                        // [world·P]
-  std::vector<float> received_;                       // [P]
+  Zero1Blocks blocks_;
+  std::vector<float> staging_;   // [world·P]
+  std::vector<float> received_;  // [P]
 };
 
 }  // namespace reclm

@@ -8,7 +8,8 @@
 //             bias[OC] runs along D's rows (m): CUBLASLT_EPILOGUE_BIAS, whose vector has D's
 //             type, so for a bf16 out the fp32 bias is first rounded to bf16 (a small
 //             conversion into the context's scratch; the sum and the single output rounding
-//             stay fp32 → bf16). accumulate: beta = 1 with C = D = out.
+//             stay fp32 → bf16). accumulate: beta = 1 with C = D = out (for a bf16 out, cuBLASLt
+//             widens it, adds, and rounds once). alpha: cuBLASLt's alpha on the product.
 //   dinp      dinpᵀ[C, T] = Wᵀ[C, OC] · doutᵀ[OC, T]:  A = weight read [C, OC] ld C, op N;
 //             B = dout read [OC, T] ld OC, op N; m = C, n = T, k = OC; D bf16 [C, T] ld C.
 //             accumulate_dinp: beta = 1 with the bf16 C = D = dinp, which cuBLASLt widens to
@@ -171,7 +172,7 @@ int64_t alignment(const void* p) {  // the largest power of two (<= 256) dividin
   return a;
 }
 
-// One column-major GEMM: D[m, n] = op(A)[m, k] · op(B)[k, n] (+ beta · C, C = D) (+ bias[m]).
+// One column-major GEMM: D[m, n] = alpha · op(A)[m, k] · op(B)[k, n] (+ beta · C, C = D) (+ bias[m]).
 struct Matmul {
   bool trans_a = false, trans_b = false;
   int64_t m = 0, n = 0, k = 0;
@@ -183,6 +184,7 @@ struct Matmul {
   int64_t ldd = 0;
   const void* c = nullptr;  // beta · C, C laid out as D; null: C = D
   cudaDataType_t d_type = CUDA_R_32F;
+  float alpha = 1.0f;
   float beta = 0.0f;
   const void* bias = nullptr;  // of d_type, or null
 };
@@ -269,8 +271,7 @@ cublasStatus_t run_matmul(GemmContext::State& s, const Matmul& g, cudaStream_t s
     }
   }
   if (st == CUBLAS_STATUS_SUCCESS) {
-    const float alpha = 1.0f;
-    st = cublasLtMatmul(s.handle, desc, &alpha, g.a, a, g.b, b, &g.beta, c, d, g.d, d, &found->second,
+    st = cublasLtMatmul(s.handle, desc, &g.alpha, g.a, a, g.b, b, &g.beta, c, d, g.d, d, &found->second,
                         s.workspace, GemmContext::kWorkspaceBytes, stream);
   }
   if (pref) cublasLtMatmulPreferenceDestroy(pref);
@@ -286,10 +287,9 @@ cublasStatus_t run_matmul(GemmContext::State& s, const Matmul& g, cudaStream_t s
 cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, const __nv_bfloat16* inp,
                                 const __nv_bfloat16* weight, const float* bias, int64_t T, int64_t C,
                                 int64_t OC, bool accumulate, cudaStream_t stream, int64_t ld_out,
-                                const float* addend) {
+                                const float* addend, float alpha) {
   if (ld_out == 0) ld_out = OC;
-  if (!valid_sizes(T, C, OC) || (accumulate && !out_fp32) || ld_out < OC || (addend && (!out_fp32 || accumulate)))
-    return cudaErrorInvalidValue;
+  if (!valid_sizes(T, C, OC) || ld_out < OC || (addend && (!out_fp32 || accumulate))) return cudaErrorInvalidValue;
   GemmContext::State& s = *ctx.state();
   Matmul g;
   g.trans_a = true;
@@ -298,6 +298,7 @@ cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, cons
   g.b = inp, g.ldb = C;
   g.d = out, g.ldd = ld_out;
   g.d_type = out_fp32 ? CUDA_R_32F : CUDA_R_16BF;
+  g.alpha = alpha;
   g.beta = accumulate || addend ? 1.0f : 0.0f;
   g.c = addend;
   g.bias = bias;
@@ -320,9 +321,10 @@ cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, cons
 cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool accumulate_dinp, float* dweight,
                                  float* dbias, const __nv_bfloat16* dout, const __nv_bfloat16* inp,
                                  const __nv_bfloat16* weight, int64_t T, int64_t C, int64_t OC,
-                                 cudaStream_t stream, int64_t ld_dout) {
+                                 cudaStream_t stream, int64_t ld_dout, float alpha) {
   if (ld_dout == 0) ld_dout = OC;
-  if (!valid_sizes(T, C, OC) || ld_dout < OC || (dbias && ld_dout != OC)) return cudaErrorInvalidValue;
+  if (!valid_sizes(T, C, OC) || ld_dout < OC || (dbias && (ld_dout != OC || alpha != 1.0f)))
+    return cudaErrorInvalidValue;
   GemmContext::State& s = *ctx.state();
   if (dinp) {
     Matmul g;
@@ -331,6 +333,7 @@ cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool acc
     g.b = dout, g.ldb = ld_dout;
     g.d = dinp, g.ldd = C;
     g.d_type = CUDA_R_16BF;
+    g.alpha = alpha;
     g.beta = accumulate_dinp ? 1.0f : 0.0f;
     if (const cudaError_t e = to_cuda_error(run_matmul(s, g, stream)); e != cudaSuccess) return e;
   }
@@ -342,6 +345,7 @@ cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool acc
     g.b = dout, g.ldb = ld_dout;
     g.d = dweight, g.ldd = C;
     g.d_type = CUDA_R_32F;
+    g.alpha = alpha;
     g.beta = 1.0f;
     if (const cudaError_t e = to_cuda_error(run_matmul(s, g, stream)); e != cudaSuccess) return e;
   }
@@ -384,10 +388,10 @@ float round_to_bf16(float value) { return bf16_to_f32(f32_to_bf16(value)); }
 
 cudaError_t linear_forward_bf16(GemmContext&, void* out, bool out_fp32, const __nv_bfloat16* inp,
                                 const __nv_bfloat16* weight, const float* bias, int64_t T, int64_t C,
-                                int64_t OC, bool accumulate, cudaStream_t, int64_t ld_out, const float* addend) {
+                                int64_t OC, bool accumulate, cudaStream_t, int64_t ld_out, const float* addend,
+                                float alpha) {
   if (ld_out == 0) ld_out = OC;
-  if (!valid_sizes(T, C, OC) || (accumulate && !out_fp32) || ld_out < OC || (addend && (!out_fp32 || accumulate)))
-    return cudaErrorInvalidValue;
+  if (!valid_sizes(T, C, OC) || ld_out < OC || (addend && (!out_fp32 || accumulate))) return cudaErrorInvalidValue;
   const std::vector<float> x = widen(inp, T * C), w = widen(weight, OC * C);
   if (out_fp32) {  // as beta = 1 on C = D = out (or C = addend), then the fp32 bias epilogue
     auto* y = static_cast<float*>(out);
@@ -396,18 +400,19 @@ cudaError_t linear_forward_bf16(GemmContext&, void* out, bool out_fp32, const __
     }
     accumulate = accumulate || addend != nullptr;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T), static_cast<int>(OC),
-                static_cast<int>(C), 1.0f, x.data(), static_cast<int>(C), w.data(), static_cast<int>(C),
+                static_cast<int>(C), alpha, x.data(), static_cast<int>(C), w.data(), static_cast<int>(C),
                 accumulate ? 1.0f : 0.0f, y, static_cast<int>(ld_out));
     if (bias)
       for (int64_t t = 0; t < T; ++t)
         for (int64_t o = 0; o < OC; ++o) y[t * ld_out + o] += bias[o];
     return cudaSuccess;
   }
-  std::vector<float> y(static_cast<size_t>(T * OC));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T), static_cast<int>(OC),
-              static_cast<int>(C), 1.0f, x.data(), static_cast<int>(C), w.data(), static_cast<int>(C), 0.0f,
-              y.data(), static_cast<int>(OC));
   auto* dst = static_cast<__nv_bfloat16*>(out);
+  // accumulate: the old bf16 out widened (beta = 1 on C = D), the sum rounded once
+  std::vector<float> y = accumulate ? widen(dst, T, OC, ld_out) : std::vector<float>(static_cast<size_t>(T * OC));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T), static_cast<int>(OC),
+              static_cast<int>(C), alpha, x.data(), static_cast<int>(C), w.data(), static_cast<int>(C),
+              accumulate ? 1.0f : 0.0f, y.data(), static_cast<int>(OC));
   for (int64_t t = 0; t < T; ++t)
     for (int64_t o = 0; o < OC; ++o) {  // the bf16 bias epilogue: bias rounded, one output rounding
       const float b = bias ? round_to_bf16(bias[o]) : 0.0f;
@@ -419,22 +424,23 @@ cudaError_t linear_forward_bf16(GemmContext&, void* out, bool out_fp32, const __
 cudaError_t linear_backward_bf16(GemmContext&, __nv_bfloat16* dinp, bool accumulate_dinp, float* dweight,
                                  float* dbias, const __nv_bfloat16* dout, const __nv_bfloat16* inp,
                                  const __nv_bfloat16* weight, int64_t T, int64_t C, int64_t OC,
-                                 cudaStream_t stream, int64_t ld_dout) {
+                                 cudaStream_t stream, int64_t ld_dout, float alpha) {
   if (ld_dout == 0) ld_dout = OC;
-  if (!valid_sizes(T, C, OC) || ld_dout < OC || (dbias && ld_dout != OC)) return cudaErrorInvalidValue;
+  if (!valid_sizes(T, C, OC) || ld_dout < OC || (dbias && (ld_dout != OC || alpha != 1.0f)))
+    return cudaErrorInvalidValue;
   const std::vector<float> dy = widen(dout, T, OC, ld_dout);
   if (dinp) {  // fp32 product, + the widened old dinp (beta = 1), one rounding
     const std::vector<float> w = widen(weight, OC * C);
     std::vector<float> dx = accumulate_dinp ? widen(dinp, T * C) : std::vector<float>(static_cast<size_t>(T * C));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(T), static_cast<int>(C),
-                static_cast<int>(OC), 1.0f, dy.data(), static_cast<int>(OC), w.data(), static_cast<int>(C),
+                static_cast<int>(OC), alpha, dy.data(), static_cast<int>(OC), w.data(), static_cast<int>(C),
                 accumulate_dinp ? 1.0f : 0.0f, dx.data(), static_cast<int>(C));
     for (int64_t i = 0; i < T * C; ++i) store_bf16(dinp + i, dx[static_cast<size_t>(i)]);
   }
   if (dweight) {
     const std::vector<float> x = widen(inp, T * C);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(OC), static_cast<int>(C),
-                static_cast<int>(T), 1.0f, dy.data(), static_cast<int>(OC), x.data(), static_cast<int>(C), 1.0f,
+                static_cast<int>(T), alpha, dy.data(), static_cast<int>(OC), x.data(), static_cast<int>(C), 1.0f,
                 dweight, static_cast<int>(C));
   }
   if (!dbias) return cudaSuccess;

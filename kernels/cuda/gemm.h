@@ -34,12 +34,13 @@ class GemmContext {
   std::unique_ptr<State> state_;
 };
 
-// out[T, OC] = inp[T, C] · weight[OC, C]ᵀ (+ bias[OC] on every row) with fp32 accumulation.
-// out_fp32: out is float[T, OC], else bf16[T, OC]: one round to nearest even of the fp32 sum,
-// the bias included but itself first rounded to bf16 (cuBLASLt's BIAS epilogue takes the bias in
-// the output's type). accumulate (fp32 out only): out += instead of out =.
-// cudaErrorInvalidValue: a size < 1, accumulate or addend with a bf16 out, or both. cudaErrorNotSupported: no
-// cuBLASLt algorithm for the shape / alignment (not expected: see gemm.cu).
+// out[T, OC] = alpha · inp[T, C] · weight[OC, C]ᵀ (+ bias[OC] on every row) with fp32
+// accumulation. out_fp32: out is float[T, OC], else bf16[T, OC]: one round to nearest even of the
+// fp32 sum, the bias included but itself first rounded to bf16 (cuBLASLt's BIAS epilogue takes
+// the bias in the output's type). accumulate: out += instead of out = (a bf16 out is widened,
+// added in fp32 and rounded once; LoRA's adapters add onto the fused q/k/v rows this way).
+// cudaErrorInvalidValue: a size < 1, an addend with a bf16 out or with accumulate.
+// cudaErrorNotSupported: no cuBLASLt algorithm for the shape / alignment (not expected: see gemm.cu).
 // ld_out: elements from one row of out to the next (0 = OC; >= OC): rows of an odd OC padded to a
 // multiple of 8 keep cuBLASLt on its 16-byte (fast) kernels; the padding columns are not written.
 // addend (fp32 out only, not with accumulate; rows ld_out apart like out, may be out itself):
@@ -49,18 +50,18 @@ class GemmContext {
 cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, const __nv_bfloat16* inp,
                                 const __nv_bfloat16* weight, const float* bias, int64_t T, int64_t C,
                                 int64_t OC, bool accumulate, cudaStream_t stream, int64_t ld_out = 0,
-                                const float* addend = nullptr);
+                                const float* addend = nullptr, float alpha = 1.0f);
 
-// dinp[T, C] = dout[T, OC] · weight[OC, C] in fp32, stored bf16; with accumulate_dinp the old
-// dinp is added in fp32 before the single rounding (dinp = bf16(float(dinp) + dout · W): on the
-// GPU a beta = 1 bf16 C matrix). dweight[OC, C] += doutᵀ · inp (fp32). dbias[OC] += Σ_t dout[t, :]
-// (fp32). Any of dinp, dweight, dbias may be null (skipped). Errors as linear_forward_bf16.
-// ld_dout: elements from one row of dout to the next (0 = OC; >= OC), as ld_out above; not with
-// dbias (cudaErrorInvalidValue).
+// dinp[T, C] = alpha · dout[T, OC] · weight[OC, C] in fp32, stored bf16; with accumulate_dinp the
+// old dinp is added in fp32 before the single rounding (dinp = bf16(float(dinp) + alpha·dout·W): on
+// the GPU a beta = 1 bf16 C matrix). dweight[OC, C] += alpha · doutᵀ · inp (fp32).
+// dbias[OC] += Σ_t dout[t, :] (fp32). Any of dinp, dweight, dbias may be null (skipped). Errors as
+// linear_forward_bf16. ld_dout: elements from one row of dout to the next (0 = OC; >= OC), as
+// ld_out above. dbias takes neither ld_dout nor alpha (cudaErrorInvalidValue).
 cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool accumulate_dinp, float* dweight,
                                  float* dbias, const __nv_bfloat16* dout, const __nv_bfloat16* inp,
                                  const __nv_bfloat16* weight, int64_t T, int64_t C, int64_t OC,
-                                 cudaStream_t stream, int64_t ld_dout = 0);
+                                 cudaStream_t stream, int64_t ld_dout = 0, float alpha = 1.0f);
 
 // dbias[OC] += Σ_t dout[t, oc] (fp32 sums of bf16 values in a fixed order: deterministic).
 // Part of linear_backward_bf16; exposed for the tests. scratch: device floats, at least

@@ -103,37 +103,45 @@ TEST(CudaGemm, ForwardMatchesFloat64AndCpuOp) {
 
     for (bool with_bias : {false, true}) {
       // 0: fp32 out, 1: fp32 out +=, 2: bf16 out, 3: fp32 out = addend + (a separate buffer;
-      // out poisoned)
-      for (int mode = 0; mode < 4; ++mode) {
-        const bool out_fp32 = mode != 2, accumulate = mode == 1, with_addend = mode == 3;
+      // out poisoned), 4: bf16 out += (the old value bf16). Modes 1 and 4 scale the product by
+      // alpha = -0.625 (LoRA's scale).
+      for (int mode = 0; mode < 5; ++mode) {
+        const bool out_fp32 = mode != 2 && mode != 4, accumulate = mode == 1 || mode == 4, with_addend = mode == 3;
+        const double alpha = accumulate ? -0.625 : 1.0;
         std::vector<float> prev(n + kPad, ops::test_util::kNaN);
         if (accumulate || with_addend) {
-          const std::vector<float> r = uniform(n, seed++);
+          const std::vector<float> r = out_fp32 ? uniform(n, seed++) : widen(to_bf16(uniform(n, seed++)));
           std::copy(r.begin(), r.end(), prev.begin());
         }
         std::vector<double> want(n), tol(n), want_cpu(n);
         for (int64_t i = 0; i < n; ++i) {
           const double b = with_bias ? bias[i % OC] : 0.0, p = accumulate || with_addend ? prev[i] : 0.0;
-          want[i] = prod[i] + b + p;
-          want_cpu[i] = static_cast<double>(cpu[i]) + b + p;
-          tol[i] = 1e-5 * std::sqrt(static_cast<double>(C)) * (mag[i] + std::abs(b) + std::abs(p)) + 1e-30;
+          want[i] = alpha * prod[i] + b + p;
+          want_cpu[i] = alpha * static_cast<double>(cpu[i]) + b + p;
+          tol[i] = 1e-5 * std::sqrt(static_cast<double>(C)) * (std::abs(alpha) * mag[i] + std::abs(b) + std::abs(p)) +
+                   1e-30;
           if (!out_fp32) tol[i] += std::ldexp(std::abs(want[i]) + std::abs(b) + (with_bias ? std::abs(prod[i]) : 0.0), -8);
         }
-        const char* kind[] = {"fp32 out", "fp32 out +=", "bf16 out", "fp32 out = addend +"};
+        const char* kind[] = {"fp32 out", "fp32 out +=", "bf16 out", "fp32 out = addend +", "bf16 out +="};
         const std::string what = name(kind[mode], s) + (with_bias ? " bias" : "");
         std::vector<float> got;
         if (out_fp32) {
           simt::DeviceBuffer<float> out(with_addend ? std::vector<float>(n + kPad, ops::test_util::kNaN) : prev);
           simt::DeviceBuffer<float> addend(prev);
           ASSERT_EQ(linear_forward_bf16(ctx, out.data(), true, bf16(dx), bf16(dw), with_bias ? dbias.data() : nullptr,
-                                        T, C, OC, accumulate, nullptr, 0, with_addend ? addend.data() : nullptr),
+                                        T, C, OC, accumulate, nullptr, 0, with_addend ? addend.data() : nullptr,
+                                        static_cast<float>(alpha)),
                     cudaSuccess) << what;
           simt::device_synchronize();
           got = out.download();
         } else {
           Bits out(static_cast<size_t>(n + kPad));  // poisoned: 0xFFFF is a bf16 NaN
+          if (accumulate) {
+            std::vector<uint16_t> init = to_bf16(prev);  // (the NaN padding stays NaN)
+            out.upload(init);
+          }
           ASSERT_EQ(linear_forward_bf16(ctx, out.data(), false, bf16(dx), bf16(dw), with_bias ? dbias.data() : nullptr,
-                                        T, C, OC, false, nullptr),
+                                        T, C, OC, accumulate, nullptr, 0, nullptr, static_cast<float>(alpha)),
                     cudaSuccess) << what;
           simt::device_synchronize();
           got = widen(out.download());
@@ -158,6 +166,8 @@ TEST(CudaGemm, BackwardMatchesFloat64AndCpuOp) {
     const std::vector<float> x = widen(x_bits), w = widen(w_bits), dy = widen(dy_bits);
     Bits dx(x_bits), dw(w_bits), ddy(dy_bits);
     for (bool accumulate_dinp : {false, true}) {
+      // With accumulate_dinp the products are scaled by alpha = -0.625 (LoRA's scale; then no dbias)
+      const double alpha = accumulate_dinp ? -0.625 : 1.0;
       const std::vector<float> dinp_prev = widen(to_bf16(uniform(T * C, seed++)));
       const std::vector<float> dw_prev = uniform(OC * C, seed++), db_prev = uniform(OC, seed++);
       Bits dinp(static_cast<size_t>(T * C + kPad));  // poisoned
@@ -170,21 +180,25 @@ TEST(CudaGemm, BackwardMatchesFloat64AndCpuOp) {
       dw_init.resize(OC * C + kPad, ops::test_util::kNaN);
       db_init.resize(OC + kPad, ops::test_util::kNaN);
       simt::DeviceBuffer<float> dweight(dw_init), dbias(db_init);
-      ASSERT_EQ(linear_backward_bf16(ctx, bf16(dinp), accumulate_dinp, dweight.data(), dbias.data(), bf16(ddy),
-                                     bf16(dx), bf16(dw), T, C, OC, nullptr),
+      ASSERT_EQ(linear_backward_bf16(ctx, bf16(dinp), accumulate_dinp, dweight.data(),
+                                     alpha == 1.0 ? dbias.data() : nullptr, bf16(ddy), bf16(dx), bf16(dw), T, C, OC,
+                                     nullptr, 0, static_cast<float>(alpha)),
                 cudaSuccess);
       simt::device_synchronize();
 
       // CPU op on the widened values: dinp (fp32, += the old value), dweight += doutᵀ·inp.
+      // (alpha folded into dout: a power of two times 5/8 on bf16 values, exact in fp32)
       std::vector<float> cpu_dinp(accumulate_dinp ? dinp_prev : std::vector<float>(T * C, 0.0f)), cpu_dw(dw_prev);
-      ops::linear_backward(cpu_dinp.data(), cpu_dw.data(), dy.data(), x.data(), w.data(), T, C, OC, true);
+      std::vector<float> scaled_dy(dy);
+      for (float& v : scaled_dy) v = static_cast<float>(alpha * v);
+      ops::linear_backward(cpu_dinp.data(), cpu_dw.data(), scaled_dy.data(), x.data(), w.data(), T, C, OC, true);
 
       std::vector<double> want(T * C), tol(T * C), want_cpu(T * C);
       for (int64_t t = 0; t < T; ++t)
         for (int64_t c = 0; c < C; ++c) {
           double sum = 0, mag = 0;
           for (int64_t o = 0; o < OC; ++o) {
-            const double p = static_cast<double>(dy[t * OC + o]) * w[o * C + c];
+            const double p = alpha * dy[t * OC + o] * w[o * C + c];
             sum += p, mag += std::abs(p);
           }
           const double prev = accumulate_dinp ? dinp_prev[t * C + c] : 0.0;
@@ -203,7 +217,7 @@ TEST(CudaGemm, BackwardMatchesFloat64AndCpuOp) {
         for (int64_t c = 0; c < C; ++c) {
           double sum = dw_prev[o * C + c], mag = std::abs(dw_prev[o * C + c]);
           for (int64_t t = 0; t < T; ++t) {
-            const double p = static_cast<double>(dy[t * OC + o]) * x[t * C + c];
+            const double p = alpha * dy[t * OC + o] * x[t * C + c];
             sum += p, mag += std::abs(p);
           }
           want_dw[o * C + c] = sum;
@@ -214,6 +228,11 @@ TEST(CudaGemm, BackwardMatchesFloat64AndCpuOp) {
       worst_dw = std::max(worst_dw, check(got_dw, OC * C, want_dw, tol_dw, name("dweight +=", s) + " vs float64"));
       check(got_dw, OC * C, want_dw_cpu, tol_dw, name("dweight +=", s) + " vs ops::linear_backward");
 
+      if (alpha != 1.0) {
+        const std::vector<float> db_now = dbias.download();
+        EXPECT_TRUE(std::equal(db_prev.begin(), db_prev.end(), db_now.begin())) << "dbias written though null";
+        continue;
+      }
       std::vector<double> want_db(OC), tol_db(OC);
       for (int64_t o = 0; o < OC; ++o) {
         double sum = db_prev[o], mag = std::abs(db_prev[o]);
@@ -351,12 +370,13 @@ TEST(CudaGemm, RejectsInvalidArguments) {
   Bits a(to_bf16(uniform(64, 1))), b(to_bf16(uniform(64, 2)));
   simt::DeviceBuffer<float> out(64);
   Bits out16(64);
-  // accumulate is for fp32 outputs only
-  EXPECT_EQ(linear_forward_bf16(ctx, out16.data(), false, bf16(a), bf16(b), nullptr, 8, 8, 8, true, nullptr),
+  // dbias takes no alpha
+  EXPECT_EQ(linear_backward_bf16(ctx, nullptr, false, nullptr, out.data(), bf16(a), bf16(a), bf16(b), 8, 8, 8, nullptr,
+                                 0, 0.5f),
             cudaErrorInvalidValue);
   EXPECT_EQ(linear_forward_bf16(ctx, out.data(), true, bf16(a), bf16(b), nullptr, 0, 8, 8, false, nullptr),
             cudaErrorInvalidValue);
-  // so is an addend, and not together with accumulate
+  // an addend is for fp32 outputs only, and not together with accumulate
   EXPECT_EQ(linear_forward_bf16(ctx, out16.data(), false, bf16(a), bf16(b), nullptr, 8, 8, 8, false, nullptr, 0,
                                 out.data()),
             cudaErrorInvalidValue);

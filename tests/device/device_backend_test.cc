@@ -4,8 +4,9 @@
 //  - Loss and every parameter's gradient of one micro-batch match the CPU's fp32 forward and
 //    backward to bf16 accuracy (the device's GEMM and attention operands are bf16): shapes with
 //    GQA, head dims 32, 64 and 128, tied and untied heads, causal and bidirectional-prefix segments
-//    of odd lengths, 2D positions, a softmax class range, rows without loss, and dropout (the
-//    device draws the CPU's masks).
+//    of odd lengths, 2D positions, a softmax class range, rows without loss, dropout (the device
+//    draws the CPU's masks), and LoRA (adapters on every projection, or on q and v with an odd
+//    rank; frozen base matrices and a frozen head get no weight gradient on either backend).
 //  - The device's AdamW step and gradient norm equal the CPU's AdamW applied to the device's own
 //    gradients (same arithmetic: a few ulp), weight decay by tensor kind included.
 //  - upload/download carry weights, moments and the update count exactly; a repeated
@@ -38,7 +39,32 @@ struct Case {
   bool partial_loss = false;    // some rows carry no loss
   int32_t class_begin = 0;      // softmax range [class_begin, vocab) when > 0
   float dropout = 0.0f;         // model dropout (the CPU's masks: seed kDropoutSeed, stream 9)
+  int64_t lora_rank = 0;        // LoRA adapters of this rank (alpha 8) on lora_targets
+  uint32_t lora_targets = 0;
+  bool lora_train_embeddings = true;  // (rows >= vocab − 40 are the new ones)
 };
+
+ModelDims dims_of(const Case& c) {
+  ModelDims d = test::tiny_model_dims(c.shape);
+  d.lora_rank = c.lora_rank;
+  d.lora_alpha = 8.0f;
+  d.lora_targets = c.lora_targets;
+  d.lora_train_embeddings = c.lora_train_embeddings;
+  d.first_new_token = c.lora_rank > 0 ? d.vocab - 40 : 0;
+  return d;
+}
+
+// init_weights, and under LoRA random B too (a fresh adapter's B is 0, which would leave A's
+// gradient 0 and the adapters' backward untested).
+void init_for(Model& model, uint64_t seed) {
+  init_weights(model, seed, 0.08f);
+  std::mt19937 gen(static_cast<uint32_t>(seed));
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  for (const ParamEntry& e : model.layout.entries()) {
+    if (!e.name.ends_with(".lora_B.weight")) continue;
+    for (int64_t i = 0; i < e.numel; ++i) model.param_data()[e.offset + i] = normal(gen);
+  }
+}
 
 constexpr uint64_t kDropoutSeed = 0xD5A0C0FFEEull;
 DropoutState dropout_of(const Case& c) { return {c.dropout, c.dropout > 0.0f, kDropoutSeed, 9}; }
@@ -55,6 +81,13 @@ std::vector<Case> cases() {
       {"dropout 0.3 prefix head_dim 32",
        {.vocab = 211, .d_model = 64, .n_heads = 2, .n_kv_heads = 1, .head_dim = 32, .d_ff = 200}, true, true, 0,
        0.3f},
+      {"lora every projection rank 4 dropout 0.2 new embedding rows",
+       {.vocab = 301, .d_model = 128, .n_heads = 2, .n_kv_heads = 1, .head_dim = 64, .d_ff = 200}, true, true, 0,
+       0.2f, 4, kAllLoraTargets},
+      {"lora q v rank 3 frozen untied head",
+       {.vocab = 257, .d_model = 128, .n_heads = 2, .n_kv_heads = 2, .head_dim = 64, .d_ff = 96, .tied = false},
+       false, true, 0, 0.0f, 3, (1u << static_cast<int>(LoraTarget::kQ)) | (1u << static_cast<int>(LoraTarget::kV)),
+       false},
   };
 }
 
@@ -116,9 +149,9 @@ double norm_of(const float* x, int64_t n) {
 TEST(DeviceBackend, LossAndGradientsMatchCpu) {
   for (const Case& c : cases()) {
     SCOPED_TRACE(c.name);
-    const ModelDims d = test::tiny_model_dims(c.shape);
+    const ModelDims d = dims_of(c);
     Model cpu(d, kMaxTokens);
-    init_weights(cpu, 7, 0.08f);
+    init_for(cpu, 7);
     AdamW optimizer(cpu.layout, optim_config());
     auto device = backend_or_skip(cpu, optimizer);
     SKIP_WITHOUT_DEVICE(device);
@@ -150,6 +183,10 @@ TEST(DeviceBackend, LossAndGradientsMatchCpu) {
       std::vector<float> diff(e.numel);
       for (int64_t i = 0; i < e.numel; ++i) diff[i] = got[i] - want[i];
       const double ref = norm_of(want, e.numel);
+      if (ref == 0.0 && e.frozen()) {  // a frozen matrix whose weight-gradient GEMM both skip
+        EXPECT_EQ(norm_of(got, e.numel), 0.0) << e.name << ": the device computed a frozen weight's gradient";
+        continue;
+      }
       ASSERT_GT(ref, 0.0) << e.name << ": zero reference gradient";
       const double rel = norm_of(diff.data(), e.numel) / ref;
       // bf16 operands: ~2^-9 per rounding, amplified where a gradient is a small difference of
@@ -188,11 +225,12 @@ DeviceStep run_step(DeviceBackend& device, const Model& host, const AdamW& optim
 // runtime.recompute_activations: backward recomputes each layer's activations from its input;
 // the kernels are deterministic, so the gradients are bitwise those of the saved activations.
 TEST(DeviceBackend, RecomputedActivationsGiveTheSameGradients) {
-  for (const Case& c : {cases()[0], cases()[2], cases()[4]}) {  // [4]: the masks recomputed too
+  // [4]: the masks recomputed too; [5]: the adapters' bottlenecks too
+  for (const Case& c : {cases()[0], cases()[2], cases()[4], cases()[5]}) {
     SCOPED_TRACE(c.name);
-    const ModelDims d = test::tiny_model_dims(c.shape);
+    const ModelDims d = dims_of(c);
     Model host(d, kMaxTokens);
-    init_weights(host, 13, 0.08f);
+    init_for(host, 13);
     AdamW optimizer(host.layout, optim_config());
     auto saved = backend_or_skip(host, optimizer, false);
     SKIP_WITHOUT_DEVICE(saved);
@@ -238,49 +276,53 @@ TEST(DeviceBackend, ChunkedLmHeadMatchesOneChunk) {
   }
 }
 
+// [1] untied: embedding and head decay differently from matrices; [5] LoRA: the norm and the
+// update cover the trainable values only (adapters, new embedding rows).
 TEST(DeviceBackend, AdamWAndNormEqualCpuOnDeviceGradients) {
-  const Case c = cases()[1];  // untied: embedding and head decay differently from matrices
-  const ModelDims d = test::tiny_model_dims(c.shape);
-  Model host(d, kMaxTokens);
-  init_weights(host, 3, 0.08f);
-  AdamW host_optimizer(host.layout, optim_config());
-  auto device = backend_or_skip(host, host_optimizer);
-  SKIP_WITHOUT_DEVICE(device);
-  device->upload(host, host_optimizer);
-  for (int step = 0; step < 3; ++step) {
-    device->zero_grads();
-    device->forward_backward(make_batch(c, d, 20 + step), 0.02f, true);
-    device->download_gradients(host);  // the host steps on the device's gradients
-    const double norm = device->grad_norm();
-    EXPECT_NEAR(norm, AdamW::grad_norm(host), 1e-12 * norm) << "step " << step;
-    const float clip = clip_coefficient(norm, 0.5f);
-    device->adamw_step(1e-2f, clip);
-    host_optimizer.step(host, 1e-2f, clip);
-  }
-  Model got(d, 1);
-  AdamW got_optimizer(got.layout, optim_config());
-  device->download(got, &got_optimizer);
-  EXPECT_EQ(got_optimizer.steps_taken(), 3);
-  // Each array against the CPU's, in units of its largest value's ulp (2^-23·max|x|): the
-  // kernel fuses multiply-adds where g++ may not, a few ulp of the value or of its inputs.
-  const int64_t n = host.layout.total_floats();
-  const auto worst_ulps = [n](const float* got, const float* want) {
-    double scale = 0, worst = 0;
-    for (int64_t i = 0; i < n; ++i) scale = std::max(scale, std::abs(static_cast<double>(want[i])));
-    for (int64_t i = 0; i < n; ++i) {
-      const double d = std::abs(static_cast<double>(got[i]) - want[i]) / (scale * 0x1p-23);
-      worst = std::isnan(d) ? INFINITY : std::max(worst, d);
+  for (const Case& c : {cases()[1], cases()[5]}) {
+    SCOPED_TRACE(c.name);
+    const ModelDims d = dims_of(c);
+    Model host(d, kMaxTokens);
+    init_for(host, 3);
+    AdamW host_optimizer(host.layout, optim_config());
+    auto device = backend_or_skip(host, host_optimizer);
+    SKIP_WITHOUT_DEVICE(device);
+    device->upload(host, host_optimizer);
+    for (int step = 0; step < 3; ++step) {
+      device->zero_grads();
+      device->forward_backward(make_batch(c, d, 20 + step), 0.02f, true);
+      device->download_gradients(host);  // the host steps on the device's gradients
+      const double norm = device->grad_norm();
+      EXPECT_NEAR(norm, AdamW::grad_norm(host), 1e-12 * norm) << "step " << step;
+      const float clip = clip_coefficient(norm, 0.5f);
+      device->adamw_step(1e-2f, clip);
+      host_optimizer.step(host, 1e-2f, clip);
     }
-    return worst;
-  };
-  const double w = worst_ulps(got.param_data(), host.param_data());
-  const double m = worst_ulps(got_optimizer.first_moment(), host_optimizer.first_moment());
-  const double v = worst_ulps(got_optimizer.second_moment(), host_optimizer.second_moment());
-  std::printf("device AdamW vs CPU on the same gradients, worst |difference| in ulps of the array's "
-              "largest value: weights %.2f, m %.2f, v %.2f\n", w, m, v);
-  EXPECT_LE(w, 4.0);
-  EXPECT_LE(m, 4.0);
-  EXPECT_LE(v, 4.0);
+    Model got(d, 1);
+    AdamW got_optimizer(got.layout, optim_config());
+    device->download(got, &got_optimizer);
+    EXPECT_EQ(got_optimizer.steps_taken(), 3);
+    // Each array against the CPU's, in units of its largest value's ulp (2^-23·max|x|): the
+    // kernel fuses multiply-adds where g++ may not, a few ulp of the value or of its inputs.
+    const int64_t n = host.layout.total_floats();
+    const auto worst_ulps = [n](const float* got, const float* want) {
+      double scale = 0, worst = 0;
+      for (int64_t i = 0; i < n; ++i) scale = std::max(scale, std::abs(static_cast<double>(want[i])));
+      for (int64_t i = 0; i < n; ++i) {
+        const double d = std::abs(static_cast<double>(got[i]) - want[i]) / (scale * 0x1p-23);
+        worst = std::isnan(d) ? INFINITY : std::max(worst, d);
+      }
+      return worst;
+    };
+    const double w = worst_ulps(got.param_data(), host.param_data());
+    const double m = worst_ulps(got_optimizer.first_moment(), host_optimizer.first_moment());
+    const double v = worst_ulps(got_optimizer.second_moment(), host_optimizer.second_moment());
+    std::printf("device AdamW vs CPU on the same gradients, worst |difference| in ulps of the array's "
+                "largest value: weights %.2f, m %.2f, v %.2f\n", w, m, v);
+    EXPECT_LE(w, 4.0);
+    EXPECT_LE(m, 4.0);
+    EXPECT_LE(v, 4.0);
+  }
 }
 
 TEST(DeviceBackend, UploadDownloadRoundTripIsExact) {

@@ -87,8 +87,9 @@ expect_user_error "$tmp/heads.pbtxt" "field model.d_model" "256 % 6"
 run "unknown device" config --set runtime.device=tpu
 expect_user_error "field runtime.device" '"cpu" or "cuda"'
 
-run "cuda with LoRA" config --set runtime.device=cuda --set model.lora.rank=4
-expect_user_error "field runtime.device" "model.lora"
+run "cuda with head dim 16" config --set runtime.device=cuda --set model.d_model=96 --set model.n_heads=6 \
+  --set model.n_kv_heads=6
+expect_user_error "field runtime.device" "head dim"
 
 run "missing file" config --config "$tmp/does_not_exist.pbtxt"
 expect_user_error "$tmp/does_not_exist.pbtxt"

@@ -3,15 +3,18 @@
 # `emu`): bin/reclm-emu is the real CLI with the CUDA backend's kernels emulated and its device
 # memory in host memory (trainer/device_backend.h). A tiny recommender (tiny_rec, head dim 64):
 #  1. the device trains like the CPU backend: the same train and validation loss sequence to
-#     bf16 accuracy (grad_accum 2, 8 steps), also with dropout (the same masks), and writes
-#     weights `reclm eval` reads;
+#     bf16 accuracy (grad_accum 2, 8 steps), also with dropout (the same masks) and with LoRA
+#     adapters (frozen base weights), and writes weights `reclm eval` reads;
 #  2. checkpoints are interchangeable: a device run's step-4 checkpoint resumes on the CPU, and
 #     a CPU run's on the device, each continuing its source's trajectory;
 #  3. activation recomputation (runtime.recompute_activations) trains bitwise the same;
 #  4. under mpirun -np 2 (when MPI is built) the device ranks train like one process with the
-#     same global batch, their gradient buckets all-reduced during backward;
+#     same global batch, their gradient buckets all-reduced during backward; with ZeRO-1
+#     (optim.zero1) 2 device ranks train like the plain 2 ranks, 3 like 3 CPU ranks with ZeRO-1
+#     (also under LoRA), and their checkpoints (one optimizer shard per rank) resume on the CPU's
+#     ZeRO-1 ranks;
 #  5. RECLM_DEVICE_PROFILE=1 prints the phase table, =host the host's wait share;
-#  6. the combinations the backend refuses (LoRA, ZeRO-1, head dims other than 32/64/128) exit 2
+#  6. the combinations the backend refuses (head dims other than 32/64/128) exit 2
 #     naming runtime.device, and a plan too large
 #     for the device exits 2 before anything is written.
 set -euo pipefail
@@ -44,17 +47,26 @@ PY
 "$RECLM" eval --run "$work/dev" --set eval.max_users=50 > "$work/eval.txt" 2>&1 || { cat "$work/eval.txt"; fail "eval of the device model"; }
 grep -q "HR@10" "$work/eval.txt" || { cat "$work/eval.txt"; fail "eval printed no HR@10"; }
 
+# like_cpu NAME WHAT ARGS...: the CPU and the device trained with ARGS give the same losses,
+# and not those of the plain device run (WHAT changed something)
+like_cpu() {
+  local name=$1 what=$2
+  shift 2
+  "$RECLM" train "${base[@]}" "$@" --set train.run_dir="$work/cpu_$name" > "$work/cpu_$name.txt" 2>&1 ||
+    { cat "$work/cpu_$name.txt"; fail "cpu run with $what"; }
+  "$RECLM_EMU" train "${base[@]}" "$@" --set runtime.device=cuda --set train.run_dir="$work/dev_$name" \
+    > "$work/dev_$name.txt" 2>&1 || { cat "$work/dev_$name.txt"; fail "device run with $what"; }
+  same_losses "$(losses "$work/cpu_$name/metrics.jsonl" "train val")" "$(losses "$work/dev_$name/metrics.jsonl" "train val")" \
+    $rtol || fail "with $what the device does not train like the CPU backend"
+  ! same_losses "$(losses "$work/dev/metrics.jsonl" "train")" "$(losses "$work/dev_$name/metrics.jsonl" "train")" 1e-6 \
+    > /dev/null || fail "$what changed nothing on the device"
+}
 # 1b. with dropout: the device draws the CPU's masks, so the two still train alike
 #     (and with tiny_rec's own 2 heads of dim 32, as the Beauty configs)
-drop=(--set model.dropout=0.2 --set model.n_heads=2)
-"$RECLM" train "${base[@]}" "${drop[@]}" --set train.run_dir="$work/cpu_drop" > "$work/cpu_drop.txt" 2>&1 ||
-  { cat "$work/cpu_drop.txt"; fail "cpu run with dropout"; }
-"$RECLM_EMU" train "${base[@]}" "${drop[@]}" --set runtime.device=cuda --set train.run_dir="$work/dev_drop" \
-  > "$work/dev_drop.txt" 2>&1 || { cat "$work/dev_drop.txt"; fail "device run with dropout"; }
-same_losses "$(losses "$work/cpu_drop/metrics.jsonl" "train val")" "$(losses "$work/dev_drop/metrics.jsonl" "train val")" \
-  $rtol || fail "with dropout the device does not train like the CPU backend"
-! same_losses "$(losses "$work/dev/metrics.jsonl" "train")" "$(losses "$work/dev_drop/metrics.jsonl" "train")" 1e-6 \
-  > /dev/null || fail "model.dropout changed nothing on the device"
+like_cpu drop model.dropout --set model.dropout=0.2 --set model.n_heads=2
+# 1c. LoRA on every projection: the adapters (and the new embedding rows) train, the base is frozen
+lora=(--set model.lora.rank=4 --set model.lora.alpha=8)
+like_cpu lora model.lora "${lora[@]}"
 
 # 2. checkpoints: device → CPU and CPU → device, from step 4
 resume_on() {  # resume_on NAME SOURCE_RUN BINARY DEVICE
@@ -87,6 +99,45 @@ if [ -x "$RECLM_SOURCE_DIR/scripts/mpirun.sh" ] && command -v mpirun > /dev/null
     { cat "$work/dev_np2.txt"; fail "2 device ranks: no bucketed all-reduce in the log"; }
   same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/dev_np2/metrics.jsonl" "train val")" $rtol ||
     fail "2 device ranks do not train like 1 process with the same global batch"
+
+  # 4b. ZeRO-1: the device keeps its rank's shard of the moments and exchanges the rest
+  zero1_run() {  # zero1_run NAME NP BINARY DEVICE [ARGS...]
+    local name=$1 np=$2 binary=$3 dev=$4
+    shift 4
+    "$RECLM_SOURCE_DIR/scripts/mpirun.sh" --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo \
+      -np "$np" "$binary" train "${base[@]}" --set runtime.device="$dev" --set train.micro_batch=2 \
+      --set optim.zero1=true --set train.run_dir="$work/$name" "$@" > "$work/$name.txt" 2>&1 ||
+      { cat "$work/$name.txt"; fail "$name"; }
+    grep -q "zero1: optimizer state sharded over $np ranks" "$work/$name.txt" || { cat "$work/$name.txt"; fail "$name: not sharded"; }
+  }
+  # 2 ranks: the same sums as the plain ranks' all-reduce, the norm summed in another order
+  zero1_run dev_zero1_np2 2 "$RECLM_EMU" cuda
+  same_losses "$(losses "$work/dev_np2/metrics.jsonl" "train val")" "$(losses "$work/dev_zero1_np2/metrics.jsonl" "train val")" \
+    1e-5 || fail "ZeRO-1 on 2 device ranks does not train like plain data parallelism"
+  # 3 ranks (uneven shards) against 3 CPU ranks with ZeRO-1
+  zero1_run cpu_zero1_np3 3 "$RECLM" cpu
+  zero1_run dev_zero1_np3 3 "$RECLM_EMU" cuda
+  same_losses "$(losses "$work/cpu_zero1_np3/metrics.jsonl" "train val")" \
+    "$(losses "$work/dev_zero1_np3/metrics.jsonl" "train val")" $rtol ||
+    fail "ZeRO-1 on 3 device ranks does not train like 3 CPU ranks with ZeRO-1"
+  zero1_run cpu_lora_zero1_np3 3 "$RECLM" cpu "${lora[@]}"
+  zero1_run dev_lora_zero1_np3 3 "$RECLM_EMU" cuda "${lora[@]}"
+  same_losses "$(losses "$work/cpu_lora_zero1_np3/metrics.jsonl" "train val")" \
+    "$(losses "$work/dev_lora_zero1_np3/metrics.jsonl" "train val")" $rtol ||
+    fail "LoRA with ZeRO-1 on 3 device ranks does not train like 3 CPU ranks"
+  for r in 0 1 2; do
+    [ -f "$work/dev_zero1_np3/checkpoints/step_00000004/$(printf 'optim_shard_%05d_of_00003.h5' $r)" ] ||
+      { ls "$work/dev_zero1_np3/checkpoints/step_00000004"; fail "ZeRO-1 on 3 device ranks: optimizer shard $r missing"; }
+  done
+  # the device ranks' step-4 checkpoint resumes on the CPU ranks, and the other way
+  for pair in "dev_zero1_np3 zero1_dev_to_cpu $RECLM cpu" "cpu_zero1_np3 zero1_cpu_to_dev $RECLM_EMU cuda"; do
+    read -r source name binary dev <<< "$pair"
+    resume_dir_from "$work/$source" "$work/$name" 00000004
+    zero1_run "$name" 3 "$binary" "$dev" --resume auto
+    grep -q "continuing at step 5 of 8" "$work/$name.txt" || { cat "$work/$name.txt"; fail "$name did not continue at step 5"; }
+    same_losses "$(losses "$work/$source/metrics.jsonl" | cut -d' ' -f5-)" "$(losses "$work/$name/metrics.jsonl")" $rtol ||
+      fail "$name: the trajectory differs from the run that saved the checkpoint"
+  done
 else
   echo "mpirun not available: the 2-rank part is skipped"
 fi
@@ -105,9 +156,8 @@ grep -Eq "host waited for the device [0-9.]+ ms of [0-9.]+ ms since the plan \([
 ! grep -q "forward: GEMMs" "$work/prof_host.txt" || fail "RECLM_DEVICE_PROFILE=host printed the phase table"
 
 # 6. refused combinations (config validation: the same in every build)
-for bad in "model.n_heads=4" "optim.zero1=true" "model.lora.rank=4"; do  # n_heads 4: head dim 16
-  expect_exit2 "runtime.device" train "${base[@]}" --set runtime.device=cuda --set "$bad" --set train.run_dir="$work/bad"
-done
+# n_heads 4: head dim 16
+expect_exit2 "runtime.device" train "${base[@]}" --set runtime.device=cuda --set model.n_heads=4 --set train.run_dir="$work/bad"
 # a plan that does not fit the device (here: host memory) stops at start, exit 2, nothing written
 RECLM="$RECLM_EMU" expect_exit2 "not enough free memory" train "${base[@]}" --set runtime.device=cuda \
   --set train.micro_batch=100000000 --set train.run_dir="$work/huge"

@@ -1,7 +1,8 @@
 // DeviceBackend (trainer/device_backend.h) on a CUDA device or the SIMT emulator: the device
 // model (device_model.h), AdamW and the gradient norm by our kernels, and the gradient sum over
 // ranks — NCCL on GPUs (device buffers), the host Communicator (MPI) on the emulator, whose
-// device buffers are host memory.
+// device buffers are host memory — or, with a sharded optimizer, ZeRO-1's reduce-scatter and
+// all-gather (device_zero1.h).
 #include <cmath>
 #include <cstdlib>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "runtime/errors.h"
 #include "trainer/device/device_model.h"
 #include "trainer/device/device_runtime.h"
+#include "trainer/device/device_zero1.h"
 #include "trainer/device_backend.h"
 #include "trainer/grad_buckets.h"
 #include "trainer/optimizer.h"
@@ -75,27 +77,40 @@ class ComputeOrderedNccl final : public Communicator {
 
 class CudaBackend final : public DeviceBackend {
  public:
-  CudaBackend(const Model& model, const AdamW& optimizer, const DeviceOptions& options) : optim_(options.optim) {
+  CudaBackend(const Model& model, const AdamW& optimizer, const DeviceOptions& options)
+      : optim_(options.optim), host_comm_(options.comm) {
     size_t total = 0;
     info_.name = device::select_device(options.local_rank, &total);
     info_.emulated = device::kEmulated;
     info_.total_bytes = static_cast<int64_t>(total);
-    dm_ = std::make_unique<device::DeviceModel>(model.dims, model.layout, options.max_tokens,
-                                                options.recompute_activations, options.head_chunk_rows);
+    if (optimizer.sharded()) zero1_.emplace(model.layout, host_comm_->rank(), host_comm_->size());
+    dm_ = std::make_unique<device::DeviceModel>(
+        model.dims, model.layout,
+        device::DevicePlanOptions{.max_tokens = options.max_tokens,
+                                  .recompute = options.recompute_activations,
+                                  .head_chunk_rows = options.head_chunk_rows,
+                                  .moment_floats = optimizer.moment_floats(),
+                                  .exchange_floats = zero1_ ? zero1_->exchange_floats() : 0});
+    dm_->head_trains = model.head_trains;
     info_.planned_bytes = static_cast<int64_t>(dm_->arena_bytes + cuda::GemmContext::kWorkspaceBytes);
-    for (const UpdateSegment& s : layout_update_segments(model.layout))
+    for (const UpdateSegment& s : zero1_ ? zero1_->shard_segments() : layout_update_segments(model.layout))
       segments_.push_back({s, optimizer.weight_decay_for(s.kind)});
+    if (model.layout.any_frozen()) {  // the norm covers what trains (as AdamW::grad_norm)
+      for (const UpdateSegment& s : layout_update_segments(model.layout)) {
+        trained_grads_.push_back(dm_->grads + s.param_offset);
+        trained_sizes_.push_back(s.count);
+      }
+    }
   }
 
   DeviceInfo info() const override { return info_; }
 
   void upload(const Model& model, const AdamW& optimizer) override {
-    RECLM_CHECK(!optimizer.sharded() && optimizer.moment_floats() == model.layout.total_floats(),
-                "the CUDA backend keeps the whole optimizer state");
-    const size_t bytes = floats() * sizeof(float);
-    device::copy_to_device(dm_->params, model.param_data(), bytes);
-    device::copy_to_device(dm_->m, optimizer.first_moment(), bytes);
-    device::copy_to_device(dm_->v, optimizer.second_moment(), bytes);
+    RECLM_CHECK(optimizer.sharded() == zero1_.has_value() && optimizer.moment_floats() == dm_->moment_floats,
+                "the optimizer's state does not match the device's plan");
+    device::copy_to_device(dm_->params, model.param_data(), floats() * sizeof(float));
+    device::copy_to_device(dm_->m, optimizer.first_moment(), moment_bytes());
+    device::copy_to_device(dm_->v, optimizer.second_moment(), moment_bytes());
     steps_ = optimizer.steps_taken();
     device::check(cuda::convert_f32_to_bf16(reinterpret_cast<__nv_bfloat16*>(dm_->params_bf16), dm_->params,
                                             floats(), dm_->stream),
@@ -103,11 +118,11 @@ class CudaBackend final : public DeviceBackend {
   }
 
   void download(Model& model, AdamW* optimizer) override {
-    const size_t bytes = floats() * sizeof(float);
-    device::copy_to_host(model.param_data(), dm_->params, bytes);
+    device::copy_to_host(model.param_data(), dm_->params, floats() * sizeof(float));
     if (optimizer == nullptr) return;
-    device::copy_to_host(optimizer->first_moment(), dm_->m, bytes);
-    device::copy_to_host(optimizer->second_moment(), dm_->v, bytes);
+    RECLM_CHECK(optimizer->moment_floats() == dm_->moment_floats, "the optimizer's state does not match the device's");
+    device::copy_to_host(optimizer->first_moment(), dm_->m, moment_bytes());
+    device::copy_to_host(optimizer->second_moment(), dm_->v, moment_bytes());
     optimizer->set_steps_taken(steps_);
   }
 
@@ -132,14 +147,25 @@ class CudaBackend final : public DeviceBackend {
 
   std::optional<OverlapStats> all_reduce_gradients(Communicator* comm) override {
     if (comm == nullptr || comm->size() == 1) return std::nullopt;
+    if (zero1_) {
+      zero1_->reduce_scatter_gradients(*dm_, gradient_comm(*comm));
+      return std::nullopt;
+    }
     if (buckets_) return buckets_->finish(dm_->grads);
     gradient_comm(*comm).all_reduce(dm_->grads, floats(), ReduceOp::kSum);  // padding holds zeros
     return std::nullopt;
   }
 
   double grad_norm() override {
-    device::check(cuda::sum_of_squares(dm_->norm_result, dm_->grads, floats(), dm_->norm_ws, dm_->stream),
-                  "sum_of_squares");
+    if (zero1_) return zero1_->grad_norm(*dm_, *host_comm_);
+    if (trained_grads_.empty()) {
+      device::check(cuda::sum_of_squares(dm_->norm_result, dm_->grads, floats(), dm_->norm_ws, dm_->stream),
+                    "sum_of_squares");
+    } else {
+      device::check(cuda::sum_of_squares_segments(dm_->norm_result, trained_grads_.data(), trained_sizes_.data(),
+                                                  static_cast<int>(trained_sizes_.size()), dm_->norm_ws, dm_->stream),
+                    "sum_of_squares_segments");
+    }
     double sum = 0.0;
     device::copy_to_host(&sum, dm_->norm_result, sizeof(double));
     return std::sqrt(sum);
@@ -152,12 +178,13 @@ class CudaBackend final : public DeviceBackend {
     for (const Segment& s : segments_) {
       const ops::AdamWHyper hyper{lr, optim_.beta1(), optim_.beta2(), optim_.eps(), s.weight_decay, steps_,
                                   grad_scale};
-      const int64_t at = s.segment.param_offset;
-      device::check(cuda::adamw_update_bf16(dm_->params + at, dm_->grads + at, dm_->m + at, dm_->v + at,
+      const int64_t at = s.segment.param_offset, moment = s.segment.moment_offset;
+      device::check(cuda::adamw_update_bf16(dm_->params + at, dm_->grads + at, dm_->m + moment, dm_->v + moment,
                                             s.segment.count, hyper, dm_->params_bf16 + at,
                                             ops::Bf16Rounding::kNearestEven, 0, at, dm_->stream),
                     "adamw_update_bf16");
     }
+    if (zero1_) zero1_->all_gather_parameters(*dm_, gradient_comm(*host_comm_));  // every rank whole again
   }
 
  private:
@@ -166,6 +193,7 @@ class CudaBackend final : public DeviceBackend {
     float weight_decay;
   };
   int64_t floats() const { return dm_->layout.total_floats(); }
+  size_t moment_bytes() const { return dm_->moment_floats * sizeof(float); }
 
   // The communicator that can read the gradient buffer: the host one where device memory is host
   // memory (emulator), NCCL on GPUs (made on first use: every rank gets here together).
@@ -185,9 +213,13 @@ class CudaBackend final : public DeviceBackend {
   }
 
   config::OptimConfig optim_;
+  Communicator* host_comm_;  // the job's ranks (ZeRO-1's norm; null in one process)
+  std::optional<device::DeviceZero1> zero1_;  // a sharded optimizer
   DeviceInfo info_;
   std::unique_ptr<device::DeviceModel> dm_;
   std::vector<Segment> segments_;
+  std::vector<const float*> trained_grads_;  // with frozen values (LoRA): the trainable gradients,
+  std::vector<int64_t> trained_sizes_;       //   the norm's segments; else empty (the whole buffer)
   int64_t steps_ = 0;
 #if defined(__CUDACC__) && defined(RECLM_HAVE_NCCL)
   std::unique_ptr<ComputeOrderedNccl> nccl_;
@@ -203,9 +235,9 @@ std::unique_ptr<DeviceBackend> make_cuda_backend(const Model& model, const AdamW
                    "this model has {}", d.head_dim);
   RECLM_USER_CHECK(d.d_model <= 8192, "field runtime.device: \"cuda\" supports model.d_model up to 8192, not {}",
                    d.d_model);
-  RECLM_USER_CHECK(!d.has_lora(), "field runtime.device: \"cuda\" does not train model.lora adapters yet");
   RECLM_USER_CHECK(!d.vocab_parallel(), "field runtime.device: \"cuda\" is not combined with runtime.vocab_parallel");
-  RECLM_USER_CHECK(!optimizer.sharded(), "field runtime.device: \"cuda\" is not combined with optim.zero1");
+  RECLM_CHECK(!optimizer.sharded() || (options.comm != nullptr && options.comm->size() > 1),
+              "a sharded optimizer needs the job's communicator");
   return std::make_unique<CudaBackend>(model, optimizer, options);
 }
 

@@ -5,6 +5,7 @@
 //   V = vocabulary, P = ParamLayout::total_floats() (the host layout, padding included).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -30,7 +31,7 @@ inline int64_t padded_classes(int64_t classes) {
 inline constexpr int64_t kHeadPadRows = kClassMultiple - 1;
 
 // Per layer, what backward reads from the forward (with recomputation every layer's pointers but
-// `residual` are the same scratch).
+// `residual` and `lora_u` are the same scratch).
 struct LayerActivations {
   float* residual;      // [T, C] the layer's input (the residual stream)
   float* residual_mid;  // [T, C] after the attention block
@@ -45,6 +46,18 @@ struct LayerActivations {
   float* lse;           // [NH, T]
   bf16* gate_up;        // [T, 2F] one GEMM's output: each row's gate, then its up
   bf16* act;            // [T, F] silu(gate)·up, input of down
+  // LoRA: per targeted projection the adapter's scaled bottleneck u = scale·x·Aᵀ [T, r] (as the
+  // CPU's Activations::lora_u); null where the projection has no adapter.
+  std::array<bf16*, kNumLoraTargets> lora_u{};
+};
+
+// What the plan sizes besides the model's dimensions.
+struct DevicePlanOptions {
+  int64_t max_tokens = 0;       // tokens per micro-batch
+  bool recompute = false;       // activation recomputation (DeviceModel::recompute)
+  int64_t head_chunk_rows = 0;  // LM-head rows per chunk (at most max_tokens); 0: as kHeadChunkBytes allows
+  int64_t moment_floats = 0;    // each AdamW moment: 0 for the whole layout (P), or a ZeRO-1 shard's size
+  int64_t exchange_floats = 0;  // ZeRO-1's collective buffers (device_zero1.h), used between steps only
 };
 
 struct DeviceModel {
@@ -57,13 +70,19 @@ struct DeviceModel {
   // saved activations share one layer's worth of memory and backward recomputes each layer's
   // forward from its input first (one more forward of the layers: ~1/3 more compute).
   bool recompute = false;
+  // Model::head_trains: false when the LM head's weights are wholly frozen (LoRA without trained
+  // embeddings), and its weight-gradient GEMM is skipped, as the base matrices' are under LoRA.
+  bool head_trains = true;
   PhaseClock clock;
 
-  // Parameters, gradients and AdamW moments in the host layout [P] (fp32), and the weights'
-  // bf16 copy [P] (the GEMMs' operands). grads and params_bf16 hold kHeadPadRows · d_model more
-  // values after P, zeros, for the head GEMMs' padded class range (padded_classes).
+  // Parameters and gradients in the host layout [P] (fp32), and the weights' bf16 copy [P] (the
+  // GEMMs' operands). grads and params_bf16 hold kHeadPadRows · d_model more values after P,
+  // zeros, for the head GEMMs' padded class range (padded_classes). The AdamW moments
+  // [moment_floats] (fp32): the host layout, or under ZeRO-1 this rank's shard in canonical order
+  // (as the host AdamW's).
   float* params = nullptr;
   float* grads = nullptr;
+  int64_t moment_floats = 0;
   float* m = nullptr;
   float* v = nullptr;
   uint16_t* params_bf16 = nullptr;
@@ -100,6 +119,7 @@ struct DeviceModel {
   bf16* dq_bf = nullptr;        // [T, QD]
   bf16* dk_bf = nullptr;        // [T, KVD]
   bf16* dv_bf = nullptr;        // [T, KVD]
+  bf16* lora_du = nullptr;      // [T, r] an adapter's bottleneck gradient (LoRA only)
 
   // The batch on the device
   int32_t* tokens = nullptr;       // [T]
@@ -110,6 +130,11 @@ struct DeviceModel {
   int32_t* loss_rows = nullptr;    // [T]
   int32_t* loss_targets = nullptr; // [T]
   float* loss_weights = nullptr;   // [T]
+
+  // ZeRO-1's exchange buffers [exchange_floats] (device_zero1.h). They are used only between
+  // steps (after backward, around the optimizer), when no activation is live, so they share the
+  // activations' memory: the plan grows only when they are the larger.
+  float* exchange = nullptr;
 
   // Workspaces
   void* embedding_ws = nullptr;
@@ -125,9 +150,7 @@ struct DeviceModel {
   cudaStream_t stream = nullptr;  // every kernel and GEMM of the step (device_runtime.h)
   cuda::GemmContext gemm;         // (one per stream)
 
-  // head_chunk_rows > 0 fixes the LM head's chunk (at most max_tokens); 0: as kHeadChunkBytes allows.
-  DeviceModel(const ModelDims& dims, const ParamLayout& layout, int64_t max_tokens, bool recompute,
-              int64_t head_chunk_rows = 0);
+  DeviceModel(const ModelDims& dims, const ParamLayout& layout, const DevicePlanOptions& options);
   ~DeviceModel();
   DeviceModel(const DeviceModel&) = delete;
   DeviceModel& operator=(const DeviceModel&) = delete;

@@ -2,6 +2,7 @@
 // activations, scratch and workspaces for micro-batches of up to max_tokens tokens (sizes in
 // device_model.h). The plan runs twice: once to add up the bytes, once to hand out pointers.
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "kernels/cuda/attention_backward.h"
@@ -10,6 +11,7 @@
 #include "kernels/cuda/rmsnorm.h"
 #include "trainer/device/device_model.h"
 #include "trainer/device/device_runtime.h"
+#include "trainer/zero1.h"
 
 namespace reclm::device {
 
@@ -26,6 +28,14 @@ struct Carver {
     return base ? reinterpret_cast<T*>(base + offset) : nullptr;
   }
   void* take_bytes(size_t bytes) { return take<char>(static_cast<int64_t>(bytes)); }
+  // The offset the next piece would start at.
+  size_t next() const { return (used + 255) / 256 * 256; }
+  // count Ts at `offset` (a next() from before), over pieces already handed out: a union.
+  template <typename T>
+  T* overlay(size_t offset, int64_t count) {
+    used = std::max(used, offset + static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(T));
+    return base ? reinterpret_cast<T*>(base + offset) : nullptr;
+  }
 };
 
 // Logits of a head chunk: fp32 [chunk, Vp] plus the bf16 dlogits, about 1 GiB at most. Each
@@ -36,26 +46,49 @@ struct Carver {
 // the plan; a smaller vocabulary's chunk is the whole micro-batch.
 constexpr int64_t kHeadChunkBytes = int64_t{1} << 30;
 
-void carve(DeviceModel& dm, Carver& c) {
+// The gradient norm's workspace: over the whole buffer, or with frozen values (LoRA) over the
+// trainable segments (sum_of_squares_segments); ZeRO-1's block is shorter than the buffer.
+int64_t norm_workspace_doubles(const ParamLayout& layout) {
+  int64_t doubles = cuda::sum_of_squares_workspace_doubles(layout.total_floats());
+  if (!layout.any_frozen()) return doubles;
+  std::vector<int64_t> sizes;
+  for (const UpdateSegment& s : layout_update_segments(layout)) sizes.push_back(s.count);
+  const auto n = static_cast<int>(sizes.size());
+  return std::max(doubles, cuda::sum_of_squares_segments_workspace_doubles(sizes.data(), n));
+}
+
+void carve(DeviceModel& dm, int64_t exchange_floats, Carver& c) {
   const ModelDims& d = dm.dims;
   const int64_t T = dm.max_tokens, C = d.d_model, F = d.d_ff, V = d.vocab;
   const int64_t QD = d.q_dim(), KVD = d.kv_dim(), P = dm.layout.total_floats();
   const int64_t pad = kHeadPadRows * C;
   dm.params = c.take<float>(P);
   dm.grads = c.take<float>(P + pad);
-  dm.m = c.take<float>(P);
-  dm.v = c.take<float>(P);
+  dm.m = c.take<float>(dm.moment_floats);
+  dm.v = c.take<float>(dm.moment_floats);
   dm.params_bf16 = c.take<uint16_t>(P + pad);
+  dm.norm_ws = c.take<double>(norm_workspace_doubles(dm.layout));
+  dm.norm_result = c.take<double>(1);
+  // From here on, what lives only inside a step (ZeRO-1's exchange overlays it, at the end).
+  const size_t step_only = c.next();
   dm.layers.resize(d.n_layers);
   for (int64_t l = 0; l < d.n_layers; ++l) {
     LayerActivations& a = dm.layers[l];
     float* residual = c.take<float>(T * C);
+    // LoRA's bottlenecks (T·r each) are kept per layer even with recomputation, which stops
+    // before the down projection's adapter.
+    std::array<bf16*, kNumLoraTargets> lora_u{};
+    for (int t = 0; t < kNumLoraTargets; ++t) {
+      if (d.lora_targets_has(static_cast<LoraTarget>(t))) lora_u[t] = c.take<bf16>(T * d.lora_rank);
+    }
     if (dm.recompute && l > 0) {  // everything else shared with layer 0
       a = dm.layers[0];
       a.residual = residual;
+      a.lora_u = lora_u;
       continue;
     }
     a.residual = residual;
+    a.lora_u = lora_u;
     a.residual_mid = c.take<float>(T * C);
     a.rstd1 = c.take<float>(T);
     a.rstd2 = c.take<float>(T);
@@ -96,6 +129,7 @@ void carve(DeviceModel& dm, Carver& c) {
   dm.dq_bf = c.take<bf16>(T * QD);
   dm.dk_bf = c.take<bf16>(T * KVD);
   dm.dv_bf = c.take<bf16>(T * KVD);
+  if (d.has_lora()) dm.lora_du = c.take<bf16>(T * d.lora_rank);
 
   dm.tokens = c.take<int32_t>(T);
   dm.cu_seqlens = c.take<int32_t>(T + 1);
@@ -112,29 +146,31 @@ void carve(DeviceModel& dm, Carver& c) {
   const ops::AttentionShape shape{T, d.n_heads, d.n_kv_heads, d.head_dim, 1.0f};
   dm.attention_ws_bytes = cuda::attention_backward_workspace_bytes(shape, T, T, /*deterministic=*/true);
   dm.attention_ws = c.take_bytes(dm.attention_ws_bytes);
-  dm.norm_ws = c.take<double>(cuda::sum_of_squares_workspace_doubles(P));
-  dm.norm_result = c.take<double>(1);
+  if (exchange_floats > 0) dm.exchange = c.overlay<float>(step_only, exchange_floats);
 }
 
 }  // namespace
 
-DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, int64_t tokens, bool recompute_layers,
-                         int64_t head_chunk_rows)
-    : dims(d), layout(l), max_tokens(tokens), recompute(recompute_layers) {
-  RECLM_CHECK(max_tokens > 0 && head_chunk_rows >= 0, "max_tokens {}, head_chunk_rows {}", max_tokens,
-              head_chunk_rows);
-  const int64_t chunk = head_chunk_rows > 0 ? head_chunk_rows : kHeadChunkBytes / (padded_classes(d.vocab) * 6);
+DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DevicePlanOptions& options)
+    : dims(d), layout(l), max_tokens(options.max_tokens), recompute(options.recompute) {
+  RECLM_CHECK(max_tokens > 0 && options.head_chunk_rows >= 0 && options.moment_floats >= 0 &&
+                  options.exchange_floats >= 0,
+              "max_tokens {}, head_chunk_rows {}, moment_floats {}, exchange_floats {}", max_tokens,
+              options.head_chunk_rows, options.moment_floats, options.exchange_floats);
+  const int64_t chunk = options.head_chunk_rows > 0 ? options.head_chunk_rows
+                                                    : kHeadChunkBytes / (padded_classes(d.vocab) * 6);
   head_chunk = std::clamp<int64_t>(chunk, 1, max_tokens);
   max_chunks = (max_tokens + head_chunk - 1) / head_chunk;
+  moment_floats = options.moment_floats > 0 ? options.moment_floats : layout.total_floats();
   Carver count;
-  carve(*this, count);
+  carve(*this, options.exchange_floats, count);
   arena_bytes = count.used;
   arena = allocate(arena_bytes);
   stream = create_stream();
   // Poisoned (every float NaN): a step that reads memory nothing wrote shows in the loss.
   fill_bytes(arena, 0xFF, arena_bytes, stream);
   Carver real{static_cast<char*>(arena), 0};
-  carve(*this, real);
+  carve(*this, options.exchange_floats, real);
   const int64_t P = layout.total_floats(), pad = kHeadPadRows * d.d_model;
   fill_zero(grads + P, pad * sizeof(float), stream);
   fill_zero(params_bf16 + P, pad * sizeof(uint16_t), stream);

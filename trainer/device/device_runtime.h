@@ -167,6 +167,17 @@ inline void copy_rows(void* dst, size_t dst_pitch, const void* src, size_t src_p
 #endif
 }
 
+// bytes from src to dst, device to device, on the stream.
+inline void copy_on_device(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
+  if (bytes == 0) return;
+#if defined(__CUDACC__)
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream), "cudaMemcpyAsync");
+#else
+  (void)stream;
+  std::memcpy(dst, src, bytes);
+#endif
+}
+
 inline void fill_bytes(void* p, int byte, size_t bytes, cudaStream_t stream) {
   if (bytes == 0) return;
 #if defined(__CUDACC__)

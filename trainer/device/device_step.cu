@@ -14,7 +14,11 @@
 // C ≠ D: beta · C with C the stream), so no separate add or branch buffer.
 // Dropout: the CPU's masks (kernels/cuda/dropout.h) at the CPU's sites: the embedding output and
 // each branch before it joins the stream; backward runs the same masks over the gradients.
-// Not here (refused at config validation): LoRA, vocabulary parallelism.
+// LoRA (trainer/lora.h): each adapter adds u·Bᵀ onto its projection's output, u = scale·x·Aᵀ
+// (bf16, saved), through the GEMMs' accumulate (the fused q/k/v and gate/up rows: a bf16 output
+// widened, added and rounded once; o/down: the fp32 stream); the frozen base matrices skip their
+// weight-gradient GEMMs, as on the CPU.
+// Not here (refused at config validation): vocabulary parallelism.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -52,12 +56,56 @@ void linear(DeviceModel& dm, void* out, bool out_fp32, const bf16* inp, const fl
                                dm.stream, 0, addend),
      "linear_forward_bf16");
 }
-// dinp = dout · W, dweight += doutᵀ · inp.
+// dinp = dout · W, dweight += doutᵀ · inp (dweight null: skipped).
 void linear_back(DeviceModel& dm, bf16* dinp, float* dweight, const bf16* dout, const bf16* inp, const float* weight,
                  int64_t T, int64_t C, int64_t OC) {
   ok(cuda::linear_backward_bf16(dm.gemm, dinp, false, dweight, nullptr, dout, inp, dm.weight_bf16(weight), T, C, OC,
                                 dm.stream),
      "linear_backward_bf16");
+}
+// A layer matrix's gradient, or null under LoRA, where the base matrices are frozen.
+float* base_grad(const DeviceModel& dm, float* grad) { return dm.dims.has_lora() ? nullptr : grad; }
+
+// LoRA, the adapter of projection `target` of layer l (none: nothing to do), input x [T, in]:
+// u = scale·x·Aᵀ [T, r], saved in bf16 (scale as the GEMM's alpha, one rounding), then
+// out[T, out] (rows ld apart, fp32 or bf16) += u·Bᵀ.
+void lora_forward(DeviceModel& dm, void* out, bool out_fp32, int64_t ld, const bf16* x, int64_t l, LoraTarget target,
+                  int64_t T) {
+  const int t = static_cast<int>(target);
+  const LayerTensors& w = dm.param_tensors.layers[l];
+  if (w.lora_a[t] == nullptr) return;
+  const ModelDims& d = dm.dims;
+  const int64_t in = d.proj_in(target), r = d.lora_rank;
+  bf16* u = dm.layers[l].lora_u[t];
+  ok(cuda::linear_forward_bf16(dm.gemm, u, false, x, dm.weight_bf16(w.lora_a[t]), nullptr, T, in, r, false, dm.stream,
+                               0, nullptr, d.lora_scale()),
+     "lora_forward A");
+  ok(cuda::linear_forward_bf16(dm.gemm, out, out_fp32, u, dm.weight_bf16(w.lora_b[t]), nullptr, T, r,
+                               d.proj_out(target), true, dm.stream, ld),
+     "lora_forward B");
+}
+
+// Its backward, given dy [T, out] (rows ld_dy apart) at the projection's output; dx [T, in]
+// already holds the base projection's input gradient (the adapter's is added, one rounding):
+//   dB += dyᵀ·u,  du = scale·dy·B (bf16),  dA += duᵀ·x,  dx += du·A.
+void lora_backward(DeviceModel& dm, bf16* dx, const bf16* dy, int64_t ld_dy, const bf16* x, int64_t l,
+                   LoraTarget target, int64_t T) {
+  const int t = static_cast<int>(target);
+  const LayerTensors& w = dm.param_tensors.layers[l];
+  if (w.lora_a[t] == nullptr) return;
+  const LayerTensors& g = dm.grad_tensors.layers[l];
+  const ModelDims& d = dm.dims;
+  const int64_t in = d.proj_in(target), out = d.proj_out(target), r = d.lora_rank;
+  const bf16* u = dm.layers[l].lora_u[t];
+  const bf16* a = dm.weight_bf16(w.lora_a[t]);
+  const bf16* b = dm.weight_bf16(w.lora_b[t]);
+  ok(cuda::linear_backward_bf16(dm.gemm, nullptr, false, g.lora_b[t], nullptr, dy, u, b, T, r, out, dm.stream, ld_dy),
+     "lora_backward dB");
+  ok(cuda::linear_backward_bf16(dm.gemm, dm.lora_du, false, nullptr, nullptr, dy, u, b, T, r, out, dm.stream, ld_dy,
+                                d.lora_scale()),
+     "lora_backward du");
+  ok(cuda::linear_backward_bf16(dm.gemm, dx, true, g.lora_a[t], nullptr, dm.lora_du, x, a, T, in, r, dm.stream),
+     "lora_backward dA, dx");
 }
 
 // The mask of one dropout site (trainer/model_internal.h dropout_site), the CPU's.
@@ -104,17 +152,20 @@ Geometry upload_batch(DeviceModel& dm, const Batch& batch) {
   return g;
 }
 
-// out[T, C] = skip + dropout(inp[T, IC] · Wᵀ), dropout site (l, branch): without dropout the GEMM
-// adds the skip itself (an fp32 addend); with it the projection goes through dm.branch.
+// out[T, C] = skip + dropout(inp[T, IC] · Wᵀ + LoRA), dropout site (l, branch), the projection
+// `target`: without dropout the GEMM adds the skip itself (an fp32 addend), and the adapter adds
+// onto out; with it the projection and the adapter go through dm.branch (dropped together).
 void add_branch(DeviceModel& dm, float* out, const float* skip, const bf16* inp, const float* weight, int64_t T,
-                int64_t IC, const DropoutState& drop, int64_t l, int branch) {
+                int64_t IC, const DropoutState& drop, int64_t l, int branch, LoraTarget target) {
   const int64_t C = dm.dims.d_model;
   if (!drop.active()) {
     linear(dm, out, true, inp, weight, T, IC, C, skip);
+    lora_forward(dm, out, true, C, inp, l, target, T);
     dm.clock.mark("forward: GEMMs");
     return;
   }
   linear(dm, dm.branch, true, inp, weight, T, IC, C);
+  lora_forward(dm, dm.branch, true, C, inp, l, target, T);
   dm.clock.mark("forward: GEMMs");
   ok(cuda::dropout_add(out, skip, dm.branch, T * C, dropout_key(drop, l, branch), dm.stream), "dropout_add");
   dm.clock.mark("forward: dropout");
@@ -138,6 +189,9 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output
   clock.mark("forward: norms");
   const int64_t QKV = QD + 2 * KVD;
   linear(dm, dm.qkv, false, a.norm1, w.wq, T, C, QKV);  // q_proj, k_proj, v_proj: adjacent rows
+  lora_forward(dm, dm.qkv, false, QKV, a.norm1, l, LoraTarget::kQ, T);
+  lora_forward(dm, dm.qkv + QD, false, QKV, a.norm1, l, LoraTarget::kK, T);
+  lora_forward(dm, dm.qkv + QD + KVD, false, QKV, a.norm1, l, LoraTarget::kV, T);
   clock.mark("forward: GEMMs");
   // RoPE moves q and k out of the fused rows into the attention's contiguous inputs; v is copied
   ok(cuda::rope_forward_bf16(a.q, dm.qkv, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta,
@@ -152,19 +206,21 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output
                              g.shape, dm.stream),
      "attention_forward");
   clock.mark("forward: attention");
-  add_branch(dm, a.residual_mid, a.residual, a.attn, w.wo, T, QD, drop, l, 0);
+  add_branch(dm, a.residual_mid, a.residual, a.attn, w.wo, T, QD, drop, l, 0, LoraTarget::kO);
   // MLP block
   ok(cuda::rmsnorm_forward_bf16(a.norm2, a.rstd2, nullptr, a.residual_mid, nullptr, w.post_norm, T, C, d.norm_eps,
                                 dm.stream),
      "rmsnorm_forward_bf16");
   clock.mark("forward: norms");
   linear(dm, a.gate_up, false, a.norm2, w.w_gate, T, C, 2 * F);  // gate_proj and up_proj: adjacent rows
+  lora_forward(dm, a.gate_up, false, 2 * F, a.norm2, l, LoraTarget::kGate, T);
+  lora_forward(dm, a.gate_up + F, false, 2 * F, a.norm2, l, LoraTarget::kUp, T);
   clock.mark("forward: GEMMs");
   ok(cuda::swiglu_forward_bf16(a.act, a.gate_up, T, F, dm.stream), "swiglu_forward_bf16");
   clock.mark("forward: SwiGLU");
   if (!to_output) return;
   float* next = l + 1 < d.n_layers ? dm.layers[l + 1].residual : dm.residual_out;
-  add_branch(dm, next, a.residual_mid, a.act, w.w_down, T, F, drop, l, 1);
+  add_branch(dm, next, a.residual_mid, a.act, w.w_down, T, F, drop, l, 1, LoraTarget::kDown);
 }
 
 void forward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop) {
@@ -215,7 +271,7 @@ double head_and_loss(DeviceModel& dm, const Batch& batch, const Geometry& g, flo
   // dlogits there), the cross-entropy over V; Vp is also the logits' row stride.
   const int64_t Vp = padded_classes(V);
   const float* head = dm.param_tensors.lm_head + first * C;
-  float* d_head = dm.grad_tensors.lm_head + first * C;
+  float* d_head = dm.head_trains ? dm.grad_tensors.lm_head + first * C : nullptr;  // frozen: no dW GEMM
   int64_t chunks = 0;
   for (int64_t t0 = 0; t0 < R; t0 += dm.head_chunk, ++chunks) {
     const int64_t n = std::min(dm.head_chunk, R - t0);
@@ -288,17 +344,21 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
     const LayerActivations& a = dm.layers[l];
     // MLP block
     branch_grad(l, 1);
-    linear_back(dm, dm.d_act_bf, gw.w_down, dm.d_res_bf, a.act, w.w_down, T, F, C);
+    linear_back(dm, dm.d_act_bf, base_grad(dm, gw.w_down), dm.d_res_bf, a.act, w.w_down, T, F, C);
+    lora_backward(dm, dm.d_act_bf, dm.d_res_bf, C, a.act, l, LoraTarget::kDown, T);
     clock.mark("backward: GEMMs");
     ok(cuda::swiglu_backward_bf16(dm.d_gate_up_bf, dm.d_act_bf, a.gate_up, T, F, dm.stream), "swiglu_backward_bf16");
     clock.mark("backward: SwiGLU");
-    linear_back(dm, dm.d_normed_bf, gw.w_gate, dm.d_gate_up_bf, a.norm2, w.w_gate, T, C, 2 * F);
+    linear_back(dm, dm.d_normed_bf, base_grad(dm, gw.w_gate), dm.d_gate_up_bf, a.norm2, w.w_gate, T, C, 2 * F);
+    lora_backward(dm, dm.d_normed_bf, dm.d_gate_up_bf, 2 * F, a.norm2, l, LoraTarget::kGate, T);
+    lora_backward(dm, dm.d_normed_bf, dm.d_gate_up_bf + F, 2 * F, a.norm2, l, LoraTarget::kUp, T);
     clock.mark("backward: GEMMs");
     norm_back(gw.post_norm, a.residual_mid, w.post_norm, a.rstd2, /*next_branch=*/true);
     reached(kBackwardPoll);
     // attention block
     branch_grad(l, 0);
-    linear_back(dm, dm.d_attn, gw.wo, dm.d_res_bf, a.attn, w.wo, T, QD, C);
+    linear_back(dm, dm.d_attn, base_grad(dm, gw.wo), dm.d_res_bf, a.attn, w.wo, T, QD, C);
+    lora_backward(dm, dm.d_attn, dm.d_res_bf, C, a.attn, l, LoraTarget::kO, T);
     clock.mark("backward: GEMMs");
     ok(cuda::attention_backward(dm.dq_bf, dm.dk_bf, dm.dv_bf, dm.d_attn, a.q, a.k, a.v, a.attn, a.lse, dm.cu_seqlens,
                                 g.prefix_lens, g.n_segments, g.max_seqlen, g.shape, /*deterministic=*/true,
@@ -316,7 +376,10 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
     copy_rows(dm.d_qkv + QD + KVD, QKV * sizeof(bf16), dm.dv_bf, KVD * sizeof(bf16), KVD * sizeof(bf16), T,
               dm.stream);
     clock.mark("backward: RoPE + dv copy");
-    linear_back(dm, dm.d_normed_bf, gw.wq, dm.d_qkv, a.norm1, w.wq, T, C, QKV);
+    linear_back(dm, dm.d_normed_bf, base_grad(dm, gw.wq), dm.d_qkv, a.norm1, w.wq, T, C, QKV);
+    lora_backward(dm, dm.d_normed_bf, dm.d_qkv, QKV, a.norm1, l, LoraTarget::kQ, T);
+    lora_backward(dm, dm.d_normed_bf, dm.d_qkv + QD, QKV, a.norm1, l, LoraTarget::kK, T);
+    lora_backward(dm, dm.d_normed_bf, dm.d_qkv + QD + KVD, QKV, a.norm1, l, LoraTarget::kV, T);
     clock.mark("backward: GEMMs");
     norm_back(gw.input_norm, a.residual, w.input_norm, a.rstd1, /*next_branch=*/l > 0);
     reached(static_cast<int>(2 + (d.n_layers - 1 - l)));
