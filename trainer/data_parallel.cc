@@ -14,14 +14,17 @@ void sum_over_ranks(Communicator* comm, double* values, int n) {
 
 void all_reduce_gradients(Communicator* comm, Model& model) {
   if (comm == nullptr || comm->size() == 1) return;
-  if (!model.layout.any_frozen() && !model.dims.vocab_parallel()) {  // one collective (padding is 0)
-    comm->all_reduce(model.grad_data(), model.layout.total_floats(), ReduceOp::kSum);
+  all_reduce_gradient_buffer(*comm, model.layout, model.dims.vocab_parallel(), model.grad_data());
+}
+
+void all_reduce_gradient_buffer(Communicator& comm, const ParamLayout& layout, bool vocab_parallel, float* grads) {
+  if (!layout.any_frozen() && !vocab_parallel) {  // one collective (padding is 0)
+    comm.all_reduce(grads, layout.total_floats(), ReduceOp::kSum);
     return;
   }
-  for (const ParamEntry& e : model.layout.entries()) {
+  for (const ParamEntry& e : layout.entries()) {
     if (e.frozen() || e.sharded_rows) continue;  // sharded rows: complete already
-    comm->all_reduce(model.grad_data() + e.offset + e.train_begin, e.train_end - e.train_begin,
-                     ReduceOp::kSum);
+    comm.all_reduce(grads + e.offset + e.train_begin, e.train_end - e.train_begin, ReduceOp::kSum);
   }
 }
 

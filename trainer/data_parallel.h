@@ -20,6 +20,9 @@ void sum_over_ranks(Communicator* comm, double* values, int n);
 // reduced (under LoRA the frozen base is skipped; under vocabulary parallelism each rank's item
 // rows, whose gradient is complete already); the result is identical on every rank.
 void all_reduce_gradients(Communicator* comm, Model& model);
+// The same over a gradient buffer in `layout` that `comm` can read (the CUDA backend's, on the
+// device). vocab_parallel: the layout holds vocabulary-parallel pieces (ModelDims::vocab_parallel).
+void all_reduce_gradient_buffer(Communicator& comm, const ParamLayout& layout, bool vocab_parallel, float* grads);
 
 // L2 norm of the job's gradient once all_reduce_gradients is done: AdamW::grad_norm, except under
 // vocabulary parallelism, where each rank's item rows are its own and their squares are summed

@@ -10,9 +10,7 @@
 
 namespace reclm {
 
-namespace {
-
-constexpr float kNoClass = -std::numeric_limits<float>::infinity();
+namespace vp {
 
 int64_t max_over_ranks(Communicator& comm, int64_t n) {
   double value = static_cast<double>(n);
@@ -20,22 +18,17 @@ int64_t max_over_ranks(Communicator& comm, int64_t n) {
   return static_cast<int64_t>(value);
 }
 
-// Every rank's n ≤ n_max ids, padded with −1, in rank order: [world · n_max]. The ids travel as
-// the bits of floats (an all-gather only copies them).
-std::vector<int32_t> all_gather_ids(Communicator& comm, const int32_t* ids, int64_t n,
-                                    int64_t n_max) {
+// The ids travel as the bits of floats (an all-gather only copies them).
+std::vector<int32_t> all_gather_ids(Communicator& comm, const int32_t* ids, int64_t n, int64_t n_max) {
   static_assert(sizeof(float) == sizeof(int32_t));
   std::vector<int32_t> mine(static_cast<size_t>(n_max), -1);
   std::copy(ids, ids + n, mine.begin());
   std::vector<int32_t> all(static_cast<size_t>(n_max * comm.size()));
-  comm.all_gather(reinterpret_cast<const float*>(mine.data()), reinterpret_cast<float*>(all.data()),
-                  n_max);
+  comm.all_gather(reinterpret_cast<const float*>(mine.data()), reinterpret_cast<float*>(all.data()), n_max);
   return all;
 }
 
-// Every rank's rows[n ≤ n_max, width], zero-padded, in rank order: [world · n_max, width].
-std::vector<float> all_gather_rows(Communicator& comm, const float* rows, int64_t n, int64_t n_max,
-                                   int64_t width) {
+std::vector<float> all_gather_rows(Communicator& comm, const float* rows, int64_t n, int64_t n_max, int64_t width) {
   std::vector<float> mine(static_cast<size_t>(n_max * width), 0.0f);
   std::copy(rows, rows + n * width, mine.begin());
   std::vector<float> all(static_cast<size_t>(n_max * width * comm.size()));
@@ -43,15 +36,6 @@ std::vector<float> all_gather_rows(Communicator& comm, const float* rows, int64_
   return all;
 }
 
-void add_row(float* dst, const float* src, int64_t C) {
-  for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
-}
-
-// The replicated rows [lo, hi) that hold the non-item classes of [class_begin, class_end).
-struct RowRange {
-  int64_t lo = 0, hi = 0;
-  int64_t size() const { return std::max<int64_t>(0, hi - lo); }
-};
 RowRange replicated_classes(const VocabShard& s, int64_t class_begin, int64_t class_end) {
   const auto row = [&](int64_t id) {  // first replicated row at or after id
     return id <= s.item_begin ? id : (id < s.item_end ? s.item_begin : id - s.n_items());
@@ -59,7 +43,15 @@ RowRange replicated_classes(const VocabShard& s, int64_t class_begin, int64_t cl
   return {row(class_begin), row(class_end)};
 }
 
-// Merges partial softmax statistics (max m, Σexp(x − m) s, target logit z) into the running ones.
+std::vector<ItemPart> own_parts(const VocabShard& shard, const std::vector<int32_t>& ranges, int world) {
+  std::vector<ItemPart> parts(world);
+  for (int q = 0; q < world; ++q) {
+    parts[q].lo = std::max<int64_t>(ranges[2 * q], shard.own_begin);
+    parts[q].n = std::max<int64_t>(0, std::min<int64_t>(ranges[2 * q + 1], shard.own_end) - parts[q].lo);
+  }
+  return parts;
+}
+
 void merge_stats(float& m, double& s, double& z, float m2, double s2, double z2) {
   z += z2;
   if (m2 == kNoClass) return;
@@ -71,6 +63,36 @@ void merge_stats(float& m, double& s, double& z, float m2, double s2, double z2)
   const float top = std::max(m, m2);
   s = s * std::exp(static_cast<double>(m) - top) + s2 * std::exp(static_cast<double>(m2) - top);
   m = top;
+}
+
+// Each rank rescales its sums to the job's maxima, then sums and target logits add up (exactly
+// one rank holds each row's target logit, the others contribute 0).
+double combine_over_ranks(Communicator& comm, std::vector<float>& row_max, std::vector<double>& sums,
+                          const float* weights, int64_t R, int64_t first) {
+  const auto G = static_cast<int64_t>(row_max.size());
+  const std::vector<float> local_max = row_max;
+  comm.all_reduce(row_max.data(), G, ReduceOp::kMax);
+  for (int64_t g = 0; g < G; ++g) {
+    if (local_max[g] != kNoClass) sums[g] *= std::exp(static_cast<double>(local_max[g]) - row_max[g]);
+  }
+  comm.all_reduce(sums.data(), 2 * G, ReduceOp::kSum);
+  double loss_sum = 0.0;  // this rank's rows, in row order
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t g = first + r;
+    if (weights[r] == 0.0f) continue;
+    loss_sum += static_cast<double>(weights[r]) * (static_cast<double>(row_max[g]) + std::log(sums[g]) - sums[G + g]);
+  }
+  return loss_sum;
+}
+
+}  // namespace vp
+
+namespace {
+
+using namespace vp;
+
+void add_row(float* dst, const float* src, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
 }
 
 // Rows per logits chunk: at most 256, and at most ~4M logits.
@@ -163,15 +185,8 @@ double vocab_parallel_cross_entropy(Communicator& comm, const VocabShard& shard,
 
   // The parts this rank scores: its item rows ∩ rank q's range, for rank q's rows; and the
   // replicated rows of its own range, for its own rows (targets renumbered to replicated rows).
-  struct OwnPart {
-    int64_t lo = 0, n = 0;  // item ids [lo, lo + n)
-  };
-  std::vector<OwnPart> own_parts(world);
-  for (int q = 0; q < world; ++q) {
-    own_parts[q].lo = std::max<int64_t>(ranges[2 * q], shard.own_begin);
-    own_parts[q].n = std::max<int64_t>(0, std::min<int64_t>(ranges[2 * q + 1], shard.own_end) - own_parts[q].lo);
-  }
-  const auto own_rows_of = [&](const OwnPart& p) { return table.own + (p.lo - shard.own_begin) * C; };
+  const std::vector<ItemPart> parts = own_parts(shard, ranges, world);
+  const auto own_rows_of = [&](const ItemPart& p) { return table.own + (p.lo - shard.own_begin) * C; };
   const RowRange rep = replicated_classes(shard, class_begin, class_end);
   const float* rep_w = table.replicated + rep.lo * C;
   std::vector<int32_t> rep_targets(static_cast<size_t>(R));
@@ -202,7 +217,7 @@ double vocab_parallel_cross_entropy(Communicator& comm, const VocabShard& shard,
     }
   };
   for (int q = 0; q < world; ++q) {
-    const OwnPart& p = own_parts[q];
+    const ItemPart& p = parts[q];
     if (p.n == 0) continue;
     const int64_t step = chunk_rows(p.n);
     for (int64_t g0 = q * r_max; g0 < (q + 1) * r_max; g0 += step) {
@@ -219,22 +234,7 @@ double vocab_parallel_cross_entropy(Communicator& comm, const VocabShard& shard,
             first + r0);
     }
   }
-  // The job's maxima; each rank rescales its sums to them, then sums and target logits add up
-  // (exactly one rank holds each row's target logit, the others contribute 0).
-  const std::vector<float> local_max = row_max;
-  comm.all_reduce(row_max.data(), G, ReduceOp::kMax);
-  for (int64_t g = 0; g < G; ++g) {
-    if (local_max[g] != kNoClass) row_sum[g] *= std::exp(static_cast<double>(local_max[g]) - row_max[g]);
-  }
-  comm.all_reduce(sums.data(), 2 * G, ReduceOp::kSum);
-
-  double loss_sum = 0.0;  // this rank's rows, in row order
-  for (int64_t r = 0; r < R; ++r) {
-    const int64_t g = first + r;
-    if (weights[r] == 0.0f) continue;
-    loss_sum += static_cast<double>(weights[r]) *
-                (static_cast<double>(row_max[g]) + std::log(row_sum[g]) - row_target[g]);
-  }
+  const double loss_sum = combine_over_ranks(comm, row_max, sums, weights, R, first);
   if (d_h == nullptr) return loss_sum;
 
   // Backward. Own item rows: dlogits for every gathered row; ∂h of every row goes back to its
@@ -249,7 +249,7 @@ double vocab_parallel_cross_entropy(Communicator& comm, const VocabShard& shard,
   };
   std::vector<float> d_all(static_cast<size_t>(G * C), 0.0f);
   for (int q = 0; q < world; ++q) {
-    const OwnPart& p = own_parts[q];
+    const ItemPart& p = parts[q];
     if (p.n == 0) continue;
     float* d_own_w = d_table.own + (p.lo - shard.own_begin) * C;
     const int64_t step = chunk_rows(p.n);

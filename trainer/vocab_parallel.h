@@ -34,6 +34,8 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
+#include <vector>
 
 #include "runtime/comm/communicator.h"
 #include "trainer/vocab_shard.h"
@@ -59,5 +61,42 @@ double vocab_parallel_cross_entropy(Communicator& comm, const VocabShard& shard,
                                    const float* h, const int32_t* targets, const float* weights,
                                    int64_t R, int64_t C, int64_t class_begin, int64_t n_classes,
                                    float grad_scale, float* d_h, ShardedRows d_table);
+
+// The host-side pieces of the exchanges above, shared with the CUDA backend's form
+// (trainer/device/device_vocab_parallel.cu), which runs the same steps over device buffers.
+namespace vp {
+
+// The largest n over the ranks.
+int64_t max_over_ranks(Communicator& comm, int64_t n);
+// Every rank's n ≤ n_max ids, padded with −1, in rank order: [world · n_max].
+std::vector<int32_t> all_gather_ids(Communicator& comm, const int32_t* ids, int64_t n, int64_t n_max);
+// Every rank's rows[n ≤ n_max, width], zero-padded, in rank order: [world · n_max, width].
+std::vector<float> all_gather_rows(Communicator& comm, const float* rows, int64_t n, int64_t n_max, int64_t width);
+
+// The replicated rows [lo, hi) that hold the non-item classes of [class_begin, class_end).
+struct RowRange {
+  int64_t lo = 0, hi = 0;
+  int64_t size() const { return hi > lo ? hi - lo : 0; }
+};
+RowRange replicated_classes(const VocabShard& shard, int64_t class_begin, int64_t class_end);
+
+// Item ids [lo, lo + n) of this rank's rows that lie in a class range.
+struct ItemPart {
+  int64_t lo = 0, n = 0;
+};
+// Per rank q, this rank's item rows ∩ rank q's class range; ranges: [world][begin, end).
+std::vector<ItemPart> own_parts(const VocabShard& shard, const std::vector<int32_t>& ranges, int world);
+
+// Rows with no class in a part have max −inf (kNoClass).
+inline constexpr float kNoClass = -std::numeric_limits<float>::infinity();
+// Merges a part's statistics (max m2, Σexp(x − m2) s2, target logit z2) into the running ones.
+void merge_stats(float& m, double& s, double& z, float m2, double s2, double z2);
+// The ranks' statistics of the gathered rows combined in place: row_max [G] ← the job's maxima,
+// sums [2G] = [Σexp | target logit] ← their sums over the ranks with Σexp rescaled to those
+// maxima. Returns Σ weights[r]·(lse − target logit) over this rank's rows [first, first + R).
+double combine_over_ranks(Communicator& comm, std::vector<float>& row_max, std::vector<double>& sums,
+                          const float* weights, int64_t R, int64_t first);
+
+}  // namespace vp
 
 }  // namespace reclm

@@ -205,26 +205,30 @@ __global__ void cross_entropy_rows_kernel(Out* dlogits, float* losses, double* r
   }
 }
 
-// dlogits from the combined statistics: pass 2 alone (no barriers).
-__global__ void cross_entropy_backward_from_stats_kernel(float* dlogits, const float* logits, const int32_t* targets,
+// dlogits from the combined statistics: pass 2 alone (no barriers); fp32 or bf16 out as above.
+template <typename Out>
+__global__ void cross_entropy_backward_from_stats_kernel(Out* dlogits, const float* logits, const int32_t* targets,
                                                          const float* weights, const float* row_max,
                                                          const double* row_sum, int64_t n_classes,
-                                                         int64_t class_begin, float grad_scale, bool vec) {
+                                                         int64_t row_stride, int64_t class_begin, float grad_scale,
+                                                         bool vec) {
   const int64_t row = blockIdx.x;
-  const float* x = logits + row * n_classes;
-  float* dx = dlogits + row * n_classes;
+  const float* x = logits + row * row_stride;
+  Out* dx = dlogits + row * row_stride;
   const RowSplit split = split_row(x, n_classes, vec);
   const float w = weights[row];
   if (w == 0.0f) {
     write_row(dx, x, split, Zero{});
-    return;
+  } else {
+    const int64_t target = static_cast<int64_t>(targets[row]) - class_begin;
+    const double scale = static_cast<double>(grad_scale) * w;
+    const SoftmaxGrad grad{row_max[row], static_cast<float>(scale / row_sum[row]), static_cast<float>(scale),
+                           target >= 0 && target < n_classes ? target : -1};
+    write_row(dx, x, split, grad);
   }
-  const int64_t target = static_cast<int64_t>(targets[row]) - class_begin;
-  const double scale = static_cast<double>(grad_scale) * w;
-  const SoftmaxGrad grad{row_max[row], static_cast<float>(scale / row_sum[row]), static_cast<float>(scale),
-                         target >= 0 && target < n_classes ? target : -1};
-  write_row(dx, x, split, grad);
+  zero_padding(dx, n_classes, row_stride);
 }
+
 
 // *loss_sum = Σ_t row_loss[t]: thread i adds rows i, i + kSumThreads, ...; then a fixed tree.
 __global__ void cross_entropy_loss_sum_kernel(const double* row_loss, int64_t T, double* loss_sum) {
@@ -251,6 +255,19 @@ bool same_phase(const float* logits, const float* dlogits) {
 bool same_phase(const float* logits, const uint16_t* dlogits) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(logits), b = reinterpret_cast<uintptr_t>(dlogits);
   return a % 4 == 0 && b % 2 == 0 && (a - 2 * b) % 16 == 0;
+}
+
+template <typename Out>
+cudaError_t launch_backward_from_stats(Out* dlogits, const float* logits, const int32_t* targets,
+                                       const float* weights, const float* row_max, const double* row_sum, int64_t T,
+                                       int64_t n_classes, int64_t row_stride, int64_t class_begin, float grad_scale,
+                                       cudaStream_t stream) {
+  if (row_stride == 0) row_stride = n_classes;
+  if (row_stride < n_classes) return cudaErrorInvalidValue;
+  if (T <= 0) return cudaSuccess;
+  return simt::launch(cross_entropy_backward_from_stats_kernel<Out>, dim3(static_cast<unsigned>(T)),
+                      dim3(row_threads(n_classes)), 0, stream, dlogits, logits, targets, weights, row_max, row_sum,
+                      n_classes, row_stride, class_begin, grad_scale, same_phase(logits, dlogits));
 }
 
 template <Mode kMode, typename Out = float>
@@ -308,22 +325,28 @@ cudaError_t cross_entropy_forward(float* losses, double* loss_sum, double* row_l
 cudaError_t cross_entropy_partial_stats(float* row_max, double* row_sum, double* target_logit,
                                         const float* logits, const int32_t* targets,
                                         const float* weights, int64_t T, int64_t n_classes,
-                                        int64_t class_begin, cudaStream_t stream) {
+                                        int64_t class_begin, cudaStream_t stream, int64_t row_stride) {
   return launch_rows<Mode::kPartialStats>(static_cast<float*>(nullptr), nullptr, nullptr, nullptr, row_max, row_sum,
-                                          target_logit,
-                                          logits, targets, weights, T, n_classes, n_classes, class_begin, 0.0f,
-                                          same_phase(logits, logits), stream);
+                                          target_logit, logits, targets, weights, T, n_classes, row_stride,
+                                          class_begin, 0.0f, same_phase(logits, logits), stream);
 }
 
 cudaError_t cross_entropy_backward_from_stats(float* dlogits, const float* logits,
                                               const int32_t* targets, const float* weights,
                                               const float* row_max, const double* row_sum,
                                               int64_t T, int64_t n_classes, int64_t class_begin,
-                                              float grad_scale, cudaStream_t stream) {
-  if (T <= 0) return cudaSuccess;
-  return simt::launch(cross_entropy_backward_from_stats_kernel, dim3(static_cast<unsigned>(T)),
-                      dim3(row_threads(n_classes)), 0, stream, dlogits, logits, targets, weights, row_max,
-                      row_sum, n_classes, class_begin, grad_scale, same_phase(logits, dlogits));
+                                              float grad_scale, cudaStream_t stream, int64_t row_stride) {
+  return launch_backward_from_stats(dlogits, logits, targets, weights, row_max, row_sum, T, n_classes, row_stride,
+                                    class_begin, grad_scale, stream);
+}
+
+cudaError_t cross_entropy_backward_from_stats_bf16(__nv_bfloat16* dlogits, const float* logits,
+                                                   const int32_t* targets, const float* weights,
+                                                   const float* row_max, const double* row_sum, int64_t T,
+                                                   int64_t n_classes, int64_t class_begin, float grad_scale,
+                                                   cudaStream_t stream, int64_t row_stride) {
+  return launch_backward_from_stats(bf16_bits_of(dlogits), logits, targets, weights, row_max, row_sum, T, n_classes,
+                                    row_stride, class_begin, grad_scale, stream);
 }
 
 }  // namespace reclm::cuda

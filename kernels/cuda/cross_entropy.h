@@ -43,16 +43,25 @@ cudaError_t cross_entropy_forward(float* losses, double* loss_sum, double* row_l
 
 // Vocabulary-parallel pieces, as ops::cross_entropy_partial_stats / _backward_from_stats:
 // row_max [T] (−inf for weight-0 rows or n_classes 0), row_sum [T] = Σ exp(x − row_max),
-// target_logit [T] (0 when the target is in another part).
+// target_logit [T] (0 when the target is in another part). row_stride as above.
 cudaError_t cross_entropy_partial_stats(float* row_max, double* row_sum, double* target_logit,
                                         const float* logits, const int32_t* targets,
                                         const float* weights, int64_t T, int64_t n_classes,
-                                        int64_t class_begin, cudaStream_t stream);
+                                        int64_t class_begin, cudaStream_t stream, int64_t row_stride = 0);
 // dlogits = grad_scale·w·(exp(x − row_max)/row_sum − onehot in this part); may alias logits.
+// row_stride as above; padding columns are not written.
 cudaError_t cross_entropy_backward_from_stats(float* dlogits, const float* logits,
                                               const int32_t* targets, const float* weights,
                                               const float* row_max, const double* row_sum,
                                               int64_t T, int64_t n_classes, int64_t class_begin,
-                                              float grad_scale, cudaStream_t stream);
+                                              float grad_scale, cudaStream_t stream, int64_t row_stride = 0);
+// The GPU trainer's form (vocabulary parallelism on the device): dlogits as bf16 in a separate
+// buffer, bitwise cross_entropy_backward_from_stats followed by convert_f32_to_bf16, with the
+// padding columns [n_classes, row_stride) set to zero (as cross_entropy_forward_backward_bf16).
+cudaError_t cross_entropy_backward_from_stats_bf16(__nv_bfloat16* dlogits, const float* logits,
+                                                   const int32_t* targets, const float* weights,
+                                                   const float* row_max, const double* row_sum, int64_t T,
+                                                   int64_t n_classes, int64_t class_begin, float grad_scale,
+                                                   cudaStream_t stream, int64_t row_stride = 0);
 
 }  // namespace reclm::cuda

@@ -100,6 +100,13 @@ cudaError_t embedding_backward(float* dtable, const float* dout, const int32_t* 
                                     false, workspace, workspace_bytes, stream);
 }
 
+cudaError_t scatter_add_rows(float* dst, const float* src, const int32_t* dst_rows, const int32_t* src_rows,
+                             int64_t n, int64_t dst_count, int64_t dim, void* workspace, size_t workspace_bytes,
+                             cudaStream_t stream) {
+  return detail::sorted_scatter_add(dst, src, dst_rows, n, dst_count, dim, src_rows, nullptr, false, workspace,
+                                    workspace_bytes, stream);
+}
+
 cudaError_t embedding_backward_atomic(float* dtable, const float* dout, const int32_t* ids,
                                       int64_t n_tokens, int64_t dim, cudaStream_t stream) {
   if (n_tokens <= 0 || dim <= 0) return cudaSuccess;

@@ -30,6 +30,15 @@ cudaError_t embedding_backward(float* dtable, const float* dout, const int32_t* 
                                int64_t n_tokens, int64_t vocab, int64_t dim, void* workspace,
                                size_t workspace_bytes, cudaStream_t stream);
 
+// dst[dst_rows[p], :] += src[src_rows[p], :] for p in [0, n): the same deterministic sum as
+// embedding_backward (positions in order within each destination row), with the source rows
+// picked by index. dst [dst_count, dim], dst_rows in [0, dst_count). A lookup into a zeroed
+// destination, each row hit once, is exact: a row copy by index pairs (vocabulary parallelism's
+// sharded lookups). workspace: embedding_backward_workspace_bytes(n, dst_count) bytes.
+cudaError_t scatter_add_rows(float* dst, const float* src, const int32_t* dst_rows, const int32_t* src_rows,
+                             int64_t n, int64_t dst_count, int64_t dim, void* workspace, size_t workspace_bytes,
+                             cudaStream_t stream);
+
 // The same sum with one float atomicAdd per element: faster, no workspace, but the order of the
 // additions into a repeated row varies from run to run (differences of a few fp32 ulps of the
 // row's running sum; rows hit by a single token are exact).

@@ -293,5 +293,69 @@ TEST(CudaCrossEntropy, VocabParallelPiecesMatchCpu) {
   }
 }
 
+// The device trainer's vocabulary-parallel forms: the pieces over rows padded to a stride (the
+// head's GEMMs run over padded class counts), statistics as from compact rows (within the sum's
+// reordering: another 16-byte phase), and bf16 dlogits bitwise the fp32 ones converted, with zero
+// padding columns and nothing past the last row; an fp32 out leaves the padding alone.
+TEST(CudaCrossEntropy, VocabParallelPiecesOnPaddedRowsAndBf16) {
+  const Problem pr(9, 517, 300, 8.0f, 14);  // targets in [300, 817): the rows' part
+  const int64_t stride = 576, n = pr.T * stride;
+  std::vector<float> strided(static_cast<size_t>(n), ops::test_util::kNaN);
+  for (int64_t r = 0; r < pr.T; ++r) std::copy_n(pr.logits.begin() + r * pr.V, pr.V, strided.begin() + r * stride);
+  std::vector<float> want_max(static_cast<size_t>(pr.T));
+  std::vector<double> want_sum(static_cast<size_t>(pr.T)), want_z(static_cast<size_t>(pr.T));
+  ops::cross_entropy_partial_stats(want_max.data(), want_sum.data(), want_z.data(), pr.logits.data(),
+                                   pr.targets.data(), pr.weights.data(), pr.T, pr.V, pr.class_begin);
+  simt::DeviceBuffer<float> logits(strided), weights(pr.weights), row_max(static_cast<size_t>(pr.T));
+  simt::DeviceBuffer<int32_t> targets(pr.targets);
+  simt::DeviceBuffer<double> row_sum(static_cast<size_t>(pr.T)), target_logit(static_cast<size_t>(pr.T));
+  ASSERT_EQ(cross_entropy_partial_stats(row_max.data(), row_sum.data(), target_logit.data(), logits.data(),
+                                        targets.data(), weights.data(), pr.T, pr.V, pr.class_begin, nullptr, stride),
+            cudaSuccess);
+  simt::device_synchronize();
+  const std::vector<float> got_max = row_max.download();
+  const std::vector<double> got_sum = row_sum.download(), got_z = target_logit.download();
+  for (int64_t r = 0; r < pr.T; ++r) {
+    EXPECT_EQ(got_max[r], want_max[r]) << "row " << r;
+    EXPECT_EQ(got_z[r], want_z[r]) << "row " << r;
+    EXPECT_NEAR(got_sum[r], want_sum[r], 1e-6 * want_sum[r]) << "row " << r;
+  }
+  // backward from the part's own statistics (as if it were the whole range)
+  simt::DeviceBuffer<float> d32(strided);  // NaN padding: must stay untouched
+  simt::DeviceBuffer<uint16_t> want(static_cast<size_t>(n)), got(static_cast<size_t>(n + 1));
+  ASSERT_EQ(cross_entropy_backward_from_stats(d32.data(), logits.data(), targets.data(), weights.data(),
+                                              row_max.data(), row_sum.data(), pr.T, pr.V, pr.class_begin, 0.5f,
+                                              nullptr, stride),
+            cudaSuccess);
+  ASSERT_EQ(convert_f32_to_bf16(reinterpret_cast<__nv_bfloat16*>(want.data()), d32.data(), n, nullptr), cudaSuccess);
+  ASSERT_EQ(cross_entropy_backward_from_stats_bf16(reinterpret_cast<__nv_bfloat16*>(got.data()), logits.data(),
+                                                   targets.data(), weights.data(), row_max.data(), row_sum.data(),
+                                                   pr.T, pr.V, pr.class_begin, 0.5f, nullptr, stride),
+            cudaSuccess);
+  simt::device_synchronize();
+  std::vector<float> want_d(static_cast<size_t>(pr.T * pr.V));
+  ops::cross_entropy_backward_from_stats(want_d.data(), pr.logits.data(), pr.targets.data(), pr.weights.data(),
+                                         want_max.data(), want_sum.data(), pr.T, pr.V, pr.class_begin, 0.5f);
+  const std::vector<float> d = d32.download();
+  const std::vector<uint16_t> w = want.download(), g = got.download();
+  std::vector<float> got_d;
+  for (int64_t r = 0; r < pr.T; ++r) {
+    for (int64_t c = 0; c < stride; ++c) {
+      if (c < pr.V) {
+        got_d.push_back(d[r * stride + c]);
+        ASSERT_EQ(g[r * stride + c], w[r * stride + c]) << "row " << r << " class " << c;
+      } else {
+        ASSERT_TRUE(std::isnan(d[r * stride + c])) << "fp32 padding written, row " << r;
+        ASSERT_EQ(g[r * stride + c], 0) << "bf16 padding not zero, row " << r;
+      }
+    }
+  }
+  EXPECT_EQ(g[n], 0xFFFF) << "wrote past the last row";
+  expect_near_all(got_d, to_double(want_d), 1e-10, 2e-6, "strided dlogits from stats");
+  EXPECT_EQ(cross_entropy_partial_stats(row_max.data(), row_sum.data(), target_logit.data(), logits.data(),
+                                        targets.data(), weights.data(), pr.T, pr.V, pr.class_begin, nullptr, pr.V - 1),
+            cudaErrorInvalidValue);
+}
+
 }  // namespace
 }  // namespace reclm::cuda

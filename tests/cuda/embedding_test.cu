@@ -228,5 +228,30 @@ TEST(CudaEmbedding, AtomicBackwardMatchesReferenceWithinTolerance) {
   }
 }
 
+// scatter_add_rows: source rows picked by index (repeated and skipped ones), destination rows
+// repeated; bitwise the CPU loop in position order; untouched destination rows keep their bits.
+TEST(CudaEmbedding, ScatterAddRowsEqualsPositionOrderLoop) {
+  for (const int64_t dim : {int64_t{3}, int64_t{64}}) {
+    const int64_t n = 901, src_count = 400;
+    const int32_t dst_count = 150;
+    const auto dst_rows = skewed_ids(n, dst_count, 31);  // rows > dst_count / 2 untouched
+    const auto src_rows = random_ints(n, static_cast<int32_t>(src_count - 1), 32);
+    const auto src = uniform(static_cast<size_t>(src_count * dim), 33);
+    const auto init = uniform(static_cast<size_t>(dst_count * dim), 34);
+    std::vector<float> want = init;
+    for (int64_t p = 0; p < n; ++p)
+      for (int64_t c = 0; c < dim; ++c) want[dst_rows[p] * dim + c] += src[src_rows[p] * dim + c];
+    simt::DeviceBuffer<float> d_dst(init), d_src(src);
+    simt::DeviceBuffer<int32_t> d_dst_rows(dst_rows), d_src_rows(src_rows);
+    const size_t ws_bytes = embedding_backward_workspace_bytes(n, dst_count);
+    simt::DeviceBuffer<char> ws(ws_bytes);
+    ASSERT_EQ(scatter_add_rows(d_dst.data(), d_src.data(), d_dst_rows.data(), d_src_rows.data(), n, dst_count, dim,
+                               ws.data(), ws_bytes, nullptr),
+              cudaSuccess);
+    simt::device_synchronize();
+    EXPECT_EQ(first_difference(d_dst.download(), want), -1) << "dim " << dim;
+  }
+}
+
 }  // namespace
 }  // namespace reclm::cuda
