@@ -269,9 +269,6 @@ void validate_config(const Config& config) {
                      m.d_model(), m.n_heads(), head_dim);
     }
     if (m.d_model() > 8192) violations.add("runtime.device", "\"cuda\" takes model.d_model up to 8192");
-    if (config.runtime().vocab_parallel()) {
-      violations.add("runtime.device", "\"cuda\" cannot be combined with runtime.vocab_parallel");
-    }
   } else if (config.runtime().recompute_activations()) {
     violations.add("runtime.recompute_activations", "applies to runtime.device \"cuda\" only (the device is \"{}\")",
                    config.runtime().device());

@@ -384,8 +384,6 @@ std::vector<RuleCase> rule_cases() {
        "field runtime.device: \"cuda\" needs head dim d_model / n_heads = 32, 64 or 128 (got 96 / 6 = 16)"},
       {{"runtime.recompute_activations=true"},
        "field runtime.recompute_activations: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
-      {{"runtime.device=cuda", "runtime.vocab_parallel=true"},
-       "field runtime.device: \"cuda\" cannot be combined with runtime.vocab_parallel"},
   };
 }
 

@@ -5,8 +5,11 @@
 //    backward to bf16 accuracy (the device's GEMM and attention operands are bf16): shapes with
 //    GQA, head dims 32, 64 and 128, tied and untied heads, causal and bidirectional-prefix segments
 //    of odd lengths, 2D positions, a softmax class range, rows without loss, dropout (the device
-//    draws the CPU's masks), and LoRA (adapters on every projection, or on q and v with an odd
-//    rank; frozen base matrices and a frozen head get no weight gradient on either backend).
+//    draws the CPU's masks), LoRA (adapters on every projection, or on q and v with an odd
+//    rank; frozen base matrices and a frozen head get no weight gradient on either backend), and
+//    vocabulary parallelism on one rank (the item block's rows as that rank's pieces: the
+//    sharded lookup, and the head's item and replicated parts, over a class range that holds
+//    both).
 //  - The device's AdamW step and gradient norm equal the CPU's AdamW applied to the device's own
 //    gradients (same arithmetic: a few ulp), weight decay by tensor kind included.
 //  - upload/download carry weights, moments and the update count exactly; a repeated
@@ -21,11 +24,13 @@
 #include <string>
 #include <vector>
 
+#include "runtime/comm/communicator.h"
 #include "runtime/errors.h"
 #include "trainer/device_backend.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/tiny_dims.h"
+#include "trainer/vocab_shard.h"
 
 namespace reclm {
 namespace {
@@ -42,7 +47,14 @@ struct Case {
   int64_t lora_rank = 0;        // LoRA adapters of this rank (alpha 8) on lora_targets
   uint32_t lora_targets = 0;
   bool lora_train_embeddings = true;  // (rows >= vocab − 40 are the new ones)
+  int64_t vp_items = 0;         // > 0: vocabulary parallelism, items [vocab − 7 − vp_items, vocab − 7)
 };
+
+// The one-rank job of the vocabulary-parallel cases (its collectives copy).
+Communicator& local_comm() {
+  static const std::unique_ptr<Communicator> comm = make_local_communicator();
+  return *comm;
+}
 
 ModelDims dims_of(const Case& c) {
   ModelDims d = test::tiny_model_dims(c.shape);
@@ -51,6 +63,7 @@ ModelDims dims_of(const Case& c) {
   d.lora_targets = c.lora_targets;
   d.lora_train_embeddings = c.lora_train_embeddings;
   d.first_new_token = c.lora_rank > 0 ? d.vocab - 40 : 0;
+  if (c.vp_items > 0) d.vocab_shard = make_vocab_shard(d.vocab, d.vocab - 7 - c.vp_items, d.vocab - 7, 0, 1);
   return d;
 }
 
@@ -88,6 +101,12 @@ std::vector<Case> cases() {
        {.vocab = 257, .d_model = 128, .n_heads = 2, .n_kv_heads = 2, .head_dim = 64, .d_ff = 96, .tied = false},
        false, true, 0, 0.0f, 3, (1u << static_cast<int>(LoraTarget::kQ)) | (1u << static_cast<int>(LoraTarget::kV)),
        false},
+      {"vocab parallel tied whole vocabulary",
+       {.vocab = 301, .d_model = 128, .n_heads = 2, .n_kv_heads = 1, .head_dim = 64, .d_ff = 200}, true, true, 0,
+       0.0f, 0, 0, true, 200},
+      {"vocab parallel untied item range",
+       {.vocab = 257, .d_model = 128, .n_heads = 2, .n_kv_heads = 2, .head_dim = 64, .d_ff = 96, .tied = false},
+       false, true, 257 - 7 - 150, 0.0f, 0, 0, true, 150},
   };
 }
 
@@ -131,7 +150,8 @@ std::unique_ptr<DeviceBackend> backend_or_skip(const Model& model, const AdamW& 
                                {.max_tokens = kMaxTokens,
                                 .recompute_activations = recompute,
                                 .optim = optim_config(),
-                                .head_chunk_rows = head_chunk_rows});
+                                .head_chunk_rows = head_chunk_rows,
+                                .comm = model.comm});
   } catch (const UserError& e) {
     if (std::string(e.what()).find("no CUDA device") != std::string::npos) return nullptr;
     throw;
@@ -151,6 +171,7 @@ TEST(DeviceBackend, LossAndGradientsMatchCpu) {
     SCOPED_TRACE(c.name);
     const ModelDims d = dims_of(c);
     Model cpu(d, kMaxTokens);
+    if (d.vocab_parallel()) cpu.comm = &local_comm();
     init_for(cpu, 7);
     AdamW optimizer(cpu.layout, optim_config());
     auto device = backend_or_skip(cpu, optimizer);

@@ -12,7 +12,9 @@
 #     same global batch, their gradient buckets all-reduced during backward; with ZeRO-1
 #     (optim.zero1) 2 device ranks train like the plain 2 ranks, 3 like 3 CPU ranks with ZeRO-1
 #     (also under LoRA), and their checkpoints (one optimizer shard per rank) resume on the CPU's
-#     ZeRO-1 ranks;
+#     ZeRO-1 ranks; with vocabulary parallelism (runtime.vocab_parallel) 2 device ranks (tied
+#     head) and 3 (untied) train like as many CPU ranks with it, and the model they save
+#     evaluates;
 #  5. RECLM_DEVICE_PROFILE=1 prints the phase table, =host the host's wait share;
 #  6. the combinations the backend refuses (head dims other than 32/64/128) exit 2
 #     naming runtime.device, and a plan too large
@@ -129,6 +131,24 @@ if [ -x "$RECLM_SOURCE_DIR/scripts/mpirun.sh" ] && command -v mpirun > /dev/null
     [ -f "$work/dev_zero1_np3/checkpoints/step_00000004/$(printf 'optim_shard_%05d_of_00003.h5' $r)" ] ||
       { ls "$work/dev_zero1_np3/checkpoints/step_00000004"; fail "ZeRO-1 on 3 device ranks: optimizer shard $r missing"; }
   done
+  # vocabulary parallelism: each rank holds its share of the item rows, on the device as on the CPU
+  for pair in "2 true" "3 false"; do
+    read -r np tied <<< "$pair"
+    for side in "cpu $RECLM cpu" "dev $RECLM_EMU cuda"; do
+      read -r tag binary dev <<< "$side"
+      name=${tag}_vp_np$np
+      "$RECLM_SOURCE_DIR/scripts/mpirun.sh" --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo \
+        -np "$np" "$binary" train "${base[@]}" --set runtime.device="$dev" --set train.micro_batch=2 \
+        --set runtime.vocab_parallel=true --set model.tie_embeddings=$tied --set train.run_dir="$work/$name" \
+        > "$work/$name.txt" 2>&1 || { cat "$work/$name.txt"; fail "$name"; }
+      grep -q "vocab_parallel: this rank holds item rows" "$work/$name.txt" || { cat "$work/$name.txt"; fail "$name: not sharded"; }
+    done
+    same_losses "$(losses "$work/cpu_vp_np$np/metrics.jsonl" "train val")" "$(losses "$work/dev_vp_np$np/metrics.jsonl" "train val")" \
+      $rtol || fail "vocab_parallel on $np device ranks (tied $tied) does not train like $np CPU ranks"
+  done
+  "$RECLM" eval --run "$work/dev_vp_np2" --set eval.max_users=50 > "$work/dev_vp_eval.txt" 2>&1 ||
+    { cat "$work/dev_vp_eval.txt"; fail "eval of the vocab_parallel device model"; }
+  grep -q "HR@10" "$work/dev_vp_eval.txt" || { cat "$work/dev_vp_eval.txt"; fail "eval printed no HR@10"; }
   # the device ranks' step-4 checkpoint resumes on the CPU ranks, and the other way
   for pair in "dev_zero1_np3 zero1_dev_to_cpu $RECLM cpu" "cpu_zero1_np3 zero1_cpu_to_dev $RECLM_EMU cuda"; do
     read -r source name binary dev <<< "$pair"

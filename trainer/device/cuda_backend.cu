@@ -17,6 +17,7 @@
 #include "trainer/device/device_model.h"
 #include "trainer/device/device_runtime.h"
 #include "trainer/device/device_zero1.h"
+#include "trainer/data_parallel.h"
 #include "trainer/device_backend.h"
 #include "trainer/grad_buckets.h"
 #include "trainer/optimizer.h"
@@ -90,8 +91,14 @@ class CudaBackend final : public DeviceBackend {
                                   .recompute = options.recompute_activations,
                                   .head_chunk_rows = options.head_chunk_rows,
                                   .moment_floats = optimizer.moment_floats(),
-                                  .exchange_floats = zero1_ ? zero1_->exchange_floats() : 0});
+                                  .exchange_floats = zero1_ ? zero1_->exchange_floats() : 0,
+                                  .world = host_comm_ ? host_comm_->size() : 1});
     dm_->head_trains = model.head_trains;
+    if (model.dims.vocab_parallel()) {  // (every rank constructs its backend at the same point)
+      RECLM_CHECK(host_comm_ != nullptr, "vocabulary parallelism needs the job's communicator");
+      dm_->vp.host = host_comm_;
+      dm_->vp.device = &gradient_comm(*host_comm_);
+    }
     info_.planned_bytes = static_cast<int64_t>(dm_->arena_bytes + cuda::GemmContext::kWorkspaceBytes);
     for (const UpdateSegment& s : zero1_ ? zero1_->shard_segments() : layout_update_segments(model.layout))
       segments_.push_back({s, optimizer.weight_decay_for(s.kind)});
@@ -99,6 +106,12 @@ class CudaBackend final : public DeviceBackend {
       for (const UpdateSegment& s : layout_update_segments(model.layout)) {
         trained_grads_.push_back(dm_->grads + s.param_offset);
         trained_sizes_.push_back(s.count);
+      }
+    }
+    if (model.dims.vocab_parallel()) {  // job_grad_norm's two sums: replicated tensors, this rank's rows
+      for (const ParamEntry& e : model.layout.entries()) {
+        norm_parts_[e.sharded_rows].grads.push_back(dm_->grads + e.offset);
+        norm_parts_[e.sharded_rows].sizes.push_back(e.numel);
       }
     }
   }
@@ -152,20 +165,21 @@ class CudaBackend final : public DeviceBackend {
       return std::nullopt;
     }
     if (buckets_) return buckets_->finish(dm_->grads);
-    gradient_comm(*comm).all_reduce(dm_->grads, floats(), ReduceOp::kSum);  // padding holds zeros
+    all_reduce_gradient_buffer(gradient_comm(*comm), dm_->layout, dm_->dims.vocab_parallel(), dm_->grads);
     return std::nullopt;
   }
 
   double grad_norm() override {
     if (zero1_) return zero1_->grad_norm(*dm_, *host_comm_);
-    if (trained_grads_.empty()) {
-      device::check(cuda::sum_of_squares(dm_->norm_result, dm_->grads, floats(), dm_->norm_ws, dm_->stream),
-                    "sum_of_squares");
-    } else {
-      device::check(cuda::sum_of_squares_segments(dm_->norm_result, trained_grads_.data(), trained_sizes_.data(),
-                                                  static_cast<int>(trained_sizes_.size()), dm_->norm_ws, dm_->stream),
-                    "sum_of_squares_segments");
+    if (dm_->dims.vocab_parallel()) {  // each rank's item rows are its own: their squares add up
+      double squares[2] = {squares_of(norm_parts_[0].grads, norm_parts_[0].sizes),
+                           squares_of(norm_parts_[1].grads, norm_parts_[1].sizes)};
+      if (host_comm_ != nullptr) host_comm_->all_reduce(&squares[1], 1, ReduceOp::kSum);
+      return std::sqrt(squares[0] + squares[1]);
     }
+    if (!trained_grads_.empty()) return std::sqrt(squares_of(trained_grads_, trained_sizes_));
+    device::check(cuda::sum_of_squares(dm_->norm_result, dm_->grads, floats(), dm_->norm_ws, dm_->stream),
+                  "sum_of_squares");
     double sum = 0.0;
     device::copy_to_host(&sum, dm_->norm_result, sizeof(double));
     return std::sqrt(sum);
@@ -194,6 +208,15 @@ class CudaBackend final : public DeviceBackend {
   };
   int64_t floats() const { return dm_->layout.total_floats(); }
   size_t moment_bytes() const { return dm_->moment_floats * sizeof(float); }
+  // Σ x² over device segments (deterministic, double).
+  double squares_of(const std::vector<const float*>& grads, const std::vector<int64_t>& sizes) {
+    device::check(cuda::sum_of_squares_segments(dm_->norm_result, grads.data(), sizes.data(),
+                                                static_cast<int>(sizes.size()), dm_->norm_ws, dm_->stream),
+                  "sum_of_squares_segments");
+    double sum = 0.0;
+    device::copy_to_host(&sum, dm_->norm_result, sizeof(double));
+    return sum;
+  }
 
   // The communicator that can read the gradient buffer: the host one where device memory is host
   // memory (emulator), NCCL on GPUs (made on first use: every rank gets here together).
@@ -220,6 +243,11 @@ class CudaBackend final : public DeviceBackend {
   std::vector<Segment> segments_;
   std::vector<const float*> trained_grads_;  // with frozen values (LoRA): the trainable gradients,
   std::vector<int64_t> trained_sizes_;       //   the norm's segments; else empty (the whole buffer)
+  struct NormPart {
+    std::vector<const float*> grads;
+    std::vector<int64_t> sizes;
+  };
+  NormPart norm_parts_[2];  // vocabulary parallelism: [0] replicated tensors, [1] sharded rows
   int64_t steps_ = 0;
 #if defined(__CUDACC__) && defined(RECLM_HAVE_NCCL)
   std::unique_ptr<ComputeOrderedNccl> nccl_;
@@ -235,7 +263,7 @@ std::unique_ptr<DeviceBackend> make_cuda_backend(const Model& model, const AdamW
                    "this model has {}", d.head_dim);
   RECLM_USER_CHECK(d.d_model <= 8192, "field runtime.device: \"cuda\" supports model.d_model up to 8192, not {}",
                    d.d_model);
-  RECLM_USER_CHECK(!d.vocab_parallel(), "field runtime.device: \"cuda\" is not combined with runtime.vocab_parallel");
+  RECLM_CHECK(!d.vocab_parallel() || options.comm != nullptr, "vocabulary parallelism needs the job's communicator");
   RECLM_CHECK(!optimizer.sharded() || (options.comm != nullptr && options.comm->size() > 1),
               "a sharded optimizer needs the job's communicator");
   return std::make_unique<CudaBackend>(model, optimizer, options);

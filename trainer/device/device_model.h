@@ -11,6 +11,7 @@
 
 #include "kernels/cuda/gemm.h"
 #include "kernels/simt/cuda_compat.h"
+#include "runtime/comm/communicator.h"
 #include "trainer/device/phase_clock.h"
 #include "trainer/model.h"
 
@@ -58,6 +59,27 @@ struct DevicePlanOptions {
   int64_t head_chunk_rows = 0;  // LM-head rows per chunk (at most max_tokens); 0: as kHeadChunkBytes allows
   int64_t moment_floats = 0;    // each AdamW moment: 0 for the whole layout (P), or a ZeRO-1 shard's size
   int64_t exchange_floats = 0;  // ZeRO-1's collective buffers (device_zero1.h), used between steps only
+  int world = 1;                // ranks of the job (vocabulary parallelism's buffers hold every rank's rows)
+};
+
+// Vocabulary parallelism on the device (dims.vocab_parallel(), device_vocab_parallel.h): the
+// exchanges of trainer/vocab_parallel.h over device buffers. W = world · max_tokens rows.
+struct DeviceVocabParallel {
+  Communicator* host = nullptr;    // ids, targets, weights and softmax statistics (host memory)
+  Communicator* device = nullptr;  // activations (device memory: NCCL, or the host one on the emulator)
+  float* rows = nullptr;           // [W, C] the lookup's per-rank partial rows, then ∂ of gathered rows
+  bf16* h = nullptr;               // [W, C] every rank's loss rows (bf16, the head GEMMs' operand)
+  int32_t* dst_rows = nullptr;     // [W] index pairs for scatter_add_rows
+  int32_t* src_rows = nullptr;     // [W]
+  int32_t* targets = nullptr;      // [W] every rank's targets
+  float* weights = nullptr;        // [W] every rank's loss weights
+  int32_t* rep_targets = nullptr;  // [max_tokens] this rank's targets as replicated rows (−1: an item)
+  float* row_max = nullptr;        // [W] softmax statistics of the gathered rows
+  double* row_sum = nullptr;       // [W]
+  double* target_logit = nullptr;  // [W]
+  // The embedding's gathered ids of the current micro-batch, from forward to backward.
+  std::vector<int32_t> ids;
+  int64_t t_max = 0;
 };
 
 struct DeviceModel {
@@ -130,6 +152,8 @@ struct DeviceModel {
   int32_t* loss_rows = nullptr;    // [T]
   int32_t* loss_targets = nullptr; // [T]
   float* loss_weights = nullptr;   // [T]
+
+  DeviceVocabParallel vp;  // (vocabulary parallelism only)
 
   // ZeRO-1's exchange buffers [exchange_floats] (device_zero1.h). They are used only between
   // steps (after backward, around the optimizer), when no activation is live, so they share the

@@ -48,16 +48,17 @@ constexpr int64_t kHeadChunkBytes = int64_t{1} << 30;
 
 // The gradient norm's workspace: over the whole buffer, or with frozen values (LoRA) over the
 // trainable segments (sum_of_squares_segments); ZeRO-1's block is shorter than the buffer.
-int64_t norm_workspace_doubles(const ParamLayout& layout) {
+// Vocabulary parallelism sums the replicated and the sharded tensors apart (whole tensors).
+int64_t norm_workspace_doubles(const ParamLayout& layout, bool vocab_parallel) {
   int64_t doubles = cuda::sum_of_squares_workspace_doubles(layout.total_floats());
-  if (!layout.any_frozen()) return doubles;
+  if (!layout.any_frozen() && !vocab_parallel) return doubles;
   std::vector<int64_t> sizes;
-  for (const UpdateSegment& s : layout_update_segments(layout)) sizes.push_back(s.count);
+  for (const ParamEntry& e : layout.entries()) sizes.push_back(e.numel);  // (a superset of the segments)
   const auto n = static_cast<int>(sizes.size());
   return std::max(doubles, cuda::sum_of_squares_segments_workspace_doubles(sizes.data(), n));
 }
 
-void carve(DeviceModel& dm, int64_t exchange_floats, Carver& c) {
+void carve(DeviceModel& dm, int64_t exchange_floats, int world, Carver& c) {
   const ModelDims& d = dm.dims;
   const int64_t T = dm.max_tokens, C = d.d_model, F = d.d_ff, V = d.vocab;
   const int64_t QD = d.q_dim(), KVD = d.kv_dim(), P = dm.layout.total_floats();
@@ -67,7 +68,7 @@ void carve(DeviceModel& dm, int64_t exchange_floats, Carver& c) {
   dm.m = c.take<float>(dm.moment_floats);
   dm.v = c.take<float>(dm.moment_floats);
   dm.params_bf16 = c.take<uint16_t>(P + pad);
-  dm.norm_ws = c.take<double>(norm_workspace_doubles(dm.layout));
+  dm.norm_ws = c.take<double>(norm_workspace_doubles(dm.layout, d.vocab_parallel()));
   dm.norm_result = c.take<double>(1);
   // From here on, what lives only inside a step (ZeRO-1's exchange overlays it, at the end).
   const size_t step_only = c.next();
@@ -140,7 +141,22 @@ void carve(DeviceModel& dm, int64_t exchange_floats, Carver& c) {
   dm.loss_targets = c.take<int32_t>(T);
   dm.loss_weights = c.take<float>(T);
 
-  dm.embedding_ws_bytes = cuda::embedding_backward_workspace_bytes(T, V);
+  if (d.vocab_parallel()) {
+    const int64_t W = world * T;
+    DeviceVocabParallel& vp = dm.vp;
+    vp.rows = c.take<float>(W * C);
+    vp.h = c.take<bf16>(W * C);
+    vp.dst_rows = c.take<int32_t>(W);
+    vp.src_rows = c.take<int32_t>(W);
+    vp.targets = c.take<int32_t>(W);
+    vp.weights = c.take<float>(W);
+    vp.rep_targets = c.take<int32_t>(T);
+    vp.row_max = c.take<float>(W);
+    vp.row_sum = c.take<double>(W);
+    vp.target_logit = c.take<double>(W);
+  }
+  // (vocabulary parallelism: scatter_add_rows over every rank's tokens)
+  dm.embedding_ws_bytes = cuda::embedding_backward_workspace_bytes(d.vocab_parallel() ? world * T : T, V);
   dm.embedding_ws = c.take_bytes(dm.embedding_ws_bytes);
   dm.rmsnorm_ws = c.take<float>(cuda::rmsnorm_backward_workspace_floats(T, C));
   const ops::AttentionShape shape{T, d.n_heads, d.n_kv_heads, d.head_dim, 1.0f};
@@ -163,14 +179,14 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DeviceP
   max_chunks = (max_tokens + head_chunk - 1) / head_chunk;
   moment_floats = options.moment_floats > 0 ? options.moment_floats : layout.total_floats();
   Carver count;
-  carve(*this, options.exchange_floats, count);
+  carve(*this, options.exchange_floats, options.world, count);
   arena_bytes = count.used;
   arena = allocate(arena_bytes);
   stream = create_stream();
   // Poisoned (every float NaN): a step that reads memory nothing wrote shows in the loss.
   fill_bytes(arena, 0xFF, arena_bytes, stream);
   Carver real{static_cast<char*>(arena), 0};
-  carve(*this, options.exchange_floats, real);
+  carve(*this, options.exchange_floats, options.world, real);
   const int64_t P = layout.total_floats(), pad = kHeadPadRows * d.d_model;
   fill_zero(grads + P, pad * sizeof(float), stream);
   fill_zero(params_bf16 + P, pad * sizeof(uint16_t), stream);

@@ -18,7 +18,8 @@
 // (bf16, saved), through the GEMMs' accumulate (the fused q/k/v and gate/up rows: a bf16 output
 // widened, added and rounded once; o/down: the fp32 stream); the frozen base matrices skip their
 // weight-gradient GEMMs, as on the CPU.
-// Not here (refused at config validation): vocabulary parallelism.
+// Vocabulary parallelism: the embedding lookup and the LM head's cross-entropy run the exchanges of
+// device_vocab_parallel.h instead.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -34,6 +35,7 @@
 #include "kernels/cuda/swiglu.h"
 #include "trainer/device/device_model.h"
 #include "trainer/device/device_runtime.h"
+#include "trainer/device/device_vocab_parallel.h"
 #include "trainer/model_internal.h"
 
 namespace reclm::device {
@@ -116,6 +118,7 @@ cuda::DropoutKey dropout_key(const DropoutState& drop, int64_t layer, int branch
 // What the layers read of the batch, uploaded once per micro-batch.
 struct Geometry {
   int64_t T = 0, n_segments = 0, max_seqlen = 0;
+  const int32_t* host_tokens = nullptr;  // the batch's tokens on the host (vocabulary parallelism)
   const int32_t* prefix_lens = nullptr;  // device, or null (plain causal)
   const int32_t* pos_intra = nullptr;    // device, or null (1D positions)
   ops::AttentionShape shape{};
@@ -130,6 +133,7 @@ Geometry upload_batch(DeviceModel& dm, const Batch& batch) {
   }
   Geometry g;
   g.T = T;
+  g.host_tokens = batch.tokens.data();
   g.n_segments = batch.n_segments();
   for (int64_t s = 0; s < g.n_segments; ++s)
     g.max_seqlen = std::max<int64_t>(g.max_seqlen, batch.cu_seqlens[s + 1] - batch.cu_seqlens[s]);
@@ -227,7 +231,11 @@ void forward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop
   const ModelDims& d = dm.dims;
   const int64_t T = g.T, C = d.d_model;
   float* x = dm.layers[0].residual;
-  ok(cuda::embedding_forward(x, dm.param_tensors.embed, dm.tokens, T, C, dm.stream), "embedding_forward");
+  if (d.vocab_parallel()) {
+    vp_embedding_forward(dm, g.host_tokens, T, x);
+  } else {
+    ok(cuda::embedding_forward(x, dm.param_tensors.embed, dm.tokens, T, C, dm.stream), "embedding_forward");
+  }
   if (drop.active()) ok(cuda::dropout(x, x, T * C, dropout_key(drop, -1, 0), dm.stream), "dropout");
   dm.clock.mark("embedding");
   for (int64_t l = 0; l < d.n_layers; ++l) forward_layer(dm, g, l, /*to_output=*/true, drop);
@@ -237,9 +245,44 @@ void forward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop
   dm.clock.mark("forward: norms");
 }
 
+// The unsharded LM head over the R gathered rows (dm.head_h, dm.loss_targets, dm.loss_weights) and
+// classes [first, first + V), a chunk of rows at a time: Σ weight·loss, and with backward dm.d_h.
+// The GEMMs run over Vp >= V classes (padded_classes: the weight rows after the range, zero
+// dlogits there), the cross-entropy over V; Vp is also the logits' row stride.
+double chunked_head(DeviceModel& dm, int64_t R, int64_t first, int64_t V, float grad_scale, bool backward) {
+  const int64_t C = dm.dims.d_model, Vp = padded_classes(V);
+  const float* head = dm.param_tensors.lm_head + first * C;
+  float* d_head = dm.head_trains ? dm.grad_tensors.lm_head + first * C : nullptr;  // frozen: no dW GEMM
+  int64_t chunks = 0;
+  for (int64_t t0 = 0; t0 < R; t0 += dm.head_chunk, ++chunks) {
+    const int64_t n = std::min(dm.head_chunk, R - t0);
+    linear(dm, dm.logits, true, dm.head_h + t0 * C, head, n, C, Vp);
+    dm.clock.mark("head: GEMMs");
+    if (backward) {
+      ok(cuda::cross_entropy_forward_backward_bf16(dm.dlogits, dm.losses + t0, dm.chunk_loss + chunks,
+                                                   dm.row_losses, dm.logits, dm.loss_targets + t0,
+                                                   dm.loss_weights + t0, n, V, first, grad_scale, dm.stream, Vp),
+         "cross_entropy_forward_backward_bf16");
+      dm.clock.mark("head: cross-entropy");
+      linear_back(dm, dm.d_h + t0 * C, d_head, dm.dlogits, dm.head_h + t0 * C, head, n, C, Vp);
+    } else {
+      ok(cuda::cross_entropy_forward(dm.losses + t0, dm.chunk_loss + chunks, dm.row_losses, dm.logits,
+                                     dm.loss_targets + t0, dm.loss_weights + t0, n, V, first, dm.stream, Vp),
+         "cross_entropy_forward");
+      dm.clock.mark("head: cross-entropy");
+    }
+  }
+  std::vector<double> sums(chunks);
+  copy_to_host(sums.data(), dm.chunk_loss, chunks * sizeof(double));
+  double total = 0.0;
+  for (double s : sums) total += s;
+  return total;
+}
+
 // LM head and loss over the rows with a loss weight, gathered (the head's cost follows the rows
-// that carry loss), a chunk of rows at a time. With backward: dlogits in place, then
-// d_h = dlogits · W[range], dW[range] += dlogitsᵀ · h, and d_final = d_h scattered to its rows.
+// that carry loss): chunked_head, or under vocabulary parallelism vp_head_and_loss. With
+// backward: d_h = dlogits · W[range], dW[range] += dlogitsᵀ · h, and d_final = d_h scattered to
+// its rows.
 double head_and_loss(DeviceModel& dm, const Batch& batch, const Geometry& g, float grad_scale, bool backward) {
   const ModelDims& d = dm.dims;
   const int64_t T = g.T, C = d.d_model;
@@ -259,7 +302,7 @@ double head_and_loss(DeviceModel& dm, const Batch& batch, const Geometry& g, flo
   }
   const auto R = static_cast<int64_t>(rows.size());
   if (backward) fill_zero(dm.d_final, T * C * sizeof(float), dm.stream);
-  if (R == 0) return 0.0;
+  if (R == 0 && !d.vocab_parallel()) return 0.0;  // (vocabulary parallelism: a collective all the same)
   copy_to_device(dm.loss_rows, rows.data(), R * sizeof(int32_t));
   copy_to_device(dm.loss_targets, targets.data(), R * sizeof(int32_t));
   copy_to_device(dm.loss_weights, weights.data(), R * sizeof(float));
@@ -267,40 +310,15 @@ double head_and_loss(DeviceModel& dm, const Batch& batch, const Geometry& g, flo
   ok(cuda::embedding_forward(dm.head_h32, dm.final_normed, dm.loss_rows, R, C, dm.stream), "gather rows");
   to_bf16(dm, dm.head_h, dm.head_h32, R * C);
   dm.clock.mark("head: gather + bf16 copies");
-  // The GEMMs run over Vp >= V classes (padded_classes: the weight rows after the range, zero
-  // dlogits there), the cross-entropy over V; Vp is also the logits' row stride.
-  const int64_t Vp = padded_classes(V);
-  const float* head = dm.param_tensors.lm_head + first * C;
-  float* d_head = dm.head_trains ? dm.grad_tensors.lm_head + first * C : nullptr;  // frozen: no dW GEMM
-  int64_t chunks = 0;
-  for (int64_t t0 = 0; t0 < R; t0 += dm.head_chunk, ++chunks) {
-    const int64_t n = std::min(dm.head_chunk, R - t0);
-    linear(dm, dm.logits, true, dm.head_h + t0 * C, head, n, C, Vp);
-    dm.clock.mark("head: GEMMs");
-    if (backward) {
-      ok(cuda::cross_entropy_forward_backward_bf16(dm.dlogits, dm.losses + t0, dm.chunk_loss + chunks,
-                                                   dm.row_losses, dm.logits, dm.loss_targets + t0,
-                                                   dm.loss_weights + t0, n, V, first, grad_scale, dm.stream, Vp),
-         "cross_entropy_forward_backward_bf16");
-      dm.clock.mark("head: cross-entropy");
-      linear_back(dm, dm.d_h + t0 * C, d_head, dm.dlogits, dm.head_h + t0 * C, head, n, C, Vp);
-      dm.clock.mark("head: GEMMs");
-    } else {
-      ok(cuda::cross_entropy_forward(dm.losses + t0, dm.chunk_loss + chunks, dm.row_losses, dm.logits,
-                                     dm.loss_targets + t0, dm.loss_weights + t0, n, V, first, dm.stream, Vp),
-         "cross_entropy_forward");
-      dm.clock.mark("head: cross-entropy");
-    }
-  }
-  if (backward) {  // scatter: each row once, so the add onto zeros is exact
+  const double total = d.vocab_parallel()
+                           ? vp_head_and_loss(dm, R, targets.data(), weights.data(), first, V, grad_scale, backward)
+                           : chunked_head(dm, R, first, V, grad_scale, backward);
+  dm.clock.mark("head: GEMMs");
+  if (backward && R > 0) {  // scatter: each row once, so the add onto zeros is exact
     to_f32(dm, dm.d_h32, dm.d_h, R * C);
     ok(cuda::embedding_backward_atomic(dm.d_final, dm.d_h32, dm.loss_rows, R, C, dm.stream), "scatter rows");
     dm.clock.mark("head: gather + bf16 copies");
   }
-  std::vector<double> sums(chunks);
-  copy_to_host(sums.data(), dm.chunk_loss, chunks * sizeof(double));
-  double total = 0.0;
-  for (double s : sums) total += s;
   return total;
 }
 
@@ -387,9 +405,13 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
   if (dropout) {  // the embedding output's mask
     ok(cuda::dropout(dm.d_residual, dm.d_residual, T * C, dropout_key(drop, -1, 0), dm.stream), "dropout");
   }
-  ok(cuda::embedding_backward(dm.grad_tensors.embed, dm.d_residual, dm.tokens, T, d.vocab, C, dm.embedding_ws,
-                              dm.embedding_ws_bytes, dm.stream),
-     "embedding_backward");
+  if (d.vocab_parallel()) {
+    vp_embedding_backward(dm, g.host_tokens, T, dm.d_residual);
+  } else {
+    ok(cuda::embedding_backward(dm.grad_tensors.embed, dm.d_residual, dm.tokens, T, d.vocab, C, dm.embedding_ws,
+                                dm.embedding_ws_bytes, dm.stream),
+       "embedding_backward");
+  }
   clock.mark("embedding");
   reached(static_cast<int>(d.n_layers + 2));
 }
