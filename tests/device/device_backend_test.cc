@@ -14,6 +14,7 @@
 //    gradients (same arithmetic: a few ulp), weight decay by tensor kind included.
 //  - upload/download carry weights, moments and the update count exactly; a repeated
 //    micro-batch gives bitwise the same gradients (no float atomics in the step).
+//  - ZeRO-1's exchange on one rank (on GPUs: NCCL with one rank) trains bitwise like plain AdamW.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -31,6 +32,7 @@
 #include "trainer/optimizer.h"
 #include "trainer/tiny_dims.h"
 #include "trainer/vocab_shard.h"
+#include "trainer/zero1.h"
 
 namespace reclm {
 namespace {
@@ -343,6 +345,52 @@ TEST(DeviceBackend, AdamWAndNormEqualCpuOnDeviceGradients) {
     EXPECT_LE(w, 4.0);
     EXPECT_LE(m, 4.0);
     EXPECT_LE(v, 4.0);
+  }
+}
+
+// ZeRO-1 on one rank: the exchange is the identity (a reduce-scatter and an all-gather of one
+// block; on GPUs through NCCL), so an optimizer sharded over the whole canonical range trains
+// bitwise like the plain one, its moments the plain ones in canonical order; the norms differ
+// only in summation order. Also under LoRA (frozen values are never exchanged).
+TEST(DeviceBackend, Zero1OnOneRankTrainsLikePlainAdamW) {
+  for (const Case& c : {cases()[1], cases()[5]}) {
+    SCOPED_TRACE(c.name);
+    const ModelDims d = dims_of(c);
+    Model host(d, kMaxTokens);
+    host.comm = &local_comm();
+    init_for(host, 29);
+    const CanonicalRange everything = zero1_shard_range(host.layout, 0, 1);
+    AdamW plain_optimizer(host.layout, optim_config()), sharded_optimizer(host.layout, optim_config(), everything);
+    auto plain = backend_or_skip(host, plain_optimizer);
+    SKIP_WITHOUT_DEVICE(plain);
+    auto sharded = backend_or_skip(host, sharded_optimizer);
+    plain->upload(host, plain_optimizer);
+    sharded->upload(host, sharded_optimizer);
+    for (int step = 0; step < 3; ++step) {
+      const Batch batch = make_batch(c, d, 40 + step);
+      std::vector<double> norms;
+      for (DeviceBackend* device : {plain.get(), sharded.get()}) {
+        device->zero_grads();
+        device->forward_backward(batch, 0.02f, true);
+        device->all_reduce_gradients(&local_comm());
+        norms.push_back(device->grad_norm());
+        device->adamw_step(1e-2f, 1.0f);  // no clipping: the norms' last bits do not matter
+      }
+      EXPECT_NEAR(norms[1], norms[0], 1e-12 * norms[0]) << "step " << step;
+    }
+    Model a(d, 1), b(d, 1);
+    AdamW a_optimizer(a.layout, optim_config()), b_optimizer(b.layout, optim_config(), everything);
+    plain->download(a, &a_optimizer);
+    sharded->download(b, &b_optimizer);
+    EXPECT_EQ(std::memcmp(a.param_data(), b.param_data(), a.layout.total_floats() * sizeof(float)), 0);
+    int64_t canonical = 0;
+    for (const ParamEntry& e : a.layout.entries()) {
+      for (const auto& [plain_m, sharded_m] : {std::pair{a_optimizer.first_moment(), b_optimizer.first_moment()},
+                                              std::pair{a_optimizer.second_moment(), b_optimizer.second_moment()}}) {
+        EXPECT_EQ(std::memcmp(plain_m + e.offset, sharded_m + canonical, e.numel * sizeof(float)), 0) << e.name;
+      }
+      canonical += e.numel;
+    }
   }
 }
 

@@ -159,11 +159,11 @@ class CudaBackend final : public DeviceBackend {
   double forward_loss(const Batch& batch) override { return device::device_forward_loss(*dm_, batch); }
 
   std::optional<OverlapStats> all_reduce_gradients(Communicator* comm) override {
-    if (comm == nullptr || comm->size() == 1) return std::nullopt;
-    if (zero1_) {
-      zero1_->reduce_scatter_gradients(*dm_, gradient_comm(*comm));
+    if (zero1_) {  // (also on one rank: grad_norm and adamw_step read the exchange's block)
+      zero1_->reduce_scatter_gradients(*dm_, gradient_comm(*host_comm_));
       return std::nullopt;
     }
+    if (comm == nullptr || comm->size() == 1) return std::nullopt;
     if (buckets_) return buckets_->finish(dm_->grads);
     all_reduce_gradient_buffer(gradient_comm(*comm), dm_->layout, dm_->dims.vocab_parallel(), dm_->grads);
     return std::nullopt;
@@ -264,7 +264,7 @@ std::unique_ptr<DeviceBackend> make_cuda_backend(const Model& model, const AdamW
   RECLM_USER_CHECK(d.d_model <= 8192, "field runtime.device: \"cuda\" supports model.d_model up to 8192, not {}",
                    d.d_model);
   RECLM_CHECK(!d.vocab_parallel() || options.comm != nullptr, "vocabulary parallelism needs the job's communicator");
-  RECLM_CHECK(!optimizer.sharded() || (options.comm != nullptr && options.comm->size() > 1),
+  RECLM_CHECK(!optimizer.sharded() || options.comm != nullptr,
               "a sharded optimizer needs the job's communicator");
   return std::make_unique<CudaBackend>(model, optimizer, options);
 }
