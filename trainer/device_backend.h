@@ -9,7 +9,10 @@
 // backend keeps its own copy of the parameters, gradients and AdamW moments on the device, and
 // upload()/download() move them between the two at the start, before a checkpoint or evaluation,
 // and at the end. Between those, a step never leaves the device except for the loss and the
-// gradient norm (two doubles).
+// gradient norm (two doubles), and under vocabulary parallelism the ids, targets and per-row
+// softmax statistics its exchanges share through the host communicator. Under ZeRO-1 the
+// device holds this rank's shard of the moments (as the host AdamW does); LoRA's frozen base
+// matrices get no weight gradient.
 //
 // Precision (DESIGN.md §5): fp32 master weights, gradients and moments; a bf16 copy of the
 // weights (refreshed by the AdamW kernel) feeds the GEMMs and attention; activations that GEMMs

@@ -14,10 +14,10 @@
 #include "kernels/cuda/grad_norm.h"
 #include "runtime/comm/communicator.h"
 #include "runtime/errors.h"
+#include "trainer/data_parallel.h"
 #include "trainer/device/device_model.h"
 #include "trainer/device/device_runtime.h"
 #include "trainer/device/device_zero1.h"
-#include "trainer/data_parallel.h"
 #include "trainer/device_backend.h"
 #include "trainer/grad_buckets.h"
 #include "trainer/optimizer.h"
@@ -236,7 +236,7 @@ class CudaBackend final : public DeviceBackend {
   }
 
   config::OptimConfig optim_;
-  Communicator* host_comm_;  // the job's ranks (ZeRO-1's norm; null in one process)
+  Communicator* host_comm_;  // the job's ranks (ZeRO-1, vocabulary parallelism; null in one process)
   std::optional<device::DeviceZero1> zero1_;  // a sharded optimizer
   DeviceInfo info_;
   std::unique_ptr<device::DeviceModel> dm_;
