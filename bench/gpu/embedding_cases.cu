@@ -46,6 +46,7 @@ int64_t distinct(const std::vector<int32_t>& ids, int32_t vocab) {
 struct TokenBuffers {
   simt::DeviceBuffer<float> table, rows;  // rows: out (forward) or dout (backward) [n, dim]
   simt::DeviceBuffer<int32_t> ids, workspace;
+  simt::DeviceBuffer<int32_t> src_rows;  // scatter_add_rows: the rows read in reverse order
 };
 
 // Token embedding: 65536 tokens x 2048 floats (512 MiB of rows), vocabulary 50000.
@@ -55,12 +56,15 @@ std::vector<KernelCase> token_cases() {
   const std::vector<int32_t> ids = random_ids(n, vocab, 1);
   const int64_t rows_bytes = n * dim * 4, distinct_bytes = distinct(ids, vocab) * dim * 4;
   const size_t workspace_bytes = cuda::embedding_backward_workspace_bytes(n, vocab);
+  std::vector<int32_t> reversed(static_cast<size_t>(n));
+  for (int64_t p = 0; p < n; ++p) reversed[p] = static_cast<int32_t>(n - 1 - p);
   auto b = std::make_shared<TokenBuffers>(TokenBuffers{
       simt::DeviceBuffer<float>(random_floats(static_cast<size_t>(vocab * dim), 2)),
       simt::DeviceBuffer<float>(random_floats(static_cast<size_t>(n * dim), 3)),
-      simt::DeviceBuffer<int32_t>(ids), simt::DeviceBuffer<int32_t>((workspace_bytes + 3) / 4)});
+      simt::DeviceBuffer<int32_t>(ids), simt::DeviceBuffer<int32_t>((workspace_bytes + 3) / 4),
+      simt::DeviceBuffer<int32_t>(reversed)});
   const std::string shape = std::to_string(n) + " tokens x " + std::to_string(dim);
-  std::vector<KernelCase> cases(3);
+  std::vector<KernelCase> cases(4);
   cases[0].name = "embedding_forward " + shape;
   cases[0].bytes = distinct_bytes + rows_bytes + 4 * n;
   cases[0].run = [b, n, dim](cudaStream_t s) {
@@ -78,6 +82,13 @@ std::vector<KernelCase> token_cases() {
   cases[2].bytes = cases[1].bytes;
   cases[2].run = [b, n, dim](cudaStream_t s) {
     return cuda::embedding_backward_atomic(b->table.data(), b->rows.data(), b->ids.data(), n, dim, s);
+  };
+  // vocabulary parallelism's lookups and gradients: the deterministic sum with source rows by index
+  cases[3].name = "scatter_add_rows " + shape;
+  cases[3].bytes = cases[1].bytes + 4 * n;
+  cases[3].run = [b, n, vocab, dim, workspace_bytes](cudaStream_t s) {
+    return cuda::scatter_add_rows(b->table.data(), b->rows.data(), b->ids.data(), b->src_rows.data(), n, vocab, dim,
+                                  b->workspace.data(), workspace_bytes, s);
   };
   for (KernelCase& c : cases) c.buffers = b;
   return cases;

@@ -37,6 +37,33 @@ void add_cross_entropy_cases(std::vector<KernelCase>& cases) {
                                   logits->data(), targets->data(), weights->data(), T, V, 0, 1.0f / T, s);
                             },
                             keep));
+  // vocabulary parallelism's pieces, over rows padded to a multiple of 64 classes as the trainer's
+  const int64_t Vp = (V + 63) / 64 * 64;
+  auto row_max = std::make_shared<Floats>(static_cast<size_t>(T));
+  auto row_sum = std::make_shared<simt::DeviceBuffer<double>>(static_cast<size_t>(T));
+  auto target_logit = std::make_shared<simt::DeviceBuffer<double>>(static_cast<size_t>(T));
+  auto dlogits = std::make_shared<simt::DeviceBuffer<uint16_t>>(static_cast<size_t>(T * Vp));
+  const std::vector<std::shared_ptr<void>> keep_vp = {logits, targets, weights, row_max, row_sum, target_logit,
+                                                      dlogits};
+  const int64_t rows = T * V / Vp;  // the rows of the same logits buffer at the padded stride
+  const std::string vp_shape = std::to_string(rows) + " x " + std::to_string(V) + " (stride " + std::to_string(Vp) +
+                               ")";
+  cases.push_back(make_case("cross_entropy_partial_stats " + vp_shape, 4 * rows * V + 24 * rows,
+                            [=](cudaStream_t s) {
+                              return cuda::cross_entropy_partial_stats(row_max->data(), row_sum->data(),
+                                                                       target_logit->data(), logits->data(),
+                                                                       targets->data(), weights->data(), rows, V, 0,
+                                                                       s, Vp);
+                            },
+                            keep_vp));
+  cases.push_back(make_case("cross_entropy_backward_from_stats_bf16 " + vp_shape, 6 * rows * V + 24 * rows,
+                            [=](cudaStream_t s) {
+                              return cuda::cross_entropy_backward_from_stats_bf16(
+                                  reinterpret_cast<__nv_bfloat16*>(dlogits->data()), logits->data(),
+                                  targets->data(), weights->data(), row_max->data(), row_sum->data(), rows, V, 0,
+                                  1.0f / rows, s, Vp);
+                            },
+                            keep_vp));
   cases.push_back(make_case("cross_entropy_forward " + shape, 4 * T * V + 24 * T,
                             [=](cudaStream_t s) {
                               return cuda::cross_entropy_forward(losses->data(), loss_sum->data(),
