@@ -13,8 +13,8 @@
 #     (optim.zero1) 2 device ranks train like the plain 2 ranks, 3 like 3 CPU ranks with ZeRO-1
 #     (also under LoRA), and their checkpoints (one optimizer shard per rank) resume on the CPU's
 #     ZeRO-1 ranks; with vocabulary parallelism (runtime.vocab_parallel) 2 device ranks (tied
-#     head) and 3 (untied) train like as many CPU ranks with it, and the model they save
-#     evaluates;
+#     head) and 3 (untied) train like as many CPU ranks with it, their checkpoint continues on
+#     CPU ranks, and the model they save evaluates;
 #  5. RECLM_DEVICE_PROFILE=1 prints the phase table, =host the host's wait share;
 #  6. the combinations the backend refuses (head dims other than 32/64/128) exit 2
 #     naming runtime.device, and a plan too large
@@ -146,6 +146,14 @@ if [ -x "$RECLM_SOURCE_DIR/scripts/mpirun.sh" ] && command -v mpirun > /dev/null
     same_losses "$(losses "$work/cpu_vp_np$np/metrics.jsonl" "train val")" "$(losses "$work/dev_vp_np$np/metrics.jsonl" "train val")" \
       $rtol || fail "vocab_parallel on $np device ranks (tied $tied) does not train like $np CPU ranks"
   done
+  # the 2 device ranks' step-4 checkpoint (item rows assembled on rank 0) resumes on 2 CPU ranks
+  resume_dir_from "$work/dev_vp_np2" "$work/vp_dev_to_cpu" 00000004
+  "$RECLM_SOURCE_DIR/scripts/mpirun.sh" --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo \
+    -np 2 "$RECLM" train "${base[@]}" --set train.micro_batch=2 --set runtime.vocab_parallel=true \
+    --set train.run_dir="$work/vp_dev_to_cpu" --resume auto > "$work/vp_dev_to_cpu.txt" 2>&1 ||
+    { cat "$work/vp_dev_to_cpu.txt"; fail "vp_dev_to_cpu"; }
+  same_losses "$(losses "$work/dev_vp_np2/metrics.jsonl" | cut -d' ' -f5-)" "$(losses "$work/vp_dev_to_cpu/metrics.jsonl")" \
+    $rtol || fail "vocab_parallel: the device ranks' checkpoint does not continue on the CPU ranks"
   "$RECLM" eval --run "$work/dev_vp_np2" --set eval.max_users=50 > "$work/dev_vp_eval.txt" 2>&1 ||
     { cat "$work/dev_vp_eval.txt"; fail "eval of the vocab_parallel device model"; }
   grep -q "HR@10" "$work/dev_vp_eval.txt" || { cat "$work/dev_vp_eval.txt"; fail "eval printed no HR@10"; }
