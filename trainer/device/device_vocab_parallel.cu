@@ -6,6 +6,9 @@
 //    multiple of 64 (padded_classes, as the unsharded head), their dlogits zero there;
 //  - every rank's loss rows are all-gathered in bf16 (the GEMMs' operand), and each part's
 //    ∂h comes out of its GEMM in bf16, summed over the ranks in fp32.
+// As on the CPU, each part's logits are computed twice in a training step (for the statistics,
+// then for dlogits once the ranks have combined them): keeping them would take a chunk of logits
+// per part and chunk instead of one.
 #include "trainer/device/device_vocab_parallel.h"
 
 #include <algorithm>
