@@ -58,8 +58,8 @@ void train_recommender(Config config, const std::string& resume, Communicator& c
         1, std::min<int64_t>(options.users_per_batch,
                              source.max_batch_tokens() / (config.data().seq_len() + 64))));
     // Every rank calls this at the same step; each scores its share of the users (evaluator.h).
-    hooks.rank_eval = [&dataset, setup, options, comm = &comm](Model& model) {
-      return evaluate(model, dataset, setup, options, comm).to_json();
+    hooks.rank_eval = [&dataset, setup, options, comm = &comm](Model& model, const HiddenStateSource* hidden) {
+      return evaluate(model, dataset, setup, options, comm, hidden).to_json();
     };
     hooks.describe_rank = [](const nlohmann::json& r) {
       std::string line = "validation";

@@ -55,6 +55,7 @@ struct Scorer {
   const InferenceSetup& setup;
   EvalMode mode;
   int32_t beam_size = 0;
+  const HiddenStateSource* hidden = nullptr;  // kItemScores' forwards on a device, or null
   ItemTokenSequences sequences;
   std::unique_ptr<TitleTrie> trie;
   int32_t prompt_budget = 0;  // max tokens of a history prompt
@@ -99,10 +100,15 @@ struct Scorer {
         ? sequential_prompt_for_eval(dataset, *tokenizer, *prompt_template, user, history,
                                      setup.render, setup.positions_2d, prompt_budget)
         : history_prompt(dataset, history, setup.render, setup.positions_2d, prompt_budget);
-    RECLM_CHECK(s.size() > 0 && s.size() <= model.acts.max_tokens,
-                "a {}-token history prompt does not fit the {}-token arena", s.size(),
-                model.acts.max_tokens);
+    RECLM_CHECK(s.size() > 0 && s.size() <= forward_tokens(),
+                "a {}-token history prompt does not fit the {}-token arena", s.size(), forward_tokens());
     return s;
+  }
+
+  // Tokens one forward of this mode holds: the device's arena for item scores on a device, else
+  // the host model's.
+  int64_t forward_tokens() const {
+    return hidden != nullptr && mode == EvalMode::kItemScores ? hidden->max_tokens : model.acts.max_tokens;
   }
 
   // Whether a batch's prompts must fit one forward (item scores; the text modes split their
@@ -118,11 +124,17 @@ struct Scorer {
         const int64_t C = model.dims.d_model;
         Batch batch;
         for (const Sample& s : prompts) append_sample(batch, s);
-        forward_hidden(model, batch);
         std::vector<float> last(B * C);  // [B, C] each segment's last hidden state
-        for (int64_t b = 0; b < B; ++b) {
-          std::copy_n(model.acts.final_normed + (batch.cu_seqlens[b + 1] - 1) * C, C,
-                      last.data() + b * C);
+        if (hidden != nullptr) {
+          std::vector<int32_t> rows(B);
+          for (int64_t b = 0; b < B; ++b) rows[b] = batch.cu_seqlens[b + 1] - 1;
+          hidden->forward(batch, rows, last.data());
+        } else {
+          forward_hidden(model, batch);
+          for (int64_t b = 0; b < B; ++b) {
+            std::copy_n(model.acts.final_normed + (batch.cu_seqlens[b + 1] - 1) * C, C,
+                        last.data() + b * C);
+          }
         }
         // scores = last · item_rowsᵀ, item rows [n_items, C] of the LM head (one sgemm)
         ops::linear_forward(scores, last.data(),
@@ -180,7 +192,7 @@ std::vector<std::pair<size_t, size_t>> plan_batches(const Scorer& scorer, const 
     const int64_t size = scorer.needs_one_forward()
         ? scorer.prompt(users[i], split_view(dataset.users, users[i], split).history).size() : 0;
     const bool full = i - begin == static_cast<size_t>(users_per_batch) ||
-                      tokens + size > scorer.model.acts.max_tokens;
+                      tokens + size > scorer.forward_tokens();
     if (i > begin && full) {
       batches.emplace_back(begin, i);
       begin = i;
@@ -209,12 +221,13 @@ void sum_user_ranks(Communicator* comm, std::vector<double>& user_ranks) {
 }  // namespace
 
 EvalReport evaluate(Model& model, const RecDataset& dataset, const InferenceSetup& setup,
-                    const EvalOptions& options, Communicator* comm) {
+                    const EvalOptions& options, Communicator* comm, const HiddenStateSource* hidden) {
   check_options(options);
   Stopwatch clock;
   const int rank = comm != nullptr ? comm->rank() : 0;
   const int world = comm != nullptr ? comm->size() : 1;
   Scorer scorer(model, dataset, setup, options.mode, options.beam_size);
+  scorer.hidden = hidden;
   if (!options.prompt_template.empty()) scorer.use_prompt_template(options.prompt_template);
   const int64_t n_items = dataset.items.size();
   const std::vector<int64_t> users = users_with_target(dataset.users, options.split, options.max_users);

@@ -37,6 +37,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -97,14 +98,25 @@ struct EvalReport {
 const char* split_name(Split split);
 const char* eval_mode_name(EvalMode mode);
 
+// Where kItemScores runs the model's forward instead of the host Model: the GPU trainer's device
+// (DeviceBackend::forward_hidden, with the same weights as the host model), whose activation
+// arena bounds a batch's tokens. The scores' GEMM stays on the host.
+struct HiddenStateSource {
+  // out [rows.size(), C] ← the final norm's output at these token rows of the batch.
+  std::function<void(const Batch& batch, std::span<const int32_t> rows, float* out)> forward;
+  int64_t max_tokens = 0;  // tokens one forward holds
+};
+
 // Ranks the target of every user of options.split that has one (users in id order, the first
 // max_users of them if set) with the model and with the popularity baseline (training
 // interactions only), under the same exclusion rule. Deterministic for a given model and dataset.
 // `comm` null or of size 1: this process scores every user. Otherwise a collective: the users are
 // split across comm's ranks and every rank returns the identical report, equal to the
 // one-process one (see the top of this file). Report.seconds is this rank's wall time.
+// `hidden`: kItemScores' forwards on a device (the other modes ignore it).
 EvalReport evaluate(Model& model, const RecDataset& dataset, const InferenceSetup& setup,
-                    const EvalOptions& options, Communicator* comm = nullptr);
+                    const EvalOptions& options, Communicator* comm = nullptr,
+                    const HiddenStateSource* hidden = nullptr);
 
 struct Recommendation {
   int32_t item = -1;

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <future>
 #include <optional>
+#include <span>
 
 #include "kernels/ops.h"
 #include "runtime/errors.h"
@@ -214,6 +215,10 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
              "(each rank holds only its items); run `reclm eval` on the saved model");
     rank_every = 0;
   }
+  if (rank_every > 0 && device) {
+    log_info("eval.rank_every: item scores come from the device's forward (beam search and title "
+             "likelihood run on the host)");
+  }
   const auto make_batches = [&source, &tc](int64_t step) {
     std::vector<Batch> batches;
     for (int micro = 0; micro < tc.grad_accum(); ++micro) batches.push_back(source.train_batch(step, micro));
@@ -336,7 +341,15 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
       device->download(model, &optimizer);  // what the evaluation and the checkpoint read
     }
     if (rank_now) {
-      nlohmann::json ranking = hooks.rank_eval(model);
+      // On a device its forward computes the item scores' hidden states (the host arena is small)
+      HiddenStateSource device_hidden;
+      if (device) {
+        device_hidden.forward = [&device](const Batch& batch, std::span<const int32_t> rows, float* out) {
+          device->forward_hidden(batch, rows, out);
+        };
+        device_hidden.max_tokens = source.max_batch_tokens();
+      }
+      nlohmann::json ranking = hooks.rank_eval(model, device ? &device_hidden : nullptr);
       ranking["kind"] = "rank";
       ranking["step"] = step + 1;
       write_metrics(ranking);

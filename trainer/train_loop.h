@@ -12,6 +12,7 @@
 
 #include "data/batch.h"
 #include "runtime/config.h"
+#include "trainer/evaluator.h"
 #include "trainer/model.h"
 
 namespace reclm {
@@ -68,7 +69,9 @@ struct TrainHooks {
   int64_t item_end = 0;
   // Ranking evaluation (e.g. validation HR/NDCG) every eval.rank_every steps and after the last
   // step; the returned JSON object is appended to metrics.jsonl (kind "rank") and printed.
-  std::function<nlohmann::json(Model& model)> rank_eval;
+  // `hidden`: with runtime.device "cuda", the device's forward for item scores (evaluator.h),
+  // else null.
+  std::function<nlohmann::json(Model& model, const HiddenStateSource* hidden)> rank_eval;
   // One line describing the ranking result for the log.
   std::function<std::string(const nlohmann::json& result)> describe_rank;
 };

@@ -4,7 +4,9 @@
 # memory in host memory (trainer/device_backend.h). A tiny recommender (tiny_rec, head dim 64):
 #  1. the device trains like the CPU backend: the same train and validation loss sequence to
 #     bf16 accuracy (grad_accum 2, 8 steps), also with dropout (the same masks) and with LoRA
-#     adapters (frozen base weights), and writes weights `reclm eval` reads;
+#     adapters (frozen base weights), and writes weights `reclm eval` reads; its ranking
+#     evaluation during training (item scores from the device's forward) gives the CPU's metrics
+#     up to bf16 near-ties;
 #  2. checkpoints are interchangeable: a device run's step-4 checkpoint resumes on the CPU, and
 #     a CPU run's on the device, each continuing its source's trajectory;
 #  3. activation recomputation (runtime.recompute_activations) trains bitwise the same;
@@ -69,6 +71,23 @@ like_cpu drop model.dropout --set model.dropout=0.2 --set model.n_heads=2
 # 1c. LoRA on every projection: the adapters (and the new embedding rows) train, the base is frozen
 lora=(--set model.lora.rank=4 --set model.lora.alpha=8)
 like_cpu lora model.lora "${lora[@]}"
+
+# 1d. ranking evaluation during training: the device runs the item scores' forward; its
+#     metrics are the CPU's up to bf16 near-ties (3 of 2000 users measured)
+rank=(--set eval.rank_every=8 --set eval.val_every=0 --set checkpoint.every=0)
+"$RECLM" train "${base[@]}" "${rank[@]}" --set train.run_dir="$work/cpu_rank" > "$work/cpu_rank.txt" 2>&1 ||
+  { cat "$work/cpu_rank.txt"; fail "cpu run with ranking evaluation"; }
+"$RECLM_EMU" train "${base[@]}" "${rank[@]}" --set runtime.device=cuda --set train.run_dir="$work/dev_rank" \
+  > "$work/dev_rank.txt" 2>&1 || { cat "$work/dev_rank.txt"; fail "device run with ranking evaluation"; }
+grep -q "item scores come from the device's forward" "$work/dev_rank.txt" || { cat "$work/dev_rank.txt"; fail "no device ranking"; }
+python3 - "$work/cpu_rank/metrics.jsonl" "$work/dev_rank/metrics.jsonl" <<'PY' || fail "the device's ranking evaluation differs from the CPU's"
+import json, sys
+cpu, dev = ([json.loads(l) for l in open(p) if '"rank"' in l] for p in sys.argv[1:3])
+assert len(cpu) == len(dev) == 1 and cpu[0]["n_users"] == dev[0]["n_users"] > 0, (cpu, dev)
+worst = max(abs(cpu[0]["model"][k] - dev[0]["model"][k]) for k in ("HR@10", "NDCG@10", "MRR"))
+print(f"ranking: HR@10 cpu {cpu[0]['model']['HR@10']:.4f} device {dev[0]['model']['HR@10']:.4f}, worst difference {worst:.4f}")
+sys.exit(0 if worst <= 0.01 else 1)
+PY
 
 # 2. checkpoints: device → CPU and CPU → device, from step 4
 resume_on() {  # resume_on NAME SOURCE_RUN BINARY DEVICE

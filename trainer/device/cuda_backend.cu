@@ -158,6 +158,10 @@ class CudaBackend final : public DeviceBackend {
 
   double forward_loss(const Batch& batch) override { return device::device_forward_loss(*dm_, batch); }
 
+  void forward_hidden(const Batch& batch, std::span<const int32_t> rows, float* out) override {
+    device::device_forward_hidden(*dm_, batch, rows, out);
+  }
+
   std::optional<OverlapStats> all_reduce_gradients(Communicator* comm) override {
     if (zero1_) {  // (also on one rank: grad_norm and adamw_step read the exchange's block)
       zero1_->reduce_scatter_gradients(*dm_, gradient_comm(*host_comm_));
