@@ -27,7 +27,6 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <span>
 #include <string>
 
 #include "data/batch.h"
@@ -67,9 +66,10 @@ class DeviceBackend {
                                   const DropoutState& dropout = {}) = 0;
   // Forward only (validation): Σ weight·loss.
   virtual double forward_loss(const Batch& batch) = 0;
-  // Forward only (ranking evaluation): out [rows.size(), C] (host) ← the final norm's output at
-  // these token rows of the batch. Not under vocabulary parallelism (its lookup is collective).
-  virtual void forward_hidden(const Batch& batch, std::span<const int32_t> rows, float* out) = 0;
+  // Forward only (ranking evaluation): out [n_rows, C] (host) ← the final norm's output at the
+  // batch's token rows rows[0, n_rows). Not under vocabulary parallelism (its lookup is collective).
+  // (Pointer and count: nvcc builds the backend as C++17, without std::span.)
+  virtual void forward_hidden(const Batch& batch, const int32_t* rows, int64_t n_rows, float* out) = 0;
   // Gradient buckets of about bucket_floats values all-reduced over `comm` while backward runs
   // (trainer/grad_buckets.h): on GPUs NCCL's stream, ordered after the compute stream by an
   // event per bucket. Returns the number of buckets.

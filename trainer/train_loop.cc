@@ -345,7 +345,7 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
       HiddenStateSource device_hidden;
       if (device) {
         device_hidden.forward = [&device](const Batch& batch, std::span<const int32_t> rows, float* out) {
-          device->forward_hidden(batch, rows, out);
+          device->forward_hidden(batch, rows.data(), static_cast<int64_t>(rows.size()), out);
         };
         device_hidden.max_tokens = source.max_batch_tokens();
       }

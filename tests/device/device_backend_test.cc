@@ -248,7 +248,7 @@ TEST(DeviceBackend, ForwardHiddenMatchesCpu) {
     const std::vector<int32_t> rows = {12, 13, 50, 0, 30};  // segment ends, a start, a middle
     const int64_t C = d.d_model, R = static_cast<int64_t>(rows.size());
     std::vector<float> got(R * C, std::nanf(""));
-    device->forward_hidden(batch, rows, got.data());
+    device->forward_hidden(batch, rows.data(), R, got.data());
     forward_hidden(cpu, batch);
     double worst = 0;
     for (int64_t r = 0; r < R; ++r) {

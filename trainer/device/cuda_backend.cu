@@ -158,8 +158,8 @@ class CudaBackend final : public DeviceBackend {
 
   double forward_loss(const Batch& batch) override { return device::device_forward_loss(*dm_, batch); }
 
-  void forward_hidden(const Batch& batch, std::span<const int32_t> rows, float* out) override {
-    device::device_forward_hidden(*dm_, batch, rows, out);
+  void forward_hidden(const Batch& batch, const int32_t* rows, int64_t n_rows, float* out) override {
+    device::device_forward_hidden(*dm_, batch, rows, n_rows, out);
   }
 
   std::optional<OverlapStats> all_reduce_gradients(Communicator* comm) override {

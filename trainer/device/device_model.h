@@ -7,7 +7,6 @@
 
 #include <array>
 #include <cstdint>
-#include <span>
 #include <vector>
 
 #include "kernels/cuda/gemm.h"
@@ -193,7 +192,7 @@ double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_s
                                const BackwardHook& hook);
 // Forward and loss only.
 double device_forward_loss(DeviceModel& dm, const Batch& batch);
-// Forward only: out [rows.size(), C] (host) ← final_normed at the batch's token rows.
-void device_forward_hidden(DeviceModel& dm, const Batch& batch, std::span<const int32_t> rows, float* out);
+// Forward only: out [n_rows, C] (host) ← final_normed at the batch's token rows.
+void device_forward_hidden(DeviceModel& dm, const Batch& batch, const int32_t* rows, int64_t n_rows, float* out);
 
 }  // namespace reclm::device

@@ -430,15 +430,16 @@ double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_s
   return loss;
 }
 
-void device_forward_hidden(DeviceModel& dm, const Batch& batch, std::span<const int32_t> rows, float* out) {
+void device_forward_hidden(DeviceModel& dm, const Batch& batch, const int32_t* rows, int64_t R, float* out) {
   RECLM_CHECK(!dm.dims.vocab_parallel(), "forward_hidden under vocabulary parallelism (a collective lookup)");
-  const int64_t C = dm.dims.d_model, R = static_cast<int64_t>(rows.size());
+  const int64_t C = dm.dims.d_model;
   dm.clock.mark("other (host, optimizer)");
   const Geometry g = upload_batch(dm, batch);
-  for (int32_t row : rows) RECLM_CHECK(row >= 0 && row < g.T, "row {} outside the batch's {} tokens", row, g.T);
+  for (int64_t r = 0; r < R; ++r)
+    RECLM_CHECK(rows[r] >= 0 && rows[r] < g.T, "row {} outside the batch's {} tokens", rows[r], g.T);
   dm.clock.mark("batch to the device");
   forward_layers(dm, g, DropoutState{});
-  copy_to_device(dm.loss_rows, rows.data(), R * sizeof(int32_t));
+  copy_to_device(dm.loss_rows, rows, R * sizeof(int32_t));
   ok(cuda::embedding_forward(dm.head_h32, dm.final_normed, dm.loss_rows, R, C, dm.stream), "gather rows");
   copy_to_host(out, dm.head_h32, R * C * sizeof(float));
   dm.clock.mark("head: gather + bf16 copies");
