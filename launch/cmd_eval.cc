@@ -2,13 +2,16 @@
 // ranking over all items with the run's final weights, beside the popularity baseline. Prints a
 // table and writes the JSON report (default DIR/eval_<split>.json). Under mpirun the ranks split
 // the users and combine their ranks (trainer/evaluator.h): the report equals the one-process
-// report, and rank 0 alone prints and writes it.
+// report, and rank 0 alone prints and writes it. A run trained with runtime.device "cuda" runs the
+// item scores' forward on the GPU too (the host scores the items), where this binary has a usable
+// GPU backend; otherwise, and for the text modes, everything runs on the CPU.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
 #include "kernels/ops.h"
 #include "launch/commands.h"
@@ -16,7 +19,9 @@
 #include "runtime/comm/communicator.h"
 #include "runtime/errors.h"
 #include "runtime/logging.h"
+#include "trainer/device_hidden_states.h"
 #include "trainer/evaluator.h"
+#include "trainer/optimizer.h"
 
 namespace reclm::launch {
 namespace {
@@ -44,6 +49,25 @@ void write_report(const EvalReport& report, const EvalArgs& args) {
   log_info("report: {}", out.string());
 }
 
+// The GPU backend for the item scores' forward with the run's weights, or null (a CPU run, a text
+// mode, or no usable GPU backend here: then the CPU evaluates, and says why).
+std::unique_ptr<DeviceBackend> eval_device(const TrainedRun& run, const EvalOptions& options, const Communicator& comm) {
+  if (run.config.runtime().device() != "cuda" || options.mode != EvalMode::kItemScores) return nullptr;
+  const AdamW optimizer(run.model->layout, run.config.optim());  // (upload reads its zero moments)
+  try {
+    std::unique_ptr<DeviceBackend> device =
+        make_device_backend(*run.model, optimizer,
+                            {.max_tokens = run.model->acts.max_tokens, .local_rank = comm.local_rank(),
+                             .optim = run.config.optim()});
+    device->upload(*run.model, optimizer);
+    log_info("eval: item scores from the forward on {} (runtime.device \"cuda\")", device->info().name);
+    return device;
+  } catch (const UserError& e) {
+    log_warn("eval: {}; evaluating on the CPU", e.what());
+    return nullptr;
+  }
+}
+
 void run_eval(const EvalArgs& args) {
   std::vector<std::string> overrides = args.overrides;
   if (!args.split.empty()) {
@@ -63,8 +87,11 @@ void run_eval(const EvalArgs& args) {
   // A rank that fails alone (its own error, or rank 0 unable to write the report) must end the
   // whole job at once: the others would wait in the evaluation's collective until the timeout.
   run_or_abort_job(*comm, [&] {
-    const EvalReport report =
-        evaluate(*run.model, run.dataset, inference_setup(run.config), options, comm.get());
+    const std::unique_ptr<DeviceBackend> device = eval_device(run, options, *comm);
+    const HiddenStateSource hidden = device ? device_hidden_states(*device, run.model->acts.max_tokens)
+                                            : HiddenStateSource{};
+    const EvalReport report = evaluate(*run.model, run.dataset, inference_setup(run.config), options, comm.get(),
+                                       device ? &hidden : nullptr);
     if (comm->rank() == 0) write_report(report, args);  // every rank holds the same report
   });
 }

@@ -1,6 +1,7 @@
 #include "trainer/device_backend.h"
 
 #include "runtime/errors.h"
+#include "trainer/device_hidden_states.h"
 
 namespace reclm {
 
@@ -23,6 +24,15 @@ std::unique_ptr<DeviceBackend> make_device_backend(const Model& model, const Ada
                    "when it was configured); install the CUDA toolkit and rebuild (scripts/build.sh), or use "
                    "device \"cpu\"");
   return linked_factory()(model, optimizer, options);
+}
+
+HiddenStateSource device_hidden_states(DeviceBackend& device, int64_t max_tokens) {
+  HiddenStateSource source;
+  source.forward = [&device](const Batch& batch, std::span<const int32_t> rows, float* out) {
+    device.forward_hidden(batch, rows.data(), static_cast<int64_t>(rows.size()), out);
+  };
+  source.max_tokens = max_tokens;
+  return source;
 }
 
 }  // namespace reclm

@@ -11,7 +11,6 @@
 #include <fstream>
 #include <future>
 #include <optional>
-#include <span>
 
 #include "kernels/ops.h"
 #include "runtime/errors.h"
@@ -20,6 +19,7 @@
 #include "runtime/timer.h"
 #include "trainer/data_parallel.h"
 #include "trainer/device_backend.h"
+#include "trainer/device_hidden_states.h"
 #include "trainer/grad_buckets.h"
 #include "trainer/model.h"
 #include "trainer/model_flops.h"
@@ -342,13 +342,8 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     }
     if (rank_now) {
       // On a device its forward computes the item scores' hidden states (the host arena is small)
-      HiddenStateSource device_hidden;
-      if (device) {
-        device_hidden.forward = [&device](const Batch& batch, std::span<const int32_t> rows, float* out) {
-          device->forward_hidden(batch, rows.data(), static_cast<int64_t>(rows.size()), out);
-        };
-        device_hidden.max_tokens = source.max_batch_tokens();
-      }
+      const HiddenStateSource device_hidden =
+          device ? device_hidden_states(*device, source.max_batch_tokens()) : HiddenStateSource{};
       nlohmann::json ranking = hooks.rank_eval(model, device ? &device_hidden : nullptr);
       ranking["kind"] = "rank";
       ranking["step"] = step + 1;

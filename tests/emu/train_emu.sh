@@ -50,6 +50,18 @@ assert train[0]["data_ms"] > 0, train[0]
 PY
 "$RECLM" eval --run "$work/dev" --set eval.max_users=50 > "$work/eval.txt" 2>&1 || { cat "$work/eval.txt"; fail "eval of the device model"; }
 grep -q "HR@10" "$work/eval.txt" || { cat "$work/eval.txt"; fail "eval printed no HR@10"; }
+grep -q "evaluating on the CPU" "$work/eval.txt" || { cat "$work/eval.txt"; fail "eval without a GPU backend did not say so"; }
+# `reclm eval` of a GPU run with the GPU backend: the item scores' forward on the device
+"$RECLM_EMU" eval --run "$work/dev" --set eval.max_users=50 --out "$work/eval_dev.json" > "$work/eval_dev.txt" 2>&1 ||
+  { cat "$work/eval_dev.txt"; fail "eval on the device"; }
+grep -q "item scores from the forward on SIMT emulator" "$work/eval_dev.txt" || { cat "$work/eval_dev.txt"; fail "eval did not use the device"; }
+python3 - "$work/dev/eval_test.json" "$work/eval_dev.json" <<'PY' || fail "eval on the device differs from eval on the CPU"
+import json, sys
+cpu, dev = (json.load(open(p)) for p in sys.argv[1:3])
+worst = max(abs(cpu["model"][k] - dev["model"][k]) for k in ("HR@10", "NDCG@10", "MRR"))
+print(f"eval: HR@10 cpu {cpu['model']['HR@10']:.4f} device {dev['model']['HR@10']:.4f}, worst difference {worst:.4f}")
+sys.exit(0 if cpu["n_users"] == dev["n_users"] > 0 and worst <= 0.02 else 1)
+PY
 
 # like_cpu NAME WHAT ARGS...: the CPU and the device trained with ARGS give the same losses,
 # and not those of the plain device run (WHAT changed something)
