@@ -163,6 +163,20 @@ std::unique_ptr<DeviceBackend> backend_or_skip(const Model& model, const AdamW& 
 #define SKIP_WITHOUT_DEVICE(backend) \
   if (!(backend)) GTEST_SKIP() << "SKIPPED: no CUDA device"
 
+// A case's host model (weights init_for(seed); vocabulary-parallel cases on the one-rank job), a
+// plain AdamW, and the backend with both uploaded (null without a device).
+struct Uploaded {
+  Model host;
+  AdamW optimizer;
+  std::unique_ptr<DeviceBackend> device;
+  Uploaded(const Case& c, uint64_t seed) : host(dims_of(c), kMaxTokens), optimizer(host.layout, optim_config()) {
+    if (host.dims.vocab_parallel()) host.comm = &local_comm();
+    init_for(host, seed);
+    device = backend_or_skip(host, optimizer);
+    if (device) device->upload(host, optimizer);
+  }
+};
+
 double norm_of(const float* x, int64_t n) {
   double s = 0;
   for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
@@ -172,14 +186,11 @@ double norm_of(const float* x, int64_t n) {
 TEST(DeviceBackend, LossAndGradientsMatchCpu) {
   for (const Case& c : cases()) {
     SCOPED_TRACE(c.name);
-    const ModelDims d = dims_of(c);
-    Model cpu(d, kMaxTokens);
-    if (d.vocab_parallel()) cpu.comm = &local_comm();
-    init_for(cpu, 7);
-    AdamW optimizer(cpu.layout, optim_config());
-    auto device = backend_or_skip(cpu, optimizer);
-    SKIP_WITHOUT_DEVICE(device);
-    device->upload(cpu, optimizer);
+    Uploaded u(c, 7);
+    SKIP_WITHOUT_DEVICE(u.device);
+    Model& cpu = u.host;
+    DeviceBackend* device = u.device.get();
+    const ModelDims& d = cpu.dims;
     const Batch batch = make_batch(c, d, 11);
     double weight = 0;
     for (float w : batch.loss_weights) weight += w;
@@ -237,18 +248,15 @@ TEST(DeviceBackend, LossAndGradientsMatchCpu) {
 TEST(DeviceBackend, ForwardHiddenMatchesCpu) {
   for (const Case& c : {cases()[1], cases()[2], cases()[6]}) {  // untied + prefix, 2D positions, LoRA q/v
     SCOPED_TRACE(c.name);
-    const ModelDims d = dims_of(c);
-    Model cpu(d, kMaxTokens);
-    init_for(cpu, 37);
-    AdamW optimizer(cpu.layout, optim_config());
-    auto device = backend_or_skip(cpu, optimizer);
-    SKIP_WITHOUT_DEVICE(device);
-    device->upload(cpu, optimizer);
+    Uploaded u(c, 37);
+    SKIP_WITHOUT_DEVICE(u.device);
+    Model& cpu = u.host;
+    const ModelDims& d = cpu.dims;
     const Batch batch = make_batch(c, d, 41);
     const std::vector<int32_t> rows = {12, 13, 50, 0, 30};  // segment ends, a start, a middle
     const int64_t C = d.d_model, R = static_cast<int64_t>(rows.size());
     std::vector<float> got(R * C, std::nanf(""));
-    device->forward_hidden(batch, rows.data(), R, got.data());
+    u.device->forward_hidden(batch, rows.data(), R, got.data());
     forward_hidden(cpu, batch);
     double worst = 0;
     for (int64_t r = 0; r < R; ++r) {
@@ -337,13 +345,12 @@ TEST(DeviceBackend, ChunkedLmHeadMatchesOneChunk) {
 TEST(DeviceBackend, AdamWAndNormEqualCpuOnDeviceGradients) {
   for (const Case& c : {cases()[1], cases()[5]}) {
     SCOPED_TRACE(c.name);
-    const ModelDims d = dims_of(c);
-    Model host(d, kMaxTokens);
-    init_for(host, 3);
-    AdamW host_optimizer(host.layout, optim_config());
-    auto device = backend_or_skip(host, host_optimizer);
-    SKIP_WITHOUT_DEVICE(device);
-    device->upload(host, host_optimizer);
+    Uploaded u(c, 3);
+    SKIP_WITHOUT_DEVICE(u.device);
+    Model& host = u.host;
+    AdamW& host_optimizer = u.optimizer;
+    DeviceBackend* device = u.device.get();
+    const ModelDims& d = host.dims;
     for (int step = 0; step < 3; ++step) {
       device->zero_grads();
       device->forward_backward(make_batch(c, d, 20 + step), 0.02f, true);

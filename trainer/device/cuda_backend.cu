@@ -103,16 +103,12 @@ class CudaBackend final : public DeviceBackend {
     for (const UpdateSegment& s : zero1_ ? zero1_->shard_segments() : layout_update_segments(model.layout))
       segments_.push_back({s, optimizer.weight_decay_for(s.kind)});
     if (model.layout.any_frozen()) {  // the norm covers what trains (as AdamW::grad_norm)
-      for (const UpdateSegment& s : layout_update_segments(model.layout)) {
-        trained_grads_.push_back(dm_->grads + s.param_offset);
-        trained_sizes_.push_back(s.count);
-      }
+      for (const UpdateSegment& s : layout_update_segments(model.layout))
+        trained_.add(dm_->grads + s.param_offset, s.count);
     }
     if (model.dims.vocab_parallel()) {  // job_grad_norm's two sums: replicated tensors, this rank's rows
-      for (const ParamEntry& e : model.layout.entries()) {
-        norm_parts_[e.sharded_rows].grads.push_back(dm_->grads + e.offset);
-        norm_parts_[e.sharded_rows].sizes.push_back(e.numel);
-      }
+      for (const ParamEntry& e : model.layout.entries())
+        norm_parts_[e.sharded_rows].add(dm_->grads + e.offset, e.numel);
     }
   }
 
@@ -176,12 +172,11 @@ class CudaBackend final : public DeviceBackend {
   double grad_norm() override {
     if (zero1_) return zero1_->grad_norm(*dm_, *host_comm_);
     if (dm_->dims.vocab_parallel()) {  // each rank's item rows are its own: their squares add up
-      double squares[2] = {squares_of(norm_parts_[0].grads, norm_parts_[0].sizes),
-                           squares_of(norm_parts_[1].grads, norm_parts_[1].sizes)};
+      double squares[2] = {squares_of(norm_parts_[0]), squares_of(norm_parts_[1])};
       if (host_comm_ != nullptr) host_comm_->all_reduce(&squares[1], 1, ReduceOp::kSum);
       return std::sqrt(squares[0] + squares[1]);
     }
-    if (!trained_grads_.empty()) return std::sqrt(squares_of(trained_grads_, trained_sizes_));
+    if (!trained_.grads.empty()) return std::sqrt(squares_of(trained_));
     device::check(cuda::sum_of_squares(dm_->norm_result, dm_->grads, floats(), dm_->norm_ws, dm_->stream),
                   "sum_of_squares");
     double sum = 0.0;
@@ -212,10 +207,16 @@ class CudaBackend final : public DeviceBackend {
   };
   int64_t floats() const { return dm_->layout.total_floats(); }
   size_t moment_bytes() const { return dm_->moment_floats * sizeof(float); }
-  // Σ x² over device segments (deterministic, double).
-  double squares_of(const std::vector<const float*>& grads, const std::vector<int64_t>& sizes) {
-    device::check(cuda::sum_of_squares_segments(dm_->norm_result, grads.data(), sizes.data(),
-                                                static_cast<int>(sizes.size()), dm_->norm_ws, dm_->stream),
+  // Gradient segments the norm sums apart from the rest.
+  struct NormPart {
+    std::vector<const float*> grads;
+    std::vector<int64_t> sizes;
+    void add(const float* g, int64_t n) { grads.push_back(g), sizes.push_back(n); }
+  };
+  // Σ x² over a part's segments (deterministic, double).
+  double squares_of(const NormPart& part) {
+    device::check(cuda::sum_of_squares_segments(dm_->norm_result, part.grads.data(), part.sizes.data(),
+                                                static_cast<int>(part.sizes.size()), dm_->norm_ws, dm_->stream),
                   "sum_of_squares_segments");
     double sum = 0.0;
     device::copy_to_host(&sum, dm_->norm_result, sizeof(double));
@@ -245,12 +246,7 @@ class CudaBackend final : public DeviceBackend {
   DeviceInfo info_;
   std::unique_ptr<device::DeviceModel> dm_;
   std::vector<Segment> segments_;
-  std::vector<const float*> trained_grads_;  // with frozen values (LoRA): the trainable gradients,
-  std::vector<int64_t> trained_sizes_;       //   the norm's segments; else empty (the whole buffer)
-  struct NormPart {
-    std::vector<const float*> grads;
-    std::vector<int64_t> sizes;
-  };
+  NormPart trained_;        // with frozen values (LoRA): the trainable gradients; else empty (the whole buffer)
   NormPart norm_parts_[2];  // vocabulary parallelism: [0] replicated tensors, [1] sharded rows
   int64_t steps_ = 0;
 #if defined(__CUDACC__) && defined(RECLM_HAVE_NCCL)
