@@ -356,9 +356,10 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     if (hooks.after_step) hooks.after_step(model, optimizer, progress, last_step);
   }
   if (device) {
-    device->download(model, &optimizer);  // the final weights
+    // (the profile first: it covers the steps, not the download of the final weights)
     if (const std::string profile = device->profile_report(); !profile.empty())
       log_info("device profile (RECLM_DEVICE_PROFILE):{}", profile);
+    device->download(model, &optimizer);  // the final weights
   }
   if (hooks.finish) hooks.finish();
   if (dims.vocab_parallel()) {  // the whole tables, assembled on rank 0

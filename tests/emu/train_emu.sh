@@ -17,7 +17,8 @@
 #     ZeRO-1 ranks; with vocabulary parallelism (runtime.vocab_parallel) 2 device ranks (tied
 #     head) and 3 (untied) train like as many CPU ranks with it, their checkpoint continues on
 #     CPU ranks, and the model they save evaluates;
-#  5. RECLM_DEVICE_PROFILE=1 prints the phase table, =host the host's wait share;
+#  5. RECLM_DEVICE_PROFILE=1 prints the phase table, =host the host's wait share, both without the
+#     first micro-batch;
 #  6. the combinations the backend refuses (head dims other than 32/64/128) exit 2
 #     naming runtime.device, and a plan too large
 #     for the device exits 2 before anything is written.
@@ -205,12 +206,15 @@ fi
 #    the LM head), =host how long the host waited for the device
 RECLM_DEVICE_PROFILE=1 "$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda --set train.steps=2 \
   --set train.run_dir="$work/prof" > "$work/prof.txt" 2>&1 || { cat "$work/prof.txt"; fail "profiled run"; }
+# (train.steps 2 × grad_accum 2: the first micro-batch, with the set-up, is left out)
+grep -Eq "^  device time [0-9.]+ ms over micro-batches 2-4 \(the first, with the set-up, left out\): [0-9.]+ ms per" \
+  "$work/prof.txt" || { cat "$work/prof.txt"; fail "the profile does not say which micro-batches it covers"; }
 for phase in "forward: GEMMs" "forward: attention" "backward: attention" "backward: norms" "head: cross-entropy"; do
   grep -Eq "^ +$phase +[0-9.]+ ms +[0-9.]+%" "$work/prof.txt" || { cat "$work/prof.txt"; fail "profile lacks '$phase'"; }
 done
 RECLM_DEVICE_PROFILE=host "$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda --set train.steps=2 \
   --set train.run_dir="$work/prof_host" > "$work/prof_host.txt" 2>&1 || { cat "$work/prof_host.txt"; fail "host-profiled run"; }
-grep -Eq "host waited for the device [0-9.]+ ms of [0-9.]+ ms since the plan \([0-9.]+%\)" "$work/prof_host.txt" ||
+grep -Eq "host waited for the device [0-9.]+ ms of [0-9.]+ ms \([0-9.]+%\) over micro-batches 2-4 " "$work/prof_host.txt" ||
   { cat "$work/prof_host.txt"; fail "RECLM_DEVICE_PROFILE=host printed no wait share"; }
 ! grep -q "forward: GEMMs" "$work/prof_host.txt" || fail "RECLM_DEVICE_PROFILE=host printed the phase table"
 

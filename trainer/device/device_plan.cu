@@ -183,6 +183,7 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DeviceP
   arena_bytes = count.used;
   arena = allocate(arena_bytes);
   stream = create_stream();
+  clock.attach(stream);
   // Poisoned (every float NaN): a step that reads memory nothing wrote shows in the loss.
   fill_bytes(arena, 0xFF, arena_bytes, stream);
   Carver real{static_cast<char*>(arena), 0};

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "runtime/errors.h"
 
@@ -131,6 +132,55 @@ inline void synchronize() {
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
 #endif
 }
+
+// A point on a stream's timeline, for the phase profile (phase_clock.h): on a GPU a CUDA event
+// recorded on the stream, whose time is known once the work queued before it has run; on the
+// emulator, whose launches run before they return, the host clock when it is recorded.
+class StreamPoint {
+ public:
+  StreamPoint() {
+#if defined(__CUDACC__)
+    check(cudaEventCreate(&event_), "cudaEventCreate");
+#endif
+  }
+  ~StreamPoint() {
+#if defined(__CUDACC__)
+    if (event_ != nullptr) cudaEventDestroy(event_);
+#endif
+  }
+  StreamPoint(StreamPoint&& other) noexcept : event_(other.event_), at_(other.at_) { other.event_ = nullptr; }
+  StreamPoint& operator=(StreamPoint&& other) noexcept {
+    std::swap(event_, other.event_);
+    std::swap(at_, other.at_);
+    return *this;
+  }
+  StreamPoint(const StreamPoint&) = delete;
+  StreamPoint& operator=(const StreamPoint&) = delete;
+
+  void record(cudaStream_t stream) {
+#if defined(__CUDACC__)
+    check(cudaEventRecord(event_, stream), "cudaEventRecord");
+#else
+    (void)stream;
+    at_ = std::chrono::steady_clock::now();
+#endif
+  }
+  // Milliseconds from `earlier` to this point; waits until the device has reached it.
+  double ms_since(const StreamPoint& earlier) const {
+#if defined(__CUDACC__)
+    check(cudaEventSynchronize(event_), "cudaEventSynchronize");
+    float ms = 0.0f;
+    check(cudaEventElapsedTime(&ms, earlier.event_, event_), "cudaEventElapsedTime");
+    return ms;
+#else
+    return std::chrono::duration<double, std::milli>(at_ - earlier.at_).count();
+#endif
+  }
+
+ private:
+  cudaEvent_t event_ = nullptr;
+  std::chrono::steady_clock::time_point at_;
+};
 
 // The compute stream: a blocking stream (cudaStreamCreate), so the synchronous copies above, on
 // the legacy default stream, stay ordered with it, while the NCCL stream's all-reduces (another

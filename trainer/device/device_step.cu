@@ -420,7 +420,7 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
 
 double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale, const DropoutState& dropout,
                                const BackwardHook& hook) {
-  dm.clock.mark("other (host, optimizer)");
+  dm.clock.step_started();
   const Geometry g = upload_batch(dm, batch);
   dm.clock.mark("batch to the device");
   forward_layers(dm, g, dropout);

@@ -1,12 +1,16 @@
-// Where the device's step time goes, when asked for (environment RECLM_DEVICE_PROFILE=1): at each
-// mark the device is synchronized and the wall time since the previous mark is added to the
-// named phase; the backend prints the table at the end of training. Off (the default) a mark
-// costs one branch. Synchronizing at every phase removes the overlap of host and device work, so
-// a profiled step is a little slower than an unprofiled one; the shares are what to read.
-// RECLM_DEVICE_PROFILE=host instead leaves the step alone and reports how much of the time the
-// host spent waiting for the device in its blocking calls (device_runtime.h): near 100%, the
-// device is the bottleneck and launching kernels faster (CUDA graphs) cannot pay; well below,
-// the host's launches and its own work hold the device back.
+// Where the device's step time goes, when asked for (environment RECLM_DEVICE_PROFILE=1): each
+// mark records a point on the compute stream (device_runtime.h StreamPoint: a CUDA event), and
+// the device time between one point and the next is added to the named phase. Nothing waits, so
+// the profiled step runs at full speed; a phase's time is the device's time from the previous
+// mark to its own, including any time the device sat idle waiting for the host to launch the
+// phase's work. The points are read at the start of each step (the previous step's ended with
+// the gradient norm's copy, so they are reached) and at the report.
+// RECLM_DEVICE_PROFILE=host instead reports how much of the time the host spent waiting for the
+// device in its blocking calls (device_runtime.h): near 100%, the device is the bottleneck and
+// launching kernels faster (CUDA graphs) cannot pay; well below, the host's launches and its own
+// work hold the device back.
+// Both leave out the first step: its time holds the set-up (cuBLASLt's algorithm choice, the
+// kernels' first loading), not what a step costs. Off (the default) a mark costs one branch.
 #pragma once
 
 #include <algorithm>
@@ -29,48 +33,91 @@ class PhaseClock {
     const std::string mode = env != nullptr ? env : "";
     host_ = mode == "host";
     on_ = !host_ && !mode.empty() && mode != "0";
-    last_ = std::chrono::steady_clock::now();
-    blocked_at_start_ = host_blocked_ms();
+    restart_host_clock();
   }
   bool on() const { return on_; }
+  // The stream the marks are recorded on (the plan's compute stream).
+  void attach(cudaStream_t stream) { stream_ = stream; }
+
   void mark(const char* phase) {
     if (!on_) return;
-    synchronize();
-    const auto now = std::chrono::steady_clock::now();
-    const double ms = std::chrono::duration<double, std::milli>(now - last_).count();
-    last_ = now;
-    for (auto& [name, total] : ms_) {
-      if (name == phase) {
-        total += ms;
-        return;
-      }
-    }
-    ms_.emplace_back(phase, ms);
+    if (used_ == points_.size()) points_.emplace_back();
+    points_[used_].record(stream_);
+    phases_.resize(used_ + 1);
+    phases_[used_] = phase_index(phase);
+    ++used_;
   }
+  // A training micro-batch begins (the time since the last mark is the host's and the optimizer's).
+  // At the second, everything so far (the first step and its set-up) is dropped.
+  void step_started() {
+    if (!on_ && !host_) return;
+    mark("other (host, optimizer)");
+    if (on_) add_up(/*pending=*/1);  // the previous step's points (its last one: the optimizer may still run)
+    if (++steps_ != 2) return;
+    restart_host_clock();
+    for (auto& row : ms_) row.second = 0.0;
+  }
+
   // One line per phase, the largest first: milliseconds and share of the total.
-  std::string report() const {
+  std::string report() {
+    const std::string steps = steps_ >= 2 ? fmt::format("micro-batches 2-{} (the first, with the set-up, left out)",
+                                                        steps_)
+                                          : std::string("the first micro-batch only (with the set-up)");
     if (host_) {
-      const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - last_).count();
+      const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - host_start_).count();
       const double blocked = host_blocked_ms() - blocked_at_start_;
-      return fmt::format("\n  host waited for the device {:.1f} ms of {:.1f} ms since the plan ({:.1f}%)", blocked,
-                         wall, wall > 0 ? 100.0 * blocked / wall : 0.0);
+      return fmt::format("\n  host waited for the device {:.1f} ms of {:.1f} ms ({:.1f}%) over {}", blocked,
+                         wall, wall > 0 ? 100.0 * blocked / wall : 0.0, steps);
     }
-    if (!on_ || ms_.empty()) return "";
+    if (!on_) return "";
+    add_up(/*pending=*/0);
     std::vector<std::pair<std::string, double>> rows = ms_;
     std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
     double total = 0.0;
     for (const auto& row : rows) total += row.second;
-    std::string out;
+    const int64_t counted = std::max<int64_t>(steps_ - 1, 1);
+    std::string out = fmt::format("\n  device time {:.1f} ms over {}: {:.2f} ms per micro-batch", total, steps,
+                                  total / static_cast<double>(counted));
     for (const auto& [name, ms] : rows) out += fmt::format("\n  {:<34} {:>10.1f} ms {:>5.1f}%", name, ms, 100.0 * ms / total);
     return out;
   }
 
  private:
+  size_t phase_index(const char* phase) {
+    for (size_t i = 0; i < ms_.size(); ++i)
+      if (ms_[i].first == phase) return i;
+    ms_.emplace_back(phase, 0.0);
+    return ms_.size() - 1;
+  }
+  // Adds the time between consecutive recorded points to their phases, except for the last
+  // `pending` intervals (their points may not be reached yet, and reading them would wait for the
+  // device); the points still needed stay recorded.
+  void add_up(size_t pending) {
+    if (used_ <= pending + 1) return;
+    const size_t resolved_end = used_ - pending;  // the intervals ending at points [1, resolved_end)
+    for (size_t i = 1; i < resolved_end; ++i) ms_[phases_[i]].second += points_[i].ms_since(points_[i - 1]);
+    const size_t keep_from = resolved_end - 1;
+    for (size_t i = keep_from; i < used_; ++i) {
+      std::swap(points_[i - keep_from], points_[i]);
+      phases_[i - keep_from] = phases_[i];
+    }
+    used_ -= keep_from;
+  }
+  void restart_host_clock() {
+    host_start_ = std::chrono::steady_clock::now();
+    blocked_at_start_ = host_blocked_ms();
+  }
+
   bool on_ = false;
   bool host_ = false;  // RECLM_DEVICE_PROFILE=host
-  double blocked_at_start_ = 0.0;
-  std::chrono::steady_clock::time_point last_;
+  cudaStream_t stream_ = nullptr;
+  int64_t steps_ = 0;
+  std::vector<StreamPoint> points_;  // points_[0, used_) recorded and not yet added up
+  std::vector<size_t> phases_;       // the phase of each recorded point (index into ms_)
+  size_t used_ = 0;
   std::vector<std::pair<std::string, double>> ms_;
+  std::chrono::steady_clock::time_point host_start_;
+  double blocked_at_start_ = 0.0;
 };
 
 }  // namespace reclm::device
