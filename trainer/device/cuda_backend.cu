@@ -124,6 +124,7 @@ class CudaBackend final : public DeviceBackend {
     device::check(cuda::convert_f32_to_bf16(reinterpret_cast<__nv_bfloat16*>(dm_->params_bf16), dm_->params,
                                             floats(), dm_->stream),
                   "convert_f32_to_bf16");
+    device::merge_lora_weights(*dm_);
   }
 
   void download(Model& model, AdamW* optimizer) override {
@@ -198,6 +199,7 @@ class CudaBackend final : public DeviceBackend {
                     "adamw_update_bf16");
     }
     if (zero1_) zero1_->all_gather_parameters(*dm_, gradient_comm(*host_comm_));  // every rank whole again
+    device::merge_lora_weights(*dm_);  // (the adapters changed)
   }
 
  private:

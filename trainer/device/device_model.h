@@ -192,6 +192,10 @@ double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_s
                                const BackwardHook& hook);
 // Forward and loss only.
 double device_forward_loss(DeviceModel& dm, const Batch& batch);
+// LoRA: the bf16 copy of each adapted base matrix becomes W' = W + scale·B·A (W the fp32 master,
+// rounded to bf16, then the product added and rounded once), which the step's GEMMs read: run
+// after every change of A or B (upload, each optimizer step). Nothing without LoRA.
+void merge_lora_weights(DeviceModel& dm);
 // Forward only: out [n_rows, C] (host) ← final_normed at the batch's token rows.
 void device_forward_hidden(DeviceModel& dm, const Batch& batch, const int32_t* rows, int64_t n_rows, float* out);
 

@@ -14,13 +14,15 @@
 // C ≠ D: beta · C with C the stream), so no separate add or branch buffer.
 // Dropout: the CPU's masks (kernels/cuda/dropout.h) at the CPU's sites: the embedding output and
 // each branch before it joins the stream; backward runs the same masks over the gradients.
-// LoRA (trainer/lora.h): each adapter adds u·Bᵀ onto its projection's output, u = scale·x·Aᵀ
-// (bf16, saved), through the GEMMs' accumulate (the fused q/k/v and gate/up rows: a bf16 output
-// widened, added and rounded once; o/down: the fp32 stream); the frozen base matrices skip their
-// weight-gradient GEMMs, as on the CPU.
+// LoRA (trainer/lora.h): the GEMMs read merged weights, W' = W + scale·B·A in the bf16 copy of
+// the frozen base matrix (merge_lora_weights, after every update of A and B), so the forward's
+// output and the input gradient dy·W' include the adapters with no extra pass over the
+// activations. The forward saves u = scale·x·Aᵀ (bf16) for the adapters' own gradients, and the
+// frozen base matrices skip their weight-gradient GEMMs, as on the CPU.
 // Vocabulary parallelism: the embedding lookup and the LM head's cross-entropy run the exchanges of
 // device_vocab_parallel.h instead.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <vector>
 
@@ -69,29 +71,23 @@ void linear_back(DeviceModel& dm, bf16* dinp, float* dweight, const bf16* dout, 
 float* base_grad(const DeviceModel& dm, float* grad) { return dm.dims.has_lora() ? nullptr : grad; }
 
 // LoRA, the adapter of projection `target` of layer l (none: nothing to do), input x [T, in]:
-// u = scale·x·Aᵀ [T, r], saved in bf16 (scale as the GEMM's alpha, one rounding), then
-// out[T, out] (rows ld apart, fp32 or bf16) += u·Bᵀ.
-void lora_forward(DeviceModel& dm, void* out, bool out_fp32, int64_t ld, const bf16* x, int64_t l, LoraTarget target,
-                  int64_t T) {
+// u = scale·x·Aᵀ [T, r], saved in bf16 for backward (scale as the GEMM's alpha, one rounding).
+// The adapter's output u·Bᵀ needs no GEMM: it is in the merged weights.
+void lora_bottleneck(DeviceModel& dm, const bf16* x, int64_t l, LoraTarget target, int64_t T) {
   const int t = static_cast<int>(target);
   const LayerTensors& w = dm.param_tensors.layers[l];
   if (w.lora_a[t] == nullptr) return;
   const ModelDims& d = dm.dims;
-  const int64_t in = d.proj_in(target), r = d.lora_rank;
-  bf16* u = dm.layers[l].lora_u[t];
-  ok(cuda::linear_forward_bf16(dm.gemm, u, false, x, dm.weight_bf16(w.lora_a[t]), nullptr, T, in, r, false, dm.stream,
-                               0, nullptr, d.lora_scale()),
-     "lora_forward A");
-  ok(cuda::linear_forward_bf16(dm.gemm, out, out_fp32, u, dm.weight_bf16(w.lora_b[t]), nullptr, T, r,
-                               d.proj_out(target), true, dm.stream, ld),
-     "lora_forward B");
+  ok(cuda::linear_forward_bf16(dm.gemm, dm.layers[l].lora_u[t], false, x, dm.weight_bf16(w.lora_a[t]), nullptr, T,
+                               d.proj_in(target), d.lora_rank, false, dm.stream, 0, nullptr, d.lora_scale()),
+     "lora_bottleneck");
 }
 
-// Its backward, given dy [T, out] (rows ld_dy apart) at the projection's output; dx [T, in]
-// already holds the base projection's input gradient (the adapter's is added, one rounding):
-//   dB += dyᵀ·u,  du = scale·dy·B (bf16),  dA += duᵀ·x,  dx += du·A.
-void lora_backward(DeviceModel& dm, bf16* dx, const bf16* dy, int64_t ld_dy, const bf16* x, int64_t l,
-                   LoraTarget target, int64_t T) {
+// The adapter's gradients, given dy [T, out] (rows ld_dy apart) at the projection's output:
+//   dB += dyᵀ·u,  du = scale·dy·B (bf16),  dA += duᵀ·x.
+// The input gradient's share, du·A, is in the base projection's dy·W' (merged weights).
+void lora_backward(DeviceModel& dm, const bf16* dy, int64_t ld_dy, const bf16* x, int64_t l, LoraTarget target,
+                   int64_t T) {
   const int t = static_cast<int>(target);
   const LayerTensors& w = dm.param_tensors.layers[l];
   if (w.lora_a[t] == nullptr) return;
@@ -99,16 +95,40 @@ void lora_backward(DeviceModel& dm, bf16* dx, const bf16* dy, int64_t ld_dy, con
   const ModelDims& d = dm.dims;
   const int64_t in = d.proj_in(target), out = d.proj_out(target), r = d.lora_rank;
   const bf16* u = dm.layers[l].lora_u[t];
-  const bf16* a = dm.weight_bf16(w.lora_a[t]);
   const bf16* b = dm.weight_bf16(w.lora_b[t]);
   ok(cuda::linear_backward_bf16(dm.gemm, nullptr, false, g.lora_b[t], nullptr, dy, u, b, T, r, out, dm.stream, ld_dy),
      "lora_backward dB");
   ok(cuda::linear_backward_bf16(dm.gemm, dm.lora_du, false, nullptr, nullptr, dy, u, b, T, r, out, dm.stream, ld_dy,
                                 d.lora_scale()),
      "lora_backward du");
-  ok(cuda::linear_backward_bf16(dm.gemm, dx, true, g.lora_a[t], nullptr, dm.lora_du, x, a, T, in, r, dm.stream),
-     "lora_backward dA, dx");
+  ok(cuda::linear_backward_bf16(dm.gemm, nullptr, false, g.lora_a[t], nullptr, dm.lora_du, x,
+                                dm.weight_bf16(w.lora_a[t]), T, in, r, dm.stream),
+     "lora_backward dA");
 }
+
+}  // namespace
+
+void merge_lora_weights(DeviceModel& dm) {
+  const ModelDims& d = dm.dims;
+  if (!d.has_lora()) return;
+  for (int64_t l = 0; l < d.n_layers; ++l) {
+    const LayerTensors& w = dm.param_tensors.layers[l];
+    const std::array<const float*, kNumLoraTargets> base = {w.wq, w.wk, w.wv, w.wo, w.w_gate, w.w_up, w.w_down};
+    for (int t = 0; t < kNumLoraTargets; ++t) {
+      if (w.lora_a[t] == nullptr) continue;
+      const auto target = static_cast<LoraTarget>(t);
+      const int64_t in = d.proj_in(target), out = d.proj_out(target);
+      bf16* merged = dm.weight_bf16(base[t]);
+      to_bf16(dm, merged, base[t], out * in);
+      // merged [out, in] += scale · B [out, r] · A [r, in]: the input-gradient GEMM's form (dinp = dout·W)
+      ok(cuda::linear_backward_bf16(dm.gemm, merged, true, nullptr, nullptr, dm.weight_bf16(w.lora_b[t]), nullptr,
+                                    dm.weight_bf16(w.lora_a[t]), out, in, d.lora_rank, dm.stream, 0, d.lora_scale()),
+         "merge_lora_weights");
+    }
+  }
+}
+
+namespace {
 
 // The mask of one dropout site (trainer/model_internal.h dropout_site), the CPU's.
 cuda::DropoutKey dropout_key(const DropoutState& drop, int64_t layer, int branch) {
@@ -164,12 +184,12 @@ void add_branch(DeviceModel& dm, float* out, const float* skip, const bf16* inp,
   const int64_t C = dm.dims.d_model;
   if (!drop.active()) {
     linear(dm, out, true, inp, weight, T, IC, C, skip);
-    lora_forward(dm, out, true, C, inp, l, target, T);
+    lora_bottleneck(dm, inp, l, target, T);
     dm.clock.mark("forward: GEMMs");
     return;
   }
   linear(dm, dm.branch, true, inp, weight, T, IC, C);
-  lora_forward(dm, dm.branch, true, C, inp, l, target, T);
+  lora_bottleneck(dm, inp, l, target, T);
   dm.clock.mark("forward: GEMMs");
   ok(cuda::dropout_add(out, skip, dm.branch, T * C, dropout_key(drop, l, branch), dm.stream), "dropout_add");
   dm.clock.mark("forward: dropout");
@@ -193,9 +213,7 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output
   clock.mark("forward: norms");
   const int64_t QKV = QD + 2 * KVD;
   linear(dm, dm.qkv, false, a.norm1, w.wq, T, C, QKV);  // q_proj, k_proj, v_proj: adjacent rows
-  lora_forward(dm, dm.qkv, false, QKV, a.norm1, l, LoraTarget::kQ, T);
-  lora_forward(dm, dm.qkv + QD, false, QKV, a.norm1, l, LoraTarget::kK, T);
-  lora_forward(dm, dm.qkv + QD + KVD, false, QKV, a.norm1, l, LoraTarget::kV, T);
+  for (LoraTarget t : {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV}) lora_bottleneck(dm, a.norm1, l, t, T);
   clock.mark("forward: GEMMs");
   // RoPE moves q and k out of the fused rows into the attention's contiguous inputs; v is copied
   ok(cuda::rope_forward_bf16(a.q, dm.qkv, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta,
@@ -217,8 +235,7 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output
      "rmsnorm_forward_bf16");
   clock.mark("forward: norms");
   linear(dm, a.gate_up, false, a.norm2, w.w_gate, T, C, 2 * F);  // gate_proj and up_proj: adjacent rows
-  lora_forward(dm, a.gate_up, false, 2 * F, a.norm2, l, LoraTarget::kGate, T);
-  lora_forward(dm, a.gate_up + F, false, 2 * F, a.norm2, l, LoraTarget::kUp, T);
+  for (LoraTarget t : {LoraTarget::kGate, LoraTarget::kUp}) lora_bottleneck(dm, a.norm2, l, t, T);
   clock.mark("forward: GEMMs");
   ok(cuda::swiglu_forward_bf16(a.act, a.gate_up, T, F, dm.stream), "swiglu_forward_bf16");
   clock.mark("forward: SwiGLU");
@@ -363,20 +380,20 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
     // MLP block
     branch_grad(l, 1);
     linear_back(dm, dm.d_act_bf, base_grad(dm, gw.w_down), dm.d_res_bf, a.act, w.w_down, T, F, C);
-    lora_backward(dm, dm.d_act_bf, dm.d_res_bf, C, a.act, l, LoraTarget::kDown, T);
+    lora_backward(dm, dm.d_res_bf, C, a.act, l, LoraTarget::kDown, T);
     clock.mark("backward: GEMMs");
     ok(cuda::swiglu_backward_bf16(dm.d_gate_up_bf, dm.d_act_bf, a.gate_up, T, F, dm.stream), "swiglu_backward_bf16");
     clock.mark("backward: SwiGLU");
     linear_back(dm, dm.d_normed_bf, base_grad(dm, gw.w_gate), dm.d_gate_up_bf, a.norm2, w.w_gate, T, C, 2 * F);
-    lora_backward(dm, dm.d_normed_bf, dm.d_gate_up_bf, 2 * F, a.norm2, l, LoraTarget::kGate, T);
-    lora_backward(dm, dm.d_normed_bf, dm.d_gate_up_bf + F, 2 * F, a.norm2, l, LoraTarget::kUp, T);
+    lora_backward(dm, dm.d_gate_up_bf, 2 * F, a.norm2, l, LoraTarget::kGate, T);
+    lora_backward(dm, dm.d_gate_up_bf + F, 2 * F, a.norm2, l, LoraTarget::kUp, T);
     clock.mark("backward: GEMMs");
     norm_back(gw.post_norm, a.residual_mid, w.post_norm, a.rstd2, /*next_branch=*/true);
     reached(kBackwardPoll);
     // attention block
     branch_grad(l, 0);
     linear_back(dm, dm.d_attn, base_grad(dm, gw.wo), dm.d_res_bf, a.attn, w.wo, T, QD, C);
-    lora_backward(dm, dm.d_attn, dm.d_res_bf, C, a.attn, l, LoraTarget::kO, T);
+    lora_backward(dm, dm.d_res_bf, C, a.attn, l, LoraTarget::kO, T);
     clock.mark("backward: GEMMs");
     ok(cuda::attention_backward(dm.dq_bf, dm.dk_bf, dm.dv_bf, dm.d_attn, a.q, a.k, a.v, a.attn, a.lse, dm.cu_seqlens,
                                 g.prefix_lens, g.n_segments, g.max_seqlen, g.shape, /*deterministic=*/true,
@@ -395,9 +412,9 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
               dm.stream);
     clock.mark("backward: RoPE + dv copy");
     linear_back(dm, dm.d_normed_bf, base_grad(dm, gw.wq), dm.d_qkv, a.norm1, w.wq, T, C, QKV);
-    lora_backward(dm, dm.d_normed_bf, dm.d_qkv, QKV, a.norm1, l, LoraTarget::kQ, T);
-    lora_backward(dm, dm.d_normed_bf, dm.d_qkv + QD, QKV, a.norm1, l, LoraTarget::kK, T);
-    lora_backward(dm, dm.d_normed_bf, dm.d_qkv + QD + KVD, QKV, a.norm1, l, LoraTarget::kV, T);
+    lora_backward(dm, dm.d_qkv, QKV, a.norm1, l, LoraTarget::kQ, T);
+    lora_backward(dm, dm.d_qkv + QD, QKV, a.norm1, l, LoraTarget::kK, T);
+    lora_backward(dm, dm.d_qkv + QD + KVD, QKV, a.norm1, l, LoraTarget::kV, T);
     clock.mark("backward: GEMMs");
     norm_back(gw.input_norm, a.residual, w.input_norm, a.rstd1, /*next_branch=*/l > 0);
     reached(static_cast<int>(2 + (d.n_layers - 1 - l)));
