@@ -88,7 +88,8 @@ config_field() {
 }
 
 # Averages of the train lines of metrics.jsonl after the first SKIP steps (all but the first
-# when there are too few): "tokens_per_step tokens_per_s mfu device_mem_mb steps"
+# when there are too few): "tokens_per_step tokens_per_s mfu device_mem_mb steps median_ms"
+# (median_ms: the median step time, which the occasional slow step does not move)
 summarise_metrics() {
   python3 - "$1" "$2" << 'EOF'
 import json, sys
@@ -102,7 +103,9 @@ ms = sum(l["ms_per_step"] for l in timed)
 tokens = sum(l["tokens"] for l in timed)
 mfu = sum(l.get("mfu", 0.0) * l["ms_per_step"] for l in timed) / ms
 mem = max(l.get("device_mem_mb", 0.0) for l in timed)
-print(f"{tokens / len(timed):.0f} {tokens / ms * 1e3:.1f} {mfu:.4f} {mem:.0f} {len(timed)}")
+step_ms = sorted(l["ms_per_step"] for l in timed)
+median = step_ms[len(step_ms) // 2] if len(step_ms) % 2 else (step_ms[len(step_ms) // 2 - 1] + step_ms[len(step_ms) // 2]) / 2
+print(f"{tokens / len(timed):.0f} {tokens / ms * 1e3:.1f} {mfu:.4f} {mem:.0f} {len(timed)} {median:.1f}")
 EOF
 }
 
@@ -146,8 +149,8 @@ for preset in $presets; do
   if [ $rc -ne 0 ]; then
     echo "train.sh: reclm train failed (exit $rc; log $run_dir.log):"; tail -n 15 "$run_dir.log"; status=1
   elif summary=$(summarise_metrics "$run_dir/metrics.jsonl" "$skip"); then
-    read -r r_tokens r_tps r_mfu r_mem n_timed <<< "$summary"
-    echo "reclm: $n_timed steps after $skip warm-up: $r_tokens tokens/step, $r_tps tokens/s, MFU $r_mfu, device memory $r_mem MiB"
+    read -r r_tokens r_tps r_mfu r_mem n_timed r_median <<< "$summary"
+    echo "reclm: $n_timed steps after $skip warm-up: $r_tokens tokens/step, $r_tps tokens/s, MFU $r_mfu, device memory $r_mem MiB; median step $r_median ms"
   else
     echo "train.sh: no train lines in $run_dir/metrics.jsonl"; status=1
   fi
