@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kernels/cuda/attention_head_dims.h"
 #include "runtime/config.h"
 #include "runtime/errors.h"
 
@@ -264,9 +265,9 @@ void validate_config(const Config& config) {
   if (config.runtime().device() == "cuda") {  // what the CUDA backend does not do (yet)
     const config::ModelConfig& m = config.model();
     const int64_t head_dim = m.d_model() > 0 && m.n_heads() > 0 ? m.d_model() / m.n_heads() : 0;
-    if (head_dim > 0 && m.d_model() % m.n_heads() == 0 && head_dim != 32 && head_dim != 64 && head_dim != 128) {
-      violations.add("runtime.device", "\"cuda\" needs head dim d_model / n_heads = 32, 64 or 128 (got {} / {} = {})",
-                     m.d_model(), m.n_heads(), head_dim);
+    if (head_dim > 0 && m.d_model() % m.n_heads() == 0 && !cuda::attention_supports_head_dim(head_dim)) {
+      violations.add("runtime.device", "\"cuda\" needs head dim d_model / n_heads = {} (got {} / {} = {})",
+                     cuda::kAttentionHeadDimsText, m.d_model(), m.n_heads(), head_dim);
     }
     if (m.d_model() > 8192) violations.add("runtime.device", "\"cuda\" takes model.d_model up to 8192");
   } else if (config.runtime().recompute_activations()) {

@@ -28,6 +28,7 @@
 #include <cstring>
 
 #include "kernels/cuda/attention_backward.h"
+#include "kernels/cuda/attention_head_dims.h"
 #include "kernels/cuda/launch_config.h"
 #include "kernels/simt/async_copy.h"
 #include "kernels/simt/launch.h"
@@ -47,10 +48,11 @@ constexpr int kKeyTile = 64;  // keys per dkdv block: 16 per warp
 constexpr int kDqTile = 64;   // queries per dq block (16 per warp) and keys per dq step
 constexpr int kPad = 8;       // bf16 row padding: rows 16 bytes off their bank, ldmatrix conflict-free
 constexpr float kLog2e = 1.4426950408889634f;
-// dkdv query tile: 64 for head_dim 32 and 64, 32 for 128, so Sᵀ/dPᵀ plus the dK/dV accumulators
-// fit registers (head_dim 32 keeps head_dim 64's tile: its accumulators are only smaller).
+// dkdv query tile: 64 for head_dim 32 and 64, 32 for 96 and 128, so Sᵀ/dPᵀ plus the dK/dV
+// accumulators fit registers (head_dim 32 keeps head_dim 64's tile: its accumulators are only
+// smaller). A multiple of 16 (one warp's rows) that divides the warps' column split of dQ.
 template <int D>
-constexpr int kDkdvQueryTile = D <= 64 ? 64 : 4096 / D;
+constexpr int kDkdvQueryTile = D <= 64 ? 64 : 32;
 
 struct SegmentInfo {
   int begin, len, prefix;
@@ -397,7 +399,8 @@ cudaError_t attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, c
                                const ops::AttentionShape& shape, bool deterministic, void* workspace,
                                size_t workspace_bytes, cudaStream_t stream) {
   const int64_t D = shape.head_dim;
-  if ((D != 32 && D != 64 && D != 128) || shape.n_heads <= 0 || shape.n_kv_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0 ||
+  if (!attention_supports_head_dim(D) || shape.n_heads <= 0 || shape.n_kv_heads <= 0 ||
+      shape.n_heads % shape.n_kv_heads != 0 ||
       shape.n_tokens < 0 || n_segments < 0 || n_segments > 65535 || max_seqlen < 0 || max_seqlen > (1 << 30) ||
       shape.n_tokens * shape.n_heads > (int64_t{1} << 31) ||
       workspace_bytes < attention_backward_workspace_bytes(shape, n_segments, max_seqlen, deterministic))
@@ -429,8 +432,12 @@ cudaError_t attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, c
                  static_cast<int>(shape.n_heads),
                  static_cast<int>(shape.n_kv_heads),
                  shape.scale};
-  if (D == 32) return launch_gradients<32>(a, deterministic, stream);
-  return D == 64 ? launch_gradients<64>(a, deterministic, stream) : launch_gradients<128>(a, deterministic, stream);
+  switch (D) {  // (attention_head_dims.h)
+    case 32: return launch_gradients<32>(a, deterministic, stream);
+    case 64: return launch_gradients<64>(a, deterministic, stream);
+    case 96: return launch_gradients<96>(a, deterministic, stream);
+    default: return launch_gradients<128>(a, deterministic, stream);
+  }
 }
 
 }  // namespace reclm::cuda

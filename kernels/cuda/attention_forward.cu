@@ -308,16 +308,16 @@ cudaError_t attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat1
     return cudaErrorInvalidValue;
   }
   if (n_segments <= 0 || max_seqlen <= 0 || shape.n_tokens <= 0) return cudaSuccess;
-  if (shape.head_dim == 32) {
-    return launch_forward<32>(out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, stream);
+  const auto launch = [&](auto launch_d) {
+    return launch_d(out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, stream);
+  };
+  switch (shape.head_dim) {  // (attention_head_dims.h)
+    case 32: return launch(launch_forward<32>);
+    case 64: return launch(launch_forward<64>);
+    case 96: return launch(launch_forward<96>);
+    case 128: return launch(launch_forward<128>);
+    default: return cudaErrorInvalidValue;
   }
-  if (shape.head_dim == 64) {
-    return launch_forward<64>(out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, stream);
-  }
-  if (shape.head_dim == 128) {
-    return launch_forward<128>(out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, stream);
-  }
-  return cudaErrorInvalidValue;
 }
 
 }  // namespace reclm::cuda

@@ -381,7 +381,7 @@ std::vector<RuleCase> rule_cases() {
       {{"runtime.device=tpu"}, "field runtime.device: must be \"cpu\" or \"cuda\" (got \"tpu\")"},
       {{"runtime.peak_tflops=-1"}, "field runtime.peak_tflops: must be >= 0 (got -1)"},
       {{"runtime.device=cuda", "model.d_model=96", "model.n_heads=6", "model.n_kv_heads=6"},
-       "field runtime.device: \"cuda\" needs head dim d_model / n_heads = 32, 64 or 128 (got 96 / 6 = 16)"},
+       "field runtime.device: \"cuda\" needs head dim d_model / n_heads = 32, 64, 96 or 128 (got 96 / 6 = 16)"},
       {{"runtime.recompute_activations=true"},
        "field runtime.recompute_activations: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
   };

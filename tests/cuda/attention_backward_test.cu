@@ -185,6 +185,8 @@ std::vector<Case> cases() {
       {{129, 1, 63, 7}, {}, 4, 1, 128, 15},                   // causal, GQA 4, head_dim 128
       {ragged, {1, 3, 0, 0, 129, 77}, 4, 2, 32, 16},          // prefix, GQA 2, head_dim 32
       {{300, 7}, {}, 2, 2, 32, 17},                           // causal, head_dim 32
+      {{300, 7, 129}, {100, 0, 50}, 2, 1, 96, 18},            // prefix, GQA 2, head_dim 96
+      {{129, 1, 63, 7}, {}, 4, 2, 96, 19},                    // causal, GQA 2, head_dim 96
   };
 }
 
@@ -258,7 +260,7 @@ TEST(CudaAttentionBackward, FastModeWithConcurrentBlocks) {
 }
 
 TEST(CudaAttentionBackward, RejectsUnsupportedShapesAndSmallWorkspace) {
-  ops::AttentionShape shape{16, 2, 1, 96, 0.1f};
+  ops::AttentionShape shape{16, 2, 1, 80, 0.1f};
   EXPECT_EQ(attention_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                                nullptr, 1, 16, shape, false, nullptr, 1 << 20, nullptr),
             cudaErrorInvalidValue);

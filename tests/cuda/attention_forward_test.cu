@@ -186,8 +186,13 @@ TEST(CudaAttentionForward, LongCausalSegmentHeadDim128) { run_case({{800, 33}, {
 // head_dim 32 (small recommenders: d_model 64 over 2 heads), prefix and GQA 2.
 TEST(CudaAttentionForward, PrefixRaggedGqa2HeadDim32) { run_case({kRagged, {1, 0, 63, 70, 200}, 4, 2, 32, 81}); }
 
+// head_dim 96 (d_model 3072 over 32 heads, Phi-3's), prefix and GQA 2, across the tile edges.
+TEST(CudaAttentionForward, PrefixRaggedGqa2HeadDim96) {
+  run_case({{1, 64, 65, 129, 200}, {1, 0, 64, 70, 0}, 4, 2, 96, 91});
+}
+
 TEST(CudaAttentionForward, RejectsUnsupportedShapes) {
-  const ops::AttentionShape bad_dim{8, 2, 2, 96, 0.1f};
+  const ops::AttentionShape bad_dim{8, 2, 2, 80, 0.1f};
   EXPECT_EQ(attention_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 8, bad_dim, nullptr),
             cudaErrorInvalidValue);
   const ops::AttentionShape bad_gqa{8, 3, 2, 64, 0.1f};

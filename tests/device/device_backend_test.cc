@@ -94,6 +94,8 @@ std::vector<Case> cases() {
       {"2D positions", {.vocab = 199, .d_model = 128, .n_heads = 2, .n_kv_heads = 1, .head_dim = 64, .d_ff = 128,
                         .positions_2d = true}, false, true},
       {"d128", {.vocab = 173, .d_model = 128, .n_heads = 1, .n_kv_heads = 1, .head_dim = 128, .d_ff = 136}, true},
+      {"d96 gqa2 prefix", {.vocab = 181, .d_model = 192, .n_heads = 2, .n_kv_heads = 1, .head_dim = 96, .d_ff = 160},
+       true, true},
       {"dropout 0.3 prefix head_dim 32",
        {.vocab = 211, .d_model = 64, .n_heads = 2, .n_kv_heads = 1, .head_dim = 32, .d_ff = 200}, true, true, 0,
        0.3f},

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cuda/adamw.h"
+#include "kernels/cuda/attention_head_dims.h"
 #include "kernels/cuda/convert.h"
 #include "kernels/cuda/grad_norm.h"
 #include "runtime/comm/communicator.h"
@@ -260,9 +261,10 @@ class CudaBackend final : public DeviceBackend {
 std::unique_ptr<DeviceBackend> make_cuda_backend(const Model& model, const AdamW& optimizer,
                                                  const DeviceOptions& options) {
   const ModelDims& d = model.dims;
-  RECLM_USER_CHECK(d.head_dim == 32 || d.head_dim == 64 || d.head_dim == 128,
-                   "field runtime.device: \"cuda\" needs head_dim 32, 64 or 128 (model.d_model / model.n_heads), "
-                   "this model has {}", d.head_dim);
+  RECLM_USER_CHECK(cuda::attention_supports_head_dim(d.head_dim),
+                   "field runtime.device: \"cuda\" needs head_dim {} (model.d_model / model.n_heads), "
+                   "this model has {}",
+                   cuda::kAttentionHeadDimsText, d.head_dim);
   RECLM_USER_CHECK(d.d_model <= 8192, "field runtime.device: \"cuda\" supports model.d_model up to 8192, not {}",
                    d.d_model);
   RECLM_CHECK(!d.vocab_parallel() || options.comm != nullptr, "vocabulary parallelism needs the job's communicator");

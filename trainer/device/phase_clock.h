@@ -41,6 +41,9 @@ class PhaseClock {
 
   void mark(const char* phase) {
     if (!on_) return;
+    // (a training step adds up its points at the next step's start; forward-only work, as in
+    // evaluation, has no step start, so the points are added up here once there are many)
+    if (used_ >= kMaxPending) add_up(/*pending=*/1);
     if (used_ == points_.size()) points_.emplace_back();
     points_[used_].record(stream_);
     phases_.resize(used_ + 1);
@@ -108,6 +111,7 @@ class PhaseClock {
     blocked_at_start_ = host_blocked_ms();
   }
 
+  static constexpr size_t kMaxPending = 4096;
   bool on_ = false;
   bool host_ = false;  // RECLM_DEVICE_PROFILE=host
   cudaStream_t stream_ = nullptr;
