@@ -136,6 +136,25 @@ std::vector<KernelCase> norm_cases() {
                                                                 tokens, heads, head_dim, 10000.0f, s, qkv_stride);
                               },
                               {inter, qkv16, q16}));
+    // as the trainer runs it: the (cos, sin) from rope_table, made once per micro-batch (not timed:
+    // its cost is shared by every layer's rotations); the bytes add the table's read
+    auto table = std::make_shared<Floats>(static_cast<size_t>(tokens * head_dim));
+    if (cuda::rope_table(table->data(), inter->data(), nullptr, tokens, head_dim, 10000.0f, nullptr) != cudaSuccess)
+      return cases;
+    cases.push_back(make_case("rope_forward_bf16 1D from fused rows, table " + shape, 4 * n + 4 * tokens * head_dim,
+                              [=](cudaStream_t s) {
+                                return cuda::rope_forward_bf16(as_bf16(q16), as_bf16(qkv16), inter->data(), nullptr,
+                                                               tokens, heads, head_dim, 10000.0f, s, qkv_stride,
+                                                               table->data());
+                              },
+                              {inter, qkv16, q16, table}));
+    cases.push_back(make_case("rope_table 1D " + std::to_string(tokens) + " x " + std::to_string(head_dim),
+                              4 * tokens * head_dim + 4 * tokens,
+                              [=](cudaStream_t s) {
+                                return cuda::rope_table(table->data(), inter->data(), nullptr, tokens, head_dim,
+                                                        10000.0f, s);
+                              },
+                              {inter, table}));
   }
 
   // SwiGLU over [16384 tokens, 4096] (n = 64M).

@@ -8,6 +8,9 @@
 // pairs in shared memory — angle and trig in double, rounded to fp32, exactly as the reference
 // does (pos · freq reaches thousands of radians, where an fp32 angle is off by ~1e-4) — then
 // rotate every head with it, so trig is done once per (token, rotary value), never per head.
+// The bf16 forms can instead read the (cos, sin) from a table of the whole micro-batch made once
+// by rope_table (the same values): positions do not change between layers, so the trainer's
+// 2 · n_layers rotations each way skip the trig.
 // Rotation: each thread takes a unit of 4 pairs (two 4-value loads, two 4-value stores) when
 // half % 4 == 0 and the pointers are aligned to a unit, else one pair. The bf16 forms read and
 // write bf16 around the same fp32 rotation, and take token rows with a stride (q and k inside the
@@ -16,6 +19,7 @@
 #include "kernels/cuda/rope.h"
 
 #include "kernels/cuda/bf16_round.h"
+#include "kernels/cuda/launch_config.h"
 #include "kernels/simt/launch.h"
 
 namespace reclm::cuda {
@@ -24,12 +28,47 @@ namespace {
 
 constexpr int kThreads = 128;
 
-// table: cos [head_dim/2] then sign·sin [head_dim/2], in dynamic shared memory.
+// (cos, sin) of rotary pair j (over all rotary blocks) of token t: angle and trig in double,
+// rounded to fp32.
+struct CosSin {
+  float cos, sin;
+};
+__device__ inline CosSin rotary_cos_sin(const int32_t* pos_inter, const int32_t* pos_intra, int64_t t, int j,
+                                        int head_dim, float theta) {
+  const int block_dim = head_dim / (pos_intra != nullptr ? 2 : 1);
+  const int half = block_dim / 2;
+  const int b = j / half;
+  const int i = j % half;
+  const double pos = b == 0 ? pos_inter[t] : pos_intra[t];
+  const double inv_freq =
+      pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(block_dim));
+  const double angle = pos * inv_freq;
+  return {static_cast<float>(cos(angle)), static_cast<float>(sin(angle))};
+}
+
+// table [n_tokens, head_dim]: per token cos [head_dim/2] then sin [head_dim/2].
+__global__ void rope_table_kernel(float* table, const int32_t* pos_inter, const int32_t* pos_intra,
+                                  int64_t n_tokens, int head_dim, float theta) {
+  const int pairs = head_dim / 2;
+  const int64_t n = n_tokens * pairs;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < n; u += stride) {
+    const int64_t t = u / pairs;
+    const int j = static_cast<int>(u % pairs);
+    const CosSin cs = rotary_cos_sin(pos_inter, pos_intra, t, j, head_dim, theta);
+    table[t * head_dim + j] = cs.cos;
+    table[t * head_dim + pairs + j] = cs.sin;
+  }
+}
+
+// table: cos [head_dim/2] then sign·sin [head_dim/2], in dynamic shared memory: from
+// rope_table's row of the token when given (table_in), else computed here.
 // In / Out: float or uint16_t (bf16 bits); the rotation itself is fp32 either way.
 template <typename Out, typename In>
 __global__ void __launch_bounds__(kThreads)
     rope_kernel(Out* out, const In* inp, const int32_t* pos_inter, const int32_t* pos_intra, int n_heads,
-                int head_dim, int64_t out_stride, int64_t inp_stride, float theta, float sign, bool vec) {
+                int head_dim, int64_t out_stride, int64_t inp_stride, float theta, float sign, bool vec,
+                const float* table_in) {
   RECLM_DYNAMIC_SHARED(float, table);
   const int64_t t = blockIdx.x;
   const int n_blocks = pos_intra != nullptr ? 2 : 1;
@@ -39,14 +78,10 @@ __global__ void __launch_bounds__(kThreads)
   float* cos_table = table;
   float* sin_table = table + pairs;
   for (int j = static_cast<int>(threadIdx.x); j < pairs; j += kThreads) {
-    const int b = j / half;
-    const int i = j % half;
-    const double pos = b == 0 ? pos_inter[t] : pos_intra[t];
-    const double inv_freq =
-        pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(block_dim));
-    const double angle = pos * inv_freq;
-    cos_table[j] = static_cast<float>(cos(angle));
-    sin_table[j] = sign * static_cast<float>(sin(angle));
+    const CosSin cs = table_in != nullptr ? CosSin{table_in[t * head_dim + j], table_in[t * head_dim + pairs + j]}
+                                          : rotary_cos_sin(pos_inter, pos_intra, t, j, head_dim, theta);
+    cos_table[j] = cs.cos;
+    sin_table[j] = sign * cs.sin;
   }
   __syncthreads();
 
@@ -90,7 +125,8 @@ __global__ void __launch_bounds__(kThreads)
 template <typename Out, typename In>
 cudaError_t rope_rotate(Out* out, const In* inp, const int32_t* pos_inter, const int32_t* pos_intra,
                         int64_t n_tokens, int64_t n_heads, int64_t head_dim, float theta, float sign,
-                        cudaStream_t stream, int64_t out_stride = 0, int64_t inp_stride = 0) {
+                        cudaStream_t stream, int64_t out_stride = 0, int64_t inp_stride = 0,
+                        const float* table = nullptr) {
   const int64_t n_blocks = pos_intra != nullptr ? 2 : 1;
   if (head_dim < 0 || head_dim % (2 * n_blocks) != 0 || n_tokens < 0 || n_heads < 0)
     return cudaErrorInvalidValue;
@@ -106,7 +142,7 @@ cudaError_t rope_rotate(Out* out, const In* inp, const int32_t* pos_inter, const
   const size_t table_bytes = static_cast<size_t>(head_dim) * sizeof(float);  // cos + sin, head_dim/2 each
   return simt::launch(rope_kernel<Out, In>, dim3(static_cast<unsigned>(n_tokens)), dim3(kThreads), table_bytes,
                       stream, out, inp, pos_inter, pos_intra, static_cast<int>(n_heads), static_cast<int>(head_dim),
-                      out_stride, inp_stride, theta, sign, vec);
+                      out_stride, inp_stride, theta, sign, vec, table);
 }
 
 
@@ -126,16 +162,28 @@ cudaError_t rope_backward(float* dinp, const float* dout, const int32_t* pos_int
 
 cudaError_t rope_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* inp, const int32_t* pos_inter,
                               const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
-                              float theta, cudaStream_t stream, int64_t inp_stride) {
+                              float theta, cudaStream_t stream, int64_t inp_stride, const float* table) {
   return rope_rotate(bf16_bits_of(out), bf16_bits_of(inp), pos_inter, pos_intra, n_tokens, n_heads, head_dim,
-                     theta, 1.0f, stream, 0, inp_stride);
+                     theta, 1.0f, stream, 0, inp_stride, table);
 }
 
 cudaError_t rope_backward_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const int32_t* pos_inter,
                                const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
-                               float theta, cudaStream_t stream, int64_t dinp_stride) {
+                               float theta, cudaStream_t stream, int64_t dinp_stride, const float* table) {
   return rope_rotate(bf16_bits_of(dinp), bf16_bits_of(dout), pos_inter, pos_intra, n_tokens, n_heads, head_dim,
-                     theta, -1.0f, stream, dinp_stride, 0);
+                     theta, -1.0f, stream, dinp_stride, 0, table);
+}
+
+cudaError_t rope_table(float* table, const int32_t* pos_inter, const int32_t* pos_intra, int64_t n_tokens,
+                       int64_t head_dim, float theta, cudaStream_t stream) {
+  const int64_t n_blocks = pos_intra != nullptr ? 2 : 1;
+  if (head_dim < 0 || head_dim % (2 * n_blocks) != 0 || n_tokens < 0 || head_dim > INT32_MAX)
+    return cudaErrorInvalidValue;
+  if (n_tokens == 0 || head_dim == 0) return cudaSuccess;
+  constexpr int kTableThreads = 256;
+  const int64_t pairs = n_tokens * (head_dim / 2);
+  return simt::launch(rope_table_kernel, dim3(grid_stride_blocks(pairs, kTableThreads)), dim3(kTableThreads), 0,
+                      stream, table, pos_inter, pos_intra, n_tokens, static_cast<int>(head_dim), theta);
 }
 
 }  // namespace reclm::cuda

@@ -29,9 +29,19 @@ cudaError_t rope_backward(float* dinp, const float* dout, const int32_t* pos_int
 // rows of dinp_stride values (0: contiguous). In place only with equal strides.
 cudaError_t rope_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* inp, const int32_t* pos_inter,
                               const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
-                              float theta, cudaStream_t stream, int64_t inp_stride = 0);
+                              float theta, cudaStream_t stream, int64_t inp_stride = 0,
+                              const float* table = nullptr);
 cudaError_t rope_backward_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const int32_t* pos_inter,
                                const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
-                               float theta, cudaStream_t stream, int64_t dinp_stride = 0);
+                               float theta, cudaStream_t stream, int64_t dinp_stride = 0,
+                               const float* table = nullptr);
+
+// The (cos, sin) the rotations use, for every token of a micro-batch: table [n_tokens, head_dim]
+// (fp32, device), per token cos then sin of its head_dim/2 rotary pairs, each exactly the value
+// the kernels above compute. Passed as `table` to rope_forward_bf16 / rope_backward_bf16 (with
+// the same positions, head_dim and theta), it replaces their trig: bitwise the same outputs.
+// Positions change per micro-batch, not per layer, so the trainer makes it once per micro-batch.
+cudaError_t rope_table(float* table, const int32_t* pos_inter, const int32_t* pos_intra, int64_t n_tokens,
+                       int64_t head_dim, float theta, cudaStream_t stream);
 
 }  // namespace reclm::cuda

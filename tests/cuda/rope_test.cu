@@ -118,7 +118,7 @@ TEST(CudaRope, UnalignedPointers) {
 // bitwise, for the unit path and the scalar path (2D head_dim 8: rotary half 2), contiguous and
 // strided (q inside rows of `stride` values at column 8, as in the fused QKV projection's output;
 // the other columns stay untouched), backward also in place, and with every pointer one value off
-// the unit alignment.
+// the unit alignment; and reading rope_table's (cos, sin), bitwise the same.
 TEST(CudaRope, Bf16FormsEqualTheComposedKernels) {
   const Case cases[] = {{13, 3, 64, false}, {5, 5, 128, true}, {7, 3, 8, true}, {9, 2, 12, true}};
   uint32_t seed = 70;
@@ -171,7 +171,20 @@ TEST(CudaRope, Bf16FormsEqualTheComposedKernels) {
         ASSERT_EQ(rope_backward_bf16(bf(inplace, offset), bf(inplace, offset), dinter.data(), dev_intra, T, c.heads,
                                      c.head_dim, kTheta, nullptr),
                   cudaSuccess);
+        // the same rotations reading rope_table's (cos, sin) instead of computing them (the trainer's
+        // way): bitwise the same outputs, the untouched values included
+        simt::DeviceBuffer<float> table(static_cast<size_t>(T * c.head_dim));  // (poisoned: NaN)
+        ASSERT_EQ(rope_table(table.data(), dinter.data(), dev_intra, T, c.head_dim, kTheta, nullptr), cudaSuccess);
+        simt::DeviceBuffer<uint16_t> fwd_t(static_cast<size_t>(n + offset + 2)), bwd_t(static_cast<size_t>(wide));
+        ASSERT_EQ(rope_forward_bf16(bf(fwd_t, offset), bf(dx16, offset + col0), dinter.data(), dev_intra, T, c.heads,
+                                    c.head_dim, kTheta, nullptr, stride, table.data()),
+                  cudaSuccess);
+        ASSERT_EQ(rope_backward_bf16(bf(bwd_t, offset + col0), bf(dg16, offset), dinter.data(), dev_intra, T, c.heads,
+                                     c.head_dim, kTheta, nullptr, stride, table.data()),
+                  cudaSuccess);
         simt::device_synchronize();
+        EXPECT_EQ(fwd_t.download(), fwd.download()) << "forward from the table";
+        EXPECT_EQ(bwd_t.download(), bwd.download()) << "backward from the table";
         const std::string what = std::string(c.two_d ? "2D" : "1D") + " head_dim " + std::to_string(c.head_dim) +
                                  (strided ? " strided" : "") + " offset " + std::to_string(offset);
         const std::vector<float> f32 = fwd32.download(), b32 = bwd32.download();

@@ -149,6 +149,7 @@ struct DeviceModel {
   int32_t* prefix_lens = nullptr;  // [T]
   int32_t* pos_inter = nullptr;    // [T]
   int32_t* pos_intra = nullptr;    // [T]
+  float* rope_table = nullptr;     // [T, head_dim] the micro-batch's RoPE (cos, sin) (cuda::rope_table)
   int32_t* loss_rows = nullptr;    // [T]
   int32_t* loss_targets = nullptr; // [T]
   float* loss_weights = nullptr;   // [T]

@@ -137,6 +137,7 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, Carver& c) {
   dm.prefix_lens = c.take<int32_t>(T);
   dm.pos_inter = c.take<int32_t>(T);
   dm.pos_intra = c.take<int32_t>(T);
+  dm.rope_table = c.take<float>(T * d.head_dim);
   dm.loss_rows = c.take<int32_t>(T);
   dm.loss_targets = c.take<int32_t>(T);
   dm.loss_weights = c.take<float>(T);

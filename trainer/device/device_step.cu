@@ -172,6 +172,8 @@ Geometry upload_batch(DeviceModel& dm, const Batch& batch) {
     }
     g.pos_intra = dm.pos_intra;
   }
+  // the rotations' (cos, sin), once for all layers and both directions
+  ok(cuda::rope_table(dm.rope_table, dm.pos_inter, g.pos_intra, T, d.head_dim, d.rope_theta, dm.stream), "rope_table");
   g.shape = {T, d.n_heads, d.n_kv_heads, d.head_dim, 1.0f / std::sqrt(static_cast<float>(d.head_dim))};
   return g;
 }
@@ -217,10 +219,10 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output
   clock.mark("forward: GEMMs");
   // RoPE moves q and k out of the fused rows into the attention's contiguous inputs; v is copied
   ok(cuda::rope_forward_bf16(a.q, dm.qkv, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta,
-                             dm.stream, QKV),
+                             dm.stream, QKV, dm.rope_table),
      "rope_forward_bf16");
   ok(cuda::rope_forward_bf16(a.k, dm.qkv + QD, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim,
-                             d.rope_theta, dm.stream, QKV),
+                             d.rope_theta, dm.stream, QKV, dm.rope_table),
      "rope_forward_bf16");
   copy_rows(a.v, KVD * sizeof(bf16), dm.qkv + QD + KVD, QKV * sizeof(bf16), KVD * sizeof(bf16), T, dm.stream);
   clock.mark("forward: RoPE + v copy");
@@ -403,10 +405,10 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
     reached(kBackwardPoll);
     // dq, dk (rotated back) and dv into the fused rows, the input of one backward GEMM
     ok(cuda::rope_backward_bf16(dm.d_qkv, dm.dq_bf, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim,
-                                d.rope_theta, dm.stream, QKV),
+                                d.rope_theta, dm.stream, QKV, dm.rope_table),
        "rope_backward_bf16");
     ok(cuda::rope_backward_bf16(dm.d_qkv + QD, dm.dk_bf, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim,
-                                d.rope_theta, dm.stream, QKV),
+                                d.rope_theta, dm.stream, QKV, dm.rope_table),
        "rope_backward_bf16");
     copy_rows(dm.d_qkv + QD + KVD, QKV * sizeof(bf16), dm.dv_bf, KVD * sizeof(bf16), KVD * sizeof(bf16), T,
               dm.stream);
