@@ -104,7 +104,8 @@ tokens = sum(l["tokens"] for l in timed)
 mfu = sum(l.get("mfu", 0.0) * l["ms_per_step"] for l in timed) / ms
 mem = max(l.get("device_mem_mb", 0.0) for l in timed)
 step_ms = sorted(l["ms_per_step"] for l in timed)
-median = step_ms[len(step_ms) // 2] if len(step_ms) % 2 else (step_ms[len(step_ms) // 2 - 1] + step_ms[len(step_ms) // 2]) / 2
+mid = len(step_ms) // 2
+median = step_ms[mid] if len(step_ms) % 2 else (step_ms[mid - 1] + step_ms[mid]) / 2
 print(f"{tokens / len(timed):.0f} {tokens / ms * 1e3:.1f} {mfu:.4f} {mem:.0f} {len(timed)} {median:.1f}")
 EOF
 }
@@ -150,7 +151,8 @@ for preset in $presets; do
     echo "train.sh: reclm train failed (exit $rc; log $run_dir.log):"; tail -n 15 "$run_dir.log"; status=1
   elif summary=$(summarise_metrics "$run_dir/metrics.jsonl" "$skip"); then
     read -r r_tokens r_tps r_mfu r_mem n_timed r_median <<< "$summary"
-    echo "reclm: $n_timed steps after $skip warm-up: $r_tokens tokens/step, $r_tps tokens/s, MFU $r_mfu, device memory $r_mem MiB; median step $r_median ms"
+    echo "reclm: $n_timed steps after $skip warm-up: $r_tokens tokens/step, $r_tps tokens/s, MFU $r_mfu," \
+      "device memory $r_mem MiB; median step $r_median ms"
   else
     echo "train.sh: no train lines in $run_dir/metrics.jsonl"; status=1
   fi

@@ -7,8 +7,8 @@
 //   lse [n_heads, T] fp32: natural-log log-sum-exp of the scaled scores (from the forward)
 //   cu_seqlens [n_segments + 1], prefix_lens [n_segments] (or null): int32, device memory
 // max_seqlen >= every segment length; n_segments <= 65535 (grid y). head_dim 32, 64, 96 or 128
-// (attention_head_dims.h), else cudaErrorInvalidValue. Tensors are 16-byte aligned (16-byte copies); the workspace 256-byte
-// aligned (cudaMalloc gives both).
+// (attention_head_dims.h), else cudaErrorInvalidValue. Tensors are 16-byte aligned (16-byte
+// copies); the workspace 256-byte aligned (cudaMalloc gives both).
 // dq, dk, dv are overwritten. deterministic: no float atomics (dq by a separate query-tile kernel),
 // results bitwise reproducible; otherwise dq is accumulated with fp32 atomicAdd in the workspace.
 #pragma once

@@ -7,7 +7,8 @@
 //   lse [n_heads, T] fp32: natural-log log-sum-exp of the scaled scores (saved for the backward)
 //   cu_seqlens [n_segments + 1], prefix_lens [n_segments] (or null): int32, device memory
 // max_seqlen >= every segment length (it sizes the grid). head_dim 32, 64, 96 or 128
-// (attention_head_dims.h), n_kv_heads dividing n_heads, else cudaErrorInvalidValue. q/k/v/out 16-byte aligned (cudaMalloc gives it).
+// (attention_head_dims.h), n_kv_heads dividing n_heads, else cudaErrorInvalidValue. q/k/v/out
+// 16-byte aligned (cudaMalloc gives it).
 // out and lse are overwritten for every token of every segment.
 #pragma once
 

@@ -123,8 +123,8 @@ TEST(CudaGemm, ForwardMatchesFloat64AndCpuOp) {
           tol[i] = 1e-5 * std::sqrt(static_cast<double>(C)) * (std::abs(alpha) * mag[i] + std::abs(b) + std::abs(p)) +
                    1e-30;
           // (with a bias, the first of cuBLASLt's two roundings is of alpha·Σx·w + the old value)
-          if (!out_fp32)
-            tol[i] += std::ldexp(std::abs(want[i]) + std::abs(b) + (with_bias ? std::abs(alpha * prod[i] + p) : 0.0), -8);
+          const double first_rounding = with_bias ? std::abs(alpha * prod[i] + p) : 0.0;
+          if (!out_fp32) tol[i] += std::ldexp(std::abs(want[i]) + std::abs(b) + first_rounding, -8);
         }
         const char* kind[] = {"fp32 out", "fp32 out +=", "bf16 out", "fp32 out = addend +", "bf16 out +="};
         const std::string what = name(kind[mode], s) + (with_bias ? " bias" : "");
