@@ -106,30 +106,6 @@ void lora_backward(DeviceModel& dm, const bf16* dy, int64_t ld_dy, const bf16* x
      "lora_backward dA");
 }
 
-}  // namespace
-
-void merge_lora_weights(DeviceModel& dm) {
-  const ModelDims& d = dm.dims;
-  if (!d.has_lora()) return;
-  for (int64_t l = 0; l < d.n_layers; ++l) {
-    const LayerTensors& w = dm.param_tensors.layers[l];
-    const std::array<const float*, kNumLoraTargets> base = {w.wq, w.wk, w.wv, w.wo, w.w_gate, w.w_up, w.w_down};
-    for (int t = 0; t < kNumLoraTargets; ++t) {
-      if (w.lora_a[t] == nullptr) continue;
-      const auto target = static_cast<LoraTarget>(t);
-      const int64_t in = d.proj_in(target), out = d.proj_out(target);
-      bf16* merged = dm.weight_bf16(base[t]);
-      to_bf16(dm, merged, base[t], out * in);
-      // merged [out, in] += scale · B [out, r] · A [r, in]: the input-gradient GEMM's form (dinp = dout·W)
-      ok(cuda::linear_backward_bf16(dm.gemm, merged, true, nullptr, nullptr, dm.weight_bf16(w.lora_b[t]), nullptr,
-                                    dm.weight_bf16(w.lora_a[t]), out, in, d.lora_rank, dm.stream, 0, d.lora_scale()),
-         "merge_lora_weights");
-    }
-  }
-}
-
-namespace {
-
 // The mask of one dropout site (trainer/model_internal.h dropout_site), the CPU's.
 cuda::DropoutKey dropout_key(const DropoutState& drop, int64_t layer, int branch) {
   return {drop.rate, drop.seed, drop.stream, dropout_site(layer, branch)};
@@ -470,6 +446,26 @@ double device_forward_loss(DeviceModel& dm, const Batch& batch) {
   dm.clock.mark("batch to the device");
   forward_layers(dm, g, DropoutState{});  // evaluation: no dropout
   return head_and_loss(dm, batch, g, 0.0f, /*backward=*/false);
+}
+
+void merge_lora_weights(DeviceModel& dm) {
+  const ModelDims& d = dm.dims;
+  if (!d.has_lora()) return;
+  for (int64_t l = 0; l < d.n_layers; ++l) {
+    const LayerTensors& w = dm.param_tensors.layers[l];
+    const std::array<const float*, kNumLoraTargets> base = {w.wq, w.wk, w.wv, w.wo, w.w_gate, w.w_up, w.w_down};
+    for (int t = 0; t < kNumLoraTargets; ++t) {
+      if (w.lora_a[t] == nullptr) continue;
+      const auto target = static_cast<LoraTarget>(t);
+      const int64_t in = d.proj_in(target), out = d.proj_out(target);
+      bf16* merged = dm.weight_bf16(base[t]);
+      to_bf16(dm, merged, base[t], out * in);
+      // merged [out, in] += scale · B [out, r] · A [r, in]: the input-gradient GEMM's form (dinp = dout·W)
+      ok(cuda::linear_backward_bf16(dm.gemm, merged, true, nullptr, nullptr, dm.weight_bf16(w.lora_b[t]), nullptr,
+                                    dm.weight_bf16(w.lora_a[t]), out, in, d.lora_rank, dm.stream, 0, d.lora_scale()),
+         "merge_lora_weights");
+    }
+  }
 }
 
 }  // namespace reclm::device
