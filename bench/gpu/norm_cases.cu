@@ -119,42 +119,40 @@ std::vector<KernelCase> norm_cases() {
                                                            tokens, heads, head_dim, 10000.0f, s);
                               },
                               {inter, q}));
-    // the GPU trainer's forms, bf16 in and out (2 + 2 bytes): q read from rows of a fused QKV
-    // projection (q then as many values again for k and v), written contiguous; and back
-    const int64_t qkv_stride = 2 * heads * head_dim;
-    auto qkv16 = device_bf16_values(device_values(tokens * qkv_stride, 12), tokens * qkv_stride);
-    auto q16 = device_bf16_values(q, n);
-    cases.push_back(make_case("rope_forward_bf16 1D from fused rows " + shape, 4 * n + 4 * tokens,
-                              [=](cudaStream_t s) {
-                                return cuda::rope_forward_bf16(as_bf16(q16), as_bf16(qkv16), inter->data(), nullptr,
-                                                               tokens, heads, head_dim, 10000.0f, s, qkv_stride);
-                              },
-                              {inter, qkv16, q16}));
-    cases.push_back(make_case("rope_backward_bf16 1D into fused rows " + shape, 4 * n + 4 * tokens,
-                              [=](cudaStream_t s) {
-                                return cuda::rope_backward_bf16(as_bf16(qkv16), as_bf16(q16), inter->data(), nullptr,
-                                                                tokens, heads, head_dim, 10000.0f, s, qkv_stride);
-                              },
-                              {inter, qkv16, q16}));
-    // as the trainer runs it: the (cos, sin) from rope_table, made once per micro-batch (not timed:
-    // its cost is shared by every layer's rotations); the bytes add the table's read
-    auto table = std::make_shared<Floats>(static_cast<size_t>(tokens * head_dim));
-    if (cuda::rope_table(table->data(), inter->data(), nullptr, tokens, head_dim, 10000.0f, nullptr) != cudaSuccess)
-      return cases;
-    cases.push_back(make_case("rope_forward_bf16 1D from fused rows, table " + shape, 4 * n + 4 * tokens * head_dim,
-                              [=](cudaStream_t s) {
-                                return cuda::rope_forward_bf16(as_bf16(q16), as_bf16(qkv16), inter->data(), nullptr,
-                                                               tokens, heads, head_dim, 10000.0f, s, qkv_stride,
-                                                               table->data());
-                              },
-                              {inter, qkv16, q16, table}));
-    cases.push_back(make_case("rope_table 1D " + std::to_string(tokens) + " x " + std::to_string(head_dim),
-                              4 * tokens * head_dim + 4 * tokens,
-                              [=](cudaStream_t s) {
-                                return cuda::rope_table(table->data(), inter->data(), nullptr, tokens, head_dim,
-                                                        10000.0f, s);
-                              },
-                              {inter, table}));
+    // The GPU trainer's form at gpu_350m's shape: one layer's fused QKV rows [tokens, (16 + 2·8) heads x 64],
+    // bf16, q and k rotated into contiguous arrays and v copied (and back), reading the (cos, sin)
+    // from rope_table (made once per micro-batch, not timed: every layer's rotations share it). Bytes:
+    // every value read and written once (2 + 2), and the table read once.
+    {
+      const cuda::QkvHeads qkv_heads{16, 8, 64, false};
+      const int64_t row = (16 + 2 * 8) * 64, values = tokens * row;
+      auto rows = device_bf16_values(device_values(values, 12), values);
+      auto q16 = device_bf16(tokens * 16 * 64), k16 = device_bf16(tokens * 8 * 64), v16 = device_bf16(tokens * 8 * 64);
+      auto table = std::make_shared<Floats>(static_cast<size_t>(tokens * 64));
+      if (cuda::rope_table(table->data(), inter->data(), nullptr, tokens, 64, 10000.0f, nullptr) != cudaSuccess)
+        return cases;
+      const std::string qkv_shape = std::to_string(tokens) + " x (16+8+8) x 64";
+      cases.push_back(make_case("rope_qkv_forward_bf16 " + qkv_shape, 4 * values + 4 * tokens * 64,
+                                [=](cudaStream_t s) {
+                                  return cuda::rope_qkv_forward_bf16(as_bf16(q16), as_bf16(k16), as_bf16(v16),
+                                                                     as_bf16(rows), table->data(), tokens,
+                                                                     qkv_heads, s);
+                                },
+                                {inter, rows, q16, k16, v16, table}));
+      cases.push_back(make_case("rope_qkv_backward_bf16 " + qkv_shape, 4 * values + 4 * tokens * 64,
+                                [=](cudaStream_t s) {
+                                  return cuda::rope_qkv_backward_bf16(as_bf16(rows), as_bf16(q16), as_bf16(k16),
+                                                                      as_bf16(v16), table->data(), tokens,
+                                                                      qkv_heads, s);
+                                },
+                                {inter, rows, q16, k16, v16, table}));
+      cases.push_back(make_case("rope_table 1D " + std::to_string(tokens) + " x 64", 4 * tokens * 64 + 4 * tokens,
+                                [=](cudaStream_t s) {
+                                  return cuda::rope_table(table->data(), inter->data(), nullptr, tokens, 64,
+                                                          10000.0f, s);
+                                },
+                                {inter, table}));
+    }
   }
 
   // SwiGLU over [16384 tokens, 4096] (n = 64M).

@@ -1,10 +1,15 @@
 // Flash-attention forward (FlashAttention-2 style) over packed variable-length segments, bf16
 // tensor cores with fp32 accumulation. Semantics: kernels/cuda/attention_forward.h, ops.h.
 //
-// Work: one block of 4 warps per (segment, query tile of 64 rows, query head); each warp owns
-// 16 query rows. The block's Q tile is staged in shared memory once and kept in registers as
-// mma A fragments (ldmatrix). It then walks the key tiles of 64 keys of its segment that hold a
-// visible key — tiles past max(query tile end, prefix) are skipped — and for each tile:
+// Work: one block per (segment, query tile of 64 rows, group of kHeads query heads that share a
+// kv head: 2 when the grouped-query ratio is even, else 1), 4 warps per head; each warp owns 16
+// query rows of one head. The K and V tiles in shared memory serve all the block's heads, so
+// the short segments of recommendation batches (a query tile or two each, where a block's time
+// is mostly its loads' latency) do twice the work per load and per block. Each warp loads its
+// Q rows from global memory straight into registers as mma A fragments, at the same time as the
+// first K and V tiles (no shared-memory staging of Q that the first V tile would wait for). The
+// block then walks the key tiles of 64 keys of its segment that hold a visible key — tiles past
+// max(query tile end, prefix) are skipped — and for each tile:
 //   S = Q·Kᵀ            mma.m16n8k16 (K rows via ldmatrix, non-transposed = the "col" operand)
 //   S *= scale·log2(e); masked (j >= segment length, or j > i and j >= prefix) → −inf
 //   online softmax per row: m' = max(m, rowmax S); O *= 2^(m − m'), l *= 2^(m − m');
@@ -15,14 +20,16 @@
 // On the diagonal tile each warp skips the 8-key n-tiles (and 16-key P·V steps) past its own
 // last visible key. Staging: K and V tiles each have one shared buffer filled by cp.async in
 // separate groups (FlashAttention-2's sm80 order), so the next K tile loads while P·V runs and
-// the next V tile loads while Q·Kᵀ and the softmax run. Rows past the segment end are
-// zero-filled (and masked), so no token of another segment or past T is read.
+// the next V tile loads while Q·Kᵀ and the softmax run. K/V rows past the segment end are
+// zero-filled and Q rows past it are zeros (all masked), so no token of another segment or past
+// T is read.
 //
 // FLOPs per query head and visible (i, j) pair: 4·head_dim (2 for Q·Kᵀ, 2 for P·V); tiles on
 // the diagonal are computed in 16 x 8 pieces, so a causal segment costs about L²/2 + L·16 pairs.
 // Bytes from DRAM (minimum): q and out 2·head_dim each per token and query head, k and v
 // 2·head_dim each per token and kv head, lse 4 per token and query head. K/V tiles are re-read
-// from L2 by every query tile and query head: 4·head_dim bytes per visible key per 64 queries.
+// from L2 by every query tile and block of kHeads query heads: 4·head_dim bytes per visible key
+// per 64 queries and kHeads heads.
 #include "kernels/cuda/attention_forward.h"
 
 #include <cstring>
@@ -51,15 +58,17 @@ using simt::mma_m16n8k16_bf16_f32;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-// Tile shapes for one head dim. The Q tile is staged through the V buffer, so kBlockQ == kBlockK.
-template <int kHeadDim>
+// Tile shapes for one head dim and kHeads query heads per block.
+template <int kHeadDim, int kHeadsPerBlock>
 struct ForwardTiles {
   static constexpr int kD = kHeadDim;
-  static constexpr int kWarps = 4;
+  static constexpr int kHeads = kHeadsPerBlock;
+  static constexpr int kWarpsPerHead = 4;
+  static constexpr int kWarps = kWarpsPerHead * kHeads;
   static constexpr int kThreads = 32 * kWarps;
   // No min-blocks bound: ptxas gives 176-193 registers for D 128 (2 blocks/SM) and 128-130 for
   // D 64 (3-4), spill-free; capping D 128 at 168 (3 blocks/SM) spilled (to measure on a GPU).
-  static constexpr int kBlockQ = 16 * kWarps;  // query rows per block (16 per warp)
+  static constexpr int kBlockQ = 16 * kWarpsPerHead;  // query rows per block and head (16 per warp)
   static constexpr int kBlockK = 64;           // keys per tile
   // Shared row stride in elements: +16 bytes moves each row 4 banks, so the 8 row addresses of
   // an ldmatrix 8x8 matrix hit all 32 banks once.
@@ -69,7 +78,6 @@ struct ForwardTiles {
   static constexpr int kDTiles = kD / 8;          // 8-column n-tiles of O
   static constexpr int kKeyTiles = kBlockK / 8;   // 8-key n-tiles of S
   static constexpr int kKeySteps = kBlockK / 16;  // k-steps of P·V
-  static_assert(kBlockQ == kBlockK, "Q is staged through the V buffer");
   static_assert(kDSteps % 2 == 0, "K fragments are loaded two k-steps at a time");
 };
 
@@ -95,24 +103,25 @@ __device__ __forceinline__ void load_tile_async(__nv_bfloat16* tile, const __nv_
   }
 }
 
-// grid n_heads · n_segments · n_q_tiles blocks, block 128. scale_log2 = scale · log2(e).
-template <int kHeadDim>
-__global__ void __launch_bounds__(ForwardTiles<kHeadDim>::kThreads)
+// grid (n_heads / kHeads) · n_segments · n_q_tiles blocks of Tiles::kThreads threads.
+// scale_log2 = scale · log2(e).
+template <int kHeadDim, int kHeads>
+__global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads)
     attention_forward_kernel(__nv_bfloat16* __restrict__ out, float* __restrict__ lse, const __nv_bfloat16* q,
                              const __nv_bfloat16* k, const __nv_bfloat16* v, const int32_t* cu_seqlens,
                              const int32_t* prefix_lens, int n_segments, int n_q_tiles, int n_heads, int n_kv_heads,
                              int64_t n_tokens, float scale_log2) {
-  using Tiles = ForwardTiles<kHeadDim>;
+  using Tiles = ForwardTiles<kHeadDim, kHeads>;
   constexpr int D = Tiles::kD;
   RECLM_SHARED(__nv_bfloat16, k_tile, [Tiles::kBlockK * Tiles::kLd]);
   RECLM_SHARED(__nv_bfloat16, v_tile, [Tiles::kBlockK * Tiles::kLd]);
 
-  // Block order: head fastest (the heads of a kv group read the same K/V tiles from L2 at about
-  // the same time), then segment, then query tile from the highest: under a causal mask those
-  // have the most key tiles, and the short ones fill the tail of the grid.
-  const int head = static_cast<int>(blockIdx.x) % n_heads;
-  const int seg = static_cast<int>(blockIdx.x) / n_heads % n_segments;
-  const int q_tile = n_q_tiles - 1 - static_cast<int>(blockIdx.x) / n_heads / n_segments;
+  // Block order: head group fastest (the groups of a kv group read the same K/V tiles from L2 at
+  // about the same time), then segment, then query tile from the highest: under a causal mask
+  // those have the most key tiles, and the short ones fill the tail of the grid.
+  const int n_head_groups = n_heads / kHeads;
+  const int seg = static_cast<int>(blockIdx.x) / n_head_groups % n_segments;
+  const int q_tile = n_q_tiles - 1 - static_cast<int>(blockIdx.x) / n_head_groups / n_segments;
   const int seg_begin = cu_seqlens[seg];
   const int seg_len = cu_seqlens[seg + 1] - seg_begin;
   const int q0 = q_tile * Tiles::kBlockQ;
@@ -121,33 +130,39 @@ __global__ void __launch_bounds__(ForwardTiles<kHeadDim>::kThreads)
   const int key_end = min(seg_len, max(q0 + Tiles::kBlockQ, prefix));  // keys past it are invisible
   const int n_key_tiles = (key_end + Tiles::kBlockK - 1) / Tiles::kBlockK;
 
-  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int warp = static_cast<int>(threadIdx.x) / 32 % Tiles::kWarpsPerHead;  // its 16 rows in the tile
+  const int head_group = static_cast<int>(blockIdx.x) % n_head_groups;
+  const int head = head_group * kHeads + static_cast<int>(threadIdx.x) / 32 / Tiles::kWarpsPerHead;  // the warp's
   const int g = lane / 4, t = lane % 4;  // mma fragment row group and column pair
-  const int kv_head = head / (n_heads / n_kv_heads);
+  const int kv_head = head / (n_heads / n_kv_heads);  // the same for all the block's heads
   const int64_t q_stride = static_cast<int64_t>(n_heads) * D, kv_stride = static_cast<int64_t>(n_kv_heads) * D;
   const __nv_bfloat16* q_seg = q + seg_begin * q_stride + head * D;
   const __nv_bfloat16* k_seg = k + seg_begin * kv_stride + kv_head * D;
   const __nv_bfloat16* v_seg = v + seg_begin * kv_stride + kv_head * D;
 
-  // Groups in commit order: Q, K0, V0, then per tile K(next), V(next); every thread commits
-  // the same number of groups (empty ones at the end), so wait<1> always means "all but the
-  // latest group".
-  load_tile_async<Tiles>(v_tile, q_seg, q_stride, q0, seg_len - q0);
-  cp_async_commit();
+  // Groups in commit order: K0, V0, then per tile K(next), V(next); every thread commits the same
+  // number of groups (empty ones at the end), so wait<1> always means "all but the latest group".
   load_tile_async<Tiles>(k_tile, k_seg, kv_stride, 0, seg_len);
   cp_async_commit();
-  cp_async_wait<1>();  // Q landed
-  __syncthreads();
-  uint32_t q_frag[Tiles::kDSteps][4];
-  {
-    // ldmatrix_x4 over the four 8x8 quarters of the warp's 16x16 block: A fragment a[0..3].
-    const int row = warp * 16 + lane % 8 + 8 * ((lane / 8) % 2), col = 8 * (lane / 16);
-    FWD_UNROLL
-    for (int ds = 0; ds < Tiles::kDSteps; ++ds) ldmatrix_x4(q_frag[ds], &v_tile[row * Tiles::kLd + ds * 16 + col]);
-  }
-  __syncthreads();  // every warp holds its Q before V overwrites the buffer
   load_tile_async<Tiles>(v_tile, v_seg, kv_stride, 0, seg_len);
   cp_async_commit();
+  // The warp's 16 Q rows as A fragments, straight from global memory while K0 and V0 load:
+  // a[0] row g, columns 2t, 2t + 1 of the k-step; a[1] row g + 8; a[2], a[3] the same 8 columns
+  // on. Rows past the segment are zeros (masked, never written).
+  uint32_t q_frag[Tiles::kDSteps][4];
+  {
+    const int r0 = q0 + warp * 16 + g, r1 = r0 + 8;
+    const __nv_bfloat16* q0_row = q_seg + static_cast<int64_t>(r0) * q_stride + 2 * t;
+    const __nv_bfloat16* q1_row = q_seg + static_cast<int64_t>(r1) * q_stride + 2 * t;
+    FWD_UNROLL
+    for (int ds = 0; ds < Tiles::kDSteps; ++ds) {
+      q_frag[ds][0] = r0 < seg_len ? *reinterpret_cast<const uint32_t*>(q0_row + ds * 16) : 0u;
+      q_frag[ds][1] = r1 < seg_len ? *reinterpret_cast<const uint32_t*>(q1_row + ds * 16) : 0u;
+      q_frag[ds][2] = r0 < seg_len ? *reinterpret_cast<const uint32_t*>(q0_row + ds * 16 + 8) : 0u;
+      q_frag[ds][3] = r1 < seg_len ? *reinterpret_cast<const uint32_t*>(q1_row + ds * 16 + 8) : 0u;
+    }
+  }
 
   float o[Tiles::kDTiles][4];
   FWD_UNROLL
@@ -282,20 +297,31 @@ __global__ void __launch_bounds__(ForwardTiles<kHeadDim>::kThreads)
   }
 }
 
+template <int kHeadDim, int kHeads>
+cudaError_t launch_forward_heads(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                                 const __nv_bfloat16* v, const int32_t* cu_seqlens, const int32_t* prefix_lens,
+                                 int64_t n_segments, int64_t max_seqlen, const ops::AttentionShape& shape,
+                                 cudaStream_t stream) {
+  using Tiles = ForwardTiles<kHeadDim, kHeads>;
+  const int64_t n_q_tiles = (max_seqlen + Tiles::kBlockQ - 1) / Tiles::kBlockQ;
+  const int64_t n_blocks = n_q_tiles * n_segments * (shape.n_heads / kHeads);
+  if (n_blocks > 0x7fffffff) return cudaErrorInvalidValue;
+  const dim3 grid(static_cast<unsigned>(n_blocks));
+  return simt::launch(attention_forward_kernel<kHeadDim, kHeads>, grid, dim3(Tiles::kThreads), 0, stream, out, lse,
+                      q, k, v, cu_seqlens, prefix_lens, static_cast<int>(n_segments), static_cast<int>(n_q_tiles),
+                      static_cast<int>(shape.n_heads), static_cast<int>(shape.n_kv_heads), shape.n_tokens,
+                      shape.scale * kLog2e);
+}
+
+// Two heads per block when each kv head serves an even number of query heads, else one.
 template <int kHeadDim>
 cudaError_t launch_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                            const __nv_bfloat16* v, const int32_t* cu_seqlens, const int32_t* prefix_lens,
                            int64_t n_segments, int64_t max_seqlen, const ops::AttentionShape& shape,
                            cudaStream_t stream) {
-  using Tiles = ForwardTiles<kHeadDim>;
-  const int64_t n_q_tiles = (max_seqlen + Tiles::kBlockQ - 1) / Tiles::kBlockQ;
-  const int64_t n_blocks = n_q_tiles * n_segments * shape.n_heads;
-  if (n_blocks > 0x7fffffff) return cudaErrorInvalidValue;
-  const dim3 grid(static_cast<unsigned>(n_blocks));
-  return simt::launch(attention_forward_kernel<kHeadDim>, grid, dim3(Tiles::kThreads), 0, stream, out, lse, q, k, v,
-                      cu_seqlens, prefix_lens, static_cast<int>(n_segments), static_cast<int>(n_q_tiles),
-                      static_cast<int>(shape.n_heads), static_cast<int>(shape.n_kv_heads), shape.n_tokens,
-                      shape.scale * kLog2e);
+  const bool pairs = (shape.n_heads / shape.n_kv_heads) % 2 == 0;
+  return (pairs ? launch_forward_heads<kHeadDim, 2> : launch_forward_heads<kHeadDim, 1>)(
+      out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, stream);
 }
 
 }  // namespace

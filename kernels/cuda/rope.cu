@@ -4,18 +4,17 @@
 // within each rotary block of block_dim = head_dim / n_blocks (n_blocks 1, or 2 for ChatGLM 2D
 // positions), half = block_dim / 2, angle = pos · θ^(-2i/block_dim); backward negates sin.
 //
-// One block per token. Its threads first build the token's table of head_dim/2 (cos, sin)
-// pairs in shared memory — angle and trig in double, rounded to fp32, exactly as the reference
-// does (pos · freq reaches thousands of radians, where an fp32 angle is off by ~1e-4) — then
-// rotate every head with it, so trig is done once per (token, rotary value), never per head.
-// The bf16 forms can instead read the (cos, sin) from a table of the whole micro-batch made once
-// by rope_table (the same values): positions do not change between layers, so the trainer's
-// 2 · n_layers rotations each way skip the trig.
-// Rotation: each thread takes a unit of 4 pairs (two 4-value loads, two 4-value stores) when
-// half % 4 == 0 and the pointers are aligned to a unit, else one pair. The bf16 forms read and
-// write bf16 around the same fp32 rotation, and take token rows with a stride (q and k inside the
-// fused QKV projection's rows). A unit reads both halves of its pairs before writing, and units
-// are disjoint, so out may alias inp (with equal strides).
+// fp32 forms: one block per token. Its threads first build the token's table of head_dim/2
+// (cos, sin) pairs in shared memory — angle and trig in double, rounded to fp32, exactly as the
+// reference does (pos · freq reaches thousands of radians, where an fp32 angle is off by ~1e-4)
+// — then rotate every head with it, so trig is done once per (token, rotary value), never per
+// head. Each thread takes a unit of 4 pairs (two 4-value loads, two 4-value stores) when
+// half % 4 == 0 and the pointers are aligned to a unit, else one pair. A unit reads both halves
+// of its pairs before writing, and units are disjoint, so out may alias inp.
+// The trainer's bf16 forms (rope_qkv_*) read the (cos, sin) from a table of the whole
+// micro-batch made once by rope_table (the same values; positions do not change between layers,
+// so the 2 · n_layers rotations each way skip the trig), and do q, k and v of a layer's fused QKV
+// rows in one grid-stride launch (below, at rope_qkv_kernel).
 #include "kernels/cuda/rope.h"
 
 #include "kernels/cuda/bf16_round.h"
@@ -61,14 +60,20 @@ __global__ void rope_table_kernel(float* table, const int32_t* pos_inter, const 
   }
 }
 
-// table: cos [head_dim/2] then sign·sin [head_dim/2], in dynamic shared memory: from
-// rope_table's row of the token when given (table_in), else computed here.
-// In / Out: float or uint16_t (bf16 bits); the rotation itself is fp32 either way.
-template <typename Out, typename In>
+// One pair (x1, x2) = (x[i], x[i + half]) rotated by (c, s): lo = x1·c − x2·s, hi = x2·c + x1·s,
+// each product and sum rounded on its own (no FMA contraction), so every form of these kernels,
+// on any compiler, gives the same bits.
+struct Rotated {
+  float lo, hi;
+};
+__device__ __forceinline__ Rotated rotate_pair(float x1, float x2, float c, float s) {
+  return {__fadd_rn(__fmul_rn(x1, c), -__fmul_rn(x2, s)), __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s))};
+}
+
+// table: cos [head_dim/2] then sign·sin [head_dim/2], in dynamic shared memory.
 __global__ void __launch_bounds__(kThreads)
-    rope_kernel(Out* out, const In* inp, const int32_t* pos_inter, const int32_t* pos_intra, int n_heads,
-                int head_dim, int64_t out_stride, int64_t inp_stride, float theta, float sign, bool vec,
-                const float* table_in) {
+    rope_kernel(float* out, const float* inp, const int32_t* pos_inter, const int32_t* pos_intra, int n_heads,
+                int head_dim, float theta, float sign, bool vec) {
   RECLM_DYNAMIC_SHARED(float, table);
   const int64_t t = blockIdx.x;
   const int n_blocks = pos_intra != nullptr ? 2 : 1;
@@ -78,73 +83,175 @@ __global__ void __launch_bounds__(kThreads)
   float* cos_table = table;
   float* sin_table = table + pairs;
   for (int j = static_cast<int>(threadIdx.x); j < pairs; j += kThreads) {
-    const CosSin cs = table_in != nullptr ? CosSin{table_in[t * head_dim + j], table_in[t * head_dim + pairs + j]}
-                                          : rotary_cos_sin(pos_inter, pos_intra, t, j, head_dim, theta);
+    const CosSin cs = rotary_cos_sin(pos_inter, pos_intra, t, j, head_dim, theta);
     cos_table[j] = cs.cos;
     sin_table[j] = sign * cs.sin;
   }
   __syncthreads();
 
-  Out* const out_row = out + t * out_stride;
-  const In* const inp_row = inp + t * inp_stride;
+  const int64_t row = static_cast<int64_t>(n_heads) * head_dim;
+  float* const out_row = out + t * row;
+  const float* const inp_row = inp + t * row;
   if (vec) {
     const int quads_per_head = pairs / 4;
     const int units = n_heads * quads_per_head;
     for (int u = static_cast<int>(threadIdx.x); u < units; u += kThreads) {
       const int h = u / quads_per_head;
       const int k = (u % quads_per_head) * 4;  // first of 4 pairs; all in one rotary block
-      const int b = k / half;
-      const int i = k % half;
-      const int base = h * head_dim + b * block_dim + i;
+      const int base = h * head_dim + k / half * block_dim + k % half;
       const float4 x1 = load4(inp_row + base);
       const float4 x2 = load4(inp_row + base + half);
       const float4 c = *reinterpret_cast<const float4*>(cos_table + k);
       const float4 s = *reinterpret_cast<const float4*>(sin_table + k);
-      store4(out_row + base, make_float4(x1.x * c.x - x2.x * s.x, x1.y * c.y - x2.y * s.y,
-                                         x1.z * c.z - x2.z * s.z, x1.w * c.w - x2.w * s.w));
-      store4(out_row + base + half, make_float4(x2.x * c.x + x1.x * s.x, x2.y * c.y + x1.y * s.y,
-                                            x2.z * c.z + x1.z * s.z, x2.w * c.w + x1.w * s.w));
+      const Rotated r0 = rotate_pair(x1.x, x2.x, c.x, s.x), r1 = rotate_pair(x1.y, x2.y, c.y, s.y),
+                    r2 = rotate_pair(x1.z, x2.z, c.z, s.z), r3 = rotate_pair(x1.w, x2.w, c.w, s.w);
+      store4(out_row + base, make_float4(r0.lo, r1.lo, r2.lo, r3.lo));
+      store4(out_row + base + half, make_float4(r0.hi, r1.hi, r2.hi, r3.hi));
     }
   } else {
     const int units = n_heads * pairs;
     for (int u = static_cast<int>(threadIdx.x); u < units; u += kThreads) {
       const int h = u / pairs;
       const int k = u % pairs;
-      const int b = k / half;
-      const int i = k % half;
-      const int base = h * head_dim + b * block_dim + i;
-      const float x1 = load1(inp_row + base);
-      const float x2 = load1(inp_row + base + half);
-      store1(out_row + base, x1 * cos_table[k] - x2 * sin_table[k]);
-      store1(out_row + base + half, x2 * cos_table[k] + x1 * sin_table[k]);
+      const int base = h * head_dim + k / half * block_dim + k % half;
+      const Rotated r = rotate_pair(inp_row[base], inp_row[base + half], cos_table[k], sin_table[k]);
+      out_row[base] = r.lo;
+      out_row[base + half] = r.hi;
     }
   }
 }
 
-// Token rows of out_stride / inp_stride values (0: n_heads · head_dim, contiguous).
-template <typename Out, typename In>
-cudaError_t rope_rotate(Out* out, const In* inp, const int32_t* pos_inter, const int32_t* pos_intra,
+cudaError_t rope_rotate(float* out, const float* inp, const int32_t* pos_inter, const int32_t* pos_intra,
                         int64_t n_tokens, int64_t n_heads, int64_t head_dim, float theta, float sign,
-                        cudaStream_t stream, int64_t out_stride = 0, int64_t inp_stride = 0,
-                        const float* table = nullptr) {
+                        cudaStream_t stream) {
   const int64_t n_blocks = pos_intra != nullptr ? 2 : 1;
   if (head_dim < 0 || head_dim % (2 * n_blocks) != 0 || n_tokens < 0 || n_heads < 0)
     return cudaErrorInvalidValue;
   if (n_heads * head_dim > INT32_MAX) return cudaErrorInvalidValue;  // offsets in a row are int
-  const int64_t row = n_heads * head_dim;
-  if (out_stride == 0) out_stride = row;
-  if (inp_stride == 0) inp_stride = row;
-  if (out_stride < row || inp_stride < row) return cudaErrorInvalidValue;
   if (n_tokens == 0 || n_heads == 0 || head_dim == 0) return cudaSuccess;
   const int64_t half = head_dim / n_blocks / 2;
-  const bool vec =
-      half % 4 == 0 && out_stride % 4 == 0 && inp_stride % 4 == 0 && unit_aligned(out) && unit_aligned(inp);
+  const bool vec = half % 4 == 0 && unit_aligned(out) && unit_aligned(inp);
   const size_t table_bytes = static_cast<size_t>(head_dim) * sizeof(float);  // cos + sin, head_dim/2 each
-  return simt::launch(rope_kernel<Out, In>, dim3(static_cast<unsigned>(n_tokens)), dim3(kThreads), table_bytes,
-                      stream, out, inp, pos_inter, pos_intra, static_cast<int>(n_heads), static_cast<int>(head_dim),
-                      out_stride, inp_stride, theta, sign, vec, table);
+  return simt::launch(rope_kernel, dim3(static_cast<unsigned>(n_tokens)), dim3(kThreads), table_bytes, stream, out,
+                      inp, pos_inter, pos_intra, static_cast<int>(n_heads), static_cast<int>(head_dim), theta, sign,
+                      vec);
 }
 
+// The fused QKV rotation (rope_qkv_forward_bf16 / rope_qkv_backward_bf16). Work unit: W rotary
+// pairs (pair indices j .. j + W − 1, all in one rotary block) of one head of one token, i.e. the
+// values at `off` .. off + W − 1 and off + half .. off + half + W − 1 of the head; W = 4 (two
+// 8-byte accesses each way) when half % 4 == 0 and every pointer is 8-byte aligned, else 1.
+// Units run over the whole fused row (q, k and v heads) in a grid-stride loop, so a block's
+// threads share a token's table row through L1 and no thread idles on a short row (one block
+// per token left most threads of a 16-head x 64 row idle: ~45% of the copy bandwidth, measured).
+struct QkvShape {
+  int n_heads, n_kv_heads, head_dim, half, block_dim;
+};
+
+// W bf16 values (as bits) between memory and registers: widened exactly / rounded to nearest even.
+template <int W>
+__device__ __forceinline__ void load_values(float (&x)[W], const uint16_t* p) {
+  if constexpr (W == 4) {
+    const float4 v = load4(p);
+    x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+  } else {
+    x[0] = load1(p);
+  }
+}
+template <int W>
+__device__ __forceinline__ void store_values(uint16_t* p, const float (&x)[W]) {
+  if constexpr (W == 4) {
+    store4(p, make_float4(x[0], x[1], x[2], x[3]));
+  } else {
+    store1(p, x[0]);
+  }
+}
+// W values' bits copied unchanged (v is not rotated: no round trip through fp32 to alter a NaN).
+template <int W>
+__device__ __forceinline__ void copy_bits(uint16_t* to, const uint16_t* from) {
+  if constexpr (W == 4) {
+    *reinterpret_cast<uint2*>(to) = *reinterpret_cast<const uint2*>(from);
+  } else {
+    *to = *from;
+  }
+}
+
+// kForward: rows → (q, k, v); else (q, k, v) → rows (with q, k, v holding dq, dk, dv). sign: +1
+// forward, −1 backward (the rotation by −angle).
+template <int W, bool kForward>
+__global__ void __launch_bounds__(256)
+    rope_qkv_kernel(uint16_t* rows, uint16_t* q, uint16_t* k, uint16_t* v, const float* table, int64_t n_tokens,
+                    QkvShape shape, float sign) {
+  const int pairs = shape.head_dim / 2;
+  const int units_per_head = pairs / W;
+  const int heads = shape.n_heads + 2 * shape.n_kv_heads;
+  const int units_per_row = heads * units_per_head;
+  const int64_t row = static_cast<int64_t>(heads) * shape.head_dim;
+  const int64_t n = n_tokens * units_per_row;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < n; u += stride) {
+    const int64_t t = u / units_per_row;
+    const int r = static_cast<int>(u - t * units_per_row);
+    const int h = r / units_per_head;
+    const int j = r % units_per_head * W;  // first pair of the unit
+    const int off = j / shape.half * shape.block_dim + j % shape.half;
+    uint16_t* fused = rows + t * row + static_cast<int64_t>(h) * shape.head_dim + off;
+    uint16_t* part;  // the unit in q, k or v
+    bool rotate = true;
+    if (h < shape.n_heads) {
+      part = q + (t * shape.n_heads + h) * shape.head_dim + off;
+    } else if (h < shape.n_heads + shape.n_kv_heads) {
+      part = k + (t * shape.n_kv_heads + (h - shape.n_heads)) * shape.head_dim + off;
+    } else {
+      part = v + (t * shape.n_kv_heads + (h - shape.n_heads - shape.n_kv_heads)) * shape.head_dim + off;
+      rotate = false;
+    }
+    uint16_t* const to = kForward ? part : fused;
+    const uint16_t* const from = kForward ? fused : part;
+    if (!rotate) {
+      copy_bits<W>(to, from);
+      copy_bits<W>(to + shape.half, from + shape.half);
+      continue;
+    }
+    float x1[W], x2[W], y1[W], y2[W];
+    load_values<W>(x1, from);
+    load_values<W>(x2, from + shape.half);
+    const float* cs = table + t * shape.head_dim + j;  // cos at cs[i], sin at cs[pairs + i]
+    for (int i = 0; i < W; ++i) {
+      const Rotated r = rotate_pair(x1[i], x2[i], cs[i], sign * cs[pairs + i]);
+      y1[i] = r.lo;
+      y2[i] = r.hi;
+    }
+    store_values<W>(to, y1);
+    store_values<W>(to + shape.half, y2);
+  }
+}
+
+template <bool kForward>
+cudaError_t rope_qkv(uint16_t* rows, uint16_t* q, uint16_t* k, uint16_t* v, const float* table, int64_t n_tokens,
+                     const QkvHeads& heads, cudaStream_t stream) {
+  const int64_t n_blocks = heads.two_d ? 2 : 1;
+  const int64_t all_heads = heads.n_heads + 2 * heads.n_kv_heads;
+  if (heads.head_dim < 0 || heads.head_dim % (2 * n_blocks) != 0 || n_tokens < 0 || heads.n_heads < 0 ||
+      heads.n_kv_heads < 0 || table == nullptr)
+    return cudaErrorInvalidValue;
+  if (all_heads * heads.head_dim > INT32_MAX) return cudaErrorInvalidValue;  // offsets in a row are int
+  if (n_tokens == 0 || all_heads == 0 || heads.head_dim == 0) return cudaSuccess;
+  const int block_dim = static_cast<int>(heads.head_dim / n_blocks);
+  const QkvShape shape{static_cast<int>(heads.n_heads), static_cast<int>(heads.n_kv_heads),
+                       static_cast<int>(heads.head_dim), block_dim / 2, block_dim};
+  const float sign = kForward ? 1.0f : -1.0f;
+  constexpr int kQkvThreads = 256;
+  const bool vec = shape.half % 4 == 0 && unit_aligned(rows) && unit_aligned(q) && unit_aligned(k) && unit_aligned(v);
+  const int64_t units = n_tokens * all_heads * (heads.head_dim / 2) / (vec ? 4 : 1);
+  const dim3 grid(grid_stride_blocks(units, kQkvThreads, 16384));
+  if (vec) {
+    return simt::launch(rope_qkv_kernel<4, kForward>, grid, dim3(kQkvThreads), 0, stream, rows, q, k, v, table,
+                        n_tokens, shape, sign);
+  }
+  return simt::launch(rope_qkv_kernel<1, kForward>, grid, dim3(kQkvThreads), 0, stream, rows, q, k, v, table,
+                      n_tokens, shape, sign);
+}
 
 }  // namespace
 
@@ -160,18 +267,20 @@ cudaError_t rope_backward(float* dinp, const float* dout, const int32_t* pos_int
   return rope_rotate(dinp, dout, pos_inter, pos_intra, n_tokens, n_heads, head_dim, theta, -1.0f, stream);
 }
 
-cudaError_t rope_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* inp, const int32_t* pos_inter,
-                              const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
-                              float theta, cudaStream_t stream, int64_t inp_stride, const float* table) {
-  return rope_rotate(bf16_bits_of(out), bf16_bits_of(inp), pos_inter, pos_intra, n_tokens, n_heads, head_dim,
-                     theta, 1.0f, stream, 0, inp_stride, table);
+cudaError_t rope_qkv_forward_bf16(__nv_bfloat16* q, __nv_bfloat16* k, __nv_bfloat16* v, const __nv_bfloat16* qkv,
+                                  const float* table, int64_t n_tokens, const QkvHeads& heads, cudaStream_t stream) {
+  // the kernel's `rows` is written only backward
+  return rope_qkv<true>(const_cast<uint16_t*>(bf16_bits_of(qkv)), bf16_bits_of(q), bf16_bits_of(k),
+                        bf16_bits_of(v), table, n_tokens, heads, stream);
 }
 
-cudaError_t rope_backward_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const int32_t* pos_inter,
-                               const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
-                               float theta, cudaStream_t stream, int64_t dinp_stride, const float* table) {
-  return rope_rotate(bf16_bits_of(dinp), bf16_bits_of(dout), pos_inter, pos_intra, n_tokens, n_heads, head_dim,
-                     theta, -1.0f, stream, dinp_stride, 0, table);
+cudaError_t rope_qkv_backward_bf16(__nv_bfloat16* d_qkv, const __nv_bfloat16* dq, const __nv_bfloat16* dk,
+                                   const __nv_bfloat16* dv, const float* table, int64_t n_tokens,
+                                   const QkvHeads& heads, cudaStream_t stream) {
+  // the kernel's q, k, v are read only backward
+  return rope_qkv<false>(bf16_bits_of(d_qkv), const_cast<uint16_t*>(bf16_bits_of(dq)),
+                         const_cast<uint16_t*>(bf16_bits_of(dk)), const_cast<uint16_t*>(bf16_bits_of(dv)), table,
+                         n_tokens, heads, stream);
 }
 
 cudaError_t rope_table(float* table, const int32_t* pos_inter, const int32_t* pos_intra, int64_t n_tokens,

@@ -21,26 +21,30 @@ cudaError_t rope_backward(float* dinp, const float* dout, const int32_t* pos_int
                           int64_t n_tokens, int64_t n_heads, int64_t head_dim, float theta,
                           cudaStream_t stream);
 
-// The GPU trainer's forms, bf16 in and out around the same fp32 rotation: the input widened
-// exactly, the output rounded to nearest even as convert_f32_to_bf16 rounds; bitwise equal to
-// that composition with the fp32 kernels. The strided side is q or k inside the rows of the
-// fused QKV projection ([T, q_dim + 2·kv_dim]): forward reads inp rows of inp_stride values and
-// writes out contiguous [T, n_heads, head_dim]; backward reads dout contiguous and writes dinp
-// rows of dinp_stride values (0: contiguous). In place only with equal strides.
-cudaError_t rope_forward_bf16(__nv_bfloat16* out, const __nv_bfloat16* inp, const int32_t* pos_inter,
-                              const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
-                              float theta, cudaStream_t stream, int64_t inp_stride = 0,
-                              const float* table = nullptr);
-cudaError_t rope_backward_bf16(__nv_bfloat16* dinp, const __nv_bfloat16* dout, const int32_t* pos_inter,
-                               const int32_t* pos_intra, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
-                               float theta, cudaStream_t stream, int64_t dinp_stride = 0,
-                               const float* table = nullptr);
+// The GPU trainer's rotation of one layer, bf16, in one launch each way, over the rows of the
+// fused QKV projection: qkv [T, (n_heads + 2·n_kv_heads) · head_dim], q heads then k heads then
+// v heads. Forward writes q [T, n_heads, head_dim] and k [T, n_kv_heads, head_dim] rotated and
+// v [T, n_kv_heads, head_dim] copied, contiguous (the attention's inputs); backward writes the
+// fused rows from dq, dk rotated back and dv copied. The rotation is the fp32 kernels' on the
+// exactly widened values, rounded to nearest even as convert_f32_to_bf16 rounds: bitwise equal
+// to that composition; v's bits are copied unchanged. `table`: rope_table's (cos, sin) of the
+// same tokens, head_dim and positions (two_d: it was made with pos_intra, ChatGLM's pairing).
+// cudaErrorInvalidValue if head_dim is not divisible by 2 (1D) or 4 (2D), or table is null.
+struct QkvHeads {
+  int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  bool two_d = false;
+};
+cudaError_t rope_qkv_forward_bf16(__nv_bfloat16* q, __nv_bfloat16* k, __nv_bfloat16* v, const __nv_bfloat16* qkv,
+                                  const float* table, int64_t n_tokens, const QkvHeads& heads, cudaStream_t stream);
+cudaError_t rope_qkv_backward_bf16(__nv_bfloat16* d_qkv, const __nv_bfloat16* dq, const __nv_bfloat16* dk,
+                                   const __nv_bfloat16* dv, const float* table, int64_t n_tokens,
+                                   const QkvHeads& heads, cudaStream_t stream);
 
 // The (cos, sin) the rotations use, for every token of a micro-batch: table [n_tokens, head_dim]
 // (fp32, device), per token cos then sin of its head_dim/2 rotary pairs, each exactly the value
-// the kernels above compute. Passed as `table` to rope_forward_bf16 / rope_backward_bf16 (with
-// the same positions, head_dim and theta), it replaces their trig: bitwise the same outputs.
-// Positions change per micro-batch, not per layer, so the trainer makes it once per micro-batch.
+// rope_forward / rope_backward compute. The rope_qkv_* rotations read it instead of doing the
+// trig: positions change per micro-batch, not per layer, so the trainer makes it once per
+// micro-batch for all 2 · n_layers rotations.
 cudaError_t rope_table(float* table, const int32_t* pos_inter, const int32_t* pos_intra, int64_t n_tokens,
                        int64_t head_dim, float theta, cudaStream_t stream);
 

@@ -92,8 +92,22 @@ inline float __fsqrt_rn(float x) { return std::sqrt(x); }
 inline float __frsqrt_rn(float x) { return 1.0f / std::sqrt(x); }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline double rsqrt(double x) { return 1.0 / std::sqrt(x); }
-inline float __fadd_rn(float x, float y) { return x + y; }
-inline float __fmul_rn(float x, float y) { return x * y; }
+// CUDA never fuses the _rn intrinsics into a multiply-add; g++ (-ffp-contract=fast, FMA under
+// -march=native) would, once they are inlined into an expression. The empty asm makes the rounded
+// result a value the compiler must produce as such.
+inline float simt_rounded_result(float r) {
+#if defined(__x86_64__)
+  asm("" : "+x"(r));
+#elif defined(__aarch64__)
+  asm("" : "+w"(r));
+#else
+  volatile float v = r;
+  r = v;
+#endif
+  return r;
+}
+inline float __fadd_rn(float x, float y) { return simt_rounded_result(x + y); }
+inline float __fmul_rn(float x, float y) { return simt_rounded_result(x * y); }
 inline float __fmaf_rn(float x, float y, float z) { return std::fma(x, y, z); }
 inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }  // NaN -> 0
 

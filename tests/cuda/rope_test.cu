@@ -114,98 +114,124 @@ TEST(CudaRope, UnalignedPointers) {
   EXPECT_TRUE(std::isnan(got[0])) << "wrote before the output";
 }
 
-// The bf16 forms (the GPU trainer's) against the fp32 kernels on the widened values, rounded:
-// bitwise, for the unit path and the scalar path (2D head_dim 8: rotary half 2), contiguous and
-// strided (q inside rows of `stride` values at column 8, as in the fused QKV projection's output;
-// the other columns stay untouched), backward also in place, and with every pointer one value off
-// the unit alignment; and reading rope_table's (cos, sin), bitwise the same.
-TEST(CudaRope, Bf16FormsEqualTheComposedKernels) {
-  const Case cases[] = {{13, 3, 64, false}, {5, 5, 128, true}, {7, 3, 8, true}, {9, 2, 12, true}};
+// The fused QKV rotation (the GPU trainer's) against the fp32 kernels on the widened values,
+// rounded: bitwise, both ways, for the unit path (1D 64, 2D 128) and the scalar path (2D 8:
+// rotary half 2; 2D 12: half 3; every pointer one value off the unit alignment), grouped and
+// equal head counts, odd token counts. v's bits, a signaling NaN among them, are copied
+// unchanged; poisoned outputs show that nothing outside q, k, v (forward) or the rows (backward)
+// is written.
+struct QkvCase {
+  int64_t tokens, heads, kv_heads, head_dim;
+  bool two_d;
+};
+
+TEST(CudaRope, FusedQkvEqualsTheComposedKernels) {
+  const QkvCase cases[] = {{13, 4, 2, 64, false}, {5, 3, 3, 128, true}, {7, 4, 1, 8, true}, {9, 2, 2, 12, true}};
+  constexpr uint16_t kSignalingNan = 0x7F81;
   uint32_t seed = 70;
-  for (const Case& c : cases) {
-    for (const bool strided : {false, true}) {
-      for (const int offset : {0, 1}) {
-        const int64_t row = c.heads * c.head_dim, T = c.tokens;
-        const int64_t stride = strided ? row + 24 : row, col0 = strided ? 8 : 0;
-        const int64_t n = T * row, wide = T * stride + offset + 2;  // the strided buffers, with a tail
-        const std::vector<float> x = uniform(static_cast<size_t>(wide), seed);
-        const std::vector<float> g = uniform(static_cast<size_t>(n), seed + 1);
-        const std::vector<int32_t> inter = random_ints(T, 3000, seed + 2), intra = random_ints(T, 3000, seed + 3);
-        seed += 4;
-        // bf16 inputs: x16 strided (q at column col0 of each row), g16 contiguous; their widenings
-        std::vector<uint16_t> x16(static_cast<size_t>(wide)), g16(static_cast<size_t>(n + offset));
-        std::vector<float> xw(static_cast<size_t>(n)), gw(static_cast<size_t>(n));
-        for (int64_t i = 0; i < wide; ++i) x16[i] = f32_to_bf16(x[i]);
-        for (int64_t t = 0; t < T; ++t) {
-          for (int64_t j = 0; j < row; ++j) {
-            xw[t * row + j] = bf16_to_f32(x16[offset + t * stride + col0 + j]);
-            g16[offset + t * row + j] = f32_to_bf16(g[t * row + j]);
-            gw[t * row + j] = bf16_to_f32(g16[offset + t * row + j]);
-          }
-        }
-        std::vector<float> want_f(static_cast<size_t>(n)), want_b(static_cast<size_t>(n));
-        const int32_t* host_intra = c.two_d ? intra.data() : nullptr;
-        ops::rope_forward(want_f.data(), xw.data(), inter.data(), host_intra, T, c.heads, c.head_dim, kTheta);
-        ops::rope_backward(want_b.data(), gw.data(), inter.data(), host_intra, T, c.heads, c.head_dim, kTheta);
-        // and the device's fp32 kernels on the same values (the claim is bitwise against these)
-        simt::DeviceBuffer<float> dxw(xw), dgw(gw), fwd32(static_cast<size_t>(n)), bwd32(static_cast<size_t>(n));
-        simt::DeviceBuffer<int32_t> dinter(inter), dintra(intra);
-        const int32_t* dev_intra = c.two_d ? dintra.data() : nullptr;
-        ASSERT_EQ(rope_forward(fwd32.data(), dxw.data(), dinter.data(), dev_intra, T, c.heads, c.head_dim, kTheta,
-                               nullptr),
-                  cudaSuccess);
-        ASSERT_EQ(rope_backward(bwd32.data(), dgw.data(), dinter.data(), dev_intra, T, c.heads, c.head_dim, kTheta,
-                                nullptr),
-                  cudaSuccess);
-        simt::DeviceBuffer<uint16_t> dx16(x16), dg16(g16), fwd(static_cast<size_t>(n + offset + 2)),
-            bwd(static_cast<size_t>(wide)), inplace(g16);
-        auto bf = [](simt::DeviceBuffer<uint16_t>& b, int64_t at) {
-          return reinterpret_cast<__nv_bfloat16*>(b.data() + at);
-        };
-        ASSERT_EQ(rope_forward_bf16(bf(fwd, offset), bf(dx16, offset + col0), dinter.data(), dev_intra, T, c.heads,
-                                    c.head_dim, kTheta, nullptr, stride),
-                  cudaSuccess);
-        ASSERT_EQ(rope_backward_bf16(bf(bwd, offset + col0), bf(dg16, offset), dinter.data(), dev_intra, T, c.heads,
-                                     c.head_dim, kTheta, nullptr, stride),
-                  cudaSuccess);
-        ASSERT_EQ(rope_backward_bf16(bf(inplace, offset), bf(inplace, offset), dinter.data(), dev_intra, T, c.heads,
-                                     c.head_dim, kTheta, nullptr),
-                  cudaSuccess);
-        // the same rotations reading rope_table's (cos, sin) instead of computing them (the trainer's
-        // way): bitwise the same outputs, the untouched values included
-        simt::DeviceBuffer<float> table(static_cast<size_t>(T * c.head_dim));  // (poisoned: NaN)
-        ASSERT_EQ(rope_table(table.data(), dinter.data(), dev_intra, T, c.head_dim, kTheta, nullptr), cudaSuccess);
-        simt::DeviceBuffer<uint16_t> fwd_t(static_cast<size_t>(n + offset + 2)), bwd_t(static_cast<size_t>(wide));
-        ASSERT_EQ(rope_forward_bf16(bf(fwd_t, offset), bf(dx16, offset + col0), dinter.data(), dev_intra, T, c.heads,
-                                    c.head_dim, kTheta, nullptr, stride, table.data()),
-                  cudaSuccess);
-        ASSERT_EQ(rope_backward_bf16(bf(bwd_t, offset + col0), bf(dg16, offset), dinter.data(), dev_intra, T, c.heads,
-                                     c.head_dim, kTheta, nullptr, stride, table.data()),
-                  cudaSuccess);
+  for (const QkvCase& c : cases) {
+    for (const int offset : {0, 1}) {
+      const int64_t T = c.tokens, D = c.head_dim, QD = c.heads * D, KVD = c.kv_heads * D;
+      const int64_t row = QD + 2 * KVD, n = T * row;
+      const std::string what = std::string(c.two_d ? "2D" : "1D") + " heads " + std::to_string(c.heads) + "/" +
+                               std::to_string(c.kv_heads) + " head_dim " + std::to_string(D) + " offset " +
+                               std::to_string(offset);
+      // random bf16 rows (the forward's input) and gradients (the backward's), in the fused layout
+      std::vector<uint16_t> rows16(static_cast<size_t>(n + offset)), grads16(static_cast<size_t>(n + offset));
+      const std::vector<float> x = uniform(static_cast<size_t>(n), seed), g = uniform(static_cast<size_t>(n), seed + 1);
+      for (int64_t i = 0; i < n; ++i) {
+        rows16[offset + i] = f32_to_bf16(x[i]);
+        grads16[offset + i] = f32_to_bf16(g[i]);
+      }
+      rows16[offset + QD + KVD + 1] = kSignalingNan;       // token 0's v
+      grads16[offset + (T - 1) * row + row - 1] = kSignalingNan;  // the last token's dv
+      const std::vector<int32_t> inter = random_ints(T, 3000, seed + 2), intra = random_ints(T, 3000, seed + 3);
+      seed += 4;
+      // part p (0 q, 1 k, 2 v) of a fused buffer, contiguous [T, width]
+      const int64_t widths[3] = {QD, KVD, KVD}, starts[3] = {0, QD, QD + KVD};
+      auto part = [&](const std::vector<uint16_t>& fused, int p) {
+        std::vector<uint16_t> out(static_cast<size_t>(T * widths[p]));
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t j = 0; j < widths[p]; ++j) out[t * widths[p] + j] = fused[offset + t * row + starts[p] + j];
+        return out;
+      };
+      simt::DeviceBuffer<int32_t> dinter(inter), dintra(intra);
+      const int32_t* dev_intra = c.two_d ? dintra.data() : nullptr;
+      // want: the fp32 kernels on the widened q and k (forward) or dq and dk (backward), rounded
+      auto composed = [&](const std::vector<uint16_t>& values, int64_t heads, bool forward) {
+        std::vector<float> wide(values.size());
+        for (size_t i = 0; i < values.size(); ++i) wide[i] = bf16_to_f32(values[i]);
+        simt::DeviceBuffer<float> in(wide), out(wide.size());
+        const cudaError_t rc =
+            forward ? rope_forward(out.data(), in.data(), dinter.data(), dev_intra, T, heads, D, kTheta, nullptr)
+                    : rope_backward(out.data(), in.data(), dinter.data(), dev_intra, T, heads, D, kTheta, nullptr);
+        EXPECT_EQ(rc, cudaSuccess);
         simt::device_synchronize();
-        EXPECT_EQ(fwd_t.download(), fwd.download()) << "forward from the table";
-        EXPECT_EQ(bwd_t.download(), bwd.download()) << "backward from the table";
-        const std::string what = std::string(c.two_d ? "2D" : "1D") + " head_dim " + std::to_string(c.head_dim) +
-                                 (strided ? " strided" : "") + " offset " + std::to_string(offset);
-        const std::vector<float> f32 = fwd32.download(), b32 = bwd32.download();
-        expect_near_all(f32, to_double(want_f), kAtol, kRtol, "fp32 forward " + what);
-        const std::vector<uint16_t> got_f = fwd.download(), got_b = bwd.download(), got_i = inplace.download();
-        for (int64_t t = 0; t < T; ++t) {
-          for (int64_t j = 0; j < row; ++j) {
-            const int64_t i = t * row + j;
-            ASSERT_EQ(got_f[offset + i], f32_to_bf16(f32[i])) << "forward " << what << " at " << i;
-            ASSERT_EQ(got_b[offset + t * stride + col0 + j], f32_to_bf16(b32[i])) << "backward " << what << " at " << i;
-            ASSERT_EQ(got_i[offset + i], f32_to_bf16(b32[i])) << "in-place backward " << what << " at " << i;
-          }
-        }
-        int64_t written = 0;  // strided backward: exactly the q positions
-        for (uint16_t v : got_b) written += v != 0xFFFF;
-        EXPECT_LE(written, n) << "backward wrote outside its rows, " << what;
-        for (int64_t i = offset + n; i < static_cast<int64_t>(got_f.size()); ++i)
-          ASSERT_EQ(got_f[i], 0xFFFF) << "forward wrote past the end, " << what;
+        std::vector<uint16_t> rounded(values.size());
+        const std::vector<float> got = out.download();
+        for (size_t i = 0; i < got.size(); ++i) rounded[i] = f32_to_bf16(got[i]);
+        return rounded;
+      };
+      simt::DeviceBuffer<float> table(static_cast<size_t>(T * D));
+      ASSERT_EQ(rope_table(table.data(), dinter.data(), dev_intra, T, D, kTheta, nullptr), cudaSuccess);
+      const QkvHeads heads{c.heads, c.kv_heads, D, c.two_d};
+      auto bf = [](simt::DeviceBuffer<uint16_t>& b, int64_t at) {
+        return reinterpret_cast<__nv_bfloat16*>(b.data() + at);
+      };
+
+      // forward: fused rows → q, k rotated, v copied (poisoned outputs, one value of tail each)
+      simt::DeviceBuffer<uint16_t> rows(rows16), q(static_cast<size_t>(T * QD + offset + 1)),
+          k(static_cast<size_t>(T * KVD + offset + 1)), v(static_cast<size_t>(T * KVD + offset + 1));
+      ASSERT_EQ(rope_qkv_forward_bf16(bf(q, offset), bf(k, offset), bf(v, offset), bf(rows, offset), table.data(), T,
+                                      heads, nullptr),
+                cudaSuccess);
+      simt::device_synchronize();
+      const std::vector<uint16_t> want_fwd[3] = {composed(part(rows16, 0), c.heads, true),
+                                                 composed(part(rows16, 1), c.kv_heads, true), part(rows16, 2)};
+      simt::DeviceBuffer<uint16_t>* outs[3] = {&q, &k, &v};
+      const char* names[3] = {"q", "k", "v"};
+      for (int p = 0; p < 3; ++p) {
+        const std::vector<uint16_t> got = outs[p]->download();
+        for (int i = 0; i < offset; ++i) ASSERT_EQ(got[i], 0xFFFF) << names[p] << " written before, " << what;
+        ASSERT_EQ(got.back(), 0xFFFF) << names[p] << " written past the end, " << what;
+        EXPECT_EQ(std::vector<uint16_t>(got.begin() + offset, got.end() - 1), want_fwd[p])
+            << "forward " << names[p] << ", " << what;
+      }
+
+      // backward: dq, dk, dv → the fused rows, dq and dk rotated back, dv copied
+      const std::vector<uint16_t> dq16 = part(grads16, 0), dk16 = part(grads16, 1), dv16 = part(grads16, 2);
+      auto shifted = [&](const std::vector<uint16_t>& values) {
+        std::vector<uint16_t> out(static_cast<size_t>(offset), 0);
+        out.insert(out.end(), values.begin(), values.end());
+        return out;
+      };
+      simt::DeviceBuffer<uint16_t> dq(shifted(dq16)), dk(shifted(dk16)), dv(shifted(dv16)),
+          d_rows(static_cast<size_t>(n + offset + 1));
+      ASSERT_EQ(rope_qkv_backward_bf16(bf(d_rows, offset), bf(dq, offset), bf(dk, offset), bf(dv, offset),
+                                       table.data(), T, heads, nullptr),
+                cudaSuccess);
+      simt::device_synchronize();
+      const std::vector<uint16_t> want_bwd[3] = {composed(dq16, c.heads, false), composed(dk16, c.kv_heads, false),
+                                                 dv16};
+      const std::vector<uint16_t> got_rows = d_rows.download();
+      for (int i = 0; i < offset; ++i) ASSERT_EQ(got_rows[i], 0xFFFF) << "rows written before, " << what;
+      ASSERT_EQ(got_rows.back(), 0xFFFF) << "rows written past the end, " << what;
+      for (int p = 0; p < 3; ++p) {
+        const std::vector<uint16_t> got = part(got_rows, p);
+        for (size_t i = 0; i < got.size(); ++i)
+          ASSERT_EQ(got[i], want_bwd[p][i]) << "backward " << names[p] << " at " << i << ", " << what;
       }
     }
   }
+}
+
+TEST(CudaRope, FusedQkvRejectsBadShapes) {
+  simt::DeviceBuffer<uint16_t> buf(256);
+  simt::DeviceBuffer<float> table(64);
+  auto* p = reinterpret_cast<__nv_bfloat16*>(buf.data());
+  EXPECT_EQ(rope_qkv_forward_bf16(p, p, p, p, table.data(), 2, {1, 1, 7, false}, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(rope_qkv_forward_bf16(p, p, p, p, table.data(), 2, {1, 1, 10, true}, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(rope_qkv_backward_bf16(p, p, p, p, nullptr, 2, {1, 1, 8, false}, nullptr), cudaErrorInvalidValue);
 }
 
 TEST(CudaRope, RejectsIndivisibleHeadDim) {

@@ -49,8 +49,11 @@ python3 - "$work" <<'PY' || fail "position 0 depends on later tokens"
 import json, sys
 w = sys.argv[1]
 a, b = json.load(open(f"{w}/all.json")), json.load(open(f"{w}/short.json"))
-assert a["logits"][0] == b["logits"][0]
-assert a["logits"][1] != b["logits"][1]
+# Equal up to the GEMMs' shapes (4 rows vs 2; some BLAS kernels round a row by the row count);
+# position 1 holds different tokens (30 vs 40), so its logits differ far beyond that.
+diff = lambda r: max(abs(x - y) for x, y in zip(a["logits"][r], b["logits"][r]))
+assert diff(0) < 1e-5, diff(0)
+assert diff(1) > 1e-3, diff(1)
 PY
 
 vocab=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$work/hf/config.json")

@@ -146,9 +146,11 @@ TEST_P(WideBeam, FindsEveryItemWithItsTitleLikelihood) {
           << "prompt " << p << " item " << item;
     }
   }
-  // Identical titles (items 3 and 5 in text rendering) get the same score.
+  // Identical titles (items 3 and 5 in text rendering) get the same score, up to the last bits:
+  // they sit in different rows of the batched forward, and some BLAS kernels round a row by its
+  // place in the block (OpenBLAS's Zen sgemm does).
   if (c.rendering == ItemRendering::kText) {
-    for (size_t p = 0; p < prompts.size(); ++p) EXPECT_EQ(ll[p * n + 3], ll[p * n + 5]);
+    for (size_t p = 0; p < prompts.size(); ++p) EXPECT_NEAR(ll[p * n + 3], ll[p * n + 5], 1e-5) << "prompt " << p;
   }
 }
 

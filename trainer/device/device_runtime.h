@@ -202,21 +202,6 @@ inline void destroy_stream(cudaStream_t stream) {
 #endif
 }
 
-// rows × row_bytes from src (rows src_pitch bytes apart) to dst (dst_pitch apart), device to
-// device, on the stream: the v part of the fused QKV projection's rows and back.
-inline void copy_rows(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes, size_t rows,
-                      cudaStream_t stream) {
-  if (rows == 0 || row_bytes == 0) return;
-#if defined(__CUDACC__)
-  check(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, rows, cudaMemcpyDeviceToDevice, stream),
-        "cudaMemcpy2DAsync");
-#else
-  (void)stream;
-  for (size_t r = 0; r < rows; ++r)
-    std::memcpy(static_cast<char*>(dst) + r * dst_pitch, static_cast<const char*>(src) + r * src_pitch, row_bytes);
-#endif
-}
-
 // bytes from src to dst, device to device, on the stream.
 inline void copy_on_device(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
   if (bytes == 0) return;

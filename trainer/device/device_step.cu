@@ -118,6 +118,7 @@ struct Geometry {
   const int32_t* prefix_lens = nullptr;  // device, or null (plain causal)
   const int32_t* pos_intra = nullptr;    // device, or null (1D positions)
   ops::AttentionShape shape{};
+  cuda::QkvHeads rope_heads{};  // the fused QKV rows' heads, for the rotations (2D with pos_intra)
 };
 
 Geometry upload_batch(DeviceModel& dm, const Batch& batch) {
@@ -150,6 +151,7 @@ Geometry upload_batch(DeviceModel& dm, const Batch& batch) {
   }
   // the rotations' (cos, sin), once for all layers and both directions
   ok(cuda::rope_table(dm.rope_table, dm.pos_inter, g.pos_intra, T, d.head_dim, d.rope_theta, dm.stream), "rope_table");
+  g.rope_heads = {d.n_heads, d.n_kv_heads, d.head_dim, g.pos_intra != nullptr};
   g.shape = {T, d.n_heads, d.n_kv_heads, d.head_dim, 1.0f / std::sqrt(static_cast<float>(d.head_dim))};
   return g;
 }
@@ -193,14 +195,9 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output
   linear(dm, dm.qkv, false, a.norm1, w.wq, T, C, QKV);  // q_proj, k_proj, v_proj: adjacent rows
   for (LoraTarget t : {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV}) lora_bottleneck(dm, a.norm1, l, t, T);
   clock.mark("forward: GEMMs");
-  // RoPE moves q and k out of the fused rows into the attention's contiguous inputs; v is copied
-  ok(cuda::rope_forward_bf16(a.q, dm.qkv, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim, d.rope_theta,
-                             dm.stream, QKV, dm.rope_table),
-     "rope_forward_bf16");
-  ok(cuda::rope_forward_bf16(a.k, dm.qkv + QD, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim,
-                             d.rope_theta, dm.stream, QKV, dm.rope_table),
-     "rope_forward_bf16");
-  copy_rows(a.v, KVD * sizeof(bf16), dm.qkv + QD + KVD, QKV * sizeof(bf16), KVD * sizeof(bf16), T, dm.stream);
+  // RoPE moves q and k out of the fused rows into the attention's contiguous inputs, v copied
+  ok(cuda::rope_qkv_forward_bf16(a.q, a.k, a.v, dm.qkv, dm.rope_table, T, g.rope_heads, dm.stream),
+     "rope_qkv_forward_bf16");
   clock.mark("forward: RoPE + v copy");
   ok(cuda::attention_forward(a.attn, a.lse, a.q, a.k, a.v, dm.cu_seqlens, g.prefix_lens, g.n_segments, g.max_seqlen,
                              g.shape, dm.stream),
@@ -380,14 +377,9 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
     clock.mark("backward: attention");
     reached(kBackwardPoll);
     // dq, dk (rotated back) and dv into the fused rows, the input of one backward GEMM
-    ok(cuda::rope_backward_bf16(dm.d_qkv, dm.dq_bf, dm.pos_inter, g.pos_intra, T, d.n_heads, d.head_dim,
-                                d.rope_theta, dm.stream, QKV, dm.rope_table),
-       "rope_backward_bf16");
-    ok(cuda::rope_backward_bf16(dm.d_qkv + QD, dm.dk_bf, dm.pos_inter, g.pos_intra, T, d.n_kv_heads, d.head_dim,
-                                d.rope_theta, dm.stream, QKV, dm.rope_table),
-       "rope_backward_bf16");
-    copy_rows(dm.d_qkv + QD + KVD, QKV * sizeof(bf16), dm.dv_bf, KVD * sizeof(bf16), KVD * sizeof(bf16), T,
-              dm.stream);
+    ok(cuda::rope_qkv_backward_bf16(dm.d_qkv, dm.dq_bf, dm.dk_bf, dm.dv_bf, dm.rope_table, T, g.rope_heads,
+                                    dm.stream),
+       "rope_qkv_backward_bf16");
     clock.mark("backward: RoPE + dv copy");
     linear_back(dm, dm.d_normed_bf, base_grad(dm, gw.wq), dm.d_qkv, a.norm1, w.wq, T, C, QKV);
     lora_backward(dm, dm.d_qkv, QKV, a.norm1, l, LoraTarget::kQ, T);
