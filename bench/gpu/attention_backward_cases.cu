@@ -1,6 +1,8 @@
 // Flash-attention backward (kernels/cuda/attention_backward.cu): 16384 packed tokens split into
 // segments of 512, 2k, 8k or 16k tokens; head_dim 128 with 16 query / 4 kv heads, head_dim 64 with
-// 32 / 8; causal and bidirectional (prefix = segment length); fast (atomic dq) and deterministic.
+// 32 / 8; causal and bidirectional (prefix = segment length); and gpu_350m's heads (16 / 8,
+// head_dim 64) over recommendation-shaped histories of 16–256 tokens, causal; fast (atomic dq) and
+// deterministic (the trainer's: histories up to 128 tokens take the whole-segment kernel).
 // Compute-bound: flops = 10 · visible (query, key) pairs · head_dim · n_heads (the five GEMMs;
 // the deterministic mode's dq kernel recomputes two more, not counted). `bytes` = q, k, v, out,
 // dout, dq, dk, dv in bf16 plus lse once.
@@ -22,8 +24,9 @@ using Bytes = simt::DeviceBuffer<unsigned char>;
 
 __nv_bfloat16* bf(const std::shared_ptr<Bf16s>& b) { return bf16_ptr(b); }
 
-void add_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t n_heads, int64_t n_kv_heads) {
-  const int64_t T = 16384;
+void add_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t n_heads, int64_t n_kv_heads,
+               const std::vector<PackedSegments>& packings) {
+  const int64_t T = kAttentionTokens;
   const ops::AttentionShape shape{T, n_heads, n_kv_heads, head_dim, 1.0f / std::sqrt(static_cast<float>(head_dim))};
   auto q = random_bf16(T * n_heads * head_dim, 1), k = random_bf16(T * n_kv_heads * head_dim, 2);
   auto v = random_bf16(T * n_kv_heads * head_dim, 3), out = random_bf16(T * n_heads * head_dim, 4);
@@ -32,14 +35,14 @@ void add_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t n_heads
   auto dk = std::make_shared<Bf16s>(static_cast<size_t>(T * n_kv_heads * head_dim));
   auto dv = std::make_shared<Bf16s>(static_cast<size_t>(T * n_kv_heads * head_dim));
   const int64_t bytes = 2 * T * head_dim * (4 * n_heads + 4 * n_kv_heads) + 4 * T * n_heads;
-  for (int64_t len : {int64_t{512}, int64_t{2048}, int64_t{8192}, int64_t{16384}}) {
-    const PackedSegments seg = packed_segments(T, len);
-    const int64_t n_segments = seg.n_segments;
+  for (const PackedSegments& seg : packings) {
+    const int64_t n_segments = seg.n_segments, len = seg.max_len;
     const auto cu_seqlens = seg.cu_seqlens, prefix = seg.full_prefix;
     // lse ≈ log(visible keys): P stays an ordinary probability for these random scores.
     auto lse =
         device_values(n_heads * T, 6, std::log(static_cast<float>(len)) - 1.0f, std::log(static_cast<float>(len)));
     for (bool causal : {true, false}) {
+      if (seg.histories && !causal) continue;
       const int64_t pairs = seg.pairs(causal);
       for (bool deterministic : {false, true}) {
         const size_t ws_bytes = cuda::attention_backward_workspace_bytes(shape, n_segments, len, deterministic);
@@ -65,8 +68,9 @@ void add_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t n_heads
 
 std::vector<KernelCase> attention_backward_cases() {
   std::vector<KernelCase> cases;
-  add_cases(cases, 128, 16, 4);
-  add_cases(cases, 64, 32, 8);
+  add_cases(cases, 128, 16, 4, equal_packings(kAttentionTokens));
+  add_cases(cases, 64, 32, 8, equal_packings(kAttentionTokens));
+  add_cases(cases, 64, 16, 8, {history_segments(kAttentionTokens)});  // gpu_350m's heads, packed histories
   return cases;
 }
 

@@ -1,6 +1,7 @@
 // Flash-attention forward (kernels/cuda/attention_forward.cu): 16384 packed tokens split into
 // segments of 512, 2k, 8k or 16k tokens; head_dim 128 with 16 query / 4 kv heads, head_dim 64 with
-// 32 / 8; causal and bidirectional (prefix = segment length). The same shapes as
+// 32 / 8; causal and bidirectional (prefix = segment length); and gpu_350m's heads (16 / 8, head_dim
+// 64) over recommendation-shaped histories of 16–256 tokens, causal. The same shapes as
 // bench/gpu/attention_torch.py (PyTorch scaled_dot_product_attention), named alike.
 // Compute-bound: flops = 4 · visible (query, key) pairs · head_dim · n_heads (Q·Kᵀ and P·V; a
 // causal segment of L tokens has L(L+1)/2 pairs). `bytes` = q, k, v, out in bf16 plus lse.
@@ -18,19 +19,20 @@
 namespace reclm::bench {
 namespace {
 
-void add_forward_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t n_heads, int64_t n_kv_heads) {
-  const int64_t T = 16384;  // as bench/gpu/attention_backward_cases.cu
+void add_forward_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t n_heads, int64_t n_kv_heads,
+                       const std::vector<PackedSegments>& packings) {
+  const int64_t T = kAttentionTokens;
   const ops::AttentionShape shape{T, n_heads, n_kv_heads, head_dim, 1.0f / std::sqrt(static_cast<float>(head_dim))};
   auto q = random_bf16(T * n_heads * head_dim, 1), k = random_bf16(T * n_kv_heads * head_dim, 2);
   auto v = random_bf16(T * n_kv_heads * head_dim, 3);
   auto out = std::make_shared<Bf16s>(static_cast<size_t>(T * n_heads * head_dim));
   auto lse = std::make_shared<Floats>(static_cast<size_t>(T * n_heads));
   const int64_t bytes = 2 * T * head_dim * (2 * n_heads + 2 * n_kv_heads) + 4 * T * n_heads;
-  for (int64_t len : {int64_t{512}, int64_t{2048}, int64_t{8192}, int64_t{16384}}) {
-    const PackedSegments seg = packed_segments(T, len);
-    const int64_t n_segments = seg.n_segments;
+  for (const PackedSegments& seg : packings) {
+    const int64_t n_segments = seg.n_segments, len = seg.max_len;
     const auto cu_seqlens = seg.cu_seqlens, prefix = seg.full_prefix;
     for (bool causal : {true, false}) {
+      if (seg.histories && !causal) continue;
       const int64_t pairs = seg.pairs(causal);
       const std::string name = attention_case_name("attention_forward", causal, seg, n_heads, n_kv_heads, head_dim);
       KernelCase c = make_case(name, bytes,
@@ -50,8 +52,9 @@ void add_forward_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t
 
 std::vector<KernelCase> attention_forward_cases() {
   std::vector<KernelCase> cases;
-  add_forward_cases(cases, 128, 16, 4);
-  add_forward_cases(cases, 64, 32, 8);
+  add_forward_cases(cases, 128, 16, 4, equal_packings(kAttentionTokens));
+  add_forward_cases(cases, 64, 32, 8, equal_packings(kAttentionTokens));
+  add_forward_cases(cases, 64, 16, 8, {history_segments(kAttentionTokens)});  // gpu_350m's heads, packed histories
   return cases;
 }
 

@@ -7,21 +7,28 @@
 // Kernels, in stream order:
 //   1. delta: one warp per (token, head) row computes D (fp32, workspace [n_heads, T]) and, in the
 //      fast mode, zeroes that row of the fp32 dQ accumulator.
-//   2. dkdv: a block per (key tile of 64 keys of a segment, kv head); each warp owns 16 keys. The
-//      block loops over the query heads of its group and the query tiles that see a key of its tile
-//      (tiles before the diagonal are skipped unless the key tile touches the prefix), computes
-//      Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ (key-major, so the fp32 C fragments become the A operands of
-//      dV += Pᵀ·dO and dK += dSᵀ·Q without a trip through shared memory), and keeps dK, dV in
-//      registers: no atomics for them. Fast mode: dS goes to shared memory (bf16, query-major) and
-//      dQ += dS·K is float-atomicAdded into the workspace, then 4. converts it to bf16.
-//   3. dq (deterministic mode instead of the atomics): a block per (query tile of 64, head) loops
-//      over the key tiles in order, recomputing S and dP (two more GEMMs) — each dq element is
-//      written once by one block, so the result is bitwise reproducible.
+//   2. dkdv: a block per (key tile of a segment, kv head); each warp owns 16 keys. The block loops
+//      over the query heads of its group and the query tiles that see a key of its tile (tiles
+//      before the diagonal are skipped unless the key tile touches the prefix; within a step, a
+//      warp whose keys no query of the tile sees skips its products), computes Sᵀ = K·Qᵀ and
+//      dPᵀ = V·dOᵀ (key-major, so the fp32 C fragments become the A operands of dV += Pᵀ·dO and
+//      dK += dSᵀ·Q without a trip through shared memory), and keeps dK, dV in registers: no
+//      atomics for them. Three modes (DqMode):
+//      - deterministic, whole segment: for the segments of up to 128 tokens, one block of 8 warps
+//        holds all 128 keys, so dQ of each query tile = dS·K over the block's keys alone: dS goes
+//        to shared memory (bf16, query-major) and the block stores dQ itself. Packed
+//        recommendation histories are mostly this short: one block per (segment, kv head) does
+//        all of the segment's backward, at 10 FLOPs per pair instead of 14, with no dq pass;
+//      - deterministic, longer segments: 64-key tiles, dQ left to 3.;
+//      - fast: 64-key tiles, dQ += dS·K float-atomicAdded into the workspace, then 4. converts it.
+//   3. dq (deterministic mode, segments past 128 tokens): a block per (query tile of 64, head)
+//      loops over the key tiles in order, recomputing S and dP (two more GEMMs) — each dq element
+//      is written once by one block, so the result is bitwise reproducible.
 // Work per visible (query, key) pair and head: 10·head_dim FLOPs (5 GEMMs; 14 with the
-// deterministic dq kernel). Minimum traffic: read q, k, v, out, dout, lse, write dq, dk, dv:
-// 2·T·head_dim·(4·n_heads + 4·n_kv_heads) bytes + 4·T·n_heads; K/V tiles are read once per
-// block, Q/dO tiles once per (key tile, head), so the traffic grows as T²/64 — the kernel is
-// compute-bound for segments beyond a few hundred tokens.
+// deterministic dq kernel, for segments past 128 tokens). Minimum traffic: read q, k, v, out,
+// dout, lse, write dq, dk, dv: 2·T·head_dim·(4·n_heads + 4·n_kv_heads) bytes + 4·T·n_heads;
+// K/V tiles are read once per block, Q/dO tiles once per (key tile, head), so the traffic grows
+// as T²/64 — the kernel is compute-bound for segments beyond a few hundred tokens.
 // Staging: cp.async copies global -> shared; the next Q/dO tile (dkdv) or K/V tile (dq) is in
 // flight while the current one is computed (two buffers, one barrier per step).
 // Numerics: P and dS are rounded to bf16 as mma operands (relative 2^-8), all sums in fp32.
@@ -44,15 +51,18 @@ using simt::mma_m16n8k16_bf16_f32;
 
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kKeyTile = 64;  // keys per dkdv block: 16 per warp
+constexpr int kKeyTile = 64;      // keys per dkdv block: 16 per warp
+constexpr int kSegmentKeys = 128;  // the whole-segment kernel: segments of up to 128 tokens, 8 warps
 constexpr int kDqTile = 64;   // queries per dq block (16 per warp) and keys per dq step
 constexpr int kPad = 8;       // bf16 row padding: rows 16 bytes off their bank, ldmatrix conflict-free
 constexpr float kLog2e = 1.4426950408889634f;
 // dkdv query tile: 64 for head_dim 32 and 64, 32 for 96 and 128, so Sᵀ/dPᵀ plus the dK/dV
 // accumulators fit registers (head_dim 32 keeps head_dim 64's tile: its accumulators are only
-// smaller). A multiple of 16 (one warp's rows) that divides the warps' column split of dQ.
-template <int D>
-constexpr int kDkdvQueryTile = D <= 64 ? 64 : 32;
+// smaller). A multiple of 16 (one warp's rows). The whole-segment blocks (kKeys 128, 8 warps) take
+// 32 at every head_dim: with it ptxas fits head_dim 64 in 128 registers (20 bytes spilled), two
+// blocks, 16 warps per SM; with 64 it needed 211 (one block, 8 warps).
+template <int D, int kKeys>
+constexpr int kDkdvQueryTile = D <= 64 && kKeys == kKeyTile ? 64 : 32;
 
 struct SegmentInfo {
   int begin, len, prefix;
@@ -79,10 +89,11 @@ __device__ inline void store_bf16x2(bf16* dst, float lo, float hi) {
 
 // shared [n_rows][D + kPad] = global rows (row r at src + r·row_stride), zero past `valid` rows,
 // by cp.async: visible after the caller's cp_async_commit, cp_async_wait and a barrier.
-template <int D>
+// kBlockThreads: the block's thread count (the loop's stride).
+template <int D, int kBlockThreads = kThreads>
 __device__ void copy_rows_async(bf16* dst, const bf16* src, int64_t row_stride, int n_rows, int valid) {
   constexpr int kChunks = D / 8;  // 16-byte vectors per row
-  for (int c = threadIdx.x; c < n_rows * kChunks; c += kThreads) {
+  for (int c = threadIdx.x; c < n_rows * kChunks; c += kBlockThreads) {
     const int r = c / kChunks, col = (c % kChunks) * 8;
     const bool in_range = r < valid;
     simt::cp_async_16_zfill(dst + r * (D + kPad) + col, in_range ? src + r * row_stride + col : src, in_range ? 16 : 0);
@@ -158,30 +169,61 @@ __global__ void attention_backward_delta_kernel(float* delta, float* dq_acc, con
   if (lane == 0) delta[(row % H) * T + row / H] = sum;
 }
 
-// dK, dV of one key tile of one kv head (and, kAtomicDq, dQ += scale·dS·K by float atomics).
-// Grid: x = kv_head · n_key_tiles + key tile, y = segment. Dynamic shared memory: see dkdv_shared_bytes.
-template <int D, bool kAtomicDq>
-__global__ void __launch_bounds__(kThreads)
-    attention_backward_dkdv_kernel(bf16* dk, bf16* dv, float* dq_acc, const bf16* dout, const bf16* q, const bf16* k,
-                                   const bf16* v, const float* lse, const float* delta, const int32_t* cu_seqlens,
-                                   const int32_t* prefix_lens, int n_key_tiles, int T, int H, int KV, float scale) {
-  constexpr int kQ = kDkdvQueryTile<D>, kLd = D + kPad, kDsLd = kKeyTile + kPad;
+// How a dK/dV block treats dQ.
+enum class DqMode {
+  kSeparate,  // not at all: the dq kernel computes it (deterministic mode, segments past short_len)
+  kAtomic,    // dQ += scale·dS·K by float atomics into the fp32 workspace (fast mode)
+  kDirect,    // the block's key tile is the whole segment, so its dS·K is all of dQ: stored as bf16
+};
+
+// The dQ product's split over a block's warps: kRowGroups groups of 16 query rows times kColBlocks
+// blocks of kCols columns, kCols a multiple of 16 (mma_ab's step); the warps past
+// kRowGroups · kColBlocks sit it out (head_dim 96 over 8 warps: 2 x 3 blocks of 32).
+template <int D, int kQ, int kBlockWarps>
+struct DqSplit {
+  static constexpr int kRowGroups = kQ / 16;
+  static constexpr int col_blocks() {
+    for (int c = kBlockWarps / kRowGroups; c > 1; --c)
+      if (D % c == 0 && (D / c) % 16 == 0) return c;
+    return 1;
+  }
+  static constexpr int kColBlocks = col_blocks();
+  static constexpr int kCols = D / kColBlocks;
+  static_assert(kCols % 16 == 0 && kRowGroups * kColBlocks <= kBlockWarps, "dQ split");
+};
+
+// dK, dV of one key tile of kKeys keys of one kv head, 16 keys per warp; dQ as kMode says.
+// Grid: x = kv_head · n_key_tiles + key tile, y = segment (kDirect: n_key_tiles 1, and only the
+// segments of 1 to kKeys tokens; the other modes skip the segments of up to short_len tokens,
+// which a kDirect launch did). Dynamic shared memory: see dkdv_shared_bytes.
+// (Whole-segment blocks of head_dim <= 64: two per SM, see kDkdvQueryTile.)
+template <int D, int kKeys, DqMode kMode>
+__global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 2 : 1)
+    attention_backward_dkdv_kernel(bf16* dk, bf16* dv, float* dq_acc, bf16* dq, const bf16* dout, const bf16* q,
+                                   const bf16* k, const bf16* v, const float* lse, const float* delta,
+                                   const int32_t* cu_seqlens, const int32_t* prefix_lens, int n_key_tiles,
+                                   int short_len, int T, int H, int KV, float scale) {
+  constexpr int kBlockWarps = kKeys / 16, kBlockThreads = 32 * kBlockWarps;
+  constexpr int kQ = kDkdvQueryTile<D, kKeys>, kLd = D + kPad, kDsLd = kKeys + kPad;
   RECLM_DYNAMIC_SHARED(bf16, smem);
-  bf16* ks = smem;                                               // [kKeyTile][kLd]
-  bf16* vs = ks + kKeyTile * kLd;                                // [kKeyTile][kLd]
-  bf16* qs_buf = vs + kKeyTile * kLd;                            // [2][kQ][kLd]: double-buffered Q tiles
+  bf16* ks = smem;                                               // [kKeys][kLd]
+  bf16* vs = ks + kKeys * kLd;                                   // [kKeys][kLd]
+  bf16* qs_buf = vs + kKeys * kLd;                               // [2][kQ][kLd]: double-buffered Q tiles
   bf16* dos_buf = qs_buf + 2 * kQ * kLd;                         // [2][kQ][kLd]: and dO tiles
-  bf16* dss = dos_buf + 2 * kQ * kLd;                            // [kQ][kDsLd] dS, query-major (fast mode)
+  bf16* dss = dos_buf + 2 * kQ * kLd;                            // [kQ][kDsLd] dS, query-major (dQ modes)
   float* lse2_buf = reinterpret_cast<float*>(dss + kQ * kDsLd);  // [2][kQ] lse · log2 e
   float* delta_buf = lse2_buf + 2 * kQ;                          // [2][kQ]
-  const int g = blockIdx.x / n_key_tiles, j0 = (blockIdx.x % n_key_tiles) * kKeyTile;
+  const int g = blockIdx.x / n_key_tiles, j0 = (blockIdx.x % n_key_tiles) * kKeys;
   const SegmentInfo seg = segment_info(cu_seqlens, prefix_lens, blockIdx.y);
-  if (j0 >= seg.len) return;  // block-uniform, before any barrier: the whole block leaves
+  // block-uniform, before any barrier: the whole block leaves
+  if (j0 >= seg.len || (kMode == DqMode::kDirect ? seg.len > kKeys : seg.len <= short_len)) return;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
-  const int n_keys = min(kKeyTile, seg.len - j0), key_row0 = warp * 16;
+  const int n_keys = min(kKeys, seg.len - j0), key_row0 = warp * 16;
   const int64_t kv_stride = static_cast<int64_t>(KV) * D, q_stride = static_cast<int64_t>(H) * D;
-  copy_rows_async<D>(ks, k + (static_cast<int64_t>(seg.begin + j0) * KV + g) * D, kv_stride, kKeyTile, n_keys);
-  copy_rows_async<D>(vs, v + (static_cast<int64_t>(seg.begin + j0) * KV + g) * D, kv_stride, kKeyTile, n_keys);
+  copy_rows_async<D, kBlockThreads>(ks, k + (static_cast<int64_t>(seg.begin + j0) * KV + g) * D, kv_stride, kKeys,
+                                    n_keys);
+  copy_rows_async<D, kBlockThreads>(vs, v + (static_cast<int64_t>(seg.begin + j0) * KV + g) * D, kv_stride, kKeys,
+                                    n_keys);
   float dk_acc[D / 8][4] = {}, dv_acc[D / 8][4] = {};
   const float scale_log2 = scale * kLog2e;
   const int group = H / KV;
@@ -193,9 +235,10 @@ __global__ void __launch_bounds__(kThreads)
     const int h = g * group + it / n_query_tiles, i0 = i_begin + (it % n_query_tiles) * kQ;
     const int n_queries = min(kQ, seg.len - i0), buffer = it % 2;
     const int64_t token0 = seg.begin + i0;
-    copy_rows_async<D>(qs_buf + buffer * kQ * kLd, q + (token0 * H + h) * D, q_stride, kQ, n_queries);
-    copy_rows_async<D>(dos_buf + buffer * kQ * kLd, dout + (token0 * H + h) * D, q_stride, kQ, n_queries);
-    for (int r = threadIdx.x; r < kQ; r += kThreads) {
+    copy_rows_async<D, kBlockThreads>(qs_buf + buffer * kQ * kLd, q + (token0 * H + h) * D, q_stride, kQ, n_queries);
+    copy_rows_async<D, kBlockThreads>(dos_buf + buffer * kQ * kLd, dout + (token0 * H + h) * D, q_stride, kQ,
+                                      n_queries);
+    for (int r = threadIdx.x; r < kQ; r += kBlockThreads) {
       const bool valid = r < n_queries;
       lse2_buf[buffer * kQ + r] = valid ? lse[static_cast<int64_t>(h) * T + token0 + r] * kLog2e : 0.0f;
       delta_buf[buffer * kQ + r] = valid ? delta[static_cast<int64_t>(h) * T + token0 + r] : 0.0f;
@@ -214,33 +257,50 @@ __global__ void __launch_bounds__(kThreads)
     simt::cp_async_wait<0>();
     __syncthreads();  // step it's tiles are visible; every warp is done with step it − 1's buffers and dS
     if (it + 1 < n_steps) fetch(it + 1);
+    // A warp whose 16 keys all lie past the segment, or all after the step's last query (and
+    // outside the prefix), has P = dS = 0: it skips the products (a warp-uniform test) and only
+    // writes its zero dS for the dQ product.
+    const int warp_key0 = j0 + key_row0;
+    const bool warp_sees = warp_key0 < seg.len && (warp_key0 <= i0 + n_queries - 1 || warp_key0 < seg.prefix);
     float s[kQ / 8][4] = {}, dp[kQ / 8][4] = {};  // Sᵀ, dPᵀ [16 keys, kQ queries]
-    mma_abt<D, kQ>(s, ks + key_row0 * kLd, kLd, qs, kLd);
-    mma_abt<D, kQ>(dp, vs + key_row0 * kLd, kLd, dos, kLd);
-    for (int nt = 0; nt < kQ / 8; ++nt)
-      for (int e = 0; e < 4; ++e) {
-        const int key = key_row0 + gq + 8 * (e / 2), query = nt * 8 + 2 * tq + e % 2;
-        const float p = visible(seg, i0 + query, j0 + key) ? exp2f(s[nt][e] * scale_log2 - lse2_s[query]) : 0.0f;
-        s[nt][e] = p;                                  // Pᵀ
-        dp[nt][e] = p * (dp[nt][e] - delta_s[query]);  // dSᵀ
-      }
-    mma_pb<kQ, D>(dv_acc, s, dos, kLd);
-    mma_pb<kQ, D>(dk_acc, dp, qs, kLd);
-    if constexpr (kAtomicDq) {
+    if (warp_sees) {
+      mma_abt<D, kQ>(s, ks + key_row0 * kLd, kLd, qs, kLd);
+      mma_abt<D, kQ>(dp, vs + key_row0 * kLd, kLd, dos, kLd);
+      for (int nt = 0; nt < kQ / 8; ++nt)
+        for (int e = 0; e < 4; ++e) {
+          const int key = key_row0 + gq + 8 * (e / 2), query = nt * 8 + 2 * tq + e % 2;
+          const float p =
+              visible(seg, i0 + query, j0 + key) ? exp2f(s[nt][e] * scale_log2 - lse2_s[query]) : 0.0f;
+          s[nt][e] = p;                                  // Pᵀ
+          dp[nt][e] = p * (dp[nt][e] - delta_s[query]);  // dSᵀ
+        }
+      mma_pb<kQ, D>(dv_acc, s, dos, kLd);
+      mma_pb<kQ, D>(dk_acc, dp, qs, kLd);
+    }
+    if constexpr (kMode != DqMode::kSeparate) {
       for (int nt = 0; nt < kQ / 8; ++nt)
         for (int e = 0; e < 4; ++e)
           dss[(nt * 8 + 2 * tq + e % 2) * kDsLd + key_row0 + gq + 8 * (e / 2)] = __float2bfloat16(dp[nt][e]);
       __syncthreads();
-      // dQ tile [kQ, D]: warp = (16-row group, column block of kCols).
-      constexpr int kRowGroups = kQ / 16, kCols = D / (kWarps / kRowGroups);
-      const int row0 = (warp % kRowGroups) * 16, col0 = (warp / kRowGroups) * kCols;
-      float dq[kCols / 8][4] = {};
-      mma_ab<kKeyTile, kCols>(dq, dss + row0 * kDsLd, kDsLd, ks + col0, kLd);
-      for (int nd = 0; nd < kCols / 8; ++nd)
-        for (int e = 0; e < 4; ++e) {
-          const int r = row0 + gq + 8 * (e / 2), c = col0 + nd * 8 + 2 * tq + e % 2;
-          if (r < n_queries) atomicAdd(&dq_acc[((token0 + r) * H + h) * D + c], dq[nd][e] * scale);
-        }
+      // dQ tile [kQ, D] = dS [kQ, kKeys] · K [kKeys, D]: warp = (16-row group, column block).
+      using Split = DqSplit<D, kQ, kBlockWarps>;
+      if (warp < Split::kRowGroups * Split::kColBlocks) {
+        const int row0 = (warp % Split::kRowGroups) * 16, col0 = (warp / Split::kRowGroups) * Split::kCols;
+        float dq_part[Split::kCols / 8][4] = {};
+        mma_ab<kKeys, Split::kCols>(dq_part, dss + row0 * kDsLd, kDsLd, ks + col0, kLd);
+        for (int nd = 0; nd < Split::kCols / 8; ++nd)
+          for (int half = 0; half < 2; ++half) {
+            const int r = row0 + gq + 8 * half, c = col0 + nd * 8 + 2 * tq;
+            if (r >= n_queries) continue;
+            const int64_t at = ((token0 + r) * H + h) * D + c;
+            if constexpr (kMode == DqMode::kDirect) {
+              store_bf16x2(dq + at, dq_part[nd][2 * half] * scale, dq_part[nd][2 * half + 1] * scale);
+            } else {
+              atomicAdd(&dq_acc[at], dq_part[nd][2 * half] * scale);
+              atomicAdd(&dq_acc[at + 1], dq_part[nd][2 * half + 1] * scale);
+            }
+          }
+      }
     }
   }
   for (int nd = 0; nd < D / 8; ++nd)
@@ -253,13 +313,15 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-// Deterministic dQ: one block per (query tile of kDqTile, head), key tiles in order.
+// Deterministic dQ: one block per (query tile of kDqTile, head), key tiles in order; the segments
+// of up to short_len tokens are left out (the whole-segment kernel did them).
 // Grid: x = head · n_query_tiles + query tile, y = segment. Dynamic shared memory: 6 tiles [64][D + kPad].
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     attention_backward_dq_kernel(bf16* dq, const bf16* dout, const bf16* q, const bf16* k, const bf16* v,
                                  const float* lse, const float* delta, const int32_t* cu_seqlens,
-                                 const int32_t* prefix_lens, int n_query_tiles, int T, int H, int KV, float scale) {
+                                 const int32_t* prefix_lens, int n_query_tiles, int short_len, int T, int H, int KV,
+                                 float scale) {
   constexpr int kLd = D + kPad;
   RECLM_DYNAMIC_SHARED(bf16, smem);
   bf16* qs = smem;                            // [kDqTile][kLd]
@@ -268,7 +330,7 @@ __global__ void __launch_bounds__(kThreads)
   bf16* vs_buf = ks_buf + 2 * kDqTile * kLd;  // [2][kDqTile][kLd]: and V tiles
   const int h = blockIdx.x / n_query_tiles, i0 = (blockIdx.x % n_query_tiles) * kDqTile;
   const SegmentInfo seg = segment_info(cu_seqlens, prefix_lens, blockIdx.y);
-  if (i0 >= seg.len) return;  // block-uniform, before any barrier
+  if (i0 >= seg.len || seg.len <= short_len) return;  // block-uniform, before any barrier
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
   const int g = h / (H / KV), n_queries = min(kDqTile, seg.len - i0);
   const int64_t token0 = seg.begin + i0, kv_stride = static_cast<int64_t>(KV) * D;
@@ -323,10 +385,10 @@ __global__ void attention_backward_dq_convert_kernel(bf16* dq, const float* dq_a
     dq[i] = __float2bfloat16(dq_acc[i]);
 }
 
-template <int D>
+template <int D, int kKeys>
 constexpr size_t dkdv_shared_bytes() {
-  constexpr int kQ = kDkdvQueryTile<D>;
-  return sizeof(bf16) * ((2 * kKeyTile + 4 * kQ) * (D + kPad) + kQ * (kKeyTile + kPad)) + 4 * sizeof(float) * kQ;
+  constexpr int kQ = kDkdvQueryTile<D, kKeys>;
+  return sizeof(bf16) * ((2 * kKeys + 4 * kQ) * (D + kPad) + kQ * (kKeys + kPad)) + 4 * sizeof(float) * kQ;
 }
 template <int D>
 constexpr size_t dq_shared_bytes() {
@@ -349,17 +411,28 @@ struct Launch {
   float scale;
 };
 
+// One launch of the dK/dV kernel in a mode over key tiles of kKeys.
+template <int D, int kKeys, DqMode kMode>
+cudaError_t launch_dkdv(const Launch& a, int n_key_tiles, int short_len, cudaStream_t stream) {
+  constexpr int kShared = static_cast<int>(dkdv_shared_bytes<D, kKeys>());
+  const auto kernel = attention_backward_dkdv_kernel<D, kKeys, kMode>;
+  const cudaError_t err = simt::set_max_dynamic_shared_bytes(kernel, kShared);
+  if (err != cudaSuccess) return err;
+  return simt::launch(kernel, dim3(static_cast<unsigned>(n_key_tiles * a.KV), static_cast<unsigned>(a.n_segments)),
+                      dim3(2 * kKeys), kShared, stream, a.dk, a.dv, a.dq_acc, a.dq, a.dout, a.q, a.k, a.v, a.lse,
+                      a.delta, a.cu_seqlens, a.prefix_lens, n_key_tiles, short_len, a.T, a.H, a.KV, a.scale);
+}
+
+// Deterministic mode: the segments of up to kSegmentKeys tokens (a recommendation batch's short
+// histories, most of its segments) in one block per (segment, kv head) that computes dK, dV and,
+// holding all the segment's keys, dQ; the longer ones by key tiles plus the dq kernel.
 template <int D>
 cudaError_t launch_gradients(const Launch& a, bool deterministic, cudaStream_t stream) {
   const int n_key_tiles = (a.max_seqlen + kKeyTile - 1) / kKeyTile;
-  const dim3 dkdv_grid(static_cast<unsigned>(n_key_tiles * a.KV), static_cast<unsigned>(a.n_segments));
-  constexpr int kDkdvShared = static_cast<int>(dkdv_shared_bytes<D>());
   if (deterministic) {
-    cudaError_t err = simt::set_max_dynamic_shared_bytes(attention_backward_dkdv_kernel<D, false>, kDkdvShared);
-    if (err == cudaSuccess)
-      err = simt::launch(attention_backward_dkdv_kernel<D, false>, dkdv_grid, dim3(kThreads), kDkdvShared, stream, a.dk,
-                         a.dv, nullptr, a.dout, a.q, a.k, a.v, a.lse, a.delta, a.cu_seqlens, a.prefix_lens, n_key_tiles,
-                         a.T, a.H, a.KV, a.scale);
+    cudaError_t err = launch_dkdv<D, kSegmentKeys, DqMode::kDirect>(a, 1, 0, stream);
+    if (err != cudaSuccess || a.max_seqlen <= kSegmentKeys) return err;
+    err = launch_dkdv<D, kKeyTile, DqMode::kSeparate>(a, n_key_tiles, kSegmentKeys, stream);
     if (err != cudaSuccess) return err;
     const int n_query_tiles = (a.max_seqlen + kDqTile - 1) / kDqTile;
     constexpr int kDqShared = static_cast<int>(dq_shared_bytes<D>());
@@ -368,13 +441,9 @@ cudaError_t launch_gradients(const Launch& a, bool deterministic, cudaStream_t s
     return simt::launch(attention_backward_dq_kernel<D>,
                         dim3(static_cast<unsigned>(n_query_tiles * a.H), static_cast<unsigned>(a.n_segments)),
                         dim3(kThreads), kDqShared, stream, a.dq, a.dout, a.q, a.k, a.v, a.lse, a.delta, a.cu_seqlens,
-                        a.prefix_lens, n_query_tiles, a.T, a.H, a.KV, a.scale);
+                        a.prefix_lens, n_query_tiles, kSegmentKeys, a.T, a.H, a.KV, a.scale);
   }
-  cudaError_t err = simt::set_max_dynamic_shared_bytes(attention_backward_dkdv_kernel<D, true>, kDkdvShared);
-  if (err == cudaSuccess)
-    err = simt::launch(attention_backward_dkdv_kernel<D, true>, dkdv_grid, dim3(kThreads), kDkdvShared, stream, a.dk,
-                       a.dv, a.dq_acc, a.dout, a.q, a.k, a.v, a.lse, a.delta, a.cu_seqlens, a.prefix_lens, n_key_tiles,
-                       a.T, a.H, a.KV, a.scale);
+  cudaError_t err = launch_dkdv<D, kKeyTile, DqMode::kAtomic>(a, n_key_tiles, 0, stream);
   if (err != cudaSuccess) return err;
   const int64_t n = static_cast<int64_t>(a.T) * a.H * D;
   constexpr int kConvertThreads = 256;

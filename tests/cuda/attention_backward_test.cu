@@ -187,6 +187,11 @@ std::vector<Case> cases() {
       {{300, 7}, {}, 2, 2, 32, 17},                           // causal, head_dim 32
       {{300, 7, 129}, {100, 0, 50}, 2, 1, 96, 18},            // prefix, GQA 2, head_dim 96
       {{129, 1, 63, 7}, {}, 4, 2, 96, 19},                    // causal, GQA 2, head_dim 96
+      // around the whole-segment kernel's limit (128 tokens: one block holds the segment's keys)
+      {{128, 127, 65, 129, 92}, {}, 4, 2, 64, 22},              // causal, GQA 2
+      {{128, 92, 129, 33}, {128, 50, 0, 33}, 2, 1, 128, 23},    // prefix, bidirectional, head_dim 128
+      {{127, 96, 17}, {20, 96, 0}, 4, 2, 96, 24},               // prefix, GQA 2, head_dim 96
+      {{128, 100, 5}, {3, 0, 5}, 2, 2, 32, 25},                 // prefix, head_dim 32
   };
 }
 
