@@ -44,18 +44,27 @@ void add_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t n_heads
     for (bool causal : {true, false}) {
       if (seg.histories && !causal) continue;
       const int64_t pairs = seg.pairs(causal);
-      for (bool deterministic : {false, true}) {
+      // fast; deterministic; and for the histories deterministic with key tiles only (no one-block
+      // path for the short segments: the kernels before it), for the ratio of the two
+      const struct {
+        bool deterministic;
+        int64_t segment_block_max_len;
+        const char* mode;
+      } modes[] = {{false, 0, "fast"}, {true, cuda::kAttentionSegmentBlockMaxLen, "det"}, {true, 0, "det-tiles"}};
+      for (const auto& m : modes) {
+        if (m.deterministic && m.segment_block_max_len == 0 && !seg.histories) continue;
+        const bool deterministic = m.deterministic;
+        const int64_t block_max_len = m.segment_block_max_len;
         const size_t ws_bytes = cuda::attention_backward_workspace_bytes(shape, n_segments, len, deterministic);
         auto workspace = std::make_shared<Bytes>(ws_bytes);
-        const std::string name = attention_case_name(
-            std::string("attention_backward ") + (deterministic ? "det" : "fast"), causal, seg, n_heads,
-            n_kv_heads, head_dim);
+        const std::string name = attention_case_name(std::string("attention_backward ") + m.mode, causal, seg,
+                                                     n_heads, n_kv_heads, head_dim);
         KernelCase c = make_case(name, bytes,
                                  [=](cudaStream_t s) {
                                    return cuda::attention_backward(
                                        bf(dq), bf(dk), bf(dv), bf(dout), bf(q), bf(k), bf(v), bf(out), lse->data(),
                                        cu_seqlens->data(), causal ? nullptr : prefix->data(), n_segments, len, shape,
-                                       deterministic, workspace->data(), ws_bytes, s);
+                                       deterministic, workspace->data(), ws_bytes, s, block_max_len);
                                  },
                                  {q, k, v, out, dout, dq, dk, dv, cu_seqlens, prefix, lse, workspace});
         c.memory_bound = false;

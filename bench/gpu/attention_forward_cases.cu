@@ -35,17 +35,22 @@ void add_forward_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t
       if (seg.histories && !causal) continue;
       const int64_t pairs = seg.pairs(causal);
       const std::string name = attention_case_name("attention_forward", causal, seg, n_heads, n_kv_heads, head_dim);
-      KernelCase c = make_case(name, bytes,
-                               [=](cudaStream_t s) {
-                                 return cuda::attention_forward(bf16_ptr(out), lse->data(), bf16_ptr(q), bf16_ptr(k),
-                                                                bf16_ptr(v), cu_seqlens->data(),
-                                                                causal ? nullptr : prefix->data(), n_segments, len,
-                                                                shape, s);
-                               },
-                               {q, k, v, out, lse, cu_seqlens, prefix});
-      c.memory_bound = false;
-      c.flops = 4 * pairs * head_dim * n_heads;
-      cases.push_back(std::move(c));
+      // heads_per_block 0: the kernel's pick; the histories also with 1, one head per block (the
+      // kernel before two heads shared a block's K/V tiles), for the ratio of the two
+      for (int heads_per_block : {0, 1}) {
+        if (heads_per_block == 1 && !seg.histories) continue;
+        KernelCase c = make_case(name + (heads_per_block == 1 ? " 1 head/block" : ""), bytes,
+                                 [=](cudaStream_t s) {
+                                   return cuda::attention_forward(bf16_ptr(out), lse->data(), bf16_ptr(q),
+                                                                  bf16_ptr(k), bf16_ptr(v), cu_seqlens->data(),
+                                                                  causal ? nullptr : prefix->data(), n_segments, len,
+                                                                  shape, s, heads_per_block);
+                                 },
+                                 {q, k, v, out, lse, cu_seqlens, prefix});
+        c.memory_bound = false;
+        c.flops = 4 * pairs * head_dim * n_heads;
+        cases.push_back(std::move(c));
+      }
     }
   }
 }

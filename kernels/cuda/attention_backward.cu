@@ -52,7 +52,7 @@ using simt::mma_m16n8k16_bf16_f32;
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kKeyTile = 64;      // keys per dkdv block: 16 per warp
-constexpr int kSegmentKeys = 128;  // the whole-segment kernel: segments of up to 128 tokens, 8 warps
+constexpr int kSegmentKeys = kAttentionSegmentBlockMaxLen;  // the whole-segment kernel's keys: 8 warps
 constexpr int kDqTile = 64;   // queries per dq block (16 per warp) and keys per dq step
 constexpr int kPad = 8;       // bf16 row padding: rows 16 bytes off their bank, ldmatrix conflict-free
 constexpr float kLog2e = 1.4426950408889634f;
@@ -194,8 +194,8 @@ struct DqSplit {
 
 // dK, dV of one key tile of kKeys keys of one kv head, 16 keys per warp; dQ as kMode says.
 // Grid: x = kv_head · n_key_tiles + key tile, y = segment (kDirect: n_key_tiles 1, and only the
-// segments of 1 to kKeys tokens; the other modes skip the segments of up to short_len tokens,
-// which a kDirect launch did). Dynamic shared memory: see dkdv_shared_bytes.
+// segments of 1 to short_len <= kKeys tokens; the other modes skip the segments of up to
+// short_len tokens, which a kDirect launch did). Dynamic shared memory: see dkdv_shared_bytes.
 // (Whole-segment blocks of head_dim <= 64: two per SM, see kDkdvQueryTile.)
 template <int D, int kKeys, DqMode kMode>
 __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 2 : 1)
@@ -216,7 +216,7 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
   const int g = blockIdx.x / n_key_tiles, j0 = (blockIdx.x % n_key_tiles) * kKeys;
   const SegmentInfo seg = segment_info(cu_seqlens, prefix_lens, blockIdx.y);
   // block-uniform, before any barrier: the whole block leaves
-  if (j0 >= seg.len || (kMode == DqMode::kDirect ? seg.len > kKeys : seg.len <= short_len)) return;
+  if (j0 >= seg.len || (kMode == DqMode::kDirect ? seg.len > short_len : seg.len <= short_len)) return;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
   const int n_keys = min(kKeys, seg.len - j0), key_row0 = warp * 16;
   const int64_t kv_stride = static_cast<int64_t>(KV) * D, q_stride = static_cast<int64_t>(H) * D;
@@ -409,6 +409,7 @@ struct Launch {
   const int32_t *cu_seqlens, *prefix_lens;
   int n_segments, max_seqlen, T, H, KV;
   float scale;
+  int segment_block_max_len;
 };
 
 // One launch of the dK/dV kernel in a mode over key tiles of kKeys.
@@ -423,16 +424,19 @@ cudaError_t launch_dkdv(const Launch& a, int n_key_tiles, int short_len, cudaStr
                       a.delta, a.cu_seqlens, a.prefix_lens, n_key_tiles, short_len, a.T, a.H, a.KV, a.scale);
 }
 
-// Deterministic mode: the segments of up to kSegmentKeys tokens (a recommendation batch's short
-// histories, most of its segments) in one block per (segment, kv head) that computes dK, dV and,
-// holding all the segment's keys, dQ; the longer ones by key tiles plus the dq kernel.
+// Deterministic mode: the segments of up to a.segment_block_max_len tokens (a recommendation
+// batch's short histories, most of its segments) in one block per (segment, kv head) that
+// computes dK, dV and, holding all the segment's keys, dQ; the longer ones by key tiles plus the
+// dq kernel.
 template <int D>
 cudaError_t launch_gradients(const Launch& a, bool deterministic, cudaStream_t stream) {
   const int n_key_tiles = (a.max_seqlen + kKeyTile - 1) / kKeyTile;
   if (deterministic) {
-    cudaError_t err = launch_dkdv<D, kSegmentKeys, DqMode::kDirect>(a, 1, 0, stream);
-    if (err != cudaSuccess || a.max_seqlen <= kSegmentKeys) return err;
-    err = launch_dkdv<D, kKeyTile, DqMode::kSeparate>(a, n_key_tiles, kSegmentKeys, stream);
+    const int short_len = a.segment_block_max_len;
+    cudaError_t err = cudaSuccess;
+    if (short_len > 0) err = launch_dkdv<D, kSegmentKeys, DqMode::kDirect>(a, 1, short_len, stream);
+    if (err != cudaSuccess || a.max_seqlen <= short_len) return err;
+    err = launch_dkdv<D, kKeyTile, DqMode::kSeparate>(a, n_key_tiles, short_len, stream);
     if (err != cudaSuccess) return err;
     const int n_query_tiles = (a.max_seqlen + kDqTile - 1) / kDqTile;
     constexpr int kDqShared = static_cast<int>(dq_shared_bytes<D>());
@@ -441,7 +445,7 @@ cudaError_t launch_gradients(const Launch& a, bool deterministic, cudaStream_t s
     return simt::launch(attention_backward_dq_kernel<D>,
                         dim3(static_cast<unsigned>(n_query_tiles * a.H), static_cast<unsigned>(a.n_segments)),
                         dim3(kThreads), kDqShared, stream, a.dq, a.dout, a.q, a.k, a.v, a.lse, a.delta, a.cu_seqlens,
-                        a.prefix_lens, n_query_tiles, kSegmentKeys, a.T, a.H, a.KV, a.scale);
+                        a.prefix_lens, n_query_tiles, short_len, a.T, a.H, a.KV, a.scale);
   }
   cudaError_t err = launch_dkdv<D, kKeyTile, DqMode::kAtomic>(a, n_key_tiles, 0, stream);
   if (err != cudaSuccess) return err;
@@ -466,13 +470,14 @@ cudaError_t attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, c
                                const bf16* v, const bf16* out, const float* lse, const int32_t* cu_seqlens,
                                const int32_t* prefix_lens, int64_t n_segments, int64_t max_seqlen,
                                const ops::AttentionShape& shape, bool deterministic, void* workspace,
-                               size_t workspace_bytes, cudaStream_t stream) {
+                               size_t workspace_bytes, cudaStream_t stream, int64_t segment_block_max_len) {
   const int64_t D = shape.head_dim;
   if (!attention_supports_head_dim(D) || shape.n_heads <= 0 || shape.n_kv_heads <= 0 ||
       shape.n_heads % shape.n_kv_heads != 0 ||
       shape.n_tokens < 0 || n_segments < 0 || n_segments > 65535 || max_seqlen < 0 || max_seqlen > (1 << 30) ||
       shape.n_tokens * shape.n_heads > (int64_t{1} << 31) ||
-      workspace_bytes < attention_backward_workspace_bytes(shape, n_segments, max_seqlen, deterministic))
+      workspace_bytes < attention_backward_workspace_bytes(shape, n_segments, max_seqlen, deterministic) ||
+      segment_block_max_len < 0 || segment_block_max_len > kAttentionSegmentBlockMaxLen)
     return cudaErrorInvalidValue;
   if (shape.n_tokens == 0 || n_segments == 0 || max_seqlen == 0) return cudaSuccess;
   float* delta = static_cast<float*>(workspace);
@@ -500,7 +505,8 @@ cudaError_t attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, c
                  static_cast<int>(shape.n_tokens),
                  static_cast<int>(shape.n_heads),
                  static_cast<int>(shape.n_kv_heads),
-                 shape.scale};
+                 shape.scale,
+                 static_cast<int>(segment_block_max_len)};
   switch (D) {  // (attention_head_dims.h)
     case 32: return launch_gradients<32>(a, deterministic, stream);
     case 64: return launch_gradients<64>(a, deterministic, stream);

@@ -9,8 +9,10 @@
 // max_seqlen >= every segment length; n_segments <= 65535 (grid y). head_dim 32, 64, 96 or 128
 // (attention_head_dims.h), else cudaErrorInvalidValue. Tensors are 16-byte aligned (16-byte
 // copies); the workspace 256-byte aligned (cudaMalloc gives both).
-// dq, dk, dv are overwritten. deterministic: no float atomics (dq by a separate query-tile kernel),
-// results bitwise reproducible; otherwise dq is accumulated with fp32 atomicAdd in the workspace.
+// dq, dk, dv are overwritten. deterministic: no float atomics, results bitwise reproducible: a
+// segment of up to segment_block_max_len tokens (at most kAttentionSegmentBlockMaxLen; 0: none) in
+// one block that also computes its dq, longer ones with dq by a separate query-tile kernel;
+// otherwise dq is accumulated with fp32 atomicAdd in the workspace (segment_block_max_len unused).
 #pragma once
 
 #include <cstddef>
@@ -26,11 +28,15 @@ namespace reclm::cuda {
 size_t attention_backward_workspace_bytes(const ops::AttentionShape& shape, int64_t n_segments, int64_t max_seqlen,
                                           bool deterministic);
 
+// The longest segment the deterministic mode's one-block path takes (its block holds 128 keys).
+constexpr int64_t kAttentionSegmentBlockMaxLen = 128;
+
 cudaError_t attention_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, const __nv_bfloat16* dout,
                                const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                                const __nv_bfloat16* out, const float* lse, const int32_t* cu_seqlens,
                                const int32_t* prefix_lens, int64_t n_segments, int64_t max_seqlen,
                                const ops::AttentionShape& shape, bool deterministic, void* workspace,
-                               size_t workspace_bytes, cudaStream_t stream);
+                               size_t workspace_bytes, cudaStream_t stream,
+                               int64_t segment_block_max_len = kAttentionSegmentBlockMaxLen);
 
 }  // namespace reclm::cuda

@@ -313,14 +313,13 @@ cudaError_t launch_forward_heads(__nv_bfloat16* out, float* lse, const __nv_bflo
                       shape.scale * kLog2e);
 }
 
-// Two heads per block when each kv head serves an even number of query heads, else one.
+// heads_per_block 1 or 2 (attention_forward has checked it).
 template <int kHeadDim>
 cudaError_t launch_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                            const __nv_bfloat16* v, const int32_t* cu_seqlens, const int32_t* prefix_lens,
                            int64_t n_segments, int64_t max_seqlen, const ops::AttentionShape& shape,
-                           cudaStream_t stream) {
-  const bool pairs = (shape.n_heads / shape.n_kv_heads) % 2 == 0;
-  return (pairs ? launch_forward_heads<kHeadDim, 2> : launch_forward_heads<kHeadDim, 1>)(
+                           cudaStream_t stream, int heads_per_block) {
+  return (heads_per_block == 2 ? launch_forward_heads<kHeadDim, 2> : launch_forward_heads<kHeadDim, 1>)(
       out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, stream);
 }
 
@@ -329,13 +328,18 @@ cudaError_t launch_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* 
 cudaError_t attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                               const __nv_bfloat16* v, const int32_t* cu_seqlens, const int32_t* prefix_lens,
                               int64_t n_segments, int64_t max_seqlen, const ops::AttentionShape& shape,
-                              cudaStream_t stream) {
+                              cudaStream_t stream, int heads_per_block) {
   if (shape.n_heads <= 0 || shape.n_kv_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0) {
     return cudaErrorInvalidValue;
   }
+  // Two heads per block when each kv head serves an even number of query heads, else one.
+  const bool even_groups = (shape.n_heads / shape.n_kv_heads) % 2 == 0;
+  if (heads_per_block == 0) heads_per_block = even_groups ? 2 : 1;
+  if (heads_per_block != 1 && !(heads_per_block == 2 && even_groups)) return cudaErrorInvalidValue;
   if (n_segments <= 0 || max_seqlen <= 0 || shape.n_tokens <= 0) return cudaSuccess;
   const auto launch = [&](auto launch_d) {
-    return launch_d(out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, stream);
+    return launch_d(out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, stream,
+                    heads_per_block);
   };
   switch (shape.head_dim) {  // (attention_head_dims.h)
     case 32: return launch(launch_forward<32>);

@@ -19,9 +19,13 @@
 
 namespace reclm::cuda {
 
+// heads_per_block: query heads of a kv group that one block computes over one copy of the K/V
+// tiles: 0 picks (2 when n_heads / n_kv_heads is even, else 1); 1, or 2 with an even ratio, forces
+// it (else cudaErrorInvalidValue). The results are the same bits either way; the choice is for
+// speed (bench/gpu/attention_forward_cases.cu times both).
 cudaError_t attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                               const __nv_bfloat16* v, const int32_t* cu_seqlens, const int32_t* prefix_lens,
                               int64_t n_segments, int64_t max_seqlen, const ops::AttentionShape& shape,
-                              cudaStream_t stream);
+                              cudaStream_t stream, int heads_per_block = 0);
 
 }  // namespace reclm::cuda

@@ -218,9 +218,9 @@ __global__ void __launch_bounds__(256)
     load_values<W>(x2, from + shape.half);
     const float* cs = table + t * shape.head_dim + j;  // cos at cs[i], sin at cs[pairs + i]
     for (int i = 0; i < W; ++i) {
-      const Rotated r = rotate_pair(x1[i], x2[i], cs[i], sign * cs[pairs + i]);
-      y1[i] = r.lo;
-      y2[i] = r.hi;
+      const Rotated rotated = rotate_pair(x1[i], x2[i], cs[i], sign * cs[pairs + i]);
+      y1[i] = rotated.lo;
+      y2[i] = rotated.hi;
     }
     store_values<W>(to, y1);
     store_values<W>(to + shape.half, y2);

@@ -126,7 +126,9 @@ struct Result {
   std::vector<uint16_t> dq, dk, dv;
 };
 
-Result run_kernel(const Problem& p, bool deterministic) {
+// segment_block_max_len: the deterministic mode's one-block path (0: the key-tile kernels for all).
+Result run_kernel(const Problem& p, bool deterministic,
+                  int64_t segment_block_max_len = kAttentionSegmentBlockMaxLen) {
   using simt::DeviceBuffer;
   const ops::AttentionShape& s = p.shape;
   DeviceBuffer<uint16_t> q(to_bits(p.q)), k(to_bits(p.k)), v(to_bits(p.v)), dout(to_bits(p.dout)), out(to_bits(p.out));
@@ -139,7 +141,7 @@ Result run_kernel(const Problem& p, bool deterministic) {
   auto bf = [](const DeviceBuffer<uint16_t>& b) { return reinterpret_cast<__nv_bfloat16*>(b.data()); };
   EXPECT_EQ(attention_backward(bf(dq), bf(dk), bf(dv), bf(dout), bf(q), bf(k), bf(v), bf(out), lse.data(), cu.data(),
                                p.prefix.empty() ? nullptr : prefix.data(), n_segments, p.max_seqlen, s, deterministic,
-                               workspace.data(), ws_bytes, nullptr),
+                               workspace.data(), ws_bytes, nullptr, segment_block_max_len),
             cudaSuccess);
   simt::device_synchronize();
   return {dq.download(), dk.download(), dv.download()};
@@ -214,13 +216,20 @@ TEST(CudaAttentionBackward, MatchesFloat64ReferenceForEveryMaskAndMode) {
     EXPECT_LE(compare(cdq, want.dq).norm_rel, 1e-4);
     EXPECT_LE(compare(cdk, want.dk).norm_rel, 1e-4);
     EXPECT_LE(compare(cdv, want.dv).norm_rel, 1e-4);
-    for (bool deterministic : {false, true}) {
+    // fast; deterministic (short segments in one block); deterministic with key tiles for all
+    const struct {
+      bool deterministic;
+      int64_t segment_block_max_len;
+      const char* name;
+    } modes[] = {{false, 0, "fast"},
+                 {true, kAttentionSegmentBlockMaxLen, "deterministic"},
+                 {true, 0, "deterministic, key tiles only"}};
+    for (const auto& mode : modes) {
       SCOPED_TRACE(testing::Message() << "heads " << c.n_heads << "/" << c.n_kv_heads << " head_dim " << c.head_dim
-                                      << " " << mask_name(c) << (deterministic ? " deterministic" : " fast"));
+                                      << " " << mask_name(c) << " " << mode.name);
       std::printf("  heads %lld/%lld head_dim %lld %s %s\n", static_cast<long long>(c.n_heads),
-                  static_cast<long long>(c.n_kv_heads), static_cast<long long>(c.head_dim), mask_name(c),
-                  deterministic ? "deterministic" : "fast");
-      const Result got = run_kernel(p, deterministic);
+                  static_cast<long long>(c.n_kv_heads), static_cast<long long>(c.head_dim), mask_name(c), mode.name);
+      const Result got = run_kernel(p, mode.deterministic, mode.segment_block_max_len);
       expect_close(compare(got.dq, want.dq), "dq");
       expect_close(compare(got.dk, want.dk), "dk");
       expect_close(compare(got.dv, want.dv), "dv");
@@ -275,6 +284,12 @@ TEST(CudaAttentionBackward, RejectsUnsupportedShapesAndSmallWorkspace) {
   EXPECT_EQ(attention_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                                nullptr, 1, 16, shape, false, nullptr, need - 1, nullptr),
             cudaErrorInvalidValue);
+  // the one-block path holds at most kAttentionSegmentBlockMaxLen keys
+  for (int64_t limit : {int64_t{-1}, kAttentionSegmentBlockMaxLen + 1}) {
+    EXPECT_EQ(attention_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                 nullptr, nullptr, 1, 16, shape, true, nullptr, 1 << 20, nullptr, limit),
+              cudaErrorInvalidValue);
+  }
   shape.n_kv_heads = 3;  // does not divide n_heads
   EXPECT_EQ(attention_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                                nullptr, 1, 16, shape, true, nullptr, 1 << 20, nullptr),

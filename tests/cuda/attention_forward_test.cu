@@ -136,6 +136,22 @@ void run_case(const Case& c) {
                               max_seqlen, shape, nullptr),
             cudaSuccess);
   simt::device_synchronize();
+  // An even GQA ratio runs two heads per block; one head per block gives the same bits.
+  if ((H / KH) % 2 == 0) {
+    simt::DeviceBuffer<uint16_t> out1_dev(static_cast<size_t>((T + 1) * H * D));
+    simt::DeviceBuffer<float> lse1_dev(static_cast<size_t>(H * T + 8));
+    ASSERT_EQ(attention_forward(reinterpret_cast<__nv_bfloat16*>(out1_dev.data()), lse1_dev.data(),
+                                reinterpret_cast<const __nv_bfloat16*>(q_dev.data()),
+                                reinterpret_cast<const __nv_bfloat16*>(k_dev.data()),
+                                reinterpret_cast<const __nv_bfloat16*>(v_dev.data()), cu_dev.data(),
+                                c.prefix.empty() ? nullptr : prefix_dev.data(), static_cast<int64_t>(c.lengths.size()),
+                                max_seqlen, shape, nullptr, /*heads_per_block=*/1),
+              cudaSuccess);
+    simt::device_synchronize();
+    EXPECT_EQ(out1_dev.download(), out_dev.download()) << "out, one head per block";
+    const std::vector<float> lse1 = lse1_dev.download(), lse2 = lse_dev.download();
+    EXPECT_EQ(0, std::memcmp(lse1.data(), lse2.data(), lse1.size() * sizeof(float))) << "lse, one head per block";
+  }
   std::vector<float> out;
   for (uint16_t b : out_dev.download()) out.push_back(from_bf16(b));
   std::vector<float> lse = lse_dev.download();
@@ -197,6 +213,12 @@ TEST(CudaAttentionForward, RejectsUnsupportedShapes) {
             cudaErrorInvalidValue);
   const ops::AttentionShape bad_gqa{8, 3, 2, 64, 0.1f};
   EXPECT_EQ(attention_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 8, bad_gqa, nullptr),
+            cudaErrorInvalidValue);
+  // two heads per block need an even GQA ratio; only 0 (pick), 1 and 2 exist
+  const ops::AttentionShape gqa3{8, 3, 1, 64, 0.1f}, gqa2{8, 4, 2, 64, 0.1f};
+  EXPECT_EQ(attention_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 8, gqa3, nullptr, 2),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(attention_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 8, gqa2, nullptr, 3),
             cudaErrorInvalidValue);
 }
 
