@@ -5,8 +5,8 @@
 // and D_i = rowsum(dO_i ∘ O_i) (= Σ_j P_ij dP_ij):
 //   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ∘ (dP − D),  dK = scale·dSᵀ·Q,  dQ = scale·dS·K
 // Kernels, in stream order:
-//   1. delta: one warp per (token, head) row computes D (fp32, workspace [n_heads, T]) and, in the
-//      fast mode, zeroes that row of the fp32 dQ accumulator.
+//   1. delta: 4–16 lanes per (token, head) row, one 16-byte chunk each, compute D (fp32, workspace
+//      [n_heads, T]) and, in the fast mode, zero that row of the fp32 dQ accumulator.
 //   2. dkdv: a block per (key tile of a segment, kv head); each warp owns 16 keys. The block loops
 //      over the query heads of its group and the query tiles that see a key of its tile (tiles
 //      before the diagonal are skipped unless the key tile touches the prefix; within a step, a
@@ -36,6 +36,7 @@
 
 #include "kernels/cuda/attention_backward.h"
 #include "kernels/cuda/attention_head_dims.h"
+#include "kernels/cuda/bf16_round.h"
 #include "kernels/cuda/launch_config.h"
 #include "kernels/simt/async_copy.h"
 #include "kernels/simt/launch.h"
@@ -153,20 +154,35 @@ __device__ void mma_ab(float (&acc)[N / 8][4], const bf16* a, int lda, const bf1
   }
 }
 
-// delta [H, T] = rowsum(dout ∘ out) per (token, head) row, one warp a row; zeroes dq_acc rows
-// when it is not null. No barriers: a warp past the end leaves whole.
+// delta [H, T] = rowsum(dout ∘ out) per (token, head) row. kDeltaLanes lanes per row (the power
+// of two >= head_dim / 8, at least 4), each one 16-byte chunk of 8 values (lanes past head_dim / 8 add 0), so a warp
+// reads 32 / kLanes whole rows, contiguous, in 16-byte loads (one warp a row in 2-byte loads
+// left most of a warp's accesses small). Zeroes the dq_acc rows when it is not null. No
+// barriers; every lane takes part in the shuffles.
+template <int D>
+constexpr int kDeltaLanes = D / 8 <= 4 ? 4 : (D / 8 <= 8 ? 8 : 16);
+template <int D>
 __global__ void attention_backward_delta_kernel(float* delta, float* dq_acc, const bf16* dout, const bf16* out,
-                                                int64_t T, int H, int D) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;  // t·H + h
-  const int lane = threadIdx.x % 32;
-  if (row >= T * H) return;
+                                                int64_t T, int H) {
+  constexpr int kChunks = D / 8, kLanes = kDeltaLanes<D>;
+  const int64_t thread = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t row = thread / kLanes;  // t·H + h
+  const int chunk = static_cast<int>(thread % kLanes);
+  const bool in_rows = row < T * H;
   float sum = 0.0f;
-  for (int c = lane; c < D; c += 32) {
-    sum += __bfloat162float(dout[row * D + c]) * __bfloat162float(out[row * D + c]);
-    if (dq_acc != nullptr) dq_acc[row * D + c] = 0.0f;
+  if (in_rows && chunk < kChunks) {
+    const int64_t at = row * D + chunk * 8;
+    const uint4 a = *reinterpret_cast<const uint4*>(dout + at);
+    const uint4 b = *reinterpret_cast<const uint4*>(out + at);
+    const unsigned wa[4] = {a.x, a.y, a.z, a.w}, wb[4] = {b.x, b.y, b.z, b.w};
+    for (int i = 0; i < 4; ++i) sum += bf16_lo(wa[i]) * bf16_lo(wb[i]) + bf16_hi(wa[i]) * bf16_hi(wb[i]);
+    if (dq_acc != nullptr) {
+      reinterpret_cast<float4*>(dq_acc + at)[0] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      reinterpret_cast<float4*>(dq_acc + at)[1] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
   }
-  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-  if (lane == 0) delta[(row % H) * T + row / H] = sum;
+  for (int offset = kLanes / 2; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  if (in_rows && chunk == 0) delta[(row % H) * T + row / H] = sum;
 }
 
 // How a dK/dV block treats dQ.
@@ -402,9 +418,9 @@ size_t delta_bytes(const ops::AttentionShape& shape) {
 
 struct Launch {
   bf16 *dq, *dk, *dv;
-  const bf16 *dout, *q, *k, *v;
+  const bf16 *dout, *out, *q, *k, *v;
   const float* lse;
-  const float* delta;
+  float* delta;
   float* dq_acc;
   const int32_t *cu_seqlens, *prefix_lens;
   int n_segments, max_seqlen, T, H, KV;
@@ -430,6 +446,13 @@ cudaError_t launch_dkdv(const Launch& a, int n_key_tiles, int short_len, cudaStr
 // dq kernel.
 template <int D>
 cudaError_t launch_gradients(const Launch& a, bool deterministic, cudaStream_t stream) {
+  constexpr int kDeltaThreads = 256;
+  const int64_t delta_threads = static_cast<int64_t>(a.T) * a.H * kDeltaLanes<D>;
+  const cudaError_t delta_err =
+      simt::launch(attention_backward_delta_kernel<D>,
+                   dim3(static_cast<unsigned>((delta_threads + kDeltaThreads - 1) / kDeltaThreads)),
+                   dim3(kDeltaThreads), 0, stream, a.delta, a.dq_acc, a.dout, a.out, static_cast<int64_t>(a.T), a.H);
+  if (delta_err != cudaSuccess) return delta_err;
   const int n_key_tiles = (a.max_seqlen + kKeyTile - 1) / kKeyTile;
   if (deterministic) {
     const int short_len = a.segment_block_max_len;
@@ -483,15 +506,11 @@ cudaError_t attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, c
   float* delta = static_cast<float*>(workspace);
   float* dq_acc =
       deterministic ? nullptr : reinterpret_cast<float*>(static_cast<char*>(workspace) + delta_bytes(shape));
-  const int64_t rows = shape.n_tokens * shape.n_heads;
-  cudaError_t err = simt::launch(
-      attention_backward_delta_kernel, dim3(static_cast<unsigned>((rows + kWarps - 1) / kWarps)), dim3(kThreads), 0,
-      stream, delta, dq_acc, dout, out, shape.n_tokens, static_cast<int>(shape.n_heads), static_cast<int>(D));
-  if (err != cudaSuccess) return err;
   const Launch a{dq,
                  dk,
                  dv,
                  dout,
+                 out,
                  q,
                  k,
                  v,
