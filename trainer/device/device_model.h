@@ -143,16 +143,24 @@ struct DeviceModel {
   bf16* dv_bf = nullptr;        // [T, KVD]
   bf16* lora_du = nullptr;      // [T, r] an adapter's bottleneck gradient (LoRA only)
 
-  // The batch on the device
+  // The batch on the device: the pieces of one block (kBatchPieces of batch_piece_words words
+  // each), which the host fills in batch_staging (pinned memory, the same pieces at the same
+  // offsets) and uploads with one asynchronous copy per piece (device_step.cu upload_batch), so a
+  // micro-batch never waits for the previous one's work to drain. upload_done: the stream's point
+  // after the last upload, which the next one waits for before it rewrites the staging.
   int32_t* tokens = nullptr;       // [T]
   int32_t* cu_seqlens = nullptr;   // [T + 1]
   int32_t* prefix_lens = nullptr;  // [T]
   int32_t* pos_inter = nullptr;    // [T]
   int32_t* pos_intra = nullptr;    // [T]
+  int32_t* loss_rows = nullptr;    // [T] the tokens with a loss weight (the LM head's rows)
+  int32_t* loss_targets = nullptr; // [T] their targets
+  float* loss_weights = nullptr;   // [T] their weights
+  static constexpr int kBatchPieces = 8;
+  int64_t batch_piece_words = 0;   // T + 1 rounded up to 64 words (256 bytes)
+  int32_t* batch_staging = nullptr;  // host, pinned: [kBatchPieces · batch_piece_words]
+  StreamPoint upload_done;
   float* rope_table = nullptr;     // [T, head_dim] the micro-batch's RoPE (cos, sin) (cuda::rope_table)
-  int32_t* loss_rows = nullptr;    // [T]
-  int32_t* loss_targets = nullptr; // [T]
-  float* loss_weights = nullptr;   // [T]
 
   DeviceVocabParallel vp;  // (vocabulary parallelism only)
 

@@ -132,15 +132,19 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, Carver& c) {
   dm.dv_bf = c.take<bf16>(T * KVD);
   if (d.has_lora()) dm.lora_du = c.take<bf16>(T * d.lora_rank);
 
-  dm.tokens = c.take<int32_t>(T);
-  dm.cu_seqlens = c.take<int32_t>(T + 1);
-  dm.prefix_lens = c.take<int32_t>(T);
-  dm.pos_inter = c.take<int32_t>(T);
-  dm.pos_intra = c.take<int32_t>(T);
+  // the batch's pieces, in the order of batch_staging's (device_model.h)
+  dm.batch_piece_words = (T + 1 + 63) / 64 * 64;
+  int32_t* batch = c.take<int32_t>(DeviceModel::kBatchPieces * dm.batch_piece_words);
+  const auto piece = [&](int i) { return batch ? batch + i * dm.batch_piece_words : nullptr; };
+  dm.tokens = piece(0);
+  dm.cu_seqlens = piece(1);
+  dm.prefix_lens = piece(2);
+  dm.pos_inter = piece(3);
+  dm.pos_intra = piece(4);
+  dm.loss_rows = piece(5);
+  dm.loss_targets = piece(6);
+  dm.loss_weights = reinterpret_cast<float*>(piece(7));
   dm.rope_table = c.take<float>(T * d.head_dim);
-  dm.loss_rows = c.take<int32_t>(T);
-  dm.loss_targets = c.take<int32_t>(T);
-  dm.loss_weights = c.take<float>(T);
 
   if (d.vocab_parallel()) {
     const int64_t W = world * T;
@@ -183,6 +187,7 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DeviceP
   carve(*this, options.exchange_floats, options.world, count);
   arena_bytes = count.used;
   arena = allocate(arena_bytes);
+  batch_staging = static_cast<int32_t*>(allocate_pinned(kBatchPieces * batch_piece_words * sizeof(int32_t)));
   stream = create_stream();
   clock.attach(stream);
   // Poisoned (every float NaN): a step that reads memory nothing wrote shows in the loss.
@@ -206,6 +211,7 @@ DeviceModel::~DeviceModel() {
   synchronize();
   destroy_stream(stream);
   release(arena);
+  release_pinned(batch_staging);
 }
 
 }  // namespace reclm::device

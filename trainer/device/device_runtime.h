@@ -125,6 +125,39 @@ inline void copy_to_host(void* dst, const void* src, size_t bytes) {
 #endif
 }
 
+// Page-locked host memory, the staging of asynchronous uploads (copy_to_device_async); on the
+// emulator plain host memory.
+inline void* allocate_pinned(size_t bytes) {
+#if defined(__CUDACC__)
+  void* p = nullptr;
+  check(cudaMallocHost(&p, bytes > 0 ? bytes : 1), "cudaMallocHost");
+  return p;
+#else
+  return ::operator new(bytes > 0 ? bytes : 1);
+#endif
+}
+
+inline void release_pinned(void* p) {
+  if (p == nullptr) return;
+#if defined(__CUDACC__)
+  cudaFreeHost(p);
+#else
+  ::operator delete(p);
+#endif
+}
+
+// bytes from pinned host memory to the device, queued on the stream: the host goes on at once,
+// so src must stay unchanged until the stream has passed the copy (StreamPoint::wait).
+inline void copy_to_device_async(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
+  if (bytes == 0) return;
+#if defined(__CUDACC__)
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync to device");
+#else
+  (void)stream;
+  std::memcpy(dst, src, bytes);
+#endif
+}
+
 // Waits for everything launched so far (emulated launches are synchronous: nothing to wait for).
 inline void synchronize() {
 #if defined(__CUDACC__)
@@ -163,6 +196,13 @@ class StreamPoint {
 #else
     (void)stream;
     at_ = std::chrono::steady_clock::now();
+#endif
+  }
+  // Waits until the device has reached this point (at once if it was never recorded).
+  void wait() const {
+#if defined(__CUDACC__)
+    const BlockedTimer timer;
+    check(cudaEventSynchronize(event_), "cudaEventSynchronize");
 #endif
   }
   // Milliseconds from `earlier` to this point; waits until the device has reached it.

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "kernels/cuda/attention_backward.h"
@@ -111,7 +112,7 @@ cuda::DropoutKey dropout_key(const DropoutState& drop, int64_t layer, int branch
   return {drop.rate, drop.seed, drop.stream, dropout_site(layer, branch)};
 }
 
-// What the layers read of the batch, uploaded once per micro-batch.
+// What the layers and the LM head read of the batch, uploaded once per micro-batch.
 struct Geometry {
   int64_t T = 0, n_segments = 0, max_seqlen = 0;
   const int32_t* host_tokens = nullptr;  // the batch's tokens on the host (vocabulary parallelism)
@@ -119,9 +120,19 @@ struct Geometry {
   const int32_t* pos_intra = nullptr;    // device, or null (1D positions)
   ops::AttentionShape shape{};
   cuda::QkvHeads rope_heads{};  // the fused QKV rows' heads, for the rotations (2D with pos_intra)
+  // The LM head: the softmax range [class_first, class_first + classes), and the R tokens with a
+  // loss weight (on the device: dm.loss_rows, loss_targets, loss_weights; their targets and
+  // weights also here, for vocabulary parallelism's exchanges).
+  int64_t class_first = 0, classes = 0, R = 0;
+  std::vector<int32_t> targets;
+  std::vector<float> weights;
 };
 
-Geometry upload_batch(DeviceModel& dm, const Batch& batch) {
+// The batch's pieces into dm.batch_staging and onto the device, each with one asynchronous copy
+// on the compute stream (the host does not wait for the step before), then the rotations' table.
+// with_loss: also the LM head's rows (not for hidden states, where the targets are not read).
+// Every check of the batch runs first, so a bad batch stops before anything is queued.
+Geometry upload_batch(DeviceModel& dm, const Batch& batch, bool with_loss) {
   const ModelDims& d = dm.dims;
   const int64_t T = batch.n_tokens();
   RECLM_CHECK(T > 0 && T <= dm.max_tokens, "batch of {} tokens, the device plan holds {}", T, dm.max_tokens);
@@ -134,21 +145,46 @@ Geometry upload_batch(DeviceModel& dm, const Batch& batch) {
   g.n_segments = batch.n_segments();
   for (int64_t s = 0; s < g.n_segments; ++s)
     g.max_seqlen = std::max<int64_t>(g.max_seqlen, batch.cu_seqlens[s + 1] - batch.cu_seqlens[s]);
-  copy_to_device(dm.tokens, batch.tokens.data(), T * sizeof(int32_t));
-  copy_to_device(dm.cu_seqlens, batch.cu_seqlens.data(), (g.n_segments + 1) * sizeof(int32_t));
-  copy_to_device(dm.pos_inter, batch.pos_inter.data(), T * sizeof(int32_t));
+  g.class_first = batch.class_begin;
+  g.classes = batch.class_count > 0 ? batch.class_count : d.vocab - g.class_first;
+  const int64_t first = g.class_first, V = g.classes;
+  RECLM_CHECK(!with_loss || (first >= 0 && V > 0 && first + V <= d.vocab),
+              "softmax range [{}, {}) outside vocabulary {}", first, first + V, d.vocab);
+  std::vector<int32_t> rows;
+  for (int64_t t = 0; with_loss && t < T; ++t) {
+    if (batch.loss_weights[t] == 0.0f) continue;
+    RECLM_CHECK(batch.targets[t] >= first && batch.targets[t] < first + V,
+                "target {} of token {} outside the softmax range [{}, {})", batch.targets[t], t, first, first + V);
+    rows.push_back(static_cast<int32_t>(t));
+    g.targets.push_back(batch.targets[t]);
+    g.weights.push_back(batch.loss_weights[t]);
+  }
+  g.R = static_cast<int64_t>(rows.size());
+
+  dm.upload_done.wait();  // the previous upload has left the staging
+  int32_t* const staging = dm.batch_staging;
+  const auto stage = [&](const int32_t* device_piece, const void* host, int64_t words) {
+    int32_t* at = staging + (device_piece - dm.tokens);  // the same offset in the staging
+    std::memcpy(at, host, words * sizeof(int32_t));
+    copy_to_device_async(const_cast<int32_t*>(device_piece), at, words * sizeof(int32_t), dm.stream);
+  };
+  stage(dm.tokens, batch.tokens.data(), T);
+  stage(dm.cu_seqlens, batch.cu_seqlens.data(), g.n_segments + 1);
+  stage(dm.pos_inter, batch.pos_inter.data(), T);
   if (!batch.prefix_lens.empty()) {
-    copy_to_device(dm.prefix_lens, batch.prefix_lens.data(), g.n_segments * sizeof(int32_t));
+    stage(dm.prefix_lens, batch.prefix_lens.data(), g.n_segments);
     g.prefix_lens = dm.prefix_lens;
   }
   if (d.positions_2d) {  // a 2D model fed 1D batches: every token is standalone (intra 0)
-    if (batch.pos_intra.empty()) {
-      fill_zero(dm.pos_intra, T * sizeof(int32_t), dm.stream);
-    } else {
-      copy_to_device(dm.pos_intra, batch.pos_intra.data(), T * sizeof(int32_t));
-    }
+    const std::vector<int32_t> standalone(batch.pos_intra.empty() ? T : 0, 0);
+    stage(dm.pos_intra, batch.pos_intra.empty() ? standalone.data() : batch.pos_intra.data(), T);
     g.pos_intra = dm.pos_intra;
   }
+  stage(dm.loss_rows, rows.data(), g.R);
+  stage(dm.loss_targets, g.targets.data(), g.R);
+  static_assert(sizeof(float) == sizeof(int32_t));
+  stage(reinterpret_cast<int32_t*>(dm.loss_weights), g.weights.data(), g.R);
+  dm.upload_done.record(dm.stream);
   // the rotations' (cos, sin), once for all layers and both directions
   ok(cuda::rope_table(dm.rope_table, dm.pos_inter, g.pos_intra, T, d.head_dim, d.rope_theta, dm.stream), "rope_table");
   g.rope_heads = {d.n_heads, d.n_kv_heads, d.head_dim, g.pos_intra != nullptr};
@@ -238,10 +274,11 @@ void forward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop
 }
 
 // The unsharded LM head over the R gathered rows (dm.head_h, dm.loss_targets, dm.loss_weights) and
-// classes [first, first + V), a chunk of rows at a time: Σ weight·loss, and with backward dm.d_h.
-// The GEMMs run over Vp >= V classes (padded_classes: the weight rows after the range, zero
-// dlogits there), the cross-entropy over V; Vp is also the logits' row stride.
-double chunked_head(DeviceModel& dm, int64_t R, int64_t first, int64_t V, float grad_scale, bool backward) {
+// classes [first, first + V), a chunk of rows at a time: Σ weight·loss of each chunk into
+// dm.chunk_loss (read later: LossSum), and with backward dm.d_h. The GEMMs run over Vp >= V
+// classes (padded_classes: the weight rows after the range, zero dlogits there), the cross-entropy
+// over V; Vp is also the logits' row stride. Returns the number of chunks.
+int64_t chunked_head(DeviceModel& dm, int64_t R, int64_t first, int64_t V, float grad_scale, bool backward) {
   const int64_t C = dm.dims.d_model, Vp = padded_classes(V);
   const float* head = dm.param_tensors.lm_head + first * C;
   float* d_head = dm.head_trains ? dm.grad_tensors.lm_head + first * C : nullptr;  // frozen: no dW GEMM
@@ -264,54 +301,51 @@ double chunked_head(DeviceModel& dm, int64_t R, int64_t first, int64_t V, float 
       dm.clock.mark("head: cross-entropy");
     }
   }
-  std::vector<double> sums(chunks);
-  copy_to_host(sums.data(), dm.chunk_loss, chunks * sizeof(double));
-  double total = 0.0;
-  for (double s : sums) total += s;
-  return total;
+  return chunks;
 }
+
+// A micro-batch's Σ weight·loss: known on the host (vocabulary parallelism's exchanges), or the
+// sums of device_chunks head chunks still on the device. Reading those waits for the stream, so
+// device_forward_backward reads them only after backward is queued: no drain of the GPU mid-step.
+struct LossSum {
+  double host = 0.0;
+  int64_t device_chunks = 0;
+  double read(const DeviceModel& dm) const {
+    std::vector<double> sums(device_chunks);
+    copy_to_host(sums.data(), dm.chunk_loss, device_chunks * sizeof(double));
+    double total = host;
+    for (double s : sums) total += s;
+    return total;
+  }
+};
 
 // LM head and loss over the rows with a loss weight, gathered (the head's cost follows the rows
 // that carry loss): chunked_head, or under vocabulary parallelism vp_head_and_loss. With
 // backward: d_h = dlogits · W[range], dW[range] += dlogitsᵀ · h, and d_final = d_h scattered to
 // its rows.
-double head_and_loss(DeviceModel& dm, const Batch& batch, const Geometry& g, float grad_scale, bool backward) {
+LossSum head_and_loss(DeviceModel& dm, const Geometry& g, float grad_scale, bool backward) {
   const ModelDims& d = dm.dims;
-  const int64_t T = g.T, C = d.d_model;
-  const int64_t first = batch.class_begin;
-  const int64_t V = batch.class_count > 0 ? batch.class_count : d.vocab - first;
-  RECLM_CHECK(first >= 0 && V > 0 && first + V <= d.vocab, "softmax range [{}, {}) outside vocabulary {}", first,
-              first + V, d.vocab);
-  std::vector<int32_t> rows, targets;
-  std::vector<float> weights;
-  for (int64_t t = 0; t < T; ++t) {
-    if (batch.loss_weights[t] == 0.0f) continue;
-    RECLM_CHECK(batch.targets[t] >= first && batch.targets[t] < first + V,
-                "target {} of token {} outside the softmax range [{}, {})", batch.targets[t], t, first, first + V);
-    rows.push_back(static_cast<int32_t>(t));
-    targets.push_back(batch.targets[t]);
-    weights.push_back(batch.loss_weights[t]);
-  }
-  const auto R = static_cast<int64_t>(rows.size());
+  const int64_t T = g.T, C = d.d_model, R = g.R;
   if (backward) fill_zero(dm.d_final, T * C * sizeof(float), dm.stream);
-  if (R == 0 && !d.vocab_parallel()) return 0.0;  // (vocabulary parallelism: a collective all the same)
-  copy_to_device(dm.loss_rows, rows.data(), R * sizeof(int32_t));
-  copy_to_device(dm.loss_targets, targets.data(), R * sizeof(int32_t));
-  copy_to_device(dm.loss_weights, weights.data(), R * sizeof(float));
+  if (R == 0 && !d.vocab_parallel()) return {};  // (vocabulary parallelism: a collective all the same)
   // gather h: the embedding lookup with final_normed as the table and the rows as ids
   ok(cuda::embedding_forward(dm.head_h32, dm.final_normed, dm.loss_rows, R, C, dm.stream), "gather rows");
   to_bf16(dm, dm.head_h, dm.head_h32, R * C);
   dm.clock.mark("head: gather + bf16 copies");
-  const double total = d.vocab_parallel()
-                           ? vp_head_and_loss(dm, R, targets.data(), weights.data(), first, V, grad_scale, backward)
-                           : chunked_head(dm, R, first, V, grad_scale, backward);
+  LossSum loss;
+  if (d.vocab_parallel()) {
+    loss.host = vp_head_and_loss(dm, R, g.targets.data(), g.weights.data(), g.class_first, g.classes, grad_scale,
+                                 backward);
+  } else {
+    loss.device_chunks = chunked_head(dm, R, g.class_first, g.classes, grad_scale, backward);
+  }
   dm.clock.mark("head: GEMMs");
   if (backward && R > 0) {  // scatter: each row once, so the add onto zeros is exact
     to_f32(dm, dm.d_h32, dm.d_h, R * C);
     ok(cuda::embedding_backward_atomic(dm.d_final, dm.d_h32, dm.loss_rows, R, C, dm.stream), "scatter rows");
     dm.clock.mark("head: gather + bf16 copies");
   }
-  return total;
+  return loss;
 }
 
 // The stages and poll points of model.h's BackwardHook, in the same places as the CPU backward.
@@ -408,20 +442,20 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
 double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale, const DropoutState& dropout,
                                const BackwardHook& hook) {
   dm.clock.step_started();
-  const Geometry g = upload_batch(dm, batch);
+  const Geometry g = upload_batch(dm, batch, /*with_loss=*/true);
   dm.clock.mark("batch to the device");
   forward_layers(dm, g, dropout);
-  const double loss = head_and_loss(dm, batch, g, grad_scale, /*backward=*/true);
+  const LossSum loss = head_and_loss(dm, g, grad_scale, /*backward=*/true);
   if (hook) hook(0);
   backward_layers(dm, g, dropout, hook);
-  return loss;
+  return loss.read(dm);
 }
 
 void device_forward_hidden(DeviceModel& dm, const Batch& batch, const int32_t* rows, int64_t R, float* out) {
   RECLM_CHECK(!dm.dims.vocab_parallel(), "forward_hidden under vocabulary parallelism (a collective lookup)");
   const int64_t C = dm.dims.d_model;
   dm.clock.mark("other (host, optimizer)");
-  const Geometry g = upload_batch(dm, batch);
+  const Geometry g = upload_batch(dm, batch, /*with_loss=*/false);
   for (int64_t r = 0; r < R; ++r)
     RECLM_CHECK(rows[r] >= 0 && rows[r] < g.T, "row {} outside the batch's {} tokens", rows[r], g.T);
   dm.clock.mark("batch to the device");
@@ -434,10 +468,10 @@ void device_forward_hidden(DeviceModel& dm, const Batch& batch, const int32_t* r
 
 double device_forward_loss(DeviceModel& dm, const Batch& batch) {
   dm.clock.mark("other (host, optimizer)");
-  const Geometry g = upload_batch(dm, batch);
+  const Geometry g = upload_batch(dm, batch, /*with_loss=*/true);
   dm.clock.mark("batch to the device");
   forward_layers(dm, g, DropoutState{});  // evaluation: no dropout
-  return head_and_loss(dm, batch, g, 0.0f, /*backward=*/false);
+  return head_and_loss(dm, g, 0.0f, /*backward=*/false).read(dm);
 }
 
 void merge_lora_weights(DeviceModel& dm) {
