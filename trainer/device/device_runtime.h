@@ -125,7 +125,7 @@ inline void copy_to_host(void* dst, const void* src, size_t bytes) {
 #endif
 }
 
-// Page-locked host memory, the staging of asynchronous uploads (copy_to_device_async); on the
+// Page-locked host memory, the staging of asynchronous uploads (copy_async); on the
 // emulator plain host memory.
 inline void* allocate_pinned(size_t bytes) {
 #if defined(__CUDACC__)
@@ -143,18 +143,6 @@ inline void release_pinned(void* p) {
   cudaFreeHost(p);
 #else
   ::operator delete(p);
-#endif
-}
-
-// bytes from pinned host memory to the device, queued on the stream: the host goes on at once,
-// so src must stay unchanged until the stream has passed the copy (StreamPoint::wait).
-inline void copy_to_device_async(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
-  if (bytes == 0) return;
-#if defined(__CUDACC__)
-  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync to device");
-#else
-  (void)stream;
-  std::memcpy(dst, src, bytes);
 #endif
 }
 
@@ -242,11 +230,14 @@ inline void destroy_stream(cudaStream_t stream) {
 #endif
 }
 
-// bytes from src to dst, device to device, on the stream.
-inline void copy_on_device(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
+// bytes from src to dst queued on the stream: device to device, or from pinned host memory
+// (allocate_pinned) to the device, the direction from the addresses (unified addressing). The
+// host goes on at once, so a host src must stay unchanged until the stream has passed the copy
+// (StreamPoint::wait).
+inline void copy_async(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
   if (bytes == 0) return;
 #if defined(__CUDACC__)
-  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream), "cudaMemcpyAsync");
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream), "cudaMemcpyAsync");
 #else
   (void)stream;
   std::memcpy(dst, src, bytes);

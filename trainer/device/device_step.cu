@@ -166,7 +166,7 @@ Geometry upload_batch(DeviceModel& dm, const Batch& batch, bool with_loss) {
   const auto stage = [&](const int32_t* device_piece, const void* host, int64_t words) {
     int32_t* at = staging + (device_piece - dm.tokens);  // the same offset in the staging
     std::memcpy(at, host, words * sizeof(int32_t));
-    copy_to_device_async(const_cast<int32_t*>(device_piece), at, words * sizeof(int32_t), dm.stream);
+    copy_async(const_cast<int32_t*>(device_piece), at, words * sizeof(int32_t), dm.stream);
   };
   stage(dm.tokens, batch.tokens.data(), T);
   stage(dm.cu_seqlens, batch.cu_seqlens.data(), g.n_segments + 1);

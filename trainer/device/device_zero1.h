@@ -75,14 +75,14 @@ class DeviceZero1 {
   static void pack(const DeviceModel& dm, const std::vector<UpdateSegment>& segments, const float* padded,
                    float* packed) {
     for (const UpdateSegment& s : segments) {
-      copy_on_device(packed, padded + s.param_offset, s.count * sizeof(float), dm.stream);
+      copy_async(packed, padded + s.param_offset, s.count * sizeof(float), dm.stream);
       packed += s.count;
     }
   }
   static void unpack(const DeviceModel& dm, const std::vector<UpdateSegment>& segments, const float* packed,
                      float* padded) {
     for (const UpdateSegment& s : segments) {
-      copy_on_device(padded + s.param_offset, packed, s.count * sizeof(float), dm.stream);
+      copy_async(padded + s.param_offset, packed, s.count * sizeof(float), dm.stream);
       packed += s.count;
     }
   }
