@@ -163,10 +163,11 @@ Geometry upload_batch(DeviceModel& dm, const Batch& batch, bool with_loss) {
 
   dm.upload_done.wait();  // the previous upload has left the staging
   int32_t* const staging = dm.batch_staging;
-  const auto stage = [&](const int32_t* device_piece, const void* host, int64_t words) {
+  const auto stage = [&](int32_t* device_piece, const void* host, int64_t words) {
+    if (words == 0) return;
     int32_t* at = staging + (device_piece - dm.tokens);  // the same offset in the staging
     std::memcpy(at, host, words * sizeof(int32_t));
-    copy_async(const_cast<int32_t*>(device_piece), at, words * sizeof(int32_t), dm.stream);
+    copy_async(device_piece, at, words * sizeof(int32_t), dm.stream);
   };
   stage(dm.tokens, batch.tokens.data(), T);
   stage(dm.cu_seqlens, batch.cu_seqlens.data(), g.n_segments + 1);
