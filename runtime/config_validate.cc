@@ -270,9 +270,14 @@ void validate_config(const Config& config) {
                      cuda::kAttentionHeadDimsText, m.d_model(), m.n_heads(), head_dim);
     }
     if (m.d_model() > 8192) violations.add("runtime.device", "\"cuda\" takes model.d_model up to 8192");
-  } else if (config.runtime().recompute_activations()) {
-    violations.add("runtime.recompute_activations", "applies to runtime.device \"cuda\" only (the device is \"{}\")",
-                   config.runtime().device());
+  } else {
+    for (const auto& [set, field] : {std::pair{config.runtime().recompute_activations(), "recompute_activations"},
+                                     std::pair{config.runtime().fp32_logits(), "fp32_logits"}}) {
+      if (set) {
+        violations.add(fmt::format("runtime.{}", field),
+                       "applies to runtime.device \"cuda\" only (the device is \"{}\")", config.runtime().device());
+      }
+    }
   }
   const std::vector<std::string>& messages = violations.messages();
   if (messages.empty()) return;

@@ -17,9 +17,10 @@
 // Precision (DESIGN.md §5): fp32 master weights, gradients and moments; a bf16 copy of the
 // weights (refreshed by the AdamW kernel) feeds the GEMMs and attention; activations that GEMMs
 // and attention read are bf16, and so are the q/k/v projection (RoPE rotates it in fp32) and
-// the gate and up projections SwiGLU reads; the residual stream, the norms' statistics, the
-// o/down projections' outputs (added to the stream) and the logits are fp32, and every kernel
-// computes in fp32.
+// the gate and up projections SwiGLU reads; the residual stream, the norms' statistics and the
+// o/down projections' outputs (added to the stream) are fp32, and every kernel computes in fp32.
+// The LM head's logits are bf16 (as PyTorch autocast's; the cross-entropy widens them), or fp32
+// with runtime.fp32_logits and under vocabulary parallelism.
 // Gradients are fp32 because they are summed over micro-batches and ranks (a bf16 sum of many
 // small terms loses them) and the optimizer reads them once per step anyway.
 #pragma once
@@ -91,6 +92,7 @@ struct DeviceOptions {
   int64_t max_tokens = 0;  // tokens per micro-batch the device plans for
   int local_rank = 0;      // picks the GPU: one per rank on a node
   bool recompute_activations = false;  // runtime.recompute_activations
+  bool fp32_logits = false;            // runtime.fp32_logits
   config::OptimConfig optim;           // AdamW's betas, eps and weight decay
   int64_t head_chunk_rows = 0;         // LM-head rows per chunk; 0: as memory allows (tests set it)
   // The job's ranks (host communicator). Needed when `optimizer` is sharded (ZeRO-1): the device

@@ -144,6 +144,7 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
                                  {.max_tokens = source.max_batch_tokens(),
                                   .local_rank = comm ? comm->local_rank() : 0,
                                   .recompute_activations = config.runtime().recompute_activations(),
+                                  .fp32_logits = config.runtime().fp32_logits(),
                                   .optim = config.optim(),
                                   .comm = comm});
     device->upload(model, optimizer);

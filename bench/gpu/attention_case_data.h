@@ -14,26 +14,9 @@
 
 namespace reclm::bench {
 
-using Bf16s = simt::DeviceBuffer<uint16_t>;
 using Ints = simt::DeviceBuffer<int32_t>;
 
 constexpr int64_t kAttentionTokens = 16384;  // the packed tokens of every attention case
-
-// Random bf16 values (truncated fp32 bits: benchmark data only needs to be ordinary numbers).
-inline std::shared_ptr<Bf16s> random_bf16(int64_t n, uint32_t seed) {
-  const std::vector<float> values = host_values(n, seed);
-  std::vector<uint16_t> bits(values.size());
-  for (size_t i = 0; i < values.size(); ++i) {
-    uint32_t b;
-    std::memcpy(&b, &values[i], sizeof(b));
-    bits[i] = static_cast<uint16_t>(b >> 16);
-  }
-  return std::make_shared<Bf16s>(bits);
-}
-
-inline __nv_bfloat16* bf16_ptr(const std::shared_ptr<Bf16s>& b) {
-  return reinterpret_cast<__nv_bfloat16*>(b->data());
-}
 
 // Segments packed back to back; full_prefix = each segment's length (no mask).
 struct PackedSegments {

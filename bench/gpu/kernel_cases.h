@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -48,6 +49,24 @@ inline std::vector<float> host_values(int64_t n, uint32_t seed, float lo = -1.0f
 
 inline std::shared_ptr<Floats> device_values(int64_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
   return std::make_shared<Floats>(host_values(n, seed, lo, hi));
+}
+
+using Bf16s = simt::DeviceBuffer<uint16_t>;  // bf16 bits
+
+// Random bf16 values (truncated fp32 bits: benchmark data only needs to be ordinary numbers).
+inline std::shared_ptr<Bf16s> random_bf16(int64_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  const std::vector<float> values = host_values(n, seed, lo, hi);
+  std::vector<uint16_t> bits(values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    uint32_t b;
+    std::memcpy(&b, &values[i], sizeof(b));
+    bits[i] = static_cast<uint16_t>(b >> 16);
+  }
+  return std::make_shared<Bf16s>(bits);
+}
+
+inline __nv_bfloat16* bf16_ptr(const std::shared_ptr<Bf16s>& b) {
+  return reinterpret_cast<__nv_bfloat16*>(b->data());
 }
 
 // A case from its name, the bytes it must move, its launch and the buffers it keeps alive.

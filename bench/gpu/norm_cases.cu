@@ -16,15 +16,12 @@
 namespace reclm::bench {
 namespace {
 
-using Bf16s = simt::DeviceBuffer<uint16_t>;  // bf16 bits
-
 std::shared_ptr<Bf16s> device_bf16(int64_t n) { return std::make_shared<Bf16s>(static_cast<size_t>(n)); }
-__nv_bfloat16* as_bf16(const std::shared_ptr<Bf16s>& b) { return reinterpret_cast<__nv_bfloat16*>(b->data()); }
 
 // A bf16 copy of random fp32 values (not the NaN a new buffer is poisoned with).
 std::shared_ptr<Bf16s> device_bf16_values(const std::shared_ptr<Floats>& values, int64_t n) {
   auto out = device_bf16(n);
-  if (cuda::convert_f32_to_bf16(as_bf16(out), values->data(), n, nullptr) != cudaSuccess)
+  if (cuda::convert_f32_to_bf16(bf16_ptr(out), values->data(), n, nullptr) != cudaSuccess)
     throw std::runtime_error("convert_f32_to_bf16 failed");
   return out;
 }
@@ -68,15 +65,15 @@ void add_rmsnorm_cases(std::vector<KernelCase>& cases, int64_t rows, int64_t dim
   auto dy16 = device_bf16_values(a, n);
   cases.push_back(make_case("rmsnorm_forward_bf16+residual " + shape, 14 * n + 4 * (dim + rows),
                             [=](cudaStream_t s) {
-                              return cuda::rmsnorm_forward_bf16(as_bf16(y16), rstd->data(), res->data(), a->data(),
+                              return cuda::rmsnorm_forward_bf16(bf16_ptr(y16), rstd->data(), res->data(), a->data(),
                                                                 b->data(), w->data(), rows, dim, 1e-5f, s);
                             },
                             {a, b, w, y16, res, rstd}));
   cases.push_back(make_case("rmsnorm_backward_bf16+dx copy " + shape, 16 * n + 4 * (3 * dim + rows),
                             [=](cudaStream_t s) {
-                              return cuda::rmsnorm_backward_bf16(dx->data(), dw->data(), ws->data(), as_bf16(dy16),
+                              return cuda::rmsnorm_backward_bf16(dx->data(), dw->data(), ws->data(), bf16_ptr(dy16),
                                                                  b->data(), w->data(), r->data(), rows, dim, s,
-                                                                 as_bf16(dx16));
+                                                                 bf16_ptr(dx16));
                             },
                             {a, b, w, ws, dw, r, dx, dy16, dx16}));
 }
@@ -134,15 +131,15 @@ std::vector<KernelCase> norm_cases() {
       const std::string qkv_shape = std::to_string(tokens) + " x (16+8+8) x 64";
       cases.push_back(make_case("rope_qkv_forward_bf16 " + qkv_shape, 4 * values + 4 * tokens * 64,
                                 [=](cudaStream_t s) {
-                                  return cuda::rope_qkv_forward_bf16(as_bf16(q16), as_bf16(k16), as_bf16(v16),
-                                                                     as_bf16(rows), table->data(), tokens,
+                                  return cuda::rope_qkv_forward_bf16(bf16_ptr(q16), bf16_ptr(k16), bf16_ptr(v16),
+                                                                     bf16_ptr(rows), table->data(), tokens,
                                                                      qkv_heads, s);
                                 },
                                 {inter, rows, q16, k16, v16, table}));
       cases.push_back(make_case("rope_qkv_backward_bf16 " + qkv_shape, 4 * values + 4 * tokens * 64,
                                 [=](cudaStream_t s) {
-                                  return cuda::rope_qkv_backward_bf16(as_bf16(rows), as_bf16(q16), as_bf16(k16),
-                                                                      as_bf16(v16), table->data(), tokens,
+                                  return cuda::rope_qkv_backward_bf16(bf16_ptr(rows), bf16_ptr(q16), bf16_ptr(k16),
+                                                                      bf16_ptr(v16), table->data(), tokens,
                                                                       qkv_heads, s);
                                 },
                                 {inter, rows, q16, k16, v16, table}));
@@ -180,12 +177,12 @@ std::vector<KernelCase> norm_cases() {
     const int64_t rows = 16384, cols = 4096;
     cases.push_back(make_case("swiglu_forward_bf16 paired 64M", 6 * n,
                               [=](cudaStream_t s) {
-                                return cuda::swiglu_forward_bf16(as_bf16(act), as_bf16(gate_up), rows, cols, s);
+                                return cuda::swiglu_forward_bf16(bf16_ptr(act), bf16_ptr(gate_up), rows, cols, s);
                               },
                               {gate_up, act}));
     cases.push_back(make_case("swiglu_backward_bf16 paired 64M", 10 * n,
                               [=](cudaStream_t s) {
-                                return cuda::swiglu_backward_bf16(as_bf16(dgate_up), as_bf16(dact), as_bf16(gate_up),
+                                return cuda::swiglu_backward_bf16(bf16_ptr(dgate_up), bf16_ptr(dact), bf16_ptr(gate_up),
                                                                   rows, cols, s);
                               },
                               {gate_up, dact, dgate_up}));
@@ -206,7 +203,7 @@ std::vector<KernelCase> norm_cases() {
                               {branch, skip, out}));
     cases.push_back(make_case(
         "dropout_bf16 64M", 6 * n,
-        [=](cudaStream_t s) { return cuda::dropout_bf16(as_bf16(out16), branch->data(), n, key, s); },
+        [=](cudaStream_t s) { return cuda::dropout_bf16(bf16_ptr(out16), branch->data(), n, key, s); },
         {branch, out16}));
   }
 
@@ -215,13 +212,13 @@ std::vector<KernelCase> norm_cases() {
     const int64_t n = int64_t{1} << 27;
     auto f32 = device_values(n, 11);
     auto bf16 = device_bf16(n);
-    auto* bf16_ptr = as_bf16(bf16);
+    auto* values = bf16_ptr(bf16);
     cases.push_back(make_case(
         "convert_f32_to_bf16 128M", 6 * n,
-        [=](cudaStream_t s) { return cuda::convert_f32_to_bf16(bf16_ptr, f32->data(), n, s); }, {f32, bf16}));
+        [=](cudaStream_t s) { return cuda::convert_f32_to_bf16(values, f32->data(), n, s); }, {f32, bf16}));
     cases.push_back(make_case(
         "convert_bf16_to_f32 128M", 6 * n,
-        [=](cudaStream_t s) { return cuda::convert_bf16_to_f32(f32->data(), bf16_ptr, n, s); }, {f32, bf16}));
+        [=](cudaStream_t s) { return cuda::convert_bf16_to_f32(f32->data(), values, n, s); }, {f32, bf16}));
   }
   return cases;
 }

@@ -1,7 +1,9 @@
 // Loss and optimizer kernels (kernels/cuda/{cross_entropy,adamw,grad_norm}.cu). `bytes` counts
 // each array the kernel must read or write once (fp32 = 4 bytes, bf16 = 2):
 //   cross-entropy [8192 x 50257] in place: read logits + write dlogits (the kernel reads the
-//     row twice; the second read should mostly hit L2) — forward only: read logits;
+//     row twice; the second read should mostly hit L2) — forward only: read logits; the GPU
+//     trainer's LM head at gpu_350m's classes: bf16 logits in place (read 2 + write 2 bytes per
+//     logit), or fp32 logits into bf16 dlogits (runtime.fp32_logits: read 4 + write 2);
 //   AdamW over 256M params: read p, g, m, v + write p, m, v (+ the bf16 copy);
 //   sum of squares over 1G floats: read x.
 #include <cstdint>
@@ -15,6 +17,36 @@
 
 namespace reclm::bench {
 namespace {
+
+// The GPU trainer's LM-head cross-entropy, both forms, on the same 4096 rows of gpu_350m's 64553
+// classes, 64576 apart (the head's GEMMs run over a multiple of 64): with bf16 logits (the
+// default) the dlogits overwrite the logits; with fp32 logits they go to a bf16 buffer.
+void add_lm_head_cases(std::vector<KernelCase>& cases, const std::shared_ptr<simt::DeviceBuffer<int32_t>>& targets,
+                       const std::shared_ptr<Floats>& weights, const std::shared_ptr<Floats>& losses,
+                       const std::shared_ptr<simt::DeviceBuffer<double>>& row_loss,
+                       const std::shared_ptr<simt::DeviceBuffer<double>>& loss_sum) {
+  const int64_t R = 4096, V = 64553, Vp = 64576;  // targets: the first R of the 8192, all < V
+  const std::string shape = std::to_string(R) + " x " + std::to_string(V) + " (stride " + std::to_string(Vp) + ")";
+  auto logits16 = random_bf16(R * Vp, 8, -8.0f, 8.0f);
+  auto logits32 = device_values(R * Vp, 9, -8.0f, 8.0f);
+  auto dlogits = std::make_shared<Bf16s>(static_cast<size_t>(R * Vp));
+  const std::vector<std::shared_ptr<void>> keep = {logits16, logits32, dlogits, targets, weights, losses, row_loss,
+                                                   loss_sum};
+  cases.push_back(make_case("LM head cross-entropy, bf16 logits in place " + shape, 4 * R * V + 24 * R,
+                            [=](cudaStream_t s) {
+                              return cuda::cross_entropy_forward_backward_bf16(
+                                  bf16_ptr(logits16), losses->data(), loss_sum->data(), row_loss->data(),
+                                  bf16_ptr(logits16), targets->data(), weights->data(), R, V, 0, 1.0f / R, s, Vp);
+                            },
+                            keep));
+  cases.push_back(make_case("LM head cross-entropy, fp32 logits " + shape, 6 * R * V + 24 * R,
+                            [=](cudaStream_t s) {
+                              return cuda::cross_entropy_forward_backward_bf16(
+                                  bf16_ptr(dlogits), losses->data(), loss_sum->data(), row_loss->data(),
+                                  logits32->data(), targets->data(), weights->data(), R, V, 0, 1.0f / R, s, Vp);
+                            },
+                            keep));
+}
 
 void add_cross_entropy_cases(std::vector<KernelCase>& cases) {
   const int64_t T = 8192, V = 50257;
@@ -71,6 +103,7 @@ void add_cross_entropy_cases(std::vector<KernelCase>& cases) {
                                                                  targets->data(), weights->data(), T, V, 0, s);
                             },
                             keep));
+  add_lm_head_cases(cases, targets, weights, losses, row_loss, loss_sum);
 }
 
 void add_adamw_cases(std::vector<KernelCase>& cases) {

@@ -15,8 +15,11 @@
 // are plain (the row should stay in L2 for pass 2); pass 2 runs back to front, so it meets the
 // most recently read part of the row first, with streaming (evict-first) loads and stores.
 // The loss sum: a second kernel, one block, adds the per-row double losses in a fixed order.
-// The GPU trainer's form writes dlogits as bf16 (the operand of the GEMMs after it) from the same
-// fp32 values, rounded as convert_f32_to_bf16 rounds them, and zeros in the rows' padding.
+// The GPU trainer's forms write dlogits as bf16 (the operand of the GEMMs after it) from the same
+// fp32 values, rounded as convert_f32_to_bf16 rounds them, and zeros in the rows' padding; they
+// read fp32 logits, or bf16 logits (widened exactly, so every sum and exp is the fp32 form's on
+// the widened values; the rows then split at 8-byte units of 4 values, and the output may be the
+// same buffer).
 #include "kernels/cuda/cross_entropy.h"
 
 #include "kernels/cuda/bf16_round.h"
@@ -33,7 +36,8 @@ constexpr unsigned kFullMask = 0xffffffffu;
 
 enum class Mode { kForward, kForwardBackward, kPartialStats };
 
-// Elements [0, head) and [head + 4·n_vec, n) are scalars; the float4 body lies between.
+// Elements [0, head) and [head + 4·n_vec, n) are scalars; the body of 4-value units (16 bytes of
+// fp32, 8 of bf16) lies between.
 struct RowSplit {
   int64_t head;
   int64_t n_vec;
@@ -41,10 +45,12 @@ struct RowSplit {
   __device__ int64_t scalar_index(int64_t j) const { return j < head ? j : j + 4 * n_vec; }
 };
 
-__device__ inline RowSplit split_row(const float* x, int64_t n, bool vec) {
+template <typename In>
+__device__ inline RowSplit split_row(const In* x, int64_t n, bool vec) {
   RowSplit s{n, 0, n};
   if (vec) {
-    const int64_t misalign = static_cast<int64_t>(reinterpret_cast<uintptr_t>(x) % 16) / 4;
+    constexpr int64_t kUnitBytes = 4 * sizeof(In);
+    const int64_t misalign = static_cast<int64_t>(reinterpret_cast<uintptr_t>(x) % kUnitBytes) / sizeof(In);
     s.head = misalign == 0 ? 0 : (4 - misalign < n ? 4 - misalign : n);
     s.n_vec = (n - s.head) / 4;
     s.n_scalar = n - 4 * s.n_vec;
@@ -103,18 +109,25 @@ __device__ __forceinline__ void store_unit(float* dx, int64_t i, float4 v) {
 __device__ __forceinline__ void store_unit(uint16_t* dx, int64_t i, float4 v) {
   __stcs(reinterpret_cast<uint2*>(dx) + i, make_uint2(pack2_bf16(v.x, v.y), pack2_bf16(v.z, v.w)));
 }
+// Unit i of x (streaming: evict-first), as fp32.
+__device__ __forceinline__ float4 load_unit_streaming(const float* x, int64_t i) {
+  return __ldcs(reinterpret_cast<const float4*>(x) + i);
+}
+__device__ __forceinline__ float4 load_unit_streaming(const uint16_t* x, int64_t i) {
+  const uint2 w = __ldcs(reinterpret_cast<const uint2*>(x) + i);
+  return make_float4(bf16_lo(w.x), bf16_hi(w.x), bf16_lo(w.y), bf16_hi(w.y));
+}
 
-template <typename Out, typename F>
-__device__ void write_row(Out* dx, const float* x, const RowSplit& s, F f) {
-  const float4* x4 = reinterpret_cast<const float4*>(x + s.head);
+template <typename Out, typename In, typename F>
+__device__ void write_row(Out* dx, const In* x, const RowSplit& s, F f) {
   for (int64_t i = s.n_vec - 1 - threadIdx.x; i >= 0; i -= blockDim.x) {
-    const float4 v = __ldcs(x4 + i);
+    const float4 v = load_unit_streaming(x + s.head, i);
     const int64_t c = s.head + 4 * i;
     store_unit(dx + s.head, i, make_float4(f(v.x, c), f(v.y, c + 1), f(v.z, c + 2), f(v.w, c + 3)));
   }
   for (int64_t j = threadIdx.x; j < s.n_scalar; j += blockDim.x) {
     const int64_t c = s.scalar_index(j);
-    store1(dx + c, f(x[c], c));
+    store1(dx + c, f(load1(x + c), c));
   }
 }
 
@@ -138,19 +151,19 @@ __device__ void zero_padding(uint16_t* dx, int64_t n_classes, int64_t row_stride
   for (int64_t c = n_classes + threadIdx.x; c < row_stride; c += blockDim.x) dx[c] = 0;
 }
 
-template <Mode kMode, typename Out = float>
+template <Mode kMode, typename Out, typename In>
 __global__ void cross_entropy_rows_kernel(Out* dlogits, float* losses, double* row_loss, float* row_max,
-                                          double* row_sum, double* target_logit, const float* logits,
+                                          double* row_sum, double* target_logit, const In* logits,
                                           const int32_t* targets, const float* weights, int64_t n_classes,
                                           int64_t row_stride, int64_t class_begin, float grad_scale,
                                           bool vec_out) {
   RECLM_SHARED(float, warp_max, [kMaxWarps]);
   RECLM_SHARED(double, warp_sum, [kMaxWarps]);
   const int64_t row = blockIdx.x;
-  const float* x = logits + row * row_stride;
+  const In* x = logits + row * row_stride;
   [[maybe_unused]] Out* dx = kMode == Mode::kForwardBackward ? dlogits + row * row_stride : nullptr;
-  // Pass 1 reads float4 whatever the output's alignment, so the losses never depend on it; the
-  // writes are float4-shaped only when dlogits rows share the logits rows' phase.
+  // Pass 1 reads units whatever the output's alignment, so the losses never depend on it; the
+  // writes are unit-shaped only when dlogits rows share the logits rows' phase.
   const RowSplit split = split_row(x, n_classes, /*vec=*/true);
   [[maybe_unused]] const RowSplit write_split = vec_out ? split : split_row(x, n_classes, /*vec=*/false);
   const float w = weights[row];
@@ -174,12 +187,11 @@ __global__ void cross_entropy_rows_kernel(Out* dlogits, float* losses, double* r
     return;
   }
   // Read before pass 2 overwrites it; pass 2 starts after the barriers of the reductions.
-  const double target_value = threadIdx.x == 0 && target_here ? static_cast<double>(x[target]) : 0.0;
+  const double target_value = threadIdx.x == 0 && target_here ? static_cast<double>(load1(x + target)) : 0.0;
 
   OnlineSoftmax st{-INFINITY, 0.0f};
-  const float4* x4 = reinterpret_cast<const float4*>(x + split.head);
-  for (int64_t i = threadIdx.x; i < split.n_vec; i += blockDim.x) st.add4(x4[i]);
-  for (int64_t j = threadIdx.x; j < split.n_scalar; j += blockDim.x) st.add(x[split.scalar_index(j)]);
+  for (int64_t i = threadIdx.x; i < split.n_vec; i += blockDim.x) st.add4(load4(x + split.head + 4 * i));
+  for (int64_t j = threadIdx.x; j < split.n_scalar; j += blockDim.x) st.add(load1(x + split.scalar_index(j)));
   const float row_m = block_max(st.max, warp_max);
   const double mine = st.sum == 0.0f ? 0.0 : static_cast<double>(st.sum) * expf(st.max - row_m);
   const double row_s = block_sum(mine, warp_sum);
@@ -256,6 +268,10 @@ bool same_phase(const float* logits, const uint16_t* dlogits) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(logits), b = reinterpret_cast<uintptr_t>(dlogits);
   return a % 4 == 0 && b % 2 == 0 && (a - 2 * b) % 16 == 0;
 }
+bool same_phase(const uint16_t* logits, const uint16_t* dlogits) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(logits), b = reinterpret_cast<uintptr_t>(dlogits);
+  return a % 2 == 0 && (a - b) % 8 == 0;
+}
 
 template <typename Out>
 cudaError_t launch_backward_from_stats(Out* dlogits, const float* logits, const int32_t* targets,
@@ -270,16 +286,16 @@ cudaError_t launch_backward_from_stats(Out* dlogits, const float* logits, const 
                       n_classes, row_stride, class_begin, grad_scale, same_phase(logits, dlogits));
 }
 
-template <Mode kMode, typename Out = float>
+template <Mode kMode, typename Out, typename In>
 cudaError_t launch_rows(Out* dlogits, float* losses, double* loss_sum, double* row_loss, float* row_max,
-                        double* row_sum, double* target_logit, const float* logits, const int32_t* targets,
+                        double* row_sum, double* target_logit, const In* logits, const int32_t* targets,
                         const float* weights, int64_t T, int64_t n_classes, int64_t row_stride,
                         int64_t class_begin, float grad_scale, bool vec_out, cudaStream_t stream) {
   if (row_stride == 0) row_stride = n_classes;
   if (row_stride < n_classes) return cudaErrorInvalidValue;
   if (T > 0) {
     const cudaError_t status =
-        simt::launch(cross_entropy_rows_kernel<kMode, Out>, dim3(static_cast<unsigned>(T)),
+        simt::launch(cross_entropy_rows_kernel<kMode, Out, In>, dim3(static_cast<unsigned>(T)),
                      dim3(row_threads(n_classes)), 0, stream, dlogits, losses, row_loss, row_max, row_sum,
                      target_logit, logits, targets, weights, n_classes, row_stride, class_begin, grad_scale, vec_out);
     if (status != cudaSuccess) return status;
@@ -289,6 +305,16 @@ cudaError_t launch_rows(Out* dlogits, float* losses, double* loss_sum, double* r
                       static_cast<const double*>(row_loss), T, loss_sum);
 }
 
+// The forward-backward forms over fp32 or bf16 (uint16_t bits) logits and dlogits.
+template <typename Out, typename In>
+cudaError_t forward_backward_rows(Out* dlogits, float* losses, double* loss_sum, double* row_loss, const In* logits,
+                                  const int32_t* targets, const float* weights, int64_t T, int64_t n_classes,
+                                  int64_t class_begin, float grad_scale, cudaStream_t stream, int64_t row_stride) {
+  return launch_rows<Mode::kForwardBackward>(dlogits, losses, loss_sum, row_loss, nullptr, nullptr, nullptr, logits,
+                                             targets, weights, T, n_classes, row_stride, class_begin, grad_scale,
+                                             same_phase(logits, dlogits), stream);
+}
+
 }  // namespace
 
 cudaError_t cross_entropy_forward_backward(float* dlogits, float* losses, double* loss_sum,
@@ -296,9 +322,8 @@ cudaError_t cross_entropy_forward_backward(float* dlogits, float* losses, double
                                            const int32_t* targets, const float* weights, int64_t T,
                                            int64_t n_classes, int64_t class_begin, float grad_scale,
                                            cudaStream_t stream, int64_t row_stride) {
-  return launch_rows<Mode::kForwardBackward>(dlogits, losses, loss_sum, row_loss_workspace, nullptr, nullptr,
-                                             nullptr, logits, targets, weights, T, n_classes, row_stride,
-                                             class_begin, grad_scale, same_phase(logits, dlogits), stream);
+  return forward_backward_rows(dlogits, losses, loss_sum, row_loss_workspace, logits, targets, weights, T, n_classes,
+                               class_begin, grad_scale, stream, row_stride);
 }
 
 cudaError_t cross_entropy_forward_backward_bf16(__nv_bfloat16* dlogits, float* losses, double* loss_sum,
@@ -306,10 +331,27 @@ cudaError_t cross_entropy_forward_backward_bf16(__nv_bfloat16* dlogits, float* l
                                                 const int32_t* targets, const float* weights, int64_t T,
                                                 int64_t n_classes, int64_t class_begin, float grad_scale,
                                                 cudaStream_t stream, int64_t row_stride) {
-  uint16_t* out = bf16_bits_of(dlogits);
-  return launch_rows<Mode::kForwardBackward>(out, losses, loss_sum, row_loss_workspace, nullptr, nullptr, nullptr,
-                                             logits, targets, weights, T, n_classes, row_stride, class_begin,
-                                             grad_scale, same_phase(logits, out), stream);
+  return forward_backward_rows(bf16_bits_of(dlogits), losses, loss_sum, row_loss_workspace, logits, targets, weights,
+                               T, n_classes, class_begin, grad_scale, stream, row_stride);
+}
+
+cudaError_t cross_entropy_forward_backward_bf16(__nv_bfloat16* dlogits, float* losses, double* loss_sum,
+                                                double* row_loss_workspace, const __nv_bfloat16* logits,
+                                                const int32_t* targets, const float* weights, int64_t T,
+                                                int64_t n_classes, int64_t class_begin, float grad_scale,
+                                                cudaStream_t stream, int64_t row_stride) {
+  return forward_backward_rows(bf16_bits_of(dlogits), losses, loss_sum, row_loss_workspace, bf16_bits_of(logits),
+                               targets, weights, T, n_classes, class_begin, grad_scale, stream, row_stride);
+}
+
+cudaError_t cross_entropy_forward(float* losses, double* loss_sum, double* row_loss_workspace,
+                                  const __nv_bfloat16* logits, const int32_t* targets, const float* weights,
+                                  int64_t T, int64_t n_classes, int64_t class_begin, cudaStream_t stream,
+                                  int64_t row_stride) {
+  const uint16_t* in = bf16_bits_of(logits);
+  return launch_rows<Mode::kForward>(static_cast<uint16_t*>(nullptr), losses, loss_sum, row_loss_workspace, nullptr,
+                                     nullptr, nullptr, in, targets, weights, T, n_classes, row_stride, class_begin,
+                                     0.0f, same_phase(in, in), stream);
 }
 
 cudaError_t cross_entropy_forward(float* losses, double* loss_sum, double* row_loss_workspace,

@@ -16,7 +16,7 @@ namespace reclm::cuda {
 // losses[t] = w·(lse − logit of the target) (float), dlogits[t] = grad_scale·w·(softmax − onehot);
 // dlogits may alias logits. row_loss_workspace: T doubles (the per-row losses in double).
 // loss_sum (device, may be nullptr): Σ_t row losses, summed in double in a fixed order.
-// row_stride: floats from one row of logits/dlogits to the next (0 = n_classes; >= n_classes,
+// row_stride: values from one row of logits/dlogits to the next (0 = n_classes; >= n_classes,
 // else cudaErrorInvalidValue): the GPU backend pads odd class counts to a multiple of 8 so the
 // GEMMs around the loss get 16-byte aligned rows.
 cudaError_t cross_entropy_forward_backward(float* dlogits, float* losses, double* loss_sum,
@@ -35,11 +35,24 @@ cudaError_t cross_entropy_forward_backward_bf16(__nv_bfloat16* dlogits, float* l
                                                 int64_t n_classes, int64_t class_begin, float grad_scale,
                                                 cudaStream_t stream, int64_t row_stride = 0);
 
-// Forward only: the same losses and loss_sum, logits untouched.
+// bf16 logits (the GPU trainer's LM head writes them, as PyTorch autocast does): the same with
+// the logits widened exactly to fp32 first, so bitwise equal to cross_entropy_forward_backward_bf16
+// on those fp32 values; the softmax, the losses and their sum are fp32/double as there. dlogits may
+// be the logits' buffer (in place: each value read before it is overwritten).
+cudaError_t cross_entropy_forward_backward_bf16(__nv_bfloat16* dlogits, float* losses, double* loss_sum,
+                                                double* row_loss_workspace, const __nv_bfloat16* logits,
+                                                const int32_t* targets, const float* weights, int64_t T,
+                                                int64_t n_classes, int64_t class_begin, float grad_scale,
+                                                cudaStream_t stream, int64_t row_stride = 0);
+// Forward only: the same losses and loss_sum, logits untouched (fp32 or bf16 logits).
 cudaError_t cross_entropy_forward(float* losses, double* loss_sum, double* row_loss_workspace,
                                   const float* logits, const int32_t* targets, const float* weights,
                                   int64_t T, int64_t n_classes, int64_t class_begin,
                                   cudaStream_t stream, int64_t row_stride = 0);
+cudaError_t cross_entropy_forward(float* losses, double* loss_sum, double* row_loss_workspace,
+                                  const __nv_bfloat16* logits, const int32_t* targets, const float* weights,
+                                  int64_t T, int64_t n_classes, int64_t class_begin, cudaStream_t stream,
+                                  int64_t row_stride = 0);
 
 // Vocabulary-parallel pieces, as ops::cross_entropy_partial_stats / _backward_from_stats:
 // row_max [T] (−inf for weight-0 rows or n_classes 0), row_sum [T] = Σ exp(x − row_max),

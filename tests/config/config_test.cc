@@ -384,6 +384,8 @@ std::vector<RuleCase> rule_cases() {
        "field runtime.device: \"cuda\" needs head dim d_model / n_heads = 32, 64, 96 or 128 (got 96 / 6 = 16)"},
       {{"runtime.recompute_activations=true"},
        "field runtime.recompute_activations: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
+      {{"runtime.fp32_logits=true"},
+       "field runtime.fp32_logits: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
   };
 }
 

@@ -19,6 +19,7 @@
 #include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
 #include "kernels/simt/device_memory.h"
+#include "runtime/dtype.h"
 
 namespace reclm::cuda {
 namespace {
@@ -232,6 +233,69 @@ TEST(CudaCrossEntropy, Bf16DlogitsEqualTheComposedKernels) {
       EXPECT_EQ(losses16.download(), losses32.download()) << what;
       EXPECT_EQ(sum16.download(), sum32.download()) << what;
     }
+  }
+}
+
+// bf16 logits (the GPU trainer's LM head output) against the fp32-logits kernels on the same
+// values widened: bitwise dlogits (zero padding included), losses and loss sum, for compact odd
+// rows (every row at another 8-byte phase: scalar heads and tails), padded rows, an output off
+// the input's phase (the scalar path) and in place; the forward-only form leaves the logits alone.
+TEST(CudaCrossEntropy, Bf16LogitsEqualTheFp32KernelsOnTheWidenedValues) {
+  const Problem pr(11, 1031, 40, 6.0f, 17);
+  for (const int64_t stride : {int64_t{1031}, int64_t{1040}}) {
+    const int64_t n = pr.T * stride;
+    std::vector<uint16_t> logits16(static_cast<size_t>(n), 0x7FC1);  // a NaN in the padding: never read
+    std::vector<float> widened(static_cast<size_t>(n), 0.0f);
+    for (int64_t r = 0; r < pr.T; ++r) {
+      for (int64_t c = 0; c < pr.V; ++c) {
+        logits16[r * stride + c] = f32_to_bf16(pr.logits[r * pr.V + c]);
+        widened[r * stride + c] = bf16_to_f32(logits16[r * stride + c]);
+      }
+    }
+    simt::DeviceBuffer<float> logits32(widened), weights(pr.weights);
+    simt::DeviceBuffer<int32_t> targets(pr.targets);
+    simt::DeviceBuffer<double> workspace(static_cast<size_t>(pr.T)), want_sum(1);
+    simt::DeviceBuffer<float> want_losses(static_cast<size_t>(pr.T));
+    simt::DeviceBuffer<uint16_t> want(static_cast<size_t>(n));
+    ASSERT_EQ(cross_entropy_forward_backward_bf16(reinterpret_cast<__nv_bfloat16*>(want.data()), want_losses.data(),
+                                                  want_sum.data(), workspace.data(), logits32.data(), targets.data(),
+                                                  weights.data(), pr.T, pr.V, pr.class_begin, 0.5f, nullptr, stride),
+              cudaSuccess);
+    simt::device_synchronize();
+    const std::vector<uint16_t> w = want.download();
+    enum Output { kSeparate, kOffPhase, kInPlace };
+    for (const Output output : {kSeparate, kOffPhase, kInPlace}) {
+      const std::string what = "stride " + std::to_string(stride) + " output " + std::to_string(output);
+      simt::DeviceBuffer<uint16_t> logits(logits16), out(static_cast<size_t>(n + 1));
+      simt::DeviceBuffer<float> losses(static_cast<size_t>(pr.T));
+      simt::DeviceBuffer<double> sum(1);
+      const auto* in = reinterpret_cast<const __nv_bfloat16*>(logits.data());
+      uint16_t* got_bits = output == kInPlace ? logits.data() : out.data() + (output == kOffPhase ? 1 : 0);
+      ASSERT_EQ(cross_entropy_forward_backward_bf16(reinterpret_cast<__nv_bfloat16*>(got_bits), losses.data(),
+                                                    sum.data(), workspace.data(), in, targets.data(), weights.data(),
+                                                    pr.T, pr.V, pr.class_begin, 0.5f, nullptr, stride),
+                cudaSuccess);
+      simt::device_synchronize();
+      const std::vector<uint16_t> g = output == kInPlace ? logits.download() : out.download();
+      const int64_t at = output == kOffPhase ? 1 : 0;
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_EQ(g[at + i], w[i]) << what << " at row " << i / stride << " column " << i % stride;
+      }
+      EXPECT_EQ(losses.download(), want_losses.download()) << what;
+      EXPECT_EQ(sum.download(), want_sum.download()) << what;
+    }
+    // forward only
+    simt::DeviceBuffer<uint16_t> logits(logits16);
+    simt::DeviceBuffer<float> losses(static_cast<size_t>(pr.T));
+    simt::DeviceBuffer<double> sum(1);
+    ASSERT_EQ(cross_entropy_forward(losses.data(), sum.data(), workspace.data(),
+                                    reinterpret_cast<const __nv_bfloat16*>(logits.data()), targets.data(),
+                                    weights.data(), pr.T, pr.V, pr.class_begin, nullptr, stride),
+              cudaSuccess);
+    simt::device_synchronize();
+    EXPECT_EQ(losses.download(), want_losses.download()) << "forward only, stride " << stride;
+    EXPECT_EQ(sum.download(), want_sum.download()) << "forward only, stride " << stride;
+    EXPECT_EQ(logits.download(), logits16) << "forward only wrote its logits, stride " << stride;
   }
 }
 

@@ -51,6 +51,7 @@ struct Case {
   uint32_t lora_targets = 0;
   bool lora_train_embeddings = true;  // (rows >= vocab − 40 are the new ones)
   int64_t vp_items = 0;         // > 0: vocabulary parallelism, items [vocab − 7 − vp_items, vocab − 7)
+  bool fp32_logits = false;     // runtime.fp32_logits (the default head writes bf16 logits)
 };
 
 // The one-rank job of the vocabulary-parallel cases (its collectives copy).
@@ -112,6 +113,10 @@ std::vector<Case> cases() {
       {"vocab parallel untied item range",
        {.vocab = 257, .d_model = 128, .n_heads = 2, .n_kv_heads = 2, .head_dim = 64, .d_ff = 96, .tied = false},
        false, true, 257 - 7 - 150, 0.0f, 0, 0, true, 150},
+      {.name = "fp32 logits untied prefix class range",
+       .shape = {.vocab = 257, .d_model = 128, .n_heads = 2, .n_kv_heads = 2, .head_dim = 64, .d_ff = 96,
+                 .tied = false},
+       .prefix = true, .partial_loss = true, .class_begin = 101, .fp32_logits = true},
   };
 }
 
@@ -149,11 +154,12 @@ config::OptimConfig optim_config() {
 // The backend, or null when this build's device is not usable here (the gpu binary on a host
 // without a GPU).
 std::unique_ptr<DeviceBackend> backend_or_skip(const Model& model, const AdamW& optimizer, bool recompute = false,
-                                               int64_t head_chunk_rows = 0) {
+                                               int64_t head_chunk_rows = 0, bool fp32_logits = false) {
   try {
     return make_device_backend(model, optimizer,
                                {.max_tokens = kMaxTokens,
                                 .recompute_activations = recompute,
+                                .fp32_logits = fp32_logits,
                                 .optim = optim_config(),
                                 .head_chunk_rows = head_chunk_rows,
                                 .comm = model.comm});
@@ -174,7 +180,7 @@ struct Uploaded {
   Uploaded(const Case& c, uint64_t seed) : host(dims_of(c), kMaxTokens), optimizer(host.layout, optim_config()) {
     if (host.dims.vocab_parallel()) host.comm = &local_comm();
     init_for(host, seed);
-    device = backend_or_skip(host, optimizer);
+    device = backend_or_skip(host, optimizer, false, 0, c.fp32_logits);
     if (device) device->upload(host, optimizer);
   }
 };
@@ -311,19 +317,20 @@ TEST(DeviceBackend, RecomputedActivationsGiveTheSameGradients) {
 }
 
 // The LM head in chunks of 7 rows (several chunks and a partial one; the trainer's chunks are
-// thousands of rows) against one chunk: the same loss and gradients up to fp32 rounding (a GEMM
-// over fewer rows may round its sums differently; the head's weight gradient is summed chunk by
-// chunk), measured ~1e-10 relative on the loss.
+// thousands of rows) against one chunk, with bf16 and with fp32 logits: the same loss and
+// gradients up to fp32 rounding (a GEMM over fewer rows may round its sums differently, which a
+// bf16 logit may carry to its next value; the head's weight gradient is summed chunk by chunk).
 TEST(DeviceBackend, ChunkedLmHeadMatchesOneChunk) {
-  for (const Case& c : {cases()[0], cases()[1]}) {
-    SCOPED_TRACE(c.name);
+  for (const auto& [c, fp32_logits] : {std::pair{cases()[0], false}, std::pair{cases()[1], false},
+                                       std::pair{cases()[0], true}, std::pair{cases()[1], true}}) {
+    SCOPED_TRACE(c.name + (fp32_logits ? ", fp32 logits" : ", bf16 logits"));
     const ModelDims d = test::tiny_model_dims(c.shape);
     Model host(d, kMaxTokens);
     init_weights(host, 19, 0.08f);
     AdamW optimizer(host.layout, optim_config());
-    auto whole = backend_or_skip(host, optimizer);
+    auto whole = backend_or_skip(host, optimizer, false, 0, fp32_logits);
     SKIP_WITHOUT_DEVICE(whole);
-    auto chunked = backend_or_skip(host, optimizer, false, 7);
+    auto chunked = backend_or_skip(host, optimizer, false, 7, fp32_logits);
     const Batch batch = make_batch(c, d, 23);
     int64_t rows = 0;
     for (float w : batch.loss_weights) rows += w != 0.0f;
@@ -331,6 +338,8 @@ TEST(DeviceBackend, ChunkedLmHeadMatchesOneChunk) {
     const DeviceStep one = run_step(*whole, host, optimizer, batch), many = run_step(*chunked, host, optimizer, batch);
     EXPECT_NEAR(chunked->forward_loss(batch), many.loss, 1e-12 * std::abs(many.loss));
     EXPECT_NEAR(many.loss, one.loss, 1e-6 * std::abs(one.loss));
+    std::printf("%s, %s logits: chunked loss within %.1e of one chunk's\n", c.name.c_str(),
+                fp32_logits ? "fp32" : "bf16", std::abs(many.loss - one.loss) / std::abs(one.loss));
     for (const ParamEntry& e : host.layout.entries()) {
       double diff = 0, ref = 0;
       for (int64_t i = e.offset; i < e.offset + e.numel; ++i) {
@@ -339,6 +348,35 @@ TEST(DeviceBackend, ChunkedLmHeadMatchesOneChunk) {
       }
       EXPECT_LE(std::sqrt(diff), 1e-5 * std::sqrt(ref)) << e.name;  // NaN fails too
     }
+  }
+}
+
+// runtime.fp32_logits against the default bf16 logits on the same weights and micro-batch: the
+// fp32 head plans no less memory than the bf16 one (its chunk holds fp32 logits beside the bf16
+// dlogits), the two give different losses (the logits' rounding is the only difference, so this
+// shows the option reaches the head), and both are within bf16 accuracy of the CPU's fp32 loss.
+TEST(DeviceBackend, Fp32LogitsOptionKeepsTheLogitsInFp32) {
+  for (const Case& c : {cases()[0], cases()[1]}) {
+    SCOPED_TRACE(c.name);
+    const ModelDims d = dims_of(c);
+    Model host(d, kMaxTokens);
+    init_for(host, 29);
+    AdamW optimizer(host.layout, optim_config());
+    auto bf16 = backend_or_skip(host, optimizer);
+    SKIP_WITHOUT_DEVICE(bf16);
+    auto fp32 = backend_or_skip(host, optimizer, false, 0, /*fp32_logits=*/true);
+    EXPECT_GT(fp32->info().planned_bytes, bf16->info().planned_bytes);
+    const Batch batch = make_batch(c, d, 31);
+    const DeviceStep a = run_step(*bf16, host, optimizer, batch), b = run_step(*fp32, host, optimizer, batch);
+    zero_grads(host);
+    const double cpu = forward_backward(host, batch, 0.03f);
+    EXPECT_NE(a.loss, b.loss) << "the logits' precision changed nothing";
+    EXPECT_NEAR(a.loss, cpu, 2e-3 * std::abs(cpu)) << "bf16 logits";
+    EXPECT_NEAR(b.loss, cpu, 2e-3 * std::abs(cpu)) << "fp32 logits";
+    EXPECT_EQ(bf16->forward_loss(batch), a.loss);
+    EXPECT_EQ(fp32->forward_loss(batch), b.loss);
+    std::printf("%s: loss cpu %.7f, device bf16 logits %.7f (%.1e), fp32 logits %.7f (%.1e)\n", c.name.c_str(), cpu,
+                a.loss, std::abs(a.loss - cpu) / std::abs(cpu), b.loss, std::abs(b.loss - cpu) / std::abs(cpu));
   }
 }
 

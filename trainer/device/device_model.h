@@ -56,6 +56,7 @@ struct LayerActivations {
 struct DevicePlanOptions {
   int64_t max_tokens = 0;       // tokens per micro-batch
   bool recompute = false;       // activation recomputation (DeviceModel::recompute)
+  bool fp32_logits = false;     // the unsharded LM head's logits in fp32 (DeviceModel::bf16_logits)
   int64_t head_chunk_rows = 0;  // LM-head rows per chunk (at most max_tokens); 0: as kHeadChunkBytes allows
   int64_t moment_floats = 0;    // each AdamW moment: 0 for the whole layout (P), or a ZeRO-1 shard's size
   int64_t exchange_floats = 0;  // ZeRO-1's collective buffers (device_zero1.h), used between steps only
@@ -95,6 +96,10 @@ struct DeviceModel {
   // Model::head_trains: false when the LM head's weights are wholly frozen (LoRA without trained
   // embeddings), and its weight-gradient GEMM is skipped, as the base matrices' are under LoRA.
   bool head_trains = true;
+  // The unsharded LM head writes bf16 logits (runtime.fp32_logits off) into dlogits and the
+  // cross-entropy turns them into dlogits in place: 2 bytes per logit in a chunk, not 4 + 2.
+  // Vocabulary parallelism keeps fp32 logits.
+  bool bf16_logits = false;
   PhaseClock clock;
 
   // Parameters and gradients in the host layout [P] (fp32), and the weights' bf16 copy [P] (the
@@ -122,8 +127,8 @@ struct DeviceModel {
   // LM head: rows with a loss weight, gathered
   float* head_h32 = nullptr;   // [T, C] gathered final_normed rows
   bf16* head_h = nullptr;      // [T, C] their bf16 copy
-  float* logits = nullptr;     // [head_chunk, padded_classes(V)]
-  bf16* dlogits = nullptr;     // [head_chunk, padded_classes(V)]
+  float* logits = nullptr;     // [head_chunk, padded_classes(V)] fp32 logits (null with bf16_logits)
+  bf16* dlogits = nullptr;     // [head_chunk, padded_classes(V)] (with bf16_logits first the logits)
   float* losses = nullptr;     // [T]
   double* row_losses = nullptr;  // [head_chunk]
   double* chunk_loss = nullptr;  // [max_chunks]

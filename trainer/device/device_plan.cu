@@ -38,12 +38,12 @@ struct Carver {
   }
 };
 
-// Logits of a head chunk: fp32 [chunk, Vp] plus the bf16 dlogits, about 1 GiB at most. Each
-// chunk's weight-gradient GEMM reads and writes the whole fp32 dW [Vp, C] (8·Vp·C bytes) for
+// Logits of a head chunk, about 1 GiB at most: bf16 [chunk, Vp] that become the dlogits in place
+// (DeviceModel::bf16_logits), or fp32 [chunk, Vp] plus the bf16 dlogits. Each chunk's
+// weight-gradient GEMM reads and writes the whole fp32 dW [Vp, C] (8·Vp·C bytes) for
 // 2·chunk·Vp·C FLOPs, so it is memory-bound below chunk ≈ 4 × the card's FLOP/byte (~1200 rows
-// on an H100). 1 GiB gives 2770 rows at 64k classes: 6 dW passes for a 16k-token micro-batch
-// instead of the 23 of 256 MiB (chunks of 693 rows). A 64k vocabulary's chunk costs ~1 GiB of
-// the plan; a smaller vocabulary's chunk is the whole micro-batch.
+// on an H100). 1 GiB gives 8310 rows at 64k classes with bf16 logits, 2770 with fp32: 2 or 6
+// dW passes for a 16k-token micro-batch. A smaller vocabulary's chunk is the whole micro-batch.
 constexpr int64_t kHeadChunkBytes = int64_t{1} << 30;
 
 // The gradient norm's workspace: over the whole buffer, or with frozen values (LoRA) over the
@@ -111,7 +111,7 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, Carver& c) {
   dm.branch = c.take<float>(T * C);
   dm.head_h32 = c.take<float>(T * C);
   dm.head_h = c.take<bf16>(T * C);
-  dm.logits = c.take<float>(dm.head_chunk * padded_classes(V));
+  if (!dm.bf16_logits) dm.logits = c.take<float>(dm.head_chunk * padded_classes(V));
   dm.dlogits = c.take<bf16>(dm.head_chunk * padded_classes(V));
   dm.losses = c.take<float>(T);
   dm.row_losses = c.take<double>(dm.head_chunk);
@@ -173,13 +173,15 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, Carver& c) {
 }  // namespace
 
 DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DevicePlanOptions& options)
-    : dims(d), layout(l), max_tokens(options.max_tokens), recompute(options.recompute) {
+    : dims(d), layout(l), max_tokens(options.max_tokens), recompute(options.recompute),
+      bf16_logits(!options.fp32_logits && !d.vocab_parallel()) {
   RECLM_CHECK(max_tokens > 0 && options.head_chunk_rows >= 0 && options.moment_floats >= 0 &&
                   options.exchange_floats >= 0,
               "max_tokens {}, head_chunk_rows {}, moment_floats {}, exchange_floats {}", max_tokens,
               options.head_chunk_rows, options.moment_floats, options.exchange_floats);
+  const int64_t bytes_per_logit = bf16_logits ? 2 : 4 + 2;
   const int64_t chunk = options.head_chunk_rows > 0 ? options.head_chunk_rows
-                                                    : kHeadChunkBytes / (padded_classes(d.vocab) * 6);
+                                                    : kHeadChunkBytes / (padded_classes(d.vocab) * bytes_per_logit);
   head_chunk = std::clamp<int64_t>(chunk, 1, max_tokens);
   max_chunks = (max_tokens + head_chunk - 1) / head_chunk;
   moment_floats = options.moment_floats > 0 ? options.moment_floats : layout.total_floats();

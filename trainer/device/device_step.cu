@@ -3,10 +3,12 @@
 // the precision split of trainer/device_backend.h:
 //   GEMMs and attention take bf16 operands (weights from the bf16 copy, saved activations in
 //   bf16) and accumulate in fp32; the residual stream, the norms' statistics, the o/down
-//   projections' outputs, the logits and all parameter gradients are fp32, and so is every
-//   kernel's arithmetic (RoPE and SwiGLU widen their bf16 inputs). The kernels next to a GEMM
-//   read and write its bf16 side themselves (norms, RoPE, SwiGLU, the cross-entropy's dlogits);
-//   only the LM head's row gather and scatter use our convert kernels.
+//   projections' outputs and all parameter gradients are fp32, and so is every kernel's
+//   arithmetic (RoPE, SwiGLU and the cross-entropy widen their bf16 inputs). The LM head's
+//   logits are bf16, as under PyTorch autocast (fp32 with runtime.fp32_logits, and under
+//   vocabulary parallelism). The kernels next to a GEMM read and write its bf16 side themselves
+//   (norms, RoPE, SwiGLU, the cross-entropy); only the LM head's row gather and scatter use our
+//   convert kernels.
 // The q/k/v projections are one GEMM each way, and so are gate and up: their weights, gradients
 // and bf16 copies are adjacent in the parameter layout (checked by the plan), so
 // [T, QD + 2·KVD] = norm1 · [W_q; W_k; W_v]ᵀ and [T, 2F] = norm2 · [W_gate; W_up]ᵀ.
@@ -286,21 +288,31 @@ int64_t chunked_head(DeviceModel& dm, int64_t R, int64_t first, int64_t V, float
   int64_t chunks = 0;
   for (int64_t t0 = 0; t0 < R; t0 += dm.head_chunk, ++chunks) {
     const int64_t n = std::min(dm.head_chunk, R - t0);
-    linear(dm, dm.logits, true, dm.head_h + t0 * C, head, n, C, Vp);
-    dm.clock.mark("head: GEMMs");
-    if (backward) {
-      ok(cuda::cross_entropy_forward_backward_bf16(dm.dlogits, dm.losses + t0, dm.chunk_loss + chunks,
-                                                   dm.row_losses, dm.logits, dm.loss_targets + t0,
-                                                   dm.loss_weights + t0, n, V, first, grad_scale, dm.stream, Vp),
-         "cross_entropy_forward_backward_bf16");
-      dm.clock.mark("head: cross-entropy");
-      linear_back(dm, dm.d_h + t0 * C, d_head, dm.dlogits, dm.head_h + t0 * C, head, n, C, Vp);
+    // the chunk's logits: bf16 in dm.dlogits, which the cross-entropy overwrites with the
+    // dlogits, or fp32 in dm.logits (runtime.fp32_logits)
+    const auto cross_entropy = [&](const auto* logits) {
+      if (backward) {
+        ok(cuda::cross_entropy_forward_backward_bf16(dm.dlogits, dm.losses + t0, dm.chunk_loss + chunks,
+                                                     dm.row_losses, logits, dm.loss_targets + t0,
+                                                     dm.loss_weights + t0, n, V, first, grad_scale, dm.stream, Vp),
+           "cross_entropy_forward_backward_bf16");
+      } else {
+        ok(cuda::cross_entropy_forward(dm.losses + t0, dm.chunk_loss + chunks, dm.row_losses, logits,
+                                       dm.loss_targets + t0, dm.loss_weights + t0, n, V, first, dm.stream, Vp),
+           "cross_entropy_forward");
+      }
+    };
+    if (dm.bf16_logits) {
+      linear(dm, dm.dlogits, false, dm.head_h + t0 * C, head, n, C, Vp);
+      dm.clock.mark("head: GEMMs");
+      cross_entropy(static_cast<const bf16*>(dm.dlogits));
     } else {
-      ok(cuda::cross_entropy_forward(dm.losses + t0, dm.chunk_loss + chunks, dm.row_losses, dm.logits,
-                                     dm.loss_targets + t0, dm.loss_weights + t0, n, V, first, dm.stream, Vp),
-         "cross_entropy_forward");
-      dm.clock.mark("head: cross-entropy");
+      linear(dm, dm.logits, true, dm.head_h + t0 * C, head, n, C, Vp);
+      dm.clock.mark("head: GEMMs");
+      cross_entropy(static_cast<const float*>(dm.logits));
     }
+    dm.clock.mark("head: cross-entropy");
+    if (backward) linear_back(dm, dm.d_h + t0 * C, d_head, dm.dlogits, dm.head_h + t0 * C, head, n, C, Vp);
   }
   return chunks;
 }
