@@ -155,10 +155,10 @@ __device__ void mma_ab(float (&acc)[N / 8][4], const bf16* a, int lda, const bf1
 }
 
 // delta [H, T] = rowsum(dout ∘ out) per (token, head) row. kDeltaLanes lanes per row (the power
-// of two >= head_dim / 8, at least 4), each one 16-byte chunk of 8 values (lanes past head_dim / 8 add 0), so a warp
-// reads 32 / kLanes whole rows, contiguous, in 16-byte loads (one warp a row in 2-byte loads
-// left most of a warp's accesses small). Zeroes the dq_acc rows when it is not null. No
-// barriers; every lane takes part in the shuffles.
+// of two >= head_dim / 8, at least 4), each one 16-byte chunk of 8 values (lanes past
+// head_dim / 8 add 0), so a warp reads 32 / kLanes whole rows, contiguous, in 16-byte loads (one
+// warp a row in 2-byte loads left most of a warp's accesses small). Zeroes the dq_acc rows when
+// it is not null. No barriers; every lane takes part in the shuffles.
 template <int D>
 constexpr int kDeltaLanes = D / 8 <= 4 ? 4 : (D / 8 <= 8 ? 8 : 16);
 template <int D>
