@@ -270,9 +270,11 @@ void validate_config(const Config& config) {
                      cuda::kAttentionHeadDimsText, m.d_model(), m.n_heads(), head_dim);
     }
     if (m.d_model() > 8192) violations.add("runtime.device", "\"cuda\" takes model.d_model up to 8192");
-  } else {
-    for (const auto& [set, field] : {std::pair{config.runtime().recompute_activations(), "recompute_activations"},
-                                     std::pair{config.runtime().fp32_logits(), "fp32_logits"}}) {
+  } else {  // (a value other than the default)
+    const config::RuntimeConfig& r = config.runtime();
+    for (const auto& [set, field] : {std::pair{r.recompute_activations(), "recompute_activations"},
+                                     std::pair{r.fp32_logits(), "fp32_logits"},
+                                     std::pair{!r.second_stream(), "second_stream"}}) {
       if (set) {
         violations.add(fmt::format("runtime.{}", field),
                        "applies to runtime.device \"cuda\" only (the device is \"{}\")", config.runtime().device());

@@ -58,6 +58,7 @@ class DeviceBackend {
   virtual void download(Model& model, AdamW* optimizer) = 0;
   // Device → host: the gradient buffer into model.grads (tests and diagnostics).
   virtual void download_gradients(Model& model) = 0;
+  // The gradient buffer to zeros (nothing to do right after adamw_step, which leaves it so).
   virtual void zero_grads() = 0;
   // One micro-batch forward and backward; gradients accumulate (as forward_backward in model.h).
   // With gradient buckets enabled, `last_micro_batch` starts their all-reduces during backward.
@@ -81,8 +82,9 @@ class DeviceBackend {
   virtual std::optional<OverlapStats> all_reduce_gradients(Communicator* comm) = 0;
   // L2 norm of the gradient (deterministic, double accumulation; under ZeRO-1 over the shards).
   virtual double grad_norm() = 0;
-  // One AdamW update (gradients scaled by grad_scale), also refreshing the bf16 weights. Under
-  // ZeRO-1 of this rank's shard, then every rank's weights are all-gathered.
+  // One AdamW update (gradients scaled by grad_scale), also refreshing the bf16 weights; the
+  // gradients are zero afterwards. Under ZeRO-1 of this rank's shard, then every rank's weights
+  // are all-gathered. (It may still run while the next forward starts: runtime.second_stream.)
   virtual void adamw_step(float lr, float grad_scale) = 0;
   // The time by phase when RECLM_DEVICE_PROFILE=1 (trainer/device/phase_clock.h), else "".
   virtual std::string profile_report() const = 0;
@@ -93,6 +95,7 @@ struct DeviceOptions {
   int local_rank = 0;      // picks the GPU: one per rank on a node
   bool recompute_activations = false;  // runtime.recompute_activations
   bool fp32_logits = false;            // runtime.fp32_logits
+  bool second_stream = true;  // runtime.second_stream
   config::OptimConfig optim;           // AdamW's betas, eps and weight decay
   int64_t head_chunk_rows = 0;         // LM-head rows per chunk; 0: as memory allows (tests set it)
   // The job's ranks (host communicator). Needed when `optimizer` is sharded (ZeRO-1): the device

@@ -145,6 +145,7 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
                                   .local_rank = comm ? comm->local_rank() : 0,
                                   .recompute_activations = config.runtime().recompute_activations(),
                                   .fp32_logits = config.runtime().fp32_logits(),
+                                  .second_stream = config.runtime().second_stream(),
                                   .optim = config.optim(),
                                   .comm = comm});
     device->upload(model, optimizer);

@@ -23,7 +23,10 @@
 #   TRAIN_STEPS=30                steps of each run;  TRAIN_SKIP=5  warm-up steps left out
 #   TRAIN_SET="k=v ..."           extra reclm --set overrides for every run (e.g. runtime.device=cpu
 #                                 model.n_layers=1 for a smoke test; PyTorch gets the same dims;
-#                                 runtime.fp32_logits=true for the LM head's fp32-logits form)
+#                                 runtime.fp32_logits=true for the LM head's fp32-logits form,
+#                                 runtime.second_stream=false for one stream; and
+#                                 RECLM_GEMM_ALGORITHM_BUCKETS=0 in the environment: cuBLASLt's
+#                                 algorithm per exact token count, docs/gpu.md)
 #   TRAIN_TIMEOUT=1200            seconds one reclm or PyTorch run may take
 #   TORCH_COMPILE=1               run PyTorch with torch.compile (default: eager)
 #   TORCH_DEVICE=auto             train_torch.py --device (auto: cuda when available)

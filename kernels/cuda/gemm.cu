@@ -22,6 +22,13 @@
 //   alignment preferences are set to the pointers' real alignment (up to 256 B), so odd leading
 //   dimensions (C = 7) and unaligned pointers only exclude the algorithms that need more; if none
 //   is left the call returns cudaErrorNotSupported.
+//   The token count T (n of the forward and of dinp, k of dweight; always a column count, so no
+//   leading dimension depends on it) changes with nearly every packed micro-batch. Choosing per
+//   exact T would bring a new algorithm into many steps, and with CUDA's lazy module loading the
+//   first load of its kernel in the middle of a step. So the heuristic is asked once per bucket of
+//   token counts, at the bucket's top (gemm_token_bucket: 8 buckets per power of two), and that
+//   algorithm serves each T in the bucket once cublasLtMatmulAlgoCheck accepts it for the exact
+//   shape (else the shape gets its own). Environment RECLM_GEMM_ALGORITHM_BUCKETS=0: per exact T.
 //   forward with an addend: beta = 1 on C = addend (≠ D), laid out as D.
 // emulator (g++): the bf16 inputs are widened into host scratch and multiplied by cblas_sgemm
 //   (OpenBLAS: the "CPU GEMM" of the emulated device); the outputs are then written with the
@@ -47,6 +54,7 @@
 #include <cublasLt.h>
 
 #include <array>
+#include <cstdlib>
 #include <map>
 #else
 #include <cblas.h>
@@ -114,6 +122,13 @@ int64_t bias_grad_splits(int64_t T, int64_t OC) {
 bool valid_sizes(int64_t T, int64_t C, int64_t OC) { return T >= 1 && C >= 1 && OC >= 1; }
 
 }  // namespace
+
+int64_t gemm_token_bucket(int64_t tokens) {
+  if (tokens <= 64) return tokens;
+  int64_t step = 1;  // 2^(floor(log2 tokens) − 3)
+  while (step * 16 <= tokens) step *= 2;
+  return (tokens + step - 1) / step * step;
+}
 
 int64_t bias_grad_scratch_floats(int64_t T, int64_t OC) {
   const int64_t splits = bias_grad_splits(T, OC);
@@ -187,6 +202,7 @@ struct Matmul {
   float alpha = 1.0f;
   float beta = 0.0f;
   const void* bias = nullptr;  // of d_type, or null
+  char tokens_axis = 0;        // 'n' or 'k': the token count (its algorithm is chosen per bucket), or 0
 };
 
 }  // namespace
@@ -197,6 +213,10 @@ struct GemmContext::State {
   __nv_bfloat16* bias_bf16 = nullptr;  // scratch for the rounded forward bias
   int64_t bias_capacity = 0;
   std::map<std::array<int64_t, 15>, cublasLtMatmulAlgo_t> algorithms;
+  bool bucket_tokens = [] {  // RECLM_GEMM_ALGORITHM_BUCKETS=0: an algorithm per exact token count
+    const char* env = std::getenv("RECLM_GEMM_ALGORITHM_BUCKETS");
+    return env == nullptr || std::string(env) != "0";
+  }();
 };
 
 GemmContext::GemmContext() : state_(std::make_unique<State>()) {
@@ -216,11 +236,101 @@ GemmContext::~GemmContext() {
 
 namespace {
 
+// The layouts of g's operands, with n and k given (the token count may be a bucket's top).
+struct Layouts {
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
+  Layouts(const Matmul& g, int64_t n, int64_t k) {
+    // Stored shapes: op N means A is [m, k], op T means it is [k, m] (column-major, ld = rows).
+    status = cublasLtMatrixLayoutCreate(&a, CUDA_R_16BF, g.trans_a ? k : g.m, g.trans_a ? g.m : k, g.lda);
+    if (status == CUBLAS_STATUS_SUCCESS)
+      status = cublasLtMatrixLayoutCreate(&b, CUDA_R_16BF, g.trans_b ? n : k, g.trans_b ? k : n, g.ldb);
+    if (status == CUBLAS_STATUS_SUCCESS) status = cublasLtMatrixLayoutCreate(&d, g.d_type, g.m, n, g.ldd);
+  }
+  ~Layouts() {
+    if (d) cublasLtMatrixLayoutDestroy(d);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+  }
+  Layouts(const Layouts&) = delete;
+  Layouts& operator=(const Layouts&) = delete;
+};
+
+using AlgorithmKey = std::array<int64_t, 15>;
+constexpr int kKeyN = 3, kKeyK = 4;  // where n and k sit in an AlgorithmKey
+
+// The heuristic's first algorithm for the layouts, with the alignments of the key's pointers.
+cublasStatus_t ask_heuristic(GemmContext::State& s, cublasLtMatmulDesc_t desc, const Layouts& l,
+                             const AlgorithmKey& key, cublasLtMatmulAlgo_t* algo) {
+  cublasLtMatmulPreference_t pref = nullptr;
+  cublasStatus_t st = cublasLtMatmulPreferenceCreate(&pref);
+  const uint64_t workspace = GemmContext::kWorkspaceBytes;
+  const uint32_t align_a = static_cast<uint32_t>(key[10]), align_b = static_cast<uint32_t>(key[11]),
+                 align_d = static_cast<uint32_t>(key[12]), align_c = static_cast<uint32_t>(key[14]);
+  auto pset = [&](cublasLtMatmulPreferenceAttributes_t attr, const void* v, size_t bytes) {
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceSetAttribute(pref, attr, v, bytes);
+  };
+  pset(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace));
+  pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof(align_a));
+  pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b));
+  pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c));
+  pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof(align_d));
+  cublasLtMatmulHeuristicResult_t result = {};
+  int count = 0;
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmulAlgoGetHeuristic(s.handle, desc, l.a, l.b, l.d, l.d, pref, 1, &result, &count);
+  if (st == CUBLAS_STATUS_SUCCESS && count == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
+  if (st == CUBLAS_STATUS_SUCCESS) *algo = result.algo;
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  return st;
+}
+
+// Caches an algorithm. The trainer's packed micro-batches give a new token count nearly every
+// step, so the cache is bounded: emptied when full, then refilled by the shapes in use.
+void remember(GemmContext::State& s, const AlgorithmKey& key, const cublasLtMatmulAlgo_t& algo) {
+  if (s.algorithms.size() >= kMaxCachedAlgorithms) s.algorithms.clear();
+  s.algorithms[key] = algo;
+}
+
+// The algorithm of g's exact shape `key` (layouts l): cached, or its bucket's when the exact
+// shape takes it (gemm_token_bucket), or the heuristic's for the exact shape.
+cublasStatus_t choose_algorithm(GemmContext::State& s, const Matmul& g, cublasLtMatmulDesc_t desc, const Layouts& l,
+                                const AlgorithmKey& key, cublasLtMatmulAlgo_t* algo) {
+  if (const auto found = s.algorithms.find(key); found != s.algorithms.end()) {
+    *algo = found->second;
+    return CUBLAS_STATUS_SUCCESS;
+  }
+  const int axis = g.tokens_axis == 'n' ? kKeyN : g.tokens_axis == 'k' ? kKeyK : -1;
+  if (s.bucket_tokens && axis >= 0 && gemm_token_bucket(key[axis]) != key[axis]) {
+    AlgorithmKey bucket = key;
+    bucket[axis] = gemm_token_bucket(key[axis]);
+    cublasLtMatmulAlgo_t shared = {};
+    cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+    if (const auto found = s.algorithms.find(bucket); found != s.algorithms.end()) {
+      shared = found->second;
+    } else {
+      const Layouts top(g, bucket[kKeyN], bucket[kKeyK]);
+      st = top.status;
+      if (st == CUBLAS_STATUS_SUCCESS) st = ask_heuristic(s, desc, top, bucket, &shared);
+      if (st == CUBLAS_STATUS_SUCCESS) remember(s, bucket, shared);
+    }
+    cublasLtMatmulHeuristicResult_t fits = {};
+    if (st == CUBLAS_STATUS_SUCCESS &&
+        cublasLtMatmulAlgoCheck(s.handle, desc, l.a, l.b, l.d, l.d, &shared, &fits) == CUBLAS_STATUS_SUCCESS &&
+        fits.workspaceSize <= GemmContext::kWorkspaceBytes) {
+      remember(s, key, shared);
+      *algo = shared;
+      return CUBLAS_STATUS_SUCCESS;
+    }
+  }
+  const cublasStatus_t st = ask_heuristic(s, desc, l, key, algo);
+  if (st == CUBLAS_STATUS_SUCCESS) remember(s, key, *algo);
+  return st;
+}
+
 // Runs the GEMM g on the stream; descriptors are cheap host objects, made per call.
 cublasStatus_t run_matmul(GemmContext::State& s, const Matmul& g, cudaStream_t stream) {
   cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-  cublasLtMatmulPreference_t pref = nullptr;
   cublasStatus_t st = cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
   const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -232,52 +342,21 @@ cublasStatus_t run_matmul(GemmContext::State& s, const Matmul& g, cudaStream_t s
   set(CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b));
   set(CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue));
   if (g.bias) set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias));
-  // Stored shapes: op N means A is [m, k], op T means it is [k, m] (column-major, ld = rows).
-  if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatrixLayoutCreate(&a, CUDA_R_16BF, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda);
-  if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatrixLayoutCreate(&b, CUDA_R_16BF, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb);
-  if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&d, g.d_type, g.m, g.n, g.ldd);
+  const Layouts l(g, g.n, g.k);
+  if (st == CUBLAS_STATUS_SUCCESS) st = l.status;
 
   const void* c = g.c ? g.c : g.d;
-  const std::array<int64_t, 15> key = {g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldd,
-                                       static_cast<int64_t>(g.d_type), g.bias != nullptr, alignment(g.a),
-                                       alignment(g.b), alignment(g.d), g.bias ? alignment(g.bias) : 0,
-                                       alignment(c)};
-  auto found = s.algorithms.find(key);
-  if (st == CUBLAS_STATUS_SUCCESS && found == s.algorithms.end()) {
-    st = cublasLtMatmulPreferenceCreate(&pref);
-    const uint64_t workspace = GemmContext::kWorkspaceBytes;
-    const uint32_t align_a = static_cast<uint32_t>(key[10]), align_b = static_cast<uint32_t>(key[11]),
-                   align_d = static_cast<uint32_t>(key[12]), align_c = static_cast<uint32_t>(key[14]);
-    auto pset = [&](cublasLtMatmulPreferenceAttributes_t attr, const void* v, size_t bytes) {
-      if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceSetAttribute(pref, attr, v, bytes);
-    };
-    pset(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace));
-    pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof(align_a));
-    pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b));
-    pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c));
-    pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof(align_d));
-    cublasLtMatmulHeuristicResult_t result = {};
-    int count = 0;
-    if (st == CUBLAS_STATUS_SUCCESS)
-      st = cublasLtMatmulAlgoGetHeuristic(s.handle, desc, a, b, d, d, pref, 1, &result, &count);
-    if (st == CUBLAS_STATUS_SUCCESS && count == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
-    if (st == CUBLAS_STATUS_SUCCESS) {
-      // The trainer's packed micro-batches give a new token count (a new m, n or k) nearly every
-      // step, so the cache is bounded: emptied when full, then refilled by the shapes in use.
-      if (s.algorithms.size() >= kMaxCachedAlgorithms) s.algorithms.clear();
-      found = s.algorithms.emplace(key, result.algo).first;
-    }
-  }
+  const AlgorithmKey key = {g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldd,
+                            static_cast<int64_t>(g.d_type), g.bias != nullptr, alignment(g.a),
+                            alignment(g.b), alignment(g.d), g.bias ? alignment(g.bias) : 0,
+                            alignment(c)};
+  static_assert(kKeyN == 3 && kKeyK == 4, "n and k are the key's 4th and 5th values");
+  cublasLtMatmulAlgo_t algo = {};
+  if (st == CUBLAS_STATUS_SUCCESS) st = choose_algorithm(s, g, desc, l, key, &algo);
   if (st == CUBLAS_STATUS_SUCCESS) {
-    st = cublasLtMatmul(s.handle, desc, &g.alpha, g.a, a, g.b, b, &g.beta, c, d, g.d, d, &found->second,
-                        s.workspace, GemmContext::kWorkspaceBytes, stream);
+    st = cublasLtMatmul(s.handle, desc, &g.alpha, g.a, l.a, g.b, l.b, &g.beta, c, l.d, g.d, l.d, &algo, s.workspace,
+                        GemmContext::kWorkspaceBytes, stream);
   }
-  if (pref) cublasLtMatmulPreferenceDestroy(pref);
-  if (d) cublasLtMatrixLayoutDestroy(d);
-  if (b) cublasLtMatrixLayoutDestroy(b);
-  if (a) cublasLtMatrixLayoutDestroy(a);
   if (desc) cublasLtMatmulDescDestroy(desc);
   return st;
 }
@@ -294,6 +373,7 @@ cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, cons
   Matmul g;
   g.trans_a = true;
   g.m = OC, g.n = T, g.k = C;
+  g.tokens_axis = 'n';
   g.a = weight, g.lda = C;
   g.b = inp, g.ldb = C;
   g.d = out, g.ldd = ld_out;
@@ -329,6 +409,7 @@ cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool acc
   if (dinp) {
     Matmul g;
     g.m = C, g.n = T, g.k = OC;
+    g.tokens_axis = 'n';
     g.a = weight, g.lda = C;
     g.b = dout, g.ldb = ld_dout;
     g.d = dinp, g.ldd = C;
@@ -341,6 +422,7 @@ cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool acc
     Matmul g;
     g.trans_b = true;
     g.m = C, g.n = OC, g.k = T;
+    g.tokens_axis = 'k';
     g.a = inp, g.lda = C;
     g.b = dout, g.ldb = ld_dout;
     g.d = dweight, g.ldd = C;

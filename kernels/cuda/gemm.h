@@ -16,8 +16,9 @@
 namespace reclm::cuda {
 
 // What a GEMM needs per device and stream: on nvcc a cublasLt handle, a device workspace and
-// the algorithm chosen by cublasLtMatmulAlgoGetHeuristic per shape (cached); on the emulator
-// nothing. Use one context per stream (the workspace is shared by its GEMMs). Not thread-safe.
+// the algorithm chosen by cublasLtMatmulAlgoGetHeuristic per shape (cached; per bucket of token
+// counts, gemm_token_bucket); on the emulator nothing. Use one context per stream (the workspace
+// is shared by its GEMMs). Not thread-safe.
 class GemmContext {
  public:
   static constexpr size_t kWorkspaceBytes = size_t{32} << 20;  // 32 MiB of cuBLASLt workspace
@@ -70,5 +71,11 @@ cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool acc
 int64_t bias_grad_scratch_floats(int64_t T, int64_t OC);
 cudaError_t bias_grad_bf16(float* dbias, const __nv_bfloat16* dout, int64_t T, int64_t OC, float* scratch,
                            cudaStream_t stream);
+
+// The token count at which cuBLASLt's algorithm is chosen for GEMMs over `tokens` tokens (nvcc:
+// the heuristic runs once per bucket, gemm.cu): tokens rounded up to a multiple of
+// 2^(floor(log2 tokens) − 3), so at most 1/8 above and 8 buckets per power of two (16,209 →
+// 16,384); up to 64, tokens itself.
+int64_t gemm_token_bucket(int64_t tokens);
 
 }  // namespace reclm::cuda

@@ -94,8 +94,13 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
     check_cuda(cudaSetDevice(device_), rank_, "cudaSetDevice");
     cudaDeviceProp properties{};
     check_cuda(cudaGetDeviceProperties(&properties, device_), rank_, "cudaGetDeviceProperties");
-    check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamDefault), rank_,
-               "cudaStreamCreateWithFlags");
+    // The highest stream priority, as the trainer's compute stream has: a collective's blocks are
+    // not queued behind the compute kernels' (nor behind the weight-gradient GEMMs' stream).
+    int lowest_priority = 0, highest_priority = 0;
+    check_cuda(cudaDeviceGetStreamPriorityRange(&lowest_priority, &highest_priority), rank_,
+               "cudaDeviceGetStreamPriorityRange");
+    check_cuda(cudaStreamCreateWithPriority(&stream_, cudaStreamDefault, highest_priority), rank_,
+               "cudaStreamCreateWithPriority");
     check_cuda(cudaMalloc(reinterpret_cast<void**>(&barrier_value_), sizeof(float)), rank_,
                "cudaMalloc");
     check_cuda(cudaMemset(barrier_value_, 0, sizeof(float)), rank_, "cudaMemset");

@@ -386,6 +386,8 @@ std::vector<RuleCase> rule_cases() {
        "field runtime.recompute_activations: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
       {{"runtime.fp32_logits=true"},
        "field runtime.fp32_logits: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
+      {{"runtime.second_stream=false"},
+       "field runtime.second_stream: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
   };
 }
 

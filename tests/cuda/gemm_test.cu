@@ -15,7 +15,8 @@
 //                 a bf16 out, the first rounding is of the product plus the old value: seen on
 //                 the H100 at 1.02x the bound that had only the product, 2026-11-26).
 // Shapes mix T, C, OC in {1, 7, 33, 257}: leading dimensions not multiples of 8 (odd bf16
-// strides that cuBLASLt's vectorized algorithms cannot take) included. Outputs are poisoned
+// strides that cuBLASLt's vectorized algorithms cannot take) included; two token counts of one
+// bucket (gemm_token_bucket) share an algorithm on a GPU. Outputs are poisoned
 // (NaN) past their end and, when not accumulating, everywhere.
 #include <gtest/gtest.h>
 
@@ -42,8 +43,11 @@ constexpr int64_t kPad = 3;                 // poisoned elements past each outpu
 struct Shape {
   int64_t T, C, OC;
 };
-const std::vector<Shape> kShapes = {{1, 1, 1},    {1, 7, 33},   {7, 33, 257}, {33, 257, 7},
-                                    {257, 7, 33}, {7, 1, 257},  {257, 33, 1}, {257, 257, 257}};
+// The last two share a bucket of token counts (gemm_token_bucket: 1024): on a GPU the second
+// runs the algorithm chosen for the bucket, checked for its own shape.
+const std::vector<Shape> kShapes = {{1, 1, 1},      {1, 7, 33},    {7, 33, 257},   {33, 257, 7},
+                                    {257, 7, 33},   {7, 1, 257},   {257, 33, 1},   {257, 257, 257},
+                                    {1000, 64, 72}, {1021, 64, 72}};
 
 std::vector<uint16_t> to_bf16(const std::vector<float>& x) {
   std::vector<uint16_t> out(x.size());
@@ -251,6 +255,26 @@ TEST(CudaGemm, BackwardMatchesFloat64AndCpuOp) {
 }
 
 // Null outputs are skipped: the other buffers keep their bits exactly.
+// The buckets of token counts in which one cuBLASLt algorithm serves: at most 1/8 above the count,
+// 8 per power of two, each top its own bucket, and exact counts up to 64.
+TEST(CudaGemm, TokenBucketsAreEighthsOfAnOctave) {
+  EXPECT_EQ(gemm_token_bucket(16209), 16384);
+  EXPECT_EQ(gemm_token_bucket(16384), 16384);
+  EXPECT_EQ(gemm_token_bucket(16385), 18432);
+  EXPECT_EQ(gemm_token_bucket(64), 64);
+  EXPECT_EQ(gemm_token_bucket(65), 72);
+  int64_t buckets = 0;
+  for (int64_t t = 1; t <= 70000; ++t) {
+    const int64_t top = gemm_token_bucket(t);
+    ASSERT_GE(top, t);
+    ASSERT_LE(8 * top, 9 * t) << t;
+    ASSERT_EQ(gemm_token_bucket(top), top) << t;
+    if (t > 1 && top != gemm_token_bucket(t - 1)) ++buckets;  // a new bucket starts at t
+  }
+  // 64 exact counts, 8 buckets per octave from 65 to 65,536 (10 octaves), one from 65,537
+  EXPECT_EQ(buckets + 1, 64 + 8 * 10 + 1);
+}
+
 TEST(CudaGemm, BackwardSkipsNullOutputs) {
   GemmContext ctx;
   const int64_t T = 33, C = 7, OC = 257;

@@ -15,6 +15,8 @@
 //  - upload/download carry weights, moments and the update count exactly; a repeated
 //    micro-batch gives bitwise the same gradients (no float atomics in the step).
 //  - ZeRO-1's exchange on one rank (on GPUs: NCCL with one rank) trains bitwise like plain AdamW.
+//  - The weight-gradient GEMMs and AdamW on a side stream (runtime.second_stream) train bitwise
+//    as one stream.
 //  - forward_hidden (the ranking evaluation's forward) gives the CPU's hidden states.
 #include <gtest/gtest.h>
 
@@ -154,12 +156,14 @@ config::OptimConfig optim_config() {
 // The backend, or null when this build's device is not usable here (the gpu binary on a host
 // without a GPU).
 std::unique_ptr<DeviceBackend> backend_or_skip(const Model& model, const AdamW& optimizer, bool recompute = false,
-                                               int64_t head_chunk_rows = 0, bool fp32_logits = false) {
+                                               int64_t head_chunk_rows = 0, bool fp32_logits = false,
+                                               bool second_stream = true) {
   try {
     return make_device_backend(model, optimizer,
                                {.max_tokens = kMaxTokens,
                                 .recompute_activations = recompute,
                                 .fp32_logits = fp32_logits,
+                                .second_stream = second_stream,
                                 .optim = optim_config(),
                                 .head_chunk_rows = head_chunk_rows,
                                 .comm = model.comm});
@@ -313,6 +317,71 @@ TEST(DeviceBackend, RecomputedActivationsGiveTheSameGradients) {
     const DeviceStep b = run_step(*recomputed, host, optimizer, batch, dropout_of(c));
     EXPECT_EQ(a.loss, b.loss);
     EXPECT_TRUE(a.grads == b.grads) << "recomputed activations changed the gradients";
+  }
+}
+
+// runtime.second_stream (the default: the layers' weight-gradient GEMMs and AdamW on a side
+// stream) against one stream: bitwise the same micro-batch losses, gradients, gradient norms,
+// weights and moments over four optimizer steps of two accumulated micro-batches each (the second
+// skips its update, as train.on_nonfinite SKIP does, so the third must start from zeroed
+// gradients and give the second's), and the same validation loss after them; every case, with
+// saved and with recomputed activations. On the emulator the side stream's work runs only when
+// the compute stream waits for it (side_stream.h), the latest a GPU could run it, so a missing
+// wait shows here as a weight-gradient GEMM reading an overwritten operand, a forward reading
+// weights before their update, or a download before the update.
+TEST(DeviceBackend, SecondStreamTrainsBitwiseLikeOneStream) {
+  struct Run {
+    std::vector<double> losses;    // per micro-batch and the gradient norms, then the validation loss
+    std::vector<float> grads[2];   // after the backward of the steps 2 and 3 (the same weights)
+    std::vector<float> state;      // weights, then moments, at the end
+  };
+  const auto bits_differ = [](const std::vector<float>& a, const std::vector<float>& b) {
+    int64_t differ = 0;
+    for (size_t i = 0; i < a.size(); ++i) differ += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    return differ;
+  };
+  for (const Case& c : cases()) {
+    for (const bool recompute : {false, true}) {
+      SCOPED_TRACE(c.name + (recompute ? ", recomputed" : ", saved"));
+      Model host(dims_of(c), kMaxTokens);
+      if (host.dims.vocab_parallel()) host.comm = &local_comm();
+      init_for(host, 29);
+      AdamW optimizer(host.layout, optim_config());
+      auto two = backend_or_skip(host, optimizer, recompute, 0, c.fp32_logits);
+      SKIP_WITHOUT_DEVICE(two);
+      auto one = backend_or_skip(host, optimizer, recompute, 0, c.fp32_logits, /*second_stream=*/false);
+      EXPECT_GT(two->info().planned_bytes, one->info().planned_bytes);  // (its cuBLASLt workspace)
+      const Batch first = make_batch(c, host.dims, 31), second = make_batch(c, host.dims, 37);
+      Run runs[2];
+      for (int r = 0; r < 2; ++r) {
+        DeviceBackend& device = r == 0 ? *two : *one;
+        Run& run = runs[r];
+        device.upload(host, optimizer);
+        for (int step = 0; step < 4; ++step) {
+          device.zero_grads();
+          run.losses.push_back(device.forward_backward(first, 0.03f, false, dropout_of(c)));
+          run.losses.push_back(device.forward_backward(second, 0.03f, true, dropout_of(c)));
+          if (step == 1 || step == 2) {
+            Model out(host.dims, 1);
+            device.download_gradients(out);
+            run.grads[step - 1].assign(out.grad_data(), out.grad_data() + host.layout.total_floats());
+          }
+          run.losses.push_back(device.grad_norm());
+          if (step != 1) device.adamw_step(1e-2f, 1.0f);
+        }
+        Model out(host.dims, 1);  // right after the update: the download waits for it
+        AdamW moments(host.layout, optim_config());
+        device.download(out, &moments);
+        run.state.assign(out.param_data(), out.param_data() + host.layout.total_floats());
+        run.state.insert(run.state.end(), moments.first_moment(), moments.first_moment() + moments.moment_floats());
+        run.state.insert(run.state.end(), moments.second_moment(), moments.second_moment() + moments.moment_floats());
+        run.losses.push_back(device.forward_loss(first));
+      }
+      EXPECT_EQ(runs[0].losses, runs[1].losses);
+      for (const Run& run : runs) EXPECT_EQ(bits_differ(run.grads[0], run.grads[1]), 0) << "not zeroed after a skip";
+      EXPECT_EQ(bits_differ(runs[0].grads[0], runs[1].grads[0]), 0) << "gradients differ";
+      EXPECT_EQ(bits_differ(runs[0].state, runs[1].state), 0) << "weights or moments differ";
+    }
   }
 }
 

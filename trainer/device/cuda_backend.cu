@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernels/cuda/adamw.h"
@@ -94,16 +96,21 @@ class CudaBackend final : public DeviceBackend {
                                   .head_chunk_rows = options.head_chunk_rows,
                                   .moment_floats = optimizer.moment_floats(),
                                   .exchange_floats = zero1_ ? zero1_->exchange_floats() : 0,
-                                  .world = host_comm_ ? host_comm_->size() : 1});
+                                  .world = host_comm_ ? host_comm_->size() : 1,
+                                  .second_stream = options.second_stream});
     dm_->head_trains = model.head_trains;
     if (model.dims.vocab_parallel()) {  // (every rank constructs its backend at the same point)
       RECLM_CHECK(host_comm_ != nullptr, "vocabulary parallelism needs the job's communicator");
       dm_->vp.host = host_comm_;
       dm_->vp.device = &gradient_comm(*host_comm_);
     }
-    info_.planned_bytes = static_cast<int64_t>(dm_->arena_bytes + cuda::GemmContext::kWorkspaceBytes);
+    const size_t gemm_contexts = dm_->side ? 2 : 1;  // (each with its cuBLASLt workspace)
+    info_.planned_bytes = static_cast<int64_t>(dm_->arena_bytes + gemm_contexts * cuda::GemmContext::kWorkspaceBytes);
     for (const UpdateSegment& s : zero1_ ? zero1_->shard_segments() : layout_update_segments(model.layout))
       segments_.push_back({s, optimizer.weight_decay_for(s.kind)});
+    // AdamW on the side stream, stage by stage of the forward (not under ZeRO-1, whose update is
+    // followed by an exchange, nor under LoRA, whose merged weights are made from all of it)
+    if (dm_->side && !zero1_ && !model.dims.has_lora()) plan_side_updates(model.layout);
     if (model.layout.any_frozen()) {  // the norm covers what trains (as AdamW::grad_norm)
       for (const UpdateSegment& s : layout_update_segments(model.layout))
         trained_.add(dm_->grads + s.param_offset, s.count);
@@ -117,6 +124,7 @@ class CudaBackend final : public DeviceBackend {
   DeviceInfo info() const override { return info_; }
 
   void upload(const Model& model, const AdamW& optimizer) override {
+    finish_side_work();
     RECLM_CHECK(optimizer.sharded() == zero1_.has_value() && optimizer.moment_floats() == dm_->moment_floats,
                 "the optimizer's state does not match the device's plan");
     device::copy_to_device(dm_->params, model.param_data(), floats() * sizeof(float));
@@ -130,6 +138,7 @@ class CudaBackend final : public DeviceBackend {
   }
 
   void download(Model& model, AdamW* optimizer) override {
+    finish_side_work();
     device::copy_to_host(model.param_data(), dm_->params, floats() * sizeof(float));
     if (optimizer == nullptr) return;
     RECLM_CHECK(optimizer->moment_floats() == dm_->moment_floats, "the optimizer's state does not match the device's");
@@ -139,13 +148,20 @@ class CudaBackend final : public DeviceBackend {
   }
 
   void download_gradients(Model& model) override {
+    finish_side_work();
     device::copy_to_host(model.grad_data(), dm_->grads, floats() * sizeof(float));
   }
 
-  void zero_grads() override { device::fill_zero(dm_->grads, floats() * sizeof(float), dm_->stream); }
+  void zero_grads() override {
+    if (grads_zero_) return;  // (adamw_step left them zero)
+    finish_side_work();
+    device::fill_zero(dm_->grads, floats() * sizeof(float), dm_->stream);
+    grads_zero_ = true;
+  }
 
   double forward_backward(const Batch& batch, float grad_scale, bool last_micro_batch,
                           const DropoutState& dropout) override {
+    grads_zero_ = false;
     return device::device_forward_backward(*dm_, batch, grad_scale, dropout,
                                            buckets_ && last_micro_batch ? buckets_->hook(dm_->grads) : BackwardHook{});
   }
@@ -187,19 +203,34 @@ class CudaBackend final : public DeviceBackend {
     return std::sqrt(sum);
   }
 
-  std::string profile_report() const override { return dm_->clock.report(); }
+  std::string profile_report() const override {
+    std::string report = dm_->clock.report();
+    if (dm_->side && dm_->side->clock.on())
+      report += "\n  the side stream (runtime.second_stream), beside the compute stream:" + dm_->side->clock.report();
+    return report;
+  }
 
+  // AdamW, then the gradients zeroed (the next zero_grads has nothing to do). On the side stream
+  // (side_updates_), stage by stage: the next forward waits for each stage's weights only
+  // (DeviceModel::weights_updated), so the update of the later layers runs beside the first
+  // layers' forward; else on the compute stream.
   void adamw_step(float lr, float grad_scale) override {
     ++steps_;
-    for (const Segment& s : segments_) {
-      const ops::AdamWHyper hyper{lr, optim_.beta1(), optim_.beta2(), optim_.eps(), s.weight_decay, steps_,
-                                  grad_scale};
-      const int64_t at = s.segment.param_offset, moment = s.segment.moment_offset;
-      device::check(cuda::adamw_update_bf16(dm_->params + at, dm_->grads + at, dm_->m + moment, dm_->v + moment,
-                                            s.segment.count, hyper, dm_->params_bf16 + at,
-                                            ops::Bf16Rounding::kNearestEven, 0, at, dm_->stream),
-                    "adamw_update_bf16");
+    if (!side_updates_.empty()) {
+      for (size_t stage = 0; stage < side_updates_.size(); ++stage) {
+        const SideUpdate& u = side_updates_[stage];
+        const auto work = [this, &u, lr, grad_scale, step = steps_](cudaStream_t stream, cuda::GemmContext&) {
+          for (const Segment& s : u.segments) update(s, lr, grad_scale, step, stream);
+          device::fill_zero(dm_->grads + u.begin, (u.end - u.begin) * sizeof(float), stream);
+        };
+        dm_->weights_updated[stage] = dm_->side->queue("AdamW", work);
+      }
+      grads_zero_ = true;
+      return;
     }
+    for (const Segment& s : segments_) update(s, lr, grad_scale, steps_, dm_->stream);
+    device::fill_zero(dm_->grads, floats() * sizeof(float), dm_->stream);
+    grads_zero_ = true;
     if (zero1_) zero1_->all_gather_parameters(*dm_, gradient_comm(*host_comm_));  // every rank whole again
     device::merge_lora_weights(*dm_);  // (the adapters changed)
   }
@@ -209,6 +240,50 @@ class CudaBackend final : public DeviceBackend {
     UpdateSegment segment;
     float weight_decay;
   };
+  // AdamW of one segment (the bf16 copy written in the same pass) on `stream`.
+  void update(const Segment& s, float lr, float grad_scale, int64_t step, cudaStream_t stream) {
+    const ops::AdamWHyper hyper{lr, optim_.beta1(), optim_.beta2(), optim_.eps(), s.weight_decay, step, grad_scale};
+    const int64_t at = s.segment.param_offset, moment = s.segment.moment_offset;
+    device::check(cuda::adamw_update_bf16(dm_->params + at, dm_->grads + at, dm_->m + moment, dm_->v + moment,
+                                          s.segment.count, hyper, dm_->params_bf16 + at,
+                                          ops::Bf16Rounding::kNearestEven, 0, at, stream),
+                  "adamw_update_bf16");
+  }
+  // One stage of the forward (DeviceModel::weights_updated) for the side stream's AdamW: its
+  // segments, and the gradient floats [begin, end) to zero after them (padding included).
+  struct SideUpdate {
+    std::vector<Segment> segments;
+    int64_t begin = 0, end = 0;
+  };
+  // The stages of the layout: the embedding, each layer, then the rest (final norm, LM head), by
+  // the entries' names (param_layout.cc), which come in that order.
+  void plan_side_updates(const ParamLayout& layout) {
+    const int64_t n_layers = dm_->dims.n_layers;
+    side_updates_.resize(static_cast<size_t>(n_layers + 2));
+    const auto stage_of = [&](const std::string& name) -> int64_t {  // (C++17 under nvcc: no starts_with)
+      const auto starts = [&](std::string_view prefix) { return name.compare(0, prefix.size(), prefix) == 0; };
+      constexpr std::string_view kLayers = "model.layers.";
+      if (starts("model.embed_tokens.")) return 0;
+      return starts(kLayers) ? 1 + std::stoll(name.substr(kLayers.size())) : n_layers + 1;
+    };
+    int64_t stage = 0;
+    for (const ParamEntry& e : layout.entries()) {
+      const int64_t s = stage_of(e.name);
+      RECLM_CHECK(s >= stage && s <= n_layers + 1, "parameter {} out of the forward's order", e.name);
+      for (; stage < s; ++stage) side_updates_[stage].end = side_updates_[stage + 1].begin = e.offset;
+    }
+    for (; stage <= n_layers; ++stage) side_updates_[stage].end = side_updates_[stage + 1].begin = floats();
+    side_updates_.back().end = floats();
+    for (const Segment& s : segments_) {
+      for (SideUpdate& u : side_updates_) {
+        if (s.segment.param_offset >= u.begin && s.segment.param_offset < u.end) u.segments.push_back(s);
+      }
+    }
+  }
+  // The compute stream (and so the host's next copy) after all of the side stream's work.
+  void finish_side_work() {
+    if (dm_->side) dm_->side->wait_for(dm_->side->queued());
+  }
   int64_t floats() const { return dm_->layout.total_floats(); }
   size_t moment_bytes() const { return dm_->moment_floats * sizeof(float); }
   // Gradient segments the norm sums apart from the rest.
@@ -250,6 +325,8 @@ class CudaBackend final : public DeviceBackend {
   DeviceInfo info_;
   std::unique_ptr<device::DeviceModel> dm_;
   std::vector<Segment> segments_;
+  std::vector<SideUpdate> side_updates_;  // per forward stage; empty: AdamW on the compute stream
+  bool grads_zero_ = false;  // the gradient buffer holds zeros (no micro-batch since adamw_step / zero_grads)
   NormPart trained_;        // with frozen values (LoRA): the trainable gradients; else empty (the whole buffer)
   NormPart norm_parts_[2];  // vocabulary parallelism: [0] replicated tensors, [1] sharded rows
   int64_t steps_ = 0;

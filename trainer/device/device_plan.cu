@@ -190,8 +190,10 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DeviceP
   arena_bytes = count.used;
   arena = allocate(arena_bytes);
   batch_staging = static_cast<int32_t*>(allocate_pinned(kBatchPieces * batch_piece_words * sizeof(int32_t)));
-  stream = create_stream();
+  stream = create_stream(/*high_priority=*/true);
   clock.attach(stream);
+  if (options.second_stream) side = std::make_unique<SideStream>(stream);
+  weights_updated.assign(d.n_layers + 2, 0);
   // Poisoned (every float NaN): a step that reads memory nothing wrote shows in the loss.
   fill_bytes(arena, 0xFF, arena_bytes, stream);
   Carver real{static_cast<char*>(arena), 0};
@@ -211,6 +213,7 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DeviceP
 
 DeviceModel::~DeviceModel() {
   synchronize();
+  side.reset();
   destroy_stream(stream);
   release(arena);
   release_pinned(batch_staging);

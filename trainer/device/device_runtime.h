@@ -210,15 +210,21 @@ class StreamPoint {
   std::chrono::steady_clock::time_point at_;
 };
 
-// The compute stream: a blocking stream (cudaStreamCreate), so the synchronous copies above, on
-// the legacy default stream, stay ordered with it, while the NCCL stream's all-reduces (another
-// blocking stream) can overlap it. Null on the emulator.
-inline cudaStream_t create_stream() {
+// A blocking stream (cudaStreamCreate), so the synchronous copies above, on the legacy default
+// stream, stay ordered with it, while other blocking streams (NCCL's, the weight gradients') can
+// overlap it. high_priority: the device's highest stream priority, whose pending blocks are
+// scheduled first (the compute stream, as NCCL's, ahead of side_stream.h's); else the
+// default, which is the lowest. Null on the emulator.
+inline cudaStream_t create_stream(bool high_priority) {
 #if defined(__CUDACC__)
+  int lowest = 0, highest = 0;
+  check(cudaDeviceGetStreamPriorityRange(&lowest, &highest), "cudaDeviceGetStreamPriorityRange");
   cudaStream_t stream = nullptr;
-  check(cudaStreamCreate(&stream), "cudaStreamCreate");
+  check(cudaStreamCreateWithPriority(&stream, cudaStreamDefault, high_priority ? highest : lowest),
+        "cudaStreamCreateWithPriority");
   return stream;
 #else
+  (void)high_priority;
   return nullptr;
 #endif
 }

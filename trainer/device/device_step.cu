@@ -70,6 +70,33 @@ void linear_back(DeviceModel& dm, bf16* dinp, float* dweight, const bf16* dout, 
                                 dm.stream),
      "linear_backward_bf16");
 }
+// dweight[OC, C] += doutᵀ · inp (dweight null: frozen, nothing to do), dout's rows ld_dout apart: on
+// the side stream when there is one (side_stream.h), else here. Returns the ticket to wait for
+// before dout or inp is rewritten (0: none).
+SideStream::Ticket weight_grad(DeviceModel& dm, float* dweight, const bf16* dout, int64_t ld_dout, const bf16* inp,
+                               int64_t T, int64_t C, int64_t OC) {
+  if (dweight == nullptr) return 0;
+  const auto gemm = [=](cudaStream_t stream, cuda::GemmContext& context) {
+    ok(cuda::linear_backward_bf16(context, nullptr, false, dweight, nullptr, dout, inp, nullptr, T, C, OC, stream,
+                                  ld_dout),
+       "linear_backward_bf16 (weight gradient)");
+  };
+  if (dm.side) return dm.side->queue("weight-gradient GEMMs", gemm);
+  gemm(dm.stream, dm.gemm);
+  return 0;
+}
+// The compute stream's next work waits for the side stream's work `ticket` and all before it
+// (0, or no side stream: nothing to wait for); the wait's time goes to `phase` in the profile.
+void wait_for_side(DeviceModel& dm, SideStream::Ticket ticket, const char* phase) {
+  if (!dm.side || !dm.side->wait_for(ticket)) return;
+  dm.clock.mark(phase);
+}
+void wait_for_weight_grad(DeviceModel& dm, SideStream::Ticket ticket) {
+  wait_for_side(dm, ticket, "backward: waiting for weight gradients");
+}
+void join_weight_grads(DeviceModel& dm) {
+  if (dm.side) wait_for_weight_grad(dm, dm.side->queued());
+}
 // A layer matrix's gradient, or null under LoRA, where the base matrices are frozen.
 float* base_grad(const DeviceModel& dm, float* grad) { return dm.dims.has_lora() ? nullptr : grad; }
 
@@ -262,6 +289,11 @@ void forward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop
   const ModelDims& d = dm.dims;
   const int64_t T = g.T, C = d.d_model;
   float* x = dm.layers[0].residual;
+  // each stage after the side stream's AdamW of its weights (cuda_backend.cu adamw_step)
+  const auto updated = [&](size_t stage) {
+    wait_for_side(dm, dm.weights_updated[stage], "forward: waiting for AdamW");
+  };
+  updated(0);
   if (d.vocab_parallel()) {
     vp_embedding_forward(dm, g.host_tokens, T, x);
   } else {
@@ -269,7 +301,11 @@ void forward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop
   }
   if (drop.active()) ok(cuda::dropout(x, x, T * C, dropout_key(drop, -1, 0), dm.stream), "dropout");
   dm.clock.mark("embedding");
-  for (int64_t l = 0; l < d.n_layers; ++l) forward_layer(dm, g, l, /*to_output=*/true, drop);
+  for (int64_t l = 0; l < d.n_layers; ++l) {
+    updated(static_cast<size_t>(1 + l));
+    forward_layer(dm, g, l, /*to_output=*/true, drop);
+  }
+  updated(static_cast<size_t>(d.n_layers + 1));  // (the LM head's too)
   ok(cuda::rmsnorm_forward(dm.final_normed, dm.final_rstd, nullptr, dm.residual_out, nullptr,
                            dm.param_tensors.final_norm, T, C, d.norm_eps, dm.stream),
      "rmsnorm_forward");
@@ -362,26 +398,42 @@ LossSum head_and_loss(DeviceModel& dm, const Geometry& g, float grad_scale, bool
 }
 
 // The stages and poll points of model.h's BackwardHook, in the same places as the CPU backward.
+// The layers' weight-gradient GEMMs may run on the side stream (side_stream.h): the tickets below
+// name the last one reading each shared gradient buffer, which the compute stream waits for
+// before it rewrites that buffer. (Today a later wait already covers the gate/up and q/k/v ones:
+// the side stream runs in order; they keep the rule local.)
 void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop, const BackwardHook& hook) {
   const auto reached = [&](int stage) {
-    if (hook) hook(stage);
+    if (!hook) return;
+    if (stage != kBackwardPoll) join_weight_grads(dm);  // the stage's bucket reads finished gradients
+    hook(stage);
   };
   const ModelDims& d = dm.dims;
   const int64_t T = g.T, C = d.d_model, F = d.d_ff, QD = d.q_dim(), KVD = d.kv_dim(), QKV = QD + 2 * KVD;
   PhaseClock& clock = dm.clock;
+  SideStream::Ticket d_res_bf_read = 0, d_gate_up_read = 0, d_qkv_read = 0;
+  // dinp[T, IC] = dout · W on the compute stream, then W's gradient (weight_grad); returns its ticket.
+  const auto project_back = [&](bf16* dinp, float* dweight, const bf16* dout, const bf16* inp, const float* weight,
+                                int64_t IC, int64_t OC) {
+    linear_back(dm, dinp, nullptr, dout, inp, weight, T, IC, OC);
+    return weight_grad(dm, dweight, dout, OC, inp, T, IC, OC);
+  };
   // The gradient at a branch's output, in bf16 for its projection's backward: d_residual itself,
   // which each norm's backward writes as d_res_bf beside its fp32 update (none after layer 0: the
   // embedding reads fp32); with dropout, d_residual through the branch's mask instead.
   const bool dropout = drop.active();
   const auto norm_back = [&](float* dweight, const float* x, const float* weight, const float* rstd,
                              bool next_branch) {
+    bf16* d_res_bf = next_branch && !dropout ? dm.d_res_bf : nullptr;
+    if (d_res_bf) wait_for_weight_grad(dm, d_res_bf_read);
     ok(cuda::rmsnorm_backward_bf16(dm.d_residual, dweight, dm.rmsnorm_ws, dm.d_normed_bf, x, weight, rstd, T, C,
-                                   dm.stream, next_branch && !dropout ? dm.d_res_bf : nullptr),
+                                   dm.stream, d_res_bf),
        "rmsnorm_backward_bf16");
     clock.mark("backward: norms");
   };
   const auto branch_grad = [&](int64_t l, int branch) {
     if (!dropout) return;  // d_res_bf is the norm's copy
+    wait_for_weight_grad(dm, d_res_bf_read);
     ok(cuda::dropout_bf16(dm.d_res_bf, dm.d_residual, T * C, dropout_key(drop, l, branch), dm.stream),
        "dropout_bf16");
     clock.mark("backward: dropout");
@@ -394,19 +446,25 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
   clock.mark("backward: norms");
   reached(1);
   for (int64_t l = d.n_layers - 1; l >= 0; --l) {
-    // activation recomputation: layer l's saved activations are refilled from its input
-    if (dm.recompute) forward_layer(dm, g, l, /*to_output=*/false, drop);
+    // activation recomputation: layer l's saved activations are refilled from its input (the
+    // previous layer's weight-gradient GEMMs read the same scratch)
+    if (dm.recompute) {
+      join_weight_grads(dm);
+      forward_layer(dm, g, l, /*to_output=*/false, drop);
+    }
     const LayerTensors& w = dm.param_tensors.layers[l];
     const LayerTensors& gw = dm.grad_tensors.layers[l];
     const LayerActivations& a = dm.layers[l];
     // MLP block
     branch_grad(l, 1);
-    linear_back(dm, dm.d_act_bf, base_grad(dm, gw.w_down), dm.d_res_bf, a.act, w.w_down, T, F, C);
+    d_res_bf_read = project_back(dm.d_act_bf, base_grad(dm, gw.w_down), dm.d_res_bf, a.act, w.w_down, F, C);
     lora_backward(dm, dm.d_res_bf, C, a.act, l, LoraTarget::kDown, T);
     clock.mark("backward: GEMMs");
+    wait_for_weight_grad(dm, d_gate_up_read);
     ok(cuda::swiglu_backward_bf16(dm.d_gate_up_bf, dm.d_act_bf, a.gate_up, T, F, dm.stream), "swiglu_backward_bf16");
     clock.mark("backward: SwiGLU");
-    linear_back(dm, dm.d_normed_bf, base_grad(dm, gw.w_gate), dm.d_gate_up_bf, a.norm2, w.w_gate, T, C, 2 * F);
+    d_gate_up_read =
+        project_back(dm.d_normed_bf, base_grad(dm, gw.w_gate), dm.d_gate_up_bf, a.norm2, w.w_gate, C, 2 * F);
     lora_backward(dm, dm.d_gate_up_bf, 2 * F, a.norm2, l, LoraTarget::kGate, T);
     lora_backward(dm, dm.d_gate_up_bf + F, 2 * F, a.norm2, l, LoraTarget::kUp, T);
     clock.mark("backward: GEMMs");
@@ -414,7 +472,7 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
     reached(kBackwardPoll);
     // attention block
     branch_grad(l, 0);
-    linear_back(dm, dm.d_attn, base_grad(dm, gw.wo), dm.d_res_bf, a.attn, w.wo, T, QD, C);
+    d_res_bf_read = project_back(dm.d_attn, base_grad(dm, gw.wo), dm.d_res_bf, a.attn, w.wo, QD, C);
     lora_backward(dm, dm.d_res_bf, C, a.attn, l, LoraTarget::kO, T);
     clock.mark("backward: GEMMs");
     ok(cuda::attention_backward(dm.dq_bf, dm.dk_bf, dm.dv_bf, dm.d_attn, a.q, a.k, a.v, a.attn, a.lse, dm.cu_seqlens,
@@ -424,11 +482,12 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
     clock.mark("backward: attention");
     reached(kBackwardPoll);
     // dq, dk (rotated back) and dv into the fused rows, the input of one backward GEMM
+    wait_for_weight_grad(dm, d_qkv_read);
     ok(cuda::rope_qkv_backward_bf16(dm.d_qkv, dm.dq_bf, dm.dk_bf, dm.dv_bf, dm.rope_table, T, g.rope_heads,
                                     dm.stream),
        "rope_qkv_backward_bf16");
     clock.mark("backward: RoPE + dv copy");
-    linear_back(dm, dm.d_normed_bf, base_grad(dm, gw.wq), dm.d_qkv, a.norm1, w.wq, T, C, QKV);
+    d_qkv_read = project_back(dm.d_normed_bf, base_grad(dm, gw.wq), dm.d_qkv, a.norm1, w.wq, C, QKV);
     lora_backward(dm, dm.d_qkv, QKV, a.norm1, l, LoraTarget::kQ, T);
     lora_backward(dm, dm.d_qkv + QD, QKV, a.norm1, l, LoraTarget::kK, T);
     lora_backward(dm, dm.d_qkv + QD + KVD, QKV, a.norm1, l, LoraTarget::kV, T);
@@ -447,6 +506,7 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
        "embedding_backward");
   }
   clock.mark("embedding");
+  join_weight_grads(dm);  // the gradients are whole, and the next micro-batch may rewrite the operands
   reached(static_cast<int>(d.n_layers + 2));
 }
 
@@ -455,6 +515,7 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
 double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale, const DropoutState& dropout,
                                const BackwardHook& hook) {
   dm.clock.step_started();
+  if (dm.side) dm.side->clock.step_started("waiting");
   const Geometry g = upload_batch(dm, batch, /*with_loss=*/true);
   dm.clock.mark("batch to the device");
   forward_layers(dm, g, dropout);

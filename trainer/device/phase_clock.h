@@ -50,11 +50,12 @@ class PhaseClock {
     phases_[used_] = phase_index(phase);
     ++used_;
   }
-  // A training micro-batch begins (the time since the last mark is the host's and the optimizer's).
-  // At the second, everything so far (the first step and its set-up) is dropped.
-  void step_started() {
+  // A training micro-batch begins (the time since the last mark is the host's and the optimizer's,
+  // or on another stream `phase`). At the second, everything so far (the first step and its
+  // set-up) is dropped.
+  void step_started(const char* phase = "other (host, optimizer)") {
     if (!on_ && !host_) return;
-    mark("other (host, optimizer)");
+    mark(phase);
     if (on_) add_up(/*pending=*/1);  // the previous step's points (its last one: the optimizer may still run)
     if (++steps_ != 2) return;
     restart_host_clock();
