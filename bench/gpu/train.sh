@@ -14,7 +14,10 @@
 #      step as make reclm's mean tokens per step;
 #   5. prints one table: per preset the parameters, tokens/step, reclm tokens/s, MFU and device
 #      memory, PyTorch's, the ratio reclm / PyTorch tokens/s, and the targets (MFU >= 50% for
-#      gpu_350m; >= 1.2x PyTorch's tokens/s).
+#      gpu_350m; >= 1.2x PyTorch's tokens/s);
+#   6. with VARIANTS, reclm again per variant on each preset (A/B runs in the same session, no
+#      PyTorch), and a second table: each variant's tokens/s, MFU and median step beside the
+#      default run's.
 # A reclm run that fails is reported (its log tail) and the PyTorch run still happens.
 #
 #   bench/gpu/train.sh [BUILD_DIR]          (default build-gpu)
@@ -28,6 +31,10 @@
 #                                 RECLM_GEMM_ALGORITHM_BUCKETS=0 in the environment: cuBLASLt's
 #                                 algorithm per exact token count, docs/gpu.md)
 #   TRAIN_TIMEOUT=1200            seconds one reclm or PyTorch run may take
+#   VARIANTS="label:X=Y X=Y;..."  A/B variants, ';'-separated: each a label, then overrides: a
+#                                 key with a dot is a reclm --set (runtime.second_stream=false),
+#                                 one without is an environment variable of the run
+#                                 (RECLM_GEMM_ALGORITHM_BUCKETS=0, CUDA_MODULE_LOADING=EAGER)
 #   TORCH_COMPILE=1               run PyTorch with torch.compile (default: eager)
 #   TORCH_DEVICE=auto             train_torch.py --device (auto: cuda when available)
 #   PROFILE=1                     also a 12-step run of each preset with RECLM_DEVICE_PROFILE=1 and
@@ -116,6 +123,40 @@ EOF
 
 mkdir -p "$bench_dir"
 rows=()
+variant_rows=()
+# VARIANTS' runs of a preset: run_variants PRESET CONFIG DEFAULT_TPS DEFAULT_MFU DEFAULT_MEDIAN_MS
+run_variants() {
+  local preset=$1 config=$2 label spec kv v_dir v_env v_set summary variants
+  IFS=';' read -r -a variants <<< "${VARIANTS:-}"
+  for spec in "${variants[@]}"; do
+    spec=${spec#"${spec%%[![:space:]]*}"}  # (leading blanks)
+    [ -n "$spec" ] || continue
+    label=${spec%%:*}
+    label=${label// /}
+    v_env=() v_set=()
+    for kv in ${spec#*:}; do
+      case ${kv%%=*} in
+        *.*) v_set+=(--set "$kv") ;;
+        *) v_env+=("$kv") ;;
+      esac
+    done
+    v_dir=$bench_dir/$preset.variant_$label
+    rm -rf "$v_dir"
+    mkdir -p "$v_dir"
+    echo "== $preset: reclm, variant $label ($spec), $steps steps"
+    if ! env "${v_env[@]}" "${limit[@]}" "$reclm" train --config "$config" --set train.steps="$steps" \
+         --set train.run_dir="$v_dir" --set train.log_every=1 --set eval.val_every=0 --set eval.rank_every=0 \
+         --set checkpoint.every=0 "${overrides[@]}" "${v_set[@]}" > "$v_dir.log" 2>&1; then
+      echo "train.sh: variant $label failed (log $v_dir.log):"; tail -n 15 "$v_dir.log"; status=1
+      variant_rows+=("$preset|$label|-|-|-|$3|$4|$5")
+    elif summary=$(summarise_metrics "$v_dir/metrics.jsonl" "$skip"); then
+      read -r _ v_tps v_mfu _ _ v_median <<< "$summary"
+      variant_rows+=("$preset|$label|$v_tps|$v_mfu|$v_median|$3|$4|$5")
+    else
+      echo "train.sh: no train lines in $v_dir/metrics.jsonl"; status=1
+    fi
+  done
+}
 fmt_mfu() {  # a fraction as a percentage; "-" and "n/a" as they are
   case $1 in
     - | n/a) echo "$1" ;;
@@ -150,7 +191,7 @@ for preset in $presets; do
   rc=$?
   grep -E '^(model|data|train|done):' "$run_dir.log"
   params=$(sed -n 's/^model: \([0-9.]*M\) parameters.*/\1/p' "$run_dir.log")
-  r_tokens=- r_tps=- r_mfu=- r_mem=-
+  r_tokens=- r_tps=- r_mfu=- r_mem=- r_median=-
   if [ $rc -ne 0 ]; then
     echo "train.sh: reclm train failed (exit $rc; log $run_dir.log):"; tail -n 15 "$run_dir.log"; status=1
   elif summary=$(summarise_metrics "$run_dir/metrics.jsonl" "$skip"); then
@@ -160,6 +201,8 @@ for preset in $presets; do
   else
     echo "train.sh: no train lines in $run_dir/metrics.jsonl"; status=1
   fi
+
+  [ -n "${VARIANTS:-}" ] && run_variants "$preset" "$config" "$r_tps" "$r_mfu" "${r_median:--}"
 
   # PROFILE=1: two more short runs, RECLM_DEVICE_PROFILE=1 (device time by phase) and =host (how
   # long the host waited for the GPU: near 100% means CUDA graphs cannot pay)
@@ -228,4 +271,18 @@ for row in "${rows[@]}"; do
   printf '%-10s %8s %9s %12s %7s %9s %10s %12s %7s %9s %7s  %s\n' "$preset" "$params" "$r_tokens" \
     "$r_tps" "$(fmt_mfu "$r_mfu")" "$r_mem" "$t_shape" "$t_tps" "$(fmt_mfu "$t_mfu")" "$t_mem" "$ratio" "$verdict"
 done
+
+if [ ${#variant_rows[@]} -gt 0 ]; then
+  echo
+  echo "== reclm variants (the same $steps steps, first $skip left out; ratio: variant / default tokens/s)"
+  printf '%-10s %-16s %12s %7s %10s %13s %7s %10s %7s\n' preset variant "tok/s" MFU "median ms" \
+    "default tok/s" MFU "median ms" ratio
+  for row in "${variant_rows[@]}"; do
+    IFS='|' read -r preset label v_tps v_mfu v_median d_tps d_mfu d_median <<< "$row"
+    ratio=-
+    [ "$v_tps" != - ] && [ "$d_tps" != - ] && ratio=$(awk -v a="$v_tps" -v b="$d_tps" 'BEGIN { printf "%.3fx", a / b }')
+    printf '%-10s %-16s %12s %7s %10s %13s %7s %10s %7s\n' "$preset" "$label" "$v_tps" "$(fmt_mfu "$v_mfu")" \
+      "$v_median" "$d_tps" "$(fmt_mfu "$d_mfu")" "$d_median" "$ratio"
+  done
+fi
 exit $status

@@ -9,7 +9,8 @@
 #     up to bf16 near-ties;
 #  2. checkpoints are interchangeable: a device run's step-4 checkpoint resumes on the CPU, and
 #     a CPU run's on the device, each continuing its source's trajectory;
-#  3. activation recomputation (runtime.recompute_activations) trains bitwise the same;
+#  3. activation recomputation (runtime.recompute_activations) trains bitwise the same, and so
+#     does one stream (runtime.second_stream false) as the default side stream;
 #  4. under mpirun -np 2 (when MPI is built) the device ranks train like one process with the
 #     same global batch, their gradient buckets all-reduced during backward; with ZeRO-1
 #     (optim.zero1) 2 device ranks train like the plain 2 ranks, 3 like 3 CPU ranks with ZeRO-1
@@ -17,8 +18,8 @@
 #     ZeRO-1 ranks; with vocabulary parallelism (runtime.vocab_parallel) 2 device ranks (tied
 #     head) and 3 (untied) train like as many CPU ranks with it, their checkpoint continues on
 #     CPU ranks, and the model they save evaluates;
-#  5. RECLM_DEVICE_PROFILE=1 prints the phase table, =host the host's wait share, both without the
-#     first micro-batch;
+#  5. RECLM_DEVICE_PROFILE=1 prints the phase table (the side stream's too), =host the host's wait
+#     share, both without the first micro-batch;
 #  6. the combinations the backend refuses (head dims other than 32/64/128) exit 2
 #     naming runtime.device, and a plan too large
 #     for the device exits 2 before anything is written.
@@ -121,6 +122,12 @@ resume_on cpu_to_dev "$work/cpu" "$RECLM_EMU" cuda
 grep -q "(recomputed in backward)" "$work/recompute.txt" || { cat "$work/recompute.txt"; fail "the log does not say activations are recomputed"; }
 same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/recompute/metrics.jsonl" "train val")" 0 ||
   fail "recomputed activations train differently"
+# 3b. one stream (runtime.second_stream false: the weight gradients and AdamW in order on the
+#     compute stream): the same bits as the default side stream
+"$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda --set runtime.second_stream=false \
+  --set train.run_dir="$work/one_stream" > "$work/one_stream.txt" 2>&1 || { cat "$work/one_stream.txt"; fail "one-stream run"; }
+same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/one_stream/metrics.jsonl" "train val")" 0 ||
+  fail "one stream trains differently from the side stream"
 
 # 4. two device ranks (micro_batch 2 each) vs one process (micro_batch 4), buckets of ~0.05 MiB
 if [ -x "$RECLM_SOURCE_DIR/scripts/mpirun.sh" ] && command -v mpirun > /dev/null; then
@@ -209,9 +216,12 @@ RECLM_DEVICE_PROFILE=1 "$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda
 # (train.steps 2 × grad_accum 2: the first micro-batch, with the set-up, is left out)
 grep -Eq "^  device time [0-9.]+ ms over micro-batches 2-4 \(the first, with the set-up, left out\): [0-9.]+ ms per" \
   "$work/prof.txt" || { cat "$work/prof.txt"; fail "the profile does not say which micro-batches it covers"; }
-for phase in "forward: GEMMs" "forward: attention" "backward: attention" "backward: norms" "head: cross-entropy"; do
+for phase in "forward: GEMMs" "forward: attention" "backward: attention" "backward: norms" "head: cross-entropy" \
+             "forward: waiting for AdamW" "weight-gradient GEMMs" "AdamW"; do
   grep -Eq "^ +$phase +[0-9.]+ ms +[0-9.]+%" "$work/prof.txt" || { cat "$work/prof.txt"; fail "profile lacks '$phase'"; }
 done
+grep -q "^  the side stream (runtime.second_stream), beside the compute stream:" "$work/prof.txt" ||
+  { cat "$work/prof.txt"; fail "profile lacks the side stream's table"; }
 RECLM_DEVICE_PROFILE=host "$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda --set train.steps=2 \
   --set train.run_dir="$work/prof_host" > "$work/prof_host.txt" 2>&1 || { cat "$work/prof_host.txt"; fail "host-profiled run"; }
 grep -Eq "host waited for the device [0-9.]+ ms of [0-9.]+ ms \([0-9.]+%\) over micro-batches 2-4 " "$work/prof_host.txt" ||

@@ -193,6 +193,15 @@ class StreamPoint {
     check(cudaEventSynchronize(event_), "cudaEventSynchronize");
 #endif
   }
+  // Whether the device has reached this point (never waits; on the emulator always).
+  bool reached() const {
+#if defined(__CUDACC__)
+    const cudaError_t status = cudaEventQuery(event_);
+    if (status == cudaErrorNotReady) return false;
+    check(status, "cudaEventQuery");
+#endif
+    return true;
+  }
   // Milliseconds from `earlier` to this point; waits until the device has reached it.
   double ms_since(const StreamPoint& earlier) const {
 #if defined(__CUDACC__)

@@ -92,7 +92,7 @@ void wait_for_side(DeviceModel& dm, SideStream::Ticket ticket, const char* phase
   dm.clock.mark(phase);
 }
 void wait_for_weight_grad(DeviceModel& dm, SideStream::Ticket ticket) {
-  wait_for_side(dm, ticket, "backward: waiting for weight gradients");
+  wait_for_side(dm, ticket, "backward: waiting for dW GEMMs");
 }
 void join_weight_grads(DeviceModel& dm) {
   if (dm.side) wait_for_weight_grad(dm, dm.side->queued());
@@ -515,7 +515,7 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
 double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale, const DropoutState& dropout,
                                const BackwardHook& hook) {
   dm.clock.step_started();
-  if (dm.side) dm.side->clock.step_started("waiting");
+  if (dm.side) dm.side->clock.step_started("waiting", /*only_reached=*/true);
   const Geometry g = upload_batch(dm, batch, /*with_loss=*/true);
   dm.clock.mark("batch to the device");
   forward_layers(dm, g, dropout);

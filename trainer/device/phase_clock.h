@@ -52,11 +52,19 @@ class PhaseClock {
   }
   // A training micro-batch begins (the time since the last mark is the host's and the optimizer's,
   // or on another stream `phase`). At the second, everything so far (the first step and its
-  // set-up) is dropped.
-  void step_started(const char* phase = "other (host, optimizer)") {
+  // set-up) is dropped. only_reached: add up only the points the device has passed, without
+  // waiting (a side stream may still run the previous step's work: side_stream.h).
+  void step_started(const char* phase = "other (host, optimizer)", bool only_reached = false) {
     if (!on_ && !host_) return;
     mark(phase);
-    if (on_) add_up(/*pending=*/1);  // the previous step's points (its last one: the optimizer may still run)
+    if (on_) {  // the previous step's points (its last one: the optimizer may still run)
+      size_t reached = used_;
+      if (only_reached) {
+        reached = 0;
+        while (reached < used_ && points_[reached].reached()) ++reached;
+      }
+      add_up(/*pending=*/std::max<size_t>(used_ - reached, 1));
+    }
     if (++steps_ != 2) return;
     restart_host_clock();
     for (auto& row : ms_) row.second = 0.0;
