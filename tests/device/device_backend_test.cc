@@ -325,7 +325,8 @@ TEST(DeviceBackend, RecomputedActivationsGiveTheSameGradients) {
 // weights and moments over four optimizer steps of two accumulated micro-batches each (the second
 // skips its update, as train.on_nonfinite SKIP does, so the third must start from zeroed
 // gradients and give the second's), and the same validation loss after them; every case, with
-// saved and with recomputed activations. On the emulator the side stream's work runs only when
+// saved activations and an LM head in chunks of 7 rows, and with recomputed activations and one
+// chunk. On the emulator the side stream's work runs only when
 // the compute stream waits for it (side_stream.h), the latest a GPU could run it, so a missing
 // wait shows here as a weight-gradient GEMM reading an overwritten operand, a forward reading
 // weights before their update, or a download before the update.
@@ -347,9 +348,10 @@ TEST(DeviceBackend, SecondStreamTrainsBitwiseLikeOneStream) {
       if (host.dims.vocab_parallel()) host.comm = &local_comm();
       init_for(host, 29);
       AdamW optimizer(host.layout, optim_config());
-      auto two = backend_or_skip(host, optimizer, recompute, 0, c.fp32_logits);
+      const int64_t head_chunk_rows = recompute ? 0 : 7;  // (chunks: each rewrites the last one's dlogits)
+      auto two = backend_or_skip(host, optimizer, recompute, head_chunk_rows, c.fp32_logits);
       SKIP_WITHOUT_DEVICE(two);
-      auto one = backend_or_skip(host, optimizer, recompute, 0, c.fp32_logits, /*second_stream=*/false);
+      auto one = backend_or_skip(host, optimizer, recompute, head_chunk_rows, c.fp32_logits, /*second_stream=*/false);
       EXPECT_GT(two->info().planned_bytes, one->info().planned_bytes);  // (its cuBLASLt workspace)
       const Batch first = make_batch(c, host.dims, 31), second = make_batch(c, host.dims, 37);
       Run runs[2];

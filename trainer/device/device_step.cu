@@ -314,16 +314,21 @@ void forward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop
 
 // The unsharded LM head over the R gathered rows (dm.head_h, dm.loss_targets, dm.loss_weights) and
 // classes [first, first + V), a chunk of rows at a time: Σ weight·loss of each chunk into
-// dm.chunk_loss (read later: LossSum), and with backward dm.d_h. The GEMMs run over Vp >= V
-// classes (padded_classes: the weight rows after the range, zero dlogits there), the cross-entropy
-// over V; Vp is also the logits' row stride. Returns the number of chunks.
-int64_t chunked_head(DeviceModel& dm, int64_t R, int64_t first, int64_t V, float grad_scale, bool backward) {
+// dm.chunk_loss (read later: LossSum), and with backward dm.d_h and the head's weight gradient
+// (weight_grad: on the side stream when there is one; *weight_grad_ticket gets the last one's
+// ticket). The GEMMs run over Vp >= V classes (padded_classes: the weight rows after the range,
+// zero dlogits there), the cross-entropy over V; Vp is also the logits' row stride. Returns the
+// number of chunks.
+int64_t chunked_head(DeviceModel& dm, int64_t R, int64_t first, int64_t V, float grad_scale, bool backward,
+                     SideStream::Ticket* weight_grad_ticket) {
   const int64_t C = dm.dims.d_model, Vp = padded_classes(V);
   const float* head = dm.param_tensors.lm_head + first * C;
   float* d_head = dm.head_trains ? dm.grad_tensors.lm_head + first * C : nullptr;  // frozen: no dW GEMM
   int64_t chunks = 0;
+  SideStream::Ticket dlogits_read = 0;  // the previous chunk's weight-gradient GEMM
   for (int64_t t0 = 0; t0 < R; t0 += dm.head_chunk, ++chunks) {
     const int64_t n = std::min(dm.head_chunk, R - t0);
+    wait_for_side(dm, dlogits_read, "head: waiting for dW GEMMs");  // (this chunk rewrites the dlogits)
     // the chunk's logits: bf16 in dm.dlogits, which the cross-entropy overwrites with the
     // dlogits, or fp32 in dm.logits (runtime.fp32_logits)
     const auto cross_entropy = [&](const auto* logits) {
@@ -348,8 +353,12 @@ int64_t chunked_head(DeviceModel& dm, int64_t R, int64_t first, int64_t V, float
       cross_entropy(static_cast<const float*>(dm.logits));
     }
     dm.clock.mark("head: cross-entropy");
-    if (backward) linear_back(dm, dm.d_h + t0 * C, d_head, dm.dlogits, dm.head_h + t0 * C, head, n, C, Vp);
+    if (backward) {
+      linear_back(dm, dm.d_h + t0 * C, nullptr, dm.dlogits, dm.head_h + t0 * C, head, n, C, Vp);
+      dlogits_read = weight_grad(dm, d_head, dm.dlogits, Vp, dm.head_h + t0 * C, n, C, Vp);
+    }
   }
+  *weight_grad_ticket = dlogits_read;
   return chunks;
 }
 
@@ -359,6 +368,7 @@ int64_t chunked_head(DeviceModel& dm, int64_t R, int64_t first, int64_t V, float
 struct LossSum {
   double host = 0.0;
   int64_t device_chunks = 0;
+  SideStream::Ticket head_weight_grad = 0;  // the LM head's last weight-gradient GEMM (chunked_head)
   double read(const DeviceModel& dm) const {
     std::vector<double> sums(device_chunks);
     copy_to_host(sums.data(), dm.chunk_loss, device_chunks * sizeof(double));
@@ -386,7 +396,7 @@ LossSum head_and_loss(DeviceModel& dm, const Geometry& g, float grad_scale, bool
     loss.host = vp_head_and_loss(dm, R, g.targets.data(), g.weights.data(), g.class_first, g.classes, grad_scale,
                                  backward);
   } else {
-    loss.device_chunks = chunked_head(dm, R, g.class_first, g.classes, grad_scale, backward);
+    loss.device_chunks = chunked_head(dm, R, g.class_first, g.classes, grad_scale, backward, &loss.head_weight_grad);
   }
   dm.clock.mark("head: GEMMs");
   if (backward && R > 0) {  // scatter: each row once, so the add onto zeros is exact
@@ -402,7 +412,10 @@ LossSum head_and_loss(DeviceModel& dm, const Geometry& g, float grad_scale, bool
 // name the last one reading each shared gradient buffer, which the compute stream waits for
 // before it rewrites that buffer. (Today a later wait already covers the gate/up and q/k/v ones:
 // the side stream runs in order; they keep the rule local.)
-void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop, const BackwardHook& hook) {
+// head_weight_grad: the LM head's last weight-gradient GEMM, which a tied embedding's gradient
+// (the same rows) must follow.
+void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop, const BackwardHook& hook,
+                     SideStream::Ticket head_weight_grad) {
   const auto reached = [&](int stage) {
     if (!hook) return;
     if (stage != kBackwardPoll) join_weight_grads(dm);  // the stage's bucket reads finished gradients
@@ -501,6 +514,7 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
   if (d.vocab_parallel()) {
     vp_embedding_backward(dm, g.host_tokens, T, dm.d_residual);
   } else {
+    if (dm.dims.tied) wait_for_weight_grad(dm, head_weight_grad);
     ok(cuda::embedding_backward(dm.grad_tensors.embed, dm.d_residual, dm.tokens, T, d.vocab, C, dm.embedding_ws,
                                 dm.embedding_ws_bytes, dm.stream),
        "embedding_backward");
@@ -520,8 +534,11 @@ double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_s
   dm.clock.mark("batch to the device");
   forward_layers(dm, g, dropout);
   const LossSum loss = head_and_loss(dm, g, grad_scale, /*backward=*/true);
-  if (hook) hook(0);
-  backward_layers(dm, g, dropout, hook);
+  if (hook) {  // (stage 0's bucket holds the head's gradient)
+    join_weight_grads(dm);
+    hook(0);
+  }
+  backward_layers(dm, g, dropout, hook, loss.head_weight_grad);
   return loss.read(dm);
 }
 
