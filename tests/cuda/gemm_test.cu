@@ -254,7 +254,6 @@ TEST(CudaGemm, BackwardMatchesFloat64AndCpuOp) {
   std::printf("backward: max |err|/tol dinp %.3g, dweight %.3g, dbias %.3g\n", worst_dinp, worst_dw, worst_db);
 }
 
-// Null outputs are skipped: the other buffers keep their bits exactly.
 // The buckets of token counts in which one cuBLASLt algorithm serves: at most 1/8 above the count,
 // 8 per power of two, each top its own bucket, and exact counts up to 64.
 TEST(CudaGemm, TokenBucketsAreEighthsOfAnOctave) {
@@ -275,6 +274,7 @@ TEST(CudaGemm, TokenBucketsAreEighthsOfAnOctave) {
   EXPECT_EQ(buckets + 1, 64 + 8 * 10 + 1);
 }
 
+// Null outputs are skipped: the other buffers keep their bits exactly.
 TEST(CudaGemm, BackwardSkipsNullOutputs) {
   GemmContext ctx;
   const int64_t T = 33, C = 7, OC = 257;

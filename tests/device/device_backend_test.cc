@@ -320,16 +320,16 @@ TEST(DeviceBackend, RecomputedActivationsGiveTheSameGradients) {
   }
 }
 
-// runtime.second_stream (the default: the layers' weight-gradient GEMMs and AdamW on a side
-// stream) against one stream: bitwise the same micro-batch losses, gradients, gradient norms,
-// weights and moments over four optimizer steps of two accumulated micro-batches each (the second
-// skips its update, as train.on_nonfinite SKIP does, so the third must start from zeroed
-// gradients and give the second's), and the same validation loss after them; every case, with
-// saved activations and an LM head in chunks of 7 rows, and with recomputed activations and one
-// chunk. On the emulator the side stream's work runs only when
-// the compute stream waits for it (side_stream.h), the latest a GPU could run it, so a missing
-// wait shows here as a weight-gradient GEMM reading an overwritten operand, a forward reading
-// weights before their update, or a download before the update.
+// runtime.second_stream (the default: the weight-gradient GEMMs and AdamW on a side stream)
+// against one stream: bitwise the same micro-batch losses, gradients, gradient norms, weights and
+// moments over four optimizer steps of two accumulated micro-batches each (the second skips its
+// update, as train.on_nonfinite SKIP does, so the third must start from zeroed gradients and give
+// the second's), and the same validation loss after them; every case, with saved activations and
+// an LM head in chunks of 7 rows, and with recomputed activations and one chunk. On the emulator
+// the side stream's work runs only when the compute stream waits for it (side_stream.h), the
+// latest a GPU could run it, so a missing wait shows here as a weight-gradient GEMM reading an
+// overwritten operand, a forward reading weights before their update, or a download before the
+// update.
 TEST(DeviceBackend, SecondStreamTrainsBitwiseLikeOneStream) {
   struct Run {
     std::vector<double> losses;    // per micro-batch and the gradient norms, then the validation loss

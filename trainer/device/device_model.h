@@ -63,7 +63,7 @@ struct DevicePlanOptions {
   int64_t moment_floats = 0;    // each AdamW moment: 0 for the whole layout (P), or a ZeRO-1 shard's size
   int64_t exchange_floats = 0;  // ZeRO-1's collective buffers (device_zero1.h), used between steps only
   int world = 1;                // ranks of the job (vocabulary parallelism's buffers hold every rank's rows)
-  bool second_stream = true;    // the weight gradients and the optimizer on a SideStream
+  bool second_stream = true;    // the weight gradients and AdamW on a SideStream
 };
 
 // Vocabulary parallelism on the device (dims.vocab_parallel(), device_vocab_parallel.h): the
@@ -189,7 +189,7 @@ struct DeviceModel {
   void* arena = nullptr;
   size_t arena_bytes = 0;
   cudaStream_t stream = nullptr;  // every kernel and GEMM of the step (device_runtime.h), but:
-  // with runtime.second_stream (else null) the layers' weight-gradient GEMMs and AdamW
+  // with runtime.second_stream (else null) the weight-gradient GEMMs (layers, LM head) and AdamW
   std::unique_ptr<SideStream> side;
   // The side stream's AdamW of the weights each stage of the forward reads, which the forward
   // waits for: [0] the embedding, [1 + l] layer l, [n_layers + 1] the final norm and the LM head

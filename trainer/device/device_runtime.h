@@ -220,10 +220,10 @@ class StreamPoint {
 };
 
 // A blocking stream (cudaStreamCreate), so the synchronous copies above, on the legacy default
-// stream, stay ordered with it, while other blocking streams (NCCL's, the weight gradients') can
+// stream, stay ordered with it, while other blocking streams (NCCL's, side_stream.h's) can
 // overlap it. high_priority: the device's highest stream priority, whose pending blocks are
-// scheduled first (the compute stream, as NCCL's, ahead of side_stream.h's); else the
-// default, which is the lowest. Null on the emulator.
+// scheduled first (the compute stream, as NCCL's, ahead of the side stream); else the default,
+// which is the lowest. Null on the emulator.
 inline cudaStream_t create_stream(bool high_priority) {
 #if defined(__CUDACC__)
   int lowest = 0, highest = 0;

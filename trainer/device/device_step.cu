@@ -63,11 +63,10 @@ void linear(DeviceModel& dm, void* out, bool out_fp32, const bf16* inp, const fl
                                dm.stream, 0, addend),
      "linear_forward_bf16");
 }
-// dinp = dout · W, dweight += doutᵀ · inp (dweight null: skipped).
-void linear_back(DeviceModel& dm, bf16* dinp, float* dweight, const bf16* dout, const bf16* inp, const float* weight,
-                 int64_t T, int64_t C, int64_t OC) {
-  ok(cuda::linear_backward_bf16(dm.gemm, dinp, false, dweight, nullptr, dout, inp, dm.weight_bf16(weight), T, C, OC,
-                                dm.stream),
+// dinp[T, C] = dout[T, OC] · W, the input gradient, on the compute stream (weight_grad: W's).
+void input_grad(DeviceModel& dm, bf16* dinp, const bf16* dout, const float* weight, int64_t T, int64_t C, int64_t OC) {
+  ok(cuda::linear_backward_bf16(dm.gemm, dinp, false, nullptr, nullptr, dout, nullptr, dm.weight_bf16(weight), T, C,
+                                OC, dm.stream),
      "linear_backward_bf16");
 }
 // dweight[OC, C] += doutᵀ · inp (dweight null: frozen, nothing to do), dout's rows ld_dout apart: on
@@ -354,7 +353,7 @@ int64_t chunked_head(DeviceModel& dm, int64_t R, int64_t first, int64_t V, float
     }
     dm.clock.mark("head: cross-entropy");
     if (backward) {
-      linear_back(dm, dm.d_h + t0 * C, nullptr, dm.dlogits, dm.head_h + t0 * C, head, n, C, Vp);
+      input_grad(dm, dm.d_h + t0 * C, dm.dlogits, head, n, C, Vp);
       dlogits_read = weight_grad(dm, d_head, dm.dlogits, Vp, dm.head_h + t0 * C, n, C, Vp);
     }
   }
@@ -425,10 +424,10 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
   const int64_t T = g.T, C = d.d_model, F = d.d_ff, QD = d.q_dim(), KVD = d.kv_dim(), QKV = QD + 2 * KVD;
   PhaseClock& clock = dm.clock;
   SideStream::Ticket d_res_bf_read = 0, d_gate_up_read = 0, d_qkv_read = 0;
-  // dinp[T, IC] = dout · W on the compute stream, then W's gradient (weight_grad); returns its ticket.
+  // dinp[T, IC] = dout · W, then W's gradient (weight_grad); returns the latter's ticket.
   const auto project_back = [&](bf16* dinp, float* dweight, const bf16* dout, const bf16* inp, const float* weight,
                                 int64_t IC, int64_t OC) {
-    linear_back(dm, dinp, nullptr, dout, inp, weight, T, IC, OC);
+    input_grad(dm, dinp, dout, weight, T, IC, OC);
     return weight_grad(dm, dweight, dout, OC, inp, T, IC, OC);
   };
   // The gradient at a branch's output, in bf16 for its projection's backward: d_residual itself,
