@@ -2,7 +2,8 @@
 // segments of 512, 2k, 8k or 16k tokens; head_dim 128 with 16 query / 4 kv heads, head_dim 64 with
 // 32 / 8; causal and bidirectional (prefix = segment length); and gpu_350m's heads (16 / 8,
 // head_dim 64) over recommendation-shaped histories of 16–256 tokens, causal; fast (atomic dq) and
-// deterministic (the trainer's: histories up to 128 tokens take the whole-segment kernel).
+// deterministic (the trainer's: histories up to 128 tokens take the whole-segment kernel), and on
+// the histories the trainer's exact call (fused QKV rows, dq and dk rotated back through RoPE).
 // Compute-bound: flops = 10 · visible (query, key) pairs · head_dim · n_heads (the five GEMMs;
 // the deterministic mode's dq kernel recomputes two more, not counted). `bytes` = q, k, v, out,
 // dout, dq, dk, dv in bf16 plus lse once.
@@ -67,6 +68,32 @@ void add_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t n_heads
                                        deterministic, workspace->data(), ws_bytes, s, block_max_len);
                                  },
                                  {q, k, v, out, dout, dq, dk, dv, cu_seqlens, prefix, lse, workspace});
+        c.memory_bound = false;
+        c.flops = 10 * pairs * head_dim * n_heads;
+        cases.push_back(std::move(c));
+      }
+      // The trainer's call on the histories: q, k, v read from fused QKV rows and dq, dk, dv
+      // written into them, dq and dk rotated back through RoPE as they are stored (no separate
+      // RoPE backward); beside "det" for the cost of the rotation and the strided rows.
+      if (seg.histories) {
+        const int64_t stride = (n_heads + 2 * n_kv_heads) * head_dim;
+        auto rows = random_bf16(T * stride, 7);
+        auto d_rows = std::make_shared<Bf16s>(static_cast<size_t>(T * stride));
+        auto table = device_values(T * head_dim, 8);
+        const size_t ws_bytes = cuda::attention_backward_workspace_bytes(shape, n_segments, len, true);
+        auto workspace = std::make_shared<Bytes>(ws_bytes);
+        const int64_t k_at = n_heads * head_dim, v_at = (n_heads + n_kv_heads) * head_dim;
+        KernelCase c = make_case(
+            attention_case_name("attention_backward det fused+rope", causal, seg, n_heads, n_kv_heads, head_dim),
+            bytes + 4 * T * head_dim,
+            [=](cudaStream_t s) {
+              return cuda::attention_backward(bf(d_rows), bf(d_rows) + k_at, bf(d_rows) + v_at, bf(dout), bf(rows),
+                                              bf(rows) + k_at, bf(rows) + v_at, bf(out), lse->data(),
+                                              cu_seqlens->data(), nullptr, n_segments, len, shape, true,
+                                              workspace->data(), ws_bytes, s, cuda::kAttentionSegmentBlockMaxLen,
+                                              {stride, table->data(), false});
+            },
+            {rows, d_rows, table, out, dout, cu_seqlens, lse, workspace});
         c.memory_bound = false;
         c.flops = 10 * pairs * head_dim * n_heads;
         cases.push_back(std::move(c));

@@ -51,6 +51,23 @@ void add_forward_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t
         c.flops = 4 * pairs * head_dim * n_heads;
         cases.push_back(std::move(c));
       }
+      // The trainer's call on the histories: q, k, v read from the fused QKV rows
+      if (seg.histories) {
+        const int64_t stride = (n_heads + 2 * n_kv_heads) * head_dim;
+        auto rows = random_bf16(T * stride, 4);
+        const int64_t k_at = n_heads * head_dim, v_at = (n_heads + n_kv_heads) * head_dim;
+        KernelCase c = make_case(name + " fused rows", bytes,
+                                 [=](cudaStream_t s) {
+                                   return cuda::attention_forward(bf16_ptr(out), lse->data(), bf16_ptr(rows),
+                                                                  bf16_ptr(rows) + k_at, bf16_ptr(rows) + v_at,
+                                                                  cu_seqlens->data(), nullptr, n_segments, len, shape,
+                                                                  s, 0, stride);
+                                 },
+                                 {rows, out, lse, cu_seqlens});
+        c.memory_bound = false;
+        c.flops = 4 * pairs * head_dim * n_heads;
+        cases.push_back(std::move(c));
+      }
     }
   }
 }

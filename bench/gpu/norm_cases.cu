@@ -117,32 +117,23 @@ std::vector<KernelCase> norm_cases() {
                               },
                               {inter, q}));
     // The GPU trainer's form at gpu_350m's shape: one layer's fused QKV rows [tokens, (16 + 2·8) heads x 64],
-    // bf16, q and k rotated into contiguous arrays and v copied (and back), reading the (cos, sin)
-    // from rope_table (made once per micro-batch, not timed: every layer's rotations share it). Bytes:
-    // every value read and written once (2 + 2), and the table read once.
+    // bf16, q and k rotated in place (v left as it is), reading the (cos, sin) from rope_table (made once
+    // per micro-batch, not timed: every layer's rotations share it). Bytes: every q and k value read and
+    // written once (2 + 2), and the table read once. (The backward's rotation is in attention_backward.)
     {
       const cuda::QkvHeads qkv_heads{16, 8, 64, false};
-      const int64_t row = (16 + 2 * 8) * 64, values = tokens * row;
+      const int64_t row = (16 + 2 * 8) * 64, values = tokens * row, rotated = tokens * (16 + 8) * 64;
       auto rows = device_bf16_values(device_values(values, 12), values);
-      auto q16 = device_bf16(tokens * 16 * 64), k16 = device_bf16(tokens * 8 * 64), v16 = device_bf16(tokens * 8 * 64);
       auto table = std::make_shared<Floats>(static_cast<size_t>(tokens * 64));
       if (cuda::rope_table(table->data(), inter->data(), nullptr, tokens, 64, 10000.0f, nullptr) != cudaSuccess)
         return cases;
       const std::string qkv_shape = std::to_string(tokens) + " x (16+8+8) x 64";
-      cases.push_back(make_case("rope_qkv_forward_bf16 " + qkv_shape, 4 * values + 4 * tokens * 64,
+      cases.push_back(make_case("rope_qk_forward_bf16 in place " + qkv_shape, 4 * rotated + 4 * tokens * 64,
                                 [=](cudaStream_t s) {
-                                  return cuda::rope_qkv_forward_bf16(bf16_ptr(q16), bf16_ptr(k16), bf16_ptr(v16),
-                                                                     bf16_ptr(rows), table->data(), tokens,
-                                                                     qkv_heads, s);
+                                  return cuda::rope_qk_forward_bf16(bf16_ptr(rows), table->data(), tokens,
+                                                                    qkv_heads, s);
                                 },
-                                {inter, rows, q16, k16, v16, table}));
-      cases.push_back(make_case("rope_qkv_backward_bf16 " + qkv_shape, 4 * values + 4 * tokens * 64,
-                                [=](cudaStream_t s) {
-                                  return cuda::rope_qkv_backward_bf16(bf16_ptr(rows), bf16_ptr(q16), bf16_ptr(k16),
-                                                                      bf16_ptr(v16), table->data(), tokens,
-                                                                      qkv_heads, s);
-                                },
-                                {inter, rows, q16, k16, v16, table}));
+                                {inter, rows, table}));
       cases.push_back(make_case("rope_table 1D " + std::to_string(tokens) + " x 64", 4 * tokens * 64 + 4 * tokens,
                                 [=](cudaStream_t s) {
                                   return cuda::rope_table(table->data(), inter->data(), nullptr, tokens, 64,

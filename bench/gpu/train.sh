@@ -18,6 +18,10 @@
 #   6. with VARIANTS, reclm again per variant on each preset (A/B runs in the same session, no
 #      PyTorch), and a second table: each variant's tokens/s, MFU and median step beside the
 #      default run's.
+# While each reclm and PyTorch run trains, nvidia-smi samples the GPU every 200 ms (RUN.gpu.csv);
+# after it, a `gpu:` line gives the mean and lowest SM clock, the mean power, the highest
+# temperature and the share of samples with a clock limit active (power cap, thermal, hardware
+# slowdown): a kernel that runs slower in the step than alone may just run at a lower clock.
 # A reclm run that fails is reported (its log tail) and the PyTorch run still happens.
 #
 #   bench/gpu/train.sh [BUILD_DIR]          (default build-gpu)
@@ -121,6 +125,52 @@ print(f"{tokens / len(timed):.0f} {tokens / ms * 1e3:.1f} {mfu:.4f} {mem:.0f} {l
 EOF
 }
 
+# The GPU's clock, power and clock limits while a run trains: gpu_sampling_start CSV, then
+# gpu_sampling_stop CSV prints the `gpu:` summary line. Nothing without nvidia-smi. The limit
+# reasons field is clocks_event_reasons.active in newer drivers, clocks_throttle_reasons.active
+# in older ones.
+gpu_fields=
+for reasons in clocks_event_reasons.active clocks_throttle_reasons.active; do
+  if nvidia-smi --query-gpu=clocks.sm,power.draw,temperature.gpu,$reasons --format=csv,noheader,nounits \
+       > /dev/null 2>&1; then
+    gpu_fields=clocks.sm,power.draw,temperature.gpu,$reasons
+    break
+  fi
+done
+gpu_sampler=
+gpu_sampling_start() {
+  [ -n "$gpu_fields" ] || return 0
+  nvidia-smi --query-gpu="$gpu_fields" --format=csv,noheader,nounits -lms 200 > "$1" 2> /dev/null &
+  gpu_sampler=$!
+}
+gpu_sampling_stop() {
+  [ -n "$gpu_sampler" ] || return 0
+  kill "$gpu_sampler" 2> /dev/null
+  wait "$gpu_sampler" 2> /dev/null
+  gpu_sampler=
+  python3 - "$1" << 'EOF'
+import sys
+rows = []
+for line in open(sys.argv[1]):
+    f = [x.strip() for x in line.split(",")]
+    try:
+        rows.append((float(f[0]), float(f[1]), float(f[2]), int(f[3], 16)))
+    except (ValueError, IndexError):
+        pass  # "[N/A]", or a line cut off by the kill
+busy = [r for r in rows if not r[3] & 0x1]  # the samples where the GPU was not idle
+when = "while busy" if busy else "all idle"
+busy = busy or rows
+if not busy:
+    sys.exit(0)
+n = len(busy)
+share = lambda mask: 100.0 * sum(1 for r in busy if r[3] & mask) / n
+print(f"gpu: {n} samples {when}: SM clock mean {sum(r[0] for r in busy) / n:.0f} MHz, "
+      f"lowest {min(r[0] for r in busy):.0f}; power mean {sum(r[1] for r in busy) / n:.0f} W; "
+      f"temperature max {max(r[2] for r in busy):.0f} C; clock limited by power cap {share(0x4):.0f}%, "
+      f"thermal {share(0x60):.0f}%, hardware slowdown {share(0x88):.0f}% of samples")
+EOF
+}
+
 mkdir -p "$bench_dir"
 rows=()
 variant_rows=()
@@ -144,6 +194,7 @@ run_variants() {
     rm -rf "$v_dir"
     mkdir -p "$v_dir"
     echo "== $preset: reclm, variant $label ($spec), $steps steps"
+    gpu_sampling_start "$v_dir.gpu.csv"
     if ! env "${v_env[@]}" "${limit[@]}" "$reclm" train --config "$config" --set train.steps="$steps" \
          --set train.run_dir="$v_dir" --set train.log_every=1 --set eval.val_every=0 --set eval.rank_every=0 \
          --set checkpoint.every=0 "${overrides[@]}" "${v_set[@]}" > "$v_dir.log" 2>&1; then
@@ -155,6 +206,7 @@ run_variants() {
     else
       echo "train.sh: no train lines in $v_dir/metrics.jsonl"; status=1
     fi
+    gpu_sampling_stop "$v_dir.gpu.csv"
   done
 }
 fmt_mfu() {  # a fraction as a percentage; "-" and "n/a" as they are
@@ -185,10 +237,12 @@ for preset in $presets; do
 
   rm -rf "$run_dir"
   mkdir -p "$run_dir"
+  gpu_sampling_start "$run_dir.gpu.csv"
   "${limit[@]}" "$reclm" train --config "$config" --set train.steps="$steps" --set train.run_dir="$run_dir" \
     --set train.log_every=1 --set eval.val_every=0 --set eval.rank_every=0 --set checkpoint.every=0 \
     "${overrides[@]}" > "$run_dir.log" 2>&1
   rc=$?
+  gpu_sampling_stop "$run_dir.gpu.csv"
   grep -E '^(model|data|train|done):' "$run_dir.log"
   params=$(sed -n 's/^model: \([0-9.]*M\) parameters.*/\1/p' "$run_dir.log")
   r_tokens=- r_tps=- r_mfu=- r_mem=- r_median=-
@@ -228,11 +282,13 @@ for preset in $presets; do
   t_tps=- t_mfu=- t_mem=-
   echo "== $preset: PyTorch, $t_micro x $seq_len tokens/step, $skip warm-up + $(( steps > skip ? steps - skip : 1 )) timed steps"
   if [ $has_torch = 1 ]; then
+    gpu_sampling_start "$run_dir.torch.gpu.csv"
     "${limit[@]}" python3 bench/gpu/train_torch.py --d-model "$d_model" --layers "$layers" --heads "$heads" \
       --kv-heads "$kv_heads" --d-ff "$d_ff" --vocab "$vocab" --seq-len "$seq_len" --micro-batch "$t_micro" \
       --rope-theta "$theta" --steps $(( steps > skip ? steps - skip : 1 )) --warmup-steps "$skip" \
       "${torch_args[@]}" 2>&1 | tee "$run_dir.torch.log"
     rc=${PIPESTATUS[0]}
+    gpu_sampling_stop "$run_dir.torch.gpu.csv"
     if [ "$rc" -ne 0 ]; then
       echo "train.sh: train_torch.py failed (exit $rc; log $run_dir.torch.log)"; status=1
     else

@@ -32,12 +32,20 @@
 // Staging: cp.async copies global -> shared; the next Q/dO tile (dkdv) or K/V tile (dq) is in
 // flight while the current one is computed (two buffers, one barrier per step).
 // Numerics: P and dS are rounded to bf16 as mma operands (relative 2^-8), all sums in fp32.
+// Layout (AttentionQkvRows): q, k, v may be the heads of fused QKV rows and dq, dk, dv are then
+// written into such rows; with a RoPE table dq and dk are rotated back as they are stored (fp32,
+// then the one rounding): every kernel that stores them holds both values of each rotary pair in
+// one lane (C fragments give a lane columns 2t, 2t + 1 of every 8-column group, and RoPE pairs
+// whole groups, rope_pairs.h), so the rotation needs no exchange; the whole-segment kernel's dQ
+// product hands each warp column groups in rotary pairs (mma_ab_pairs), and fast mode's convert
+// pass rotates the fp32 accumulator.
 #include <cstring>
 
 #include "kernels/cuda/attention_backward.h"
 #include "kernels/cuda/attention_head_dims.h"
 #include "kernels/cuda/bf16_round.h"
 #include "kernels/cuda/launch_config.h"
+#include "kernels/cuda/rope_pairs.h"
 #include "kernels/simt/async_copy.h"
 #include "kernels/simt/launch.h"
 #include "kernels/simt/tensor_core.h"
@@ -47,6 +55,14 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 using simt::ldmatrix_x4;
+
+// Full unrolling keeps the fragment arrays indexed by loop counters in registers (nvcc); g++ has
+// no `#pragma unroll`.
+#if defined(__CUDACC__)
+#define BWD_UNROLL _Pragma("unroll")
+#else
+#define BWD_UNROLL
+#endif
 using simt::ldmatrix_x4_trans;
 using simt::mma_m16n8k16_bf16_f32;
 
@@ -137,21 +153,69 @@ __device__ void mma_pb(float (&acc)[N / 8][4], const float (&p)[K / 8][4], const
   }
 }
 
-// acc [16, N] += A [16, K] · B [K, N], both row-major in shared memory.
-template <int K, int N>
-__device__ void mma_ab(float (&acc)[N / 8][4], const bf16* a, int lda, const bf16* b, int ldb) {
+// acc [16, 16·kPairs] += A [16, K] · B [K, columns], both row-major in shared memory, over the
+// column groups of RoPE group pairs pair0 .. pair0 + kPairs − 1 of a head of D columns
+// (rope_pairs.h): acc[2s] holds group first, acc[2s + 1] group second of pair pair0 + s, so a
+// lane has every value of its rows that a rotation pairs (store_rope_pair). The order of the sums
+// does not depend on the grouping.
+template <int D, int K, int kPairs>
+__device__ void mma_ab_pairs(float (&acc)[2 * kPairs][4], const bf16* a, int lda, const bf16* b, int ldb, int pair0,
+                             bool two_d) {
   const int lane = threadIdx.x % 32;
   for (int kk = 0; kk < K; kk += 16) {
     uint32_t af[4];
     ldmatrix_x4(af, a + (lane % 16) * lda + kk + 8 * (lane / 16));
-    for (int n = 0; n < N; n += 16) {
-      uint32_t bf[4];
-      ldmatrix_x4_trans(bf, b + (kk + lane % 16) * ldb + n + 8 * (lane / 16));
+    for (int s = 0; s < kPairs; ++s) {
+      const RopeGroupPair groups = rope_group_pair(D, pair0 + s, two_d);
+      uint32_t bf[4];  // lanes 0-15 address group first's 8 columns, lanes 16-31 group second's
+      ldmatrix_x4_trans(bf, b + (kk + lane % 16) * ldb + 8 * (lane < 16 ? groups.first : groups.second));
       const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
-      mma_m16n8k16_bf16_f32(acc[n / 8], af, b0, acc[n / 8]);
-      mma_m16n8k16_bf16_f32(acc[n / 8 + 1], af, b1, acc[n / 8 + 1]);
+      mma_m16n8k16_bf16_f32(acc[2 * s], af, b0, acc[2 * s]);
+      mma_m16n8k16_bf16_f32(acc[2 * s + 1], af, b1, acc[2 * s + 1]);
     }
   }
+}
+
+// One row's values of a RoPE group pair, x1 (group first, columns 2·tq and 2·tq + 1 of it) and x2
+// (group second, the same), stored as bf16 into the head's row `row`; rotated back by RoPE
+// (rotate_pair with −sin: the backward) first when table_row (the token's rope_table row) is set.
+template <int D>
+__device__ __forceinline__ void store_rope_pair(bf16* row, float x1_lo, float x1_hi, float x2_lo, float x2_hi,
+                                                RopeGroupPair groups, const float* table_row, int tq) {
+  if (table_row != nullptr) {
+    const float2 c = *reinterpret_cast<const float2*>(table_row + groups.pair_index + 2 * tq);
+    const float2 s = *reinterpret_cast<const float2*>(table_row + D / 2 + groups.pair_index + 2 * tq);
+    const Rotated lo = rotate_pair(x1_lo, x2_lo, c.x, -s.x), hi = rotate_pair(x1_hi, x2_hi, c.y, -s.y);
+    x1_lo = lo.lo, x2_lo = lo.hi, x1_hi = hi.lo, x2_hi = hi.hi;
+  }
+  store_bf16x2(row + 8 * groups.first + 2 * tq, x1_lo, x1_hi);
+  store_bf16x2(row + 8 * groups.second + 2 * tq, x2_lo, x2_hi);
+}
+
+// Row gq + 8·half of a warp's C fragments acc [16, D] (acc[n]: columns 8n .. 8n + 7) times scale
+// into `row`, through store_rope_pair: rotated back when table_row is set. The groups of both
+// pairings are compile-time indices (no local-memory array), chosen by two_d.
+template <int D>
+__device__ __forceinline__ void store_row_rotated(bf16* row, const float (&acc)[D / 8][4], int half, float scale,
+                                                  const float* table_row, bool two_d, int tq) {
+  BWD_UNROLL
+  for (int p = 0; p < D / 16; ++p) {
+    constexpr bool kOneD = false, kTwoD = true;
+    const RopeGroupPair one = rope_group_pair(D, p, kOneD), two = rope_group_pair(D, p, kTwoD);
+    const int e0 = 2 * half, e1 = 2 * half + 1;
+    const float x1_lo = two_d ? acc[two.first][e0] : acc[one.first][e0];
+    const float x1_hi = two_d ? acc[two.first][e1] : acc[one.first][e1];
+    const float x2_lo = two_d ? acc[two.second][e0] : acc[one.second][e0];
+    const float x2_hi = two_d ? acc[two.second][e1] : acc[one.second][e1];
+    const RopeGroupPair groups{two_d ? two.first : one.first, two_d ? two.second : one.second,
+                               two_d ? two.pair_index : one.pair_index};
+    store_rope_pair<D>(row, x1_lo * scale, x1_hi * scale, x2_lo * scale, x2_hi * scale, groups, table_row, tq);
+  }
+}
+
+// The rope_table row of a token, or null when the gradients are not rotated.
+__device__ __forceinline__ const float* rope_row(const AttentionQkvRows& rows, int64_t token, int D) {
+  return rows.rope_table != nullptr ? rows.rope_table + token * D : nullptr;
 }
 
 // delta [H, T] = rowsum(dout ∘ out) per (token, head) row. kDeltaLanes lanes per row (the power
@@ -218,7 +282,8 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
     attention_backward_dkdv_kernel(bf16* dk, bf16* dv, float* dq_acc, bf16* dq, const bf16* dout, const bf16* q,
                                    const bf16* k, const bf16* v, const float* lse, const float* delta,
                                    const int32_t* cu_seqlens, const int32_t* prefix_lens, int n_key_tiles,
-                                   int short_len, int T, int H, int KV, float scale) {
+                                   int short_len, int T, int H, int KV, int64_t q_stride, int64_t kv_stride,
+                                   AttentionQkvRows rope, float scale) {
   constexpr int kBlockWarps = kKeys / 16, kBlockThreads = 32 * kBlockWarps;
   constexpr int kQ = kDkdvQueryTile<D, kKeys>, kLd = D + kPad, kDsLd = kKeys + kPad;
   RECLM_DYNAMIC_SHARED(bf16, smem);
@@ -235,11 +300,12 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
   if (j0 >= seg.len || (kMode == DqMode::kDirect ? seg.len > short_len : seg.len <= short_len)) return;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
   const int n_keys = min(kKeys, seg.len - j0), key_row0 = warp * 16;
-  const int64_t kv_stride = static_cast<int64_t>(KV) * D, q_stride = static_cast<int64_t>(H) * D;
-  copy_rows_async<D, kBlockThreads>(ks, k + (static_cast<int64_t>(seg.begin + j0) * KV + g) * D, kv_stride, kKeys,
-                                    n_keys);
-  copy_rows_async<D, kBlockThreads>(vs, v + (static_cast<int64_t>(seg.begin + j0) * KV + g) * D, kv_stride, kKeys,
-                                    n_keys);
+  const int64_t o_stride = static_cast<int64_t>(H) * D;  // dout's rows
+  const bool two_d = rope.rope_table != nullptr && rope.rope_two_d;
+  copy_rows_async<D, kBlockThreads>(ks, k + static_cast<int64_t>(seg.begin + j0) * kv_stride + g * D, kv_stride,
+                                    kKeys, n_keys);
+  copy_rows_async<D, kBlockThreads>(vs, v + static_cast<int64_t>(seg.begin + j0) * kv_stride + g * D, kv_stride,
+                                    kKeys, n_keys);
   float dk_acc[D / 8][4] = {}, dv_acc[D / 8][4] = {};
   const float scale_log2 = scale * kLog2e;
   const int group = H / KV;
@@ -251,8 +317,9 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
     const int h = g * group + it / n_query_tiles, i0 = i_begin + (it % n_query_tiles) * kQ;
     const int n_queries = min(kQ, seg.len - i0), buffer = it % 2;
     const int64_t token0 = seg.begin + i0;
-    copy_rows_async<D, kBlockThreads>(qs_buf + buffer * kQ * kLd, q + (token0 * H + h) * D, q_stride, kQ, n_queries);
-    copy_rows_async<D, kBlockThreads>(dos_buf + buffer * kQ * kLd, dout + (token0 * H + h) * D, q_stride, kQ,
+    copy_rows_async<D, kBlockThreads>(qs_buf + buffer * kQ * kLd, q + token0 * q_stride + h * D, q_stride, kQ,
+                                      n_queries);
+    copy_rows_async<D, kBlockThreads>(dos_buf + buffer * kQ * kLd, dout + (token0 * H + h) * D, o_stride, kQ,
                                       n_queries);
     for (int r = threadIdx.x; r < kQ; r += kBlockThreads) {
       const bool valid = r < n_queries;
@@ -298,35 +365,50 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
         for (int e = 0; e < 4; ++e)
           dss[(nt * 8 + 2 * tq + e % 2) * kDsLd + key_row0 + gq + 8 * (e / 2)] = __float2bfloat16(dp[nt][e]);
       __syncthreads();
-      // dQ tile [kQ, D] = dS [kQ, kKeys] · K [kKeys, D]: warp = (16-row group, column block).
+      // dQ tile [kQ, D] = dS [kQ, kKeys] · K [kKeys, D]: warp = (16-row group, column block); a
+      // column block is kPairs RoPE group pairs, so each lane holds both values of a rotary pair.
       using Split = DqSplit<D, kQ, kBlockWarps>;
+      constexpr int kPairs = Split::kCols / 16;
       if (warp < Split::kRowGroups * Split::kColBlocks) {
-        const int row0 = (warp % Split::kRowGroups) * 16, col0 = (warp / Split::kRowGroups) * Split::kCols;
-        float dq_part[Split::kCols / 8][4] = {};
-        mma_ab<kKeys, Split::kCols>(dq_part, dss + row0 * kDsLd, kDsLd, ks + col0, kLd);
-        for (int nd = 0; nd < Split::kCols / 8; ++nd)
-          for (int half = 0; half < 2; ++half) {
-            const int r = row0 + gq + 8 * half, c = col0 + nd * 8 + 2 * tq;
-            if (r >= n_queries) continue;
-            const int64_t at = ((token0 + r) * H + h) * D + c;
+        const int row0 = (warp % Split::kRowGroups) * 16, pair0 = (warp / Split::kRowGroups) * kPairs;
+        float dq_part[2 * kPairs][4] = {};
+        mma_ab_pairs<D, kKeys, kPairs>(dq_part, dss + row0 * kDsLd, kDsLd, ks, kLd, pair0, two_d);
+        BWD_UNROLL
+        for (int half = 0; half < 2; ++half) {
+          const int r = row0 + gq + 8 * half;
+          if (r >= n_queries) continue;
+          BWD_UNROLL
+          for (int sp = 0; sp < kPairs; ++sp) {
+            const RopeGroupPair groups = rope_group_pair(D, pair0 + sp, two_d);
+            const float x1_lo = dq_part[2 * sp][2 * half] * scale, x1_hi = dq_part[2 * sp][2 * half + 1] * scale;
+            const float x2_lo = dq_part[2 * sp + 1][2 * half] * scale,
+                        x2_hi = dq_part[2 * sp + 1][2 * half + 1] * scale;
             if constexpr (kMode == DqMode::kDirect) {
-              store_bf16x2(dq + at, dq_part[nd][2 * half] * scale, dq_part[nd][2 * half + 1] * scale);
-            } else {
-              atomicAdd(&dq_acc[at], dq_part[nd][2 * half] * scale);
-              atomicAdd(&dq_acc[at + 1], dq_part[nd][2 * half + 1] * scale);
+              store_rope_pair<D>(dq + (token0 + r) * q_stride + h * D, x1_lo, x1_hi, x2_lo, x2_hi, groups,
+                                 rope_row(rope, token0 + r, D), tq);
+            } else {  // the fp32 accumulator is [T, H, D]; the convert kernel rotates and stores it
+              float* acc_row = dq_acc + ((token0 + r) * H + h) * D;
+              atomicAdd(&acc_row[8 * groups.first + 2 * tq], x1_lo);
+              atomicAdd(&acc_row[8 * groups.first + 2 * tq + 1], x1_hi);
+              atomicAdd(&acc_row[8 * groups.second + 2 * tq], x2_lo);
+              atomicAdd(&acc_row[8 * groups.second + 2 * tq + 1], x2_hi);
             }
           }
+        }
       }
     }
   }
-  for (int nd = 0; nd < D / 8; ++nd)
-    for (int half = 0; half < 2; ++half) {
-      const int r = key_row0 + gq + 8 * half;
-      if (r >= n_keys) continue;
-      const int64_t offset = (static_cast<int64_t>(seg.begin + j0 + r) * KV + g) * D + nd * 8 + 2 * tq;
-      store_bf16x2(dk + offset, dk_acc[nd][2 * half] * scale, dk_acc[nd][2 * half + 1] * scale);
-      store_bf16x2(dv + offset, dv_acc[nd][2 * half], dv_acc[nd][2 * half + 1]);
-    }
+  BWD_UNROLL
+  for (int half = 0; half < 2; ++half) {
+    const int r = key_row0 + gq + 8 * half;
+    if (r >= n_keys) continue;
+    const int64_t token = seg.begin + j0 + r;
+    store_row_rotated<D>(dk + token * kv_stride + g * D, dk_acc, half, scale, rope_row(rope, token, D), two_d, tq);
+    bf16* const dv_row = dv + token * kv_stride + g * D;
+    BWD_UNROLL
+    for (int nd = 0; nd < D / 8; ++nd)
+      store_bf16x2(dv_row + nd * 8 + 2 * tq, dv_acc[nd][2 * half], dv_acc[nd][2 * half + 1]);
+  }
 }
 
 // Deterministic dQ: one block per (query tile of kDqTile, head), key tiles in order; the segments
@@ -337,7 +419,7 @@ __global__ void __launch_bounds__(kThreads)
     attention_backward_dq_kernel(bf16* dq, const bf16* dout, const bf16* q, const bf16* k, const bf16* v,
                                  const float* lse, const float* delta, const int32_t* cu_seqlens,
                                  const int32_t* prefix_lens, int n_query_tiles, int short_len, int T, int H, int KV,
-                                 float scale) {
+                                 int64_t q_stride, int64_t kv_stride, AttentionQkvRows rope, float scale) {
   constexpr int kLd = D + kPad;
   RECLM_DYNAMIC_SHARED(bf16, smem);
   bf16* qs = smem;                            // [kDqTile][kLd]
@@ -349,14 +431,14 @@ __global__ void __launch_bounds__(kThreads)
   if (i0 >= seg.len || seg.len <= short_len) return;  // block-uniform, before any barrier
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
   const int g = h / (H / KV), n_queries = min(kDqTile, seg.len - i0);
-  const int64_t token0 = seg.begin + i0, kv_stride = static_cast<int64_t>(KV) * D;
-  copy_rows_async<D>(qs, q + (token0 * H + h) * D, static_cast<int64_t>(H) * D, kDqTile, n_queries);
+  const int64_t token0 = seg.begin + i0;
+  copy_rows_async<D>(qs, q + token0 * q_stride + h * D, q_stride, kDqTile, n_queries);
   copy_rows_async<D>(dos, dout + (token0 * H + h) * D, static_cast<int64_t>(H) * D, kDqTile, n_queries);
   auto fetch = [&](int j0) {  // key tile j0 into buffer (j0 / kDqTile) % 2
     const int n_keys = min(kDqTile, seg.len - j0), buffer = (j0 / kDqTile) % 2;
-    const int64_t row0 = (seg.begin + j0) * static_cast<int64_t>(KV) + g;
-    copy_rows_async<D>(ks_buf + buffer * kDqTile * kLd, k + row0 * D, kv_stride, kDqTile, n_keys);
-    copy_rows_async<D>(vs_buf + buffer * kDqTile * kLd, v + row0 * D, kv_stride, kDqTile, n_keys);
+    const int64_t row0 = static_cast<int64_t>(seg.begin + j0) * kv_stride + g * D;
+    copy_rows_async<D>(ks_buf + buffer * kDqTile * kLd, k + row0, kv_stride, kDqTile, n_keys);
+    copy_rows_async<D>(vs_buf + buffer * kDqTile * kLd, v + row0, kv_stride, kDqTile, n_keys);
     simt::cp_async_commit();
   };
   fetch(0);                     // with the Q, dO tiles: one group
@@ -386,19 +468,35 @@ __global__ void __launch_bounds__(kThreads)
       }
     mma_pb<kDqTile, D>(dq_acc, s, ks, kLd);
   }
-  for (int nd = 0; nd < D / 8; ++nd)
-    for (int half = 0; half < 2; ++half) {
-      const int r = warp * 16 + gq + 8 * half;
-      if (r >= n_queries) continue;
-      store_bf16x2(dq + ((token0 + r) * H + h) * D + nd * 8 + 2 * tq, dq_acc[nd][2 * half] * scale,
-                   dq_acc[nd][2 * half + 1] * scale);
-    }
+  const bool two_d = rope.rope_table != nullptr && rope.rope_two_d;
+  BWD_UNROLL
+  for (int half = 0; half < 2; ++half) {
+    const int r = warp * 16 + gq + 8 * half;
+    if (r >= n_queries) continue;
+    store_row_rotated<D>(dq + (token0 + r) * q_stride + h * D, dq_acc, half, scale, rope_row(rope, token0 + r, D),
+                         two_d, tq);
+  }
 }
 
-__global__ void attention_backward_dq_convert_kernel(bf16* dq, const float* dq_acc, int64_t n) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    dq[i] = __float2bfloat16(dq_acc[i]);
+// Fast mode's dq: the fp32 accumulator [T, H, D] as bf16 rows q_stride apart, each rotary pair
+// rotated back when rope.rope_table is set. One thread per pair (j of D/2 per (token, head) row).
+__global__ void attention_backward_dq_convert_kernel(bf16* dq, const float* dq_acc, int64_t T, int H, int D,
+                                                     int64_t q_stride, AttentionQkvRows rope) {
+  const int block_dim = rope.rope_table != nullptr && rope.rope_two_d ? D / 2 : D, half = block_dim / 2;
+  const int64_t n = T * H * (D / 2), stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const int64_t row = i / (D / 2), token = row / H;
+    const int j = static_cast<int>(i % (D / 2)), col = j / half * block_dim + j % half;
+    float x1 = dq_acc[row * D + col], x2 = dq_acc[row * D + col + half];
+    if (rope.rope_table != nullptr) {
+      const float* table_row = rope.rope_table + token * D;
+      const Rotated r = rotate_pair(x1, x2, table_row[j], -table_row[D / 2 + j]);
+      x1 = r.lo, x2 = r.hi;
+    }
+    bf16* const out = dq + token * q_stride + (row % H) * D + col;
+    out[0] = __float2bfloat16(x1);
+    out[half] = __float2bfloat16(x2);
+  }
 }
 
 template <int D, int kKeys>
@@ -426,6 +524,8 @@ struct Launch {
   int n_segments, max_seqlen, T, H, KV;
   float scale;
   int segment_block_max_len;
+  int64_t q_stride, kv_stride;  // of q, dq and of k, v, dk, dv
+  AttentionQkvRows rope;
 };
 
 // One launch of the dK/dV kernel in a mode over key tiles of kKeys.
@@ -437,7 +537,8 @@ cudaError_t launch_dkdv(const Launch& a, int n_key_tiles, int short_len, cudaStr
   if (err != cudaSuccess) return err;
   return simt::launch(kernel, dim3(static_cast<unsigned>(n_key_tiles * a.KV), static_cast<unsigned>(a.n_segments)),
                       dim3(2 * kKeys), kShared, stream, a.dk, a.dv, a.dq_acc, a.dq, a.dout, a.q, a.k, a.v, a.lse,
-                      a.delta, a.cu_seqlens, a.prefix_lens, n_key_tiles, short_len, a.T, a.H, a.KV, a.scale);
+                      a.delta, a.cu_seqlens, a.prefix_lens, n_key_tiles, short_len, a.T, a.H, a.KV, a.q_stride,
+                      a.kv_stride, a.rope, a.scale);
 }
 
 // Deterministic mode: the segments of up to a.segment_block_max_len tokens (a recommendation
@@ -468,14 +569,16 @@ cudaError_t launch_gradients(const Launch& a, bool deterministic, cudaStream_t s
     return simt::launch(attention_backward_dq_kernel<D>,
                         dim3(static_cast<unsigned>(n_query_tiles * a.H), static_cast<unsigned>(a.n_segments)),
                         dim3(kThreads), kDqShared, stream, a.dq, a.dout, a.q, a.k, a.v, a.lse, a.delta, a.cu_seqlens,
-                        a.prefix_lens, n_query_tiles, short_len, a.T, a.H, a.KV, a.scale);
+                        a.prefix_lens, n_query_tiles, short_len, a.T, a.H, a.KV, a.q_stride, a.kv_stride, a.rope,
+                        a.scale);
   }
   cudaError_t err = launch_dkdv<D, kKeyTile, DqMode::kAtomic>(a, n_key_tiles, 0, stream);
   if (err != cudaSuccess) return err;
-  const int64_t n = static_cast<int64_t>(a.T) * a.H * D;
+  const int64_t pairs = static_cast<int64_t>(a.T) * a.H * (D / 2);
   constexpr int kConvertThreads = 256;
-  return simt::launch(attention_backward_dq_convert_kernel, dim3(grid_stride_blocks(n, kConvertThreads)),
-                      dim3(kConvertThreads), 0, stream, a.dq, a.dq_acc, n);
+  return simt::launch(attention_backward_dq_convert_kernel, dim3(grid_stride_blocks(pairs, kConvertThreads)),
+                      dim3(kConvertThreads), 0, stream, a.dq, a.dq_acc, static_cast<int64_t>(a.T), a.H, D,
+                      a.q_stride, a.rope);
 }
 
 }  // namespace
@@ -493,10 +596,12 @@ cudaError_t attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, c
                                const bf16* v, const bf16* out, const float* lse, const int32_t* cu_seqlens,
                                const int32_t* prefix_lens, int64_t n_segments, int64_t max_seqlen,
                                const ops::AttentionShape& shape, bool deterministic, void* workspace,
-                               size_t workspace_bytes, cudaStream_t stream, int64_t segment_block_max_len) {
+                               size_t workspace_bytes, cudaStream_t stream, int64_t segment_block_max_len,
+                               const AttentionQkvRows& rows) {
   const int64_t D = shape.head_dim;
   if (!attention_supports_head_dim(D) || shape.n_heads <= 0 || shape.n_kv_heads <= 0 ||
       shape.n_heads % shape.n_kv_heads != 0 ||
+      !attention_qkv_row_stride_ok(rows.row_stride, shape.n_heads, shape.n_kv_heads, D) ||
       shape.n_tokens < 0 || n_segments < 0 || n_segments > 65535 || max_seqlen < 0 || max_seqlen > (1 << 30) ||
       shape.n_tokens * shape.n_heads > (int64_t{1} << 31) ||
       workspace_bytes < attention_backward_workspace_bytes(shape, n_segments, max_seqlen, deterministic) ||
@@ -525,7 +630,10 @@ cudaError_t attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, c
                  static_cast<int>(shape.n_heads),
                  static_cast<int>(shape.n_kv_heads),
                  shape.scale,
-                 static_cast<int>(segment_block_max_len)};
+                 static_cast<int>(segment_block_max_len),
+                 rows.row_stride != 0 ? rows.row_stride : shape.n_heads * D,
+                 rows.row_stride != 0 ? rows.row_stride : shape.n_kv_heads * D,
+                 rows};
   switch (D) {  // (attention_head_dims.h)
     case 32: return launch_gradients<32>(a, deterministic, stream);
     case 64: return launch_gradients<64>(a, deterministic, stream);
@@ -535,3 +643,5 @@ cudaError_t attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, c
 }
 
 }  // namespace reclm::cuda
+
+#undef BWD_UNROLL

@@ -31,12 +31,29 @@ size_t attention_backward_workspace_bytes(const ops::AttentionShape& shape, int6
 // The longest segment the deterministic mode's one-block path takes (its block holds 128 keys).
 constexpr int64_t kAttentionSegmentBlockMaxLen = 128;
 
+// Where q, k, v are read and dq, dk, dv written, and what RoPE the gradients go back through:
+//   row_stride: 0, or all six are the heads of fused QKV rows this many elements apart (a multiple
+//     of 8, at least (n_heads + 2·n_kv_heads)·head_dim): q, dq at the rows' column 0, k, dk at
+//     n_heads·head_dim, v, dv at (n_heads + n_kv_heads)·head_dim, as the trainer's fused projection
+//     writes q, k, v and its backward GEMM reads dq, dk, dv (dout, out stay [T, n_heads, head_dim]);
+//   rope_table: null, or q and k are RoPE-rotated (rope_qk_forward_bf16) by this table
+//     (rope_table, rope.h: [T, head_dim], made with pos_intra when rope_two_d), and dq and dk are
+//     stored rotated back (RoPE's backward: the rotation by −angle, in fp32 before the one
+//     rounding to bf16), i.e. as the gradients with respect to the unrotated q and k. It takes
+//     head_dim divisible by 16 (1D) or 32 (2D), as every supported head_dim is.
+struct AttentionQkvRows {
+  int64_t row_stride = 0;
+  const float* rope_table = nullptr;
+  bool rope_two_d = false;
+};
+
 cudaError_t attention_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, const __nv_bfloat16* dout,
                                const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                                const __nv_bfloat16* out, const float* lse, const int32_t* cu_seqlens,
                                const int32_t* prefix_lens, int64_t n_segments, int64_t max_seqlen,
                                const ops::AttentionShape& shape, bool deterministic, void* workspace,
                                size_t workspace_bytes, cudaStream_t stream,
-                               int64_t segment_block_max_len = kAttentionSegmentBlockMaxLen);
+                               int64_t segment_block_max_len = kAttentionSegmentBlockMaxLen,
+                               const AttentionQkvRows& rows = {});
 
 }  // namespace reclm::cuda

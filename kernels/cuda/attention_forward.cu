@@ -34,6 +34,7 @@
 
 #include <cstring>
 
+#include "kernels/cuda/attention_head_dims.h"
 #include "kernels/simt/async_copy.h"
 #include "kernels/simt/launch.h"
 #include "kernels/simt/tensor_core.h"
@@ -110,7 +111,7 @@ __global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads)
     attention_forward_kernel(__nv_bfloat16* __restrict__ out, float* __restrict__ lse, const __nv_bfloat16* q,
                              const __nv_bfloat16* k, const __nv_bfloat16* v, const int32_t* cu_seqlens,
                              const int32_t* prefix_lens, int n_segments, int n_q_tiles, int n_heads, int n_kv_heads,
-                             int64_t n_tokens, float scale_log2) {
+                             int64_t n_tokens, int64_t q_stride, int64_t kv_stride, float scale_log2) {
   using Tiles = ForwardTiles<kHeadDim, kHeads>;
   constexpr int D = Tiles::kD;
   RECLM_SHARED(__nv_bfloat16, k_tile, [Tiles::kBlockK * Tiles::kLd]);
@@ -136,7 +137,6 @@ __global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads)
   const int head = head_group * kHeads + static_cast<int>(threadIdx.x) / 32 / Tiles::kWarpsPerHead;  // the warp's
   const int g = lane / 4, t = lane % 4;  // mma fragment row group and column pair
   const int kv_head = head / (n_heads / n_kv_heads);  // the same for all the block's heads
-  const int64_t q_stride = static_cast<int64_t>(n_heads) * D, kv_stride = static_cast<int64_t>(n_kv_heads) * D;
   const __nv_bfloat16* q_seg = q + seg_begin * q_stride + head * D;
   const __nv_bfloat16* k_seg = k + seg_begin * kv_stride + kv_head * D;
   const __nv_bfloat16* v_seg = v + seg_begin * kv_stride + kv_head * D;
@@ -287,7 +287,7 @@ __global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads)
     const int i = row_of[r];
     if (i >= seg_len) continue;
     const float inv_l = 1.0f / l[r];
-    __nv_bfloat16* out_row = out + (seg_begin + i) * q_stride + head * D;
+    __nv_bfloat16* out_row = out + (static_cast<int64_t>(seg_begin + i) * n_heads + head) * D;
     FWD_UNROLL
     for (int dt = 0; dt < Tiles::kDTiles; ++dt) {
       *reinterpret_cast<__nv_bfloat162*>(out_row + dt * 8 + 2 * t) =
@@ -301,16 +301,18 @@ template <int kHeadDim, int kHeads>
 cudaError_t launch_forward_heads(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                                  const __nv_bfloat16* v, const int32_t* cu_seqlens, const int32_t* prefix_lens,
                                  int64_t n_segments, int64_t max_seqlen, const ops::AttentionShape& shape,
-                                 cudaStream_t stream) {
+                                 int64_t qkv_row_stride, cudaStream_t stream) {
   using Tiles = ForwardTiles<kHeadDim, kHeads>;
+  const int64_t q_stride = qkv_row_stride != 0 ? qkv_row_stride : shape.n_heads * kHeadDim;
+  const int64_t kv_stride = qkv_row_stride != 0 ? qkv_row_stride : shape.n_kv_heads * kHeadDim;
   const int64_t n_q_tiles = (max_seqlen + Tiles::kBlockQ - 1) / Tiles::kBlockQ;
   const int64_t n_blocks = n_q_tiles * n_segments * (shape.n_heads / kHeads);
   if (n_blocks > 0x7fffffff) return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(n_blocks));
   return simt::launch(attention_forward_kernel<kHeadDim, kHeads>, grid, dim3(Tiles::kThreads), 0, stream, out, lse,
                       q, k, v, cu_seqlens, prefix_lens, static_cast<int>(n_segments), static_cast<int>(n_q_tiles),
-                      static_cast<int>(shape.n_heads), static_cast<int>(shape.n_kv_heads), shape.n_tokens,
-                      shape.scale * kLog2e);
+                      static_cast<int>(shape.n_heads), static_cast<int>(shape.n_kv_heads), shape.n_tokens, q_stride,
+                      kv_stride, shape.scale * kLog2e);
 }
 
 // heads_per_block 1 or 2 (attention_forward has checked it).
@@ -318,9 +320,9 @@ template <int kHeadDim>
 cudaError_t launch_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                            const __nv_bfloat16* v, const int32_t* cu_seqlens, const int32_t* prefix_lens,
                            int64_t n_segments, int64_t max_seqlen, const ops::AttentionShape& shape,
-                           cudaStream_t stream, int heads_per_block) {
+                           int64_t qkv_row_stride, cudaStream_t stream, int heads_per_block) {
   return (heads_per_block == 2 ? launch_forward_heads<kHeadDim, 2> : launch_forward_heads<kHeadDim, 1>)(
-      out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, stream);
+      out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, qkv_row_stride, stream);
 }
 
 }  // namespace
@@ -328,8 +330,9 @@ cudaError_t launch_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* 
 cudaError_t attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                               const __nv_bfloat16* v, const int32_t* cu_seqlens, const int32_t* prefix_lens,
                               int64_t n_segments, int64_t max_seqlen, const ops::AttentionShape& shape,
-                              cudaStream_t stream, int heads_per_block) {
-  if (shape.n_heads <= 0 || shape.n_kv_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0) {
+                              cudaStream_t stream, int heads_per_block, int64_t qkv_row_stride) {
+  if (shape.n_heads <= 0 || shape.n_kv_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0 ||
+      !attention_qkv_row_stride_ok(qkv_row_stride, shape.n_heads, shape.n_kv_heads, shape.head_dim)) {
     return cudaErrorInvalidValue;
   }
   // Two heads per block when each kv head serves an even number of query heads, else one.
@@ -338,8 +341,8 @@ cudaError_t attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat1
   if (heads_per_block != 1 && !(heads_per_block == 2 && even_groups)) return cudaErrorInvalidValue;
   if (n_segments <= 0 || max_seqlen <= 0 || shape.n_tokens <= 0) return cudaSuccess;
   const auto launch = [&](auto launch_d) {
-    return launch_d(out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, stream,
-                    heads_per_block);
+    return launch_d(out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, qkv_row_stride,
+                    stream, heads_per_block);
   };
   switch (shape.head_dim) {  // (attention_head_dims.h)
     case 32: return launch(launch_forward<32>);

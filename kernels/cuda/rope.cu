@@ -11,14 +11,16 @@
 // head. Each thread takes a unit of 4 pairs (two 4-value loads, two 4-value stores) when
 // half % 4 == 0 and the pointers are aligned to a unit, else one pair. A unit reads both halves
 // of its pairs before writing, and units are disjoint, so out may alias inp.
-// The trainer's bf16 forms (rope_qkv_*) read the (cos, sin) from a table of the whole
+// The trainer's bf16 form (rope_qk_forward_bf16) reads the (cos, sin) from a table of the whole
 // micro-batch made once by rope_table (the same values; positions do not change between layers,
-// so the 2 · n_layers rotations each way skip the trig), and do q, k and v of a layer's fused QKV
-// rows in one grid-stride launch (below, at rope_qkv_kernel).
+// so the n_layers rotations forward, and the attention backward's rotations back, skip the trig),
+// and rotates q and k of a layer's fused QKV rows in place in one grid-stride launch (below, at
+// rope_qk_kernel).
 #include "kernels/cuda/rope.h"
 
 #include "kernels/cuda/bf16_round.h"
 #include "kernels/cuda/launch_config.h"
+#include "kernels/cuda/rope_pairs.h"
 #include "kernels/simt/launch.h"
 
 namespace reclm::cuda {
@@ -58,16 +60,6 @@ __global__ void rope_table_kernel(float* table, const int32_t* pos_inter, const 
     table[t * head_dim + j] = cs.cos;
     table[t * head_dim + pairs + j] = cs.sin;
   }
-}
-
-// One pair (x1, x2) = (x[i], x[i + half]) rotated by (c, s): lo = x1·c − x2·s, hi = x2·c + x1·s,
-// each product and sum rounded on its own (no FMA contraction), so every form of these kernels,
-// on any compiler, gives the same bits.
-struct Rotated {
-  float lo, hi;
-};
-__device__ __forceinline__ Rotated rotate_pair(float x1, float x2, float c, float s) {
-  return {__fadd_rn(__fmul_rn(x1, c), -__fmul_rn(x2, s)), __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s))};
 }
 
 // table: cos [head_dim/2] then sign·sin [head_dim/2], in dynamic shared memory.
@@ -137,13 +129,14 @@ cudaError_t rope_rotate(float* out, const float* inp, const int32_t* pos_inter, 
                       vec);
 }
 
-// The fused QKV rotation (rope_qkv_forward_bf16 / rope_qkv_backward_bf16). Work unit: W rotary
-// pairs (pair indices j .. j + W − 1, all in one rotary block) of one head of one token, i.e. the
+// The in-place rotation of the fused QKV rows (rope_qk_forward_bf16). Work unit: W rotary pairs
+// (pair indices j .. j + W − 1, all in one rotary block) of one q or k head of one token, i.e. the
 // values at `off` .. off + W − 1 and off + half .. off + half + W − 1 of the head; W = 4 (two
-// 8-byte accesses each way) when half % 4 == 0 and every pointer is 8-byte aligned, else 1.
-// Units run over the whole fused row (q, k and v heads) in a grid-stride loop, so a block's
-// threads share a token's table row through L1 and no thread idles on a short row (one block
-// per token left most threads of a 16-head x 64 row idle: ~45% of the copy bandwidth, measured).
+// 8-byte accesses each way) when half % 4 == 0 and the rows are 8-byte aligned, else 1. A unit
+// reads both halves before it writes, and units are disjoint, so the rotation can be in place.
+// Units run over the q and k heads of the rows in a grid-stride loop, so a block's threads share
+// a token's table row through L1 and no thread idles on a short row (one block per token left
+// most threads of a 16-head x 64 row idle: ~45% of the copy bandwidth, measured).
 struct QkvShape {
   int n_heads, n_kv_heads, head_dim, half, block_dim;
 };
@@ -166,27 +159,14 @@ __device__ __forceinline__ void store_values(uint16_t* p, const float (&x)[W]) {
     store1(p, x[0]);
   }
 }
-// W values' bits copied unchanged (v is not rotated: no round trip through fp32 to alter a NaN).
-template <int W>
-__device__ __forceinline__ void copy_bits(uint16_t* to, const uint16_t* from) {
-  if constexpr (W == 4) {
-    *reinterpret_cast<uint2*>(to) = *reinterpret_cast<const uint2*>(from);
-  } else {
-    *to = *from;
-  }
-}
 
-// kForward: rows → (q, k, v); else (q, k, v) → rows (with q, k, v holding dq, dk, dv). sign: +1
-// forward, −1 backward (the rotation by −angle).
-template <int W, bool kForward>
+template <int W>
 __global__ void __launch_bounds__(256)
-    rope_qkv_kernel(uint16_t* rows, uint16_t* q, uint16_t* k, uint16_t* v, const float* table, int64_t n_tokens,
-                    QkvShape shape, float sign) {
+    rope_qk_kernel(uint16_t* rows, const float* table, int64_t n_tokens, QkvShape shape) {
   const int pairs = shape.head_dim / 2;
   const int units_per_head = pairs / W;
-  const int heads = shape.n_heads + 2 * shape.n_kv_heads;
-  const int units_per_row = heads * units_per_head;
-  const int64_t row = static_cast<int64_t>(heads) * shape.head_dim;
+  const int units_per_row = (shape.n_heads + shape.n_kv_heads) * units_per_head;  // v is not rotated
+  const int64_t row = static_cast<int64_t>(shape.n_heads + 2 * shape.n_kv_heads) * shape.head_dim;
   const int64_t n = n_tokens * units_per_row;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < n; u += stride) {
@@ -195,62 +175,19 @@ __global__ void __launch_bounds__(256)
     const int h = r / units_per_head;
     const int j = r % units_per_head * W;  // first pair of the unit
     const int off = j / shape.half * shape.block_dim + j % shape.half;
-    uint16_t* fused = rows + t * row + static_cast<int64_t>(h) * shape.head_dim + off;
-    uint16_t* part;  // the unit in q, k or v
-    bool rotate = true;
-    if (h < shape.n_heads) {
-      part = q + (t * shape.n_heads + h) * shape.head_dim + off;
-    } else if (h < shape.n_heads + shape.n_kv_heads) {
-      part = k + (t * shape.n_kv_heads + (h - shape.n_heads)) * shape.head_dim + off;
-    } else {
-      part = v + (t * shape.n_kv_heads + (h - shape.n_heads - shape.n_kv_heads)) * shape.head_dim + off;
-      rotate = false;
-    }
-    uint16_t* const to = kForward ? part : fused;
-    const uint16_t* const from = kForward ? fused : part;
-    if (!rotate) {
-      copy_bits<W>(to, from);
-      copy_bits<W>(to + shape.half, from + shape.half);
-      continue;
-    }
+    uint16_t* const x = rows + t * row + static_cast<int64_t>(h) * shape.head_dim + off;
     float x1[W], x2[W], y1[W], y2[W];
-    load_values<W>(x1, from);
-    load_values<W>(x2, from + shape.half);
+    load_values<W>(x1, x);
+    load_values<W>(x2, x + shape.half);
     const float* cs = table + t * shape.head_dim + j;  // cos at cs[i], sin at cs[pairs + i]
     for (int i = 0; i < W; ++i) {
-      const Rotated rotated = rotate_pair(x1[i], x2[i], cs[i], sign * cs[pairs + i]);
+      const Rotated rotated = rotate_pair(x1[i], x2[i], cs[i], cs[pairs + i]);
       y1[i] = rotated.lo;
       y2[i] = rotated.hi;
     }
-    store_values<W>(to, y1);
-    store_values<W>(to + shape.half, y2);
+    store_values<W>(x, y1);
+    store_values<W>(x + shape.half, y2);
   }
-}
-
-template <bool kForward>
-cudaError_t rope_qkv(uint16_t* rows, uint16_t* q, uint16_t* k, uint16_t* v, const float* table, int64_t n_tokens,
-                     const QkvHeads& heads, cudaStream_t stream) {
-  const int64_t n_blocks = heads.two_d ? 2 : 1;
-  const int64_t all_heads = heads.n_heads + 2 * heads.n_kv_heads;
-  if (heads.head_dim < 0 || heads.head_dim % (2 * n_blocks) != 0 || n_tokens < 0 || heads.n_heads < 0 ||
-      heads.n_kv_heads < 0 || table == nullptr)
-    return cudaErrorInvalidValue;
-  if (all_heads * heads.head_dim > INT32_MAX) return cudaErrorInvalidValue;  // offsets in a row are int
-  if (n_tokens == 0 || all_heads == 0 || heads.head_dim == 0) return cudaSuccess;
-  const int block_dim = static_cast<int>(heads.head_dim / n_blocks);
-  const QkvShape shape{static_cast<int>(heads.n_heads), static_cast<int>(heads.n_kv_heads),
-                       static_cast<int>(heads.head_dim), block_dim / 2, block_dim};
-  const float sign = kForward ? 1.0f : -1.0f;
-  constexpr int kQkvThreads = 256;
-  const bool vec = shape.half % 4 == 0 && unit_aligned(rows) && unit_aligned(q) && unit_aligned(k) && unit_aligned(v);
-  const int64_t units = n_tokens * all_heads * (heads.head_dim / 2) / (vec ? 4 : 1);
-  const dim3 grid(grid_stride_blocks(units, kQkvThreads, 16384));
-  if (vec) {
-    return simt::launch(rope_qkv_kernel<4, kForward>, grid, dim3(kQkvThreads), 0, stream, rows, q, k, v, table,
-                        n_tokens, shape, sign);
-  }
-  return simt::launch(rope_qkv_kernel<1, kForward>, grid, dim3(kQkvThreads), 0, stream, rows, q, k, v, table,
-                      n_tokens, shape, sign);
 }
 
 }  // namespace
@@ -267,20 +204,26 @@ cudaError_t rope_backward(float* dinp, const float* dout, const int32_t* pos_int
   return rope_rotate(dinp, dout, pos_inter, pos_intra, n_tokens, n_heads, head_dim, theta, -1.0f, stream);
 }
 
-cudaError_t rope_qkv_forward_bf16(__nv_bfloat16* q, __nv_bfloat16* k, __nv_bfloat16* v, const __nv_bfloat16* qkv,
-                                  const float* table, int64_t n_tokens, const QkvHeads& heads, cudaStream_t stream) {
-  // the kernel's `rows` is written only backward
-  return rope_qkv<true>(const_cast<uint16_t*>(bf16_bits_of(qkv)), bf16_bits_of(q), bf16_bits_of(k),
-                        bf16_bits_of(v), table, n_tokens, heads, stream);
-}
-
-cudaError_t rope_qkv_backward_bf16(__nv_bfloat16* d_qkv, const __nv_bfloat16* dq, const __nv_bfloat16* dk,
-                                   const __nv_bfloat16* dv, const float* table, int64_t n_tokens,
-                                   const QkvHeads& heads, cudaStream_t stream) {
-  // the kernel's q, k, v are read only backward
-  return rope_qkv<false>(bf16_bits_of(d_qkv), const_cast<uint16_t*>(bf16_bits_of(dq)),
-                         const_cast<uint16_t*>(bf16_bits_of(dk)), const_cast<uint16_t*>(bf16_bits_of(dv)), table,
-                         n_tokens, heads, stream);
+cudaError_t rope_qk_forward_bf16(__nv_bfloat16* qkv, const float* table, int64_t n_tokens, const QkvHeads& heads,
+                                 cudaStream_t stream) {
+  const int64_t n_blocks = heads.two_d ? 2 : 1;
+  const int64_t all_heads = heads.n_heads + 2 * heads.n_kv_heads;
+  if (heads.head_dim < 0 || heads.head_dim % (2 * n_blocks) != 0 || n_tokens < 0 || heads.n_heads < 0 ||
+      heads.n_kv_heads < 0 || table == nullptr)
+    return cudaErrorInvalidValue;
+  if (all_heads * heads.head_dim > INT32_MAX) return cudaErrorInvalidValue;  // offsets in a row are int
+  if (n_tokens == 0 || heads.n_heads + heads.n_kv_heads == 0 || heads.head_dim == 0) return cudaSuccess;
+  const int block_dim = static_cast<int>(heads.head_dim / n_blocks);
+  const QkvShape shape{static_cast<int>(heads.n_heads), static_cast<int>(heads.n_kv_heads),
+                       static_cast<int>(heads.head_dim), block_dim / 2, block_dim};
+  uint16_t* rows = bf16_bits_of(qkv);
+  constexpr int kQkThreads = 256;
+  // units of 4 values: every unit's address is the rows' plus a multiple of 4 values
+  const bool vec = shape.half % 4 == 0 && heads.head_dim % 4 == 0 && unit_aligned(rows);
+  const int64_t units = n_tokens * (heads.n_heads + heads.n_kv_heads) * (heads.head_dim / 2) / (vec ? 4 : 1);
+  const dim3 grid(grid_stride_blocks(units, kQkThreads, 16384));
+  if (vec) return simt::launch(rope_qk_kernel<4>, grid, dim3(kQkThreads), 0, stream, rows, table, n_tokens, shape);
+  return simt::launch(rope_qk_kernel<1>, grid, dim3(kQkThreads), 0, stream, rows, table, n_tokens, shape);
 }
 
 cudaError_t rope_table(float* table, const int32_t* pos_inter, const int32_t* pos_intra, int64_t n_tokens,

@@ -6,6 +6,8 @@
 // 129, 300), every mask kind (causal, prefix 0 < p < len, prefix 0, prefix = len), GQA ratios 1, 2,
 // 4, head dims 64 and 128, both modes. Outputs start poisoned (0xFFFF = bf16 NaN), and so does the
 // workspace.
+// Also the trainer's layout: q, k, v from fused QKV rows and dq, dk, dv into them, dq and dk
+// rotated back through RoPE (1D and 2D pairing) against the float64 gradients rotated back.
 // Tolerance (bf16 outputs): each gradient's rounding is 2^-8 relative; P and dS enter the mma as
 // bf16 (2^-8 each) and sums run in fp32 over up to 300 keys, so we require
 //   ||got − want|| / ||want|| <= 1e-2   and   max |got − want| <= 3e-2 · max |want|.
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "kernels/cuda/attention_backward.h"
+#include "kernels/cuda/rope.h"
 #include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
 #include "kernels/simt/device_memory.h"
@@ -197,6 +200,17 @@ std::vector<Case> cases() {
   };
 }
 
+// The backward's modes: fast; deterministic (short segments in one block); deterministic with key
+// tiles for all.
+struct Mode {
+  bool deterministic;
+  int64_t segment_block_max_len;
+  const char* name;
+};
+constexpr Mode kModes[] = {{false, 0, "fast"},
+                           {true, kAttentionSegmentBlockMaxLen, "deterministic"},
+                           {true, 0, "deterministic, key tiles only"}};
+
 const char* mask_name(const Case& c) {
   if (c.prefix.empty()) return "causal";
   for (size_t s = 0; s < c.lens.size(); ++s)
@@ -216,15 +230,7 @@ TEST(CudaAttentionBackward, MatchesFloat64ReferenceForEveryMaskAndMode) {
     EXPECT_LE(compare(cdq, want.dq).norm_rel, 1e-4);
     EXPECT_LE(compare(cdk, want.dk).norm_rel, 1e-4);
     EXPECT_LE(compare(cdv, want.dv).norm_rel, 1e-4);
-    // fast; deterministic (short segments in one block); deterministic with key tiles for all
-    const struct {
-      bool deterministic;
-      int64_t segment_block_max_len;
-      const char* name;
-    } modes[] = {{false, 0, "fast"},
-                 {true, kAttentionSegmentBlockMaxLen, "deterministic"},
-                 {true, 0, "deterministic, key tiles only"}};
-    for (const auto& mode : modes) {
+    for (const Mode& mode : kModes) {
       SCOPED_TRACE(testing::Message() << "heads " << c.n_heads << "/" << c.n_kv_heads << " head_dim " << c.head_dim
                                       << " " << mask_name(c) << " " << mode.name);
       std::printf("  heads %lld/%lld head_dim %lld %s %s\n", static_cast<long long>(c.n_heads),
@@ -273,6 +279,121 @@ TEST(CudaAttentionBackward, FastModeWithConcurrentBlocks) {
   expect_close(compare(got.dv, want.dv), "dv");
 }
 
+// The trainer's layout (AttentionQkvRows): q, k, v read from fused QKV rows and dq, dk, dv written
+// into fused rows, each row with 8 spare values after its heads (NaN in the input rows, which
+// must not be read; poisoned in the output rows, which must stay so).
+struct RowsRun {
+  Result grads;           // dq, dk, dv taken out of the output rows, contiguous
+  bool spare_kept = true; // the output rows' spare values are still poisoned
+};
+RowsRun run_rows(const Problem& p, bool deterministic, int64_t segment_block_max_len, const float* rope_table,
+                 bool two_d) {
+  using simt::DeviceBuffer;
+  const ops::AttentionShape& s = p.shape;
+  const int64_t T = s.n_tokens, H = s.n_heads, KV = s.n_kv_heads, D = s.head_dim;
+  const int64_t stride = (H + 2 * KV) * D + 8;
+  const int64_t starts[3] = {0, H * D, (H + KV) * D}, widths[3] = {H * D, KV * D, KV * D};
+  std::vector<uint16_t> rows(static_cast<size_t>(T * stride), 0x7FC1);
+  const std::vector<uint16_t> parts[3] = {to_bits(p.q), to_bits(p.k), to_bits(p.v)};
+  for (int64_t t = 0; t < T; ++t)
+    for (int i = 0; i < 3; ++i)
+      std::copy_n(parts[i].begin() + t * widths[i], widths[i], rows.begin() + t * stride + starts[i]);
+  DeviceBuffer<uint16_t> in_rows(rows), d_rows(rows.size()), dout(to_bits(p.dout)), out(to_bits(p.out));
+  DeviceBuffer<float> lse(p.lse);
+  DeviceBuffer<int32_t> cu(p.cu), prefix(p.prefix.empty() ? std::vector<int32_t>{0} : p.prefix);
+  const int64_t n_segments = static_cast<int64_t>(p.cu.size()) - 1;
+  const size_t ws_bytes = attention_backward_workspace_bytes(s, n_segments, p.max_seqlen, deterministic);
+  DeviceBuffer<unsigned char> workspace(ws_bytes);
+  auto* d = reinterpret_cast<__nv_bfloat16*>(d_rows.data());
+  const auto* in = reinterpret_cast<const __nv_bfloat16*>(in_rows.data());
+  EXPECT_EQ(attention_backward(d, d + starts[1], d + starts[2], reinterpret_cast<const __nv_bfloat16*>(dout.data()),
+                               in, in + starts[1], in + starts[2], reinterpret_cast<const __nv_bfloat16*>(out.data()),
+                               lse.data(), cu.data(), p.prefix.empty() ? nullptr : prefix.data(), n_segments,
+                               p.max_seqlen, s, deterministic, workspace.data(), ws_bytes, nullptr,
+                               segment_block_max_len, {stride, rope_table, two_d}),
+            cudaSuccess);
+  simt::device_synchronize();
+  const std::vector<uint16_t> got = d_rows.download();
+  RowsRun run;
+  std::vector<uint16_t>* grads[3] = {&run.grads.dq, &run.grads.dk, &run.grads.dv};
+  for (int64_t t = 0; t < T; ++t) {
+    for (int i = 0; i < 3; ++i) {
+      const auto from = got.begin() + t * stride + starts[i];
+      grads[i]->insert(grads[i]->end(), from, from + widths[i]);
+    }
+    for (int64_t j = stride - 8; j < stride; ++j) run.spare_kept = run.spare_kept && got[t * stride + j] == 0xFFFF;
+  }
+  return run;
+}
+
+// g [T, heads, D] rotated back through RoPE in float64 with a rope_table's fp32 (cos, sin): for
+// each pair (x1, x2), (x1·cos + x2·sin, x2·cos − x1·sin).
+std::vector<double> rope_back(const std::vector<double>& g, int64_t T, int64_t heads, int64_t D,
+                              const std::vector<float>& table, bool two_d) {
+  std::vector<double> out(g.size());
+  const int64_t block_dim = two_d ? D / 2 : D, half = block_dim / 2;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t j = 0; j < D / 2; ++j) {
+        const int64_t col = j / half * block_dim + j % half, at = (t * heads + h) * D + col;
+        const double c = table[static_cast<size_t>(t * D + j)], sn = table[static_cast<size_t>(t * D + D / 2 + j)];
+        out[static_cast<size_t>(at)] = g[static_cast<size_t>(at)] * c + g[static_cast<size_t>(at + half)] * sn;
+        out[static_cast<size_t>(at + half)] = g[static_cast<size_t>(at + half)] * c - g[static_cast<size_t>(at)] * sn;
+      }
+  return out;
+}
+
+TEST(CudaAttentionBackward, FusedRowsAndRopeRotation) {
+  const struct {
+    Case c;
+    bool two_d;
+  } cases[] = {
+      {{{7, 0, 63, 129, 150}, {}, 4, 2, 64, 41}, false},            // causal, GQA 2 (gpu_350m's heads)
+      {{{129, 100, 5}, {3, 0, 5}, 2, 1, 128, 42}, true},            // prefix, 2D positions, head_dim 128
+      {{{150, 63, 1}, {}, 4, 2, 96, 43}, true},                     // 2D, head_dim 96 (pairs 24 apart)
+      {{{5, 129, 70}, {2, 0, 70}, 2, 2, 32, 44}, false},            // head_dim 32
+  };
+  for (const auto& [c, two_d] : cases) {
+    const Problem p = make_problem(c);
+    const int64_t T = p.shape.n_tokens, D = c.head_dim;
+    const Grads want = reference(p);
+    // positions up to 3000 (angles of thousands of radians), a table as the trainer makes it
+    const std::vector<int32_t> inter = ops::test_util::random_ints(T, 3000, c.seed + 7),
+                               intra = ops::test_util::random_ints(T, 3000, c.seed + 8);
+    simt::DeviceBuffer<int32_t> dinter(inter), dintra(intra);
+    simt::DeviceBuffer<float> table(static_cast<size_t>(T * D));
+    ASSERT_EQ(rope_table(table.data(), dinter.data(), two_d ? dintra.data() : nullptr, T, D, 10000.0f, nullptr),
+              cudaSuccess);
+    simt::device_synchronize();
+    const std::vector<float> host_table = table.download();
+    const std::vector<double> want_dq = rope_back(want.dq, T, c.n_heads, D, host_table, two_d);
+    const std::vector<double> want_dk = rope_back(want.dk, T, c.n_kv_heads, D, host_table, two_d);
+    for (const Mode& mode : kModes) {
+      SCOPED_TRACE(testing::Message() << "heads " << c.n_heads << "/" << c.n_kv_heads << " head_dim " << D
+                                      << (two_d ? " 2D" : " 1D") << " " << mask_name(c) << " " << mode.name);
+      std::printf("  fused rows, heads %lld/%lld head_dim %lld %s %s\n", static_cast<long long>(c.n_heads),
+                  static_cast<long long>(c.n_kv_heads), static_cast<long long>(D), two_d ? "2D" : "1D", mode.name);
+      // no rotation: the separate arrays' gradients, bitwise where the mode is deterministic
+      const RowsRun plain_rows = run_rows(p, mode.deterministic, mode.segment_block_max_len, nullptr, false);
+      EXPECT_TRUE(plain_rows.spare_kept) << "wrote past a row's heads";
+      if (mode.deterministic) {
+        const Result plain = run_kernel(p, true, mode.segment_block_max_len);
+        EXPECT_EQ(plain_rows.grads.dq, plain.dq);
+        EXPECT_EQ(plain_rows.grads.dk, plain.dk);
+        EXPECT_EQ(plain_rows.grads.dv, plain.dv);
+      } else {
+        expect_close(compare(plain_rows.grads.dq, want.dq), "dq");
+      }
+      // rotated back through RoPE
+      const RowsRun rows = run_rows(p, mode.deterministic, mode.segment_block_max_len, table.data(), two_d);
+      EXPECT_TRUE(rows.spare_kept) << "wrote past a row's heads";
+      expect_close(compare(rows.grads.dq, want_dq), "dq");
+      expect_close(compare(rows.grads.dk, want_dk), "dk");
+      expect_close(compare(rows.grads.dv, want.dv), "dv");
+    }
+  }
+}
+
 TEST(CudaAttentionBackward, RejectsUnsupportedShapesAndSmallWorkspace) {
   ops::AttentionShape shape{16, 2, 1, 80, 0.1f};
   EXPECT_EQ(attention_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
@@ -289,6 +410,14 @@ TEST(CudaAttentionBackward, RejectsUnsupportedShapesAndSmallWorkspace) {
     EXPECT_EQ(attention_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                                  nullptr, nullptr, 1, 16, shape, true, nullptr, 1 << 20, nullptr, limit),
               cudaErrorInvalidValue);
+  }
+  // fused rows: a multiple of 8 values (16-byte copies) that holds all (2 + 2·1) · 64 = 256 of a row
+  for (const int64_t stride : {int64_t{248}, int64_t{260}}) {
+    EXPECT_EQ(attention_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                 nullptr, nullptr, 1, 16, shape, true, nullptr, 1 << 20, nullptr,
+                                 kAttentionSegmentBlockMaxLen, {stride, nullptr, false}),
+              cudaErrorInvalidValue)
+        << stride;
   }
   shape.n_kv_heads = 3;  // does not divide n_heads
   EXPECT_EQ(attention_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,

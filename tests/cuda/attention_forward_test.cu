@@ -152,6 +152,29 @@ void run_case(const Case& c) {
     const std::vector<float> lse1 = lse1_dev.download(), lse2 = lse_dev.download();
     EXPECT_EQ(0, std::memcmp(lse1.data(), lse2.data(), lse1.size() * sizeof(float))) << "lse, one head per block";
   }
+  // q, k and v as the heads of fused QKV rows (the trainer's layout, qkv_row_stride), each row with
+  // 8 spare NaN values after its heads that must not be read: the same bits.
+  {
+    const int64_t stride = (H + 2 * KH) * D + 8;
+    std::vector<uint16_t> rows(static_cast<size_t>(T * stride), 0x7FC1);
+    for (int64_t t = 0; t < T; ++t) {
+      std::copy_n(q.bits.begin() + t * H * D, H * D, rows.begin() + t * stride);
+      std::copy_n(k.bits.begin() + t * KH * D, KH * D, rows.begin() + t * stride + H * D);
+      std::copy_n(v.bits.begin() + t * KH * D, KH * D, rows.begin() + t * stride + (H + KH) * D);
+    }
+    simt::DeviceBuffer<uint16_t> rows_dev(rows), out_rows_dev(static_cast<size_t>((T + 1) * H * D));
+    simt::DeviceBuffer<float> lse_rows_dev(static_cast<size_t>(H * T + 8));
+    const auto* fused = reinterpret_cast<const __nv_bfloat16*>(rows_dev.data());
+    ASSERT_EQ(attention_forward(reinterpret_cast<__nv_bfloat16*>(out_rows_dev.data()), lse_rows_dev.data(), fused,
+                                fused + H * D, fused + (H + KH) * D, cu_dev.data(),
+                                c.prefix.empty() ? nullptr : prefix_dev.data(), static_cast<int64_t>(c.lengths.size()),
+                                max_seqlen, shape, nullptr, /*heads_per_block=*/0, stride),
+              cudaSuccess);
+    simt::device_synchronize();
+    EXPECT_EQ(out_rows_dev.download(), out_dev.download()) << "out, fused rows";
+    const std::vector<float> lse_rows = lse_rows_dev.download(), lse_plain = lse_dev.download();
+    EXPECT_EQ(0, std::memcmp(lse_rows.data(), lse_plain.data(), lse_rows.size() * sizeof(float))) << "lse, fused rows";
+  }
   std::vector<float> out;
   for (uint16_t b : out_dev.download()) out.push_back(from_bf16(b));
   std::vector<float> lse = lse_dev.download();
@@ -220,6 +243,13 @@ TEST(CudaAttentionForward, RejectsUnsupportedShapes) {
             cudaErrorInvalidValue);
   EXPECT_EQ(attention_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 8, gqa2, nullptr, 3),
             cudaErrorInvalidValue);
+  // fused rows: a multiple of 8 values (16-byte copies) that holds all (4 + 2·2) · 64 = 512 of a row
+  for (const int64_t stride : {int64_t{504}, int64_t{516}, int64_t{-8}}) {
+    EXPECT_EQ(attention_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 8, gqa2, nullptr, 0,
+                                stride),
+              cudaErrorInvalidValue)
+        << stride;
+  }
 }
 
 }  // namespace

@@ -114,20 +114,19 @@ TEST(CudaRope, UnalignedPointers) {
   EXPECT_TRUE(std::isnan(got[0])) << "wrote before the output";
 }
 
-// The fused QKV rotation (the GPU trainer's) against the fp32 kernels on the widened values,
-// rounded: bitwise, both ways, for the unit path (1D 64, 2D 128) and the scalar path (2D 8:
-// rotary half 2; 2D 12: half 3; every pointer one value off the unit alignment), grouped and
-// equal head counts, odd token counts. v's bits, a signaling NaN among them, are copied
-// unchanged; poisoned outputs show that nothing outside q, k, v (forward) or the rows (backward)
-// is written.
+// The in-place rotation of the fused QKV rows (the GPU trainer's) against the fp32 kernel on the
+// widened values, rounded: bitwise, for the unit path (1D 64, 2D 128) and the scalar path (2D 8:
+// rotary half 2; 2D 12: half 3; rows one value off the unit alignment), grouped and equal head
+// counts, odd token counts. v's bits, a signaling NaN among them, stay as they were, and so do
+// the poisoned values before and after the rows.
 struct QkvCase {
   int64_t tokens, heads, kv_heads, head_dim;
   bool two_d;
 };
 
-TEST(CudaRope, FusedQkvEqualsTheComposedKernels) {
+TEST(CudaRope, FusedQkInPlaceEqualsTheFp32Kernel) {
   const QkvCase cases[] = {{13, 4, 2, 64, false}, {5, 3, 3, 128, true}, {7, 4, 1, 8, true}, {9, 2, 2, 12, true}};
-  constexpr uint16_t kSignalingNan = 0x7F81;
+  constexpr uint16_t kSignalingNan = 0x7F81, kPoison = 0xFFFF;
   uint32_t seed = 70;
   for (const QkvCase& c : cases) {
     for (const int offset : {0, 1}) {
@@ -136,18 +135,14 @@ TEST(CudaRope, FusedQkvEqualsTheComposedKernels) {
       const std::string what = std::string(c.two_d ? "2D" : "1D") + " heads " + std::to_string(c.heads) + "/" +
                                std::to_string(c.kv_heads) + " head_dim " + std::to_string(D) + " offset " +
                                std::to_string(offset);
-      // random bf16 rows (the forward's input) and gradients (the backward's), in the fused layout
-      std::vector<uint16_t> rows16(static_cast<size_t>(n + offset)), grads16(static_cast<size_t>(n + offset));
-      const std::vector<float> x = uniform(static_cast<size_t>(n), seed), g = uniform(static_cast<size_t>(n), seed + 1);
-      for (int64_t i = 0; i < n; ++i) {
-        rows16[offset + i] = f32_to_bf16(x[i]);
-        grads16[offset + i] = f32_to_bf16(g[i]);
-      }
-      rows16[offset + QD + KVD + 1] = kSignalingNan;       // token 0's v
-      grads16[offset + (T - 1) * row + row - 1] = kSignalingNan;  // the last token's dv
+      // random bf16 rows in the fused layout, `offset` poisoned values before them and one after
+      std::vector<uint16_t> rows16(static_cast<size_t>(offset + n + 1), kPoison);
+      const std::vector<float> x = uniform(static_cast<size_t>(n), seed);
+      for (int64_t i = 0; i < n; ++i) rows16[offset + i] = f32_to_bf16(x[i]);
+      rows16[offset + QD + KVD + 1] = kSignalingNan;  // token 0's v
       const std::vector<int32_t> inter = random_ints(T, 3000, seed + 2), intra = random_ints(T, 3000, seed + 3);
       seed += 4;
-      // part p (0 q, 1 k, 2 v) of a fused buffer, contiguous [T, width]
+      // part p (0 q, 1 k, 2 v) of fused rows, contiguous [T, width]
       const int64_t widths[3] = {QD, KVD, KVD}, starts[3] = {0, QD, QD + KVD};
       auto part = [&](const std::vector<uint16_t>& fused, int p) {
         std::vector<uint16_t> out(static_cast<size_t>(T * widths[p]));
@@ -157,15 +152,13 @@ TEST(CudaRope, FusedQkvEqualsTheComposedKernels) {
       };
       simt::DeviceBuffer<int32_t> dinter(inter), dintra(intra);
       const int32_t* dev_intra = c.two_d ? dintra.data() : nullptr;
-      // want: the fp32 kernels on the widened q and k (forward) or dq and dk (backward), rounded
-      auto composed = [&](const std::vector<uint16_t>& values, int64_t heads, bool forward) {
+      // want: the fp32 kernel on the widened q and k, rounded
+      auto rotated = [&](const std::vector<uint16_t>& values, int64_t heads) {
         std::vector<float> wide(values.size());
         for (size_t i = 0; i < values.size(); ++i) wide[i] = bf16_to_f32(values[i]);
         simt::DeviceBuffer<float> in(wide), out(wide.size());
-        const cudaError_t rc =
-            forward ? rope_forward(out.data(), in.data(), dinter.data(), dev_intra, T, heads, D, kTheta, nullptr)
-                    : rope_backward(out.data(), in.data(), dinter.data(), dev_intra, T, heads, D, kTheta, nullptr);
-        EXPECT_EQ(rc, cudaSuccess);
+        EXPECT_EQ(rope_forward(out.data(), in.data(), dinter.data(), dev_intra, T, heads, D, kTheta, nullptr),
+                  cudaSuccess);
         simt::device_synchronize();
         std::vector<uint16_t> rounded(values.size());
         const std::vector<float> got = out.download();
@@ -174,64 +167,30 @@ TEST(CudaRope, FusedQkvEqualsTheComposedKernels) {
       };
       simt::DeviceBuffer<float> table(static_cast<size_t>(T * D));
       ASSERT_EQ(rope_table(table.data(), dinter.data(), dev_intra, T, D, kTheta, nullptr), cudaSuccess);
-      const QkvHeads heads{c.heads, c.kv_heads, D, c.two_d};
-      auto bf = [](simt::DeviceBuffer<uint16_t>& b, int64_t at) {
-        return reinterpret_cast<__nv_bfloat16*>(b.data() + at);
-      };
 
-      // forward: fused rows → q, k rotated, v copied (poisoned outputs, one value of tail each)
-      simt::DeviceBuffer<uint16_t> rows(rows16), q(static_cast<size_t>(T * QD + offset + 1)),
-          k(static_cast<size_t>(T * KVD + offset + 1)), v(static_cast<size_t>(T * KVD + offset + 1));
-      ASSERT_EQ(rope_qkv_forward_bf16(bf(q, offset), bf(k, offset), bf(v, offset), bf(rows, offset), table.data(), T,
-                                      heads, nullptr),
+      simt::DeviceBuffer<uint16_t> rows(rows16);
+      ASSERT_EQ(rope_qk_forward_bf16(reinterpret_cast<__nv_bfloat16*>(rows.data() + offset), table.data(), T,
+                                     {c.heads, c.kv_heads, D, c.two_d}, nullptr),
                 cudaSuccess);
       simt::device_synchronize();
-      const std::vector<uint16_t> want_fwd[3] = {composed(part(rows16, 0), c.heads, true),
-                                                 composed(part(rows16, 1), c.kv_heads, true), part(rows16, 2)};
-      simt::DeviceBuffer<uint16_t>* outs[3] = {&q, &k, &v};
+      const std::vector<uint16_t> got = rows.download();
+      for (int i = 0; i < offset; ++i) ASSERT_EQ(got[i], kPoison) << "written before the rows, " << what;
+      ASSERT_EQ(got.back(), kPoison) << "written past the rows, " << what;
+      const std::vector<uint16_t> want[3] = {rotated(part(rows16, 0), c.heads), rotated(part(rows16, 1), c.kv_heads),
+                                             part(rows16, 2)};
       const char* names[3] = {"q", "k", "v"};
-      for (int p = 0; p < 3; ++p) {
-        const std::vector<uint16_t> got = outs[p]->download();
-        for (int i = 0; i < offset; ++i) ASSERT_EQ(got[i], 0xFFFF) << names[p] << " written before, " << what;
-        ASSERT_EQ(got.back(), 0xFFFF) << names[p] << " written past the end, " << what;
-        EXPECT_EQ(std::vector<uint16_t>(got.begin() + offset, got.end() - 1), want_fwd[p])
-            << "forward " << names[p] << ", " << what;
-      }
-
-      // backward: dq, dk, dv → the fused rows, dq and dk rotated back, dv copied
-      const std::vector<uint16_t> dq16 = part(grads16, 0), dk16 = part(grads16, 1), dv16 = part(grads16, 2);
-      auto shifted = [&](const std::vector<uint16_t>& values) {
-        std::vector<uint16_t> out(static_cast<size_t>(offset), 0);
-        out.insert(out.end(), values.begin(), values.end());
-        return out;
-      };
-      simt::DeviceBuffer<uint16_t> dq(shifted(dq16)), dk(shifted(dk16)), dv(shifted(dv16)),
-          d_rows(static_cast<size_t>(n + offset + 1));
-      ASSERT_EQ(rope_qkv_backward_bf16(bf(d_rows, offset), bf(dq, offset), bf(dk, offset), bf(dv, offset),
-                                       table.data(), T, heads, nullptr),
-                cudaSuccess);
-      simt::device_synchronize();
-      const std::vector<uint16_t> want_bwd[3] = {composed(dq16, c.heads, false), composed(dk16, c.kv_heads, false),
-                                                 dv16};
-      const std::vector<uint16_t> got_rows = d_rows.download();
-      for (int i = 0; i < offset; ++i) ASSERT_EQ(got_rows[i], 0xFFFF) << "rows written before, " << what;
-      ASSERT_EQ(got_rows.back(), 0xFFFF) << "rows written past the end, " << what;
-      for (int p = 0; p < 3; ++p) {
-        const std::vector<uint16_t> got = part(got_rows, p);
-        for (size_t i = 0; i < got.size(); ++i)
-          ASSERT_EQ(got[i], want_bwd[p][i]) << "backward " << names[p] << " at " << i << ", " << what;
-      }
+      for (int p = 0; p < 3; ++p) EXPECT_EQ(part(got, p), want[p]) << names[p] << ", " << what;
     }
   }
 }
 
-TEST(CudaRope, FusedQkvRejectsBadShapes) {
+TEST(CudaRope, FusedQkRejectsBadShapes) {
   simt::DeviceBuffer<uint16_t> buf(256);
   simt::DeviceBuffer<float> table(64);
   auto* p = reinterpret_cast<__nv_bfloat16*>(buf.data());
-  EXPECT_EQ(rope_qkv_forward_bf16(p, p, p, p, table.data(), 2, {1, 1, 7, false}, nullptr), cudaErrorInvalidValue);
-  EXPECT_EQ(rope_qkv_forward_bf16(p, p, p, p, table.data(), 2, {1, 1, 10, true}, nullptr), cudaErrorInvalidValue);
-  EXPECT_EQ(rope_qkv_backward_bf16(p, p, p, p, nullptr, 2, {1, 1, 8, false}, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(rope_qk_forward_bf16(p, table.data(), 2, {1, 1, 7, false}, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(rope_qk_forward_bf16(p, table.data(), 2, {1, 1, 10, true}, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(rope_qk_forward_bf16(p, nullptr, 2, {1, 1, 8, false}, nullptr), cudaErrorInvalidValue);
 }
 
 TEST(CudaRope, RejectsIndivisibleHeadDim) {

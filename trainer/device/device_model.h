@@ -42,9 +42,7 @@ struct LayerActivations {
   float* rstd2;         // [T]
   bf16* norm1;          // [T, C] input of q/k/v
   bf16* norm2;          // [T, C] input of gate/up
-  bf16* q;              // [T, QD] after RoPE
-  bf16* k;              // [T, KVD] after RoPE
-  bf16* v;              // [T, KVD]
+  bf16* qkv;            // [T, QD + 2·KVD] the fused q/k/v projection, q and k rotated (RoPE) in place
   bf16* attn;           // [T, QD] attention output
   float* lse;           // [NH, T]
   bf16* gate_up;        // [T, 2F] one GEMM's output: each row's gate, then its up
@@ -125,7 +123,6 @@ struct DeviceModel {
   float* final_rstd = nullptr;    // [T]
 
   // Forward scratch
-  bf16* qkv = nullptr;       // [T, QD + 2·KVD] the fused q/k/v projection, q and k before RoPE
   float* branch = nullptr;   // [T, C] o/down projection output before dropout (dropout runs only)
   // LM head: rows with a loss weight, gathered
   float* head_h32 = nullptr;   // [T, C] gathered final_normed rows
@@ -146,9 +143,6 @@ struct DeviceModel {
   bf16* d_gate_up_bf = nullptr; // [T, 2F] paired like gate_up
   bf16* d_attn = nullptr;       // [T, QD]
   bf16* d_qkv = nullptr;        // [T, QD + 2·KVD] dq, dk (rotated back), dv in the fused rows
-  bf16* dq_bf = nullptr;        // [T, QD]
-  bf16* dk_bf = nullptr;        // [T, KVD]
-  bf16* dv_bf = nullptr;        // [T, KVD]
   bf16* lora_du = nullptr;      // [T, r] an adapter's bottleneck gradient (LoRA only)
 
   // The batch on the device: the pieces of one block (kBatchPieces of batch_piece_words words

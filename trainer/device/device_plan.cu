@@ -95,9 +95,7 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, Carver& c) {
     a.rstd2 = c.take<float>(T);
     a.norm1 = c.take<bf16>(T * C);
     a.norm2 = c.take<bf16>(T * C);
-    a.q = c.take<bf16>(T * QD);
-    a.k = c.take<bf16>(T * KVD);
-    a.v = c.take<bf16>(T * KVD);
+    a.qkv = c.take<bf16>(T * (QD + 2 * KVD));
     a.attn = c.take<bf16>(T * QD);
     a.lse = c.take<float>(d.n_heads * T);
     a.gate_up = c.take<bf16>(T * 2 * F);
@@ -107,7 +105,6 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, Carver& c) {
   dm.final_normed = c.take<float>(T * C);
   dm.final_rstd = c.take<float>(T);
 
-  dm.qkv = c.take<bf16>(T * (QD + 2 * KVD));
   dm.branch = c.take<float>(T * C);
   dm.head_h32 = c.take<float>(T * C);
   dm.head_h = c.take<bf16>(T * C);
@@ -127,9 +124,6 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, Carver& c) {
   dm.d_gate_up_bf = c.take<bf16>(T * 2 * F);
   dm.d_attn = c.take<bf16>(T * QD);
   dm.d_qkv = c.take<bf16>(T * (QD + 2 * KVD));
-  dm.dq_bf = c.take<bf16>(T * QD);
-  dm.dk_bf = c.take<bf16>(T * KVD);
-  dm.dv_bf = c.take<bf16>(T * KVD);
   if (d.has_lora()) dm.lora_du = c.take<bf16>(T * d.lora_rank);
 
   // the batch's pieces, in the order of batch_staging's (device_model.h)

@@ -11,7 +11,10 @@
 //   convert kernels.
 // The q/k/v projections are one GEMM each way, and so are gate and up: their weights, gradients
 // and bf16 copies are adjacent in the parameter layout (checked by the plan), so
-// [T, QD + 2·KVD] = norm1 · [W_q; W_k; W_v]ᵀ and [T, 2F] = norm2 · [W_gate; W_up]ᵀ.
+// [T, QD + 2·KVD] = norm1 · [W_q; W_k; W_v]ᵀ and [T, 2F] = norm2 · [W_gate; W_up]ᵀ. RoPE rotates
+// q and k in those rows in place; the attention reads q, k, v from them, and its backward writes
+// dq, dk (rotated back through RoPE as it stores them) and dv into the rows of d_qkv that the
+// backward GEMM reads (attention_backward.h, AttentionQkvRows): no copies either way.
 // The o_proj / down_proj GEMMs add their outputs to the residual stream themselves (cuBLASLt's
 // C ≠ D: beta · C with C the stream), so no separate add or branch buffer.
 // Dropout: the CPU's masks (kernels/cuda/dropout.h) at the CPU's sites: the embedding output and
@@ -257,15 +260,14 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output
      "rmsnorm_forward_bf16");
   clock.mark("forward: norms");
   const int64_t QKV = QD + 2 * KVD;
-  linear(dm, dm.qkv, false, a.norm1, w.wq, T, C, QKV);  // q_proj, k_proj, v_proj: adjacent rows
+  linear(dm, a.qkv, false, a.norm1, w.wq, T, C, QKV);  // q_proj, k_proj, v_proj: adjacent rows
   for (LoraTarget t : {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV}) lora_bottleneck(dm, a.norm1, l, t, T);
   clock.mark("forward: GEMMs");
-  // RoPE moves q and k out of the fused rows into the attention's contiguous inputs, v copied
-  ok(cuda::rope_qkv_forward_bf16(a.q, a.k, a.v, dm.qkv, dm.rope_table, T, g.rope_heads, dm.stream),
-     "rope_qkv_forward_bf16");
-  clock.mark("forward: RoPE + v copy");
-  ok(cuda::attention_forward(a.attn, a.lse, a.q, a.k, a.v, dm.cu_seqlens, g.prefix_lens, g.n_segments, g.max_seqlen,
-                             g.shape, dm.stream),
+  // RoPE rotates q and k in the fused rows, which the attention reads as they are
+  ok(cuda::rope_qk_forward_bf16(a.qkv, dm.rope_table, T, g.rope_heads, dm.stream), "rope_qk_forward_bf16");
+  clock.mark("forward: RoPE");
+  ok(cuda::attention_forward(a.attn, a.lse, a.qkv, a.qkv + QD, a.qkv + QD + KVD, dm.cu_seqlens, g.prefix_lens,
+                             g.n_segments, g.max_seqlen, g.shape, dm.stream, /*heads_per_block=*/0, QKV),
      "attention_forward");
   clock.mark("forward: attention");
   add_branch(dm, a.residual_mid, a.residual, a.attn, w.wo, T, QD, drop, l, 0, LoraTarget::kO);
@@ -487,18 +489,17 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
     d_res_bf_read = project_back(dm.d_attn, base_grad(dm, gw.wo), dm.d_res_bf, a.attn, w.wo, QD, C);
     lora_backward(dm, dm.d_res_bf, C, a.attn, l, LoraTarget::kO, T);
     clock.mark("backward: GEMMs");
-    ok(cuda::attention_backward(dm.dq_bf, dm.dk_bf, dm.dv_bf, dm.d_attn, a.q, a.k, a.v, a.attn, a.lse, dm.cu_seqlens,
-                                g.prefix_lens, g.n_segments, g.max_seqlen, g.shape, /*deterministic=*/true,
-                                dm.attention_ws, dm.attention_ws_bytes, dm.stream),
+    // dq, dk (rotated back through RoPE) and dv straight into the fused rows, the input of one
+    // backward GEMM
+    wait_for_weight_grad(dm, d_qkv_read);
+    const cuda::AttentionQkvRows rows{QKV, dm.rope_table, g.rope_heads.two_d};
+    ok(cuda::attention_backward(dm.d_qkv, dm.d_qkv + QD, dm.d_qkv + QD + KVD, dm.d_attn, a.qkv, a.qkv + QD,
+                                a.qkv + QD + KVD, a.attn, a.lse, dm.cu_seqlens, g.prefix_lens, g.n_segments,
+                                g.max_seqlen, g.shape, /*deterministic=*/true, dm.attention_ws, dm.attention_ws_bytes,
+                                dm.stream, cuda::kAttentionSegmentBlockMaxLen, rows),
        "attention_backward");
     clock.mark("backward: attention");
     reached(kBackwardPoll);
-    // dq, dk (rotated back) and dv into the fused rows, the input of one backward GEMM
-    wait_for_weight_grad(dm, d_qkv_read);
-    ok(cuda::rope_qkv_backward_bf16(dm.d_qkv, dm.dq_bf, dm.dk_bf, dm.dv_bf, dm.rope_table, T, g.rope_heads,
-                                    dm.stream),
-       "rope_qkv_backward_bf16");
-    clock.mark("backward: RoPE + dv copy");
     d_qkv_read = project_back(dm.d_normed_bf, base_grad(dm, gw.wq), dm.d_qkv, a.norm1, w.wq, C, QKV);
     lora_backward(dm, dm.d_qkv, QKV, a.norm1, l, LoraTarget::kQ, T);
     lora_backward(dm, dm.d_qkv + QD, QKV, a.norm1, l, LoraTarget::kK, T);
