@@ -51,19 +51,22 @@ void add_forward_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t
         c.flops = 4 * pairs * head_dim * n_heads;
         cases.push_back(std::move(c));
       }
-      // The trainer's call on the histories: q, k, v read from the fused QKV rows
+      // The trainer's call on the histories: q, k, v read from the fused QKV rows, q rotated by
+      // RoPE as it is loaded and written back rotated (2 more bytes per q value, and the table)
       if (seg.histories) {
         const int64_t stride = (n_heads + 2 * n_kv_heads) * head_dim;
         auto rows = random_bf16(T * stride, 4);
+        auto table = device_values(T * head_dim, 5);
         const int64_t k_at = n_heads * head_dim, v_at = (n_heads + n_kv_heads) * head_dim;
-        KernelCase c = make_case(name + " fused rows", bytes,
+        KernelCase c = make_case(name + " fused rows+rope", bytes + 2 * T * n_heads * head_dim + 4 * T * head_dim,
                                  [=](cudaStream_t s) {
-                                   return cuda::attention_forward(bf16_ptr(out), lse->data(), bf16_ptr(rows),
-                                                                  bf16_ptr(rows) + k_at, bf16_ptr(rows) + v_at,
-                                                                  cu_seqlens->data(), nullptr, n_segments, len, shape,
-                                                                  s, 0, stride);
+                                   __nv_bfloat16* fused = bf16_ptr(rows);
+                                   return cuda::attention_forward(
+                                       bf16_ptr(out), lse->data(), fused, fused + k_at, fused + v_at,
+                                       cu_seqlens->data(), nullptr, n_segments, len, shape, s, 0,
+                                       cuda::AttentionQkvRows{stride, table->data(), false, fused});
                                  },
-                                 {rows, out, lse, cu_seqlens});
+                                 {rows, table, out, lse, cu_seqlens});
         c.memory_bound = false;
         c.flops = 4 * pairs * head_dim * n_heads;
         cases.push_back(std::move(c));

@@ -24,9 +24,9 @@ warm-up. A backend that refuses a shape prints "unsupported" instead of a number
 
   python3 bench/gpu/attention_torch.py [--iters N]
 """
-import argparse
-import statistics
 import sys
+
+from torch_timing import peer_main, time_ms
 
 TOKENS = 16384
 SEQ_LENS = (512, 2048, 8192, 16384)
@@ -47,23 +47,6 @@ def history_lengths(tokens):
 
 def visible_pairs(n_segments, length, causal):
     return n_segments * (length * (length + 1) // 2 if causal else length * length)
-
-
-def time_ms(torch, fn, iters):
-    """Median milliseconds of `iters` CUDA-event-timed calls of fn after 3 warm-up calls."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times)
 
 
 def case_name(direction, causal, packing, n_heads, n_kv_heads, head_dim):
@@ -128,12 +111,5 @@ def run(iters):
     return 0
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=20, help="timed runs per case (median reported)")
-    args = parser.parse_args()
-    return run(args.iters)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(peer_main(__doc__, run))

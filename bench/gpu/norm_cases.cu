@@ -134,6 +134,13 @@ std::vector<KernelCase> norm_cases() {
                                                                     qkv_heads, s);
                                 },
                                 {inter, rows, table}));
+      // the trainer's since the attention forward rotates q: k alone (a quarter of each row)
+      cases.push_back(make_case("rope_qk_forward_bf16 k only " + qkv_shape, 4 * tokens * 8 * 64 + 4 * tokens * 64,
+                                [=](cudaStream_t s) {
+                                  return cuda::rope_qk_forward_bf16(bf16_ptr(rows), table->data(), tokens,
+                                                                    qkv_heads, s, /*rotate_q=*/false);
+                                },
+                                {inter, rows, table}));
       cases.push_back(make_case("rope_table 1D " + std::to_string(tokens) + " x 64", 4 * tokens * 64 + 4 * tokens,
                                 [=](cudaStream_t s) {
                                   return cuda::rope_table(table->data(), inter->data(), nullptr, tokens, 64,

@@ -7,7 +7,8 @@
 #   3. runs compute-sanitizer memcheck, racecheck and synccheck over the kernel tests;
 #   4. prints the kernel benchmark table (bench/gpu/kernel_bench.cu): per kernel the time, GB/s
 #      and the ratio to the device-to-device copy bandwidth measured in the same run (TFLOP/s for
-#      attention), then PyTorch's attention on the same shapes (bench/gpu/attention_torch.py).
+#      attention and GEMMs), then PyTorch's attention and GEMMs on the same shapes
+#      (bench/gpu/attention_torch.py, gemm_torch.py).
 #
 #   bench/gpu/run.sh [BUILD_DIR]      (default build-gpu)
 #   RECLM_SANITIZE_FILTER=Cuda*Embedding* bench/gpu/run.sh   (limit the sanitizer runs)
@@ -47,11 +48,12 @@ done
 echo "== kernel benchmark"
 "$build/bin/kernel_bench" || status=1
 
-# The peer for attention: PyTorch's scaled_dot_product_attention on the same shapes and GPU.
-echo "== PyTorch scaled_dot_product_attention (the peer of the attention cases)"
-if [ -f bench/gpu/attention_torch.py ] && python3 -c "import torch" 2> /dev/null; then
+# The peers: PyTorch's scaled_dot_product_attention and GEMMs on the same shapes and GPU.
+echo "== PyTorch scaled_dot_product_attention and GEMMs (the peers of the attention and GEMM cases)"
+if python3 -c "import torch" 2> /dev/null; then
   python3 bench/gpu/attention_torch.py || status=1
+  python3 bench/gpu/gemm_torch.py || status=1
 else
-  echo "run.sh: PyTorch is not importable here (or bench/gpu/attention_torch.py is missing); peer skipped"
+  echo "run.sh: PyTorch is not importable here; peers skipped"
 fi
 exit $status

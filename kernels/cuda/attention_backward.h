@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cuda/attention_head_dims.h"
 #include "kernels/ops.h"
 #include "kernels/simt/cuda_compat.h"
 
@@ -31,21 +32,12 @@ size_t attention_backward_workspace_bytes(const ops::AttentionShape& shape, int6
 // The longest segment the deterministic mode's one-block path takes (its block holds 128 keys).
 constexpr int64_t kAttentionSegmentBlockMaxLen = 128;
 
-// Where q, k, v are read and dq, dk, dv written, and what RoPE the gradients go back through:
-//   row_stride: 0, or all six are the heads of fused QKV rows this many elements apart (a multiple
-//     of 8, at least (n_heads + 2·n_kv_heads)·head_dim): q, dq at the rows' column 0, k, dk at
-//     n_heads·head_dim, v, dv at (n_heads + n_kv_heads)·head_dim, as the trainer's fused projection
-//     writes q, k, v and its backward GEMM reads dq, dk, dv (dout, out stay [T, n_heads, head_dim]);
-//   rope_table: null, or q and k are RoPE-rotated (rope_qk_forward_bf16) by this table
-//     (rope_table, rope.h: [T, head_dim], made with pos_intra when rope_two_d), and dq and dk are
-//     stored rotated back (RoPE's backward: the rotation by −angle, in fp32 before the one
-//     rounding to bf16), i.e. as the gradients with respect to the unrotated q and k. It takes
-//     head_dim divisible by 16 (1D) or 32 (2D), as every supported head_dim is.
-struct AttentionQkvRows {
-  int64_t row_stride = 0;
-  const float* rope_table = nullptr;
-  bool rope_two_d = false;
-};
+// rows (AttentionQkvRows, attention_head_dims.h): row_stride: dq, dk, dv are written into fused
+// rows like q, k, v (dq at the rows' column 0, dk at n_heads·head_dim, dv at
+// (n_heads + n_kv_heads)·head_dim), as the trainer's backward GEMM reads them; rope_table: q and k
+// are RoPE-rotated by this table, and dq and dk are stored rotated back (RoPE's backward: the
+// rotation by −angle, in fp32 before the one rounding to bf16), i.e. as the gradients with
+// respect to the unrotated q and k. (q_rotated is the forward's.)
 
 cudaError_t attention_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, const __nv_bfloat16* dout,
                                const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,

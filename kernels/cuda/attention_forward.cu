@@ -23,6 +23,10 @@
 // the next V tile loads while Q·Kᵀ and the softmax run. K/V rows past the segment end are
 // zero-filled and Q rows past it are zeros (all masked), so no token of another segment or past
 // T is read.
+// RoPE (AttentionQkvRows::rope_table): each warp rotates its Q fragments in registers as they
+// arrive (a lane holds both values of every rotary pair of its rows, rope_pairs.h) and writes
+// them to q_rotated for the backward: the layer's q is read once and written once, instead of
+// a RoPE pass reading and writing it before the attention reads it again.
 //
 // FLOPs per query head and visible (i, j) pair: 4·head_dim (2 for Q·Kᵀ, 2 for P·V); tiles on
 // the diagonal are computed in 16 x 8 pieces, so a causal segment costs about L²/2 + L·16 pairs.
@@ -35,6 +39,8 @@
 #include <cstring>
 
 #include "kernels/cuda/attention_head_dims.h"
+#include "kernels/cuda/bf16_round.h"
+#include "kernels/cuda/rope_pairs.h"
 #include "kernels/simt/async_copy.h"
 #include "kernels/simt/launch.h"
 #include "kernels/simt/tensor_core.h"
@@ -67,8 +73,12 @@ struct ForwardTiles {
   static constexpr int kWarpsPerHead = 4;
   static constexpr int kWarps = kWarpsPerHead * kHeads;
   static constexpr int kThreads = 32 * kWarps;
-  // No min-blocks bound: ptxas gives 176-193 registers for D 128 (2 blocks/SM) and 128-130 for
-  // D 64 (3-4), spill-free; capping D 128 at 168 (3 blocks/SM) spilled (to measure on a GPU).
+  // Blocks per SM the registers must allow: two for the 256-thread blocks of D <= 64 (at most 128
+  // registers: 16 warps per SM; without the bound the RoPE prologue took ptxas to 130, one block;
+  // with it ptxas spills 20 bytes, to measure), else no bound: ptxas gives ~206 registers for
+  // D 128 (2 blocks/SM) and ~160 for the 128-thread D 64 blocks (3), spill-free; capping D 128 at
+  // 168 (3 blocks/SM) spilled.
+  static constexpr int kMinBlocks = kHeads == 2 && kD <= 64 ? 2 : 1;
   static constexpr int kBlockQ = 16 * kWarpsPerHead;  // query rows per block and head (16 per warp)
   static constexpr int kBlockK = 64;           // keys per tile
   // Shared row stride in elements: +16 bytes moves each row 4 banks, so the 8 row addresses of
@@ -104,14 +114,42 @@ __device__ __forceinline__ void load_tile_async(__nv_bfloat16* tile, const __nv_
   }
 }
 
+// RoPE on a warp's Q fragments (q_frag[ds]: rows g (words 0, 2) and g + 8 (words 1, 3), columns
+// 16·ds + 2t, +1 (words 0, 1) and 8 more (words 2, 3)): an 8-column group G is word 2·(G % 2) + r
+// of q_frag[G / 2], so both groups of a rotary pair are in the lane (rope_pairs.h). table[r]: the
+// rope_table row of row g + 8·r's token, or null (a row past the segment: left as it is). The
+// rotation is rope_qk_forward_bf16's: widened exactly, rotate_pair, rounded to nearest even.
+template <int D, bool kTwoD>
+__device__ __forceinline__ void rotate_q_fragments(uint32_t (&q_frag)[D / 16][4], const float* const (&table)[2],
+                                                   int t) {
+  FWD_UNROLL
+  for (int p = 0; p < D / 16; ++p) {
+    const RopeGroupPair groups = rope_group_pair(D, p, kTwoD);
+    FWD_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      if (table[r] == nullptr) continue;
+      uint32_t& x1 = q_frag[groups.first / 2][2 * (groups.first % 2) + r];
+      uint32_t& x2 = q_frag[groups.second / 2][2 * (groups.second % 2) + r];
+      const float2 c = *reinterpret_cast<const float2*>(table[r] + groups.pair_index + 2 * t);
+      const float2 s = *reinterpret_cast<const float2*>(table[r] + D / 2 + groups.pair_index + 2 * t);
+      const Rotated lo = rotate_pair(bf16_lo(x1), bf16_lo(x2), c.x, s.x);
+      const Rotated hi = rotate_pair(bf16_hi(x1), bf16_hi(x2), c.y, s.y);
+      x1 = pack2_bf16(lo.lo, hi.lo);
+      x2 = pack2_bf16(lo.hi, hi.hi);
+    }
+  }
+}
+
 // grid (n_heads / kHeads) · n_segments · n_q_tiles blocks of Tiles::kThreads threads.
 // scale_log2 = scale · log2(e).
 template <int kHeadDim, int kHeads>
-__global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads)
+__global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads,
+                                  ForwardTiles<kHeadDim, kHeads>::kMinBlocks)
     attention_forward_kernel(__nv_bfloat16* __restrict__ out, float* __restrict__ lse, const __nv_bfloat16* q,
                              const __nv_bfloat16* k, const __nv_bfloat16* v, const int32_t* cu_seqlens,
                              const int32_t* prefix_lens, int n_segments, int n_q_tiles, int n_heads, int n_kv_heads,
-                             int64_t n_tokens, int64_t q_stride, int64_t kv_stride, float scale_log2) {
+                             int64_t n_tokens, int64_t q_stride, int64_t kv_stride, const float* rope_table,
+                             bool rope_two_d, __nv_bfloat16* q_rotated, float scale_log2) {
   using Tiles = ForwardTiles<kHeadDim, kHeads>;
   constexpr int D = Tiles::kD;
   RECLM_SHARED(__nv_bfloat16, k_tile, [Tiles::kBlockK * Tiles::kLd]);
@@ -161,6 +199,26 @@ __global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads)
       q_frag[ds][1] = r1 < seg_len ? *reinterpret_cast<const uint32_t*>(q1_row + ds * 16) : 0u;
       q_frag[ds][2] = r0 < seg_len ? *reinterpret_cast<const uint32_t*>(q0_row + ds * 16 + 8) : 0u;
       q_frag[ds][3] = r1 < seg_len ? *reinterpret_cast<const uint32_t*>(q1_row + ds * 16 + 8) : 0u;
+    }
+    // RoPE (rows.rope_table): rotated here, then written to q_rotated for the backward
+    if (rope_table != nullptr) {
+      const float* const table[2] = {r0 < seg_len ? rope_table + (seg_begin + r0) * int64_t{D} : nullptr,
+                                     r1 < seg_len ? rope_table + (seg_begin + r1) * int64_t{D} : nullptr};
+      if (rope_two_d) {
+        rotate_q_fragments<D, true>(q_frag, table, t);
+      } else {
+        rotate_q_fragments<D, false>(q_frag, table, t);
+      }
+      FWD_UNROLL
+      for (int r = 0; r < 2; ++r) {
+        if (table[r] == nullptr) continue;
+        __nv_bfloat16* const row = q_rotated + (seg_begin + (r == 0 ? r0 : r1)) * q_stride + head * D + 2 * t;
+        FWD_UNROLL
+        for (int ds = 0; ds < Tiles::kDSteps; ++ds) {
+          *reinterpret_cast<uint32_t*>(row + ds * 16) = q_frag[ds][r];
+          *reinterpret_cast<uint32_t*>(row + ds * 16 + 8) = q_frag[ds][2 + r];
+        }
+      }
     }
   }
 
@@ -301,10 +359,10 @@ template <int kHeadDim, int kHeads>
 cudaError_t launch_forward_heads(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                                  const __nv_bfloat16* v, const int32_t* cu_seqlens, const int32_t* prefix_lens,
                                  int64_t n_segments, int64_t max_seqlen, const ops::AttentionShape& shape,
-                                 int64_t qkv_row_stride, cudaStream_t stream) {
+                                 const AttentionQkvRows& rows, cudaStream_t stream) {
   using Tiles = ForwardTiles<kHeadDim, kHeads>;
-  const int64_t q_stride = qkv_row_stride != 0 ? qkv_row_stride : shape.n_heads * kHeadDim;
-  const int64_t kv_stride = qkv_row_stride != 0 ? qkv_row_stride : shape.n_kv_heads * kHeadDim;
+  const int64_t q_stride = rows.row_stride != 0 ? rows.row_stride : shape.n_heads * kHeadDim;
+  const int64_t kv_stride = rows.row_stride != 0 ? rows.row_stride : shape.n_kv_heads * kHeadDim;
   const int64_t n_q_tiles = (max_seqlen + Tiles::kBlockQ - 1) / Tiles::kBlockQ;
   const int64_t n_blocks = n_q_tiles * n_segments * (shape.n_heads / kHeads);
   if (n_blocks > 0x7fffffff) return cudaErrorInvalidValue;
@@ -312,7 +370,8 @@ cudaError_t launch_forward_heads(__nv_bfloat16* out, float* lse, const __nv_bflo
   return simt::launch(attention_forward_kernel<kHeadDim, kHeads>, grid, dim3(Tiles::kThreads), 0, stream, out, lse,
                       q, k, v, cu_seqlens, prefix_lens, static_cast<int>(n_segments), static_cast<int>(n_q_tiles),
                       static_cast<int>(shape.n_heads), static_cast<int>(shape.n_kv_heads), shape.n_tokens, q_stride,
-                      kv_stride, shape.scale * kLog2e);
+                      kv_stride, rows.rope_table, rows.rope_two_d, static_cast<__nv_bfloat16*>(rows.q_rotated),
+                      shape.scale * kLog2e);
 }
 
 // heads_per_block 1 or 2 (attention_forward has checked it).
@@ -320,9 +379,9 @@ template <int kHeadDim>
 cudaError_t launch_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                            const __nv_bfloat16* v, const int32_t* cu_seqlens, const int32_t* prefix_lens,
                            int64_t n_segments, int64_t max_seqlen, const ops::AttentionShape& shape,
-                           int64_t qkv_row_stride, cudaStream_t stream, int heads_per_block) {
+                           const AttentionQkvRows& rows, cudaStream_t stream, int heads_per_block) {
   return (heads_per_block == 2 ? launch_forward_heads<kHeadDim, 2> : launch_forward_heads<kHeadDim, 1>)(
-      out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, qkv_row_stride, stream);
+      out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, rows, stream);
 }
 
 }  // namespace
@@ -330,9 +389,10 @@ cudaError_t launch_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* 
 cudaError_t attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                               const __nv_bfloat16* v, const int32_t* cu_seqlens, const int32_t* prefix_lens,
                               int64_t n_segments, int64_t max_seqlen, const ops::AttentionShape& shape,
-                              cudaStream_t stream, int heads_per_block, int64_t qkv_row_stride) {
+                              cudaStream_t stream, int heads_per_block, const AttentionQkvRows& rows) {
   if (shape.n_heads <= 0 || shape.n_kv_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0 ||
-      !attention_qkv_row_stride_ok(qkv_row_stride, shape.n_heads, shape.n_kv_heads, shape.head_dim)) {
+      !attention_qkv_row_stride_ok(rows.row_stride, shape.n_heads, shape.n_kv_heads, shape.head_dim) ||
+      (rows.rope_table != nullptr && rows.q_rotated == nullptr)) {
     return cudaErrorInvalidValue;
   }
   // Two heads per block when each kv head serves an even number of query heads, else one.
@@ -341,8 +401,8 @@ cudaError_t attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat1
   if (heads_per_block != 1 && !(heads_per_block == 2 && even_groups)) return cudaErrorInvalidValue;
   if (n_segments <= 0 || max_seqlen <= 0 || shape.n_tokens <= 0) return cudaSuccess;
   const auto launch = [&](auto launch_d) {
-    return launch_d(out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, qkv_row_stride,
-                    stream, heads_per_block);
+    return launch_d(out, lse, q, k, v, cu_seqlens, prefix_lens, n_segments, max_seqlen, shape, rows, stream,
+                    heads_per_block);
   };
   switch (shape.head_dim) {  // (attention_head_dims.h)
     case 32: return launch(launch_forward<32>);

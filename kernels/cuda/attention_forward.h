@@ -14,15 +14,18 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/attention_head_dims.h"
 #include "kernels/ops.h"
 #include "kernels/simt/cuda_compat.h"
 
 namespace reclm::cuda {
 
-// qkv_row_stride: 0, or q, k and v are the heads of fused QKV rows this many elements apart (a
-// multiple of 8, at least (n_heads + 2·n_kv_heads)·head_dim): q = rows, k = rows + n_heads·head_dim,
-// v = rows + (n_heads + n_kv_heads)·head_dim, as the trainer's fused projection writes them (out
-// stays [T, n_heads, head_dim]).
+// rows (AttentionQkvRows, attention_head_dims.h): row_stride: q, k, v are the heads of fused QKV
+// rows, as the trainer's fused projection writes them (out stays [T, n_heads, head_dim]);
+// rope_table: q is read as the projection wrote it and rotated by RoPE in registers (bitwise as
+// rope_qk_forward_bf16 rotates), and the rotated q is written to rows.q_rotated (required then;
+// may be q: each q row is read and written by one warp), for the backward; k must be rotated
+// already (rope_qk_forward_bf16 with rotate_q false).
 // heads_per_block: query heads of a kv group that one block computes over one copy of the K/V
 // tiles: 0 picks (2 when n_heads / n_kv_heads is even, else 1); 1, or 2 with an even ratio, forces
 // it (else cudaErrorInvalidValue). The results are the same bits either way; the choice is for
@@ -30,6 +33,6 @@ namespace reclm::cuda {
 cudaError_t attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                               const __nv_bfloat16* v, const int32_t* cu_seqlens, const int32_t* prefix_lens,
                               int64_t n_segments, int64_t max_seqlen, const ops::AttentionShape& shape,
-                              cudaStream_t stream, int heads_per_block = 0, int64_t qkv_row_stride = 0);
+                              cudaStream_t stream, int heads_per_block = 0, const AttentionQkvRows& rows = {});
 
 }  // namespace reclm::cuda

@@ -17,7 +17,9 @@
 //   dweight   dweightᵀ[C, OC] += inpᵀ[C, T] · dout[T, OC]:  A = inp read [C, T] ld C, op N;
 //             B = dout read [OC, T] ld OC, op T; m = C, n = OC, k = T; D fp32 [C, OC] ld C,
 //             beta = 1.
-//   The algorithm comes from cublasLtMatmulAlgoGetHeuristic, once per (shape, layouts, types,
+//   The algorithm comes from cublasLtMatmulAlgoGetHeuristic (its first choice; another of its
+//   ranking with GemmContext::set_heuristic_rank or RECLM_GEMM_ALGORITHM_RANK, for measuring
+//   whether the first is the fastest), once per (shape, layouts, types,
 //   epilogue, pointer alignments), cached in the GemmContext (at most kMaxCachedAlgorithms). The
 //   alignment preferences are set to the pointers' real alignment (up to 256 B), so odd leading
 //   dimensions (C = 7) and unaligned pointers only exclude the algorithms that need more; if none
@@ -44,17 +46,18 @@
 #include "kernels/cuda/gemm.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "kernels/simt/launch.h"
+#include "runtime/errors.h"
 
 #if defined(__CUDACC__)
 #include <cublasLt.h>
 
 #include <array>
-#include <cstdlib>
 #include <map>
 #else
 #include <cblas.h>
@@ -153,6 +156,30 @@ cudaError_t bias_grad_bf16(float* dbias, const __nv_bfloat16* dout, int64_t T, i
                       0, stream, dbias, static_cast<const float*>(scratch), splits, OC);
 }
 
+namespace {
+
+// GemmContext::set_heuristic_rank's range check; `what` names the caller in the message.
+int checked_heuristic_rank(int rank, const std::string& what) {
+  if (rank < 0 || rank > GemmContext::kMaxHeuristicRank)
+    throw std::invalid_argument(what + ": the heuristic's rank must be 0 to " +
+                                std::to_string(GemmContext::kMaxHeuristicRank) + ", got " + std::to_string(rank));
+  return rank;
+}
+
+// RECLM_GEMM_ALGORITHM_RANK (unset: 0), checked: a bad value is the user's (exit code 2).
+int heuristic_rank_from_environment() {
+  const char* env = std::getenv("RECLM_GEMM_ALGORITHM_RANK");
+  if (env == nullptr || *env == '\0') return 0;
+  char* end = nullptr;
+  const long rank = std::strtol(env, &end, 10);
+  if (*end != '\0' || rank < 0 || rank > GemmContext::kMaxHeuristicRank)
+    throw UserError(std::string("environment RECLM_GEMM_ALGORITHM_RANK=") + env + ": expected 0 to " +
+                    std::to_string(GemmContext::kMaxHeuristicRank) + " (cuBLASLt's heuristic's choice to use)");
+  return static_cast<int>(rank);
+}
+
+}  // namespace
+
 #if defined(__CUDACC__)
 // ---- nvcc: cuBLASLt --------------------------------------------------------------------------
 
@@ -217,9 +244,11 @@ struct GemmContext::State {
     const char* env = std::getenv("RECLM_GEMM_ALGORITHM_BUCKETS");
     return env == nullptr || std::string(env) != "0";
   }();
+  int heuristic_rank = 0;  // set_heuristic_rank
 };
 
 GemmContext::GemmContext() : state_(std::make_unique<State>()) {
+  state_->heuristic_rank = heuristic_rank_from_environment();
   throw_on(cublasLtCreate(&state_->handle), "cublasLtCreate");
   const cudaError_t status = cudaMalloc(&state_->workspace, kWorkspaceBytes);
   if (status != cudaSuccess) {
@@ -232,6 +261,11 @@ GemmContext::~GemmContext() {
   cudaFree(state_->bias_bf16);
   cudaFree(state_->workspace);
   cublasLtDestroy(state_->handle);
+}
+
+void GemmContext::set_heuristic_rank(int rank) {
+  state_->heuristic_rank = checked_heuristic_rank(rank, "set_heuristic_rank");
+  state_->algorithms.clear();
 }
 
 namespace {
@@ -259,7 +293,8 @@ struct Layouts {
 using AlgorithmKey = std::array<int64_t, 15>;
 constexpr int kKeyN = 3, kKeyK = 4;  // where n and k sit in an AlgorithmKey
 
-// The heuristic's first algorithm for the layouts, with the alignments of the key's pointers.
+// The heuristic's algorithm of rank s.heuristic_rank (0: its first; its last if it offers fewer)
+// for the layouts, with the alignments of the key's pointers.
 cublasStatus_t ask_heuristic(GemmContext::State& s, cublasLtMatmulDesc_t desc, const Layouts& l,
                              const AlgorithmKey& key, cublasLtMatmulAlgo_t* algo) {
   cublasLtMatmulPreference_t pref = nullptr;
@@ -275,12 +310,13 @@ cublasStatus_t ask_heuristic(GemmContext::State& s, cublasLtMatmulDesc_t desc, c
   pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b));
   pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c));
   pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof(align_d));
-  cublasLtMatmulHeuristicResult_t result = {};
+  std::array<cublasLtMatmulHeuristicResult_t, GemmContext::kMaxHeuristicRank + 1> results = {};
   int count = 0;
   if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatmulAlgoGetHeuristic(s.handle, desc, l.a, l.b, l.d, l.d, pref, 1, &result, &count);
+    st = cublasLtMatmulAlgoGetHeuristic(s.handle, desc, l.a, l.b, l.d, l.d, pref, s.heuristic_rank + 1,
+                                        results.data(), &count);
   if (st == CUBLAS_STATUS_SUCCESS && count == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
-  if (st == CUBLAS_STATUS_SUCCESS) *algo = result.algo;
+  if (st == CUBLAS_STATUS_SUCCESS) *algo = results[static_cast<size_t>(std::min(s.heuristic_rank, count - 1))].algo;
   if (pref) cublasLtMatmulPreferenceDestroy(pref);
   return st;
 }
@@ -443,8 +479,9 @@ cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool acc
 // ---- g++ emulator: the CPU BLAS on host memory -----------------------------------------------
 
 struct GemmContext::State {};
-GemmContext::GemmContext() = default;
+GemmContext::GemmContext() { heuristic_rank_from_environment(); }  // (checked, as on the GPU)
 GemmContext::~GemmContext() = default;
+void GemmContext::set_heuristic_rank(int rank) { checked_heuristic_rank(rank, "set_heuristic_rank"); }
 
 namespace {
 

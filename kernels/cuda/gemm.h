@@ -28,6 +28,16 @@ class GemmContext {
   GemmContext(const GemmContext&) = delete;
   GemmContext& operator=(const GemmContext&) = delete;
 
+  // Which algorithm of cuBLASLt's heuristic's ranking the GEMMs take: 0, its first (the default,
+  // or the environment's RECLM_GEMM_ALGORITHM_RANK, 0 to kMaxHeuristicRank, else the constructor
+  // throws UserError); k, its (k + 1)-th, or its last when it offers fewer. For measuring
+  // whether the first choice is the fastest (bench/gpu/gemm_cases.cu; bench/gpu/train.sh
+  // VARIANTS for a whole step): the algorithms' sums round differently, so results differ in the
+  // last bits. Empties the algorithm cache. The emulator has one GEMM (the CPU BLAS): no effect
+  // there.
+  static constexpr int kMaxHeuristicRank = 15;
+  void set_heuristic_rank(int rank);  // throws std::invalid_argument outside 0 .. kMaxHeuristicRank
+
   struct State;  // the nvcc-side handle, workspace and algorithm cache (gemm.cu)
   State* state() { return state_.get(); }
 

@@ -160,19 +160,21 @@ __device__ __forceinline__ void store_values(uint16_t* p, const float (&x)[W]) {
   }
 }
 
+// Heads [first_head, first_head + n_rotated) of each row (q's and k's, or k's alone).
 template <int W>
 __global__ void __launch_bounds__(256)
-    rope_qk_kernel(uint16_t* rows, const float* table, int64_t n_tokens, QkvShape shape) {
+    rope_qk_kernel(uint16_t* rows, const float* table, int64_t n_tokens, QkvShape shape, int first_head,
+                   int n_rotated) {
   const int pairs = shape.head_dim / 2;
   const int units_per_head = pairs / W;
-  const int units_per_row = (shape.n_heads + shape.n_kv_heads) * units_per_head;  // v is not rotated
+  const int units_per_row = n_rotated * units_per_head;  // v is not rotated
   const int64_t row = static_cast<int64_t>(shape.n_heads + 2 * shape.n_kv_heads) * shape.head_dim;
   const int64_t n = n_tokens * units_per_row;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < n; u += stride) {
     const int64_t t = u / units_per_row;
     const int r = static_cast<int>(u - t * units_per_row);
-    const int h = r / units_per_head;
+    const int h = first_head + r / units_per_head;
     const int j = r % units_per_head * W;  // first pair of the unit
     const int off = j / shape.half * shape.block_dim + j % shape.half;
     uint16_t* const x = rows + t * row + static_cast<int64_t>(h) * shape.head_dim + off;
@@ -205,14 +207,16 @@ cudaError_t rope_backward(float* dinp, const float* dout, const int32_t* pos_int
 }
 
 cudaError_t rope_qk_forward_bf16(__nv_bfloat16* qkv, const float* table, int64_t n_tokens, const QkvHeads& heads,
-                                 cudaStream_t stream) {
+                                 cudaStream_t stream, bool rotate_q) {
   const int64_t n_blocks = heads.two_d ? 2 : 1;
   const int64_t all_heads = heads.n_heads + 2 * heads.n_kv_heads;
   if (heads.head_dim < 0 || heads.head_dim % (2 * n_blocks) != 0 || n_tokens < 0 || heads.n_heads < 0 ||
       heads.n_kv_heads < 0 || table == nullptr)
     return cudaErrorInvalidValue;
   if (all_heads * heads.head_dim > INT32_MAX) return cudaErrorInvalidValue;  // offsets in a row are int
-  if (n_tokens == 0 || heads.n_heads + heads.n_kv_heads == 0 || heads.head_dim == 0) return cudaSuccess;
+  const int first_head = rotate_q ? 0 : static_cast<int>(heads.n_heads);
+  const int n_rotated = static_cast<int>(heads.n_kv_heads) + (rotate_q ? static_cast<int>(heads.n_heads) : 0);
+  if (n_tokens == 0 || n_rotated == 0 || heads.head_dim == 0) return cudaSuccess;
   const int block_dim = static_cast<int>(heads.head_dim / n_blocks);
   const QkvShape shape{static_cast<int>(heads.n_heads), static_cast<int>(heads.n_kv_heads),
                        static_cast<int>(heads.head_dim), block_dim / 2, block_dim};
@@ -220,10 +224,14 @@ cudaError_t rope_qk_forward_bf16(__nv_bfloat16* qkv, const float* table, int64_t
   constexpr int kQkThreads = 256;
   // units of 4 values: every unit's address is the rows' plus a multiple of 4 values
   const bool vec = shape.half % 4 == 0 && heads.head_dim % 4 == 0 && unit_aligned(rows);
-  const int64_t units = n_tokens * (heads.n_heads + heads.n_kv_heads) * (heads.head_dim / 2) / (vec ? 4 : 1);
+  const int64_t units = n_tokens * n_rotated * (heads.head_dim / 2) / (vec ? 4 : 1);
   const dim3 grid(grid_stride_blocks(units, kQkThreads, 16384));
-  if (vec) return simt::launch(rope_qk_kernel<4>, grid, dim3(kQkThreads), 0, stream, rows, table, n_tokens, shape);
-  return simt::launch(rope_qk_kernel<1>, grid, dim3(kQkThreads), 0, stream, rows, table, n_tokens, shape);
+  if (vec) {
+    return simt::launch(rope_qk_kernel<4>, grid, dim3(kQkThreads), 0, stream, rows, table, n_tokens, shape, first_head,
+                        n_rotated);
+  }
+  return simt::launch(rope_qk_kernel<1>, grid, dim3(kQkThreads), 0, stream, rows, table, n_tokens, shape, first_head,
+                      n_rotated);
 }
 
 cudaError_t rope_table(float* table, const int32_t* pos_inter, const int32_t* pos_intra, int64_t n_tokens,

@@ -23,8 +23,10 @@ cudaError_t rope_backward(float* dinp, const float* dout, const int32_t* pos_int
 
 // The GPU trainer's rotation of one layer, bf16, in place, in one launch: the q and k heads of
 // the fused QKV projection's rows qkv [T, (n_heads + 2·n_kv_heads) · head_dim] (q heads, then k
-// heads, then v heads, which are left as they are). The attention kernels read q, k and v from
-// these rows; the attention backward rotates dq and dk back itself (attention_backward.h). The
+// heads, then v heads, which are left as they are); with rotate_q false the k heads only (the
+// trainer's attention forward rotates q itself as it loads it, AttentionQkvRows). The attention
+// kernels read q, k and v from these rows; the attention backward rotates dq and dk back itself
+// (attention_backward.h). The
 // rotation is the fp32 kernels' on the exactly widened values, rounded to nearest even as
 // convert_f32_to_bf16 rounds: bitwise equal to that composition. `table`: rope_table's (cos, sin)
 // of the same tokens, head_dim and positions (two_d: it was made with pos_intra, ChatGLM's
@@ -35,7 +37,7 @@ struct QkvHeads {
   bool two_d = false;
 };
 cudaError_t rope_qk_forward_bf16(__nv_bfloat16* qkv, const float* table, int64_t n_tokens, const QkvHeads& heads,
-                                 cudaStream_t stream);
+                                 cudaStream_t stream, bool rotate_q = true);
 
 // The (cos, sin) the rotations use, for every token of a micro-batch: table [n_tokens, head_dim]
 // (fp32, device), per token cos then sin of its head_dim/2 rotary pairs, each exactly the value

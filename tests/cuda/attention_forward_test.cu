@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kernels/cuda/attention_forward.h"
+#include "kernels/cuda/rope.h"
 #include "kernels/kernel_test_util.h"
 #include "kernels/ops.h"
 #include "kernels/simt/device_memory.h"
@@ -168,12 +169,54 @@ void run_case(const Case& c) {
     ASSERT_EQ(attention_forward(reinterpret_cast<__nv_bfloat16*>(out_rows_dev.data()), lse_rows_dev.data(), fused,
                                 fused + H * D, fused + (H + KH) * D, cu_dev.data(),
                                 c.prefix.empty() ? nullptr : prefix_dev.data(), static_cast<int64_t>(c.lengths.size()),
-                                max_seqlen, shape, nullptr, /*heads_per_block=*/0, stride),
+                                max_seqlen, shape, nullptr, /*heads_per_block=*/0, AttentionQkvRows{stride}),
               cudaSuccess);
     simt::device_synchronize();
     EXPECT_EQ(out_rows_dev.download(), out_dev.download()) << "out, fused rows";
     const std::vector<float> lse_rows = lse_rows_dev.download(), lse_plain = lse_dev.download();
     EXPECT_EQ(0, std::memcmp(lse_rows.data(), lse_plain.data(), lse_rows.size() * sizeof(float))) << "lse, fused rows";
+  }
+  // RoPE in the forward (AttentionQkvRows::rope_table, the trainer's): k rotated by
+  // rope_qk_forward_bf16 alone, q by the attention as it loads it and written back; the same bits
+  // (out, lse, and the rows after) as rope_qk_forward_bf16 rotating both, then the attention.
+  for (const bool two_d : {false, true}) {
+    const int64_t stride = (H + 2 * KH) * D;  // (rope_qk_forward_bf16's rows are exactly this wide)
+    std::vector<uint16_t> rows(static_cast<size_t>(T * stride));
+    for (int64_t t = 0; t < T; ++t) {
+      std::copy_n(q.bits.begin() + t * H * D, H * D, rows.begin() + t * stride);
+      std::copy_n(k.bits.begin() + t * KH * D, KH * D, rows.begin() + t * stride + H * D);
+      std::copy_n(v.bits.begin() + t * KH * D, KH * D, rows.begin() + t * stride + (H + KH) * D);
+    }
+    simt::DeviceBuffer<int32_t> inter(ops::test_util::random_ints(T, 3000, c.seed + 5)),
+        intra(ops::test_util::random_ints(T, 3000, c.seed + 6));
+    simt::DeviceBuffer<float> table(static_cast<size_t>(T * D));
+    ASSERT_EQ(rope_table(table.data(), inter.data(), two_d ? intra.data() : nullptr, T, D, 10000.0f, nullptr),
+              cudaSuccess);
+    const QkvHeads heads{H, KH, D, two_d};
+    simt::DeviceBuffer<uint16_t> rows_apart(rows), rows_fused(rows);
+    simt::DeviceBuffer<uint16_t> out_apart(static_cast<size_t>(T * H * D)), out_fused(static_cast<size_t>(T * H * D));
+    simt::DeviceBuffer<float> lse_apart(static_cast<size_t>(H * T)), lse_fused(static_cast<size_t>(H * T));
+    auto* apart = reinterpret_cast<__nv_bfloat16*>(rows_apart.data());
+    auto* fused = reinterpret_cast<__nv_bfloat16*>(rows_fused.data());
+    const int32_t* prefix = c.prefix.empty() ? nullptr : prefix_dev.data();
+    const int64_t n_segments = static_cast<int64_t>(c.lengths.size());
+    ASSERT_EQ(rope_qk_forward_bf16(apart, table.data(), T, heads, nullptr), cudaSuccess);
+    ASSERT_EQ(attention_forward(reinterpret_cast<__nv_bfloat16*>(out_apart.data()), lse_apart.data(), apart,
+                                apart + H * D, apart + (H + KH) * D, cu_dev.data(), prefix, n_segments, max_seqlen,
+                                shape, nullptr, 0, AttentionQkvRows{stride}),
+              cudaSuccess);
+    ASSERT_EQ(rope_qk_forward_bf16(fused, table.data(), T, heads, nullptr, /*rotate_q=*/false), cudaSuccess);
+    ASSERT_EQ(attention_forward(reinterpret_cast<__nv_bfloat16*>(out_fused.data()), lse_fused.data(), fused,
+                                fused + H * D, fused + (H + KH) * D, cu_dev.data(), prefix, n_segments, max_seqlen,
+                                shape, nullptr, 0, AttentionQkvRows{stride, table.data(), two_d, fused}),
+              cudaSuccess);
+    simt::device_synchronize();
+    const char* what = two_d ? "RoPE 2D in the forward" : "RoPE 1D in the forward";
+    EXPECT_EQ(out_fused.download(), out_apart.download()) << "out, " << what;
+    const std::vector<float> lse_a = lse_apart.download(), lse_f = lse_fused.download();
+    EXPECT_EQ(0, std::memcmp(lse_a.data(), lse_f.data(), lse_a.size() * sizeof(float))) << "lse, " << what;
+    EXPECT_EQ(rows_fused.download(), rows_apart.download()) << "the rows (q written back rotated), " << what;
+    EXPECT_NE(rows_fused.download(), rows) << "nothing rotated, " << what;
   }
   std::vector<float> out;
   for (uint16_t b : out_dev.download()) out.push_back(from_bf16(b));
@@ -243,10 +286,15 @@ TEST(CudaAttentionForward, RejectsUnsupportedShapes) {
             cudaErrorInvalidValue);
   EXPECT_EQ(attention_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 8, gqa2, nullptr, 3),
             cudaErrorInvalidValue);
+  // RoPE in the forward needs somewhere to write the rotated q
+  const float table = 0.0f;
+  EXPECT_EQ(attention_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 8, gqa2, nullptr, 0,
+                              AttentionQkvRows{0, &table, false, nullptr}),
+            cudaErrorInvalidValue);
   // fused rows: a multiple of 8 values (16-byte copies) that holds all (4 + 2·2) · 64 = 512 of a row
   for (const int64_t stride : {int64_t{504}, int64_t{516}, int64_t{-8}}) {
     EXPECT_EQ(attention_forward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 8, gqa2, nullptr, 0,
-                                stride),
+                                AttentionQkvRows{stride}),
               cudaErrorInvalidValue)
         << stride;
   }

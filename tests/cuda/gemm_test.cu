@@ -16,7 +16,8 @@
 //                 the H100 at 1.02x the bound that had only the product, 2026-11-26).
 // Shapes mix T, C, OC in {1, 7, 33, 257}: leading dimensions not multiples of 8 (odd bf16
 // strides that cuBLASLt's vectorized algorithms cannot take) included; two token counts of one
-// bucket (gemm_token_bucket) share an algorithm on a GPU. Outputs are poisoned
+// bucket (gemm_token_bucket) share an algorithm on a GPU; and on a GPU cuBLASLt's heuristic's 2nd
+// and 4th choices (set_heuristic_rank) meet the same bounds as its first. Outputs are poisoned
 // (NaN) past their end and, when not accumulating, everywhere.
 #include <gtest/gtest.h>
 
@@ -24,7 +25,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/gemm.h"
@@ -32,6 +36,7 @@
 #include "kernels/ops.h"
 #include "kernels/simt/device_memory.h"
 #include "runtime/dtype.h"
+#include "runtime/errors.h"
 
 namespace reclm::cuda {
 namespace {
@@ -107,7 +112,9 @@ TEST(CudaGemm, ForwardMatchesFloat64AndCpuOp) {
     std::vector<float> cpu(n);  // the CPU op on the same widened bf16 values
     ops::linear_forward(cpu.data(), x.data(), w.data(), T, C, OC);
 
-    for (bool with_bias : {false, true}) {
+    for (const auto& [rank, with_bias] : {std::pair{0, false}, std::pair{0, true}, std::pair{1, true},
+                                          std::pair{3, false}}) {
+      ctx.set_heuristic_rank(rank);
       // 0: fp32 out, 1: fp32 out +=, 2: bf16 out, 3: fp32 out = addend + (a separate buffer;
       // out poisoned), 4: bf16 out += (the old value bf16). Modes 1 and 4 scale the product by
       // alpha = -0.625 (LoRA's scale).
@@ -131,7 +138,8 @@ TEST(CudaGemm, ForwardMatchesFloat64AndCpuOp) {
           if (!out_fp32) tol[i] += std::ldexp(std::abs(want[i]) + std::abs(b) + first_rounding, -8);
         }
         const char* kind[] = {"fp32 out", "fp32 out +=", "bf16 out", "fp32 out = addend +", "bf16 out +="};
-        const std::string what = name(kind[mode], s) + (with_bias ? " bias" : "");
+        const std::string what =
+            name(kind[mode], s) + (with_bias ? " bias" : "") + " heuristic rank " + std::to_string(rank);
         std::vector<float> got;
         if (out_fp32) {
           simt::DeviceBuffer<float> out(with_addend ? std::vector<float>(n + kPad, ops::test_util::kNaN) : prev);
@@ -173,7 +181,10 @@ TEST(CudaGemm, BackwardMatchesFloat64AndCpuOp) {
                                 dy_bits = to_bf16(uniform(T * OC, seed++));
     const std::vector<float> x = widen(x_bits), w = widen(w_bits), dy = widen(dy_bits);
     Bits dx(x_bits), dw(w_bits), ddy(dy_bits);
-    for (bool accumulate_dinp : {false, true}) {
+    for (const auto& [rank, accumulate_dinp] : {std::pair{0, false}, std::pair{0, true}, std::pair{1, false},
+                                                std::pair{3, true}}) {
+      ctx.set_heuristic_rank(rank);
+      const std::string ranked = " heuristic rank " + std::to_string(rank);
       // With accumulate_dinp the products are scaled by alpha = -0.625 (LoRA's scale; then no dbias)
       const double alpha = accumulate_dinp ? -0.625 : 1.0;
       const std::vector<float> dinp_prev = widen(to_bf16(uniform(T * C, seed++)));
@@ -215,7 +226,7 @@ TEST(CudaGemm, BackwardMatchesFloat64AndCpuOp) {
           tol[t * C + c] = 1e-5 * std::sqrt(static_cast<double>(OC)) * (mag + std::abs(prev)) +
                            std::ldexp(std::abs(sum + prev), -8) + 1e-30;
         }
-      const std::string what = name(accumulate_dinp ? "dinp +=" : "dinp", s);
+      const std::string what = name(accumulate_dinp ? "dinp +=" : "dinp", s) + ranked;
       const std::vector<float> got_dinp = widen(dinp.download());
       worst_dinp = std::max(worst_dinp, check(got_dinp, T * C, want, tol, what + " vs float64"));
       check(got_dinp, T * C, want_cpu, tol, what + " vs ops::linear_backward");
@@ -233,8 +244,9 @@ TEST(CudaGemm, BackwardMatchesFloat64AndCpuOp) {
           tol_dw[o * C + c] = 1e-5 * std::sqrt(static_cast<double>(T)) * mag + 1e-30;
         }
       const std::vector<float> got_dw = dweight.download();
-      worst_dw = std::max(worst_dw, check(got_dw, OC * C, want_dw, tol_dw, name("dweight +=", s) + " vs float64"));
-      check(got_dw, OC * C, want_dw_cpu, tol_dw, name("dweight +=", s) + " vs ops::linear_backward");
+      const std::string what_dw = name("dweight +=", s) + ranked;
+      worst_dw = std::max(worst_dw, check(got_dw, OC * C, want_dw, tol_dw, what_dw + " vs float64"));
+      check(got_dw, OC * C, want_dw_cpu, tol_dw, what_dw + " vs ops::linear_backward");
 
       if (alpha != 1.0) {
         const std::vector<float> db_now = dbias.download();
@@ -248,7 +260,7 @@ TEST(CudaGemm, BackwardMatchesFloat64AndCpuOp) {
         want_db[o] = sum;
         tol_db[o] = 1e-5 * std::sqrt(static_cast<double>(T)) * mag + 1e-30;
       }
-      worst_db = std::max(worst_db, check(dbias.download(), OC, want_db, tol_db, name("dbias +=", s)));
+      worst_db = std::max(worst_db, check(dbias.download(), OC, want_db, tol_db, name("dbias +=", s) + ranked));
     }
   }
   std::printf("backward: max |err|/tol dinp %.3g, dweight %.3g, dbias %.3g\n", worst_dinp, worst_dw, worst_db);
@@ -391,6 +403,27 @@ TEST(CudaGemm, PaddedRowsEqualCompactRows) {
   EXPECT_EQ(linear_backward_bf16(ctx, nullptr, false, nullptr, dbias.data(), bf16(ddy), bf16(dx), bf16(dw), T, C, OC,
                                  nullptr, ld),
             cudaErrorInvalidValue);
+}
+
+// The heuristic's rank (GemmContext::set_heuristic_rank, RECLM_GEMM_ALGORITHM_RANK): 0 to 15, and a
+// bad environment value is refused by name when a context is made.
+TEST(CudaGemm, HeuristicRankIsChecked) {
+  GemmContext ctx;
+  EXPECT_NO_THROW(ctx.set_heuristic_rank(GemmContext::kMaxHeuristicRank));
+  EXPECT_THROW(ctx.set_heuristic_rank(-1), std::invalid_argument);
+  EXPECT_THROW(ctx.set_heuristic_rank(GemmContext::kMaxHeuristicRank + 1), std::invalid_argument);
+  for (const char* bad : {"16", "-1", "x", "2x"}) {
+    setenv("RECLM_GEMM_ALGORITHM_RANK", bad, 1);
+    try {
+      GemmContext refused;
+      ADD_FAILURE() << "RECLM_GEMM_ALGORITHM_RANK=" << bad << " was accepted";
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find("RECLM_GEMM_ALGORITHM_RANK"), std::string::npos) << e.what();
+    }
+  }
+  setenv("RECLM_GEMM_ALGORITHM_RANK", "2", 1);
+  EXPECT_NO_THROW(GemmContext{});
+  unsetenv("RECLM_GEMM_ALGORITHM_RANK");
 }
 
 TEST(CudaGemm, RejectsInvalidArguments) {

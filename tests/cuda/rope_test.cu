@@ -117,8 +117,8 @@ TEST(CudaRope, UnalignedPointers) {
 // The in-place rotation of the fused QKV rows (the GPU trainer's) against the fp32 kernel on the
 // widened values, rounded: bitwise, for the unit path (1D 64, 2D 128) and the scalar path (2D 8:
 // rotary half 2; 2D 12: half 3; rows one value off the unit alignment), grouped and equal head
-// counts, odd token counts. v's bits, a signaling NaN among them, stay as they were, and so do
-// the poisoned values before and after the rows.
+// counts, odd token counts; q and k, or k alone. v's bits, a signaling NaN among them, stay as they
+// were, and so do the poisoned values before and after the rows.
 struct QkvCase {
   int64_t tokens, heads, kv_heads, head_dim;
   bool two_d;
@@ -168,18 +168,23 @@ TEST(CudaRope, FusedQkInPlaceEqualsTheFp32Kernel) {
       simt::DeviceBuffer<float> table(static_cast<size_t>(T * D));
       ASSERT_EQ(rope_table(table.data(), dinter.data(), dev_intra, T, D, kTheta, nullptr), cudaSuccess);
 
-      simt::DeviceBuffer<uint16_t> rows(rows16);
-      ASSERT_EQ(rope_qk_forward_bf16(reinterpret_cast<__nv_bfloat16*>(rows.data() + offset), table.data(), T,
-                                     {c.heads, c.kv_heads, D, c.two_d}, nullptr),
-                cudaSuccess);
-      simt::device_synchronize();
-      const std::vector<uint16_t> got = rows.download();
-      for (int i = 0; i < offset; ++i) ASSERT_EQ(got[i], kPoison) << "written before the rows, " << what;
-      ASSERT_EQ(got.back(), kPoison) << "written past the rows, " << what;
-      const std::vector<uint16_t> want[3] = {rotated(part(rows16, 0), c.heads), rotated(part(rows16, 1), c.kv_heads),
-                                             part(rows16, 2)};
-      const char* names[3] = {"q", "k", "v"};
-      for (int p = 0; p < 3; ++p) EXPECT_EQ(part(got, p), want[p]) << names[p] << ", " << what;
+      const std::vector<uint16_t> q_rotated = rotated(part(rows16, 0), c.heads);
+      const std::vector<uint16_t> k_rotated = rotated(part(rows16, 1), c.kv_heads);
+      // rotate_q false: k alone (the trainer's: its attention forward rotates q)
+      for (const bool rotate_q : {true, false}) {
+        simt::DeviceBuffer<uint16_t> rows(rows16);
+        ASSERT_EQ(rope_qk_forward_bf16(reinterpret_cast<__nv_bfloat16*>(rows.data() + offset), table.data(), T,
+                                       {c.heads, c.kv_heads, D, c.two_d}, nullptr, rotate_q),
+                  cudaSuccess);
+        simt::device_synchronize();
+        const std::vector<uint16_t> got = rows.download();
+        const std::string how = what + (rotate_q ? ", q and k" : ", k alone");
+        for (int i = 0; i < offset; ++i) ASSERT_EQ(got[i], kPoison) << "written before the rows, " << how;
+        ASSERT_EQ(got.back(), kPoison) << "written past the rows, " << how;
+        const std::vector<uint16_t> want[3] = {rotate_q ? q_rotated : part(rows16, 0), k_rotated, part(rows16, 2)};
+        const char* names[3] = {"q", "k", "v"};
+        for (int p = 0; p < 3; ++p) EXPECT_EQ(part(got, p), want[p]) << names[p] << ", " << how;
+      }
     }
   }
 }

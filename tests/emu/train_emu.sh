@@ -21,8 +21,8 @@
 #  5. RECLM_DEVICE_PROFILE=1 prints the phase table (the side stream's too), =host the host's wait
 #     share, both without the first micro-batch;
 #  6. the combinations the backend refuses (head dims other than 32/64/128) exit 2
-#     naming runtime.device, and a plan too large
-#     for the device exits 2 before anything is written.
+#     naming runtime.device, a plan too large for the device exits 2 before anything is written,
+#     and so does a bad RECLM_GEMM_ALGORITHM_RANK.
 set -euo pipefail
 : "${RECLM_EMU:?path of the reclm-emu binary}"
 source "$(dirname "$0")/../e2e/lib/common.bash"
@@ -235,4 +235,7 @@ expect_exit2 "runtime.device" train "${base[@]}" --set runtime.device=cuda --set
 RECLM="$RECLM_EMU" expect_exit2 "not enough free memory" train "${base[@]}" --set runtime.device=cuda \
   --set train.micro_batch=100000000 --set train.run_dir="$work/huge"
 [ ! -e "$work/huge" ] || fail "a run that did not fit wrote $work/huge"
+# a bad RECLM_GEMM_ALGORITHM_RANK (cuBLASLt's heuristic's choice, docs/gpu.md) stops at start, exit 2
+RECLM_GEMM_ALGORITHM_RANK=x RECLM="$RECLM_EMU" expect_exit2 "RECLM_GEMM_ALGORITHM_RANK=x" train "${base[@]}" \
+  --set runtime.device=cuda --set train.run_dir="$work/rank"
 echo "train_emu: ok"

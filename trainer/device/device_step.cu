@@ -12,7 +12,8 @@
 // The q/k/v projections are one GEMM each way, and so are gate and up: their weights, gradients
 // and bf16 copies are adjacent in the parameter layout (checked by the plan), so
 // [T, QD + 2·KVD] = norm1 · [W_q; W_k; W_v]ᵀ and [T, 2F] = norm2 · [W_gate; W_up]ᵀ. RoPE rotates
-// q and k in those rows in place; the attention reads q, k, v from them, and its backward writes
+// k in those rows in place, the attention forward q as it loads it (writing it back rotated); the
+// attention reads q, k, v from the rows, and its backward writes
 // dq, dk (rotated back through RoPE as it stores them) and dv into the rows of d_qkv that the
 // backward GEMM reads (attention_backward.h, AttentionQkvRows): no copies either way.
 // The o_proj / down_proj GEMMs add their outputs to the residual stream themselves (cuBLASLt's
@@ -263,11 +264,14 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output
   linear(dm, a.qkv, false, a.norm1, w.wq, T, C, QKV);  // q_proj, k_proj, v_proj: adjacent rows
   for (LoraTarget t : {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV}) lora_bottleneck(dm, a.norm1, l, t, T);
   clock.mark("forward: GEMMs");
-  // RoPE rotates q and k in the fused rows, which the attention reads as they are
-  ok(cuda::rope_qk_forward_bf16(a.qkv, dm.rope_table, T, g.rope_heads, dm.stream), "rope_qk_forward_bf16");
+  // RoPE rotates k in the fused rows; the attention rotates q as it loads it and writes it back
+  // rotated (for the backward), and reads k and v from the rows as they are
+  ok(cuda::rope_qk_forward_bf16(a.qkv, dm.rope_table, T, g.rope_heads, dm.stream, /*rotate_q=*/false),
+     "rope_qk_forward_bf16");
   clock.mark("forward: RoPE");
   ok(cuda::attention_forward(a.attn, a.lse, a.qkv, a.qkv + QD, a.qkv + QD + KVD, dm.cu_seqlens, g.prefix_lens,
-                             g.n_segments, g.max_seqlen, g.shape, dm.stream, /*heads_per_block=*/0, QKV),
+                             g.n_segments, g.max_seqlen, g.shape, dm.stream, /*heads_per_block=*/0,
+                             {QKV, dm.rope_table, g.rope_heads.two_d, a.qkv}),
      "attention_forward");
   clock.mark("forward: attention");
   add_branch(dm, a.residual_mid, a.residual, a.attn, w.wo, T, QD, drop, l, 0, LoraTarget::kO);
