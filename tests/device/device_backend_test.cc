@@ -452,9 +452,11 @@ TEST(DeviceBackend, Fp32LogitsOptionKeepsTheLogitsInFp32) {
 }
 
 // [1] untied: embedding and head decay differently from matrices; [5] LoRA: the norm and the
-// update cover the trainable values only (adapters, new embedding rows).
+// update cover the trainable values only (adapters, new embedding rows); [0] tied. The norm of
+// [0] and [1] is summed stage by stage during the last micro-batch's backward
+// (DeviceModel::StageNorms); step 1 accumulates two micro-batches.
 TEST(DeviceBackend, AdamWAndNormEqualCpuOnDeviceGradients) {
-  for (const Case& c : {cases()[1], cases()[5]}) {
+  for (const Case& c : {cases()[1], cases()[5], cases()[0]}) {
     SCOPED_TRACE(c.name);
     Uploaded u(c, 3);
     SKIP_WITHOUT_DEVICE(u.device);
@@ -464,6 +466,7 @@ TEST(DeviceBackend, AdamWAndNormEqualCpuOnDeviceGradients) {
     const ModelDims& d = host.dims;
     for (int step = 0; step < 3; ++step) {
       device->zero_grads();
+      if (step == 1) device->forward_backward(make_batch(c, d, 30), 0.02f, false);
       device->forward_backward(make_batch(c, d, 20 + step), 0.02f, true);
       device->download_gradients(host);  // the host steps on the device's gradients
       const double norm = device->grad_norm();

@@ -111,6 +111,8 @@ class CudaBackend final : public DeviceBackend {
     // AdamW on the side stream, stage by stage of the forward (not under ZeRO-1, whose update is
     // followed by an exchange, nor under LoRA, whose merged weights are made from all of it)
     if (dm_->side && !zero1_ && !model.dims.has_lora()) plan_side_updates(model.layout);
+    stage_norms_usable_ = !zero1_ && !model.dims.vocab_parallel() && !model.layout.any_frozen() &&
+                          (host_comm_ == nullptr || host_comm_->size() == 1);
     if (model.layout.any_frozen()) {  // the norm covers what trains (as AdamW::grad_norm)
       for (const UpdateSegment& s : layout_update_segments(model.layout))
         trained_.add(dm_->grads + s.param_offset, s.count);
@@ -162,8 +164,15 @@ class CudaBackend final : public DeviceBackend {
   double forward_backward(const Batch& batch, float grad_scale, bool last_micro_batch,
                           const DropoutState& dropout) override {
     grads_zero_ = false;
-    return device::device_forward_backward(*dm_, batch, grad_scale, dropout,
-                                           buckets_ && last_micro_batch ? buckets_->hook(dm_->grads) : BackwardHook{});
+    // the last micro-batch's backward sums the gradient norm stage by stage (StageNorms), where
+    // the norm is over this rank's whole gradient buffer and nothing changes it after backward
+    dm_->stage_norms.armed = last_micro_batch && stage_norms_usable_ && !buckets_;
+    stage_norms_ready_ = false;
+    const double loss = device::device_forward_backward(
+        *dm_, batch, grad_scale, dropout, buckets_ && last_micro_batch ? buckets_->hook(dm_->grads) : BackwardHook{});
+    stage_norms_ready_ = dm_->stage_norms.armed;
+    dm_->stage_norms.armed = false;
+    return loss;
   }
 
   size_t enable_gradient_buckets(Communicator& comm, int64_t bucket_floats) override {
@@ -189,6 +198,18 @@ class CudaBackend final : public DeviceBackend {
   }
 
   double grad_norm() override {
+    if (stage_norms_ready_) {  // summed stage by stage during backward: the stages' sums, in order
+      stage_norms_ready_ = false;
+      finish_side_work();
+      const device::DeviceModel::StageNorms& norms = dm_->stage_norms;
+      std::vector<double> slots(norms.sizes.size());
+      device::copy_to_host(slots.data(), norms.slots, slots.size() * sizeof(double));
+      double sum = 0.0;
+      for (size_t s = 0; s < slots.size(); ++s) {
+        if (!norms.sizes[s].empty()) sum += slots[s];
+      }
+      return std::sqrt(sum);
+    }
     if (zero1_) return zero1_->grad_norm(*dm_, *host_comm_);
     if (dm_->dims.vocab_parallel()) {  // each rank's item rows are its own: their squares add up
       double squares[2] = {squares_of(norm_parts_[0]), squares_of(norm_parts_[1])};
@@ -321,6 +342,10 @@ class CudaBackend final : public DeviceBackend {
 
   config::OptimConfig optim_;
   Communicator* host_comm_;  // the job's ranks (ZeRO-1, vocabulary parallelism; null in one process)
+  // The gradient norm by backward stages (DeviceModel::StageNorms): possible for this run (one
+  // rank, the norm over the whole buffer), and done by the last forward_backward for grad_norm.
+  bool stage_norms_usable_ = false;
+  bool stage_norms_ready_ = false;
   std::optional<device::DeviceZero1> zero1_;  // a sharded optimizer
   DeviceInfo info_;
   std::unique_ptr<device::DeviceModel> dm_;

@@ -180,6 +180,19 @@ struct DeviceModel {
   double* norm_ws = nullptr;
   double* norm_result = nullptr;  // [1]
 
+  // The gradient norm's sum of squares, stage by stage of the last micro-batch's backward (model.h's
+  // stage numbering), each as soon as the stage's gradients are final, beside the rest of backward
+  // (on the side stream with runtime.second_stream): the step's norm is then these slots' sum,
+  // with no pass over the whole gradient after backward. Armed by the backend for the last
+  // micro-batch of a step when the norm is Σ over the whole local gradient buffer (one rank; no
+  // ZeRO-1, frozen parameters or vocabulary parallelism: those sum other parts).
+  struct StageNorms {
+    bool armed = false;
+    std::vector<std::vector<int64_t>> offsets, sizes;  // [stage]: its tensors in the gradient buffer
+    double* slots = nullptr;                          // [stages]: Σ x² of each stage's tensors
+    double* ws = nullptr;                             // sum_of_squares_segments' workspace
+  } stage_norms;
+
   void* arena = nullptr;
   size_t arena_bytes = 0;
   cudaStream_t stream = nullptr;  // every kernel and GEMM of the step (device_runtime.h), but:

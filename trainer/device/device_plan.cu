@@ -11,6 +11,7 @@
 #include "kernels/cuda/rmsnorm.h"
 #include "trainer/device/device_model.h"
 #include "trainer/device/device_runtime.h"
+#include "trainer/model.h"
 #include "trainer/zero1.h"
 
 namespace reclm::device {
@@ -70,6 +71,13 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, Carver& c) {
   dm.params_bf16 = c.take<uint16_t>(P + pad);
   dm.norm_ws = c.take<double>(norm_workspace_doubles(dm.layout, d.vocab_parallel()));
   dm.norm_result = c.take<double>(1);
+  dm.stage_norms.slots = c.take<double>(static_cast<int64_t>(dm.stage_norms.sizes.size()));
+  int64_t stage_ws = 1;
+  for (const std::vector<int64_t>& sizes : dm.stage_norms.sizes) {
+    stage_ws = std::max(stage_ws, cuda::sum_of_squares_segments_workspace_doubles(
+                                      sizes.data(), static_cast<int>(sizes.size())));
+  }
+  dm.stage_norms.ws = c.take<double>(stage_ws);
   // From here on, what lives only inside a step (ZeRO-1's exchange overlays it, at the end).
   const size_t step_only = c.next();
   dm.layers.resize(d.n_layers);
@@ -179,6 +187,16 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DeviceP
   head_chunk = std::clamp<int64_t>(chunk, 1, max_tokens);
   max_chunks = (max_tokens + head_chunk - 1) / head_chunk;
   moment_floats = options.moment_floats > 0 ? options.moment_floats : layout.total_floats();
+  // the gradient norm's stages (StageNorms): each tensor in its backward stage
+  const auto n_stages = static_cast<size_t>(d.n_layers + 3);
+  stage_norms.offsets.resize(n_stages);
+  stage_norms.sizes.resize(n_stages);
+  for (const ParamEntry& e : layout.entries()) {
+    const auto stage = static_cast<size_t>(backward_stage(e.name, d.n_layers));
+    RECLM_CHECK(stage < n_stages, "backward stage {} of {}", stage, e.name);
+    stage_norms.offsets[stage].push_back(e.offset);
+    stage_norms.sizes[stage].push_back(e.numel);
+  }
   Carver count;
   carve(*this, options.exchange_floats, options.world, count);
   arena_bytes = count.used;

@@ -39,6 +39,7 @@
 #include "kernels/cuda/cross_entropy.h"
 #include "kernels/cuda/dropout.h"
 #include "kernels/cuda/embedding.h"
+#include "kernels/cuda/grad_norm.h"
 #include "kernels/cuda/rmsnorm.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/swiglu.h"
@@ -412,6 +413,28 @@ LossSum head_and_loss(DeviceModel& dm, const Geometry& g, float grad_scale, bool
   return loss;
 }
 
+// The gradient norm's partial sum for a backward stage whose gradients are final
+// (DeviceModel::StageNorms): on the side stream, after the stage's weight-gradient GEMMs there
+// and (by the queue's event) the compute stream's writes so far, so it runs beside the rest of
+// backward; on the compute stream without one. The same kernels either way: the same bits.
+void sum_stage_norm(DeviceModel& dm, int stage) {
+  const DeviceModel::StageNorms& norms = dm.stage_norms;
+  const auto s = static_cast<size_t>(stage);
+  if (!norms.armed || norms.sizes[s].empty()) return;  // (a tied head has no stage 0)
+  std::vector<const float*> grads;
+  for (const int64_t offset : norms.offsets[s]) grads.push_back(dm.grads + offset);
+  const auto run = [grads, sizes = norms.sizes[s], slot = norms.slots + s, ws = norms.ws](cudaStream_t stream) {
+    ok(cuda::sum_of_squares_segments(slot, grads.data(), sizes.data(), static_cast<int>(sizes.size()), ws, stream),
+       "sum_of_squares_segments");
+  };
+  if (dm.side) {
+    dm.side->queue("gradient norm", [run](cudaStream_t stream, cuda::GemmContext&) { run(stream); });
+  } else {
+    run(dm.stream);
+    dm.clock.mark("backward: gradient norm");
+  }
+}
+
 // The stages and poll points of model.h's BackwardHook, in the same places as the CPU backward.
 // The layers' weight-gradient GEMMs may run on the side stream (side_stream.h): the tickets below
 // name the last one reading each shared gradient buffer, which the compute stream waits for
@@ -422,6 +445,7 @@ LossSum head_and_loss(DeviceModel& dm, const Geometry& g, float grad_scale, bool
 void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop, const BackwardHook& hook,
                      SideStream::Ticket head_weight_grad) {
   const auto reached = [&](int stage) {
+    if (stage != kBackwardPoll) sum_stage_norm(dm, stage);
     if (!hook) return;
     if (stage != kBackwardPoll) join_weight_grads(dm);  // the stage's bucket reads finished gradients
     hook(stage);
@@ -538,6 +562,7 @@ double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_s
   dm.clock.mark("batch to the device");
   forward_layers(dm, g, dropout);
   const LossSum loss = head_and_loss(dm, g, grad_scale, /*backward=*/true);
+  sum_stage_norm(dm, 0);  // (an untied LM head's gradient)
   if (hook) {  // (stage 0's bucket holds the head's gradient)
     join_weight_grads(dm);
     hook(0);
