@@ -14,8 +14,8 @@
 // The trainer's bf16 form (rope_qk_forward_bf16) reads the (cos, sin) from a table of the whole
 // micro-batch made once by rope_table (the same values; positions do not change between layers,
 // so the n_layers rotations forward, and the attention backward's rotations back, skip the trig),
-// and rotates q and k of a layer's fused QKV rows in place in one grid-stride launch (below, at
-// rope_qk_kernel).
+// and rotates q and k (the trainer: k alone, its attention forward rotates q) of a layer's fused
+// QKV rows in place in one grid-stride launch (below, at rope_qk_kernel).
 #include "kernels/cuda/rope.h"
 
 #include "kernels/cuda/bf16_round.h"
