@@ -1,6 +1,7 @@
 // The head dims the GPU attention kernels are built for (attention_forward.cu,
-// attention_backward.cu instantiate their tiles for each), and their row-stride rule. No CUDA
-// types: the config validation reads it too, to refuse other head dims before anything runs.
+// attention_backward.cu instantiate their tiles for each), and the fused-rows layout they take
+// (AttentionQkvRows). No CUDA types: the config validation reads it too, to refuse other head
+// dims before anything runs.
 #pragma once
 
 #include <cstdint>
@@ -15,8 +16,8 @@ inline constexpr bool attention_supports_head_dim(int64_t head_dim) {
   return false;
 }
 
-// The attention kernels' qkv_row_stride: 0 (q, k, v are separate contiguous arrays), or the
-// stride of fused QKV rows in elements, a multiple of 8 (16-byte copies) that holds all the heads.
+// AttentionQkvRows::row_stride's rule: 0 (q, k, v are separate contiguous arrays), or the stride
+// of fused QKV rows in elements, a multiple of 8 (16-byte copies) that holds all the heads.
 inline constexpr bool attention_qkv_row_stride_ok(int64_t stride, int64_t n_heads, int64_t n_kv_heads,
                                                   int64_t head_dim) {
   return stride == 0 || (stride > 0 && stride % 8 == 0 && stride >= (n_heads + 2 * n_kv_heads) * head_dim);

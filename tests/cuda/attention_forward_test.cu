@@ -153,7 +153,7 @@ void run_case(const Case& c) {
     const std::vector<float> lse1 = lse1_dev.download(), lse2 = lse_dev.download();
     EXPECT_EQ(0, std::memcmp(lse1.data(), lse2.data(), lse1.size() * sizeof(float))) << "lse, one head per block";
   }
-  // q, k and v as the heads of fused QKV rows (the trainer's layout, qkv_row_stride), each row with
+  // q, k and v as the heads of fused QKV rows (the trainer's layout, AttentionQkvRows), each row with
   // 8 spare NaN values after its heads that must not be read: the same bits.
   {
     const int64_t stride = (H + 2 * KH) * D + 8;
