@@ -158,10 +158,10 @@ cudaError_t bias_grad_bf16(float* dbias, const __nv_bfloat16* dout, int64_t T, i
 
 namespace {
 
-// GemmContext::set_heuristic_rank's range check; `what` names the caller in the message.
-int checked_heuristic_rank(int rank, const std::string& what) {
+// GemmContext::set_heuristic_rank's range check.
+int checked_heuristic_rank(int rank) {
   if (rank < 0 || rank > GemmContext::kMaxHeuristicRank)
-    throw std::invalid_argument(what + ": the heuristic's rank must be 0 to " +
+    throw std::invalid_argument("GemmContext::set_heuristic_rank: the heuristic's rank must be 0 to " +
                                 std::to_string(GemmContext::kMaxHeuristicRank) + ", got " + std::to_string(rank));
   return rank;
 }
@@ -264,7 +264,7 @@ GemmContext::~GemmContext() {
 }
 
 void GemmContext::set_heuristic_rank(int rank) {
-  state_->heuristic_rank = checked_heuristic_rank(rank, "set_heuristic_rank");
+  state_->heuristic_rank = checked_heuristic_rank(rank);
   state_->algorithms.clear();
 }
 
@@ -481,7 +481,7 @@ cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool acc
 struct GemmContext::State {};
 GemmContext::GemmContext() { heuristic_rank_from_environment(); }  // (checked, as on the GPU)
 GemmContext::~GemmContext() = default;
-void GemmContext::set_heuristic_rank(int rank) { checked_heuristic_rank(rank, "set_heuristic_rank"); }
+void GemmContext::set_heuristic_rank(int rank) { checked_heuristic_rank(rank); }
 
 namespace {
 

@@ -24,8 +24,8 @@ __device__ __forceinline__ Rotated rotate_pair(float x1, float x2, float c, floa
 }
 
 // The head's values in groups of 8 columns (the tensor-core fragments' column groups): with
-// head_dim a multiple of 32 (1D) every group holds only x1 or only x2 values of 8 consecutive
-// pairs, and its partner group holds the other half. Group pair p (of head_dim / 16): groups
+// head_dim a multiple of 16 (1D) or 32 (2D) every group holds only x1 or only x2 values of 8
+// consecutive pairs, and its partner group holds the other half. Group pair p (of head_dim / 16): groups
 // `first` (the x1 values) and `second` (their x2), and the pair index of first's column 0.
 struct RopeGroupPair {
   int first, second, pair_index;
