@@ -96,6 +96,7 @@ struct DeviceOptions {
   bool recompute_activations = false;  // runtime.recompute_activations
   bool fp32_logits = false;            // runtime.fp32_logits
   bool second_stream = true;  // runtime.second_stream
+  bool gemm_autotune = false;  // runtime.gemm_autotune
   config::OptimConfig optim;           // AdamW's betas, eps and weight decay
   int64_t head_chunk_rows = 0;         // LM-head rows per chunk; 0: as memory allows (tests set it)
   // The job's ranks (host communicator). Needed when `optimizer` is sharded (ZeRO-1): the device

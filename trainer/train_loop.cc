@@ -146,6 +146,7 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
                                   .recompute_activations = config.runtime().recompute_activations(),
                                   .fp32_logits = config.runtime().fp32_logits(),
                                   .second_stream = config.runtime().second_stream(),
+                                  .gemm_autotune = config.runtime().gemm_autotune(),
                                   .optim = config.optim(),
                                   .comm = comm});
     device->upload(model, optimizer);

@@ -3,7 +3,8 @@
 // MLP down projection (C = 4096 -> OC = 1024). Compute-bound: flops = 2·T·C·OC per GEMM
 // (forward one GEMM; backward two: dinp and dweight, plus the dbias reduction, not counted).
 // `bytes` = the operands read and the outputs written once (dweight fp32 read and written).
-// The trainer's shapes also with cuBLASLt's heuristic's 2nd-4th choices ("heuristic #k"), and
+// The trainer's shapes also with cuBLASLt's heuristic's 2nd-4th choices ("heuristic #k") and
+// timed ("timed": the fastest of its first 8), and
 // bench/gpu/gemm_torch.py times PyTorch's GEMMs on the same shapes (the peer).
 #include <memory>
 #include <string>
@@ -101,12 +102,20 @@ std::vector<KernelCase> gemm_cases() {
   cases.push_back(forward_case(ctx, 2770, 1024, 64576, true, false));
   cases.push_back(backward_case(ctx, 2770, 1024, 64576, false));
   // The trainer's gpu_350m GEMMs at T = 16,209 again with cuBLASLt's heuristic's 2nd, 3rd and 4th
-  // choices (GemmContext::set_heuristic_rank), each beside the first above: whether its first
-  // choice is the fastest for our shapes (if not, a timed choice would pay).
-  for (const int rank : {1, 2, 3}) {
-    auto ranked = std::make_shared<cuda::GemmContext>();
-    ranked->set_heuristic_rank(rank);
-    const std::string suffix = " heuristic #" + std::to_string(rank + 1);
+  // choices (GemmContext::set_heuristic_rank), and with the fastest of its first 8 by timing
+  // (set_autotune, runtime.gemm_autotune; timed in the first warm-up run), each beside the first
+  // choice above: whether the first choice is the fastest for our shapes.
+  for (const int rank : {1, 2, 3, -1}) {  // (-1: timed)
+    // (the timed choice's scratch, 64 MiB (the largest dweight: 23 MB), lives as long as the context)
+    auto scratch = std::make_shared<Floats>(rank < 0 ? size_t{16} << 20 : 1);
+    auto ranked =
+        std::shared_ptr<cuda::GemmContext>(new cuda::GemmContext, [scratch](cuda::GemmContext* c) { delete c; });
+    if (rank >= 0) {
+      ranked->set_heuristic_rank(rank);
+    } else {
+      ranked->set_autotune(true, scratch->data(), scratch->size() * sizeof(float));
+    }
+    const std::string suffix = rank < 0 ? std::string(" timed") : " heuristic #" + std::to_string(rank + 1);
     std::vector<KernelCase> step = {forward_case(ranked, 16209, 1024, 2048, false, false),
                                     forward_case(ranked, 16209, 1024, 5632, false, false),
                                     forward_case(ranked, 16209, 1024, 1024, true, false, true),
@@ -115,6 +124,7 @@ std::vector<KernelCase> gemm_cases() {
                                     backward_case(ranked, 16209, 1024, 5632, false),
                                     backward_case(ranked, 16209, 1024, 1024, false),
                                     backward_case(ranked, 16209, 2816, 1024, false)};
+    if (rank < 0) step.push_back(forward_case(ranked, 2770, 1024, 64576, true, false));  // (timed in place)
     for (KernelCase& c : step) {
       c.name += suffix;
       cases.push_back(std::move(c));

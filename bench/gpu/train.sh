@@ -31,7 +31,8 @@
 #   TRAIN_SET="k=v ..."           extra reclm --set overrides for every run (e.g. runtime.device=cpu
 #                                 model.n_layers=1 for a smoke test; PyTorch gets the same dims;
 #                                 runtime.fp32_logits=true for the LM head's fp32-logits form,
-#                                 runtime.second_stream=false for one stream; and
+#                                 runtime.second_stream=false for one stream,
+#                                 runtime.gemm_autotune=true for timed GEMM algorithms; and
 #                                 RECLM_GEMM_ALGORITHM_BUCKETS=0 in the environment: cuBLASLt's
 #                                 algorithm per exact token count, docs/gpu.md)
 #   TRAIN_TIMEOUT=1200            seconds one reclm or PyTorch run may take

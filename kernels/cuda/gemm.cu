@@ -19,7 +19,8 @@
 //             beta = 1.
 //   The algorithm comes from cublasLtMatmulAlgoGetHeuristic (its first choice; another of its
 //   ranking with GemmContext::set_heuristic_rank or RECLM_GEMM_ALGORITHM_RANK, for measuring
-//   whether the first is the fastest), once per (shape, layouts, types,
+//   whether the first is the fastest; with set_autotune the fastest of its first 8, timed on the
+//   first call's own operands), once per (shape, layouts, types,
 //   epilogue, pointer alignments), cached in the GemmContext (at most kMaxCachedAlgorithms). The
 //   alignment preferences are set to the pointers' real alignment (up to 256 B), so odd leading
 //   dimensions (C = 7) and unaligned pointers only exclude the algorithms that need more; if none
@@ -245,6 +246,12 @@ struct GemmContext::State {
     return env == nullptr || std::string(env) != "0";
   }();
   int heuristic_rank = 0;  // set_heuristic_rank
+  // set_autotune: the timed choice, its scratch output (the caller's) and its two events
+  bool autotune = false;
+  void* autotune_scratch = nullptr;
+  size_t autotune_scratch_bytes = 0;
+  std::array<cudaEvent_t, 2> timer = {nullptr, nullptr};
+  GemmContext::AutotuneStats stats;
 };
 
 GemmContext::GemmContext() : state_(std::make_unique<State>()) {
@@ -258,6 +265,8 @@ GemmContext::GemmContext() : state_(std::make_unique<State>()) {
 }
 
 GemmContext::~GemmContext() {
+  for (cudaEvent_t e : state_->timer)
+    if (e) cudaEventDestroy(e);
   cudaFree(state_->bias_bf16);
   cudaFree(state_->workspace);
   cublasLtDestroy(state_->handle);
@@ -267,6 +276,15 @@ void GemmContext::set_heuristic_rank(int rank) {
   state_->heuristic_rank = checked_heuristic_rank(rank);
   state_->algorithms.clear();
 }
+
+void GemmContext::set_autotune(bool on, void* scratch, size_t scratch_bytes) {
+  state_->autotune = on;
+  state_->autotune_scratch = scratch;
+  state_->autotune_scratch_bytes = scratch ? scratch_bytes : 0;
+  state_->algorithms.clear();
+}
+
+GemmContext::AutotuneStats GemmContext::autotune_stats() const { return state_->stats; }
 
 namespace {
 
@@ -293,10 +311,10 @@ struct Layouts {
 using AlgorithmKey = std::array<int64_t, 15>;
 constexpr int kKeyN = 3, kKeyK = 4;  // where n and k sit in an AlgorithmKey
 
-// The heuristic's algorithm of rank s.heuristic_rank (0: its first; its last if it offers fewer)
-// for the layouts, with the alignments of the key's pointers.
-cublasStatus_t ask_heuristic(GemmContext::State& s, cublasLtMatmulDesc_t desc, const Layouts& l,
-                             const AlgorithmKey& key, cublasLtMatmulAlgo_t* algo) {
+// The first `count` algorithms (or fewer) of the heuristic's ranking for the layouts, with the
+// alignments of the key's pointers; none is CUBLAS_STATUS_NOT_SUPPORTED.
+cublasStatus_t heuristic_ranking(GemmContext::State& s, cublasLtMatmulDesc_t desc, const Layouts& l,
+                                 const AlgorithmKey& key, int count, std::vector<cublasLtMatmulAlgo_t>* ranking) {
   cublasLtMatmulPreference_t pref = nullptr;
   cublasStatus_t st = cublasLtMatmulPreferenceCreate(&pref);
   const uint64_t workspace = GemmContext::kWorkspaceBytes;
@@ -310,15 +328,91 @@ cublasStatus_t ask_heuristic(GemmContext::State& s, cublasLtMatmulDesc_t desc, c
   pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b));
   pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c));
   pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof(align_d));
-  std::array<cublasLtMatmulHeuristicResult_t, GemmContext::kMaxHeuristicRank + 1> results = {};
-  int count = 0;
+  std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<size_t>(count));
+  int found = 0;
   if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatmulAlgoGetHeuristic(s.handle, desc, l.a, l.b, l.d, l.d, pref, s.heuristic_rank + 1,
-                                        results.data(), &count);
-  if (st == CUBLAS_STATUS_SUCCESS && count == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
-  if (st == CUBLAS_STATUS_SUCCESS) *algo = results[static_cast<size_t>(std::min(s.heuristic_rank, count - 1))].algo;
+    st = cublasLtMatmulAlgoGetHeuristic(s.handle, desc, l.a, l.b, l.d, l.d, pref, count, results.data(), &found);
+  if (st == CUBLAS_STATUS_SUCCESS && found == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
+  ranking->clear();
+  for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found; ++i)
+    ranking->push_back(results[static_cast<size_t>(i)].algo);
   if (pref) cublasLtMatmulPreferenceDestroy(pref);
   return st;
+}
+
+// How many of the ranking to ask for, and which to take without timing: the rank set by
+// set_heuristic_rank (its last when it offers fewer); under autotune its first.
+int ranking_length(const GemmContext::State& s) {
+  return s.autotune ? GemmContext::kAutotuneCandidates : s.heuristic_rank + 1;
+}
+const cublasLtMatmulAlgo_t& untimed_choice(const GemmContext::State& s,
+                                           const std::vector<cublasLtMatmulAlgo_t>& ranking) {
+  const int last = static_cast<int>(ranking.size()) - 1;
+  return ranking[static_cast<size_t>(s.autotune ? 0 : std::min(s.heuristic_rank, last))];
+}
+
+// Whether cuBLASLt takes algo for the layouts l (an algorithm chosen for another token count).
+bool takes(GemmContext::State& s, cublasLtMatmulDesc_t desc, const Layouts& l, const cublasLtMatmulAlgo_t& algo) {
+  cublasLtMatmulHeuristicResult_t fits = {};
+  return cublasLtMatmulAlgoCheck(s.handle, desc, l.a, l.b, l.d, l.d, &algo, &fits) == CUBLAS_STATUS_SUCCESS &&
+         fits.workspaceSize <= GemmContext::kWorkspaceBytes;
+}
+
+// One run of g (layouts l) with the algorithm, reading C from c and writing D to d.
+cublasStatus_t matmul_with(GemmContext::State& s, const Matmul& g, cublasLtMatmulDesc_t desc, const Layouts& l,
+                           const cublasLtMatmulAlgo_t& algo, const void* c, void* d, cudaStream_t stream) {
+  return cublasLtMatmul(s.handle, desc, &g.alpha, g.a, l.a, g.b, l.b, &g.beta, c, l.d, d, l.d, &algo, s.workspace,
+                        GemmContext::kWorkspaceBytes, stream);
+}
+
+// Where the timed choice may write g's output: g.d itself when the call rewrites all of it
+// afterwards anyway (beta = 0, or C an addend other than D); else the scratch if the output fits
+// there (else null: not timed).
+void* autotune_output(const GemmContext::State& s, const Matmul& g) {
+  if (g.beta == 0.0f || (g.c != nullptr && g.c != g.d)) return g.d;
+  const size_t bytes = static_cast<size_t>(g.ldd) * static_cast<size_t>(g.n) * (g.d_type == CUDA_R_32F ? 4 : 2);
+  return bytes <= s.autotune_scratch_bytes ? s.autotune_scratch : nullptr;
+}
+
+// The index of the fastest of `candidates` (each taken by cuBLASLt for l) on g's own operands, or
+// -1 when none could be timed; waits for the stream. Counted in s.stats.
+int fastest_candidate(GemmContext::State& s, const Matmul& g, cublasLtMatmulDesc_t desc, const Layouts& l,
+                      const std::vector<cublasLtMatmulAlgo_t>& candidates, cudaStream_t stream) {
+  void* d = candidates.empty() ? nullptr : autotune_output(s, g);
+  for (cudaEvent_t& e : s.timer)
+    if (d && !e && cudaEventCreate(&e) != cudaSuccess) e = nullptr, d = nullptr;
+  if (d == nullptr) {
+    ++s.stats.untimed;
+    return -1;
+  }
+  const void* c = d != g.d ? g.d : g.c ? g.c : g.d;  // (into the scratch: C is the real output)
+  int best = -1;
+  float best_ms = 0.0f, first_ms = -1.0f;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    // the first run loads the algorithm's kernel (lazy module loading), untimed
+    if (matmul_with(s, g, desc, l, candidates[i], c, d, stream) != CUBLAS_STATUS_SUCCESS) continue;
+    bool ran = cudaEventRecord(s.timer[0], stream) == cudaSuccess;
+    for (int r = 0; ran && r < GemmContext::kAutotuneRuns; ++r)
+      ran = matmul_with(s, g, desc, l, candidates[i], c, d, stream) == CUBLAS_STATUS_SUCCESS;
+    float ms = 0.0f;
+    ran = ran && cudaEventRecord(s.timer[1], stream) == cudaSuccess &&
+          cudaEventSynchronize(s.timer[1]) == cudaSuccess &&
+          cudaEventElapsedTime(&ms, s.timer[0], s.timer[1]) == cudaSuccess;
+    if (!ran) continue;
+    if (i == 0) first_ms = ms;
+    if (best < 0 || ms < best_ms) best = static_cast<int>(i), best_ms = ms;
+  }
+  if (best < 0) {
+    ++s.stats.untimed;
+    return -1;
+  }
+  ++s.stats.timed;
+  if (best == 0) ++s.stats.first_fastest;
+  if (first_ms >= 0.0f) {
+    s.stats.first_ms += first_ms;
+    s.stats.chosen_ms += best_ms;
+  }
+  return best;
 }
 
 // Caches an algorithm. The trainer's packed micro-batches give a new token count nearly every
@@ -328,14 +422,18 @@ void remember(GemmContext::State& s, const AlgorithmKey& key, const cublasLtMatm
   s.algorithms[key] = algo;
 }
 
-// The algorithm of g's exact shape `key` (layouts l): cached, or its bucket's when the exact
-// shape takes it (gemm_token_bucket), or the heuristic's for the exact shape.
+// The algorithm of g's exact shape `key` (layouts l): cached; else its bucket's when the exact
+// shape takes it (gemm_token_bucket); else chosen from the heuristic's ranking for the exact
+// shape. Chosen from a ranking: under autotune the fastest of those the exact shape takes, timed
+// on g's operands on the stream; else the set rank.
 cublasStatus_t choose_algorithm(GemmContext::State& s, const Matmul& g, cublasLtMatmulDesc_t desc, const Layouts& l,
-                                const AlgorithmKey& key, cublasLtMatmulAlgo_t* algo) {
+                                const AlgorithmKey& key, cudaStream_t stream, cublasLtMatmulAlgo_t* algo) {
   if (const auto found = s.algorithms.find(key); found != s.algorithms.end()) {
     *algo = found->second;
     return CUBLAS_STATUS_SUCCESS;
   }
+  std::vector<cublasLtMatmulAlgo_t> ranking;
+  bool timed = false;  // (timing tried for the bucket: not again for the exact shape)
   const int axis = g.tokens_axis == 'n' ? kKeyN : g.tokens_axis == 'k' ? kKeyK : -1;
   if (s.bucket_tokens && axis >= 0 && gemm_token_bucket(key[axis]) != key[axis]) {
     AlgorithmKey bucket = key;
@@ -347,21 +445,36 @@ cublasStatus_t choose_algorithm(GemmContext::State& s, const Matmul& g, cublasLt
     } else {
       const Layouts top(g, bucket[kKeyN], bucket[kKeyK]);
       st = top.status;
-      if (st == CUBLAS_STATUS_SUCCESS) st = ask_heuristic(s, desc, top, bucket, &shared);
-      if (st == CUBLAS_STATUS_SUCCESS) remember(s, bucket, shared);
+      if (st == CUBLAS_STATUS_SUCCESS) st = heuristic_ranking(s, desc, top, bucket, ranking_length(s), &ranking);
+      if (st == CUBLAS_STATUS_SUCCESS && s.autotune) {  // timed at this exact shape, for the whole bucket
+        std::vector<cublasLtMatmulAlgo_t> candidates;
+        for (const cublasLtMatmulAlgo_t& a : ranking)
+          if (takes(s, desc, l, a)) candidates.push_back(a);
+        timed = true;
+        if (const int i = fastest_candidate(s, g, desc, l, candidates, stream); i >= 0) {
+          remember(s, bucket, candidates[static_cast<size_t>(i)]);
+          remember(s, key, candidates[static_cast<size_t>(i)]);
+          *algo = candidates[static_cast<size_t>(i)];
+          return CUBLAS_STATUS_SUCCESS;
+        }
+      }
+      if (st == CUBLAS_STATUS_SUCCESS) {
+        shared = untimed_choice(s, ranking);
+        remember(s, bucket, shared);
+      }
     }
-    cublasLtMatmulHeuristicResult_t fits = {};
-    if (st == CUBLAS_STATUS_SUCCESS &&
-        cublasLtMatmulAlgoCheck(s.handle, desc, l.a, l.b, l.d, l.d, &shared, &fits) == CUBLAS_STATUS_SUCCESS &&
-        fits.workspaceSize <= GemmContext::kWorkspaceBytes) {
+    if (st == CUBLAS_STATUS_SUCCESS && takes(s, desc, l, shared)) {
       remember(s, key, shared);
       *algo = shared;
       return CUBLAS_STATUS_SUCCESS;
     }
   }
-  const cublasStatus_t st = ask_heuristic(s, desc, l, key, algo);
-  if (st == CUBLAS_STATUS_SUCCESS) remember(s, key, *algo);
-  return st;
+  const cublasStatus_t st = heuristic_ranking(s, desc, l, key, ranking_length(s), &ranking);
+  if (st != CUBLAS_STATUS_SUCCESS) return st;
+  const int i = s.autotune && !timed ? fastest_candidate(s, g, desc, l, ranking, stream) : -1;
+  *algo = i >= 0 ? ranking[static_cast<size_t>(i)] : untimed_choice(s, ranking);
+  remember(s, key, *algo);
+  return CUBLAS_STATUS_SUCCESS;
 }
 
 // Runs the GEMM g on the stream; descriptors are cheap host objects, made per call.
@@ -388,11 +501,8 @@ cublasStatus_t run_matmul(GemmContext::State& s, const Matmul& g, cudaStream_t s
                             alignment(c)};
   static_assert(kKeyN == 3 && kKeyK == 4, "n and k are the key's 4th and 5th values");
   cublasLtMatmulAlgo_t algo = {};
-  if (st == CUBLAS_STATUS_SUCCESS) st = choose_algorithm(s, g, desc, l, key, &algo);
-  if (st == CUBLAS_STATUS_SUCCESS) {
-    st = cublasLtMatmul(s.handle, desc, &g.alpha, g.a, l.a, g.b, l.b, &g.beta, c, l.d, g.d, l.d, &algo, s.workspace,
-                        GemmContext::kWorkspaceBytes, stream);
-  }
+  if (st == CUBLAS_STATUS_SUCCESS) st = choose_algorithm(s, g, desc, l, key, stream, &algo);
+  if (st == CUBLAS_STATUS_SUCCESS) st = matmul_with(s, g, desc, l, algo, c, g.d, stream);
   if (desc) cublasLtMatmulDescDestroy(desc);
   return st;
 }
@@ -482,6 +592,8 @@ struct GemmContext::State {};
 GemmContext::GemmContext() { heuristic_rank_from_environment(); }  // (checked, as on the GPU)
 GemmContext::~GemmContext() = default;
 void GemmContext::set_heuristic_rank(int rank) { checked_heuristic_rank(rank); }
+void GemmContext::set_autotune(bool, void*, size_t) {}
+GemmContext::AutotuneStats GemmContext::autotune_stats() const { return {}; }
 
 namespace {
 

@@ -38,6 +38,32 @@ class GemmContext {
   static constexpr int kMaxHeuristicRank = 15;
   void set_heuristic_rank(int rank);  // throws std::invalid_argument outside 0 .. kMaxHeuristicRank
 
+  // Timed choice (runtime.gemm_autotune): each new shape (per bucket of token counts, as the
+  // heuristic's choice) runs up to kAutotuneCandidates of the heuristic's ranking, each once to
+  // load it and then kAutotuneRuns times between two events, on the call's own operands, and keeps
+  // the fastest (the heuristic rank is then not used). It waits for the stream once per shape.
+  // A GEMM that only writes its output (beta = 0, or an addend other than the output) is timed in
+  // place: the call itself rewrites the output afterwards. One that adds onto its output (+=) is
+  // timed writing to `scratch` instead (device memory, scratch_bytes; C = the output, read only;
+  // D = the scratch): an output larger than the scratch keeps the heuristic's first choice, as
+  // does a shape no candidate could be timed for. Nothing reads the scratch, so contexts on
+  // different streams may share one. Which algorithm wins depends on the timings, so two runs may
+  // differ in the last bits (each algorithm is deterministic). Empties the algorithm cache. The
+  // emulator has one GEMM: no effect there.
+  static constexpr int kAutotuneCandidates = 8;
+  static constexpr int kAutotuneRuns = 3;
+  void set_autotune(bool on, void* scratch = nullptr, size_t scratch_bytes = 0);
+
+  // What the timed choice found, summed over its shapes: for the benchmark's report.
+  struct AutotuneStats {
+    int64_t timed = 0;          // shapes timed
+    int64_t first_fastest = 0;  // ... where the heuristic's first choice was the fastest
+    int64_t untimed = 0;        // shapes left to the heuristic (output over the scratch, no candidate ran)
+    double first_ms = 0.0;      // the first choices' time over kAutotuneRuns runs (where it ran)
+    double chosen_ms = 0.0;     // the chosen algorithms' time over the same shapes
+  };
+  AutotuneStats autotune_stats() const;
+
   struct State;  // the nvcc-side handle, workspace and algorithm cache (gemm.cu)
   State* state() { return state_.get(); }
 

@@ -388,6 +388,8 @@ std::vector<RuleCase> rule_cases() {
        "field runtime.fp32_logits: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
       {{"runtime.second_stream=false"},
        "field runtime.second_stream: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
+      {{"runtime.gemm_autotune=true"},
+       "field runtime.gemm_autotune: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
   };
 }
 

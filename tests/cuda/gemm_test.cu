@@ -17,8 +17,11 @@
 // Shapes mix T, C, OC in {1, 7, 33, 257}: leading dimensions not multiples of 8 (odd bf16
 // strides that cuBLASLt's vectorized algorithms cannot take) included; two token counts of one
 // bucket (gemm_token_bucket) share an algorithm on a GPU; and on a GPU cuBLASLt's heuristic's 2nd
-// and 4th choices (set_heuristic_rank) meet the same bounds as its first. Outputs are poisoned
-// (NaN) past their end and, when not accumulating, everywhere.
+// and 4th choices (set_heuristic_rank) meet the same bounds as its first, and so do timed choices
+// (set_autotune), whose candidates run several times on the call's own buffers first: in place
+// when the call overwrites its output, into a scratch when it adds onto it (or, without room in
+// the scratch, untimed). Outputs are poisoned (NaN) past their end and, when not accumulating,
+// everywhere.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -88,8 +91,27 @@ std::string name(const char* what, const Shape& s) {
   return std::string(what) + " T=" + std::to_string(s.T) + " C=" + std::to_string(s.C) + " OC=" + std::to_string(s.OC);
 }
 
+// How a context picks its algorithms: the heuristic's rank, or (on a GPU) timing with `scratch`
+// bytes to time the outputs that are added onto (kShapes' largest is 257·257 floats; 0 leaves
+// those to the heuristic's first choice).
+struct AlgorithmChoice {
+  int rank = 0;
+  bool autotune = false;
+  size_t scratch = 0;
+  // buffer: device memory of at least `scratch` bytes
+  void apply(GemmContext& ctx, simt::DeviceBuffer<float>& buffer) const {
+    ctx.set_heuristic_rank(rank);
+    ctx.set_autotune(autotune, scratch > 0 ? buffer.data() : nullptr, scratch);
+  }
+  std::string name() const {
+    return autotune ? " timed, scratch " + std::to_string(scratch) : " heuristic rank " + std::to_string(rank);
+  }
+};
+constexpr size_t kRoomyScratch = size_t{1} << 20;
+
 TEST(CudaGemm, ForwardMatchesFloat64AndCpuOp) {
   GemmContext ctx;
+  simt::DeviceBuffer<float> scratch(kRoomyScratch / sizeof(float));  // (the timed choice's; never read)
   double worst_f32 = 0.0, worst_bf16 = 0.0;
   uint32_t seed = 1;
   for (const Shape& s : kShapes) {
@@ -112,9 +134,12 @@ TEST(CudaGemm, ForwardMatchesFloat64AndCpuOp) {
     std::vector<float> cpu(n);  // the CPU op on the same widened bf16 values
     ops::linear_forward(cpu.data(), x.data(), w.data(), T, C, OC);
 
-    for (const auto& [rank, with_bias] : {std::pair{0, false}, std::pair{0, true}, std::pair{1, true},
-                                          std::pair{3, false}}) {
-      ctx.set_heuristic_rank(rank);
+    for (const auto& [choice, with_bias] :
+         {std::pair{AlgorithmChoice{0}, false}, std::pair{AlgorithmChoice{0}, true},
+          std::pair{AlgorithmChoice{1}, true}, std::pair{AlgorithmChoice{3}, false},
+          std::pair{AlgorithmChoice{0, true, kRoomyScratch}, true},
+          std::pair{AlgorithmChoice{0, true, 0}, false}}) {
+      choice.apply(ctx, scratch);
       // 0: fp32 out, 1: fp32 out +=, 2: bf16 out, 3: fp32 out = addend + (a separate buffer;
       // out poisoned), 4: bf16 out += (the old value bf16). Modes 1 and 4 scale the product by
       // alpha = -0.625 (LoRA's scale).
@@ -139,7 +164,7 @@ TEST(CudaGemm, ForwardMatchesFloat64AndCpuOp) {
         }
         const char* kind[] = {"fp32 out", "fp32 out +=", "bf16 out", "fp32 out = addend +", "bf16 out +="};
         const std::string what =
-            name(kind[mode], s) + (with_bias ? " bias" : "") + " heuristic rank " + std::to_string(rank);
+            name(kind[mode], s) + (with_bias ? " bias" : "") + choice.name();
         std::vector<float> got;
         if (out_fp32) {
           simt::DeviceBuffer<float> out(with_addend ? std::vector<float>(n + kPad, ops::test_util::kNaN) : prev);
@@ -173,6 +198,7 @@ TEST(CudaGemm, ForwardMatchesFloat64AndCpuOp) {
 
 TEST(CudaGemm, BackwardMatchesFloat64AndCpuOp) {
   GemmContext ctx;
+  simt::DeviceBuffer<float> scratch(kRoomyScratch / sizeof(float));  // (the timed choice's; never read)
   double worst_dinp = 0.0, worst_dw = 0.0, worst_db = 0.0;
   uint32_t seed = 100;
   for (const Shape& s : kShapes) {
@@ -181,10 +207,12 @@ TEST(CudaGemm, BackwardMatchesFloat64AndCpuOp) {
                                 dy_bits = to_bf16(uniform(T * OC, seed++));
     const std::vector<float> x = widen(x_bits), w = widen(w_bits), dy = widen(dy_bits);
     Bits dx(x_bits), dw(w_bits), ddy(dy_bits);
-    for (const auto& [rank, accumulate_dinp] : {std::pair{0, false}, std::pair{0, true}, std::pair{1, false},
-                                                std::pair{3, true}}) {
-      ctx.set_heuristic_rank(rank);
-      const std::string ranked = " heuristic rank " + std::to_string(rank);
+    for (const auto& [choice, accumulate_dinp] :
+         {std::pair{AlgorithmChoice{0}, false}, std::pair{AlgorithmChoice{0}, true},
+          std::pair{AlgorithmChoice{1}, false}, std::pair{AlgorithmChoice{3}, true},
+          std::pair{AlgorithmChoice{0, true, kRoomyScratch}, true}, std::pair{AlgorithmChoice{0, true, 0}, false}}) {
+      choice.apply(ctx, scratch);
+      const std::string ranked = choice.name();
       // With accumulate_dinp the products are scaled by alpha = -0.625 (LoRA's scale; then no dbias)
       const double alpha = accumulate_dinp ? -0.625 : 1.0;
       const std::vector<float> dinp_prev = widen(to_bf16(uniform(T * C, seed++)));
@@ -403,6 +431,44 @@ TEST(CudaGemm, PaddedRowsEqualCompactRows) {
   EXPECT_EQ(linear_backward_bf16(ctx, nullptr, false, nullptr, dbias.data(), bf16(ddy), bf16(dx), bf16(dw), T, C, OC,
                                  nullptr, ld),
             cudaErrorInvalidValue);
+}
+
+// The timed choice (set_autotune) on a GPU: each new shape is timed once, a shape whose output is
+// added onto (dweight +=, out +=) only with room in the scratch, else counted as left untimed; a
+// shape seen before is not timed again. The emulator has one GEMM: nothing to time.
+TEST(CudaGemm, AutotuneTimesEachShapeOnce) {
+#if !defined(__CUDACC__)
+  GTEST_SKIP() << "the emulator has one GEMM: nothing to time";
+#else
+  const int64_t T = 257, C = 33, OC = 72;
+  Bits dx(to_bf16(uniform(T * C, 21))), dw(to_bf16(uniform(OC * C, 22))), ddy(to_bf16(uniform(T * OC, 23)));
+  simt::DeviceBuffer<float> out(uniform(T * OC, 24)), dweight(uniform(OC * C, 25));
+  Bits dinp(static_cast<size_t>(T * C));
+  for (const size_t scratch : {kRoomyScratch, size_t{0}}) {
+    SCOPED_TRACE("scratch " + std::to_string(scratch));
+    GemmContext ctx;
+    simt::DeviceBuffer<float> scratch_buffer(kRoomyScratch / sizeof(float));
+    ctx.set_autotune(true, scratch > 0 ? scratch_buffer.data() : nullptr, scratch);
+    for (int repeat = 0; repeat < 2; ++repeat) {
+      for (const bool accumulate : {true, false})  // out += first (timed as adding on), then out = (the same shape)
+        ASSERT_EQ(
+            linear_forward_bf16(ctx, out.data(), true, bf16(dx), bf16(dw), nullptr, T, C, OC, accumulate, nullptr),
+            cudaSuccess);
+      ASSERT_EQ(linear_backward_bf16(ctx, bf16(dinp), false, dweight.data(), nullptr, bf16(ddy), bf16(dx), bf16(dw), T,
+                                     C, OC, nullptr),
+                cudaSuccess);  // dinp = (overwrites), dweight += (adds on)
+    }
+    simt::device_synchronize();
+    const GemmContext::AutotuneStats stats = ctx.autotune_stats();
+    // three shapes (whether a call adds on is not part of its shape), each once: the forward and
+    // dweight first met adding onto their output, dinp overwriting it
+    EXPECT_EQ(stats.timed + stats.untimed, 3);
+    EXPECT_EQ(stats.untimed, scratch > 0 ? 0 : 2);
+    EXPECT_LE(stats.first_fastest, stats.timed);
+    EXPECT_GT(stats.first_ms, 0.0);
+    EXPECT_LE(stats.chosen_ms, stats.first_ms);
+  }
+#endif
 }
 
 // The heuristic's rank (GemmContext::set_heuristic_rank, RECLM_GEMM_ALGORITHM_RANK): 0 to 15, and a

@@ -18,8 +18,9 @@
 #     ZeRO-1 ranks; with vocabulary parallelism (runtime.vocab_parallel) 2 device ranks (tied
 #     head) and 3 (untied) train like as many CPU ranks with it, their checkpoint continues on
 #     CPU ranks, and the model they save evaluates;
-#  5. RECLM_DEVICE_PROFILE=1 prints the phase table (the side stream's too), =host the host's wait
-#     share, both without the first micro-batch;
+#  5. RECLM_DEVICE_PROFILE=1 prints the phase table (the side stream's too) and, with
+#     runtime.gemm_autotune, what the timed GEMM choice found on each stream (nothing on the
+#     emulator's one GEMM), =host the host's wait share, both without the first micro-batch;
 #  6. the combinations the backend refuses (head dims other than 32/64/128) exit 2
 #     naming runtime.device, a plan too large for the device exits 2 before anything is written,
 #     and so does a bad RECLM_GEMM_ALGORITHM_RANK.
@@ -212,7 +213,8 @@ fi
 # 5. the profiles: RECLM_DEVICE_PROFILE=1 prints the time of each phase of the step (the layers,
 #    the LM head), =host how long the host waited for the device
 RECLM_DEVICE_PROFILE=1 "$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda --set train.steps=2 \
-  --set train.run_dir="$work/prof" > "$work/prof.txt" 2>&1 || { cat "$work/prof.txt"; fail "profiled run"; }
+  --set runtime.gemm_autotune=true --set train.run_dir="$work/prof" > "$work/prof.txt" 2>&1 ||
+  { cat "$work/prof.txt"; fail "profiled run"; }
 # (train.steps 2 × grad_accum 2: the first micro-batch, with the set-up, is left out)
 grep -Eq "^  device time [0-9.]+ ms over micro-batches 2-4 \(the first, with the set-up, left out\): [0-9.]+ ms per" \
   "$work/prof.txt" || { cat "$work/prof.txt"; fail "the profile does not say which micro-batches it covers"; }
@@ -222,6 +224,10 @@ for phase in "forward: GEMMs" "forward: attention" "backward: attention" "backwa
 done
 grep -q "^  the side stream (runtime.second_stream), beside the compute stream:" "$work/prof.txt" ||
   { cat "$work/prof.txt"; fail "profile lacks the side stream's table"; }
+for stream in "compute stream" "side stream"; do  # (the emulator has one GEMM: nothing to time)
+  grep -Eq "^  GEMM algorithms timed \(runtime.gemm_autotune\), $stream: 0 shapes, .*, 0 left untimed to it$" \
+    "$work/prof.txt" || { cat "$work/prof.txt"; fail "profile lacks the $stream's GEMM timing line"; }
+done
 RECLM_DEVICE_PROFILE=host "$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda --set train.steps=2 \
   --set train.run_dir="$work/prof_host" > "$work/prof_host.txt" 2>&1 || { cat "$work/prof_host.txt"; fail "host-profiled run"; }
 grep -Eq "host waited for the device [0-9.]+ ms of [0-9.]+ ms \([0-9.]+%\) over micro-batches 2-4 " "$work/prof_host.txt" ||

@@ -4,6 +4,7 @@
 // device buffers are host memory — or, with a sharded optimizer, ZeRO-1's reduce-scatter and
 // all-gather (device_zero1.h).
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -33,6 +34,20 @@
 namespace reclm {
 
 namespace {
+
+// What runtime.gemm_autotune's timing found on one stream's GEMMs (GemmContext::autotune_stats),
+// for the profile report.
+std::string autotune_report(const char* stream, const cuda::GemmContext::AutotuneStats& a) {
+  char line[320];
+  std::snprintf(line, sizeof line,
+                "\n  GEMM algorithms timed (runtime.gemm_autotune), %s: %lld shapes, cuBLASLt's first choice the "
+                "fastest in %lld, %lld left untimed to it\n    %d runs of each: the first choices %.3f ms, the chosen "
+                "%.3f ms (%.1f%% less)",
+                stream, static_cast<long long>(a.timed), static_cast<long long>(a.first_fastest),
+                static_cast<long long>(a.untimed), cuda::GemmContext::kAutotuneRuns, a.first_ms, a.chosen_ms,
+                a.first_ms > 0 ? 100.0 * (1.0 - a.chosen_ms / a.first_ms) : 0.0);
+  return line;
+}
 
 #if defined(__CUDACC__) && defined(RECLM_HAVE_NCCL)
 // NCCL on its own stream, ordered after the compute stream's work at each collective by an event:
@@ -97,7 +112,8 @@ class CudaBackend final : public DeviceBackend {
                                   .moment_floats = optimizer.moment_floats(),
                                   .exchange_floats = zero1_ ? zero1_->exchange_floats() : 0,
                                   .world = host_comm_ ? host_comm_->size() : 1,
-                                  .second_stream = options.second_stream});
+                                  .second_stream = options.second_stream,
+                                  .gemm_autotune = options.gemm_autotune});
     dm_->head_trains = model.head_trains;
     if (model.dims.vocab_parallel()) {  // (every rank constructs its backend at the same point)
       RECLM_CHECK(host_comm_ != nullptr, "vocabulary parallelism needs the job's communicator");
@@ -228,6 +244,10 @@ class CudaBackend final : public DeviceBackend {
     std::string report = dm_->clock.report();
     if (dm_->side && dm_->side->clock.on())
       report += "\n  the side stream (runtime.second_stream), beside the compute stream:" + dm_->side->clock.report();
+    if (dm_->gemm_autotune_scratch_bytes > 0 && dm_->clock.on()) {
+      report += autotune_report("compute stream", dm_->gemm.autotune_stats());
+      if (dm_->side) report += autotune_report("side stream", dm_->side->gemm().autotune_stats());
+    }
     return report;
   }
 

@@ -62,6 +62,7 @@ struct DevicePlanOptions {
   int64_t exchange_floats = 0;  // ZeRO-1's collective buffers (device_zero1.h), used between steps only
   int world = 1;                // ranks of the job (vocabulary parallelism's buffers hold every rank's rows)
   bool second_stream = true;    // the weight gradients and AdamW on a SideStream
+  bool gemm_autotune = false;   // the GEMMs' algorithms chosen by timing (GemmContext::set_autotune)
 };
 
 // Vocabulary parallelism on the device (dims.vocab_parallel(), device_vocab_parallel.h): the
@@ -203,6 +204,10 @@ struct DeviceModel {
   // (0: nothing queued).
   std::vector<SideStream::Ticket> weights_updated;
   cuda::GemmContext gemm;  // (one per stream)
+  // runtime.gemm_autotune: the scratch output both streams' GemmContexts time the GEMMs that add
+  // onto their output with (the largest weight gradient, the head's padding included); else 0
+  void* gemm_autotune_scratch = nullptr;
+  size_t gemm_autotune_scratch_bytes = 0;
 
   DeviceModel(const ModelDims& dims, const ParamLayout& layout, const DevicePlanOptions& options);
   ~DeviceModel();

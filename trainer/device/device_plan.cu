@@ -71,6 +71,7 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, Carver& c) {
   dm.params_bf16 = c.take<uint16_t>(P + pad);
   dm.norm_ws = c.take<double>(norm_workspace_doubles(dm.layout, d.vocab_parallel()));
   dm.norm_result = c.take<double>(1);
+  if (dm.gemm_autotune_scratch_bytes > 0) dm.gemm_autotune_scratch = c.take_bytes(dm.gemm_autotune_scratch_bytes);
   dm.stage_norms.slots = c.take<double>(static_cast<int64_t>(dm.stage_norms.sizes.size()));
   int64_t stage_ws = 1;
   for (const std::vector<int64_t>& sizes : dm.stage_norms.sizes) {
@@ -197,6 +198,11 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DeviceP
     stage_norms.offsets[stage].push_back(e.offset);
     stage_norms.sizes[stage].push_back(e.numel);
   }
+  if (options.gemm_autotune) {
+    int64_t largest = 0;  // floats of the largest weight gradient (dW += doutᵀ·inp: timed into scratch)
+    for (const ParamEntry& e : layout.entries()) largest = std::max(largest, e.numel);
+    gemm_autotune_scratch_bytes = static_cast<size_t>(largest + kHeadPadRows * d.d_model) * sizeof(float);
+  }
   Carver count;
   carve(*this, options.exchange_floats, options.world, count);
   arena_bytes = count.used;
@@ -210,6 +216,10 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DeviceP
   fill_bytes(arena, 0xFF, arena_bytes, stream);
   Carver real{static_cast<char*>(arena), 0};
   carve(*this, options.exchange_floats, options.world, real);
+  if (options.gemm_autotune) {  // (one scratch for both streams: what the timing writes there is never read)
+    gemm.set_autotune(true, gemm_autotune_scratch, gemm_autotune_scratch_bytes);
+    if (side) side->gemm().set_autotune(true, gemm_autotune_scratch, gemm_autotune_scratch_bytes);
+  }
   const int64_t P = layout.total_floats(), pad = kHeadPadRows * d.d_model;
   fill_zero(grads + P, pad * sizeof(float), stream);
   fill_zero(params_bf16 + P, pad * sizeof(uint16_t), stream);

@@ -113,6 +113,9 @@ class SideStream {
 
   // This stream's time by phase (RECLM_DEVICE_PROFILE=1): its work, and waiting for its inputs.
   PhaseClock clock;
+  // This stream's GEMM context (the work gets it too), for its settings.
+  cuda::GemmContext& gemm() { return gemm_; }
+  const cuda::GemmContext& gemm() const { return gemm_; }
 
  private:
   cudaStream_t compute_;
