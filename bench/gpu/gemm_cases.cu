@@ -106,7 +106,7 @@ std::vector<KernelCase> gemm_cases() {
   // (set_autotune, runtime.gemm_autotune; timed in the first warm-up run), each beside the first
   // choice above: whether the first choice is the fastest for our shapes.
   for (const int rank : {1, 2, 3, -1}) {  // (-1: timed)
-    // (the timed choice's scratch, 64 MiB (the largest dweight: 23 MB), lives as long as the context)
+    // the timed choice's scratch, 64 MiB (the largest dweight here is 23 MB), freed with the context
     auto scratch = std::make_shared<Floats>(rank < 0 ? size_t{16} << 20 : 1);
     auto ranked =
         std::shared_ptr<cuda::GemmContext>(new cuda::GemmContext, [scratch](cuda::GemmContext* c) { delete c; });
