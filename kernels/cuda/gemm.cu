@@ -127,6 +127,11 @@ bool valid_sizes(int64_t T, int64_t C, int64_t OC) { return T >= 1 && C >= 1 && 
 
 }  // namespace
 
+AutotuneTarget autotune_target(float beta, const void* c, const void* d, size_t output_bytes, size_t scratch_bytes) {
+  if (beta == 0.0f || (c != nullptr && c != d)) return AutotuneTarget::kInPlace;
+  return output_bytes <= scratch_bytes ? AutotuneTarget::kScratch : AutotuneTarget::kUntimed;
+}
+
 int64_t gemm_token_bucket(int64_t tokens) {
   if (tokens <= 64) return tokens;
   int64_t step = 1;  // 2^(floor(log2 tokens) − 3)
@@ -365,13 +370,15 @@ cublasStatus_t matmul_with(GemmContext::State& s, const Matmul& g, cublasLtMatmu
                         GemmContext::kWorkspaceBytes, stream);
 }
 
-// Where the timed choice may write g's output: g.d itself when the call rewrites all of it
-// afterwards anyway (beta = 0, or C an addend other than D); else the scratch if the output fits
-// there (else null: not timed).
+// Where the timed choice may write g's output (autotune_target): g.d, the scratch, or null (not timed).
 void* autotune_output(const GemmContext::State& s, const Matmul& g) {
-  if (g.beta == 0.0f || (g.c != nullptr && g.c != g.d)) return g.d;
   const size_t bytes = static_cast<size_t>(g.ldd) * static_cast<size_t>(g.n) * (g.d_type == CUDA_R_32F ? 4 : 2);
-  return bytes <= s.autotune_scratch_bytes ? s.autotune_scratch : nullptr;
+  switch (autotune_target(g.beta, g.c, g.d, bytes, s.autotune_scratch_bytes)) {
+    case AutotuneTarget::kInPlace: return g.d;
+    case AutotuneTarget::kScratch: return s.autotune_scratch;
+    case AutotuneTarget::kUntimed: break;
+  }
+  return nullptr;
 }
 
 // The index of the fastest of `candidates` (each taken by cuBLASLt for l) on g's own operands, or

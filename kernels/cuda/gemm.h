@@ -108,6 +108,14 @@ int64_t bias_grad_scratch_floats(int64_t T, int64_t OC);
 cudaError_t bias_grad_bf16(float* dbias, const __nv_bfloat16* dout, int64_t T, int64_t OC, float* scratch,
                            cudaStream_t stream);
 
+// Where GemmContext's timed choice (set_autotune) runs a GEMM's candidates; exposed for the tests.
+// In place when the call rewrites all of its output afterwards anyway: beta = 0, or C an addend
+// other than the output D. Else (the call adds onto D: beta != 0 with C = D, or C null) into the
+// scratch when D's output_bytes fit its scratch_bytes, else not at all (the heuristic's choice):
+// timing runs in place there would add the product several times.
+enum class AutotuneTarget { kInPlace, kScratch, kUntimed };
+AutotuneTarget autotune_target(float beta, const void* c, const void* d, size_t output_bytes, size_t scratch_bytes);
+
 // The token count at which cuBLASLt's algorithm is chosen for GEMMs over `tokens` tokens (nvcc:
 // the heuristic runs once per bucket, gemm.cu): tokens rounded up to a multiple of
 // 2^(floor(log2 tokens) − 3), so at most 1/8 above and 8 buckets per power of two (16,209 →

@@ -433,6 +433,20 @@ TEST(CudaGemm, PaddedRowsEqualCompactRows) {
             cudaErrorInvalidValue);
 }
 
+// Where the timed choice runs a GEMM's candidates: never in place when the call adds onto its
+// output (the product would be added once per run), so += outputs go to the scratch or stay untimed.
+TEST(CudaGemm, AutotuneTimesInPlaceOnlyOutputsTheCallRewrites) {
+  float out = 0.0f, addend = 0.0f;
+  EXPECT_EQ(autotune_target(0.0f, nullptr, &out, 64, 0), AutotuneTarget::kInPlace);   // out =
+  EXPECT_EQ(autotune_target(0.0f, &out, &out, 64, 0), AutotuneTarget::kInPlace);      // (beta 0 reads no C)
+  EXPECT_EQ(autotune_target(1.0f, &addend, &out, 64, 0), AutotuneTarget::kInPlace);   // out = addend + ...
+  EXPECT_EQ(autotune_target(1.0f, nullptr, &out, 64, 64), AutotuneTarget::kScratch);  // out += (C = D)
+  EXPECT_EQ(autotune_target(1.0f, &out, &out, 64, 64), AutotuneTarget::kScratch);     // addend = out
+  EXPECT_EQ(autotune_target(-0.5f, nullptr, &out, 64, 1000), AutotuneTarget::kScratch);
+  EXPECT_EQ(autotune_target(1.0f, nullptr, &out, 65, 64), AutotuneTarget::kUntimed);  // too large
+  EXPECT_EQ(autotune_target(1.0f, &out, &out, 64, 0), AutotuneTarget::kUntimed);      // no scratch
+}
+
 // The timed choice (set_autotune) on a GPU: each new shape is timed once, a shape whose output is
 // added onto (dweight +=, out +=) only with room in the scratch, else counted as left untimed; a
 // shape seen before is not timed again. The emulator has one GEMM: nothing to time.
