@@ -453,20 +453,16 @@ cublasStatus_t choose_algorithm(GemmContext::State& s, const Matmul& g, cublasLt
       const Layouts top(g, bucket[kKeyN], bucket[kKeyK]);
       st = top.status;
       if (st == CUBLAS_STATUS_SUCCESS) st = heuristic_ranking(s, desc, top, bucket, ranking_length(s), &ranking);
-      if (st == CUBLAS_STATUS_SUCCESS && s.autotune) {  // timed at this exact shape, for the whole bucket
-        std::vector<cublasLtMatmulAlgo_t> candidates;
+      std::vector<cublasLtMatmulAlgo_t> candidates;  // (autotune: timed at this exact shape, for the bucket)
+      int fastest = -1;
+      if (st == CUBLAS_STATUS_SUCCESS && s.autotune) {
         for (const cublasLtMatmulAlgo_t& a : ranking)
           if (takes(s, desc, l, a)) candidates.push_back(a);
         timed = true;
-        if (const int i = fastest_candidate(s, g, desc, l, candidates, stream); i >= 0) {
-          remember(s, bucket, candidates[static_cast<size_t>(i)]);
-          remember(s, key, candidates[static_cast<size_t>(i)]);
-          *algo = candidates[static_cast<size_t>(i)];
-          return CUBLAS_STATUS_SUCCESS;
-        }
+        fastest = fastest_candidate(s, g, desc, l, candidates, stream);
       }
       if (st == CUBLAS_STATUS_SUCCESS) {
-        shared = untimed_choice(s, ranking);
+        shared = fastest >= 0 ? candidates[static_cast<size_t>(fastest)] : untimed_choice(s, ranking);
         remember(s, bucket, shared);
       }
     }
