@@ -393,6 +393,13 @@ int fastest_candidate(GemmContext::State& s, const Matmul& g, cublasLtMatmulDesc
     return -1;
   }
   const void* c = d != g.d ? g.d : g.c ? g.c : g.d;  // (into the scratch: C is the real output)
+  // The candidates run alone: the device finishes the work queued so far on every stream first
+  // (the trainer's side stream runs weight-gradient GEMMs and AdamW beside the compute stream),
+  // so their times are the algorithms' own, not a share of a busy GPU. Once per shape bucket.
+  if (cudaDeviceSynchronize() != cudaSuccess) {
+    ++s.stats.untimed;
+    return -1;
+  }
   int best = -1;
   float best_ms = 0.0f, first_ms = -1.0f;
   for (size_t i = 0; i < candidates.size(); ++i) {
