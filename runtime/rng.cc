@@ -53,6 +53,16 @@ uint32_t CounterRng::next_u32() {
   return block_[used_++];
 }
 
+void CounterRng::seek(uint64_t draw) {
+  RECLM_CHECK(draw >> 2 <= 0xFFFFFFFFull, "draw {} is past the stream's 2^34 draws", draw);
+  block_index_ = static_cast<uint32_t>(draw >> 2);
+  used_ = 4;  // (the block is made at the next draw)
+  if (const int word = static_cast<int>(draw & 3); word != 0) {
+    next_u32();  // makes block draw / 4 and hands out its word 0
+    used_ = word;
+  }
+}
+
 float CounterRng::uniform() { return static_cast<float>(next_u32() >> 8) * 0x1.0p-24f; }
 
 uint64_t CounterRng::below(uint64_t n) {

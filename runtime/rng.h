@@ -37,6 +37,10 @@ class CounterRng {
              uint64_t sample = 0);
 
   uint32_t next_u32();
+  // Positions the stream at its draw `draw` (0-based): the next next_u32() returns that draw, as
+  // if `draw` draws had been taken. So one stream can be drawn in pieces, in parallel: a normal()
+  // takes 2 draws, so a stream's normal j starts at draw 2·j. draw < 2^34.
+  void seek(uint64_t draw);
   // Uniform in [0, 1) with 24 random bits (exactly representable in float).
   float uniform();
   // Uniform integer in [0, n) (n > 0), unbiased by rejection.

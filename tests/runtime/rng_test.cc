@@ -170,6 +170,36 @@ TEST(CounterRng, BelowEdgeCases) {
   EXPECT_THROW(rng.below(0), InternalError);
 }
 
+// seek(k) continues exactly as a stream that took k draws: at every word of a block (k % 4), at
+// block edges, and far into the stream; normal() after seek(2·j) is the stream's normal j.
+TEST(CounterRng, SeekContinuesAsTheStreamDrawnInOrder) {
+  CounterRng in_order(21, RngPurpose::kInit, 0, 0, 5);
+  std::vector<uint32_t> draws(1040);
+  for (uint32_t& d : draws) d = in_order.next_u32();
+  for (const uint64_t k : {0, 1, 2, 3, 4, 5, 7, 8, 513, 1022, 1023}) {
+    CounterRng sought(21, RngPurpose::kInit, 0, 0, 5);
+    sought.next_u32();  // (a stream already drawn from: seek repositions it)
+    sought.seek(k);
+    for (uint64_t i = k; i < k + 8; ++i) ASSERT_EQ(sought.next_u32(), draws[i]) << "seek " << k << ", draw " << i;
+  }
+  CounterRng normals(21, RngPurpose::kInit, 0, 0, 5);
+  std::vector<double> z(9);
+  for (double& v : z) v = normals.normal();
+  CounterRng sought(21, RngPurpose::kInit, 0, 0, 5);
+  sought.seek(2 * 7);
+  EXPECT_EQ(sought.normal(), z[7]);
+  EXPECT_EQ(sought.normal(), z[8]);
+
+  // far: draw 2^33 + 6 (block 2^31 + 1, word 2) against the block computed directly
+  CounterRng far(21, RngPurpose::kInit, 0, 0, 5);
+  far.seek((uint64_t{1} << 33) + 6);
+  const PhiloxCounter block = philox4x32_10({(1u << 31) + 1, 5, 0, static_cast<uint32_t>(RngPurpose::kInit) << 16},
+                                            {21, 0});
+  EXPECT_EQ(far.next_u32(), block[2]);
+  EXPECT_EQ(far.next_u32(), block[3]);
+  EXPECT_THROW(far.seek(uint64_t{1} << 34), InternalError);
+}
+
 TEST(CounterRng, NormalHasZeroMeanAndUnitVariance) {
   CounterRng rng(99, RngPurpose::kTest);
   constexpr int kDraws = 100000;
