@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "runtime/rng.h"
@@ -35,7 +36,8 @@ TEST(InitWeights, PiecesOnAllThreadsGiveTheStreamDrawnInOrder) {
       for (int64_t j = 0; j < e.numel; ++j) ASSERT_EQ(p[j], 1.0f) << e.name;
       continue;
     }
-    const bool output_proj = e.name.find("o_proj") != std::string::npos || e.name.find("down_proj") != std::string::npos;
+    const bool output_proj =
+        e.name.find("o_proj") != std::string::npos || e.name.find("down_proj") != std::string::npos;
     const double std = init_std * (output_proj ? 1.0 / std::sqrt(2.0 * static_cast<double>(dims.n_layers)) : 1.0);
     CounterRng in_order(seed, RngPurpose::kInit, 0, 0, e.init_key);
     for (int64_t j = 0; j < e.numel; ++j) {
