@@ -39,7 +39,8 @@
 #   VARIANTS="label:X=Y X=Y;..."  A/B variants, ';'-separated: each a label, then overrides: a
 #                                 key with a dot is a reclm --set (runtime.second_stream=false),
 #                                 one without is an environment variable of the run
-#                                 (RECLM_GEMM_ALGORITHM_BUCKETS=0, CUDA_MODULE_LOADING=EAGER)
+#                                 (RECLM_GEMM_ALGORITHM_BUCKETS=0, CUDA_MODULE_LOADING=EAGER,
+#                                 RECLM_SIDE_GEMM_SMS=100: the side stream's GEMMs on 100 SMs)
 #   TORCH_COMPILE=1               run PyTorch with torch.compile (default: eager)
 #   TORCH_DEVICE=auto             train_torch.py --device (auto: cuda when available)
 #   PROFILE=1                     also a 12-step run of each preset with RECLM_DEVICE_PROFILE=1 and

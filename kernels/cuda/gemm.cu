@@ -32,6 +32,7 @@
 //   token counts, at the bucket's top (gemm_token_bucket: 8 buckets per power of two), and that
 //   algorithm serves each T in the bucket once cublasLtMatmulAlgoCheck accepts it for the exact
 //   shape (else the shape gets its own). Environment RECLM_GEMM_ALGORITHM_BUCKETS=0: per exact T.
+//   set_sm_count_target sets CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET on every GEMM of the context.
 //   forward with an addend: beta = 1 on C = addend (≠ D), laid out as D.
 // emulator (g++): the bf16 inputs are widened into host scratch and multiplied by cblas_sgemm
 //   (OpenBLAS: the "CPU GEMM" of the emulated device); the outputs are then written with the
@@ -164,6 +165,14 @@ cudaError_t bias_grad_bf16(float* dbias, const __nv_bfloat16* dout, int64_t T, i
 
 namespace {
 
+// GemmContext::set_sm_count_target's check.
+int checked_sm_count_target(int sms) {
+  if (sms < 0)
+    throw std::invalid_argument("GemmContext::set_sm_count_target: a number of SMs, or 0 for all; got " +
+                                std::to_string(sms));
+  return sms;
+}
+
 // GemmContext::set_heuristic_rank's range check.
 int checked_heuristic_rank(int rank) {
   if (rank < 0 || rank > GemmContext::kMaxHeuristicRank)
@@ -251,6 +260,7 @@ struct GemmContext::State {
     return env == nullptr || std::string(env) != "0";
   }();
   int heuristic_rank = 0;  // set_heuristic_rank
+  int32_t sm_count_target = 0;  // set_sm_count_target (0: the device's)
   // set_autotune: the timed choice, its scratch output (the caller's) and its two events
   bool autotune = false;
   void* autotune_scratch = nullptr;
@@ -279,6 +289,11 @@ GemmContext::~GemmContext() {
 
 void GemmContext::set_heuristic_rank(int rank) {
   state_->heuristic_rank = checked_heuristic_rank(rank);
+  state_->algorithms.clear();
+}
+
+void GemmContext::set_sm_count_target(int sms) {
+  state_->sm_count_target = checked_sm_count_target(sms);
   state_->algorithms.clear();
 }
 
@@ -501,6 +516,8 @@ cublasStatus_t run_matmul(GemmContext::State& s, const Matmul& g, cudaStream_t s
   set(CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b));
   set(CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue));
   if (g.bias) set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias));
+  if (s.sm_count_target > 0)
+    set(CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET, &s.sm_count_target, sizeof(s.sm_count_target));
   const Layouts l(g, g.n, g.k);
   if (st == CUBLAS_STATUS_SUCCESS) st = l.status;
 
@@ -602,6 +619,7 @@ struct GemmContext::State {};
 GemmContext::GemmContext() { heuristic_rank_from_environment(); }  // (checked, as on the GPU)
 GemmContext::~GemmContext() = default;
 void GemmContext::set_heuristic_rank(int rank) { checked_heuristic_rank(rank); }
+void GemmContext::set_sm_count_target(int sms) { checked_sm_count_target(sms); }
 void GemmContext::set_autotune(bool, void*, size_t) {}
 GemmContext::AutotuneStats GemmContext::autotune_stats() const { return {}; }
 

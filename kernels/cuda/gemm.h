@@ -38,6 +38,14 @@ class GemmContext {
   static constexpr int kMaxHeuristicRank = 15;
   void set_heuristic_rank(int rank);  // throws std::invalid_argument outside 0 .. kMaxHeuristicRank
 
+  // How many SMs the GEMMs are planned for (cuBLASLt's SM_COUNT_TARGET): 0, all of the device's
+  // (the default); n, as if the device had n. cuBLASLt's persistent kernels on Hopper then run
+  // about n blocks, so a context whose GEMMs run beside another stream's kernels (the trainer's
+  // side stream, RECLM_SIDE_GEMM_SMS) leaves the other SMs to them. The results are those of
+  // another algorithm, so they may differ in the last bits. Empties the algorithm cache. The
+  // emulator: no effect. Throws std::invalid_argument below 0.
+  void set_sm_count_target(int sms);
+
   // Timed choice (runtime.gemm_autotune): each new shape (per bucket of token counts, as the
   // heuristic's choice) runs up to kAutotuneCandidates of the heuristic's ranking, each once to
   // load it and then kAutotuneRuns times between two events, on the call's own operands, and keeps

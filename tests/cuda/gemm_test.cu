@@ -19,11 +19,11 @@
 // Shapes mix T, C, OC in {1, 7, 33, 257}: leading dimensions not multiples of 8 (odd bf16
 // strides that cuBLASLt's vectorized algorithms cannot take) included; two token counts of one
 // bucket (gemm_token_bucket) share an algorithm on a GPU; and on a GPU cuBLASLt's heuristic's 2nd
-// and 4th choices (set_heuristic_rank) meet the same bounds as its first, and so do timed choices
-// (set_autotune), whose candidates run several times on the call's own buffers first: in place
-// when the call overwrites its output, into a scratch when it adds onto it (or, without room in
-// the scratch, untimed). Outputs are poisoned (NaN) past their end and, when not accumulating,
-// everywhere.
+// and 4th choices (set_heuristic_rank) and its first for 16 SMs (set_sm_count_target) meet the
+// same bounds as its first, and so do timed choices (set_autotune), whose candidates run several
+// times on the call's own buffers first: in place when the call overwrites its output, into a
+// scratch when it adds onto it (or, without room in the scratch, untimed). Outputs are poisoned
+// (NaN) past their end and, when not accumulating, everywhere.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -100,13 +100,16 @@ struct AlgorithmChoice {
   int rank = 0;
   bool autotune = false;
   size_t scratch = 0;
+  int sms = 0;  // set_sm_count_target (0: all)
   // buffer: device memory of at least `scratch` bytes
   void apply(GemmContext& ctx, simt::DeviceBuffer<float>& buffer) const {
     ctx.set_heuristic_rank(rank);
     ctx.set_autotune(autotune, scratch > 0 ? buffer.data() : nullptr, scratch);
+    ctx.set_sm_count_target(sms);
   }
   std::string name() const {
-    return autotune ? " timed, scratch " + std::to_string(scratch) : " heuristic rank " + std::to_string(rank);
+    return (autotune ? " timed, scratch " + std::to_string(scratch) : " heuristic rank " + std::to_string(rank)) +
+           (sms > 0 ? ", planned for " + std::to_string(sms) + " SMs" : "");
   }
 };
 constexpr size_t kRoomyScratch = size_t{1} << 20;
@@ -140,7 +143,7 @@ TEST(CudaGemm, ForwardMatchesFloat64AndCpuOp) {
          {std::pair{AlgorithmChoice{0}, false}, std::pair{AlgorithmChoice{0}, true},
           std::pair{AlgorithmChoice{1}, true}, std::pair{AlgorithmChoice{3}, false},
           std::pair{AlgorithmChoice{0, true, kRoomyScratch}, true},
-          std::pair{AlgorithmChoice{0, true, 0}, false}}) {
+          std::pair{AlgorithmChoice{0, true, 0}, false}, std::pair{AlgorithmChoice{0, false, 0, 16}, true}}) {
       choice.apply(ctx, scratch);
       // 0: fp32 out, 1: fp32 out +=, 2: bf16 out, 3: fp32 out = addend + (a separate buffer;
       // out poisoned), 4: bf16 out += (the old value bf16). Modes 1 and 4 scale the product by
@@ -214,7 +217,8 @@ TEST(CudaGemm, BackwardMatchesFloat64AndCpuOp) {
     for (const auto& [choice, accumulate_dinp] :
          {std::pair{AlgorithmChoice{0}, false}, std::pair{AlgorithmChoice{0}, true},
           std::pair{AlgorithmChoice{1}, false}, std::pair{AlgorithmChoice{3}, true},
-          std::pair{AlgorithmChoice{0, true, kRoomyScratch}, true}, std::pair{AlgorithmChoice{0, true, 0}, false}}) {
+          std::pair{AlgorithmChoice{0, true, kRoomyScratch}, true}, std::pair{AlgorithmChoice{0, true, 0}, false},
+          std::pair{AlgorithmChoice{0, false, 0, 16}, true}}) {
       choice.apply(ctx, scratch);
       const std::string ranked = choice.name();
       // With accumulate_dinp the products are scaled by alpha = -0.625 (LoRA's scale; then no dbias)
@@ -510,6 +514,16 @@ TEST(CudaGemm, HeuristicRankIsChecked) {
   setenv("RECLM_GEMM_ALGORITHM_RANK", "2", 1);
   EXPECT_NO_THROW(GemmContext{});
   unsetenv("RECLM_GEMM_ALGORITHM_RANK");
+}
+
+// The SMs the GEMMs are planned for (set_sm_count_target, the trainer's RECLM_SIDE_GEMM_SMS): 0 for
+// all, or a count; a negative count is refused. (The forward and backward tests above run GEMMs
+// planned for 16 SMs against the same bounds.)
+TEST(CudaGemm, SmCountTargetIsChecked) {
+  GemmContext ctx;
+  EXPECT_NO_THROW(ctx.set_sm_count_target(0));
+  EXPECT_NO_THROW(ctx.set_sm_count_target(16));
+  EXPECT_THROW(ctx.set_sm_count_target(-1), std::invalid_argument);
 }
 
 TEST(CudaGemm, RejectsInvalidArguments) {

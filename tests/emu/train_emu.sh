@@ -10,7 +10,8 @@
 #  2. checkpoints are interchangeable: a device run's step-4 checkpoint resumes on the CPU, and
 #     a CPU run's on the device, each continuing its source's trajectory;
 #  3. activation recomputation (runtime.recompute_activations) trains bitwise the same, and so
-#     does one stream (runtime.second_stream false) as the default side stream;
+#     does one stream (runtime.second_stream false) as the default side stream, and so do the
+#     side stream's GEMMs planned for fewer SMs (RECLM_SIDE_GEMM_SMS, logged);
 #  4. under mpirun -np 2 (when MPI is built) the device ranks train like one process with the
 #     same global batch, their gradient buckets all-reduced during backward; with ZeRO-1
 #     (optim.zero1) 2 device ranks train like the plain 2 ranks, 3 like 3 CPU ranks with ZeRO-1
@@ -23,7 +24,7 @@
 #     emulator's one GEMM), =host the host's wait share, both without the first micro-batch;
 #  6. the combinations the backend refuses (head dims other than 32/64/128) exit 2
 #     naming runtime.device, a plan too large for the device exits 2 before anything is written,
-#     and so does a bad RECLM_GEMM_ALGORITHM_RANK.
+#     and so does a bad RECLM_GEMM_ALGORITHM_RANK or RECLM_SIDE_GEMM_SMS.
 set -euo pipefail
 : "${RECLM_EMU:?path of the reclm-emu binary}"
 source "$(dirname "$0")/../e2e/lib/common.bash"
@@ -129,6 +130,14 @@ same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/r
   --set train.run_dir="$work/one_stream" > "$work/one_stream.txt" 2>&1 || { cat "$work/one_stream.txt"; fail "one-stream run"; }
 same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/one_stream/metrics.jsonl" "train val")" 0 ||
   fail "one stream trains differently from the side stream"
+# 3c. RECLM_SIDE_GEMM_SMS: the side stream's GEMMs planned for fewer SMs, said in the log (the
+#     emulator has one GEMM: the same bits)
+RECLM_SIDE_GEMM_SMS=16 "$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda --set train.run_dir="$work/side_sms" \
+  > "$work/side_sms.txt" 2>&1 || { cat "$work/side_sms.txt"; fail "RECLM_SIDE_GEMM_SMS=16 run"; }
+grep -q "side stream's GEMMs planned for 16 SMs (RECLM_SIDE_GEMM_SMS)" "$work/side_sms.txt" ||
+  { cat "$work/side_sms.txt"; fail "the log does not say RECLM_SIDE_GEMM_SMS took effect"; }
+same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/side_sms/metrics.jsonl" "train val")" 0 ||
+  fail "RECLM_SIDE_GEMM_SMS changed the emulator's training"
 
 # 4. two device ranks (micro_batch 2 each) vs one process (micro_batch 4), buckets of ~0.05 MiB
 if [ -x "$RECLM_SOURCE_DIR/scripts/mpirun.sh" ] && command -v mpirun > /dev/null; then
@@ -244,4 +253,12 @@ RECLM="$RECLM_EMU" expect_exit2 "not enough free memory" train "${base[@]}" --se
 # a bad RECLM_GEMM_ALGORITHM_RANK (cuBLASLt's heuristic's choice, docs/gpu.md) stops at start, exit 2
 RECLM_GEMM_ALGORITHM_RANK=x RECLM="$RECLM_EMU" expect_exit2 "RECLM_GEMM_ALGORITHM_RANK=x" train "${base[@]}" \
   --set runtime.device=cuda --set train.run_dir="$work/rank"
+# so does a bad RECLM_SIDE_GEMM_SMS, or one without a side stream, before the run directory is made
+for bad in x -1 5000; do
+  RECLM_SIDE_GEMM_SMS=$bad RECLM="$RECLM_EMU" expect_exit2 "RECLM_SIDE_GEMM_SMS=$bad: expected a number of SMs" train \
+    "${base[@]}" --set runtime.device=cuda --set train.run_dir="$work/sms_bad"
+done
+RECLM_SIDE_GEMM_SMS=8 RECLM="$RECLM_EMU" expect_exit2 "RECLM_SIDE_GEMM_SMS=8: runtime.second_stream is false" train \
+  "${base[@]}" --set runtime.device=cuda --set runtime.second_stream=false --set train.run_dir="$work/sms_bad"
+[ ! -e "$work/sms_bad" ] || fail "a refused RECLM_SIDE_GEMM_SMS wrote $work/sms_bad"
 echo "train_emu: ok"

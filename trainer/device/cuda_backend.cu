@@ -18,6 +18,7 @@
 #include "kernels/cuda/grad_norm.h"
 #include "runtime/comm/communicator.h"
 #include "runtime/errors.h"
+#include "runtime/logging.h"
 #include "trainer/data_parallel.h"
 #include "trainer/device/device_model.h"
 #include "trainer/device/device_runtime.h"
@@ -34,6 +35,25 @@
 namespace reclm {
 
 namespace {
+
+// RECLM_SIDE_GEMM_SMS (unset or 0: all): the SMs the side stream's weight-gradient GEMMs are
+// planned for (GemmContext::set_sm_count_target), to measure whether leaving the others to the
+// compute stream's kernels pays (docs/gpu.md). A bad value, or one without a side stream, stops
+// the run naming the variable (exit 2).
+int side_gemm_sms_from_environment(bool second_stream) {
+  const char* env = std::getenv("RECLM_SIDE_GEMM_SMS");
+  if (env == nullptr || *env == '\0') return 0;
+  char* end = nullptr;
+  const long sms = std::strtol(env, &end, 10);
+  RECLM_USER_CHECK(*end == '\0' && sms >= 0 && sms <= 4096,
+                   "environment RECLM_SIDE_GEMM_SMS={}: expected a number of SMs for the side stream's GEMMs, "
+                   "0 (all) to 4096",
+                   env);
+  RECLM_USER_CHECK(sms == 0 || second_stream,
+                   "environment RECLM_SIDE_GEMM_SMS={}: runtime.second_stream is false, so there is no side stream",
+                   env);
+  return static_cast<int>(sms);
+}
 
 // What runtime.gemm_autotune's timing found on one stream's GEMMs (GemmContext::autotune_stats),
 // for the profile report.
@@ -103,6 +123,7 @@ class CudaBackend final : public DeviceBackend {
     info_.emulated = device::kEmulated;
     info_.total_bytes = static_cast<int64_t>(total);
     if (optimizer.sharded()) zero1_.emplace(model.layout, host_comm_->rank(), host_comm_->size());
+    const int side_gemm_sms = side_gemm_sms_from_environment(options.second_stream);
     dm_ = std::make_unique<device::DeviceModel>(
         model.dims, model.layout,
         device::DevicePlanOptions{.max_tokens = options.max_tokens,
@@ -113,7 +134,9 @@ class CudaBackend final : public DeviceBackend {
                                   .exchange_floats = zero1_ ? zero1_->exchange_floats() : 0,
                                   .world = host_comm_ ? host_comm_->size() : 1,
                                   .second_stream = options.second_stream,
-                                  .gemm_autotune = options.gemm_autotune});
+                                  .gemm_autotune = options.gemm_autotune,
+                                  .side_gemm_sms = side_gemm_sms});
+    if (side_gemm_sms > 0) log_info("device: the side stream's GEMMs planned for {} SMs (RECLM_SIDE_GEMM_SMS)", side_gemm_sms);
     dm_->head_trains = model.head_trains;
     if (model.dims.vocab_parallel()) {  // (every rank constructs its backend at the same point)
       RECLM_CHECK(host_comm_ != nullptr, "vocabulary parallelism needs the job's communicator");
@@ -383,6 +406,7 @@ class CudaBackend final : public DeviceBackend {
 
 std::unique_ptr<DeviceBackend> make_cuda_backend(const Model& model, const AdamW& optimizer,
                                                  const DeviceOptions& options) {
+  side_gemm_sms_from_environment(options.second_stream);  // (checked before anything is allocated)
   const ModelDims& d = model.dims;
   RECLM_USER_CHECK(cuda::attention_supports_head_dim(d.head_dim),
                    "field runtime.device: \"cuda\" needs head_dim {} (model.d_model / model.n_heads), "

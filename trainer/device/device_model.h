@@ -63,6 +63,7 @@ struct DevicePlanOptions {
   int world = 1;                // ranks of the job (vocabulary parallelism's buffers hold every rank's rows)
   bool second_stream = true;    // the weight gradients and AdamW on a SideStream
   bool gemm_autotune = false;   // the GEMMs' algorithms chosen by timing (GemmContext::set_autotune)
+  int side_gemm_sms = 0;        // the side stream's GEMMs planned for this many SMs (0: all; RECLM_SIDE_GEMM_SMS)
 };
 
 // Vocabulary parallelism on the device (dims.vocab_parallel(), device_vocab_parallel.h): the

@@ -216,6 +216,7 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DeviceP
   fill_bytes(arena, 0xFF, arena_bytes, stream);
   Carver real{static_cast<char*>(arena), 0};
   carve(*this, options.exchange_floats, options.world, real);
+  if (side && options.side_gemm_sms > 0) side->gemm().set_sm_count_target(options.side_gemm_sms);
   if (options.gemm_autotune) {  // (one scratch for both streams: what the timing writes there is never read)
     gemm.set_autotune(true, gemm_autotune_scratch, gemm_autotune_scratch_bytes);
     if (side) side->gemm().set_autotune(true, gemm_autotune_scratch, gemm_autotune_scratch_bytes);
