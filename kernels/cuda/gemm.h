@@ -39,9 +39,9 @@ class GemmContext {
   void set_heuristic_rank(int rank);  // throws std::invalid_argument outside 0 .. kMaxHeuristicRank
 
   // How many SMs the GEMMs are planned for (cuBLASLt's SM_COUNT_TARGET): 0, all of the device's
-  // (the default); n, as if the device had n. cuBLASLt's persistent kernels on Hopper then run
-  // about n blocks, so a context whose GEMMs run beside another stream's kernels (the trainer's
-  // side stream, RECLM_SIDE_GEMM_SMS) leaves the other SMs to them. The results are those of
+  // (the default); n, as if the device had n: cuBLASLt chooses and sizes its kernels for n SMs, so
+  // that a context whose GEMMs run beside another stream's kernels (the trainer's side stream,
+  // RECLM_SIDE_GEMM_SMS) may leave the other SMs to them. The results are those of
   // another algorithm, so they may differ in the last bits. Empties the algorithm cache. The
   // emulator: no effect. Throws std::invalid_argument below 0.
   void set_sm_count_target(int sms);
