@@ -8,6 +8,7 @@
 // bench/gpu/gemm_torch.py times PyTorch's GEMMs on the same shapes (the peer).
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "bench/gpu/attention_case_data.h"
 #include "bench/gpu/kernel_cases.h"
@@ -129,6 +130,16 @@ std::vector<KernelCase> gemm_cases() {
       c.name += suffix;
       cases.push_back(std::move(c));
     }
+  }
+  // The backward GEMMs planned for 100 of an H100's 132 SMs (set_sm_count_target; the trainer's
+  // RECLM_SIDE_GEMM_SMS=100 for its side stream's weight gradients), alone: what leaving SMs to
+  // the compute stream costs the GEMMs themselves.
+  auto fewer_sms = std::make_shared<cuda::GemmContext>();
+  fewer_sms->set_sm_count_target(100);
+  for (const auto& [C, OC] : {std::pair<int64_t, int64_t>{1024, 2048}, {1024, 5632}, {1024, 1024}, {2816, 1024}}) {
+    KernelCase c = backward_case(fewer_sms, 16209, C, OC, false);
+    c.name += " on 100 SMs";
+    cases.push_back(std::move(c));
   }
   return cases;
 }
