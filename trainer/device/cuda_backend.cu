@@ -406,7 +406,6 @@ class CudaBackend final : public DeviceBackend {
 
 std::unique_ptr<DeviceBackend> make_cuda_backend(const Model& model, const AdamW& optimizer,
                                                  const DeviceOptions& options) {
-  side_gemm_sms_from_environment(options.second_stream);  // (checked before anything is allocated)
   const ModelDims& d = model.dims;
   RECLM_USER_CHECK(cuda::attention_supports_head_dim(d.head_dim),
                    "field runtime.device: \"cuda\" needs head_dim {} (model.d_model / model.n_heads), "
