@@ -170,7 +170,8 @@ config::OptimConfig optim_config() {
 // without a GPU).
 std::unique_ptr<DeviceBackend> backend_or_skip(const Model& model, const AdamW& optimizer, bool recompute = false,
                                                int64_t head_chunk_rows = 0, bool fp32_logits = false,
-                                               bool second_stream = true, bool gemm_autotune = false) {
+                                               bool second_stream = true, bool gemm_autotune = false,
+                                               int side_gradient_buffers = 2) {
   try {
     return make_device_backend(model, optimizer,
                                {.max_tokens = kMaxTokens,
@@ -178,6 +179,7 @@ std::unique_ptr<DeviceBackend> backend_or_skip(const Model& model, const AdamW& 
                                 .fp32_logits = fp32_logits,
                                 .second_stream = second_stream,
                                 .gemm_autotune = gemm_autotune,
+                                .side_gradient_buffers = side_gradient_buffers,
                                 .optim = optim_config(),
                                 .head_chunk_rows = head_chunk_rows,
                                 .comm = model.comm});
@@ -339,11 +341,12 @@ TEST(DeviceBackend, RecomputedActivationsGiveTheSameGradients) {
 // moments over four optimizer steps of two accumulated micro-batches each (the second skips its
 // update, as train.on_nonfinite SKIP does, so the third must start from zeroed gradients and give
 // the second's), and the same validation loss after them; every case, with saved activations and
-// an LM head in chunks of 7 rows, and with recomputed activations and one chunk. On the emulator
-// the side stream's work runs only when the compute stream waits for it (side_stream.h), the
-// latest a GPU could run it, so a missing wait shows here as a weight-gradient GEMM reading an
-// overwritten operand, a forward reading weights before their update, or a download before the
-// update.
+// an LM head in chunks of 7 rows, and with recomputed activations and one chunk. The side stream's
+// GEMMs read gradients kept in two buffers each (the default), and with saved activations also in
+// one (RECLM_SIDE_GRADIENT_BUFFERS=1). On the emulator the side stream's work runs only when the
+// compute stream waits for it (side_stream.h), the latest a GPU could run it, so a missing wait
+// shows here as a weight-gradient GEMM reading an overwritten operand, a forward reading weights
+// before their update, or a download before the update.
 TEST(DeviceBackend, SecondStreamTrainsBitwiseLikeOneStream) {
   struct Run {
     std::vector<double> losses;    // per micro-batch and the gradient norms, then the validation loss
@@ -364,14 +367,25 @@ TEST(DeviceBackend, SecondStreamTrainsBitwiseLikeOneStream) {
       init_for(host, 29);
       AdamW optimizer(host.layout, optim_config());
       const int64_t head_chunk_rows = recompute ? 0 : 7;  // (chunks: each rewrites the last one's dlogits)
-      auto two = backend_or_skip(host, optimizer, recompute, head_chunk_rows, c.fp32_logits);
-      SKIP_WITHOUT_DEVICE(two);
-      auto one = backend_or_skip(host, optimizer, recompute, head_chunk_rows, c.fp32_logits, /*second_stream=*/false);
-      EXPECT_GT(two->info().planned_bytes, one->info().planned_bytes);  // (its cuBLASLt workspace)
+      // [0] one stream, the reference; [1] the side stream; [2] the side stream with one buffer each
+      std::vector<std::unique_ptr<DeviceBackend>> backends;
+      backends.push_back(
+          backend_or_skip(host, optimizer, recompute, head_chunk_rows, c.fp32_logits, /*second_stream=*/false));
+      SKIP_WITHOUT_DEVICE(backends[0]);
+      backends.push_back(backend_or_skip(host, optimizer, recompute, head_chunk_rows, c.fp32_logits));
+      // (the second buffers, and the side stream's cuBLASLt workspace)
+      EXPECT_GT(backends[1]->info().planned_bytes, backends[0]->info().planned_bytes);
+      if (!recompute) {
+        backends.push_back(backend_or_skip(host, optimizer, recompute, head_chunk_rows, c.fp32_logits,
+                                           /*second_stream=*/true, /*gemm_autotune=*/false,
+                                           /*side_gradient_buffers=*/1));
+        EXPECT_GT(backends[1]->info().planned_bytes, backends[2]->info().planned_bytes);
+        EXPECT_GT(backends[2]->info().planned_bytes, backends[0]->info().planned_bytes);
+      }
       const Batch first = make_batch(c, host.dims, 31), second = make_batch(c, host.dims, 37);
-      Run runs[2];
-      for (int r = 0; r < 2; ++r) {
-        DeviceBackend& device = r == 0 ? *two : *one;
+      std::vector<Run> runs(backends.size());
+      for (size_t r = 0; r < backends.size(); ++r) {
+        DeviceBackend& device = *backends[r];
         Run& run = runs[r];
         device.upload(host, optimizer);
         for (int step = 0; step < 4; ++step) {
@@ -394,10 +408,14 @@ TEST(DeviceBackend, SecondStreamTrainsBitwiseLikeOneStream) {
         run.state.insert(run.state.end(), moments.second_moment(), moments.second_moment() + moments.moment_floats());
         run.losses.push_back(device.forward_loss(first));
       }
-      EXPECT_EQ(runs[0].losses, runs[1].losses);
-      for (const Run& run : runs) EXPECT_EQ(bits_differ(run.grads[0], run.grads[1]), 0) << "not zeroed after a skip";
-      EXPECT_EQ(bits_differ(runs[0].grads[0], runs[1].grads[0]), 0) << "gradients differ";
-      EXPECT_EQ(bits_differ(runs[0].state, runs[1].state), 0) << "weights or moments differ";
+      for (size_t r = 0; r < runs.size(); ++r) {
+        SCOPED_TRACE(r == 0 ? "one stream" : r == 1 ? "side stream" : "side stream, one buffer of each gradient");
+        EXPECT_EQ(bits_differ(runs[r].grads[0], runs[r].grads[1]), 0) << "not zeroed after a skip";
+        if (r == 0) continue;
+        EXPECT_EQ(runs[0].losses, runs[r].losses);
+        EXPECT_EQ(bits_differ(runs[0].grads[0], runs[r].grads[0]), 0) << "gradients differ";
+        EXPECT_EQ(bits_differ(runs[0].state, runs[r].state), 0) << "weights or moments differ";
+      }
     }
   }
 }

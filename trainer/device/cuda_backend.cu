@@ -36,23 +36,21 @@ namespace reclm {
 
 namespace {
 
-// RECLM_SIDE_GEMM_SMS (unset or 0: all): the SMs the side stream's weight-gradient GEMMs are
-// planned for (GemmContext::set_sm_count_target), to measure whether leaving the others to the
-// compute stream's kernels pays (docs/gpu.md). A bad value, or one without a side stream, stops
-// the run naming the variable (exit 2).
-int side_gemm_sms_from_environment(bool second_stream) {
-  const char* env = std::getenv("RECLM_SIDE_GEMM_SMS");
-  if (env == nullptr || *env == '\0') return 0;
+// A setting of the side stream from the environment variable `name`, for measuring its effect
+// (docs/gpu.md): unset or empty gives `fallback`; else a whole number in [lo, hi] (`expected`
+// says what it is). A bad value, or one other than `fallback` without a side stream, stops the
+// run naming the variable (exit 2).
+int side_setting_from_environment(const char* name, const char* expected, long lo, long hi, int fallback,
+                                  bool second_stream) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || *env == '\0') return fallback;
   char* end = nullptr;
-  const long sms = std::strtol(env, &end, 10);
-  RECLM_USER_CHECK(*end == '\0' && sms >= 0 && sms <= 4096,
-                   "environment RECLM_SIDE_GEMM_SMS={}: expected a number of SMs for the side stream's GEMMs, "
-                   "0 (all) to 4096",
-                   env);
-  RECLM_USER_CHECK(sms == 0 || second_stream,
-                   "environment RECLM_SIDE_GEMM_SMS={}: runtime.second_stream is false, so there is no side stream",
-                   env);
-  return static_cast<int>(sms);
+  const long value = std::strtol(env, &end, 10);
+  RECLM_USER_CHECK(*end == '\0' && value >= lo && value <= hi, "environment {}={}: expected {}, {} to {}", name,
+                   env, expected, lo, hi);
+  RECLM_USER_CHECK(value == fallback || second_stream,
+                   "environment {}={}: runtime.second_stream is false, so there is no side stream", name, env);
+  return static_cast<int>(value);
 }
 
 // What runtime.gemm_autotune's timing found on one stream's GEMMs (GemmContext::autotune_stats),
@@ -123,7 +121,15 @@ class CudaBackend final : public DeviceBackend {
     info_.emulated = device::kEmulated;
     info_.total_bytes = static_cast<int64_t>(total);
     if (optimizer.sharded()) zero1_.emplace(model.layout, host_comm_->rank(), host_comm_->size());
-    const int side_gemm_sms = side_gemm_sms_from_environment(options.second_stream);
+    // RECLM_SIDE_GEMM_SMS: the SMs the side stream's GEMMs are planned for (0: all;
+    // GemmContext::set_sm_count_target); RECLM_SIDE_GRADIENT_BUFFERS: 1 to give the gradients its
+    // GEMMs read one buffer each instead of two (DevicePlanOptions::side_gradient_buffers).
+    const int side_gemm_sms = side_setting_from_environment(
+        "RECLM_SIDE_GEMM_SMS", "a number of SMs for the side stream's GEMMs (0: all)", 0, 4096, 0,
+        options.second_stream);
+    const int side_gradient_buffers = side_setting_from_environment(
+        "RECLM_SIDE_GRADIENT_BUFFERS", "the buffers of each gradient the side stream's GEMMs read", 1, 2,
+        options.side_gradient_buffers, options.second_stream);
     dm_ = std::make_unique<device::DeviceModel>(
         model.dims, model.layout,
         device::DevicePlanOptions{.max_tokens = options.max_tokens,
@@ -135,8 +141,15 @@ class CudaBackend final : public DeviceBackend {
                                   .world = host_comm_ ? host_comm_->size() : 1,
                                   .second_stream = options.second_stream,
                                   .gemm_autotune = options.gemm_autotune,
-                                  .side_gemm_sms = side_gemm_sms});
-    if (side_gemm_sms > 0) log_info("device: the side stream's GEMMs planned for {} SMs (RECLM_SIDE_GEMM_SMS)", side_gemm_sms);
+                                  .side_gemm_sms = side_gemm_sms,
+                                  .side_gradient_buffers = side_gradient_buffers});
+    if (side_gemm_sms > 0) {
+      log_info("device: the side stream's GEMMs planned for {} SMs (RECLM_SIDE_GEMM_SMS)", side_gemm_sms);
+    }
+    if (side_gradient_buffers != options.side_gradient_buffers) {
+      log_info("device: buffers of each gradient the side stream's GEMMs read: {} (RECLM_SIDE_GRADIENT_BUFFERS)",
+               side_gradient_buffers);
+    }
     dm_->head_trains = model.head_trains;
     if (model.dims.vocab_parallel()) {  // (every rank constructs its backend at the same point)
       RECLM_CHECK(host_comm_ != nullptr, "vocabulary parallelism needs the job's communicator");

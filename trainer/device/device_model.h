@@ -64,6 +64,9 @@ struct DevicePlanOptions {
   bool second_stream = true;    // the weight gradients and AdamW on a SideStream
   bool gemm_autotune = false;   // the GEMMs' algorithms chosen by timing (GemmContext::set_autotune)
   int side_gemm_sms = 0;        // the side stream's GEMMs planned for this many SMs (0: all; RECLM_SIDE_GEMM_SMS)
+  // Buffers of each bf16 gradient the side stream's weight-gradient GEMMs read (DeviceModel::
+  // SideOperand): 2, or 1 to measure what the second buys (RECLM_SIDE_GRADIENT_BUFFERS). One stream: 1.
+  int side_gradient_buffers = 2;
 };
 
 // Vocabulary parallelism on the device (dims.vocab_parallel(), device_vocab_parallel.h): the
@@ -139,12 +142,18 @@ struct DeviceModel {
   float* d_final = nullptr;     // [T, C] gradient at the final norm's output
   float* d_h32 = nullptr;       // [T, C] gathered rows' head gradient
   bf16* d_h = nullptr;          // [T, C]
-  bf16* d_res_bf = nullptr;     // [T, C] d_residual in bf16 (a branch's output gradient), from the norms
-  bf16* d_normed_bf = nullptr;  // [T, C]
-  bf16* d_act_bf = nullptr;     // [T, F]
-  bf16* d_gate_up_bf = nullptr; // [T, 2F] paired like gate_up
-  bf16* d_attn = nullptr;       // [T, QD]
-  bf16* d_qkv = nullptr;        // [T, QD + 2·KVD] dq, dk (rotated back), dv in the fused rows
+  // The bf16 gradients a weight-gradient GEMM reads on the side stream, which the compute stream
+  // writes anew for each projection: with a side stream two buffers of each, written in turn, so
+  // that the compute stream rewrites the one the side stream was given two projections ago instead
+  // of waiting for the GEMM it has just queued (device_step.cu SideOperand). The second is null
+  // with one stream (or RECLM_SIDE_GRADIENT_BUFFERS=1): one buffer, rewritten after each read.
+  using SideOperandBuffers = std::array<bf16*, 2>;
+  SideOperandBuffers d_res_bf{};      // [T, C] d_residual in bf16 (a branch's output gradient), from the norms
+  bf16* d_normed_bf = nullptr;        // [T, C]
+  bf16* d_act_bf = nullptr;           // [T, F]
+  SideOperandBuffers d_gate_up_bf{};  // [T, 2F] paired like gate_up
+  bf16* d_attn = nullptr;             // [T, QD]
+  SideOperandBuffers d_qkv{};         // [T, QD + 2·KVD] dq, dk (rotated back), dv in the fused rows
   bf16* lora_du = nullptr;      // [T, r] an adapter's bottleneck gradient (LoRA only)
 
   // The batch on the device: the pieces of one block (kBatchPieces of batch_piece_words words

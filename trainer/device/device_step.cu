@@ -101,6 +101,26 @@ void wait_for_weight_grad(DeviceModel& dm, SideStream::Ticket ticket) {
 void join_weight_grads(DeviceModel& dm) {
   if (dm.side) wait_for_weight_grad(dm, dm.side->queued());
 }
+
+// One of backward's bf16 gradients that a weight-gradient GEMM reads on the side stream
+// (DeviceModel::SideOperandBuffers), within one backward: the buffer written last, and each
+// buffer's last reader on the side stream.
+struct SideOperand {
+  DeviceModel::SideOperandBuffers buffers;
+  std::array<SideStream::Ticket, 2> last_read{};
+  int current = 0;
+  bf16* get() const { return buffers[current]; }
+  // weight_grad's `ticket` reads the current buffer.
+  void read_by(SideStream::Ticket ticket) { last_read[current] = ticket; }
+};
+// The buffer to write the operand's next value into: the other one when there are two, after
+// its last reader (queued a projection earlier, so usually done by now), else the only one, after
+// the GEMM that reads the value it holds.
+bf16* rewrite(DeviceModel& dm, SideOperand& op) {
+  if (op.buffers[1] != nullptr) op.current ^= 1;
+  wait_for_weight_grad(dm, op.last_read[op.current]);
+  return op.get();
+}
 // A layer matrix's gradient, or null under LoRA, where the base matrices are frozen.
 float* base_grad(const DeviceModel& dm, float* grad) { return dm.dims.has_lora() ? nullptr : grad; }
 
@@ -436,10 +456,10 @@ void sum_stage_norm(DeviceModel& dm, int stage) {
 }
 
 // The stages and poll points of model.h's BackwardHook, in the same places as the CPU backward.
-// The layers' weight-gradient GEMMs may run on the side stream (side_stream.h): the tickets below
-// name the last one reading each shared gradient buffer, which the compute stream waits for
-// before it rewrites that buffer. (Today a later wait already covers the gate/up and q/k/v ones:
-// the side stream runs in order; they keep the rule local.)
+// The layers' weight-gradient GEMMs may run on the side stream (side_stream.h): each gradient they
+// read is a SideOperand, whose rewrite() waits for the last GEMM reading the buffer it rewrites.
+// (Today a later wait already covers the gate/up and q/k/v ones, as the side stream runs in
+// order; they keep the rule local.)
 // head_weight_grad: the LM head's last weight-gradient GEMM, which a tied embedding's gradient
 // (the same rows) must follow.
 void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop, const BackwardHook& hook,
@@ -453,7 +473,7 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
   const ModelDims& d = dm.dims;
   const int64_t T = g.T, C = d.d_model, F = d.d_ff, QD = d.q_dim(), KVD = d.kv_dim(), QKV = QD + 2 * KVD;
   PhaseClock& clock = dm.clock;
-  SideStream::Ticket d_res_bf_read = 0, d_gate_up_read = 0, d_qkv_read = 0;
+  SideOperand d_res_bf{dm.d_res_bf}, d_gate_up{dm.d_gate_up_bf}, d_qkv{dm.d_qkv};
   // dinp[T, IC] = dout · W, then W's gradient (weight_grad); returns the latter's ticket.
   const auto project_back = [&](bf16* dinp, float* dweight, const bf16* dout, const bf16* inp, const float* weight,
                                 int64_t IC, int64_t OC) {
@@ -466,24 +486,22 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
   const bool dropout = drop.active();
   const auto norm_back = [&](float* dweight, const float* x, const float* weight, const float* rstd,
                              bool next_branch) {
-    bf16* d_res_bf = next_branch && !dropout ? dm.d_res_bf : nullptr;
-    if (d_res_bf) wait_for_weight_grad(dm, d_res_bf_read);
+    bf16* d_res_bf_out = next_branch && !dropout ? rewrite(dm, d_res_bf) : nullptr;
     ok(cuda::rmsnorm_backward_bf16(dm.d_residual, dweight, dm.rmsnorm_ws, dm.d_normed_bf, x, weight, rstd, T, C,
-                                   dm.stream, d_res_bf),
+                                   dm.stream, d_res_bf_out),
        "rmsnorm_backward_bf16");
     clock.mark("backward: norms");
   };
   const auto branch_grad = [&](int64_t l, int branch) {
     if (!dropout) return;  // d_res_bf is the norm's copy
-    wait_for_weight_grad(dm, d_res_bf_read);
-    ok(cuda::dropout_bf16(dm.d_res_bf, dm.d_residual, T * C, dropout_key(drop, l, branch), dm.stream),
+    ok(cuda::dropout_bf16(rewrite(dm, d_res_bf), dm.d_residual, T * C, dropout_key(drop, l, branch), dm.stream),
        "dropout_bf16");
     clock.mark("backward: dropout");
   };
   fill_zero(dm.d_residual, T * C * sizeof(float), dm.stream);
   ok(cuda::rmsnorm_backward(dm.d_residual, dm.grad_tensors.final_norm, dm.rmsnorm_ws, dm.d_final, dm.residual_out,
                             dm.param_tensors.final_norm, dm.final_rstd, T, C, dm.stream,
-                            dropout ? nullptr : dm.d_res_bf),
+                            dropout ? nullptr : rewrite(dm, d_res_bf)),
      "rmsnorm_backward");
   clock.mark("backward: norms");
   reached(1);
@@ -499,39 +517,39 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
     const LayerActivations& a = dm.layers[l];
     // MLP block
     branch_grad(l, 1);
-    d_res_bf_read = project_back(dm.d_act_bf, base_grad(dm, gw.w_down), dm.d_res_bf, a.act, w.w_down, F, C);
-    lora_backward(dm, dm.d_res_bf, C, a.act, l, LoraTarget::kDown, T);
+    d_res_bf.read_by(project_back(dm.d_act_bf, base_grad(dm, gw.w_down), d_res_bf.get(), a.act, w.w_down, F, C));
+    lora_backward(dm, d_res_bf.get(), C, a.act, l, LoraTarget::kDown, T);
     clock.mark("backward: GEMMs");
-    wait_for_weight_grad(dm, d_gate_up_read);
-    ok(cuda::swiglu_backward_bf16(dm.d_gate_up_bf, dm.d_act_bf, a.gate_up, T, F, dm.stream), "swiglu_backward_bf16");
+    ok(cuda::swiglu_backward_bf16(rewrite(dm, d_gate_up), dm.d_act_bf, a.gate_up, T, F, dm.stream),
+       "swiglu_backward_bf16");
     clock.mark("backward: SwiGLU");
-    d_gate_up_read =
-        project_back(dm.d_normed_bf, base_grad(dm, gw.w_gate), dm.d_gate_up_bf, a.norm2, w.w_gate, C, 2 * F);
-    lora_backward(dm, dm.d_gate_up_bf, 2 * F, a.norm2, l, LoraTarget::kGate, T);
-    lora_backward(dm, dm.d_gate_up_bf + F, 2 * F, a.norm2, l, LoraTarget::kUp, T);
+    d_gate_up.read_by(
+        project_back(dm.d_normed_bf, base_grad(dm, gw.w_gate), d_gate_up.get(), a.norm2, w.w_gate, C, 2 * F));
+    lora_backward(dm, d_gate_up.get(), 2 * F, a.norm2, l, LoraTarget::kGate, T);
+    lora_backward(dm, d_gate_up.get() + F, 2 * F, a.norm2, l, LoraTarget::kUp, T);
     clock.mark("backward: GEMMs");
     norm_back(gw.post_norm, a.residual_mid, w.post_norm, a.rstd2, /*next_branch=*/true);
     reached(kBackwardPoll);
     // attention block
     branch_grad(l, 0);
-    d_res_bf_read = project_back(dm.d_attn, base_grad(dm, gw.wo), dm.d_res_bf, a.attn, w.wo, QD, C);
-    lora_backward(dm, dm.d_res_bf, C, a.attn, l, LoraTarget::kO, T);
+    d_res_bf.read_by(project_back(dm.d_attn, base_grad(dm, gw.wo), d_res_bf.get(), a.attn, w.wo, QD, C));
+    lora_backward(dm, d_res_bf.get(), C, a.attn, l, LoraTarget::kO, T);
     clock.mark("backward: GEMMs");
     // dq, dk (rotated back through RoPE) and dv straight into the fused rows, the input of one
     // backward GEMM
-    wait_for_weight_grad(dm, d_qkv_read);
+    bf16* const dqkv = rewrite(dm, d_qkv);
     const cuda::AttentionQkvRows rows{QKV, dm.rope_table, g.rope_heads.two_d};
-    ok(cuda::attention_backward(dm.d_qkv, dm.d_qkv + QD, dm.d_qkv + QD + KVD, dm.d_attn, a.qkv, a.qkv + QD,
+    ok(cuda::attention_backward(dqkv, dqkv + QD, dqkv + QD + KVD, dm.d_attn, a.qkv, a.qkv + QD,
                                 a.qkv + QD + KVD, a.attn, a.lse, dm.cu_seqlens, g.prefix_lens, g.n_segments,
                                 g.max_seqlen, g.shape, /*deterministic=*/true, dm.attention_ws, dm.attention_ws_bytes,
                                 dm.stream, cuda::kAttentionSegmentBlockMaxLen, rows),
        "attention_backward");
     clock.mark("backward: attention");
     reached(kBackwardPoll);
-    d_qkv_read = project_back(dm.d_normed_bf, base_grad(dm, gw.wq), dm.d_qkv, a.norm1, w.wq, C, QKV);
-    lora_backward(dm, dm.d_qkv, QKV, a.norm1, l, LoraTarget::kQ, T);
-    lora_backward(dm, dm.d_qkv + QD, QKV, a.norm1, l, LoraTarget::kK, T);
-    lora_backward(dm, dm.d_qkv + QD + KVD, QKV, a.norm1, l, LoraTarget::kV, T);
+    d_qkv.read_by(project_back(dm.d_normed_bf, base_grad(dm, gw.wq), dqkv, a.norm1, w.wq, C, QKV));
+    lora_backward(dm, dqkv, QKV, a.norm1, l, LoraTarget::kQ, T);
+    lora_backward(dm, dqkv + QD, QKV, a.norm1, l, LoraTarget::kK, T);
+    lora_backward(dm, dqkv + QD + KVD, QKV, a.norm1, l, LoraTarget::kV, T);
     clock.mark("backward: GEMMs");
     norm_back(gw.input_norm, a.residual, w.input_norm, a.rstd1, /*next_branch=*/l > 0);
     reached(static_cast<int>(2 + (d.n_layers - 1 - l)));
