@@ -74,8 +74,10 @@ void add_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t n_heads
       }
       // The trainer's call on the histories: q, k, v read from fused QKV rows and dq, dk, dv
       // written into them, dq and dk rotated back through RoPE as they are stored (no separate
-      // RoPE backward); beside "det" for the cost of the rotation and the strided rows.
-      if (seg.histories) {
+      // RoPE backward); and the fused rows without the rotation: beside "det", the cost of the
+      // strided rows, then of the rotation.
+      for (bool rope : {false, true}) {
+        if (!seg.histories) break;
         const int64_t stride = (n_heads + 2 * n_kv_heads) * head_dim;
         auto rows = random_bf16(T * stride, 7);
         auto d_rows = std::make_shared<Bf16s>(static_cast<size_t>(T * stride));
@@ -84,14 +86,15 @@ void add_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t n_heads
         auto workspace = std::make_shared<Bytes>(ws_bytes);
         const int64_t k_at = n_heads * head_dim, v_at = (n_heads + n_kv_heads) * head_dim;
         KernelCase c = make_case(
-            attention_case_name("attention_backward det fused+rope", causal, seg, n_heads, n_kv_heads, head_dim),
-            bytes + 4 * T * head_dim,
+            attention_case_name(rope ? "attention_backward det fused+rope" : "attention_backward det fused", causal,
+                                seg, n_heads, n_kv_heads, head_dim),
+            bytes + (rope ? 4 * T * head_dim : 0),
             [=](cudaStream_t s) {
               return cuda::attention_backward(bf(d_rows), bf(d_rows) + k_at, bf(d_rows) + v_at, bf(dout), bf(rows),
                                               bf(rows) + k_at, bf(rows) + v_at, bf(out), lse->data(),
                                               cu_seqlens->data(), nullptr, n_segments, len, shape, true,
                                               workspace->data(), ws_bytes, s, cuda::kAttentionSegmentBlockMaxLen,
-                                              {stride, table->data(), false});
+                                              {stride, rope ? table->data() : nullptr, false});
             },
             {rows, d_rows, table, out, dout, cu_seqlens, lse, workspace});
         c.memory_bound = false;

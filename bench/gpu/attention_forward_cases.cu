@@ -52,19 +52,23 @@ void add_forward_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t
         cases.push_back(std::move(c));
       }
       // The trainer's call on the histories: q, k, v read from the fused QKV rows, q rotated by
-      // RoPE as it is loaded and written back rotated (2 more bytes per q value, and the table)
-      if (seg.histories) {
+      // RoPE as it is loaded and written back rotated (2 more bytes per q value, and the table);
+      // and the fused rows without the rotation, which splits its cost from the strided rows'
+      for (bool rope : {false, true}) {
+        if (!seg.histories) break;
         const int64_t stride = (n_heads + 2 * n_kv_heads) * head_dim;
         auto rows = random_bf16(T * stride, 4);
         auto table = device_values(T * head_dim, 5);
         const int64_t k_at = n_heads * head_dim, v_at = (n_heads + n_kv_heads) * head_dim;
-        KernelCase c = make_case(name + " fused rows+rope", bytes + 2 * T * n_heads * head_dim + 4 * T * head_dim,
+        KernelCase c = make_case(name + (rope ? " fused rows+rope" : " fused rows"),
+                                 bytes + (rope ? 2 * T * n_heads * head_dim + 4 * T * head_dim : 0),
                                  [=](cudaStream_t s) {
                                    __nv_bfloat16* fused = bf16_ptr(rows);
-                                   return cuda::attention_forward(
-                                       bf16_ptr(out), lse->data(), fused, fused + k_at, fused + v_at,
-                                       cu_seqlens->data(), nullptr, n_segments, len, shape, s, 0,
-                                       cuda::AttentionQkvRows{stride, table->data(), false, fused});
+                                   const cuda::AttentionQkvRows layout{stride, rope ? table->data() : nullptr, false,
+                                                                       rope ? fused : nullptr};
+                                   return cuda::attention_forward(bf16_ptr(out), lse->data(), fused, fused + k_at,
+                                                                  fused + v_at, cu_seqlens->data(), nullptr,
+                                                                  n_segments, len, shape, s, 0, layout);
                                  },
                                  {rows, table, out, lse, cu_seqlens});
         c.memory_bound = false;
