@@ -1,6 +1,7 @@
 // The device profile's bookkeeping (trainer/device/phase_clock.h) with RECLM_DEVICE_PROFILE=1: the
 // first micro-batch (the set-up) is left out, each interval goes to the phase marked at its end,
-// and marks beyond the pending limit (forward-only work, no step start) are still added up.
+// marks beyond the pending limit (forward-only work, no step start) are still added up, and the
+// clock's own reading of its points has its own line.
 // Emulator build only: there a stream point is the host clock (the launches before it have run),
 // so sleeps between marks are the phases' times; the GPU build's points are CUDA events, and this
 // file must not compile the header a second way into the GPU backend's binary.
@@ -52,6 +53,8 @@ TEST(PhaseClock, LeavesOutTheFirstMicroBatchAndAddsUpEveryInterval) {
   EXPECT_GE(phase_ms(report, "work"), 20.0);
   EXPECT_GE(phase_ms(report, "many"), 10.0);
   EXPECT_LT(phase_ms(report, "many"), 30.0);  // the dropped micro-batch's sleep is not in it
+  // the clock's own reading of its points, at each step start and past the pending limit
+  EXPECT_GE(phase_ms(report, "profile: reading its marks"), 0.0);
 }
 
 TEST(PhaseClock, HostModeReportsTheWaitShareWithoutPhases) {

@@ -41,15 +41,14 @@ class PhaseClock {
 
   void mark(const char* phase) {
     if (!on_) return;
+    record(phase);
     // (a training step adds up its points at the next step's start; forward-only work, as in
     // evaluation, has no step start, so the points are added up here once there are many)
-    if (used_ >= kMaxPending) add_up(/*pending=*/1);
-    if (used_ == points_.size()) points_.emplace_back();
-    points_[used_].record(stream_);
-    phases_.resize(used_ + 1);
-    phases_[used_] = phase_index(phase);
-    ++used_;
+    if (used_ >= kMaxPending) add_up_marked(/*pending=*/1);
   }
+  // The phase of the clock's own reading of its points (the host's time in add_up, while the
+  // device may sit idle): its own line, so that it does not inflate the phase after it.
+  static constexpr const char* kReadingPhase = "profile: reading its marks";
   // A training micro-batch begins (the time since the last mark is the host's and the optimizer's,
   // or on another stream `phase`). At the second, everything so far (the first step and its
   // set-up) is dropped. only_reached: add up only the points the device has passed, without
@@ -63,7 +62,7 @@ class PhaseClock {
         reached = 0;
         while (reached < used_ && points_[reached].reached()) ++reached;
       }
-      add_up(/*pending=*/std::max<size_t>(used_ - reached, 1));
+      add_up_marked(/*pending=*/std::max<size_t>(used_ - reached, 1));
     }
     if (++steps_ != 2) return;
     restart_host_clock();
@@ -95,6 +94,17 @@ class PhaseClock {
   }
 
  private:
+  void record(const char* phase) {
+    if (used_ == points_.size()) points_.emplace_back();
+    points_[used_].record(stream_);
+    phases_.resize(used_ + 1);
+    phases_[used_] = phase_index(phase);
+    ++used_;
+  }
+  void add_up_marked(size_t pending) {
+    add_up(pending);
+    record(kReadingPhase);
+  }
   size_t phase_index(const char* phase) {
     for (size_t i = 0; i < ms_.size(); ++i)
       if (ms_[i].first == phase) return i;
