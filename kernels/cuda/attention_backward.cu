@@ -157,12 +157,14 @@ __device__ void mma_pb(float (&acc)[N / 8][4], const float (&p)[K / 8][4], const
 // column groups of RoPE group pairs pair0 .. pair0 + kPairs − 1 of a head of D columns
 // (rope_pairs.h): acc[2s] holds group first, acc[2s + 1] group second of pair pair0 + s, so a
 // lane has every value of its rows that a rotation pairs (store_rope_pair). The order of the sums
-// does not depend on the grouping.
+// does not depend on the grouping. Only k < k_end (warp-uniform) is summed: the caller's A is zero
+// past it, so the k-steps left out would add only zeros (at most turning a −0 sum into +0).
 template <int D, int K, int kPairs>
-__device__ void mma_ab_pairs(float (&acc)[2 * kPairs][4], const bf16* a, int lda, const bf16* b, int ldb, int pair0,
-                             bool two_d) {
+__device__ void mma_ab_pairs(float (&acc)[2 * kPairs][4], const bf16* a, int lda, const bf16* b, int ldb, int k_end,
+                             int pair0, bool two_d) {
   const int lane = threadIdx.x % 32;
   for (int kk = 0; kk < K; kk += 16) {
+    if (kk >= k_end) break;
     uint32_t af[4];
     ldmatrix_x4(af, a + (lane % 16) * lda + kk + 8 * (lane / 16));
     for (int s = 0; s < kPairs; ++s) {
@@ -340,6 +342,10 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
     simt::cp_async_wait<0>();
     __syncthreads();  // step it's tiles are visible; every warp is done with step it − 1's buffers and dS
     if (it + 1 < n_steps) fetch(it + 1);
+    // The tile's keys some query of the step sees, to a whole k-step: dS is 0 past them, so the
+    // dQ product stops there (a causal history's first step sees a quarter of the whole-segment
+    // block's 128 keys).
+    const int k_end = min(kKeys, (max(min(n_keys, max(i0 + n_queries, seg.prefix) - j0), 0) + 15) / 16 * 16);
     // A warp whose 16 keys all lie past the segment, or all after the step's last query (and
     // outside the prefix), has P = dS = 0: it skips the products (a warp-uniform test) and only
     // writes its zero dS for the dQ product.
@@ -372,7 +378,7 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
       if (warp < Split::kRowGroups * Split::kColBlocks) {
         const int row0 = (warp % Split::kRowGroups) * 16, pair0 = (warp / Split::kRowGroups) * kPairs;
         float dq_part[2 * kPairs][4] = {};
-        mma_ab_pairs<D, kKeys, kPairs>(dq_part, dss + row0 * kDsLd, kDsLd, ks, kLd, pair0, two_d);
+        mma_ab_pairs<D, kKeys, kPairs>(dq_part, dss + row0 * kDsLd, kDsLd, ks, kLd, k_end, pair0, two_d);
         BWD_UNROLL
         for (int half = 0; half < 2; ++half) {
           const int r = row0 + gq + 8 * half;

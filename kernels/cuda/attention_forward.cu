@@ -238,8 +238,10 @@ __global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads,
     // S[16 x 64] = Q · Kᵀ. ldmatrix_x4 (not transposed) of key rows nt*8.. at columns
     // ds*16 + [0, 32) gives the B fragments of k-steps ds and ds + 1.
     // On the diagonal tile, keys past warp_key_last (tile-local) are invisible to all 16 rows of
-    // this warp: their n-tiles of S and k-steps of P·V are skipped (a warp-uniform branch).
-    const int warp_key_last = max(q0 + warp * 16 + 15, prefix - 1) - j0;
+    // this warp: their n-tiles of S and k-steps of P·V are skipped (a warp-uniform branch). A warp
+    // whose rows all lie past the segment (the last query tile of a short history: 28 of 64 rows
+    // hold tokens in a 92-token one) computes nothing: its rows are never written.
+    const int warp_key_last = q0 + warp * 16 >= seg_len ? -1 : max(q0 + warp * 16 + 15, prefix - 1) - j0;
     float s[Tiles::kKeyTiles][4];
     FWD_UNROLL
     for (int nt = 0; nt < Tiles::kKeyTiles; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;

@@ -382,6 +382,7 @@ int64_t chunked_head(DeviceModel& dm, int64_t R, int64_t first, int64_t V, float
     if (backward) {
       input_grad(dm, dm.d_h + t0 * C, dm.dlogits, head, n, C, Vp);
       dlogits_read = weight_grad(dm, d_head, dm.dlogits, Vp, dm.head_h + t0 * C, n, C, Vp);
+      dm.clock.mark("head: GEMMs");  // (else the next chunk's wait would take in this GEMM's time)
     }
   }
   *weight_grad_ticket = dlogits_read;
