@@ -16,8 +16,8 @@
 #      memory, PyTorch's, the ratio reclm / PyTorch tokens/s, and the targets (MFU >= 50% for
 #      gpu_350m; >= 1.2x PyTorch's tokens/s);
 #   6. with VARIANTS, reclm again per variant on each preset (A/B runs in the same session, no
-#      PyTorch), and a second table: each variant's tokens/s, MFU and median step beside the
-#      default run's.
+#      PyTorch), and a second table: each variant's tokens/s, MFU, median step and device memory
+#      (the plan's) beside the default run's.
 # While each reclm and PyTorch run trains, nvidia-smi samples the GPU every 200 ms (RUN.gpu.csv);
 # after it, a `gpu:` line gives the mean and lowest SM clock, the mean power, the highest
 # temperature and the share of samples with a clock limit active (power cap, thermal, hardware
@@ -176,7 +176,7 @@ EOF
 mkdir -p "$bench_dir"
 rows=()
 variant_rows=()
-# VARIANTS' runs of a preset: run_variants PRESET CONFIG DEFAULT_TPS DEFAULT_MFU DEFAULT_MEDIAN_MS
+# VARIANTS' runs of a preset: run_variants PRESET CONFIG DEFAULT_TPS DEFAULT_MFU DEFAULT_MEDIAN_MS DEFAULT_MIB
 run_variants() {
   local preset=$1 config=$2 label spec kv v_dir v_env v_set summary variants
   IFS=';' read -r -a variants <<< "${VARIANTS:-}"
@@ -201,10 +201,10 @@ run_variants() {
          --set train.run_dir="$v_dir" --set train.log_every=1 --set eval.val_every=0 --set eval.rank_every=0 \
          --set checkpoint.every=0 "${overrides[@]}" "${v_set[@]}" > "$v_dir.log" 2>&1; then
       echo "train.sh: variant $label failed (log $v_dir.log):"; tail -n 15 "$v_dir.log"; status=1
-      variant_rows+=("$preset|$label|-|-|-|$3|$4|$5")
+      variant_rows+=("$preset|$label|-|-|-|-|$3|$4|$5|$6")
     elif summary=$(summarise_metrics "$v_dir/metrics.jsonl" "$skip"); then
-      read -r _ v_tps v_mfu _ _ v_median <<< "$summary"
-      variant_rows+=("$preset|$label|$v_tps|$v_mfu|$v_median|$3|$4|$5")
+      read -r _ v_tps v_mfu v_mem _ v_median <<< "$summary"
+      variant_rows+=("$preset|$label|$v_tps|$v_mfu|$v_median|$v_mem|$3|$4|$5|$6")
     else
       echo "train.sh: no train lines in $v_dir/metrics.jsonl"; status=1
     fi
@@ -258,7 +258,7 @@ for preset in $presets; do
     echo "train.sh: no train lines in $run_dir/metrics.jsonl"; status=1
   fi
 
-  [ -n "${VARIANTS:-}" ] && run_variants "$preset" "$config" "$r_tps" "$r_mfu" "${r_median:--}"
+  [ -n "${VARIANTS:-}" ] && run_variants "$preset" "$config" "$r_tps" "$r_mfu" "${r_median:--}" "$r_mem"
 
   # PROFILE=1: two more short runs, RECLM_DEVICE_PROFILE=1 (device time by phase) and =host (how
   # long the host waited for the GPU: near 100% means CUDA graphs cannot pay)
@@ -332,15 +332,16 @@ done
 
 if [ ${#variant_rows[@]} -gt 0 ]; then
   echo
-  echo "== reclm variants (the same $steps steps, first $skip left out; ratio: variant / default tokens/s)"
-  printf '%-10s %-16s %12s %7s %10s %13s %7s %10s %7s\n' preset variant "tok/s" MFU "median ms" \
-    "default tok/s" MFU "median ms" ratio
+  echo "== reclm variants (the same $steps steps, first $skip left out; MiB: the device plan;" \
+    "ratio: variant / default tokens/s)"
+  printf '%-10s %-16s %12s %7s %10s %8s %13s %7s %10s %8s %7s\n' preset variant "tok/s" MFU "median ms" MiB \
+    "default tok/s" MFU "median ms" MiB ratio
   for row in "${variant_rows[@]}"; do
-    IFS='|' read -r preset label v_tps v_mfu v_median d_tps d_mfu d_median <<< "$row"
+    IFS='|' read -r preset label v_tps v_mfu v_median v_mem d_tps d_mfu d_median d_mem <<< "$row"
     ratio=-
     [ "$v_tps" != - ] && [ "$d_tps" != - ] && ratio=$(awk -v a="$v_tps" -v b="$d_tps" 'BEGIN { printf "%.3fx", a / b }')
-    printf '%-10s %-16s %12s %7s %10s %13s %7s %10s %7s\n' "$preset" "$label" "$v_tps" "$(fmt_mfu "$v_mfu")" \
-      "$v_median" "$d_tps" "$(fmt_mfu "$d_mfu")" "$d_median" "$ratio"
+    printf '%-10s %-16s %12s %7s %10s %8s %13s %7s %10s %8s %7s\n' "$preset" "$label" "$v_tps" \
+      "$(fmt_mfu "$v_mfu")" "$v_median" "$v_mem" "$d_tps" "$(fmt_mfu "$d_mfu")" "$d_median" "$d_mem" "$ratio"
   done
 fi
 exit $status

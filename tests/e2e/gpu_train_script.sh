@@ -32,7 +32,11 @@ run_script VARIANTS="lower-lr:train.lr=1e-4" || { cat "$work/out.txt"; fail "tra
 grep -q "^gpu: [0-9]* samples while busy: SM clock mean 1700 MHz, lowest 1700; power mean 650 W; temperature max 61 C; clock limited by power cap 100%, thermal 0%, hardware slowdown 0% of samples" \
   "$work/out.txt" || { cat "$work/out.txt"; fail "no (or a wrong) gpu: summary"; }
 [ "$(grep -c '^gpu: ' "$work/out.txt")" -eq 2 ] || { cat "$work/out.txt"; fail "want a gpu: line for the run and the variant"; }
-grep -Eq '^gpu_125m +lower-lr +[0-9.]+ ' "$work/out.txt" || { cat "$work/out.txt"; fail "no variant row"; }
+# the variant row: tokens/s, MFU, median step and the device plan's MiB (0 on the CPU), then the default's, the ratio
+grep -Eq '^gpu_125m +lower-lr +[0-9.]+ +[0-9.]+% +[0-9.]+ +[0-9]+ +[0-9.]+ +[0-9.]+% +[0-9.]+ +[0-9]+ +[0-9.]+x$' \
+  "$work/out.txt" || { cat "$work/out.txt"; fail "no (or a wrong) variant row"; }
+grep -Eq '^preset +variant +tok/s +MFU +median ms +MiB +default tok/s +MFU +median ms +MiB +ratio$' "$work/out.txt" ||
+  { cat "$work/out.txt"; fail "no (or a wrong) variant table header"; }
 
 FAKE_SMI_BROKEN=1 run_script || { cat "$work/out.txt"; fail "train.sh failed with an unanswering nvidia-smi"; }
 ! grep -q '^gpu: ' "$work/out.txt" || { cat "$work/out.txt"; fail "a gpu: line without samples"; }

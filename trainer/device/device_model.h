@@ -64,8 +64,9 @@ struct DevicePlanOptions {
   bool second_stream = true;    // the weight gradients and AdamW on a SideStream
   bool gemm_autotune = false;   // the GEMMs' algorithms chosen by timing (GemmContext::set_autotune)
   int side_gemm_sms = 0;        // the side stream's GEMMs planned for this many SMs (0: all; RECLM_SIDE_GEMM_SMS)
-  // Buffers of each bf16 gradient the side stream's weight-gradient GEMMs read (DeviceModel::
-  // SideOperand): 2, or 1 to measure what the second buys (RECLM_SIDE_GRADIENT_BUFFERS). One stream: 1.
+  // Buffers of each bf16 gradient the side stream's weight-gradient GEMMs read
+  // (DeviceModel::SideOperandBuffers): 2, or 1 to measure what the second buys
+  // (RECLM_SIDE_GRADIENT_BUFFERS). With one stream there is one.
   int side_gradient_buffers = 2;
 };
 
@@ -144,9 +145,10 @@ struct DeviceModel {
   bf16* d_h = nullptr;          // [T, C]
   // The bf16 gradients a weight-gradient GEMM reads on the side stream, which the compute stream
   // writes anew for each projection: with a side stream two buffers of each, written in turn, so
-  // that the compute stream rewrites the one the side stream was given two projections ago instead
-  // of waiting for the GEMM it has just queued (device_step.cu SideOperand). The second is null
-  // with one stream (or RECLM_SIDE_GRADIENT_BUFFERS=1): one buffer, rewritten after each read.
+  // that the compute stream rewrites the one holding the value before the last, whose GEMM was
+  // queued a projection earlier, instead of waiting for the GEMM it has just queued (device_step.cu
+  // SideOperand). The second is null with one stream (or RECLM_SIDE_GRADIENT_BUFFERS=1): one
+  // buffer, rewritten after each read.
   using SideOperandBuffers = std::array<bf16*, 2>;
   SideOperandBuffers d_res_bf{};      // [T, C] d_residual in bf16 (a branch's output gradient), from the norms
   bf16* d_normed_bf = nullptr;        // [T, C]
