@@ -97,9 +97,10 @@ struct DeviceOptions {
   bool fp32_logits = false;            // runtime.fp32_logits
   bool second_stream = true;  // runtime.second_stream
   bool gemm_autotune = false;  // runtime.gemm_autotune
-  // Buffers of each bf16 gradient the side stream's weight-gradient GEMMs read: 2 (the compute
-  // stream need not wait for the GEMM it has just queued), or 1 (RECLM_SIDE_GRADIENT_BUFFERS=1).
-  int side_gradient_buffers = 2;
+  // Buffers of the residual stream's bf16 gradient, which the norms' backward rewrites and the
+  // side stream's o/down weight-gradient GEMMs read: 2 (a norm need not wait for the GEMM just
+  // queued), or 1 (RECLM_RESIDUAL_GRADIENT_BUFFERS=1).
+  int residual_gradient_buffers = 2;
   config::OptimConfig optim;           // AdamW's betas, eps and weight decay
   int64_t head_chunk_rows = 0;         // LM-head rows per chunk; 0: as memory allows (tests set it)
   // The job's ranks (host communicator). Needed when `optimizer` is sharded (ZeRO-1): the device

@@ -171,7 +171,7 @@ config::OptimConfig optim_config() {
 std::unique_ptr<DeviceBackend> backend_or_skip(const Model& model, const AdamW& optimizer, bool recompute = false,
                                                int64_t head_chunk_rows = 0, bool fp32_logits = false,
                                                bool second_stream = true, bool gemm_autotune = false,
-                                               int side_gradient_buffers = 2) {
+                                               int residual_gradient_buffers = 2) {
   try {
     return make_device_backend(model, optimizer,
                                {.max_tokens = kMaxTokens,
@@ -179,7 +179,7 @@ std::unique_ptr<DeviceBackend> backend_or_skip(const Model& model, const AdamW& 
                                 .fp32_logits = fp32_logits,
                                 .second_stream = second_stream,
                                 .gemm_autotune = gemm_autotune,
-                                .side_gradient_buffers = side_gradient_buffers,
+                                .residual_gradient_buffers = residual_gradient_buffers,
                                 .optim = optim_config(),
                                 .head_chunk_rows = head_chunk_rows,
                                 .comm = model.comm});
@@ -341,9 +341,9 @@ TEST(DeviceBackend, RecomputedActivationsGiveTheSameGradients) {
 // moments over four optimizer steps of two accumulated micro-batches each (the second skips its
 // update, as train.on_nonfinite SKIP does, so the third must start from zeroed gradients and give
 // the second's), and the same validation loss after them; every case, with saved activations and
-// an LM head in chunks of 7 rows, and with recomputed activations and one chunk. The side stream's
-// GEMMs read gradients kept in two buffers each (the default), and with saved activations also in
-// one (RECLM_SIDE_GRADIENT_BUFFERS=1). On the emulator the side stream's work runs only when the
+// an LM head in chunks of 7 rows, and with recomputed activations and one chunk. The residual
+// stream's bf16 gradient, which the side stream's o/down GEMMs read, has two buffers (the default),
+// and with saved activations also one (RECLM_RESIDUAL_GRADIENT_BUFFERS=1). On the emulator the side stream's work runs only when the
 // compute stream waits for it (side_stream.h), the latest a GPU could run it, so a missing wait
 // shows here as a weight-gradient GEMM reading an overwritten operand, a forward reading weights
 // before their update, or a download before the update.
@@ -367,7 +367,7 @@ TEST(DeviceBackend, SecondStreamTrainsBitwiseLikeOneStream) {
       init_for(host, 29);
       AdamW optimizer(host.layout, optim_config());
       const int64_t head_chunk_rows = recompute ? 0 : 7;  // (chunks: each rewrites the last one's dlogits)
-      // [0] one stream, the reference; [1] the side stream; [2] the side stream with one buffer each
+      // [0] one stream, the reference; [1] the side stream; [2] the side stream, one residual buffer
       std::vector<std::unique_ptr<DeviceBackend>> backends;
       backends.push_back(
           backend_or_skip(host, optimizer, recompute, head_chunk_rows, c.fp32_logits, /*second_stream=*/false));
@@ -378,7 +378,7 @@ TEST(DeviceBackend, SecondStreamTrainsBitwiseLikeOneStream) {
       if (!recompute) {
         backends.push_back(backend_or_skip(host, optimizer, recompute, head_chunk_rows, c.fp32_logits,
                                            /*second_stream=*/true, /*gemm_autotune=*/false,
-                                           /*side_gradient_buffers=*/1));
+                                           /*residual_gradient_buffers=*/1));
         EXPECT_GT(backends[1]->info().planned_bytes, backends[2]->info().planned_bytes);
         EXPECT_GT(backends[2]->info().planned_bytes, backends[0]->info().planned_bytes);
       }
@@ -409,7 +409,7 @@ TEST(DeviceBackend, SecondStreamTrainsBitwiseLikeOneStream) {
         run.losses.push_back(device.forward_loss(first));
       }
       for (size_t r = 0; r < runs.size(); ++r) {
-        SCOPED_TRACE(r == 0 ? "one stream" : r == 1 ? "side stream" : "side stream, one buffer of each gradient");
+        SCOPED_TRACE(r == 0 ? "one stream" : r == 1 ? "side stream" : "side stream, one residual gradient buffer");
         EXPECT_EQ(bits_differ(runs[r].grads[0], runs[r].grads[1]), 0) << "not zeroed after a skip";
         if (r == 0) continue;
         EXPECT_EQ(runs[0].losses, runs[r].losses);

@@ -11,8 +11,8 @@
 #     a CPU run's on the device, each continuing its source's trajectory;
 #  3. activation recomputation (runtime.recompute_activations) trains bitwise the same, and so
 #     does one stream (runtime.second_stream false) as the default side stream, and so do the
-#     side stream's GEMMs planned for fewer SMs (RECLM_SIDE_GEMM_SMS) reading one buffer of
-#     each gradient instead of two (RECLM_SIDE_GRADIENT_BUFFERS=1), both logged;
+#     side stream's GEMMs planned for fewer SMs (RECLM_SIDE_GEMM_SMS) with one buffer of the
+#     residual stream's bf16 gradient instead of two (RECLM_RESIDUAL_GRADIENT_BUFFERS=1), both logged;
 #  4. under mpirun -np 2 (when MPI is built) the device ranks train like one process with the
 #     same global batch, their gradient buckets all-reduced during backward; with ZeRO-1
 #     (optim.zero1) 2 device ranks train like the plain 2 ranks, 3 like 3 CPU ranks with ZeRO-1
@@ -26,7 +26,7 @@
 #  6. the combinations the backend refuses (head dims other than 32/64/128) exit 2
 #     naming runtime.device, a plan too large for the device exits 2 before anything is written,
 #     and so does a bad RECLM_GEMM_ALGORITHM_RANK, RECLM_SIDE_GEMM_SMS or
-#     RECLM_SIDE_GRADIENT_BUFFERS.
+#     RECLM_RESIDUAL_GRADIENT_BUFFERS.
 set -euo pipefail
 : "${RECLM_EMU:?path of the reclm-emu binary}"
 source "$(dirname "$0")/../e2e/lib/common.bash"
@@ -132,17 +132,17 @@ same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/r
   --set train.run_dir="$work/one_stream" > "$work/one_stream.txt" 2>&1 || { cat "$work/one_stream.txt"; fail "one-stream run"; }
 same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/one_stream/metrics.jsonl" "train val")" 0 ||
   fail "one stream trains differently from the side stream"
-# 3c. RECLM_SIDE_GEMM_SMS and RECLM_SIDE_GRADIENT_BUFFERS: the side stream's GEMMs planned for
-#     fewer SMs, reading one buffer of each gradient, both said in the log (the emulator has one
+# 3c. RECLM_SIDE_GEMM_SMS and RECLM_RESIDUAL_GRADIENT_BUFFERS: the side stream's GEMMs planned for
+#     fewer SMs, with one buffer of the residual gradient, both said in the log (the emulator has one
 #     GEMM, and the waits keep the buffers' values: the same bits)
-RECLM_SIDE_GEMM_SMS=16 RECLM_SIDE_GRADIENT_BUFFERS=1 "$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda \
+RECLM_SIDE_GEMM_SMS=16 RECLM_RESIDUAL_GRADIENT_BUFFERS=1 "$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda \
   --set train.run_dir="$work/side_sms" > "$work/side_sms.txt" 2>&1 || { cat "$work/side_sms.txt"; fail "side settings run"; }
 grep -q "side stream's GEMMs planned for 16 SMs (RECLM_SIDE_GEMM_SMS)" "$work/side_sms.txt" ||
   { cat "$work/side_sms.txt"; fail "the log does not say RECLM_SIDE_GEMM_SMS took effect"; }
-grep -q "buffers of each gradient the side stream's GEMMs read: 1 (RECLM_SIDE_GRADIENT_BUFFERS)" "$work/side_sms.txt" ||
-  { cat "$work/side_sms.txt"; fail "the log does not say RECLM_SIDE_GRADIENT_BUFFERS took effect"; }
+grep -q "buffers of the residual stream's bf16 gradient: 1 (RECLM_RESIDUAL_GRADIENT_BUFFERS)" "$work/side_sms.txt" ||
+  { cat "$work/side_sms.txt"; fail "the log does not say RECLM_RESIDUAL_GRADIENT_BUFFERS took effect"; }
 same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/side_sms/metrics.jsonl" "train val")" 0 ||
-  fail "RECLM_SIDE_GEMM_SMS or RECLM_SIDE_GRADIENT_BUFFERS changed the emulator's training"
+  fail "RECLM_SIDE_GEMM_SMS or RECLM_RESIDUAL_GRADIENT_BUFFERS changed the emulator's training"
 
 # 4. two device ranks (micro_batch 2 each) vs one process (micro_batch 4), buckets of ~0.05 MiB
 if [ -x "$RECLM_SOURCE_DIR/scripts/mpirun.sh" ] && command -v mpirun > /dev/null; then
@@ -266,14 +266,14 @@ done
 RECLM_SIDE_GEMM_SMS=8 RECLM="$RECLM_EMU" expect_exit2 "RECLM_SIDE_GEMM_SMS=8: runtime.second_stream is false" train \
   "${base[@]}" --set runtime.device=cuda --set runtime.second_stream=false --set train.run_dir="$work/sms_bad"
 [ ! -e "$work/sms_bad" ] || fail "a refused RECLM_SIDE_GEMM_SMS wrote $work/sms_bad"
-# and a bad RECLM_SIDE_GRADIENT_BUFFERS (1 or 2), or 1 without a side stream
+# and a bad RECLM_RESIDUAL_GRADIENT_BUFFERS (1 or 2), or 1 without a side stream
 for bad in x 0 3; do
-  RECLM_SIDE_GRADIENT_BUFFERS=$bad RECLM="$RECLM_EMU" expect_exit2 \
-    "RECLM_SIDE_GRADIENT_BUFFERS=$bad: expected the buffers of each gradient" train "${base[@]}" \
+  RECLM_RESIDUAL_GRADIENT_BUFFERS=$bad RECLM="$RECLM_EMU" expect_exit2 \
+    "RECLM_RESIDUAL_GRADIENT_BUFFERS=$bad: expected the buffers of the residual stream" train "${base[@]}" \
     --set runtime.device=cuda --set train.run_dir="$work/buffers_bad"
 done
-RECLM_SIDE_GRADIENT_BUFFERS=1 RECLM="$RECLM_EMU" expect_exit2 \
-  "RECLM_SIDE_GRADIENT_BUFFERS=1: runtime.second_stream is false" train "${base[@]}" --set runtime.device=cuda \
+RECLM_RESIDUAL_GRADIENT_BUFFERS=1 RECLM="$RECLM_EMU" expect_exit2 \
+  "RECLM_RESIDUAL_GRADIENT_BUFFERS=1: runtime.second_stream is false" train "${base[@]}" --set runtime.device=cuda \
   --set runtime.second_stream=false --set train.run_dir="$work/buffers_bad"
-[ ! -e "$work/buffers_bad" ] || fail "a refused RECLM_SIDE_GRADIENT_BUFFERS wrote $work/buffers_bad"
+[ ! -e "$work/buffers_bad" ] || fail "a refused RECLM_RESIDUAL_GRADIENT_BUFFERS wrote $work/buffers_bad"
 echo "train_emu: ok"

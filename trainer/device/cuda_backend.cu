@@ -122,14 +122,14 @@ class CudaBackend final : public DeviceBackend {
     info_.total_bytes = static_cast<int64_t>(total);
     if (optimizer.sharded()) zero1_.emplace(model.layout, host_comm_->rank(), host_comm_->size());
     // RECLM_SIDE_GEMM_SMS: the SMs the side stream's GEMMs are planned for (0: all;
-    // GemmContext::set_sm_count_target); RECLM_SIDE_GRADIENT_BUFFERS: 1 to give the gradients its
-    // GEMMs read one buffer each instead of two (DevicePlanOptions::side_gradient_buffers).
+    // GemmContext::set_sm_count_target); RECLM_RESIDUAL_GRADIENT_BUFFERS: 1 to keep one buffer of the
+    // residual stream's bf16 gradient instead of two (DevicePlanOptions::residual_gradient_buffers).
     const int side_gemm_sms = side_setting_from_environment(
         "RECLM_SIDE_GEMM_SMS", "a number of SMs for the side stream's GEMMs (0: all)", 0, 4096, 0,
         options.second_stream);
-    const int side_gradient_buffers = side_setting_from_environment(
-        "RECLM_SIDE_GRADIENT_BUFFERS", "the buffers of each gradient the side stream's GEMMs read", 1, 2,
-        options.side_gradient_buffers, options.second_stream);
+    const int residual_gradient_buffers = side_setting_from_environment(
+        "RECLM_RESIDUAL_GRADIENT_BUFFERS", "the buffers of the residual stream's bf16 gradient", 1, 2,
+        options.residual_gradient_buffers, options.second_stream);
     dm_ = std::make_unique<device::DeviceModel>(
         model.dims, model.layout,
         device::DevicePlanOptions{.max_tokens = options.max_tokens,
@@ -142,13 +142,13 @@ class CudaBackend final : public DeviceBackend {
                                   .second_stream = options.second_stream,
                                   .gemm_autotune = options.gemm_autotune,
                                   .side_gemm_sms = side_gemm_sms,
-                                  .side_gradient_buffers = side_gradient_buffers});
+                                  .residual_gradient_buffers = residual_gradient_buffers});
     if (side_gemm_sms > 0) {
       log_info("device: the side stream's GEMMs planned for {} SMs (RECLM_SIDE_GEMM_SMS)", side_gemm_sms);
     }
-    if (side_gradient_buffers != options.side_gradient_buffers) {
-      log_info("device: buffers of each gradient the side stream's GEMMs read: {} (RECLM_SIDE_GRADIENT_BUFFERS)",
-               side_gradient_buffers);
+    if (residual_gradient_buffers != options.residual_gradient_buffers) {
+      log_info("device: buffers of the residual stream's bf16 gradient: {} (RECLM_RESIDUAL_GRADIENT_BUFFERS)",
+               residual_gradient_buffers);
     }
     dm_->head_trains = model.head_trains;
     if (model.dims.vocab_parallel()) {  // (every rank constructs its backend at the same point)

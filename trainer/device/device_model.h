@@ -64,10 +64,9 @@ struct DevicePlanOptions {
   bool second_stream = true;    // the weight gradients and AdamW on a SideStream
   bool gemm_autotune = false;   // the GEMMs' algorithms chosen by timing (GemmContext::set_autotune)
   int side_gemm_sms = 0;        // the side stream's GEMMs planned for this many SMs (0: all; RECLM_SIDE_GEMM_SMS)
-  // Buffers of each bf16 gradient the side stream's weight-gradient GEMMs read
-  // (DeviceModel::SideOperandBuffers): 2, or 1 to measure what the second buys
-  // (RECLM_SIDE_GRADIENT_BUFFERS). With one stream there is one.
-  int side_gradient_buffers = 2;
+  // Buffers of the residual stream's bf16 gradient (DeviceModel::d_res_bf): 2, or 1 to measure
+  // what the second buys (RECLM_RESIDUAL_GRADIENT_BUFFERS). With one stream there is one.
+  int residual_gradient_buffers = 2;
 };
 
 // Vocabulary parallelism on the device (dims.vocab_parallel(), device_vocab_parallel.h): the
@@ -144,11 +143,13 @@ struct DeviceModel {
   float* d_h32 = nullptr;       // [T, C] gathered rows' head gradient
   bf16* d_h = nullptr;          // [T, C]
   // The bf16 gradients a weight-gradient GEMM reads on the side stream, which the compute stream
-  // writes anew for each projection: with a side stream two buffers of each, written in turn, so
-  // that the compute stream rewrites the one holding the value before the last, whose GEMM was
-  // queued a projection earlier, instead of waiting for the GEMM it has just queued (device_step.cu
-  // SideOperand). The second is null with one stream (or RECLM_SIDE_GRADIENT_BUFFERS=1): one
-  // buffer, rewritten after each read.
+  // writes anew for each projection (device_step.cu SideOperand: a rewrite waits for the buffer's
+  // last reader). d_res_bf has a second buffer with a side stream, written in turn: each norm's
+  // backward rewrites it right after the o/down GEMM that reads it is queued, so it then rewrites
+  // the buffer of the value before, whose GEMM was queued six kernels earlier, instead of waiting
+  // for the one just queued. The gate/up and q/k/v gradients are rewritten six kernels after their
+  // GEMMs are queued already: one buffer each (the second null, as d_res_bf's with one stream or
+  // RECLM_RESIDUAL_GRADIENT_BUFFERS=1).
   using SideOperandBuffers = std::array<bf16*, 2>;
   SideOperandBuffers d_res_bf{};      // [T, C] d_residual in bf16 (a branch's output gradient), from the norms
   bf16* d_normed_bf = nullptr;        // [T, C]

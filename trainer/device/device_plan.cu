@@ -59,7 +59,7 @@ int64_t norm_workspace_doubles(const ParamLayout& layout, bool vocab_parallel) {
   return std::max(doubles, cuda::sum_of_squares_segments_workspace_doubles(sizes.data(), n));
 }
 
-void carve(DeviceModel& dm, int64_t exchange_floats, int world, int gradient_buffers, Carver& c) {
+void carve(DeviceModel& dm, int64_t exchange_floats, int world, int residual_gradient_buffers, Carver& c) {
   const ModelDims& d = dm.dims;
   const int64_t T = dm.max_tokens, C = d.d_model, F = d.d_ff, V = d.vocab;
   const int64_t QD = d.q_dim(), KVD = d.kv_dim(), P = dm.layout.total_floats();
@@ -127,15 +127,12 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, int gradient_buf
   dm.d_final = c.take<float>(T * C);
   dm.d_h32 = c.take<float>(T * C);
   dm.d_h = c.take<bf16>(T * C);
-  const auto side_operand = [&](DeviceModel::SideOperandBuffers& op, int64_t count) {
-    for (int b = 0; b < gradient_buffers; ++b) op[b] = c.take<bf16>(count);
-  };
-  side_operand(dm.d_res_bf, T * C);
+  for (int b = 0; b < residual_gradient_buffers; ++b) dm.d_res_bf[b] = c.take<bf16>(T * C);
   dm.d_normed_bf = c.take<bf16>(T * C);
   dm.d_act_bf = c.take<bf16>(T * F);
-  side_operand(dm.d_gate_up_bf, T * 2 * F);
+  dm.d_gate_up_bf[0] = c.take<bf16>(T * 2 * F);
   dm.d_attn = c.take<bf16>(T * QD);
-  side_operand(dm.d_qkv, T * (QD + 2 * KVD));
+  dm.d_qkv[0] = c.take<bf16>(T * (QD + 2 * KVD));
   if (d.has_lora()) dm.lora_du = c.take<bf16>(T * d.lora_rank);
 
   // the batch's pieces, in the order of batch_staging's (device_model.h)
@@ -206,11 +203,11 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DeviceP
     for (const ParamEntry& e : layout.entries()) largest = std::max(largest, e.numel);
     gemm_autotune_scratch_bytes = static_cast<size_t>(largest + kHeadPadRows * d.d_model) * sizeof(float);
   }
-  RECLM_CHECK(options.side_gradient_buffers == 1 || options.side_gradient_buffers == 2,
-              "side_gradient_buffers {}: 1 or 2", options.side_gradient_buffers);
-  const int gradient_buffers = options.second_stream ? options.side_gradient_buffers : 1;
+  RECLM_CHECK(options.residual_gradient_buffers == 1 || options.residual_gradient_buffers == 2,
+              "residual_gradient_buffers {}: 1 or 2", options.residual_gradient_buffers);
+  const int residual_gradient_buffers = options.second_stream ? options.residual_gradient_buffers : 1;
   Carver count;
-  carve(*this, options.exchange_floats, options.world, gradient_buffers, count);
+  carve(*this, options.exchange_floats, options.world, residual_gradient_buffers, count);
   arena_bytes = count.used;
   arena = allocate(arena_bytes);
   batch_staging = static_cast<int32_t*>(allocate_pinned(kBatchPieces * batch_piece_words * sizeof(int32_t)));
@@ -221,7 +218,7 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DeviceP
   // Poisoned (every float NaN): a step that reads memory nothing wrote shows in the loss.
   fill_bytes(arena, 0xFF, arena_bytes, stream);
   Carver real{static_cast<char*>(arena), 0};
-  carve(*this, options.exchange_floats, options.world, gradient_buffers, real);
+  carve(*this, options.exchange_floats, options.world, residual_gradient_buffers, real);
   if (side && options.side_gemm_sms > 0) side->gemm().set_sm_count_target(options.side_gemm_sms);
   if (options.gemm_autotune) {  // (one scratch for both streams: what the timing writes there is never read)
     gemm.set_autotune(true, gemm_autotune_scratch, gemm_autotune_scratch_bytes);

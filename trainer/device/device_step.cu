@@ -113,9 +113,8 @@ struct SideOperand {
   // weight_grad's `ticket` reads the current buffer.
   void read_by(SideStream::Ticket ticket) { last_read[current] = ticket; }
 };
-// The buffer to write the operand's next value into: the other one when there are two, after
-// its last reader (queued a projection earlier, so usually done by now), else the only one, after
-// the GEMM that reads the value it holds.
+// The buffer to write the operand's next value into, after its last reader: the other one when
+// there are two (its reader was queued a projection earlier), else the only one.
 bf16* rewrite(DeviceModel& dm, SideOperand& op) {
   if (op.buffers[1] != nullptr) op.current ^= 1;
   wait_for_weight_grad(dm, op.last_read[op.current]);
@@ -458,9 +457,8 @@ void sum_stage_norm(DeviceModel& dm, int stage) {
 
 // The stages and poll points of model.h's BackwardHook, in the same places as the CPU backward.
 // The layers' weight-gradient GEMMs may run on the side stream (side_stream.h): each gradient they
-// read is a SideOperand, whose rewrite() waits for the last GEMM reading the buffer it rewrites.
-// (Today a later wait already covers the gate/up and q/k/v ones, as the side stream runs in
-// order; they keep the rule local.)
+// read is a SideOperand, whose rewrite() waits for the last GEMM reading the buffer it rewrites
+// (DeviceModel::d_res_bf says which have two buffers, and why).
 // head_weight_grad: the LM head's last weight-gradient GEMM, which a tied embedding's gradient
 // (the same rows) must follow.
 void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop, const BackwardHook& hook,
