@@ -342,11 +342,12 @@ TEST(DeviceBackend, RecomputedActivationsGiveTheSameGradients) {
 // update, as train.on_nonfinite SKIP does, so the third must start from zeroed gradients and give
 // the second's), and the same validation loss after them; every case, with saved activations and
 // an LM head in chunks of 7 rows, and with recomputed activations and one chunk. The residual
-// stream's bf16 gradient, which the side stream's o/down GEMMs read, has two buffers (the default),
-// and with saved activations also one (RECLM_RESIDUAL_GRADIENT_BUFFERS=1). On the emulator the side stream's work runs only when the
-// compute stream waits for it (side_stream.h), the latest a GPU could run it, so a missing wait
-// shows here as a weight-gradient GEMM reading an overwritten operand, a forward reading weights
-// before their update, or a download before the update.
+// stream's bf16 gradient, which the side stream's o/down GEMMs read, has two buffers (the
+// default), and with saved activations also one (RECLM_RESIDUAL_GRADIENT_BUFFERS=1). On the
+// emulator the side stream's work runs only when the compute stream waits for it (side_stream.h),
+// the latest a GPU could run it, so a missing wait shows here as a weight-gradient GEMM reading
+// an overwritten operand, a forward reading weights before their update, or a download before
+// the update.
 TEST(DeviceBackend, SecondStreamTrainsBitwiseLikeOneStream) {
   struct Run {
     std::vector<double> losses;    // per micro-batch and the gradient norms, then the validation loss

@@ -12,7 +12,8 @@
 #  3. activation recomputation (runtime.recompute_activations) trains bitwise the same, and so
 #     does one stream (runtime.second_stream false) as the default side stream, and so do the
 #     side stream's GEMMs planned for fewer SMs (RECLM_SIDE_GEMM_SMS) with one buffer of the
-#     residual stream's bf16 gradient instead of two (RECLM_RESIDUAL_GRADIENT_BUFFERS=1), both logged;
+#     residual stream's bf16 gradient instead of two (RECLM_RESIDUAL_GRADIENT_BUFFERS=1), both
+#     logged;
 #  4. under mpirun -np 2 (when MPI is built) the device ranks train like one process with the
 #     same global batch, their gradient buckets all-reduced during backward; with ZeRO-1
 #     (optim.zero1) 2 device ranks train like the plain 2 ranks, 3 like 3 CPU ranks with ZeRO-1
@@ -132,9 +133,9 @@ same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/r
   --set train.run_dir="$work/one_stream" > "$work/one_stream.txt" 2>&1 || { cat "$work/one_stream.txt"; fail "one-stream run"; }
 same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/one_stream/metrics.jsonl" "train val")" 0 ||
   fail "one stream trains differently from the side stream"
-# 3c. RECLM_SIDE_GEMM_SMS and RECLM_RESIDUAL_GRADIENT_BUFFERS: the side stream's GEMMs planned for
-#     fewer SMs, with one buffer of the residual gradient, both said in the log (the emulator has one
-#     GEMM, and the waits keep the buffers' values: the same bits)
+# 3c. RECLM_SIDE_GEMM_SMS and RECLM_RESIDUAL_GRADIENT_BUFFERS: the side stream's GEMMs planned
+#     for fewer SMs, with one buffer of the residual gradient, both said in the log (the emulator
+#     has one GEMM, and the waits keep the buffers' values: the same bits)
 RECLM_SIDE_GEMM_SMS=16 RECLM_RESIDUAL_GRADIENT_BUFFERS=1 "$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda \
   --set train.run_dir="$work/side_sms" > "$work/side_sms.txt" 2>&1 || { cat "$work/side_sms.txt"; fail "side settings run"; }
 grep -q "side stream's GEMMs planned for 16 SMs (RECLM_SIDE_GEMM_SMS)" "$work/side_sms.txt" ||
