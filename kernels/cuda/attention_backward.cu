@@ -117,17 +117,14 @@ __device__ void copy_rows_async(bf16* dst, const bf16* src, int64_t row_stride, 
   }
 }
 
-// acc [16, N] += A [16, K] · Bᵀ, A and B [N, K] row-major in shared memory (a "X·Yᵀ" product),
-// for the columns [n_begin, n_end) only (multiples of 16, warp-uniform; the others left as they are).
+// acc [16, N] += A [16, K] · Bᵀ, A and B [N, K] row-major in shared memory (a "X·Yᵀ" product).
 template <int K, int N>
-__device__ void mma_abt(float (&acc)[N / 8][4], const bf16* a, int lda, const bf16* b, int ldb, int n_begin = 0,
-                        int n_end = N) {
+__device__ void mma_abt(float (&acc)[N / 8][4], const bf16* a, int lda, const bf16* b, int ldb) {
   const int lane = threadIdx.x % 32;
   for (int kk = 0; kk < K; kk += 16) {
     uint32_t af[4];
     ldmatrix_x4(af, a + (lane % 16) * lda + kk + 8 * (lane / 16));
     for (int n = 0; n < N; n += 16) {
-      if (n < n_begin || n >= n_end) continue;
       uint32_t bf[4];  // n-tiles n and n + 8, k halves kk and kk + 8
       ldmatrix_x4(bf, b + (n + lane % 8 + 8 * (lane / 16)) * ldb + kk + 8 * ((lane / 8) % 2));
       const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
@@ -139,13 +136,10 @@ __device__ void mma_abt(float (&acc)[N / 8][4], const bf16* a, int lda, const bf
 
 // acc [16, N] += A [16, K] · B [K, N] (row-major in shared memory), A given as fp32 C fragments
 // of a 16 x K tile (p[K / 8][4]), rounded to bf16: the C layout of two n-tiles is the A layout.
-// Only k in [k_begin, k_end) is summed (multiples of 16, warp-uniform): A is zero outside it.
 template <int K, int N>
-__device__ void mma_pb(float (&acc)[N / 8][4], const float (&p)[K / 8][4], const bf16* b, int ldb, int k_begin = 0,
-                       int k_end = K) {
+__device__ void mma_pb(float (&acc)[N / 8][4], const float (&p)[K / 8][4], const bf16* b, int ldb) {
   const int lane = threadIdx.x % 32;
   for (int kc = 0; kc < K / 16; ++kc) {
-    if (kc * 16 < k_begin || kc * 16 >= k_end) continue;
     const uint32_t af[4] = {pack_bf16x2(p[2 * kc][0], p[2 * kc][1]), pack_bf16x2(p[2 * kc][2], p[2 * kc][3]),
                             pack_bf16x2(p[2 * kc + 1][0], p[2 * kc + 1][1]),
                             pack_bf16x2(p[2 * kc + 1][2], p[2 * kc + 1][3])};
@@ -163,14 +157,12 @@ __device__ void mma_pb(float (&acc)[N / 8][4], const float (&p)[K / 8][4], const
 // column groups of RoPE group pairs pair0 .. pair0 + kPairs − 1 of a head of D columns
 // (rope_pairs.h): acc[2s] holds group first, acc[2s + 1] group second of pair pair0 + s, so a
 // lane has every value of its rows that a rotation pairs (store_rope_pair). The order of the sums
-// does not depend on the grouping. Only k < k_end (warp-uniform) is summed: the caller's A is zero
-// past it, so the k-steps left out would add only zeros (at most turning a −0 sum into +0).
+// does not depend on the grouping.
 template <int D, int K, int kPairs>
-__device__ void mma_ab_pairs(float (&acc)[2 * kPairs][4], const bf16* a, int lda, const bf16* b, int ldb, int k_end,
-                             int pair0, bool two_d) {
+__device__ void mma_ab_pairs(float (&acc)[2 * kPairs][4], const bf16* a, int lda, const bf16* b, int ldb, int pair0,
+                             bool two_d) {
   const int lane = threadIdx.x % 32;
   for (int kk = 0; kk < K; kk += 16) {
-    if (kk >= k_end) break;
     uint32_t af[4];
     ldmatrix_x4(af, a + (lane % 16) * lda + kk + 8 * (lane / 16));
     for (int s = 0; s < kPairs; ++s) {
@@ -348,10 +340,6 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
     simt::cp_async_wait<0>();
     __syncthreads();  // step it's tiles are visible; every warp is done with step it − 1's buffers and dS
     if (it + 1 < n_steps) fetch(it + 1);
-    // The tile's keys some query of the step sees, to a whole k-step: dS is 0 past them, so the
-    // dQ product stops there (a causal history's first step sees a quarter of the whole-segment
-    // block's 128 keys).
-    const int k_end = min(kKeys, (max(min(n_keys, max(i0 + n_queries, seg.prefix) - j0), 0) + 15) / 16 * 16);
     // A warp whose 16 keys all lie past the segment, or all after the step's last query (and
     // outside the prefix), has P = dS = 0: it skips the products (a warp-uniform test) and only
     // writes its zero dS for the dQ product.
@@ -359,13 +347,8 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
     const bool warp_sees = warp_key0 < seg.len && (warp_key0 <= i0 + n_queries - 1 || warp_key0 < seg.prefix);
     float s[kQ / 8][4] = {}, dp[kQ / 8][4] = {};  // Sᵀ, dPᵀ [16 keys, kQ queries]
     if (warp_sees) {
-      // The step's queries that can see a key of the warp, in blocks of 16: none past the segment,
-      // and outside the prefix none before the warp's first key (the causal diagonal). P and dS
-      // are 0 for the others, whose products are left out.
-      const int q_end = min(kQ, (n_queries + 15) / 16 * 16);
-      const int q_begin = warp_key0 < seg.prefix ? 0 : min(max(warp_key0 - i0, 0) / 16 * 16, q_end);
-      mma_abt<D, kQ>(s, ks + key_row0 * kLd, kLd, qs, kLd, q_begin, q_end);
-      mma_abt<D, kQ>(dp, vs + key_row0 * kLd, kLd, dos, kLd, q_begin, q_end);
+      mma_abt<D, kQ>(s, ks + key_row0 * kLd, kLd, qs, kLd);
+      mma_abt<D, kQ>(dp, vs + key_row0 * kLd, kLd, dos, kLd);
       for (int nt = 0; nt < kQ / 8; ++nt)
         for (int e = 0; e < 4; ++e) {
           const int key = key_row0 + gq + 8 * (e / 2), query = nt * 8 + 2 * tq + e % 2;
@@ -374,8 +357,8 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
           s[nt][e] = p;                                  // Pᵀ
           dp[nt][e] = p * (dp[nt][e] - delta_s[query]);  // dSᵀ
         }
-      mma_pb<kQ, D>(dv_acc, s, dos, kLd, q_begin, q_end);
-      mma_pb<kQ, D>(dk_acc, dp, qs, kLd, q_begin, q_end);
+      mma_pb<kQ, D>(dv_acc, s, dos, kLd);
+      mma_pb<kQ, D>(dk_acc, dp, qs, kLd);
     }
     if constexpr (kMode != DqMode::kSeparate) {
       for (int nt = 0; nt < kQ / 8; ++nt)
@@ -389,7 +372,7 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
       if (warp < Split::kRowGroups * Split::kColBlocks) {
         const int row0 = (warp % Split::kRowGroups) * 16, pair0 = (warp / Split::kRowGroups) * kPairs;
         float dq_part[2 * kPairs][4] = {};
-        mma_ab_pairs<D, kKeys, kPairs>(dq_part, dss + row0 * kDsLd, kDsLd, ks, kLd, k_end, pair0, two_d);
+        mma_ab_pairs<D, kKeys, kPairs>(dq_part, dss + row0 * kDsLd, kDsLd, ks, kLd, pair0, two_d);
         BWD_UNROLL
         for (int half = 0; half < 2; ++half) {
           const int r = row0 + gq + 8 * half;
@@ -474,22 +457,16 @@ __global__ void __launch_bounds__(kThreads)
     if (j0 + kDqTile < j_end) fetch(j0 + kDqTile);
     const bf16* ks = ks_buf + (j0 / kDqTile) % 2 * kDqTile * kLd;
     const bf16* vs = vs_buf + (j0 / kDqTile) % 2 * kDqTile * kLd;
-    // The tile's keys the warp's 16 queries can see, in blocks of 16 (the causal diagonal; none
-    // when the queries lie past the segment): S and dS are 0 past them, and their products are
-    // left out.
-    const int warp_q0 = i0 + warp * 16;
-    const int seen_end = min(seg.len, max(warp_q0 + 16, seg.prefix));  // segment-local
-    const int k_end = warp_q0 >= seg.len ? 0 : min(kDqTile, max(seen_end - j0 + 15, 0) / 16 * 16);
     float s[kDqTile / 8][4] = {}, dp[kDqTile / 8][4] = {};  // S, dP [16 queries, 64 keys]
-    mma_abt<D, kDqTile>(s, qs + warp * 16 * kLd, kLd, ks, kLd, 0, k_end);
-    mma_abt<D, kDqTile>(dp, dos + warp * 16 * kLd, kLd, vs, kLd, 0, k_end);
+    mma_abt<D, kDqTile>(s, qs + warp * 16 * kLd, kLd, ks, kLd);
+    mma_abt<D, kDqTile>(dp, dos + warp * 16 * kLd, kLd, vs, kLd);
     for (int nt = 0; nt < kDqTile / 8; ++nt)
       for (int e = 0; e < 4; ++e) {
         const int query = i0 + warp * 16 + gq + 8 * (e / 2), key = j0 + nt * 8 + 2 * tq + e % 2;
         const float p = visible(seg, query, key) ? exp2f(s[nt][e] * scale_log2 - lse2[e / 2]) : 0.0f;
         s[nt][e] = p * (dp[nt][e] - row_delta[e / 2]);  // dS
       }
-    mma_pb<kDqTile, D>(dq_acc, s, ks, kLd, 0, k_end);
+    mma_pb<kDqTile, D>(dq_acc, s, ks, kLd);
   }
   const bool two_d = rope.rope_table != nullptr && rope.rope_two_d;
   BWD_UNROLL

@@ -24,7 +24,8 @@
 //   epilogue, pointer alignments), cached in the GemmContext (at most kMaxCachedAlgorithms). The
 //   alignment preferences are set to the pointers' real alignment (up to 256 B), so odd leading
 //   dimensions (C = 7) and unaligned pointers only exclude the algorithms that need more; if none
-//   is left the call returns cudaErrorNotSupported.
+//   is left the call returns cudaErrorNotSupported. For a bf16 D the ranking holds only algorithms
+//   that add split-K partial sums in fp32 (or do not split K), so every choice rounds D once.
 //   The token count T (n of the forward and of dinp, k of dweight; always a column count, so no
 //   leading dimension depends on it) changes with nearly every packed micro-batch. Choosing per
 //   exact T would bring a new algorithm into many steps, and with CUDA's lazy module loading the
@@ -329,7 +330,7 @@ struct Layouts {
 };
 
 using AlgorithmKey = std::array<int64_t, 15>;
-constexpr int kKeyN = 3, kKeyK = 4;  // where n and k sit in an AlgorithmKey
+constexpr int kKeyN = 3, kKeyK = 4, kKeyOutType = 8;  // where n, k and D's type sit in an AlgorithmKey
 
 // The first `count` algorithms (or fewer) of the heuristic's ranking for the layouts, with the
 // alignments of the key's pointers; none is CUBLAS_STATUS_NOT_SUPPORTED.
@@ -348,6 +349,14 @@ cublasStatus_t heuristic_ranking(GemmContext::State& s, cublasLtMatmulDesc_t des
   pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b));
   pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c));
   pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof(align_d));
+  // A split-K whose partial sums are added in the output type (INPLACE, OUTPUT_TYPE) rounds each
+  // partial to bf16 for a bf16 output: a timed choice of such an algorithm was 1.01x the fp32
+  // bound of CudaGemm.BackwardMatchesFloat64AndCpuOp for dinp at 257³ on the H100 (2026-11-27),
+  // about 11 bf16 ulps off. Partials added in fp32 (COMPUTE_TYPE) or no split stay allowed.
+  if (static_cast<cudaDataType_t>(key[kKeyOutType]) != CUDA_R_32F) {
+    const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    pset(CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof(schemes));
+  }
   std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<size_t>(count));
   int found = 0;
   if (st == CUBLAS_STATUS_SUCCESS)
@@ -526,7 +535,7 @@ cublasStatus_t run_matmul(GemmContext::State& s, const Matmul& g, cudaStream_t s
                             static_cast<int64_t>(g.d_type), g.bias != nullptr, alignment(g.a),
                             alignment(g.b), alignment(g.d), g.bias ? alignment(g.bias) : 0,
                             alignment(c)};
-  static_assert(kKeyN == 3 && kKeyK == 4, "n and k are the key's 4th and 5th values");
+  static_assert(kKeyN == 3 && kKeyK == 4 && kKeyOutType == 8, "n, k, D's type: the key's 4th, 5th, 9th values");
   cublasLtMatmulAlgo_t algo = {};
   if (st == CUBLAS_STATUS_SUCCESS) st = choose_algorithm(s, g, desc, l, key, stream, &algo);
   if (st == CUBLAS_STATUS_SUCCESS) st = matmul_with(s, g, desc, l, algo, c, g.d, stream);
