@@ -32,11 +32,15 @@ using CaseMaker = std::vector<KernelCase> (*)();
 bool register_cases(const char* group, CaseMaker make);
 // The registered groups in name order.
 std::vector<std::pair<std::string, CaseMaker>> registered_cases();
+// kernel_bench's --filter (empty: every case), for a group whose cases are costly to build and
+// only wanted when asked for by name (overlap_cases.cu).
+const std::string& case_filter();
 
 // Helpers for the case files.
 using Floats = simt::DeviceBuffer<float>;
 
-// n values in [lo, hi) from a cheap LCG (benchmark data only needs to be ordinary numbers).
+// n values in [lo, hi) from a cheap LCG on the host (benchmark data only needs to be ordinary
+// numbers), for the few small arrays a case fills itself.
 inline std::vector<float> host_values(int64_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
   std::vector<float> v(static_cast<size_t>(n));
   uint32_t state = seed * 2654435761u + 1u;
@@ -47,23 +51,16 @@ inline std::vector<float> host_values(int64_t n, uint32_t seed, float lo = -1.0f
   return v;
 }
 
-inline std::shared_ptr<Floats> device_values(int64_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  return std::make_shared<Floats>(host_values(n, seed, lo, hi));
-}
+// n values in [lo, hi) drawn on the device from a hash of (seed, index): the cases need several
+// GB of ordinary numbers, and drawing them on the host and uploading them took most of a
+// kernel_bench run (47 s on the H100 host for 9 filtered cases, whose timing takes well under a
+// second; the last line prints the cases' set-up time). Defined in kernel_bench.cu.
+std::shared_ptr<Floats> device_values(int64_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f);
 
 using Bf16s = simt::DeviceBuffer<uint16_t>;  // bf16 bits
 
-// Random bf16 values (truncated fp32 bits: benchmark data only needs to be ordinary numbers).
-inline std::shared_ptr<Bf16s> random_bf16(int64_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  const std::vector<float> values = host_values(n, seed, lo, hi);
-  std::vector<uint16_t> bits(values.size());
-  for (size_t i = 0; i < values.size(); ++i) {
-    uint32_t b;
-    std::memcpy(&b, &values[i], sizeof(b));
-    bits[i] = static_cast<uint16_t>(b >> 16);
-  }
-  return std::make_shared<Bf16s>(bits);
-}
+// The same values as bf16 (truncated fp32 bits), drawn on the device.
+std::shared_ptr<Bf16s> random_bf16(int64_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f);
 
 inline __nv_bfloat16* bf16_ptr(const std::shared_ptr<Bf16s>& b) {
   return reinterpret_cast<__nv_bfloat16*>(b->data());
