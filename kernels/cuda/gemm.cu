@@ -248,6 +248,9 @@ struct Matmul {
   char tokens_axis = 0;        // 'n' or 'k': the token count (its algorithm is chosen per bucket), or 0
 };
 
+using AlgorithmKey = std::array<int64_t, 15>;
+constexpr int kKeyN = 3, kKeyK = 4, kKeyOutType = 8;  // where n, k and D's type sit in an AlgorithmKey
+
 }  // namespace
 
 struct GemmContext::State {
@@ -255,7 +258,7 @@ struct GemmContext::State {
   void* workspace = nullptr;
   __nv_bfloat16* bias_bf16 = nullptr;  // scratch for the rounded forward bias
   int64_t bias_capacity = 0;
-  std::map<std::array<int64_t, 15>, cublasLtMatmulAlgo_t> algorithms;
+  std::map<AlgorithmKey, cublasLtMatmulAlgo_t> algorithms;
   bool bucket_tokens = [] {  // RECLM_GEMM_ALGORITHM_BUCKETS=0: an algorithm per exact token count
     const char* env = std::getenv("RECLM_GEMM_ALGORITHM_BUCKETS");
     return env == nullptr || std::string(env) != "0";
@@ -307,6 +310,26 @@ void GemmContext::set_autotune(bool on, void* scratch, size_t scratch_bytes) {
 
 GemmContext::AutotuneStats GemmContext::autotune_stats() const { return state_->stats; }
 
+GemmContext::Bf16OutputAlgorithms GemmContext::bf16_output_algorithms() const {
+  Bf16OutputAlgorithms counts;
+  for (const auto& [key, algo] : state_->algorithms) {
+    if (static_cast<cudaDataType_t>(key[kKeyOutType]) == CUDA_R_32F) continue;
+    int32_t splits = 1;
+    uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
+    size_t written = 0;
+    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof(splits), &written);
+    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme, sizeof(scheme),
+                                         &written);
+    ++counts.cached;
+    if (splits > 1) {
+      ++counts.split_k;
+      if (scheme == CUBLASLT_REDUCTION_SCHEME_INPLACE || scheme == CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE)
+        ++counts.bf16_partial_sums;
+    }
+  }
+  return counts;
+}
+
 namespace {
 
 // The layouts of g's operands, with n and k given (the token count may be a bucket's top).
@@ -328,9 +351,6 @@ struct Layouts {
   Layouts(const Layouts&) = delete;
   Layouts& operator=(const Layouts&) = delete;
 };
-
-using AlgorithmKey = std::array<int64_t, 15>;
-constexpr int kKeyN = 3, kKeyK = 4, kKeyOutType = 8;  // where n, k and D's type sit in an AlgorithmKey
 
 // The first `count` algorithms (or fewer) of the heuristic's ranking for the layouts, with the
 // alignments of the key's pointers; none is CUBLAS_STATUS_NOT_SUPPORTED.
@@ -631,6 +651,7 @@ void GemmContext::set_heuristic_rank(int rank) { checked_heuristic_rank(rank); }
 void GemmContext::set_sm_count_target(int sms) { checked_sm_count_target(sms); }
 void GemmContext::set_autotune(bool, void*, size_t) {}
 GemmContext::AutotuneStats GemmContext::autotune_stats() const { return {}; }
+GemmContext::Bf16OutputAlgorithms GemmContext::bf16_output_algorithms() const { return {}; }
 
 namespace {
 

@@ -23,7 +23,8 @@
 // same bounds as its first, and so do timed choices (set_autotune), whose candidates run several
 // times on the call's own buffers first: in place when the call overwrites its output, into a
 // scratch when it adds onto it (or, without room in the scratch, untimed). Outputs are poisoned
-// (NaN) past their end and, when not accumulating, everywhere.
+// (NaN) past their end and, when not accumulating, everywhere. On a GPU a further test walks
+// cuBLASLt's ranking for bf16 outputs: none of its algorithms may add split-K partials in bf16.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -460,6 +461,43 @@ TEST(CudaGemm, AutotuneTimesInPlaceOnlyOutputsTheCallRewrites) {
 // The timed choice (set_autotune) on a GPU: each new shape is timed once, a shape whose output is
 // added onto (dweight +=, out +=) only with room in the scratch, else counted as left untimed; a
 // shape seen before is not timed again. The emulator has one GEMM: nothing to time.
+// For a bf16 output, no algorithm that cuBLASLt's ranking offers (its first 16, each taken in
+// turn by set_heuristic_rank) adds split-K partial sums in bf16, which rounds each partial: a timed
+// choice of such an algorithm failed BackwardMatchesFloat64AndCpuOp at 1.01x its bound on the H100
+// (dinp, T = C = OC = 257, 2026-11-27). The shapes have a small output over a long reduction,
+// where cuBLASLt likes to split K.
+TEST(CudaGemm, Bf16OutputsNeverAddPartialSumsInBf16) {
+#if !defined(__CUDACC__)
+  GTEST_SKIP() << "the emulator has one GEMM: no split K";
+#else
+  const int64_t T = 64, C = 64, K = 16384;
+  // forward: out [T, C] = x [T, K] · w_rows [C, K]ᵀ; dinp [T, C] = dy [T, K] · w [K, C]
+  Bits x(to_bf16(uniform(T * K, 31))), w_rows(to_bf16(uniform(C * K, 32)));
+  Bits dy(to_bf16(uniform(T * K, 33))), w(to_bf16(uniform(K * C, 34)));
+  Bits out(static_cast<size_t>(T * C)), dinp(static_cast<size_t>(T * C));
+  GemmContext ctx;
+  GemmContext::Bf16OutputAlgorithms total;
+  for (int rank = 0; rank <= GemmContext::kMaxHeuristicRank; ++rank) {
+    ctx.set_heuristic_rank(rank);  // (empties the cache)
+    ASSERT_EQ(linear_forward_bf16(ctx, out.data(), false, bf16(x), bf16(w_rows), nullptr, T, K, C, false, nullptr),
+              cudaSuccess) << "rank " << rank;
+    ASSERT_EQ(linear_backward_bf16(ctx, bf16(dinp), false, nullptr, nullptr, bf16(dy), nullptr, bf16(w), T, C, K,
+                                   nullptr),
+              cudaSuccess) << "rank " << rank;
+    simt::device_synchronize();
+    const GemmContext::Bf16OutputAlgorithms counts = ctx.bf16_output_algorithms();
+    total.cached += counts.cached;
+    total.split_k += counts.split_k;
+    total.bf16_partial_sums += counts.bf16_partial_sums;
+  }
+  std::printf("bf16 outputs over a reduction of %lld: %lld algorithms (ranks 0-%d of two GEMMs), %lld split K\n",
+              static_cast<long long>(K), static_cast<long long>(total.cached), GemmContext::kMaxHeuristicRank,
+              static_cast<long long>(total.split_k));
+  EXPECT_GE(total.cached, 2 * (GemmContext::kMaxHeuristicRank + 1));
+  EXPECT_EQ(total.bf16_partial_sums, 0);
+#endif
+}
+
 TEST(CudaGemm, AutotuneTimesEachShapeOnce) {
 #if !defined(__CUDACC__)
   GTEST_SKIP() << "the emulator has one GEMM: nothing to time";
