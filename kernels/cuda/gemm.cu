@@ -317,9 +317,12 @@ GemmContext::Bf16OutputAlgorithms GemmContext::bf16_output_algorithms() const {
     int32_t splits = 1;
     uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
     size_t written = 0;
-    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof(splits), &written);
-    cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme, sizeof(scheme),
-                                         &written);
+    throw_on(cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof(splits),
+                                                  &written),
+             "cublasLtMatmulAlgoConfigGetAttribute(SPLITK_NUM)");
+    throw_on(cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
+                                                  sizeof(scheme), &written),
+             "cublasLtMatmulAlgoConfigGetAttribute(REDUCTION_SCHEME)");
     ++counts.cached;
     if (splits > 1) {
       ++counts.split_k;

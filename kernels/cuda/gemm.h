@@ -74,8 +74,8 @@ class GemmContext {
 
   // For the tests: the algorithms cached now for GEMMs with a bf16 output, how many of them split
   // K, and how many add the split's partial sums in bf16 (cuBLASLt's INPLACE or OUTPUT_TYPE
-  // reduction, which rounds each partial: the heuristic is asked for none, gemm.cu). The
-  // emulator: all 0.
+  // reduction, which rounds each partial: the heuristic is asked for none, gemm.cu). Throws
+  // std::runtime_error when cuBLASLt cannot read an algorithm's configuration. The emulator: all 0.
   struct Bf16OutputAlgorithms {
     int64_t cached = 0, split_k = 0, bf16_partial_sums = 0;
   };

@@ -458,9 +458,6 @@ TEST(CudaGemm, AutotuneTimesInPlaceOnlyOutputsTheCallRewrites) {
   EXPECT_EQ(autotune_target(1.0f, &out, &out, 64, 0), AutotuneTarget::kUntimed);      // no scratch
 }
 
-// The timed choice (set_autotune) on a GPU: each new shape is timed once, a shape whose output is
-// added onto (dweight +=, out +=) only with room in the scratch, else counted as left untimed; a
-// shape seen before is not timed again. The emulator has one GEMM: nothing to time.
 // For a bf16 output, no algorithm that cuBLASLt's ranking offers (its first 16, each taken in
 // turn by set_heuristic_rank) adds split-K partial sums in bf16, which rounds each partial: a timed
 // choice of such an algorithm failed BackwardMatchesFloat64AndCpuOp at 1.01x its bound on the H100
@@ -498,6 +495,9 @@ TEST(CudaGemm, Bf16OutputsNeverAddPartialSumsInBf16) {
 #endif
 }
 
+// The timed choice (set_autotune) on a GPU: each new shape is timed once, a shape whose output is
+// added onto (dweight +=, out +=) only with room in the scratch, else counted as left untimed; a
+// shape seen before is not timed again. The emulator has one GEMM: nothing to time.
 TEST(CudaGemm, AutotuneTimesEachShapeOnce) {
 #if !defined(__CUDACC__)
   GTEST_SKIP() << "the emulator has one GEMM: nothing to time";
