@@ -373,9 +373,10 @@ cublasStatus_t heuristic_ranking(GemmContext::State& s, cublasLtMatmulDesc_t des
   pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c));
   pset(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof(align_d));
   // A split-K whose partial sums are added in the output type (INPLACE, OUTPUT_TYPE) rounds each
-  // partial to bf16 for a bf16 output: a timed choice of such an algorithm was 1.01x the fp32
-  // bound of CudaGemm.BackwardMatchesFloat64AndCpuOp for dinp at 257³ on the H100 (2026-11-27),
-  // about 11 bf16 ulps off. Partials added in fp32 (COMPUTE_TYPE) or no split stay allowed.
+  // partial to bf16 for a bf16 output. A timed choice was 1.01x the fp32 bound of
+  // CudaGemm.BackwardMatchesFloat64AndCpuOp for dinp at 257³ on the H100 (2026-11-27), about 11
+  // bf16 ulps off: the size such rounding gives (which algorithm ran was not recorded). Partials
+  // added in fp32 (COMPUTE_TYPE) or no split stay allowed.
   if (static_cast<cudaDataType_t>(key[kKeyOutType]) != CUDA_R_32F) {
     const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
     pset(CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof(schemes));

@@ -459,10 +459,10 @@ TEST(CudaGemm, AutotuneTimesInPlaceOnlyOutputsTheCallRewrites) {
 }
 
 // For a bf16 output, no algorithm that cuBLASLt's ranking offers (its first 16, each taken in
-// turn by set_heuristic_rank) adds split-K partial sums in bf16, which rounds each partial: a timed
-// choice of such an algorithm failed BackwardMatchesFloat64AndCpuOp at 1.01x its bound on the H100
-// (dinp, T = C = OC = 257, 2026-11-27). The shapes have a small output over a long reduction,
-// where cuBLASLt likes to split K.
+// turn by set_heuristic_rank) adds split-K partial sums in bf16, which rounds each partial (a timed
+// choice failed BackwardMatchesFloat64AndCpuOp at 1.01x its bound on the H100, dinp at
+// T = C = OC = 257, 2026-11-27: an error the size such rounding gives). The shapes have a small
+// output over a long reduction, where cuBLASLt likes to split K.
 TEST(CudaGemm, Bf16OutputsNeverAddPartialSumsInBf16) {
 #if !defined(__CUDACC__)
   GTEST_SKIP() << "the emulator has one GEMM: no split K";
