@@ -35,28 +35,6 @@ void check(cudaError_t status, const char* what) {
   std::exit(1);
 }
 
-// Median milliseconds of `iters` timed runs after 3 warm-up runs.
-template <typename Run>
-double median_ms(Run run, int iters, cudaStream_t stream) {
-  cudaEvent_t start, stop;
-  check(cudaEventCreate(&start), "cudaEventCreate");
-  check(cudaEventCreate(&stop), "cudaEventCreate");
-  for (int i = 0; i < 3; ++i) check(run(stream), "warm-up run");
-  std::vector<float> times;
-  for (int i = 0; i < iters; ++i) {
-    check(cudaEventRecord(start, stream), "cudaEventRecord");
-    check(run(stream), "timed run");
-    check(cudaEventRecord(stop, stream), "cudaEventRecord");
-    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
-    float ms = 0.0f;
-    check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
-    times.push_back(ms);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
 // Uniform in [lo, hi): 24 bits of a splitmix64-style hash of (seed, i).
 __device__ float hashed_uniform(uint32_t seed, int64_t i, float lo, float hi) {
   uint64_t z = (static_cast<uint64_t>(seed) << 40) ^ static_cast<uint64_t>(i);
@@ -101,6 +79,27 @@ std::vector<std::pair<std::string, CaseMaker>> registered_cases() {
 }
 
 const std::string& case_filter() { return filter_setting(); }
+
+double median_ms(const std::function<cudaError_t(cudaStream_t)>& run, int iters, cudaStream_t stream) {
+  cudaEvent_t start, stop;
+  check(cudaEventCreate(&start), "cudaEventCreate");
+  check(cudaEventCreate(&stop), "cudaEventCreate");
+  for (int i = 0; i < 3; ++i) check(run(stream), "warm-up run");
+  std::vector<float> times;
+  for (int i = 0; i < iters; ++i) {
+    check(cudaEventRecord(start, stream), "cudaEventRecord");
+    check(run(stream), "timed run");
+    check(cudaEventRecord(stop, stream), "cudaEventRecord");
+    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float ms = 0.0f;
+    check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    times.push_back(ms);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
 
 }  // namespace reclm::bench
 

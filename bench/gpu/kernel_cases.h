@@ -35,6 +35,9 @@ std::vector<std::pair<std::string, CaseMaker>> registered_cases();
 // kernel_bench's --filter (empty: every case), for a group whose cases are costly to build and
 // only wanted when asked for by name (overlap_cases.cu).
 const std::string& case_filter();
+// Median milliseconds of `iters` timed runs on `stream` after 3 warm-up runs; a failing run ends
+// the program, naming it (kernel_bench.cu).
+double median_ms(const std::function<cudaError_t(cudaStream_t)>& run, int iters, cudaStream_t stream);
 
 // Helpers for the case files.
 using Floats = simt::DeviceBuffer<float>;

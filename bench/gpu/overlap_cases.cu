@@ -61,28 +61,13 @@ cudaError_t run_times(const KernelCase& c, int reps, cudaStream_t s) {
   return cudaSuccess;
 }
 
-// Median ms of 5 runs after 2 (to pick the repeat counts; kernel_bench times the cases themselves).
+// Median ms of 5 runs (to pick the repeat counts; kernel_bench times the cases themselves).
 double quick_ms(const KernelCase& c) {
   cudaStream_t s;
-  cudaEvent_t start, stop;
   check(cudaStreamCreate(&s), "cudaStreamCreate");
-  check(cudaEventCreate(&start), "cudaEventCreate");
-  check(cudaEventCreate(&stop), "cudaEventCreate");
-  std::vector<float> times;
-  for (int i = 0; i < 7; ++i) {
-    check(cudaEventRecord(start, s), "cudaEventRecord");
-    check(c.run(s), c.name.c_str());
-    check(cudaEventRecord(stop, s), "cudaEventRecord");
-    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
-    float ms = 0.0f;
-    check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
-    if (i >= 2) times.push_back(ms);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  const double ms = median_ms(c.run, 5, s);
   cudaStreamDestroy(s);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return ms;
 }
 
 // The case named `name` (exactly, or the first that starts with it) among `cases`.
