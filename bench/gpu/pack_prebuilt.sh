@@ -10,6 +10,7 @@
 #         nccl_collectives_test that the build made (a CUDA build makes them all);
 #   lib/  every library `ldd` resolves for them, but the C library's own, libstdc++/libgcc_s
 #         and CUDA's, which the host brings;
+#   commit  the sources' commit, when the build's source folder is a git checkout;
 #   env.sh  puts lib/ first on LD_LIBRARY_PATH, then the host's CUDA library folders, and the
 #         folder of a libnccl.so.2 or libcublasLt.so.13 found elsewhere when the loader lacks it.
 # On the GPU host, in the source tree (train.sh and run.sh source BUILD_DIR/env.sh):
@@ -61,5 +62,10 @@ for name in libnccl.so.2 libcublasLt.so.13; do  # (PyTorch's wheels bring both)
 done
 export LD_LIBRARY_PATH="$prebuilt_dir/lib$prebuilt_cuda${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 ENV
+# the sources' commit (`git describe --dirty`), which bench/gpu/ab_builds.sh prints beside its builds
+source_dir=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build/CMakeCache.txt" 2> /dev/null)
+if [ -n "$source_dir" ] && git -C "$source_dir" rev-parse HEAD > /dev/null 2>&1; then
+  git -C "$source_dir" describe --always --dirty > "$stage/prebuilt/commit"
+fi
 XZ_OPT=${XZ_OPT:--6 -T2} tar -C "$stage" -cJf "$out" prebuilt
 echo "pack_prebuilt.sh: $out ($(du -h "$out" | cut -f1)): ${programs[*]} and $(ls "$stage/prebuilt/lib" | wc -l) libraries"

@@ -41,6 +41,7 @@
 #                                 one without is an environment variable of the run
 #                                 (RECLM_GEMM_ALGORITHM_BUCKETS=0, CUDA_MODULE_LOADING=EAGER,
 #                                 RECLM_SIDE_GEMM_SMS=100: the side stream's GEMMs on 100 SMs)
+#   TORCH=0                       leave PyTorch out (A/B runs of two builds: bench/gpu/ab_builds.sh)
 #   TORCH_COMPILE=1               run PyTorch with torch.compile (default: eager)
 #   TORCH_DEVICE=auto             train_torch.py --device (auto: cuda when available)
 #   PROFILE=1                     also a 12-step run of each preset with RECLM_DEVICE_PROFILE=1 and
@@ -91,6 +92,7 @@ torch_args+=(--device "${TORCH_DEVICE:-auto}" --peak-tflops "${PEAK_TFLOPS:-0}")
 [ "${PEAK_TFLOPS:-0}" != 0 ] && overrides+=(--set runtime.peak_tflops="$PEAK_TFLOPS")
 has_torch=1
 python3 -c "import torch" 2> /dev/null || has_torch=0
+[ "${TORCH:-1}" = 0 ] && has_torch=off
 
 # field PATH of a printed config (`reclm config` output or a .pbtxt): PATH like model.d_model
 config_field() {
@@ -299,6 +301,8 @@ for preset in $presets; do
       t_mfu=$(sed -n 's/.*mfu \([^,]*\),.*/\1/p' <<< "$line")
       t_mem=$(sed -n 's/.*peak_mem_mb \([^,]*\),.*/\1/p' <<< "$line")
     fi
+  elif [ $has_torch = off ]; then
+    echo "train.sh: TORCH=0: peer skipped"
   else
     echo "train.sh: PyTorch is not importable here; peer skipped"
   fi

@@ -56,13 +56,6 @@ namespace {
 using bf16 = __nv_bfloat16;
 using simt::ldmatrix_x4;
 
-// Full unrolling keeps the fragment arrays indexed by loop counters in registers (nvcc); g++ has
-// no `#pragma unroll`.
-#if defined(__CUDACC__)
-#define BWD_UNROLL _Pragma("unroll")
-#else
-#define BWD_UNROLL
-#endif
 using simt::ldmatrix_x4_trans;
 using simt::mma_m16n8k16_bf16_f32;
 
@@ -177,14 +170,11 @@ __device__ void mma_ab_pairs(float (&acc)[2 * kPairs][4], const bf16* a, int lda
 }
 
 // One row's values of a RoPE group pair, x1 (group first, columns 2·tq and 2·tq + 1 of it) and x2
-// (group second, the same), stored as bf16 into the head's row `row`; rotated back by RoPE
-// (rotate_pair with −sin: the backward) first when table_row (the token's rope_table row) is set.
-template <int D>
+// (group second, the same), stored as bf16 into the head's row `row`; when `rotate`, first rotated
+// back by RoPE (rotate_pair with −sin: the backward) with the pair's (c, s) of load_lane_rope.
 __device__ __forceinline__ void store_rope_pair(bf16* row, float x1_lo, float x1_hi, float x2_lo, float x2_hi,
-                                                RopeGroupPair groups, const float* table_row, int tq) {
-  if (table_row != nullptr) {
-    const float2 c = *reinterpret_cast<const float2*>(table_row + groups.pair_index + 2 * tq);
-    const float2 s = *reinterpret_cast<const float2*>(table_row + D / 2 + groups.pair_index + 2 * tq);
+                                                RopeGroupPair groups, bool rotate, float2 c, float2 s, int tq) {
+  if (rotate) {
     const Rotated lo = rotate_pair(x1_lo, x2_lo, c.x, -s.x), hi = rotate_pair(x1_hi, x2_hi, c.y, -s.y);
     x1_lo = lo.lo, x2_lo = lo.hi, x1_hi = hi.lo, x2_hi = hi.hi;
   }
@@ -193,12 +183,13 @@ __device__ __forceinline__ void store_rope_pair(bf16* row, float x1_lo, float x1
 }
 
 // Row gq + 8·half of a warp's C fragments acc [16, D] (acc[n]: columns 8n .. 8n + 7) times scale
-// into `row`, through store_rope_pair: rotated back when table_row is set. The groups of both
-// pairings are compile-time indices (no local-memory array), chosen by two_d.
+// into `row`, through store_rope_pair: rotated back with `rope` (the row's load_rows_rope) when
+// `rotate`. The groups of both pairings are compile-time indices (no local-memory array), chosen
+// by two_d.
 template <int D>
 __device__ __forceinline__ void store_row_rotated(bf16* row, const float (&acc)[D / 8][4], int half, float scale,
-                                                  const float* table_row, bool two_d, int tq) {
-  BWD_UNROLL
+                                                  bool rotate, const LaneRope<D / 16>& rope, bool two_d, int tq) {
+  RECLM_UNROLL
   for (int p = 0; p < D / 16; ++p) {
     constexpr bool kOneD = false, kTwoD = true;
     const RopeGroupPair one = rope_group_pair(D, p, kOneD), two = rope_group_pair(D, p, kTwoD);
@@ -209,13 +200,24 @@ __device__ __forceinline__ void store_row_rotated(bf16* row, const float (&acc)[
     const float x2_hi = two_d ? acc[two.second][e1] : acc[one.second][e1];
     const RopeGroupPair groups{two_d ? two.first : one.first, two_d ? two.second : one.second,
                                two_d ? two.pair_index : one.pair_index};
-    store_rope_pair<D>(row, x1_lo * scale, x1_hi * scale, x2_lo * scale, x2_hi * scale, groups, table_row, tq);
+    store_rope_pair(row, x1_lo * scale, x1_hi * scale, x2_lo * scale, x2_hi * scale, groups, rotate, rope.c[p],
+                    rope.s[p], tq);
   }
 }
 
-// The rope_table row of a token, or null when the gradients are not rotated.
-__device__ __forceinline__ const float* rope_row(const AttentionQkvRows& rows, int64_t token, int D) {
-  return rows.rope_table != nullptr ? rows.rope_table + token * D : nullptr;
+// A lane's RoPE values (load_lane_rope: group pairs pair0 .. pair0 + kPairs − 1) for both rows it
+// holds in a warp's 16-row fragment, tokens token0 + row0 + gq + 8·half, all loaded before the
+// first is used. A row past last_row reads last_row's (valid memory; such rows are not stored).
+// Nothing is loaded when the gradients are not rotated (rows.rope_table null).
+template <int D, int kPairs>
+__device__ __forceinline__ void load_rows_rope(LaneRope<kPairs> (&rope)[2], const AttentionQkvRows& rows,
+                                               int64_t token0, int row0, int last_row, int pair0, int gq, int tq) {
+  if (rows.rope_table == nullptr) return;
+  RECLM_UNROLL
+  for (int half = 0; half < 2; ++half) {
+    const int r = min(row0 + gq + 8 * half, last_row);
+    rope[half] = load_lane_rope<D, kPairs>(rows.rope_table + (token0 + r) * D, pair0, tq);
+  }
 }
 
 // delta [H, T] = rowsum(dout ∘ out) per (token, head) row. kDeltaLanes lanes per row (the power
@@ -373,19 +375,22 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
         const int row0 = (warp % Split::kRowGroups) * 16, pair0 = (warp / Split::kRowGroups) * kPairs;
         float dq_part[2 * kPairs][4] = {};
         mma_ab_pairs<D, kKeys, kPairs>(dq_part, dss + row0 * kDsLd, kDsLd, ks, kLd, pair0, two_d);
-        BWD_UNROLL
+        LaneRope<kPairs> row_rope[2] = {};
+        if constexpr (kMode == DqMode::kDirect)
+          load_rows_rope<D, kPairs>(row_rope, rope, token0, row0, n_queries - 1, pair0, gq, tq);
+        RECLM_UNROLL
         for (int half = 0; half < 2; ++half) {
           const int r = row0 + gq + 8 * half;
           if (r >= n_queries) continue;
-          BWD_UNROLL
+          RECLM_UNROLL
           for (int sp = 0; sp < kPairs; ++sp) {
             const RopeGroupPair groups = rope_group_pair(D, pair0 + sp, two_d);
             const float x1_lo = dq_part[2 * sp][2 * half] * scale, x1_hi = dq_part[2 * sp][2 * half + 1] * scale;
             const float x2_lo = dq_part[2 * sp + 1][2 * half] * scale,
                         x2_hi = dq_part[2 * sp + 1][2 * half + 1] * scale;
             if constexpr (kMode == DqMode::kDirect) {
-              store_rope_pair<D>(dq + (token0 + r) * q_stride + h * D, x1_lo, x1_hi, x2_lo, x2_hi, groups,
-                                 rope_row(rope, token0 + r, D), tq);
+              store_rope_pair(dq + (token0 + r) * q_stride + h * D, x1_lo, x1_hi, x2_lo, x2_hi, groups,
+                              rope.rope_table != nullptr, row_rope[half].c[sp], row_rope[half].s[sp], tq);
             } else {  // the fp32 accumulator is [T, H, D]; the convert kernel rotates and stores it
               float* acc_row = dq_acc + ((token0 + r) * H + h) * D;
               atomicAdd(&acc_row[8 * groups.first + 2 * tq], x1_lo);
@@ -398,14 +403,17 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
       }
     }
   }
-  BWD_UNROLL
+  LaneRope<D / 16> key_rope[2] = {};
+  load_rows_rope<D, D / 16>(key_rope, rope, seg.begin + j0, key_row0, n_keys - 1, 0, gq, tq);
+  RECLM_UNROLL
   for (int half = 0; half < 2; ++half) {
     const int r = key_row0 + gq + 8 * half;
     if (r >= n_keys) continue;
     const int64_t token = seg.begin + j0 + r;
-    store_row_rotated<D>(dk + token * kv_stride + g * D, dk_acc, half, scale, rope_row(rope, token, D), two_d, tq);
+    store_row_rotated<D>(dk + token * kv_stride + g * D, dk_acc, half, scale, rope.rope_table != nullptr,
+                         key_rope[half], two_d, tq);
     bf16* const dv_row = dv + token * kv_stride + g * D;
-    BWD_UNROLL
+    RECLM_UNROLL
     for (int nd = 0; nd < D / 8; ++nd)
       store_bf16x2(dv_row + nd * 8 + 2 * tq, dv_acc[nd][2 * half], dv_acc[nd][2 * half + 1]);
   }
@@ -469,12 +477,14 @@ __global__ void __launch_bounds__(kThreads)
     mma_pb<kDqTile, D>(dq_acc, s, ks, kLd);
   }
   const bool two_d = rope.rope_table != nullptr && rope.rope_two_d;
-  BWD_UNROLL
+  LaneRope<D / 16> row_rope[2] = {};
+  load_rows_rope<D, D / 16>(row_rope, rope, token0, warp * 16, n_queries - 1, 0, gq, tq);
+  RECLM_UNROLL
   for (int half = 0; half < 2; ++half) {
     const int r = warp * 16 + gq + 8 * half;
     if (r >= n_queries) continue;
-    store_row_rotated<D>(dq + (token0 + r) * q_stride + h * D, dq_acc, half, scale, rope_row(rope, token0 + r, D),
-                         two_d, tq);
+    store_row_rotated<D>(dq + (token0 + r) * q_stride + h * D, dq_acc, half, scale, rope.rope_table != nullptr,
+                         row_rope[half], two_d, tq);
   }
 }
 
@@ -644,4 +654,4 @@ cudaError_t attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, c
 
 }  // namespace reclm::cuda
 
-#undef BWD_UNROLL
+#undef RECLM_UNROLL

@@ -55,13 +55,6 @@ using simt::ldmatrix_x4;
 using simt::ldmatrix_x4_trans;
 using simt::mma_m16n8k16_bf16_f32;
 
-// Full unrolling keeps the fragment arrays in registers (nvcc); g++ has no `#pragma unroll`.
-#if defined(__CUDACC__)
-#define FWD_UNROLL _Pragma("unroll")
-#else
-#define FWD_UNROLL
-#endif
-
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -116,22 +109,19 @@ __device__ __forceinline__ void load_tile_async(__nv_bfloat16* tile, const __nv_
 
 // RoPE on a warp's Q fragments (q_frag[ds]: rows g (words 0, 2) and g + 8 (words 1, 3), columns
 // 16·ds + 2t, +1 (words 0, 1) and 8 more (words 2, 3)): an 8-column group G is word 2·(G % 2) + r
-// of q_frag[G / 2], so both groups of a rotary pair are in the lane (rope_pairs.h). table[r]: the
-// rope_table row of row g + 8·r's token, or null (a row past the segment: left as it is). The
-// rotation is rope_qk_forward_bf16's: widened exactly, rotate_pair, rounded to nearest even.
+// of q_frag[G / 2], so both groups of a rotary pair are in the lane (rope_pairs.h). rope[r]: the
+// lane's (cos, sin) of row g + 8·r's token. The rotation is rope_qk_forward_bf16's: widened
+// exactly, rotate_pair, rounded to nearest even.
 template <int D, bool kTwoD>
-__device__ __forceinline__ void rotate_q_fragments(uint32_t (&q_frag)[D / 16][4], const float* const (&table)[2],
-                                                   int t) {
-  FWD_UNROLL
+__device__ __forceinline__ void rotate_q_fragments(uint32_t (&q_frag)[D / 16][4], const LaneRope<D / 16> (&rope)[2]) {
+  RECLM_UNROLL
   for (int p = 0; p < D / 16; ++p) {
     const RopeGroupPair groups = rope_group_pair(D, p, kTwoD);
-    FWD_UNROLL
+    RECLM_UNROLL
     for (int r = 0; r < 2; ++r) {
-      if (table[r] == nullptr) continue;
       uint32_t& x1 = q_frag[groups.first / 2][2 * (groups.first % 2) + r];
       uint32_t& x2 = q_frag[groups.second / 2][2 * (groups.second % 2) + r];
-      const float2 c = *reinterpret_cast<const float2*>(table[r] + groups.pair_index + 2 * t);
-      const float2 s = *reinterpret_cast<const float2*>(table[r] + D / 2 + groups.pair_index + 2 * t);
+      const float2 c = rope[r].c[p], s = rope[r].s[p];
       const Rotated lo = rotate_pair(bf16_lo(x1), bf16_lo(x2), c.x, s.x);
       const Rotated hi = rotate_pair(bf16_hi(x1), bf16_hi(x2), c.y, s.y);
       x1 = pack2_bf16(lo.lo, hi.lo);
@@ -193,27 +183,37 @@ __global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads,
     const int r0 = q0 + warp * 16 + g, r1 = r0 + 8;
     const __nv_bfloat16* q0_row = q_seg + static_cast<int64_t>(r0) * q_stride + 2 * t;
     const __nv_bfloat16* q1_row = q_seg + static_cast<int64_t>(r1) * q_stride + 2 * t;
-    FWD_UNROLL
+    RECLM_UNROLL
     for (int ds = 0; ds < Tiles::kDSteps; ++ds) {
       q_frag[ds][0] = r0 < seg_len ? *reinterpret_cast<const uint32_t*>(q0_row + ds * 16) : 0u;
       q_frag[ds][1] = r1 < seg_len ? *reinterpret_cast<const uint32_t*>(q1_row + ds * 16) : 0u;
       q_frag[ds][2] = r0 < seg_len ? *reinterpret_cast<const uint32_t*>(q0_row + ds * 16 + 8) : 0u;
       q_frag[ds][3] = r1 < seg_len ? *reinterpret_cast<const uint32_t*>(q1_row + ds * 16 + 8) : 0u;
     }
-    // RoPE (rows.rope_table): rotated here, then written to q_rotated for the backward
+    // RoPE (rope_table): the (cos, sin) of both rows, all loaded right after the Q rows so that
+    // their latencies overlap (written before the Q loads, they made ptxas spill more in the main
+    // loop). A row past the segment reads the segment's last table row (valid memory); its zeros
+    // are rotated to zeros and never stored.
+    LaneRope<D / 16> rope[2] = {};
     if (rope_table != nullptr) {
-      const float* const table[2] = {r0 < seg_len ? rope_table + (seg_begin + r0) * int64_t{D} : nullptr,
-                                     r1 < seg_len ? rope_table + (seg_begin + r1) * int64_t{D} : nullptr};
-      if (rope_two_d) {
-        rotate_q_fragments<D, true>(q_frag, table, t);
-      } else {
-        rotate_q_fragments<D, false>(q_frag, table, t);
-      }
-      FWD_UNROLL
+      RECLM_UNROLL
       for (int r = 0; r < 2; ++r) {
-        if (table[r] == nullptr) continue;
+        const int row = min(r == 0 ? r0 : r1, seg_len - 1);
+        rope[r] = load_lane_rope<D, D / 16>(rope_table + (seg_begin + row) * int64_t{D}, 0, t);
+      }
+    }
+    // RoPE: rotated here, then written to q_rotated for the backward
+    if (rope_table != nullptr) {
+      if (rope_two_d) {
+        rotate_q_fragments<D, true>(q_frag, rope);
+      } else {
+        rotate_q_fragments<D, false>(q_frag, rope);
+      }
+      RECLM_UNROLL
+      for (int r = 0; r < 2; ++r) {
+        if ((r == 0 ? r0 : r1) >= seg_len) continue;
         __nv_bfloat16* const row = q_rotated + (seg_begin + (r == 0 ? r0 : r1)) * q_stride + head * D + 2 * t;
-        FWD_UNROLL
+        RECLM_UNROLL
         for (int ds = 0; ds < Tiles::kDSteps; ++ds) {
           *reinterpret_cast<uint32_t*>(row + ds * 16) = q_frag[ds][r];
           *reinterpret_cast<uint32_t*>(row + ds * 16 + 8) = q_frag[ds][2 + r];
@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads,
   }
 
   float o[Tiles::kDTiles][4];
-  FWD_UNROLL
+  RECLM_UNROLL
   for (int dt = 0; dt < Tiles::kDTiles; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
   // Rows g and g + 8 of the warp: running max (log2 units), and this lane's part of the sum.
   const float kNegInf = -INFINITY;
@@ -243,11 +243,11 @@ __global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads,
     // hold tokens in a 92-token one) computes nothing: its rows are never written.
     const int warp_key_last = q0 + warp * 16 >= seg_len ? -1 : max(q0 + warp * 16 + 15, prefix - 1) - j0;
     float s[Tiles::kKeyTiles][4];
-    FWD_UNROLL
+    RECLM_UNROLL
     for (int nt = 0; nt < Tiles::kKeyTiles; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-    FWD_UNROLL
+    RECLM_UNROLL
     for (int ds = 0; ds < Tiles::kDSteps; ds += 2) {
-      FWD_UNROLL
+      RECLM_UNROLL
       for (int nt = 0; nt < Tiles::kKeyTiles; ++nt) {
         if (nt * 8 > warp_key_last) continue;
         uint32_t kf[4];
@@ -265,9 +265,9 @@ __global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads,
     const int j_last = j0 + Tiles::kBlockK - 1;
     const bool all_visible = j_last < seg_len && (j_last <= q0 || j_last < prefix);
     float tile_max[2] = {kNegInf, kNegInf};
-    FWD_UNROLL
+    RECLM_UNROLL
     for (int nt = 0; nt < Tiles::kKeyTiles; ++nt) {
-      FWD_UNROLL
+      RECLM_UNROLL
       for (int e = 0; e < 4; ++e) {
         const int j = j0 + nt * 8 + 2 * t + e % 2, i = row_of[e / 2];
         const bool visible = all_visible || (j < seg_len && (j <= i || j < prefix));
@@ -276,7 +276,7 @@ __global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads,
       }
     }
     float m_ref[2];
-    FWD_UNROLL
+    RECLM_UNROLL
     for (int r = 0; r < 2; ++r) {
       // The four lanes of a quad hold one row.
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
@@ -288,15 +288,15 @@ __global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads,
       const float correction = exp2f(m[r] - m_ref[r]);
       m[r] = m_new;
       l[r] *= correction;
-      FWD_UNROLL
+      RECLM_UNROLL
       for (int dt = 0; dt < Tiles::kDTiles; ++dt) {
         o[dt][2 * r] *= correction;
         o[dt][2 * r + 1] *= correction;
       }
     }
-    FWD_UNROLL
+    RECLM_UNROLL
     for (int nt = 0; nt < Tiles::kKeyTiles; ++nt) {
-      FWD_UNROLL
+      RECLM_UNROLL
       for (int e = 0; e < 4; ++e) {
         s[nt][e] = exp2f(s[nt][e] - m_ref[e / 2]);
         l[e / 2] += s[nt][e];
@@ -313,14 +313,14 @@ __global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads,
     // O[16 x D] += P[16 x 64] · V[64 x D]. The S accumulators of key n-tiles 2kk, 2kk + 1 are
     // exactly the A fragment of k-step kk; ldmatrix_x4_trans of key rows kk*16 + [0, 16) at
     // columns dt*8 + [0, 16) gives the B fragments of n-tiles dt and dt + 1.
-    FWD_UNROLL
+    RECLM_UNROLL
     for (int kk = 0; kk < Tiles::kKeySteps; ++kk) {
       if (kk * 16 > warp_key_last) continue;  // P is 0 there
       const uint32_t a[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
                              pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                              pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
       const int row = kk * 16 + lane % 8 + 8 * ((lane / 8) % 2);
-      FWD_UNROLL
+      RECLM_UNROLL
       for (int dt = 0; dt < Tiles::kDTiles; dt += 2) {
         uint32_t vf[4];
         ldmatrix_x4_trans(vf, &v_tile[row * Tiles::kLd + dt * 8 + 8 * (lane / 16)]);
@@ -337,18 +337,18 @@ __global__ void __launch_bounds__(ForwardTiles<kHeadDim, kHeads>::kThreads,
   }
 
   // out = O / l, lse = ln 2 · (m + log2 l). Every row has key 0 visible, so l >= 1.
-  FWD_UNROLL
+  RECLM_UNROLL
   for (int r = 0; r < 2; ++r) {
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
   }
-  FWD_UNROLL
+  RECLM_UNROLL
   for (int r = 0; r < 2; ++r) {
     const int i = row_of[r];
     if (i >= seg_len) continue;
     const float inv_l = 1.0f / l[r];
     __nv_bfloat16* out_row = out + (static_cast<int64_t>(seg_begin + i) * n_heads + head) * D;
-    FWD_UNROLL
+    RECLM_UNROLL
     for (int dt = 0; dt < Tiles::kDTiles; ++dt) {
       *reinterpret_cast<__nv_bfloat162*>(out_row + dt * 8 + 2 * t) =
           __floats2bfloat162_rn(o[dt][2 * r] * inv_l, o[dt][2 * r + 1] * inv_l);
@@ -417,4 +417,4 @@ cudaError_t attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat1
 
 }  // namespace reclm::cuda
 
-#undef FWD_UNROLL
+#undef RECLM_UNROLL

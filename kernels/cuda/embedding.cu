@@ -45,9 +45,9 @@ __global__ void embedding_forward_kernel(VecT* out, const VecT* table, const int
     int64_t c = rows.sub_lane;
     for (; c + (kCopyBatch - 1) * lanes_per_row < vec_dim; c += kCopyBatch * lanes_per_row) {
       VecT v[kCopyBatch];  // all loads issued before the first store
-      RECLM_EMBEDDING_UNROLL
+      RECLM_UNROLL
       for (int u = 0; u < kCopyBatch; ++u) v[u] = __ldg(src + c + u * lanes_per_row);
-      RECLM_EMBEDDING_UNROLL
+      RECLM_UNROLL
       for (int u = 0; u < kCopyBatch; ++u) dst[c + u * lanes_per_row] = v[u];
     }
     for (; c < vec_dim; c += lanes_per_row) dst[c] = __ldg(src + c);
@@ -65,9 +65,9 @@ __global__ void embedding_backward_atomic_kernel(float* dtable, const float* dou
     int64_t c = rows.sub_lane;
     for (; c + (kCopyBatch - 1) * lanes_per_row < dim; c += kCopyBatch * lanes_per_row) {
       float g[kCopyBatch];  // all loads issued before the first atomic
-      RECLM_EMBEDDING_UNROLL
+      RECLM_UNROLL
       for (int u = 0; u < kCopyBatch; ++u) g[u] = grad[c + u * lanes_per_row];
-      RECLM_EMBEDDING_UNROLL
+      RECLM_UNROLL
       for (int u = 0; u < kCopyBatch; ++u) atomicAdd(row + c + u * lanes_per_row, g[u]);
     }
     for (; c < dim; c += lanes_per_row) atomicAdd(row + c, grad[c]);

@@ -12,12 +12,11 @@
 #include "kernels/cuda/launch_config.h"
 #include "kernels/simt/launch.h"
 
-// Unrolling lets nvcc issue several independent loads before their uses; g++ has no such pragma.
+// Unrolling by 4 lets nvcc issue several independent loads before their uses (RECLM_UNROLL, full
+// unrolling, in cuda_compat.h); g++ has no such pragma.
 #if defined(__CUDACC__)
-#define RECLM_EMBEDDING_BAG_UNROLL _Pragma("unroll")
 #define RECLM_EMBEDDING_BAG_UNROLL4 _Pragma("unroll 4")
 #else
-#define RECLM_EMBEDDING_BAG_UNROLL
 #define RECLM_EMBEDDING_BAG_UNROLL4
 #endif
 
@@ -51,12 +50,12 @@ __global__ void embedding_bag_forward_kernel(VecT* out, const VecT* table, const
       // and only the additions are predicated.
       for (int32_t j = first; j < last; j += kBagUnroll) {
         VecT row[kBagUnroll];
-        RECLM_EMBEDDING_BAG_UNROLL
+        RECLM_UNROLL
         for (int u = 0; u < kBagUnroll; ++u) {
           const int32_t jj = j + u < last ? j + u : last - 1;
           row[u] = __ldg(table + static_cast<int64_t>(ids[jj]) * vec_dim + c);
         }
-        RECLM_EMBEDDING_BAG_UNROLL
+        RECLM_UNROLL
         for (int u = 0; u < kBagUnroll; ++u) {
           if (j + u < last) detail::add_to(acc, row[u]);
         }

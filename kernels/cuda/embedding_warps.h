@@ -6,13 +6,6 @@
 
 #include "kernels/simt/cuda_compat.h"
 
-// Unrolling lets nvcc issue several independent loads before their uses; g++ has no such pragma.
-#if defined(__CUDACC__)
-#define RECLM_EMBEDDING_UNROLL _Pragma("unroll")
-#else
-#define RECLM_EMBEDDING_UNROLL
-#endif
-
 namespace reclm::cuda::embedding_detail {
 
 constexpr int kThreads = 256;  // every embedding kernel except the scan

@@ -30,13 +30,6 @@
 #include "kernels/cuda/rmsnorm.h"
 #include "kernels/simt/launch.h"
 
-// Full unrolling keeps the per-thread row chunks in registers (nvcc); g++ has no such pragma.
-#if defined(__CUDACC__)
-#define RECLM_RMSNORM_UNROLL _Pragma("unroll")
-#else
-#define RECLM_RMSNORM_UNROLL
-#endif
-
 namespace reclm::cuda {
 
 namespace {
@@ -148,7 +141,7 @@ __global__ void __launch_bounds__(block_threads(kRowThreads))
 
   float4 x[kChunks];
   float sum_sq = 0.f;
-  RECLM_RMSNORM_UNROLL
+  RECLM_UNROLL
   for (int k = 0; k < kChunks; ++k) {
     const int c = (k * kRowThreads + lane) * 4;
     x[k] = make_float4(0.f, 0.f, 0.f, 0.f);
@@ -165,7 +158,7 @@ __global__ void __launch_bounds__(block_threads(kRowThreads))
   const float r = 1.0f / sqrtf(total / static_cast<float>(dim) + eps);
   if (!active) return;  // no barrier follows
   if (lane == 0) rstd[row] = r;
-  RECLM_RMSNORM_UNROLL
+  RECLM_UNROLL
   for (int k = 0; k < kChunks; ++k) {
     const int c = (k * kRowThreads + lane) * 4;
     const float4 w = load_chunk(weight, c, dim, vec);
@@ -188,7 +181,7 @@ __global__ void __launch_bounds__(block_threads(kRowThreads))
   const int64_t n_groups = static_cast<int64_t>(gridDim.x) * kRowsPerBlock;
 
   float4 acc[kChunks];
-  RECLM_RMSNORM_UNROLL
+  RECLM_UNROLL
   for (int k = 0; k < kChunks; ++k) acc[k] = make_float4(0.f, 0.f, 0.f, 0.f);
   // The loop bound is uniform over a row group (a warp, or the whole block for block groups),
   // so the barriers inside row_sum are reached by all threads of the block.
@@ -198,7 +191,7 @@ __global__ void __launch_bounds__(block_threads(kRowThreads))
     float4 xv[kChunks];
     float4 d[kChunks];
     float dot = 0.f;  // Σ g · x with g = dy · w
-    RECLM_RMSNORM_UNROLL
+    RECLM_UNROLL
     for (int k = 0; k < kChunks; ++k) {
       const int c = (k * kRowThreads + lane) * 4;
       xv[k] = load_chunk(x + offset, c, dim, vec);
@@ -210,7 +203,7 @@ __global__ void __launch_bounds__(block_threads(kRowThreads))
                                         d[k].w * xv[k].w * r));
     }
     const float coef = row_sum<kRowThreads>(dot, warp_sums) / static_cast<float>(dim) * r * r;
-    RECLM_RMSNORM_UNROLL
+    RECLM_UNROLL
     for (int k = 0; k < kChunks; ++k) {
       const int c = (k * kRowThreads + lane) * 4;
       if (c >= dim) continue;
@@ -224,7 +217,7 @@ __global__ void __launch_bounds__(block_threads(kRowThreads))
       if (dx_bf16 != nullptr) store_chunk(dx_bf16 + offset, c, dim, vec, grad);
     }
   }
-  RECLM_RMSNORM_UNROLL
+  RECLM_UNROLL
   for (int k = 0; k < kChunks; ++k) {
     store_chunk(partials + group * dim, (k * kRowThreads + lane) * 4, dim, vec, acc[k]);
   }

@@ -37,4 +37,37 @@ __host__ __device__ constexpr RopeGroupPair rope_group_pair(int head_dim, int p,
   return {b * block_groups + i, b * block_groups + i + half_groups, b * (head_dim / 4) + 8 * i};
 }
 
+// Group pair p starts at pair 8·p in both pairings (b·head_dim/4 + 8·i = 8·(b·half_groups + i)):
+// which (cos, sin) a lane needs does not depend on the pairing.
+constexpr bool pair_index_is_8p(int head_dim, bool two_d) {
+  for (int p = 0; p < head_dim / 16; ++p) {
+    if (rope_group_pair(head_dim, p, two_d).pair_index != 8 * p) return false;
+  }
+  return true;
+}
+static_assert(pair_index_is_8p(32, true) && pair_index_is_8p(64, false) && pair_index_is_8p(64, true) &&
+              pair_index_is_8p(96, true) && pair_index_is_8p(128, false) && pair_index_is_8p(128, true));
+
+// The (cos, sin) a lane needs to rotate its values of one token's head in the tensor cores'
+// fragment layout (columns 2t, 2t + 1 of every 8-column group): for group pairs pair0 + i,
+// i < kPairs, rotary pairs 8·(pair0 + i) + 2t and + 1. The attention kernels load them all
+// before the first rotation: with each pair's loads written beside its rotation, nvcc kept them
+// there and a warp waited out one memory latency per pair in turn (SASS of the head_dim 64
+// kernels, 2026-11-27: 8 in a row for the forward's Q rows, 8 for the backward's dK rows).
+template <int kPairs>
+struct LaneRope {
+  float2 c[kPairs], s[kPairs];
+};
+template <int D, int kPairs>
+__device__ __forceinline__ LaneRope<kPairs> load_lane_rope(const float* table_row, int pair0, int t) {
+  LaneRope<kPairs> rope;
+  RECLM_UNROLL
+  for (int i = 0; i < kPairs; ++i) {
+    const int pair = 8 * (pair0 + i) + 2 * t;
+    rope.c[i] = *reinterpret_cast<const float2*>(table_row + pair);
+    rope.s[i] = *reinterpret_cast<const float2*>(table_row + D / 2 + pair);
+  }
+  return rope;
+}
+
 }  // namespace reclm::cuda

@@ -211,12 +211,12 @@ __global__ void segment_reduce_kernel(float* dtable, const float* dout, const in
     // batch) and only the additions are predicated.
     for (int64_t k = start; k < end; k += kReduceUnroll) {
       VecT g[kReduceUnroll];
-      RECLM_EMBEDDING_UNROLL
+      RECLM_UNROLL
       for (int u = 0; u < kReduceUnroll; ++u) {
         const int64_t kk = k + u < end ? k + u : end - 1;
         g[u] = gradient_chunk<VecT>(dout, dim, c, sorted_pos[kk], bag_of, offsets, mean);
       }
-      RECLM_EMBEDDING_UNROLL
+      RECLM_UNROLL
       for (int u = 0; u < kReduceUnroll; ++u) {
         if (k + u < end) detail::add_to(acc, g[u]);
       }

@@ -149,5 +149,13 @@ __device__ __forceinline__ unsigned shared_address(const void* p) {
 
 #endif
 
+// `#pragma unroll` (nvcc) for the loop that follows: full unrolling keeps arrays indexed by the
+// loop counter in registers and lets independent loads issue together. g++ has no such pragma.
+#if defined(__CUDACC__)
+#define RECLM_UNROLL _Pragma("unroll")
+#else
+#define RECLM_UNROLL
+#endif
+
 #include "kernels/simt/device_memory.h"
 #include "kernels/simt/launch.h"
