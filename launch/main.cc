@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "kernels/cpu/blas_kernels.h"
 #include "launch/commands.h"
 #include "runtime/errors.h"
 
@@ -20,6 +21,8 @@ void add_config_options(CLI::App* command, ConfigArgs* args) {
 }  // namespace reclm::launch
 
 int main(int argc, char** argv) {
+  // Before anything else (no thread, no MPI connection yet): GEMM kernels that fit this CPU.
+  reclm::ops::restart_with_fitting_blas_kernels(argv);
   // A write past the file-size limit (ulimit -f, a quota) then fails with EFBIG and is reported
   // like a full disk (naming the file, exit 2) instead of killing the process mid-save.
   std::signal(SIGXFSZ, SIG_IGN);

@@ -15,8 +15,9 @@
 #   bench/gpu/ab_builds.sh A_DIR B_DIR
 #
 # A_DIR, B_DIR: build folders with bin/kernel_bench (and bin/reclm for TRAIN=1), for example two
-# archives of bench/gpu/pack_prebuilt.sh unpacked into two folders (tar -xJf a.tar.xz and mv
-# prebuilt A; their env.sh is sourced, each build's runs in a subshell of their own).
+# archives of bench/gpu/pack_prebuilt.sh unpacked into two folders (mkdir A && tar -xJf a.tar.xz
+# -C A --strip-components=1); their env.sh is sourced, each build's runs in a subshell of their
+# own. OUT and the runs' folders are under the repository root.
 # Environment:
 #   FILTER=histories   the kernel_bench cases (a substring of their names; "" for all)
 #   ITERS=100          kernel_bench --iters
@@ -27,9 +28,9 @@
 #   OUT=runs/ab_builds logs
 # Exit status: non-zero when a run failed; which build is faster only shows in the tables.
 set -uo pipefail
-cd "$(dirname "$0")/../.." || exit 1
 [ $# -eq 2 ] || { echo "usage: ab_builds.sh A_DIR B_DIR" >&2; exit 2; }
-declare -A dir=([A]=$1 [B]=$2)
+declare -A dir=([A]=$(realpath -m "$1") [B]=$(realpath -m "$2"))  # (before the cd below)
+cd "$(dirname "$0")/../.." || exit 1
 for b in A B; do
   [ -x "${dir[$b]}/bin/kernel_bench" ] || { echo "ab_builds.sh: ${dir[$b]}/bin/kernel_bench not found" >&2; exit 2; }
 done
@@ -94,7 +95,8 @@ for name in order:
     a, b = times["A"].get(name), times["B"].get(name)
     fa = f"{statistics.median(a):9.4f}" if a else f"{'-':>9s}"
     fb = f"{statistics.median(b):9.4f}" if b else f"{'-':>9s}"
-    ratio = f"{statistics.median(b) / statistics.median(a):7.3f}" if a and b else f"{'-':>7s}"
+    ratio = f"{statistics.median(b) / statistics.median(a):7.3f}" if a and b and statistics.median(a) > 0 \
+        else f"{'-':>7s}"
     print(f"{name:58s} {fa} {fb} {ratio}")
 EOF
 

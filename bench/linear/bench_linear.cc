@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/blas_kernels.h"
 #include "kernels/ops.h"
 
 namespace {
@@ -28,6 +29,7 @@ double best_ms(F&& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  reclm::ops::restart_with_fitting_blas_kernels(argv);  // (as reclm does: the same GEMM kernels)
   if (argc < 3) {
     std::fprintf(stderr, "usage: bench_linear TOKENS THREADS [C:OC ...]\n");
     return 2;

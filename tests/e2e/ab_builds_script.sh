@@ -6,8 +6,9 @@
 source "$(dirname "$0")/lib/common.bash"
 
 # make_build NAME TIMES...: NAME/bin/kernel_bench prints, on its k-th run, the case "history
-# forward" at the k-th of TIMES ms and "history backward" at twice that, in kernel_bench's
-# format ("%-58s %10.4f ..."); it logs its arguments, and exits 1 when FAIL_BENCH names NAME.
+# forward" at the k-th of TIMES ms (the first again past the last) and "history backward" at
+# twice that, in kernel_bench's format ("%-58s %10.4f ..."); it logs its arguments, and exits 1
+# when FAIL_BENCH names NAME.
 make_build() {
   local name=$1
   shift
@@ -20,7 +21,7 @@ echo "\$*" >> "$work/$name/calls"
 [ "\${FAIL_BENCH:-}" = "$name" ] && { echo "kernel_bench: broken"; exit 1; }
 runs=\$(wc -l < "$work/$name/calls")
 read -r -a times < "$work/$name/times"
-ms=\${times[\$((runs - 1))]}
+ms=\${times[\$(((runs - 1) % \${#times[@]}))]}
 echo "device: Fake GPU (sm_90), device-to-device copy: 3000.0 GB/s (1 GiB in 0.358 ms)"
 printf '%-58s %10s %10s %9s %s\n' kernel "time ms" GB/s "vs copy" target
 printf '%-58s %10.4f %10.1f %8.2fx %.1f TFLOP/s\n' "history forward" "\$ms" 100.0 0.03 50.0
@@ -46,6 +47,11 @@ grep -q "== round 1, build A" "$work/log.txt" && grep -q "== round 3, build B" "
 grep -Eq '^history forward +0\.3000 +0\.1000 +0\.333$' "$work/log.txt" || { cat "$work/log.txt"; fail "wrong forward row"; }
 grep -Eq '^history backward +0\.6000 +0\.2000 +0\.333$' "$work/log.txt" || { cat "$work/log.txt"; fail "wrong backward row"; }
 grep -Eq '^only in A +1\.0000 +- +-$' "$work/log.txt" || { cat "$work/log.txt"; fail "a case only A has: want - for B"; }
+
+# folders given relative to the caller's directory
+(cd "$work" && ROUNDS=1 OUT="$work/out_rel" bash "$RECLM_SOURCE_DIR/bench/gpu/ab_builds.sh" A B > "$work/log_rel.txt" 2>&1) ||
+  { cat "$work/log_rel.txt"; fail "relative folders"; }
+grep -Eq '^history forward +[0-9.]+ +0\.1000 +[0-9.]+$' "$work/log_rel.txt" || { cat "$work/log_rel.txt"; fail "relative folders: no row"; }
 
 # a failing kernel_bench: reported, the exit status non-zero, the other build still measured
 rm -f "$work/A/calls" "$work/B/calls"
