@@ -74,23 +74,38 @@ __global__ void embedding_backward_atomic_kernel(float* dtable, const float* dou
   }
 }
 
+// The forward's launch for rows of `dim` elements of Elem: in 16-byte units (Vec) when whole rows
+// are and both pointers are 16-byte aligned, else element by element (Elem).
+template <typename Vec, typename Elem>
+cudaError_t launch_forward(void* out, const void* table, const int32_t* ids, int64_t n_tokens, int64_t dim,
+                           cudaStream_t stream) {
+  if (n_tokens <= 0 || dim <= 0) return cudaSuccess;
+  constexpr int64_t kPerVec = sizeof(Vec) / sizeof(Elem);
+  const bool vec = dim % kPerVec == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(table) % 16 == 0;
+  const int64_t vec_dim = vec ? dim / kPerVec : dim;
+  const int lanes = detail::lanes_per_row(vec_dim);
+  const int64_t warps = (n_tokens * lanes + kWarpSize - 1) / kWarpSize;
+  const dim3 grid(grid_stride_blocks(warps, kWarpsPerBlock));
+  if (vec) {
+    return simt::launch(embedding_forward_kernel<Vec>, grid, dim3(kThreads), 0, stream, static_cast<Vec*>(out),
+                        static_cast<const Vec*>(table), ids, n_tokens, vec_dim, lanes);
+  }
+  return simt::launch(embedding_forward_kernel<Elem>, grid, dim3(kThreads), 0, stream, static_cast<Elem*>(out),
+                      static_cast<const Elem*>(table), ids, n_tokens, vec_dim, lanes);
+}
+
 }  // namespace
 
 cudaError_t embedding_forward(float* out, const float* table, const int32_t* ids, int64_t n_tokens,
                               int64_t dim, cudaStream_t stream) {
-  if (n_tokens <= 0 || dim <= 0) return cudaSuccess;
-  const bool vec4 = detail::can_use_float4(dim, out, table);
-  const int64_t vec_dim = vec4 ? dim / 4 : dim;
-  const int lanes = detail::lanes_per_row(vec_dim);
-  const int64_t warps = (n_tokens * lanes + kWarpSize - 1) / kWarpSize;
-  const dim3 grid(grid_stride_blocks(warps, kWarpsPerBlock));
-  if (vec4) {
-    return simt::launch(embedding_forward_kernel<float4>, grid, dim3(kThreads), 0, stream,
-                        reinterpret_cast<float4*>(out), reinterpret_cast<const float4*>(table), ids,
-                        n_tokens, vec_dim, lanes);
-  }
-  return simt::launch(embedding_forward_kernel<float>, grid, dim3(kThreads), 0, stream, out, table,
-                      ids, n_tokens, vec_dim, lanes);
+  return launch_forward<float4, float>(out, table, ids, n_tokens, dim, stream);
+}
+
+cudaError_t embedding_forward(__nv_bfloat16* out, const __nv_bfloat16* table, const int32_t* ids,
+                              int64_t n_tokens, int64_t dim, cudaStream_t stream) {
+  // bf16 values are copied, never computed on: moved as their 16-bit patterns
+  return launch_forward<uint4, unsigned short>(out, table, ids, n_tokens, dim, stream);
 }
 
 cudaError_t embedding_backward(float* dtable, const float* dout, const int32_t* ids,

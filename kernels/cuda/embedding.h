@@ -15,6 +15,13 @@ namespace reclm::cuda {
 cudaError_t embedding_forward(float* out, const float* table, const int32_t* ids, int64_t n_tokens,
                               int64_t dim, cudaStream_t stream);
 
+// The same lookup on a bf16 table: a row gather of bf16 values, bit for bit (the GPU trainer's
+// LM head gathers its rows' bf16 hidden states with it, and scatters their gradients back by a
+// gather through the inverse map). 16-byte gathers when dim % 8 == 0 and out/table are 16-byte
+// aligned; 2-byte ones otherwise.
+cudaError_t embedding_forward(__nv_bfloat16* out, const __nv_bfloat16* table, const int32_t* ids,
+                              int64_t n_tokens, int64_t dim, cudaStream_t stream);
+
 // Scratch bytes embedding_backward needs for n_tokens ids (vocab is accepted so the contract may
 // grow with it; today the size depends on n_tokens only). Any 4-byte-aligned device buffer of
 // at least this size; it may be reused across calls on one stream.

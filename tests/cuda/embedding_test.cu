@@ -1,7 +1,8 @@
 // embedding_forward / embedding_backward / embedding_backward_atomic (kernels/cuda/embedding.cu)
 // against ops::embedding_forward / ops::embedding_backward, on the emulator (label emu) and a
-// GPU (label gpu). fp32 throughout: forward and the deterministic backward must equal the CPU
-// reference bitwise; the atomic backward within the tolerance stated at its test.
+// GPU (label gpu). fp32 tables: forward and the deterministic backward must equal the CPU
+// reference bitwise; the atomic backward within the tolerance stated at its test. bf16 tables:
+// the forward copies each row's bits.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -102,6 +103,44 @@ TEST(CudaEmbedding, ForwardHandlesMisalignedPointers) {
   std::vector<float> got = d_out.download();
   got.erase(got.begin());
   EXPECT_EQ(first_difference(got, want), -1);
+}
+
+// The bf16 lookup copies bit patterns: random ones with NaN payloads (a signalling one among
+// them), both zeros and infinities in the table, dims for the 16-byte path (8, 520) and the 2-byte
+// one (1, 3, 12, 1027), then pointers one element off 16-byte alignment at a dim the 16-byte path
+// would take. Past the output stays poisoned.
+TEST(CudaEmbedding, Bf16ForwardCopiesRowBits) {
+  struct Case {
+    int64_t n_tokens;
+    int32_t vocab;
+    int64_t dim;
+    int64_t offset;  // elements before table and out
+  };
+  for (const Case& c : {Case{1, 5, 1, 0}, Case{1001, 97, 3, 0}, Case{257, 40, 8, 0}, Case{300, 64, 12, 0},
+                        Case{97, 60, 520, 0}, Case{131, 50, 1027, 0}, Case{77, 30, 64, 1}}) {
+    const std::vector<int32_t> draws = random_ints(c.vocab * c.dim, 65536, 7);
+    std::vector<uint16_t> table(static_cast<size_t>(c.offset + c.vocab * c.dim), 0);
+    for (size_t i = 0; i < draws.size(); ++i) table[c.offset + i] = static_cast<uint16_t>(draws[i]);
+    const uint16_t specials[] = {0x7f81, 0xffc3, 0x0000, 0x8000, 0x7f80, 0xff80};
+    for (size_t i = 0; i < std::size(specials) && 3 * i < draws.size(); ++i) table[c.offset + 3 * i] = specials[i];
+    const auto ids = skewed_ids(c.n_tokens, c.vocab, 8);
+    std::vector<uint16_t> want(static_cast<size_t>(c.n_tokens * c.dim));
+    for (int64_t t = 0; t < c.n_tokens; ++t)
+      std::copy_n(table.begin() + c.offset + ids[t] * c.dim, c.dim, want.begin() + t * c.dim);
+    const int64_t tail = 5;
+    simt::DeviceBuffer<uint16_t> d_table(table), d_out(static_cast<size_t>(c.offset) + want.size() + tail);
+    simt::DeviceBuffer<int32_t> d_ids(ids);
+    ASSERT_EQ(embedding_forward(reinterpret_cast<__nv_bfloat16*>(d_out.data() + c.offset),
+                                reinterpret_cast<const __nv_bfloat16*>(d_table.data() + c.offset), d_ids.data(),
+                                c.n_tokens, c.dim, nullptr),
+              cudaSuccess);
+    simt::device_synchronize();
+    const std::vector<uint16_t> got = d_out.download();
+    const std::vector<uint16_t> rows(got.begin() + c.offset, got.begin() + c.offset + want.size());
+    EXPECT_TRUE(rows == want) << "n_tokens=" << c.n_tokens << " dim=" << c.dim << " offset=" << c.offset;
+    for (int64_t i = 0; i < c.offset; ++i) EXPECT_EQ(got[i], 0xffff) << "wrote before the start";
+    for (int64_t i = 0; i < tail; ++i) EXPECT_EQ(got[c.offset + want.size() + i], 0xffff) << "wrote past the end";
+  }
 }
 
 // Runs the deterministic backward on device copies of init and returns dtable.

@@ -270,6 +270,31 @@ TEST(DeviceBackend, LossAndGradientsMatchCpu) {
   }
 }
 
+// A micro-batch in which no token carries a loss: loss 0 and every gradient exactly 0, right after
+// one whose LM-head gradient filled the device's scratch rows (each token's gradient then comes
+// from d_h's zero row, which must be rewritten every time: a stale one would leak the previous
+// micro-batch's gradient). Tied and vocabulary-parallel heads.
+TEST(DeviceBackend, MicroBatchWithoutLossRowsGivesZeroLossAndGradients) {
+  for (const Case& c : cases()) {
+    if (c.name != "gqa2 d64 tied causal" && c.name != "vocab parallel tied whole vocabulary") continue;
+    SCOPED_TRACE(c.name);
+    Uploaded u(c, 13);
+    SKIP_WITHOUT_DEVICE(u.device);
+    const Batch with_loss = make_batch(c, u.host.dims, 17);
+    Batch without_loss = make_batch(c, u.host.dims, 19);
+    std::fill(without_loss.loss_weights.begin(), without_loss.loss_weights.end(), 0.0f);
+    u.device->zero_grads();
+    EXPECT_GT(u.device->forward_backward(with_loss, 0.03f, true, {}), 0.0);
+    u.device->zero_grads();
+    EXPECT_EQ(u.device->forward_backward(without_loss, 0.03f, true, {}), 0.0);
+    Model dev(u.host.dims, 1);
+    u.device->download_gradients(dev);
+    int64_t nonzero = 0;
+    for (int64_t i = 0; i < u.host.layout.total_floats(); ++i) nonzero += dev.grad_data()[i] != 0.0f;
+    EXPECT_EQ(nonzero, 0) << "gradient values not 0 (NaN counts too)";
+  }
+}
+
 // forward_hidden (the ranking evaluation's forward on the device): the final norm's output at
 // chosen rows, against the CPU's forward_hidden, to bf16 accuracy: ‖device − cpu‖ / ‖cpu‖ per row
 // below 2e-2 (measured up to 1.1e-2: every layer's GEMMs and attention read bf16 operands).

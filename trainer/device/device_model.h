@@ -124,14 +124,15 @@ struct DeviceModel {
 
   std::vector<LayerActivations> layers;
   float* residual_out = nullptr;  // [T, C] the stream after the last layer
-  float* final_normed = nullptr;  // [T, C]
+  float* final_normed = nullptr;  // [T, C] fp32: forward_hidden's hidden states
+  bf16* final_normed_bf = nullptr;  // [T, C] the same in bf16: training's and forward_loss's
   float* final_rstd = nullptr;    // [T]
 
   // Forward scratch
   float* branch = nullptr;   // [T, C] o/down projection output before dropout (dropout runs only)
   // LM head: rows with a loss weight, gathered
-  float* head_h32 = nullptr;   // [T, C] gathered final_normed rows
-  bf16* head_h = nullptr;      // [T, C] their bf16 copy
+  float* head_h32 = nullptr;   // [T, C] forward_hidden's gathered final_normed rows
+  bf16* head_h = nullptr;      // [T, C] the rows with a loss, gathered from final_normed_bf
   float* logits = nullptr;     // [head_chunk, padded_classes(V)] fp32 logits (null with bf16_logits)
   bf16* dlogits = nullptr;     // [head_chunk, padded_classes(V)] (with bf16_logits first the logits)
   float* losses = nullptr;     // [T]
@@ -139,9 +140,9 @@ struct DeviceModel {
   double* chunk_loss = nullptr;  // [max_chunks]
   // Backward scratch
   float* d_residual = nullptr;  // [T, C]
-  float* d_final = nullptr;     // [T, C] gradient at the final norm's output
-  float* d_h32 = nullptr;       // [T, C] gathered rows' head gradient
-  bf16* d_h = nullptr;          // [T, C]
+  bf16* d_final_bf = nullptr;   // [T, C] gradient at the final norm's output: d_h's rows by loss_row_of
+  float* d_h32 = nullptr;       // [T, C] vocabulary parallelism's sum of the gathered rows' head gradient
+  bf16* d_h = nullptr;          // [T, C] rows [0, R): the gathered rows' head gradient; row R (if R < T) zeros
   // The bf16 gradients a weight-gradient GEMM reads on the side stream, which the compute stream
   // writes anew for each projection (device_step.cu SideOperand: a rewrite waits for the buffer's
   // last reader). d_res_bf has a second buffer with a side stream, written in turn: each norm's
@@ -172,7 +173,10 @@ struct DeviceModel {
   int32_t* loss_rows = nullptr;    // [T] the tokens with a loss weight (the LM head's rows)
   int32_t* loss_targets = nullptr; // [T] their targets
   float* loss_weights = nullptr;   // [T] their weights
-  static constexpr int kBatchPieces = 8;
+  // [T] each token's row among loss_rows, or R (the zero row of d_h) for a token without a loss:
+  // the head's gradient goes back to the tokens by a gather, d_final_bf[t] = d_h[loss_row_of[t]]
+  int32_t* loss_row_of = nullptr;
+  static constexpr int kBatchPieces = 9;
   int64_t batch_piece_words = 0;   // T + 1 rounded up to 64 words (256 bytes)
   int32_t* batch_staging = nullptr;  // host, pinned: [kBatchPieces · batch_piece_words]
   StreamPoint upload_done;

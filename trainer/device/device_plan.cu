@@ -112,6 +112,7 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, int residual_gra
   }
   dm.residual_out = c.take<float>(T * C);
   dm.final_normed = c.take<float>(T * C);
+  dm.final_normed_bf = c.take<bf16>(T * C);
   dm.final_rstd = c.take<float>(T);
 
   dm.branch = c.take<float>(T * C);
@@ -124,8 +125,8 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, int residual_gra
   dm.chunk_loss = c.take<double>(dm.max_chunks);
 
   dm.d_residual = c.take<float>(T * C);
-  dm.d_final = c.take<float>(T * C);
-  dm.d_h32 = c.take<float>(T * C);
+  dm.d_final_bf = c.take<bf16>(T * C);
+  if (d.vocab_parallel()) dm.d_h32 = c.take<float>(T * C);
   dm.d_h = c.take<bf16>(T * C);
   for (int b = 0; b < residual_gradient_buffers; ++b) dm.d_res_bf[b] = c.take<bf16>(T * C);
   dm.d_normed_bf = c.take<bf16>(T * C);
@@ -147,6 +148,7 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, int residual_gra
   dm.loss_rows = piece(5);
   dm.loss_targets = piece(6);
   dm.loss_weights = reinterpret_cast<float*>(piece(7));
+  dm.loss_row_of = piece(8);
   dm.rope_table = c.take<float>(T * d.head_dim);
 
   if (d.vocab_parallel()) {

@@ -7,8 +7,8 @@
 //   arithmetic (RoPE, SwiGLU and the cross-entropy widen their bf16 inputs). The LM head's
 //   logits are bf16, as under PyTorch autocast (fp32 with runtime.fp32_logits, and under
 //   vocabulary parallelism). The kernels next to a GEMM read and write its bf16 side themselves
-//   (norms, RoPE, SwiGLU, the cross-entropy); only the LM head's row gather and scatter use our
-//   convert kernels.
+//   (norms, RoPE, SwiGLU, the cross-entropy), and the LM head's rows go to it and their gradients
+//   back as bf16 row gathers (head_and_loss).
 // The q/k/v projections are one GEMM each way, and so are gate and up: their weights, gradients
 // and bf16 copies are adjacent in the parameter layout (checked by the plan), so
 // [T, QD + 2·KVD] = norm1 · [W_q; W_k; W_v]ᵀ and [T, 2F] = norm2 · [W_gate; W_up]ᵀ. RoPE rotates
@@ -56,9 +56,6 @@ void ok(cudaError_t status, const char* what) { check(status, what); }
 
 void to_bf16(const DeviceModel& dm, bf16* out, const float* in, int64_t n) {
   ok(cuda::convert_f32_to_bf16(out, in, n, dm.stream), "convert");
-}
-void to_f32(const DeviceModel& dm, float* out, const bf16* in, int64_t n) {
-  ok(cuda::convert_bf16_to_f32(out, in, n, dm.stream), "convert");
 }
 
 // out[T, OC] = inp · weightᵀ (+ addend: fp32 [T, OC]), weight the bf16 copy of a device parameter.
@@ -202,7 +199,7 @@ Geometry upload_batch(DeviceModel& dm, const Batch& batch, bool with_loss) {
   const int64_t first = g.class_first, V = g.classes;
   RECLM_CHECK(!with_loss || (first >= 0 && V > 0 && first + V <= d.vocab),
               "softmax range [{}, {}) outside vocabulary {}", first, first + V, d.vocab);
-  std::vector<int32_t> rows;
+  std::vector<int32_t> rows, row_of;
   for (int64_t t = 0; with_loss && t < T; ++t) {
     if (batch.loss_weights[t] == 0.0f) continue;
     RECLM_CHECK(batch.targets[t] >= first && batch.targets[t] < first + V,
@@ -212,6 +209,10 @@ Geometry upload_batch(DeviceModel& dm, const Batch& batch, bool with_loss) {
     g.weights.push_back(batch.loss_weights[t]);
   }
   g.R = static_cast<int64_t>(rows.size());
+  if (with_loss) {  // DeviceModel::loss_row_of: R (d_h's zero row) for the tokens without a loss
+    row_of.assign(T, static_cast<int32_t>(g.R));
+    for (int64_t i = 0; i < g.R; ++i) row_of[rows[i]] = static_cast<int32_t>(i);
+  }
 
   dm.upload_done.wait();  // the previous upload has left the staging
   int32_t* const staging = dm.batch_staging;
@@ -237,6 +238,7 @@ Geometry upload_batch(DeviceModel& dm, const Batch& batch, bool with_loss) {
   stage(dm.loss_targets, g.targets.data(), g.R);
   static_assert(sizeof(float) == sizeof(int32_t));
   stage(reinterpret_cast<int32_t*>(dm.loss_weights), g.weights.data(), g.R);
+  stage(dm.loss_row_of, row_of.data(), static_cast<int64_t>(row_of.size()));
   dm.upload_done.record(dm.stream);
   // the rotations' (cos, sin), once for all layers and both directions
   ok(cuda::rope_table(dm.rope_table, dm.pos_inter, g.pos_intra, T, d.head_dim, d.rope_theta, dm.stream), "rope_table");
@@ -310,7 +312,9 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output
   add_branch(dm, next, a.residual_mid, a.act, w.w_down, T, F, drop, l, 1, LoraTarget::kDown);
 }
 
-void forward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop) {
+// The final norm's output: bf16 in final_normed_bf (the LM head's GEMM operand), or with
+// fp32_hidden fp32 in final_normed (forward_hidden's hidden states).
+void forward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop, bool fp32_hidden = false) {
   const ModelDims& d = dm.dims;
   const int64_t T = g.T, C = d.d_model;
   float* x = dm.layers[0].residual;
@@ -331,9 +335,15 @@ void forward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop
     forward_layer(dm, g, l, /*to_output=*/true, drop);
   }
   updated(static_cast<size_t>(d.n_layers + 1));  // (the LM head's too)
-  ok(cuda::rmsnorm_forward(dm.final_normed, dm.final_rstd, nullptr, dm.residual_out, nullptr,
-                           dm.param_tensors.final_norm, T, C, d.norm_eps, dm.stream),
-     "rmsnorm_forward");
+  if (fp32_hidden) {
+    ok(cuda::rmsnorm_forward(dm.final_normed, dm.final_rstd, nullptr, dm.residual_out, nullptr,
+                             dm.param_tensors.final_norm, T, C, d.norm_eps, dm.stream),
+       "rmsnorm_forward");
+  } else {
+    ok(cuda::rmsnorm_forward_bf16(dm.final_normed_bf, dm.final_rstd, nullptr, dm.residual_out, nullptr,
+                                  dm.param_tensors.final_norm, T, C, d.norm_eps, dm.stream),
+       "rmsnorm_forward_bf16");
+  }
   dm.clock.mark("forward: norms");
 }
 
@@ -406,17 +416,27 @@ struct LossSum {
 
 // LM head and loss over the rows with a loss weight, gathered (the head's cost follows the rows
 // that carry loss): chunked_head, or under vocabulary parallelism vp_head_and_loss. With
-// backward: d_h = dlogits · W[range], dW[range] += dlogitsᵀ · h, and d_final = d_h scattered to
-// its rows.
+// backward: d_h = dlogits · W[range], dW[range] += dlogitsᵀ · h, and d_final_bf = d_h's rows back
+// at their tokens, zeros at the others. Both moves are bf16 row gathers (the embedding lookup's
+// kernel): h from final_normed_bf by loss_rows, the gradient from d_h by loss_row_of, whose
+// tokens without a loss read d_h's zero row R. So every token's row is written once, with no
+// zero fill of d_final_bf, no atomics and no fp32 copies; the bits are those of the fp32 gather
+// and scatter-add onto zeros, rounded (a −0 now stays −0).
 LossSum head_and_loss(DeviceModel& dm, const Geometry& g, float grad_scale, bool backward) {
   const ModelDims& d = dm.dims;
   const int64_t T = g.T, C = d.d_model, R = g.R;
-  if (backward) fill_zero(dm.d_final, T * C * sizeof(float), dm.stream);
-  if (R == 0 && !d.vocab_parallel()) return {};  // (vocabulary parallelism: a collective all the same)
-  // gather h: the embedding lookup with final_normed as the table and the rows as ids
-  ok(cuda::embedding_forward(dm.head_h32, dm.final_normed, dm.loss_rows, R, C, dm.stream), "gather rows");
-  to_bf16(dm, dm.head_h, dm.head_h32, R * C);
-  dm.clock.mark("head: gather + bf16 copies");
+  const auto gradient_to_tokens = [&] {
+    if (!backward) return;
+    if (R < T) fill_zero(dm.d_h + R * C, C * sizeof(bf16), dm.stream);
+    ok(cuda::embedding_forward(dm.d_final_bf, dm.d_h, dm.loss_row_of, T, C, dm.stream), "scatter rows");
+    dm.clock.mark("head: row gather + scatter");
+  };
+  if (R == 0 && !d.vocab_parallel()) {  // (vocabulary parallelism: a collective all the same)
+    gradient_to_tokens();
+    return {};
+  }
+  ok(cuda::embedding_forward(dm.head_h, dm.final_normed_bf, dm.loss_rows, R, C, dm.stream), "gather rows");
+  dm.clock.mark("head: row gather + scatter");
   LossSum loss;
   if (d.vocab_parallel()) {
     loss.host = vp_head_and_loss(dm, R, g.targets.data(), g.weights.data(), g.class_first, g.classes, grad_scale,
@@ -425,11 +445,7 @@ LossSum head_and_loss(DeviceModel& dm, const Geometry& g, float grad_scale, bool
     loss.device_chunks = chunked_head(dm, R, g.class_first, g.classes, grad_scale, backward, &loss.head_weight_grad);
   }
   dm.clock.mark("head: GEMMs");
-  if (backward && R > 0) {  // scatter: each row once, so the add onto zeros is exact
-    to_f32(dm, dm.d_h32, dm.d_h, R * C);
-    ok(cuda::embedding_backward_atomic(dm.d_final, dm.d_h32, dm.loss_rows, R, C, dm.stream), "scatter rows");
-    dm.clock.mark("head: gather + bf16 copies");
-  }
+  gradient_to_tokens();
   return loss;
 }
 
@@ -498,10 +514,10 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
     clock.mark("backward: dropout");
   };
   fill_zero(dm.d_residual, T * C * sizeof(float), dm.stream);
-  ok(cuda::rmsnorm_backward(dm.d_residual, dm.grad_tensors.final_norm, dm.rmsnorm_ws, dm.d_final, dm.residual_out,
-                            dm.param_tensors.final_norm, dm.final_rstd, T, C, dm.stream,
-                            dropout ? nullptr : rewrite(dm, d_res_bf)),
-     "rmsnorm_backward");
+  ok(cuda::rmsnorm_backward_bf16(dm.d_residual, dm.grad_tensors.final_norm, dm.rmsnorm_ws, dm.d_final_bf,
+                                 dm.residual_out, dm.param_tensors.final_norm, dm.final_rstd, T, C, dm.stream,
+                                 dropout ? nullptr : rewrite(dm, d_res_bf)),
+     "rmsnorm_backward_bf16");
   clock.mark("backward: norms");
   reached(1);
   for (int64_t l = d.n_layers - 1; l >= 0; --l) {
@@ -596,11 +612,11 @@ void device_forward_hidden(DeviceModel& dm, const Batch& batch, const int32_t* r
   for (int64_t r = 0; r < R; ++r)
     RECLM_CHECK(rows[r] >= 0 && rows[r] < g.T, "row {} outside the batch's {} tokens", rows[r], g.T);
   dm.clock.mark("batch to the device");
-  forward_layers(dm, g, DropoutState{});
+  forward_layers(dm, g, DropoutState{}, /*fp32_hidden=*/true);
   copy_to_device(dm.loss_rows, rows, R * sizeof(int32_t));
   ok(cuda::embedding_forward(dm.head_h32, dm.final_normed, dm.loss_rows, R, C, dm.stream), "gather rows");
   copy_to_host(out, dm.head_h32, R * C * sizeof(float));
-  dm.clock.mark("head: gather + bf16 copies");
+  dm.clock.mark("head: row gather + scatter");
 }
 
 double device_forward_loss(DeviceModel& dm, const Batch& batch) {
