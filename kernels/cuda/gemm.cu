@@ -607,7 +607,7 @@ cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, cons
 cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool accumulate_dinp, float* dweight,
                                  float* dbias, const __nv_bfloat16* dout, const __nv_bfloat16* inp,
                                  const __nv_bfloat16* weight, int64_t T, int64_t C, int64_t OC,
-                                 cudaStream_t stream, int64_t ld_dout, float alpha) {
+                                 cudaStream_t stream, int64_t ld_dout, float alpha, bool accumulate_dweight) {
   if (ld_dout == 0) ld_dout = OC;
   if (!valid_sizes(T, C, OC) || ld_dout < OC || (dbias && (ld_dout != OC || alpha != 1.0f)))
     return cudaErrorInvalidValue;
@@ -634,7 +634,7 @@ cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool acc
     g.d = dweight, g.ldd = C;
     g.d_type = CUDA_R_32F;
     g.alpha = alpha;
-    g.beta = 1.0f;
+    g.beta = accumulate_dweight ? 1.0f : 0.0f;
     if (const cudaError_t e = to_cuda_error(run_matmul(s, g, stream)); e != cudaSuccess) return e;
   }
   if (!dbias) return cudaSuccess;
@@ -717,7 +717,7 @@ cudaError_t linear_forward_bf16(GemmContext&, void* out, bool out_fp32, const __
 cudaError_t linear_backward_bf16(GemmContext&, __nv_bfloat16* dinp, bool accumulate_dinp, float* dweight,
                                  float* dbias, const __nv_bfloat16* dout, const __nv_bfloat16* inp,
                                  const __nv_bfloat16* weight, int64_t T, int64_t C, int64_t OC,
-                                 cudaStream_t stream, int64_t ld_dout, float alpha) {
+                                 cudaStream_t stream, int64_t ld_dout, float alpha, bool accumulate_dweight) {
   if (ld_dout == 0) ld_dout = OC;
   if (!valid_sizes(T, C, OC) || ld_dout < OC || (dbias && (ld_dout != OC || alpha != 1.0f)))
     return cudaErrorInvalidValue;
@@ -733,8 +733,8 @@ cudaError_t linear_backward_bf16(GemmContext&, __nv_bfloat16* dinp, bool accumul
   if (dweight) {
     const std::vector<float> x = widen(inp, T * C);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(OC), static_cast<int>(C),
-                static_cast<int>(T), alpha, dy.data(), static_cast<int>(OC), x.data(), static_cast<int>(C), 1.0f,
-                dweight, static_cast<int>(C));
+                static_cast<int>(T), alpha, dy.data(), static_cast<int>(OC), x.data(), static_cast<int>(C),
+                accumulate_dweight ? 1.0f : 0.0f, dweight, static_cast<int>(C));
   }
   if (!dbias) return cudaSuccess;
   std::vector<float> scratch(static_cast<size_t>(bias_grad_scratch_floats(T, OC)));  // host = device memory

@@ -108,14 +108,18 @@ cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, cons
 
 // dinp[T, C] = alpha · dout[T, OC] · weight[OC, C] in fp32, stored bf16; with accumulate_dinp the
 // old dinp is added in fp32 before the single rounding (dinp = bf16(float(dinp) + alpha·dout·W): on
-// the GPU a beta = 1 bf16 C matrix). dweight[OC, C] += alpha · doutᵀ · inp (fp32).
+// the GPU a beta = 1 bf16 C matrix). dweight[OC, C] += alpha · doutᵀ · inp (fp32), or with
+// accumulate_dweight false dweight = alpha · doutᵀ · inp (beta = 0: the old values are not read,
+// NaN included; the GPU trainer's first micro-batch after AdamW writes the layers' gradients so
+// instead of adding onto zeros it would have to write first).
 // dbias[OC] += Σ_t dout[t, :] (fp32). Any of dinp, dweight, dbias may be null (skipped). Errors as
 // linear_forward_bf16. ld_dout: elements from one row of dout to the next (0 = OC; >= OC), as
 // ld_out above. dbias takes neither ld_dout nor alpha (cudaErrorInvalidValue).
 cudaError_t linear_backward_bf16(GemmContext& ctx, __nv_bfloat16* dinp, bool accumulate_dinp, float* dweight,
                                  float* dbias, const __nv_bfloat16* dout, const __nv_bfloat16* inp,
                                  const __nv_bfloat16* weight, int64_t T, int64_t C, int64_t OC,
-                                 cudaStream_t stream, int64_t ld_dout = 0, float alpha = 1.0f);
+                                 cudaStream_t stream, int64_t ld_dout = 0, float alpha = 1.0f,
+                                 bool accumulate_dweight = true);
 
 // dbias[OC] += Σ_t dout[t, oc] (fp32 sums of bf16 values in a fixed order: deterministic).
 // Part of linear_backward_bf16; exposed for the tests. scratch: device floats, at least

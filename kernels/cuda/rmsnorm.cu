@@ -223,10 +223,12 @@ __global__ void __launch_bounds__(block_threads(kRowThreads))
   }
 }
 
-// dweight[c] += Σ_p partials[p, c] over p < n_partials. Block (kReduceColumns, kReduceSlices):
-// slice s sums p = s, s + kReduceSlices, ... in double; thread (x, 0) adds the slices in order.
+// dweight[c] += Σ_p partials[p, c] over p < n_partials (= without accumulate). Block
+// (kReduceColumns, kReduceSlices): slice s sums p = s, s + kReduceSlices, ... in double; thread
+// (x, 0) adds the slices in order.
 __global__ void __launch_bounds__(kReduceColumns* kReduceSlices)
-    rmsnorm_dweight_reduce_kernel(float* dweight, const float* partials, int64_t n_partials, int dim) {
+    rmsnorm_dweight_reduce_kernel(float* dweight, const float* partials, int64_t n_partials, int dim,
+                                  bool accumulate) {
   RECLM_SHARED(double, slice_sums, [kReduceSlices][kReduceColumns]);
   const int c = static_cast<int>(blockIdx.x) * kReduceColumns + static_cast<int>(threadIdx.x);
   double sum = 0.0;
@@ -238,7 +240,8 @@ __global__ void __launch_bounds__(kReduceColumns* kReduceSlices)
   if (threadIdx.y == 0 && c < dim) {
     double total = 0.0;
     for (int s = 0; s < kReduceSlices; ++s) total += slice_sums[s][threadIdx.x];
-    dweight[c] += static_cast<float>(total);
+    const float sum = static_cast<float>(total);
+    dweight[c] = accumulate ? dweight[c] + sum : 0.0f + sum;  // (0 + sum: −0 as += onto zeros gives it)
   }
 }
 
@@ -332,7 +335,7 @@ cudaError_t launch_forward(Y* y, float* rstd, float* residual_out, const float* 
 template <typename Dy>
 cudaError_t launch_backward(float* dx, uint16_t* dx_bf16, float* dweight, float* workspace, const Dy* dy,
                             const float* x, const float* weight, const float* rstd, int64_t n_rows, int64_t dim,
-                            cudaStream_t stream) {
+                            cudaStream_t stream, bool accumulate_dweight) {
   if (dim < 1 || dim > kRmsnormMaxDim || n_rows < 0) return cudaErrorInvalidValue;
   if (n_rows == 0) return cudaSuccess;
   const RowShape shape = row_shape(dim);
@@ -352,7 +355,7 @@ cudaError_t launch_backward(float* dx, uint16_t* dx_bf16, float* dweight, float*
   const int64_t n_partials = blocks * rows_per_block(shape);
   const dim3 grid(static_cast<unsigned>((dim + kReduceColumns - 1) / kReduceColumns));
   return simt::launch(rmsnorm_dweight_reduce_kernel, grid, dim3(kReduceColumns, kReduceSlices), 0, stream,
-                      dweight, workspace, n_partials, d);
+                      dweight, workspace, n_partials, d, accumulate_dweight);
 }
 
 }  // namespace
@@ -377,16 +380,18 @@ int64_t rmsnorm_backward_workspace_floats(int64_t n_rows, int64_t dim) {
 
 cudaError_t rmsnorm_backward(float* dx, float* dweight, float* workspace, const float* dy, const float* x,
                              const float* weight, const float* rstd, int64_t n_rows, int64_t dim,
-                             cudaStream_t stream, __nv_bfloat16* dx_bf16) {
+                             cudaStream_t stream, __nv_bfloat16* dx_bf16, bool accumulate_dweight) {
   return launch_backward(dx, reinterpret_cast<uint16_t*>(dx_bf16), dweight, workspace, dy, x, weight, rstd, n_rows,
-                         dim, stream);
+                         dim, stream, accumulate_dweight);
 }
 
 cudaError_t rmsnorm_backward_bf16(float* dx, float* dweight, float* workspace, const __nv_bfloat16* dy,
                                   const float* x, const float* weight, const float* rstd, int64_t n_rows,
-                                  int64_t dim, cudaStream_t stream, __nv_bfloat16* dx_bf16) {
+                                  int64_t dim, cudaStream_t stream, __nv_bfloat16* dx_bf16,
+                                  bool accumulate_dweight) {
   return launch_backward(dx, reinterpret_cast<uint16_t*>(dx_bf16), dweight, workspace,
-                         reinterpret_cast<const uint16_t*>(dy), x, weight, rstd, n_rows, dim, stream);
+                         reinterpret_cast<const uint16_t*>(dy), x, weight, rstd, n_rows, dim, stream,
+                         accumulate_dweight);
 }
 
 }  // namespace reclm::cuda

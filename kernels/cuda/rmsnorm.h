@@ -28,9 +28,11 @@ int64_t rmsnorm_backward_workspace_floats(int64_t n_rows, int64_t dim);
 // dweight is deterministic on a given device: fixed row partitions summed in a fixed order,
 // no atomics. dx_bf16 (optional, [n_rows, dim]): also gets the updated dx rounded to bf16, as
 // convert_f32_to_bf16 would round it afterwards (the GPU trainer's next GEMM input).
+// accumulate_dweight false: dweight = ∂L/∂weight, its old values not read (the bits of += onto
+// zeros; the GPU trainer's first micro-batch after AdamW, linear_backward_bf16's dweight =).
 cudaError_t rmsnorm_backward(float* dx, float* dweight, float* workspace, const float* dy, const float* x,
                              const float* weight, const float* rstd, int64_t n_rows, int64_t dim,
-                             cudaStream_t stream, __nv_bfloat16* dx_bf16 = nullptr);
+                             cudaStream_t stream, __nv_bfloat16* dx_bf16 = nullptr, bool accumulate_dweight = true);
 
 // The GPU trainer's forms, the bf16 side fused in: rmsnorm_forward_bf16 writes y as bf16 (rounded
 // to nearest even, as convert_f32_to_bf16); rmsnorm_backward_bf16 reads dy as bf16 (widened
@@ -41,6 +43,7 @@ cudaError_t rmsnorm_forward_bf16(__nv_bfloat16* y, float* rstd, float* residual_
                                  cudaStream_t stream);
 cudaError_t rmsnorm_backward_bf16(float* dx, float* dweight, float* workspace, const __nv_bfloat16* dy,
                                   const float* x, const float* weight, const float* rstd, int64_t n_rows,
-                                  int64_t dim, cudaStream_t stream, __nv_bfloat16* dx_bf16 = nullptr);
+                                  int64_t dim, cudaStream_t stream, __nv_bfloat16* dx_bf16 = nullptr,
+                                  bool accumulate_dweight = true);
 
 }  // namespace reclm::cuda

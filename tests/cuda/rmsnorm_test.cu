@@ -164,6 +164,22 @@ TEST(CudaRmsnorm, BackwardAccumulatesLikeReferenceAndIsDeterministic) {
               cudaSuccess);
     simt::device_synchronize();
     EXPECT_EQ(dwt2.download(), got_dw) << "dweight not deterministic " << what;
+
+    // dweight = instead of += (accumulate_dweight false): the old values (NaN here) are not read,
+    // and the bits are those of adding onto zeros.
+    simt::DeviceBuffer<float> dw_zeros(std::vector<float>(d, 0.0f)), dw_poisoned(d);
+    for (simt::DeviceBuffer<float>* out : {&dw_zeros, &dw_poisoned}) {
+      ASSERT_EQ(rmsnorm_backward(dx.data(), out->data(), ws.data(), ddy.data(), dx_.data(), dw_.data(), drstd.data(),
+                                 s.rows, s.dim, nullptr, nullptr, /*accumulate_dweight=*/out == &dw_zeros),
+                cudaSuccess);
+    }
+    simt::device_synchronize();
+    std::vector<float> want_dw_alone(d, 0.0f), dx_sink(n, 0.0f);
+    ops::rmsnorm_backward(dx_sink.data(), want_dw_alone.data(), dy.data(), x.data(), w.data(), rstd.data(), s.rows,
+                          s.dim);
+    const std::vector<float> got_dw_alone = dw_poisoned.download();
+    expect_near_all(got_dw_alone, to_double(want_dw_alone), 1e-5, 1e-5, "dweight = " + what);
+    EXPECT_EQ(got_dw_alone, dw_zeros.download()) << "dweight = differs from += onto zeros " << what;
   }
 }
 

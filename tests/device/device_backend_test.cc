@@ -295,6 +295,57 @@ TEST(DeviceBackend, MicroBatchWithoutLossRowsGivesZeroLossAndGradients) {
   }
 }
 
+// Micro-batches accumulate: the gradient of two equals the sum of each one's (to an fp32 rounding
+// of the sum), and so it does right after an AdamW step, whose zeroing leaves the layers'
+// gradients stale for the next backward to write over (DeviceModel::layer_grad_ranges): there the
+// first micro-batch must write them and the second add to them, bitwise as before the step.
+TEST(DeviceBackend, MicroBatchesAccumulateAlsoAfterAdamW) {
+  for (const Case& c : cases()) {
+    if (c.name != "gqa2 d64 tied causal" && c.name != "dropout 0.3 prefix head_dim 32") continue;
+    SCOPED_TRACE(c.name);
+    Uploaded u(c, 23);
+    SKIP_WITHOUT_DEVICE(u.device);
+    DeviceBackend& device = *u.device;
+    const Batch first = make_batch(c, u.host.dims, 29), second = make_batch(c, u.host.dims, 31);
+    const DropoutState dropout = dropout_of(c);
+    const auto gradients = [&](const std::vector<const Batch*>& batches) {
+      device.zero_grads();
+      for (size_t b = 0; b < batches.size(); ++b) device.forward_backward(*batches[b], 0.03f, b + 1 == batches.size(),
+                                                                         dropout);
+      Model out(u.host.dims, 1);
+      device.download_gradients(out);
+      return std::vector<float>(out.grad_data(), out.grad_data() + u.host.layout.total_floats());
+    };
+    const std::vector<float> g1 = gradients({&first}), g2 = gradients({&second});
+    const std::vector<float> both = gradients({&first, &second});
+    // per tensor: the tied embedding's rows add the head's gradient and each token's in another
+    // order for two micro-batches than for one, so single values may differ by more than a rounding
+    for (const ParamEntry& e : u.host.layout.entries()) {
+      std::vector<float> sum(e.numel), diff(e.numel);
+      for (int64_t i = 0; i < e.numel; ++i) {
+        sum[i] = g1[e.offset + i] + g2[e.offset + i];
+        diff[i] = both[e.offset + i] - sum[i];
+      }
+      EXPECT_LT(norm_of(diff.data(), e.numel), 1e-6 * norm_of(sum.data(), e.numel))  // NaN fails too
+          << e.name << ": two micro-batches' gradient is not the sum of each one's";
+    }
+    device.adamw_step(1e-2f, 1.0f);  // (moves the weights: upload puts them back)
+    device.upload(u.host, u.optimizer);
+    device.zero_grads();  // (nothing to do: AdamW zeroed)
+    device.forward_backward(first, 0.03f, false, dropout);
+    device.forward_backward(second, 0.03f, true, dropout);
+    Model out(u.host.dims, 1);
+    device.download_gradients(out);
+    EXPECT_EQ(std::memcmp(out.grad_data(), both.data(), both.size() * sizeof(float)), 0)
+        << "the two micro-batches after an AdamW step give other gradients";
+    // read before any backward: zeros, not the stale values
+    device.adamw_step(1e-2f, 1.0f);
+    device.download_gradients(out);
+    EXPECT_EQ(std::count(out.grad_data(), out.grad_data() + both.size(), 0.0f), static_cast<int64_t>(both.size()))
+        << "gradients read right after AdamW are not all zero";
+  }
+}
+
 // forward_hidden (the ranking evaluation's forward on the device): the final norm's output at
 // chosen rows, against the CPU's forward_hidden, to bf16 accuracy: ‖device − cpu‖ / ‖cpu‖ per row
 // below 2e-2 (measured up to 1.1e-2: every layer's GEMMs and attention read bf16 operands).

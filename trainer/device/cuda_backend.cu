@@ -203,13 +203,15 @@ class CudaBackend final : public DeviceBackend {
 
   void download_gradients(Model& model) override {
     finish_side_work();
+    zero_stale_gradients();
     device::copy_to_host(model.grad_data(), dm_->grads, floats() * sizeof(float));
   }
 
   void zero_grads() override {
     if (grads_zero_) return;  // (adamw_step left them zero)
     finish_side_work();
-    device::fill_zero(dm_->grads, floats() * sizeof(float), dm_->stream);
+    zero_gradients(0, floats(), dm_->stream);
+    mark_layer_grads_stale();
     grads_zero_ = true;
   }
 
@@ -239,6 +241,7 @@ class CudaBackend final : public DeviceBackend {
   }
 
   std::optional<OverlapStats> all_reduce_gradients(Communicator* comm) override {
+    zero_stale_gradients();
     if (zero1_) {  // (also on one rank: grad_norm and adamw_step read the exchange's block)
       zero1_->reduce_scatter_gradients(*dm_, gradient_comm(*host_comm_));
       return std::nullopt;
@@ -262,6 +265,7 @@ class CudaBackend final : public DeviceBackend {
       }
       return std::sqrt(sum);
     }
+    zero_stale_gradients();
     if (zero1_) return zero1_->grad_norm(*dm_, *host_comm_);
     if (dm_->dims.vocab_parallel()) {  // each rank's item rows are its own: their squares add up
       double squares[2] = {squares_of(norm_parts_[0]), squares_of(norm_parts_[1])};
@@ -293,20 +297,23 @@ class CudaBackend final : public DeviceBackend {
   // layers' forward; else on the compute stream.
   void adamw_step(float lr, float grad_scale) override {
     ++steps_;
+    zero_stale_gradients();  // (no backward since the last zeroing: AdamW reads zeros)
     if (!side_updates_.empty()) {
       for (size_t stage = 0; stage < side_updates_.size(); ++stage) {
         const SideUpdate& u = side_updates_[stage];
         const auto work = [this, &u, lr, grad_scale, step = steps_](cudaStream_t stream, cuda::GemmContext&) {
           for (const Segment& s : u.segments) update(s, lr, grad_scale, step, stream);
-          device::fill_zero(dm_->grads + u.begin, (u.end - u.begin) * sizeof(float), stream);
+          zero_gradients(u.begin, u.end, stream);
         };
         dm_->weights_updated[stage] = dm_->side->queue("AdamW", work);
       }
+      mark_layer_grads_stale();
       grads_zero_ = true;
       return;
     }
     for (const Segment& s : segments_) update(s, lr, grad_scale, steps_, dm_->stream);
-    device::fill_zero(dm_->grads, floats() * sizeof(float), dm_->stream);
+    zero_gradients(0, floats(), dm_->stream);
+    mark_layer_grads_stale();
     grads_zero_ = true;
     if (zero1_) zero1_->all_gather_parameters(*dm_, gradient_comm(*host_comm_));  // every rank whole again
     device::merge_lora_weights(*dm_);  // (the adapters changed)
@@ -360,6 +367,28 @@ class CudaBackend final : public DeviceBackend {
   // The compute stream (and so the host's next copy) after all of the side stream's work.
   void finish_side_work() {
     if (dm_->side) dm_->side->wait_for(dm_->side->queued());
+  }
+  // The gradients in [begin, end) as zeros on `stream`: written, except the layers' (their next
+  // backward writes them whole, DeviceModel::layer_grad_ranges), which are left stale.
+  void zero_gradients(int64_t begin, int64_t end, cudaStream_t stream) {
+    int64_t at = begin;
+    for (const auto& [skip_begin, skip_end] : dm_->layer_grad_ranges) {  // (in layout order)
+      if (skip_end <= at || skip_begin >= end) continue;
+      if (skip_begin > at) device::fill_zero(dm_->grads + at, (skip_begin - at) * sizeof(float), stream);
+      at = skip_end;
+    }
+    if (at < end) device::fill_zero(dm_->grads + at, (end - at) * sizeof(float), stream);
+  }
+  // After zero_gradients over the whole buffer is queued (set on the host when it is queued: the
+  // emulator's side stream runs the work only later).
+  void mark_layer_grads_stale() { dm_->layer_grads_stale = !dm_->layer_grad_ranges.empty(); }
+  // The zeros the stale layer gradients stand for, written: before anything but a backward reads them.
+  void zero_stale_gradients() {
+    if (!dm_->layer_grads_stale) return;
+    finish_side_work();
+    for (const auto& [begin, end] : dm_->layer_grad_ranges)
+      device::fill_zero(dm_->grads + begin, (end - begin) * sizeof(float), dm_->stream);
+    dm_->layer_grads_stale = false;
   }
   int64_t floats() const { return dm_->layout.total_floats(); }
   size_t moment_bytes() const { return dm_->moment_floats * sizeof(float); }

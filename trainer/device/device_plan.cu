@@ -237,6 +237,14 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DeviceP
                 "q_proj, k_proj and v_proj are not adjacent in the layout");
     RECLM_CHECK(w.w_up == w.w_gate + d.d_ff * d.d_model, "gate_proj and up_proj are not adjacent in the layout");
   }
+  // (LoRA: the base matrices skip their weight-gradient GEMMs, and a layer's gradient is not written whole)
+  for (const LayerTensors& w : d.has_lora() ? std::vector<LayerTensors>{} : grad_tensors.layers) {
+    const int64_t C = d.d_model;
+    RECLM_CHECK(w.wq == w.input_norm + C && w.wo == w.wv + d.kv_dim() * C && w.post_norm == w.wo + C * d.q_dim() &&
+                    w.w_gate == w.post_norm + C && w.w_down == w.w_up + d.d_ff * C,
+                "a layer's tensors are not adjacent in the layout");
+    layer_grad_ranges.push_back({w.input_norm - grads, w.w_down + C * d.d_ff - grads});
+  }
 }
 
 DeviceModel::~DeviceModel() {

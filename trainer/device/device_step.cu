@@ -71,15 +71,15 @@ void input_grad(DeviceModel& dm, bf16* dinp, const bf16* dout, const float* weig
                                 OC, dm.stream),
      "linear_backward_bf16");
 }
-// dweight[OC, C] += doutᵀ · inp (dweight null: frozen, nothing to do), dout's rows ld_dout apart: on
-// the side stream when there is one (side_stream.h), else here. Returns the ticket to wait for
-// before dout or inp is rewritten (0: none).
+// dweight[OC, C] += doutᵀ · inp (= without accumulate; dweight null: frozen, nothing to do), dout's
+// rows ld_dout apart: on the side stream when there is one (side_stream.h), else here. Returns the
+// ticket to wait for before dout or inp is rewritten (0: none).
 SideStream::Ticket weight_grad(DeviceModel& dm, float* dweight, const bf16* dout, int64_t ld_dout, const bf16* inp,
-                               int64_t T, int64_t C, int64_t OC) {
+                               int64_t T, int64_t C, int64_t OC, bool accumulate = true) {
   if (dweight == nullptr) return 0;
   const auto gemm = [=](cudaStream_t stream, cuda::GemmContext& context) {
     ok(cuda::linear_backward_bf16(context, nullptr, false, dweight, nullptr, dout, inp, nullptr, T, C, OC, stream,
-                                  ld_dout),
+                                  ld_dout, 1.0f, accumulate),
        "linear_backward_bf16 (weight gradient)");
   };
   if (dm.side) return dm.side->queue("weight-gradient GEMMs", gemm);
@@ -489,11 +489,14 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
   const int64_t T = g.T, C = d.d_model, F = d.d_ff, QD = d.q_dim(), KVD = d.kv_dim(), QKV = QD + 2 * KVD;
   PhaseClock& clock = dm.clock;
   SideOperand d_res_bf{dm.d_res_bf}, d_gate_up{dm.d_gate_up_bf}, d_qkv{dm.d_qkv};
+  // The layers' gradients are written (=), not added onto, after a zeroing that left them stale
+  // (DeviceModel::layer_grads_stale); each is written by one GEMM or norm.
+  const bool add_to_layer_grads = !dm.layer_grads_stale;
   // dinp[T, IC] = dout · W, then W's gradient (weight_grad); returns the latter's ticket.
   const auto project_back = [&](bf16* dinp, float* dweight, const bf16* dout, const bf16* inp, const float* weight,
                                 int64_t IC, int64_t OC) {
     input_grad(dm, dinp, dout, weight, T, IC, OC);
-    return weight_grad(dm, dweight, dout, OC, inp, T, IC, OC);
+    return weight_grad(dm, dweight, dout, OC, inp, T, IC, OC, add_to_layer_grads);
   };
   // The gradient at a branch's output, in bf16 for its projection's backward: d_residual itself,
   // which each norm's backward writes as d_res_bf beside its fp32 update (none after layer 0: the
@@ -503,7 +506,7 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
                              bool next_branch) {
     bf16* d_res_bf_out = next_branch && !dropout ? rewrite(dm, d_res_bf) : nullptr;
     ok(cuda::rmsnorm_backward_bf16(dm.d_residual, dweight, dm.rmsnorm_ws, dm.d_normed_bf, x, weight, rstd, T, C,
-                                   dm.stream, d_res_bf_out),
+                                   dm.stream, d_res_bf_out, add_to_layer_grads),
        "rmsnorm_backward_bf16");
     clock.mark("backward: norms");
   };
@@ -601,6 +604,7 @@ double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_s
     hook(0);
   }
   backward_layers(dm, g, dropout, hook, loss.head_weight_grad);
+  dm.layer_grads_stale = false;  // (written now)
   return loss.read(dm);
 }
 
