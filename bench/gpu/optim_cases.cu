@@ -3,7 +3,8 @@
 //   cross-entropy [8192 x 50257] in place: read logits + write dlogits (the kernel reads the
 //     row twice; the second read should mostly hit L2) — forward only: read logits; the GPU
 //     trainer's LM head at gpu_350m's classes: bf16 logits in place (read 2 + write 2 bytes per
-//     logit), or fp32 logits into bf16 dlogits (runtime.fp32_logits: read 4 + write 2);
+//     logit; the rows held in registers and read once, or read twice), or fp32 logits into bf16
+//     dlogits (runtime.fp32_logits: read 4 + write 2);
 //   AdamW over 256M params: read p, g, m, v + write p, m, v (+ the bf16 copy);
 //   sum of squares over 1G floats: read x.
 #include <cstdint>
@@ -35,6 +36,14 @@ void add_lm_head_cases(std::vector<KernelCase>& cases, const std::shared_ptr<sim
   cases.push_back(make_case("LM head cross-entropy, bf16 logits in place " + shape, 4 * R * V + 24 * R,
                             [=](cudaStream_t s) {
                               return cuda::cross_entropy_forward_backward_bf16(
+                                  bf16_ptr(logits16), losses->data(), loss_sum->data(), row_loss->data(),
+                                  bf16_ptr(logits16), targets->data(), weights->data(), R, V, 0, 1.0f / R, s, Vp);
+                            },
+                            keep));
+  // the same with every row read twice (the kernel before rows were held in registers)
+  cases.push_back(make_case("LM head cross-entropy, bf16 logits in place, read twice " + shape, 4 * R * V + 24 * R,
+                            [=](cudaStream_t s) {
+                              return cuda::cross_entropy_forward_backward_bf16_two_pass(
                                   bf16_ptr(logits16), losses->data(), loss_sum->data(), row_loss->data(),
                                   bf16_ptr(logits16), targets->data(), weights->data(), R, V, 0, 1.0f / R, s, Vp);
                             },

@@ -20,6 +20,13 @@
 // read fp32 logits, or bf16 logits (widened exactly, so every sum and exp is the fp32 form's on
 // the widened values; the rows then split at 8-byte units of 4 values, and the output may be the
 // same buffer).
+// Rows in registers (bf16 logits to bf16 dlogits at the same phase, the trainer's LM head, rows of
+// up to kMaxThreads · kMaxResidentUnits units): each thread loads all its units at once and keeps
+// them, so pass 2 computes from registers. The row is read from memory once instead of twice: at
+// gpu_350m's 64,553 classes a bf16 row is 129 KB, and with hundreds of rows in flight pass 2's
+// reads missed L2 (the fp32 in-place form measured 0.59 of copy bandwidth counting one read,
+// ~0.9 counting two). The units, their order per thread and the reductions are pass 1's, so the
+// results are bitwise the two-pass kernel's.
 #include "kernels/cuda/cross_entropy.h"
 
 #include "kernels/cuda/bf16_round.h"
@@ -32,6 +39,7 @@ namespace {
 constexpr int kMaxThreads = 512;  // per row block: 50257 classes = 25 float4 per thread
 constexpr int kMaxWarps = kMaxThreads / 32;
 constexpr int kSumThreads = 512;  // the loss-sum block
+constexpr int kMaxResidentUnits = 32;  // units of 4 bf16 per thread kept in registers: 65,536 classes
 constexpr unsigned kFullMask = 0xffffffffu;
 
 enum class Mode { kForward, kForwardBackward, kPartialStats };
@@ -113,9 +121,11 @@ __device__ __forceinline__ void store_unit(uint16_t* dx, int64_t i, float4 v) {
 __device__ __forceinline__ float4 load_unit_streaming(const float* x, int64_t i) {
   return __ldcs(reinterpret_cast<const float4*>(x) + i);
 }
-__device__ __forceinline__ float4 load_unit_streaming(const uint16_t* x, int64_t i) {
-  const uint2 w = __ldcs(reinterpret_cast<const uint2*>(x) + i);
+__device__ __forceinline__ float4 widen_unit(uint2 w) {
   return make_float4(bf16_lo(w.x), bf16_hi(w.x), bf16_lo(w.y), bf16_hi(w.y));
+}
+__device__ __forceinline__ float4 load_unit_streaming(const uint16_t* x, int64_t i) {
+  return widen_unit(__ldcs(reinterpret_cast<const uint2*>(x) + i));
 }
 
 template <typename Out, typename In, typename F>
@@ -149,6 +159,17 @@ struct SoftmaxGrad {
 __device__ void zero_padding(float*, int64_t, int64_t) {}
 __device__ void zero_padding(uint16_t* dx, int64_t n_classes, int64_t row_stride) {
   for (int64_t c = n_classes + threadIdx.x; c < row_stride; c += blockDim.x) dx[c] = 0;
+}
+
+// The loss of a row with weight w from its statistics (row max M, Σ exp(x − M)) into losses and
+// row_loss, by thread 0 (NaN for a target outside the row: it had a weight).
+__device__ void store_row_loss(float* losses, double* row_loss, int64_t row, float w, float row_m, double row_s,
+                               bool target_here, double target_value) {
+  if (threadIdx.x != 0) return;
+  const double lse = static_cast<double>(row_m) + log(row_s);
+  const double loss = target_here ? static_cast<double>(w) * (lse - target_value) : NAN;
+  row_loss[row] = loss;
+  losses[row] = static_cast<float>(loss);
 }
 
 template <Mode kMode, typename Out, typename In>
@@ -201,13 +222,10 @@ __global__ void cross_entropy_rows_kernel(Out* dlogits, float* losses, double* r
       row_max[row] = row_m;
       row_sum[row] = row_s;
       target_logit[row] = target_value;
-    } else {
-      const double lse = static_cast<double>(row_m) + log(row_s);
-      const double loss = target_here ? static_cast<double>(w) * (lse - target_value) : NAN;
-      row_loss[row] = loss;
-      losses[row] = static_cast<float>(loss);
     }
   }
+  if constexpr (kMode != Mode::kPartialStats)
+    store_row_loss(losses, row_loss, row, w, row_m, row_s, target_here, target_value);
   if constexpr (kMode == Mode::kForwardBackward) {
     const double scale = static_cast<double>(grad_scale) * w;
     const SoftmaxGrad grad{row_m, static_cast<float>(scale / row_s), static_cast<float>(scale),
@@ -215,6 +233,67 @@ __global__ void cross_entropy_rows_kernel(Out* dlogits, float* losses, double* r
     write_row(dx, x, write_split, grad);
     zero_padding(dx, n_classes, row_stride);
   }
+}
+
+// cross_entropy_rows_kernel<kForwardBackward> on bf16 rows whose dlogits have the logits' phase,
+// with each thread's units of the row in registers (kUnits >= its unit count: the row's 4-value
+// units i = threadIdx.x + k·blockDim.x, k < kUnits; head and tail scalars are read again, as
+// there). One block of up to 512 threads per SM may hold 64 registers of row.
+template <int kUnits>
+__global__ void __launch_bounds__(kMaxThreads)
+    cross_entropy_resident_bf16_kernel(uint16_t* dlogits, float* losses, double* row_loss, const uint16_t* logits,
+                                       const int32_t* targets, const float* weights, int64_t n_classes,
+                                       int64_t row_stride, int64_t class_begin, float grad_scale) {
+  RECLM_SHARED(float, warp_max, [kMaxWarps]);
+  RECLM_SHARED(double, warp_sum, [kMaxWarps]);
+  const int64_t row = blockIdx.x;
+  const uint16_t* x = logits + row * row_stride;
+  uint16_t* dx = dlogits + row * row_stride;
+  const RowSplit split = split_row(x, n_classes, /*vec=*/true);
+  const float w = weights[row];
+  const int64_t target = static_cast<int64_t>(targets[row]) - class_begin;
+  const bool target_here = target >= 0 && target < n_classes;
+  if (w == 0.0f) {  // (the whole block)
+    write_row(dx, x, split, Zero{});
+    zero_padding(dx, n_classes, row_stride);
+    if (threadIdx.x == 0) row_loss[row] = 0.0, losses[row] = 0.0f;
+    return;
+  }
+  const double target_value = threadIdx.x == 0 && target_here ? static_cast<double>(load1(x + target)) : 0.0;
+  const uint2* units = reinterpret_cast<const uint2*>(x + split.head);
+  uint2 mine[kUnits];  // every load issued before the first is used
+  RECLM_UNROLL
+  for (int k = 0; k < kUnits; ++k) {
+    const int64_t i = threadIdx.x + int64_t{k} * blockDim.x;
+    mine[k] = i < split.n_vec ? __ldcs(units + i) : make_uint2(0u, 0u);
+  }
+  OnlineSoftmax st{-INFINITY, 0.0f};
+  RECLM_UNROLL
+  for (int k = 0; k < kUnits; ++k) {
+    if (threadIdx.x + int64_t{k} * blockDim.x < split.n_vec) st.add4(widen_unit(mine[k]));
+  }
+  for (int64_t j = threadIdx.x; j < split.n_scalar; j += blockDim.x) st.add(load1(x + split.scalar_index(j)));
+  const float row_m = block_max(st.max, warp_max);
+  const double thread_sum = st.sum == 0.0f ? 0.0 : static_cast<double>(st.sum) * expf(st.max - row_m);
+  const double row_s = block_sum(thread_sum, warp_sum);
+  store_row_loss(losses, row_loss, row, w, row_m, row_s, target_here, target_value);
+
+  const double scale = static_cast<double>(grad_scale) * w;
+  const SoftmaxGrad grad{row_m, static_cast<float>(scale / row_s), static_cast<float>(scale),
+                         target_here ? target : -1};
+  RECLM_UNROLL
+  for (int k = 0; k < kUnits; ++k) {
+    const int64_t i = threadIdx.x + int64_t{k} * blockDim.x;
+    if (i >= split.n_vec) continue;
+    const float4 v = widen_unit(mine[k]);
+    const int64_t c = split.head + 4 * i;
+    store_unit(dx + split.head, i, make_float4(grad(v.x, c), grad(v.y, c + 1), grad(v.z, c + 2), grad(v.w, c + 3)));
+  }
+  for (int64_t j = threadIdx.x; j < split.n_scalar; j += blockDim.x) {
+    const int64_t c = split.scalar_index(j);
+    store1(dx + c, grad(load1(x + c), c));
+  }
+  zero_padding(dx, n_classes, row_stride);
 }
 
 // dlogits from the combined statistics: pass 2 alone (no barriers); fp32 or bf16 out as above.
@@ -286,6 +365,12 @@ cudaError_t launch_backward_from_stats(Out* dlogits, const float* logits, const 
                       n_classes, row_stride, class_begin, grad_scale, same_phase(logits, dlogits));
 }
 
+// *loss_sum = Σ row_loss[0, T) (nothing without loss_sum).
+cudaError_t launch_loss_sum(double* loss_sum, const double* row_loss, int64_t T, cudaStream_t stream) {
+  if (loss_sum == nullptr) return cudaSuccess;
+  return simt::launch(cross_entropy_loss_sum_kernel, dim3(1), dim3(kSumThreads), 0, stream, row_loss, T, loss_sum);
+}
+
 template <Mode kMode, typename Out, typename In>
 cudaError_t launch_rows(Out* dlogits, float* losses, double* loss_sum, double* row_loss, float* row_max,
                         double* row_sum, double* target_logit, const In* logits, const int32_t* targets,
@@ -300,9 +385,36 @@ cudaError_t launch_rows(Out* dlogits, float* losses, double* loss_sum, double* r
                      target_logit, logits, targets, weights, n_classes, row_stride, class_begin, grad_scale, vec_out);
     if (status != cudaSuccess) return status;
   }
-  if (kMode == Mode::kPartialStats || loss_sum == nullptr) return cudaSuccess;
-  return simt::launch(cross_entropy_loss_sum_kernel, dim3(1), dim3(kSumThreads), 0, stream,
-                      static_cast<const double*>(row_loss), T, loss_sum);
+  if (kMode == Mode::kPartialStats) return cudaSuccess;
+  return launch_loss_sum(loss_sum, row_loss, T, stream);
+}
+
+// The rows in registers (cross_entropy_resident_bf16_kernel) where they fit: in place or at the
+// logits' phase, at most kMaxResidentUnits units per thread. Else cudaErrorNotSupported, before
+// anything is queued.
+cudaError_t forward_backward_resident_bf16(uint16_t* dlogits, float* losses, double* loss_sum, double* row_loss,
+                                           const uint16_t* logits, const int32_t* targets, const float* weights,
+                                           int64_t T, int64_t n_classes, int64_t class_begin, float grad_scale,
+                                           cudaStream_t stream, int64_t row_stride) {
+  if (row_stride == 0) row_stride = n_classes;
+  if (row_stride < n_classes) return cudaErrorInvalidValue;
+  const unsigned threads = row_threads(n_classes);
+  const int64_t units_per_thread = ((n_classes + 3) / 4 + threads - 1) / threads;  // (a row's units <= ceil(n/4))
+  if (!same_phase(logits, dlogits) || units_per_thread > kMaxResidentUnits) return cudaErrorNotSupported;
+  if (T > 0) {
+    const auto launch = [&](auto kernel) {
+      return simt::launch(kernel, dim3(static_cast<unsigned>(T)), dim3(threads), 0, stream, dlogits, losses, row_loss,
+                          logits, targets, weights, n_classes, row_stride, class_begin, grad_scale);
+    };
+    const cudaError_t status = units_per_thread <= 1    ? launch(cross_entropy_resident_bf16_kernel<1>)
+                               : units_per_thread <= 2  ? launch(cross_entropy_resident_bf16_kernel<2>)
+                               : units_per_thread <= 4  ? launch(cross_entropy_resident_bf16_kernel<4>)
+                               : units_per_thread <= 8  ? launch(cross_entropy_resident_bf16_kernel<8>)
+                               : units_per_thread <= 16 ? launch(cross_entropy_resident_bf16_kernel<16>)
+                                                        : launch(cross_entropy_resident_bf16_kernel<32>);
+    if (status != cudaSuccess) return status;
+  }
+  return launch_loss_sum(loss_sum, row_loss, T, stream);
 }
 
 // The forward-backward forms over fp32 or bf16 (uint16_t bits) logits and dlogits.
@@ -340,6 +452,20 @@ cudaError_t cross_entropy_forward_backward_bf16(__nv_bfloat16* dlogits, float* l
                                                 const int32_t* targets, const float* weights, int64_t T,
                                                 int64_t n_classes, int64_t class_begin, float grad_scale,
                                                 cudaStream_t stream, int64_t row_stride) {
+  const cudaError_t resident = forward_backward_resident_bf16(
+      bf16_bits_of(dlogits), losses, loss_sum, row_loss_workspace, bf16_bits_of(logits), targets, weights, T,
+      n_classes, class_begin, grad_scale, stream, row_stride);
+  if (resident != cudaErrorNotSupported) return resident;
+  return cross_entropy_forward_backward_bf16_two_pass(dlogits, losses, loss_sum, row_loss_workspace, logits, targets,
+                                                      weights, T, n_classes, class_begin, grad_scale, stream,
+                                                      row_stride);
+}
+
+cudaError_t cross_entropy_forward_backward_bf16_two_pass(__nv_bfloat16* dlogits, float* losses, double* loss_sum,
+                                                         double* row_loss_workspace, const __nv_bfloat16* logits,
+                                                         const int32_t* targets, const float* weights, int64_t T,
+                                                         int64_t n_classes, int64_t class_begin, float grad_scale,
+                                                         cudaStream_t stream, int64_t row_stride) {
   return forward_backward_rows(bf16_bits_of(dlogits), losses, loss_sum, row_loss_workspace, bf16_bits_of(logits),
                                targets, weights, T, n_classes, class_begin, grad_scale, stream, row_stride);
 }

@@ -38,12 +38,21 @@ cudaError_t cross_entropy_forward_backward_bf16(__nv_bfloat16* dlogits, float* l
 // bf16 logits (the GPU trainer's LM head writes them, as PyTorch autocast does): the same with
 // the logits widened exactly to fp32 first, so bitwise equal to cross_entropy_forward_backward_bf16
 // on those fp32 values; the softmax, the losses and their sum are fp32/double as there. dlogits may
-// be the logits' buffer (in place: each value read before it is overwritten).
+// be the logits' buffer (in place: each value read before it is overwritten). Rows of up to 65,536
+// classes whose dlogits are in place (or at the logits' 8-byte phase) are held in registers and
+// read once; others are read twice (cross_entropy.cu).
 cudaError_t cross_entropy_forward_backward_bf16(__nv_bfloat16* dlogits, float* losses, double* loss_sum,
                                                 double* row_loss_workspace, const __nv_bfloat16* logits,
                                                 const int32_t* targets, const float* weights, int64_t T,
                                                 int64_t n_classes, int64_t class_begin, float grad_scale,
                                                 cudaStream_t stream, int64_t row_stride = 0);
+// The same, always reading each row twice: the bitwise-equal form the tests and the benchmark hold
+// the rows in registers against.
+cudaError_t cross_entropy_forward_backward_bf16_two_pass(__nv_bfloat16* dlogits, float* losses, double* loss_sum,
+                                                         double* row_loss_workspace, const __nv_bfloat16* logits,
+                                                         const int32_t* targets, const float* weights, int64_t T,
+                                                         int64_t n_classes, int64_t class_begin, float grad_scale,
+                                                         cudaStream_t stream, int64_t row_stride = 0);
 // Forward only: the same losses and loss_sum, logits untouched (fp32 or bf16 logits).
 cudaError_t cross_entropy_forward(float* losses, double* loss_sum, double* row_loss_workspace,
                                   const float* logits, const int32_t* targets, const float* weights,

@@ -239,10 +239,14 @@ TEST(CudaCrossEntropy, Bf16DlogitsEqualTheComposedKernels) {
 // bf16 logits (the GPU trainer's LM head output) against the fp32-logits kernels on the same
 // values widened: bitwise dlogits (zero padding included), losses and loss sum, for compact odd
 // rows (every row at another 8-byte phase: scalar heads and tails), padded rows, an output off
-// the input's phase (the scalar path) and in place; the forward-only form leaves the logits alone.
+// the input's phase (the scalar path), in place and in place always reading twice; the
+// forward-only form leaves the logits alone. Rows of 1031 classes (one unit per thread, in
+// registers), 9001 (5 of 8 register units), 64553 (gpu_350m's: 32 of 32) and 65601 (too long for
+// the registers: read twice).
 TEST(CudaCrossEntropy, Bf16LogitsEqualTheFp32KernelsOnTheWidenedValues) {
-  const Problem pr(11, 1031, 40, 6.0f, 17);
-  for (const int64_t stride : {int64_t{1031}, int64_t{1040}}) {
+ for (const Problem& pr : {Problem(11, 1031, 40, 6.0f, 17), Problem(3, 9001, 0, 8.0f, 19),
+                           Problem(3, 64553, 7, 8.0f, 21), Problem(2, 65601, 0, 8.0f, 23)}) {
+  for (const int64_t stride : {pr.V, pr.V + 9}) {
     const int64_t n = pr.T * stride;
     std::vector<uint16_t> logits16(static_cast<size_t>(n), 0x7FC1);  // a NaN in the padding: never read
     std::vector<float> widened(static_cast<size_t>(n), 0.0f);
@@ -263,20 +267,24 @@ TEST(CudaCrossEntropy, Bf16LogitsEqualTheFp32KernelsOnTheWidenedValues) {
               cudaSuccess);
     simt::device_synchronize();
     const std::vector<uint16_t> w = want.download();
-    enum Output { kSeparate, kOffPhase, kInPlace };
-    for (const Output output : {kSeparate, kOffPhase, kInPlace}) {
-      const std::string what = "stride " + std::to_string(stride) + " output " + std::to_string(output);
+    enum Output { kSeparate, kOffPhase, kInPlace, kInPlaceTwoPass };
+    for (const Output output : {kSeparate, kOffPhase, kInPlace, kInPlaceTwoPass}) {
+      const std::string what =
+          "classes " + std::to_string(pr.V) + " stride " + std::to_string(stride) + " output " + std::to_string(output);
       simt::DeviceBuffer<uint16_t> logits(logits16), out(static_cast<size_t>(n + 1));
       simt::DeviceBuffer<float> losses(static_cast<size_t>(pr.T));
       simt::DeviceBuffer<double> sum(1);
       const auto* in = reinterpret_cast<const __nv_bfloat16*>(logits.data());
-      uint16_t* got_bits = output == kInPlace ? logits.data() : out.data() + (output == kOffPhase ? 1 : 0);
-      ASSERT_EQ(cross_entropy_forward_backward_bf16(reinterpret_cast<__nv_bfloat16*>(got_bits), losses.data(),
-                                                    sum.data(), workspace.data(), in, targets.data(), weights.data(),
-                                                    pr.T, pr.V, pr.class_begin, 0.5f, nullptr, stride),
+      const bool in_place = output == kInPlace || output == kInPlaceTwoPass;
+      uint16_t* got_bits = in_place ? logits.data() : out.data() + (output == kOffPhase ? 1 : 0);
+      const auto run = output == kInPlaceTwoPass ? cross_entropy_forward_backward_bf16_two_pass
+                                                 : static_cast<decltype(&cross_entropy_forward_backward_bf16_two_pass)>(
+                                                       cross_entropy_forward_backward_bf16);
+      ASSERT_EQ(run(reinterpret_cast<__nv_bfloat16*>(got_bits), losses.data(), sum.data(), workspace.data(), in,
+                    targets.data(), weights.data(), pr.T, pr.V, pr.class_begin, 0.5f, nullptr, stride),
                 cudaSuccess);
       simt::device_synchronize();
-      const std::vector<uint16_t> g = output == kInPlace ? logits.download() : out.download();
+      const std::vector<uint16_t> g = in_place ? logits.download() : out.download();
       const int64_t at = output == kOffPhase ? 1 : 0;
       for (int64_t i = 0; i < n; ++i) {
         ASSERT_EQ(g[at + i], w[i]) << what << " at row " << i / stride << " column " << i % stride;
@@ -297,6 +305,7 @@ TEST(CudaCrossEntropy, Bf16LogitsEqualTheFp32KernelsOnTheWidenedValues) {
     EXPECT_EQ(sum.download(), want_sum.download()) << "forward only, stride " << stride;
     EXPECT_EQ(logits.download(), logits16) << "forward only wrote its logits, stride " << stride;
   }
+ }
 }
 
 // The class range split in two parts: per-part statistics, combined on the host, then each
