@@ -3,7 +3,8 @@
 // 32 / 8; causal and bidirectional (prefix = segment length); and gpu_350m's heads (16 / 8,
 // head_dim 64) over recommendation-shaped histories of 16–256 tokens, causal; fast (atomic dq) and
 // deterministic (the trainer's: histories up to 128 tokens take the whole-segment kernel), and on
-// the histories the trainer's exact call (fused QKV rows, dq and dk rotated back through RoPE).
+// the histories the trainer's exact call (fused QKV rows, dq and dk rotated back through RoPE),
+// also with histories up to 256 tokens in one block ("det-256", RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN).
 // Compute-bound: flops = 10 · visible (query, key) pairs · head_dim · n_heads (the five GEMMs;
 // the deterministic mode's dq kernel recomputes two more, not counted). `bytes` = q, k, v, out,
 // dout, dq, dk, dv in bf16 plus lse once.
@@ -46,14 +47,20 @@ void add_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t n_heads
       if (seg.histories && !causal) continue;
       const int64_t pairs = seg.pairs(causal);
       // fast; deterministic; and for the histories deterministic with key tiles only (no one-block
-      // path for the short segments: the kernels before it), for the ratio of the two
+      // path for the short segments: the kernels before it), for the ratio of the two, and with the
+      // one-block path up to 256 tokens (head_dim <= 64: RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN=256)
       const struct {
         bool deterministic;
         int64_t segment_block_max_len;
         const char* mode;
-      } modes[] = {{false, 0, "fast"}, {true, cuda::kAttentionSegmentBlockMaxLen, "det"}, {true, 0, "det-tiles"}};
+      } modes[] = {{false, 0, "fast"},
+                   {true, cuda::kAttentionSegmentBlockMaxLen, "det"},
+                   {true, 0, "det-tiles"},
+                   {true, cuda::kAttentionLongSegmentBlockMaxLen, "det-256"}};
       for (const auto& m : modes) {
-        if (m.deterministic && m.segment_block_max_len == 0 && !seg.histories) continue;
+        if (m.deterministic && m.segment_block_max_len != cuda::kAttentionSegmentBlockMaxLen && !seg.histories)
+          continue;
+        if (m.segment_block_max_len > cuda::kAttentionSegmentBlockMaxLen && head_dim > 64) continue;
         const bool deterministic = m.deterministic;
         const int64_t block_max_len = m.segment_block_max_len;
         const size_t ws_bytes = cuda::attention_backward_workspace_bytes(shape, n_segments, len, deterministic);
@@ -76,8 +83,19 @@ void add_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t n_heads
       // written into them, dq and dk rotated back through RoPE as they are stored (no separate
       // RoPE backward); and the fused rows without the rotation: beside "det", the cost of the
       // strided rows, then of the rotation.
-      for (bool rope : {false, true}) {
+      struct Fused {
+        bool rope;
+        int64_t block_max_len;
+        const char* name;
+      };
+      for (const Fused f : {Fused{false, cuda::kAttentionSegmentBlockMaxLen, "attention_backward det fused"},
+                            Fused{true, cuda::kAttentionSegmentBlockMaxLen, "attention_backward det fused+rope"},
+                            Fused{true, cuda::kAttentionLongSegmentBlockMaxLen,
+                                  "attention_backward det-256 fused+rope"}}) {
         if (!seg.histories) break;
+        if (f.block_max_len > cuda::kAttentionSegmentBlockMaxLen && head_dim > 64) continue;
+        const bool rope = f.rope;
+        const int64_t block_max_len = f.block_max_len;
         const int64_t stride = (n_heads + 2 * n_kv_heads) * head_dim;
         auto rows = random_bf16(T * stride, 7);
         auto d_rows = std::make_shared<Bf16s>(static_cast<size_t>(T * stride));
@@ -86,14 +104,13 @@ void add_cases(std::vector<KernelCase>& cases, int64_t head_dim, int64_t n_heads
         auto workspace = std::make_shared<Bytes>(ws_bytes);
         const int64_t k_at = n_heads * head_dim, v_at = (n_heads + n_kv_heads) * head_dim;
         KernelCase c = make_case(
-            attention_case_name(rope ? "attention_backward det fused+rope" : "attention_backward det fused", causal,
-                                seg, n_heads, n_kv_heads, head_dim),
+            attention_case_name(f.name, causal, seg, n_heads, n_kv_heads, head_dim),
             bytes + (rope ? 4 * T * head_dim : 0),
             [=](cudaStream_t s) {
               return cuda::attention_backward(bf(d_rows), bf(d_rows) + k_at, bf(d_rows) + v_at, bf(dout), bf(rows),
                                               bf(rows) + k_at, bf(rows) + v_at, bf(out), lse->data(),
                                               cu_seqlens->data(), nullptr, n_segments, len, shape, true,
-                                              workspace->data(), ws_bytes, s, cuda::kAttentionSegmentBlockMaxLen,
+                                              workspace->data(), ws_bytes, s, block_max_len,
                                               {stride, rope ? table->data() : nullptr, false});
             },
             {rows, d_rows, table, out, dout, cu_seqlens, lse, workspace});

@@ -18,10 +18,12 @@
 //        holds all 128 keys, so dQ of each query tile = dS·K over the block's keys alone: dS goes
 //        to shared memory (bf16, query-major) and the block stores dQ itself. Packed
 //        recommendation histories are mostly this short: one block per (segment, kv head) does
-//        all of the segment's backward, at 10 FLOPs per pair instead of 14, with no dq pass;
+//        all of the segment's backward, at 10 FLOPs per pair instead of 14, with no dq pass.
+//        At head_dim <= 64 a caller may send the segments of 129 to 256 tokens to blocks of 16
+//        warps holding 256 keys the same way (segment_block_max_len up to 256);
 //      - deterministic, longer segments: 64-key tiles, dQ left to 3.;
 //      - fast: 64-key tiles, dQ += dS·K float-atomicAdded into the workspace, then 4. converts it.
-//   3. dq (deterministic mode, segments past 128 tokens): a block per (query tile of 64, head)
+//   3. dq (deterministic mode, segments past the one-block path): a block per (query tile of 64, head)
 //      loops over the key tiles in order, recomputing S and dP (two more GEMMs) — each dq element
 //      is written once by one block, so the result is bitwise reproducible.
 // Work per visible (query, key) pair and head: 10·head_dim FLOPs (5 GEMMs; 14 with the
@@ -39,6 +41,7 @@
 // whole groups, rope_pairs.h), so the rotation needs no exchange; the whole-segment kernel's dQ
 // product hands each warp column groups in rotary pairs (mma_ab_pairs), and fast mode's convert
 // pass rotates the fp32 accumulator.
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/cuda/attention_backward.h"
@@ -63,6 +66,7 @@ constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kKeyTile = 64;      // keys per dkdv block: 16 per warp
 constexpr int kSegmentKeys = kAttentionSegmentBlockMaxLen;  // the whole-segment kernel's keys: 8 warps
+constexpr int kLongSegmentKeys = kAttentionLongSegmentBlockMaxLen;  // and its 16-warp form's (head_dim <= 64)
 constexpr int kDqTile = 64;   // queries per dq block (16 per warp) and keys per dq step
 constexpr int kPad = 8;       // bf16 row padding: rows 16 bytes off their bank, ldmatrix conflict-free
 constexpr float kLog2e = 1.4426950408889634f;
@@ -70,7 +74,8 @@ constexpr float kLog2e = 1.4426950408889634f;
 // accumulators fit registers (head_dim 32 keeps head_dim 64's tile: its accumulators are only
 // smaller). A multiple of 16 (one warp's rows). The whole-segment blocks (kKeys 128, 8 warps) take
 // 32 at every head_dim: with it ptxas fits head_dim 64 in 128 registers (20 bytes spilled), two
-// blocks, 16 warps per SM; with 64 it needed 211 (one block, 8 warps).
+// blocks, 16 warps per SM; with 64 it needed 211 (one block, 8 warps). So do the 256-key blocks (16
+// warps, one per SM).
 template <int D, int kKeys>
 constexpr int kDkdvQueryTile = D <= 64 && kKeys == kKeyTile ? 64 : 32;
 
@@ -276,16 +281,16 @@ struct DqSplit {
 
 // dK, dV of one key tile of kKeys keys of one kv head, 16 keys per warp; dQ as kMode says.
 // Grid: x = kv_head · n_key_tiles + key tile, y = segment (kDirect: n_key_tiles 1, and only the
-// segments of 1 to short_len <= kKeys tokens; the other modes skip the segments of up to
-// short_len tokens, which a kDirect launch did). Dynamic shared memory: see dkdv_shared_bytes.
-// (Whole-segment blocks of head_dim <= 64: two per SM, see kDkdvQueryTile.)
+// segments of direct_lo + 1 to short_len <= kKeys tokens; the other modes skip the segments of up
+// to short_len tokens, which kDirect launches did). Dynamic shared memory: see dkdv_shared_bytes.
+// (Whole-segment blocks of 128 keys at head_dim <= 64: two per SM, see kDkdvQueryTile.)
 template <int D, int kKeys, DqMode kMode>
 __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 2 : 1)
     attention_backward_dkdv_kernel(bf16* dk, bf16* dv, float* dq_acc, bf16* dq, const bf16* dout, const bf16* q,
                                    const bf16* k, const bf16* v, const float* lse, const float* delta,
                                    const int32_t* cu_seqlens, const int32_t* prefix_lens, int n_key_tiles,
-                                   int short_len, int T, int H, int KV, int64_t q_stride, int64_t kv_stride,
-                                   AttentionQkvRows rope, float scale) {
+                                   int direct_lo, int short_len, int T, int H, int KV, int64_t q_stride,
+                                   int64_t kv_stride, AttentionQkvRows rope, float scale) {
   constexpr int kBlockWarps = kKeys / 16, kBlockThreads = 32 * kBlockWarps;
   constexpr int kQ = kDkdvQueryTile<D, kKeys>, kLd = D + kPad, kDsLd = kKeys + kPad;
   RECLM_DYNAMIC_SHARED(bf16, smem);
@@ -299,7 +304,9 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
   const int g = blockIdx.x / n_key_tiles, j0 = (blockIdx.x % n_key_tiles) * kKeys;
   const SegmentInfo seg = segment_info(cu_seqlens, prefix_lens, blockIdx.y);
   // block-uniform, before any barrier: the whole block leaves
-  if (j0 >= seg.len || (kMode == DqMode::kDirect ? seg.len > short_len : seg.len <= short_len)) return;
+  if (j0 >= seg.len ||
+      (kMode == DqMode::kDirect ? seg.len <= direct_lo || seg.len > short_len : seg.len <= short_len))
+    return;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
   const int n_keys = min(kKeys, seg.len - j0), key_row0 = warp * 16;
   const int64_t o_stride = static_cast<int64_t>(H) * D;  // dout's rows
@@ -538,23 +545,23 @@ struct Launch {
   AttentionQkvRows rope;
 };
 
-// One launch of the dK/dV kernel in a mode over key tiles of kKeys.
+// One launch of the dK/dV kernel in a mode over key tiles of kKeys (direct_lo: kDirect's).
 template <int D, int kKeys, DqMode kMode>
-cudaError_t launch_dkdv(const Launch& a, int n_key_tiles, int short_len, cudaStream_t stream) {
+cudaError_t launch_dkdv(const Launch& a, int n_key_tiles, int direct_lo, int short_len, cudaStream_t stream) {
   constexpr int kShared = static_cast<int>(dkdv_shared_bytes<D, kKeys>());
   const auto kernel = attention_backward_dkdv_kernel<D, kKeys, kMode>;
   const cudaError_t err = simt::set_max_dynamic_shared_bytes(kernel, kShared);
   if (err != cudaSuccess) return err;
   return simt::launch(kernel, dim3(static_cast<unsigned>(n_key_tiles * a.KV), static_cast<unsigned>(a.n_segments)),
                       dim3(2 * kKeys), kShared, stream, a.dk, a.dv, a.dq_acc, a.dq, a.dout, a.q, a.k, a.v, a.lse,
-                      a.delta, a.cu_seqlens, a.prefix_lens, n_key_tiles, short_len, a.T, a.H, a.KV, a.q_stride,
-                      a.kv_stride, a.rope, a.scale);
+                      a.delta, a.cu_seqlens, a.prefix_lens, n_key_tiles, direct_lo, short_len, a.T, a.H, a.KV,
+                      a.q_stride, a.kv_stride, a.rope, a.scale);
 }
 
 // Deterministic mode: the segments of up to a.segment_block_max_len tokens (a recommendation
 // batch's short histories, most of its segments) in one block per (segment, kv head) that
-// computes dK, dV and, holding all the segment's keys, dQ; the longer ones by key tiles plus the
-// dq kernel.
+// computes dK, dV and, holding all the segment's keys, dQ (128-key blocks, and past 128 tokens
+// 256-key ones); the longer ones by key tiles plus the dq kernel.
 template <int D>
 cudaError_t launch_gradients(const Launch& a, bool deterministic, cudaStream_t stream) {
   constexpr int kDeltaThreads = 256;
@@ -568,9 +575,14 @@ cudaError_t launch_gradients(const Launch& a, bool deterministic, cudaStream_t s
   if (deterministic) {
     const int short_len = a.segment_block_max_len;
     cudaError_t err = cudaSuccess;
-    if (short_len > 0) err = launch_dkdv<D, kSegmentKeys, DqMode::kDirect>(a, 1, short_len, stream);
+    if (short_len > 0)
+      err = launch_dkdv<D, kSegmentKeys, DqMode::kDirect>(a, 1, 0, std::min(short_len, kSegmentKeys), stream);
+    if constexpr (D <= 64) {  // (attention_backward admits short_len past kSegmentKeys only here)
+      if (err == cudaSuccess && short_len > kSegmentKeys && a.max_seqlen > kSegmentKeys)
+        err = launch_dkdv<D, kLongSegmentKeys, DqMode::kDirect>(a, 1, kSegmentKeys, short_len, stream);
+    }
     if (err != cudaSuccess || a.max_seqlen <= short_len) return err;
-    err = launch_dkdv<D, kKeyTile, DqMode::kSeparate>(a, n_key_tiles, short_len, stream);
+    err = launch_dkdv<D, kKeyTile, DqMode::kSeparate>(a, n_key_tiles, 0, short_len, stream);
     if (err != cudaSuccess) return err;
     const int n_query_tiles = (a.max_seqlen + kDqTile - 1) / kDqTile;
     constexpr int kDqShared = static_cast<int>(dq_shared_bytes<D>());
@@ -582,7 +594,7 @@ cudaError_t launch_gradients(const Launch& a, bool deterministic, cudaStream_t s
                         a.prefix_lens, n_query_tiles, short_len, a.T, a.H, a.KV, a.q_stride, a.kv_stride, a.rope,
                         a.scale);
   }
-  cudaError_t err = launch_dkdv<D, kKeyTile, DqMode::kAtomic>(a, n_key_tiles, 0, stream);
+  cudaError_t err = launch_dkdv<D, kKeyTile, DqMode::kAtomic>(a, n_key_tiles, 0, 0, stream);
   if (err != cudaSuccess) return err;
   const int64_t pairs = static_cast<int64_t>(a.T) * a.H * (D / 2);
   constexpr int kConvertThreads = 256;
@@ -615,7 +627,8 @@ cudaError_t attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, c
       shape.n_tokens < 0 || n_segments < 0 || n_segments > 65535 || max_seqlen < 0 || max_seqlen > (1 << 30) ||
       shape.n_tokens * shape.n_heads > (int64_t{1} << 31) ||
       workspace_bytes < attention_backward_workspace_bytes(shape, n_segments, max_seqlen, deterministic) ||
-      segment_block_max_len < 0 || segment_block_max_len > kAttentionSegmentBlockMaxLen)
+      segment_block_max_len < 0 ||
+      segment_block_max_len > (D <= 64 ? kAttentionLongSegmentBlockMaxLen : kAttentionSegmentBlockMaxLen))
     return cudaErrorInvalidValue;
   if (shape.n_tokens == 0 || n_segments == 0 || max_seqlen == 0) return cudaSuccess;
   float* delta = static_cast<float*>(workspace);

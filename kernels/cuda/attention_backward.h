@@ -10,9 +10,10 @@
 // (attention_head_dims.h), else cudaErrorInvalidValue. Tensors are 16-byte aligned (16-byte
 // copies); the workspace 256-byte aligned (cudaMalloc gives both).
 // dq, dk, dv are overwritten. deterministic: no float atomics, results bitwise reproducible: a
-// segment of up to segment_block_max_len tokens (at most kAttentionSegmentBlockMaxLen; 0: none) in
-// one block that also computes its dq, longer ones with dq by a separate query-tile kernel;
-// otherwise dq is accumulated with fp32 atomicAdd in the workspace (segment_block_max_len unused).
+// segment of up to segment_block_max_len tokens (0: none; at most kAttentionSegmentBlockMaxLen, or
+// kAttentionLongSegmentBlockMaxLen for head_dim <= 64) in one block that also computes its dq,
+// longer ones with dq by a separate query-tile kernel; otherwise dq is accumulated with fp32
+// atomicAdd in the workspace (segment_block_max_len unused).
 #pragma once
 
 #include <cstddef>
@@ -29,8 +30,13 @@ namespace reclm::cuda {
 size_t attention_backward_workspace_bytes(const ops::AttentionShape& shape, int64_t n_segments, int64_t max_seqlen,
                                           bool deterministic);
 
-// The longest segment the deterministic mode's one-block path takes (its block holds 128 keys).
+// The longest segment the deterministic mode's one-block path takes by default (its block of 8
+// warps holds 128 keys; two blocks per SM at head_dim <= 64).
 constexpr int64_t kAttentionSegmentBlockMaxLen = 128;
+// The longest it may take at head_dim <= 64: segments of 129 to 256 tokens then go to blocks of 16
+// warps holding 256 keys (one per SM), instead of key tiles plus the dq kernel's second pass over
+// the scores (14 FLOPs per pair instead of 10).
+constexpr int64_t kAttentionLongSegmentBlockMaxLen = 256;
 
 // rows (AttentionQkvRows, attention_head_dims.h): row_stride: dq, dk, dv are written into fused
 // rows like q, k, v (dq at the rows' column 0, dk at n_heads·head_dim, dv at

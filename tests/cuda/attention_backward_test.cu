@@ -197,18 +197,26 @@ std::vector<Case> cases() {
       {{128, 92, 129, 33}, {128, 50, 0, 33}, 2, 1, 128, 23},    // prefix, bidirectional, head_dim 128
       {{127, 96, 17}, {20, 96, 0}, 4, 2, 96, 24},               // prefix, GQA 2, head_dim 96
       {{128, 100, 5}, {3, 0, 5}, 2, 2, 32, 25},                 // prefix, head_dim 32
+      // around the 256-key blocks' limit (head_dim <= 64)
+      {{256, 255, 257, 200, 130}, {}, 4, 2, 64, 26},            // causal, GQA 2
+      {{256, 140, 3}, {100, 140, 0}, 2, 2, 32, 27},             // prefix, bidirectional, head_dim 32
   };
 }
 
-// The backward's modes: fast; deterministic (short segments in one block); deterministic with key
-// tiles for all.
+// The backward's modes: fast; deterministic (short segments in one block); deterministic with the
+// segments of up to 256 tokens in one block (head_dim <= 64 only); deterministic with key tiles
+// for all.
 struct Mode {
   bool deterministic;
   int64_t segment_block_max_len;
   const char* name;
+  bool runs_at(int64_t head_dim) const {
+    return segment_block_max_len <= kAttentionSegmentBlockMaxLen || head_dim <= 64;
+  }
 };
 constexpr Mode kModes[] = {{false, 0, "fast"},
                            {true, kAttentionSegmentBlockMaxLen, "deterministic"},
+                           {true, kAttentionLongSegmentBlockMaxLen, "deterministic, 256-key blocks"},
                            {true, 0, "deterministic, key tiles only"}};
 
 const char* mask_name(const Case& c) {
@@ -231,6 +239,7 @@ TEST(CudaAttentionBackward, MatchesFloat64ReferenceForEveryMaskAndMode) {
     EXPECT_LE(compare(cdk, want.dk).norm_rel, 1e-4);
     EXPECT_LE(compare(cdv, want.dv).norm_rel, 1e-4);
     for (const Mode& mode : kModes) {
+      if (!mode.runs_at(c.head_dim)) continue;
       SCOPED_TRACE(testing::Message() << "heads " << c.n_heads << "/" << c.n_kv_heads << " head_dim " << c.head_dim
                                       << " " << mask_name(c) << " " << mode.name);
       std::printf("  heads %lld/%lld head_dim %lld %s %s\n", static_cast<long long>(c.n_heads),
@@ -263,6 +272,15 @@ TEST(CudaAttentionBackward, DeterministicModeIsBitwiseReproducible) {
   EXPECT_EQ(first.dk, second.dk);
   EXPECT_EQ(first.dv, second.dv);
   expect_close(compare(first.dq, reference(p).dq), "dq");
+  // the 256-key blocks too (the 129-token segment)
+  const Result long_first = run_kernel(p, true, kAttentionLongSegmentBlockMaxLen);
+#if !defined(__CUDACC__)
+  simt::ScopedEmulatorOptions options({7, 3});
+#endif
+  const Result long_second = run_kernel(p, true, kAttentionLongSegmentBlockMaxLen);
+  EXPECT_EQ(long_first.dq, long_second.dq);
+  EXPECT_EQ(long_first.dk, long_second.dk);
+  EXPECT_EQ(long_first.dv, long_second.dv);
 }
 
 // Fast mode with blocks running in parallel on several emulator threads: the dq atomics from
@@ -369,6 +387,7 @@ TEST(CudaAttentionBackward, FusedRowsAndRopeRotation) {
     const std::vector<double> want_dq = rope_back(want.dq, T, c.n_heads, D, host_table, two_d);
     const std::vector<double> want_dk = rope_back(want.dk, T, c.n_kv_heads, D, host_table, two_d);
     for (const Mode& mode : kModes) {
+      if (!mode.runs_at(D)) continue;
       SCOPED_TRACE(testing::Message() << "heads " << c.n_heads << "/" << c.n_kv_heads << " head_dim " << D
                                       << (two_d ? " 2D" : " 1D") << " " << mask_name(c) << " " << mode.name);
       std::printf("  fused rows, heads %lld/%lld head_dim %lld %s %s\n", static_cast<long long>(c.n_heads),
@@ -405,12 +424,19 @@ TEST(CudaAttentionBackward, RejectsUnsupportedShapesAndSmallWorkspace) {
   EXPECT_EQ(attention_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                                nullptr, 1, 16, shape, false, nullptr, need - 1, nullptr),
             cudaErrorInvalidValue);
-  // the one-block path holds at most kAttentionSegmentBlockMaxLen keys
-  for (int64_t limit : {int64_t{-1}, kAttentionSegmentBlockMaxLen + 1}) {
+  // the one-block path holds at most kAttentionLongSegmentBlockMaxLen keys at head_dim 64, and
+  // kAttentionSegmentBlockMaxLen at 128
+  for (int64_t limit : {int64_t{-1}, kAttentionLongSegmentBlockMaxLen + 1}) {
     EXPECT_EQ(attention_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                                  nullptr, nullptr, 1, 16, shape, true, nullptr, 1 << 20, nullptr, limit),
               cudaErrorInvalidValue);
   }
+  shape.head_dim = 128;
+  EXPECT_EQ(attention_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                               nullptr, nullptr, 1, 16, shape, true, nullptr, 1 << 20, nullptr,
+                               kAttentionSegmentBlockMaxLen + 1),
+            cudaErrorInvalidValue);
+  shape.head_dim = 64;
   // fused rows: a multiple of 8 values (16-byte copies) that holds all (2 + 2·1) · 64 = 256 of a row
   for (const int64_t stride : {int64_t{248}, int64_t{260}}) {
     EXPECT_EQ(attention_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,

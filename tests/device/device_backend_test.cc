@@ -346,6 +346,64 @@ TEST(DeviceBackend, MicroBatchesAccumulateAlsoAfterAdamW) {
   }
 }
 
+// RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN=256 (head_dim 64): the attention backward's segments of
+// 129 to 256 tokens go to 256-key blocks. On a batch with a 200-token segment the gradients match
+// the CPU's as the default's do (on the emulator they are the default's bits: both paths add the
+// same bf16 products in the same order); an out-of-range value stops the backend naming the
+// variable.
+TEST(DeviceBackend, LongSegmentAttentionBlocksMatchCpu) {
+  const Case c{.name = "gqa2 d64", .shape = {.vocab = 301, .d_model = 128, .n_heads = 2, .n_kv_heads = 1,
+                                              .head_dim = 64, .d_ff = 200}};
+  const int64_t max_tokens = 260;
+  Model cpu(dims_of(c), max_tokens);
+  init_for(cpu, 43);
+  AdamW optimizer(cpu.layout, optim_config());
+  Batch batch;
+  batch.cu_seqlens = {0, 200, 203, 260};
+  std::mt19937 gen(47);
+  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(cpu.dims.vocab) - 1);
+  for (int32_t s = 0; s + 1 < static_cast<int32_t>(batch.cu_seqlens.size()); ++s) {
+    for (int32_t i = 0; i < batch.cu_seqlens[s + 1] - batch.cu_seqlens[s]; ++i) {
+      batch.tokens.push_back(token(gen));
+      batch.targets.push_back(token(gen));
+      batch.loss_weights.push_back(1.0f);
+      batch.pos_inter.push_back(i);
+    }
+  }
+  const float scale = 1.0f / 260;
+  zero_grads(cpu);
+  forward_backward(cpu, batch, scale);
+  for (const char* setting : {"", "256"}) {
+    ASSERT_EQ(setenv("RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN", setting, 1), 0);
+    std::unique_ptr<DeviceBackend> device;
+    try {
+      device = make_device_backend(cpu, optimizer, {.max_tokens = max_tokens, .optim = optim_config()});
+    } catch (const UserError& e) {
+      ASSERT_NE(std::string(e.what()).find("no CUDA device"), std::string::npos) << e.what();
+    }
+    SKIP_WITHOUT_DEVICE(device);
+    device->upload(cpu, optimizer);
+    device->zero_grads();
+    device->forward_backward(batch, scale, true, {});
+    Model out(cpu.dims, 1);
+    device->download_gradients(out);
+    for (const ParamEntry& e : cpu.layout.entries()) {
+      std::vector<float> diff(e.numel);
+      for (int64_t i = 0; i < e.numel; ++i) diff[i] = out.grad_data()[e.offset + i] - cpu.grad_data()[e.offset + i];
+      EXPECT_LT(norm_of(diff.data(), e.numel), 3e-2 * norm_of(cpu.grad_data() + e.offset, e.numel))
+          << e.name << " with RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN=" << setting;  // NaN fails too
+    }
+  }
+  ASSERT_EQ(setenv("RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN", "257", 1), 0);
+  try {
+    make_device_backend(cpu, optimizer, {.max_tokens = max_tokens, .optim = optim_config()});
+    ADD_FAILURE() << "RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN=257 was accepted";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN=257"), std::string::npos) << e.what();
+  }
+  ASSERT_EQ(unsetenv("RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN"), 0);
+}
+
 // forward_hidden (the ranking evaluation's forward on the device): the final norm's output at
 // chosen rows, against the CPU's forward_hidden, to bf16 accuracy: ‖device − cpu‖ / ‖cpu‖ per row
 // below 2e-2 (measured up to 1.1e-2: every layer's GEMMs and attention read bf16 operands).

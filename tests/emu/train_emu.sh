@@ -13,7 +13,8 @@
 #     does one stream (runtime.second_stream false) as the default side stream, and so do the
 #     side stream's GEMMs planned for fewer SMs (RECLM_SIDE_GEMM_SMS) with one buffer of the
 #     residual stream's bf16 gradient instead of two (RECLM_RESIDUAL_GRADIENT_BUFFERS=1), both
-#     logged;
+#     logged, and so does the attention backward's one-block path up to 256 tokens
+#     (RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN=256, logged);
 #  4. under mpirun -np 2 (when MPI is built) the device ranks train like one process with the
 #     same global batch, their gradient buckets all-reduced during backward; with ZeRO-1
 #     (optim.zero1) 2 device ranks train like the plain 2 ranks, 3 like 3 CPU ranks with ZeRO-1
@@ -26,8 +27,8 @@
 #     emulator's one GEMM), =host the host's wait share, both without the first micro-batch;
 #  6. the combinations the backend refuses (head dims other than 32/64/128) exit 2
 #     naming runtime.device, a plan too large for the device exits 2 before anything is written,
-#     and so does a bad RECLM_GEMM_ALGORITHM_RANK, RECLM_SIDE_GEMM_SMS or
-#     RECLM_RESIDUAL_GRADIENT_BUFFERS.
+#     and so does a bad RECLM_GEMM_ALGORITHM_RANK, RECLM_SIDE_GEMM_SMS,
+#     RECLM_RESIDUAL_GRADIENT_BUFFERS or RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN.
 set -euo pipefail
 : "${RECLM_EMU:?path of the reclm-emu binary}"
 source "$(dirname "$0")/../e2e/lib/common.bash"
@@ -144,6 +145,15 @@ grep -q "buffers of the residual stream's bf16 gradient: 1 (RECLM_RESIDUAL_GRADI
   { cat "$work/side_sms.txt"; fail "the log does not say RECLM_RESIDUAL_GRADIENT_BUFFERS took effect"; }
 same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/side_sms/metrics.jsonl" "train val")" 0 ||
   fail "RECLM_SIDE_GEMM_SMS or RECLM_RESIDUAL_GRADIENT_BUFFERS changed the emulator's training"
+# 3d. RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN=256 (head_dim 64 here), said in the log; these
+#     segments are short, so the same bits (DeviceBackend.LongSegmentAttentionBlocksMatchCpu has
+#     a 200-token one)
+RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN=256 "$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda \
+  --set train.run_dir="$work/block256" > "$work/block256.txt" 2>&1 || { cat "$work/block256.txt"; fail "block 256 run"; }
+grep -q "segments of up to 256 tokens in one block (RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN)" "$work/block256.txt" ||
+  { cat "$work/block256.txt"; fail "the log does not say RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN took effect"; }
+same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/block256/metrics.jsonl" "train val")" 0 ||
+  fail "RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN changed the emulator's training on short segments"
 
 # 4. two device ranks (micro_batch 2 each) vs one process (micro_batch 4), buckets of ~0.05 MiB
 if [ -x "$RECLM_SOURCE_DIR/scripts/mpirun.sh" ] && command -v mpirun > /dev/null; then
@@ -277,4 +287,11 @@ RECLM_RESIDUAL_GRADIENT_BUFFERS=1 RECLM="$RECLM_EMU" expect_exit2 \
   "RECLM_RESIDUAL_GRADIENT_BUFFERS=1: runtime.second_stream is false" train "${base[@]}" --set runtime.device=cuda \
   --set runtime.second_stream=false --set train.run_dir="$work/buffers_bad"
 [ ! -e "$work/buffers_bad" ] || fail "a refused RECLM_RESIDUAL_GRADIENT_BUFFERS wrote $work/buffers_bad"
+# and a RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN outside 0 to 256 (head_dim 64)
+for bad in x -1 257; do
+  RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN=$bad RECLM="$RECLM_EMU" expect_exit2 \
+    "RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN=$bad: expected the longest segment" train "${base[@]}" \
+    --set runtime.device=cuda --set train.run_dir="$work/block_bad"
+done
+[ ! -e "$work/block_bad" ] || fail "a refused RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN wrote $work/block_bad"
 echo "train_emu: ok"

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/cuda/adamw.h"
+#include "kernels/cuda/attention_backward.h"
 #include "kernels/cuda/attention_head_dims.h"
 #include "kernels/cuda/convert.h"
 #include "kernels/cuda/grad_norm.h"
@@ -36,21 +37,26 @@ namespace reclm {
 
 namespace {
 
-// A setting of the side stream from the environment variable `name`, for measuring its effect
-// (docs/gpu.md): unset or empty gives `fallback`; else a whole number in [lo, hi] (`expected`
-// says what it is). A bad value, or one other than `fallback` without a side stream, stops the
-// run naming the variable (exit 2).
-int side_setting_from_environment(const char* name, const char* expected, long lo, long hi, int fallback,
-                                  bool second_stream) {
+// A setting from the environment variable `name`, for measuring its effect (docs/gpu.md): unset
+// or empty gives `fallback`; else a whole number in [lo, hi] (`expected` says what it is). A bad
+// value stops the run naming the variable (exit 2).
+int setting_from_environment(const char* name, const char* expected, long lo, long hi, int fallback) {
   const char* env = std::getenv(name);
   if (env == nullptr || *env == '\0') return fallback;
   char* end = nullptr;
   const long value = std::strtol(env, &end, 10);
   RECLM_USER_CHECK(*end == '\0' && value >= lo && value <= hi, "environment {}={}: expected {}, {} to {}", name,
                    env, expected, lo, hi);
-  RECLM_USER_CHECK(value == fallback || second_stream,
-                   "environment {}={}: runtime.second_stream is false, so there is no side stream", name, env);
   return static_cast<int>(value);
+}
+// The same for a setting of the side stream: a value other than `fallback` without one stops the run too.
+int side_setting_from_environment(const char* name, const char* expected, long lo, long hi, int fallback,
+                                  bool second_stream) {
+  const int value = setting_from_environment(name, expected, lo, hi, fallback);
+  RECLM_USER_CHECK(value == fallback || second_stream,
+                   "environment {}={}: runtime.second_stream is false, so there is no side stream", name,
+                   std::getenv(name));
+  return value;
 }
 
 // What runtime.gemm_autotune's timing found on one stream's GEMMs (GemmContext::autotune_stats),
@@ -149,6 +155,17 @@ class CudaBackend final : public DeviceBackend {
     if (residual_gradient_buffers != options.residual_gradient_buffers) {
       log_info("device: buffers of the residual stream's bf16 gradient: {} (RECLM_RESIDUAL_GRADIENT_BUFFERS)",
                residual_gradient_buffers);
+    }
+    // the attention backward's one-block segments (kernels/cuda/attention_backward.h): up to 256
+    // tokens at head_dim <= 64 to compare with the default 128 (docs/gpu.md)
+    const int64_t block_max_len = model.dims.head_dim <= 64 ? cuda::kAttentionLongSegmentBlockMaxLen
+                                                            : cuda::kAttentionSegmentBlockMaxLen;
+    dm_->attention_segment_block_max_len = setting_from_environment(
+        "RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN", "the longest segment of the attention backward's one-block path",
+        0, block_max_len, static_cast<int>(cuda::kAttentionSegmentBlockMaxLen));
+    if (dm_->attention_segment_block_max_len != cuda::kAttentionSegmentBlockMaxLen) {
+      log_info("device: the attention backward takes segments of up to {} tokens in one block "
+               "(RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN)", dm_->attention_segment_block_max_len);
     }
     dm_->head_trains = model.head_trains;
     if (model.dims.vocab_parallel()) {  // (every rank constructs its backend at the same point)

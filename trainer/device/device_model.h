@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/cuda/attention_backward.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/simt/cuda_compat.h"
 #include "runtime/comm/communicator.h"
@@ -195,6 +196,8 @@ struct DeviceModel {
   float* rmsnorm_ws = nullptr;
   void* attention_ws = nullptr;
   size_t attention_ws_bytes = 0;
+  // cuda::attention_backward's segment_block_max_len (RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN)
+  int64_t attention_segment_block_max_len = cuda::kAttentionSegmentBlockMaxLen;
   double* norm_ws = nullptr;
   double* norm_result = nullptr;  // [1]
 

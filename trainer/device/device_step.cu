@@ -560,7 +560,7 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
     ok(cuda::attention_backward(dqkv, dqkv + QD, dqkv + QD + KVD, dm.d_attn, a.qkv, a.qkv + QD,
                                 a.qkv + QD + KVD, a.attn, a.lse, dm.cu_seqlens, g.prefix_lens, g.n_segments,
                                 g.max_seqlen, g.shape, /*deterministic=*/true, dm.attention_ws, dm.attention_ws_bytes,
-                                dm.stream, cuda::kAttentionSegmentBlockMaxLen, rows),
+                                dm.stream, dm.attention_segment_block_max_len, rows),
        "attention_backward");
     clock.mark("backward: attention");
     reached(kBackwardPoll);
