@@ -295,8 +295,8 @@ TEST(DeviceBackend, MicroBatchWithoutLossRowsGivesZeroLossAndGradients) {
   }
 }
 
-// Micro-batches accumulate: the gradient of two equals the sum of each one's (to an fp32 rounding
-// of the sum), and so it does right after an AdamW step, whose zeroing leaves the layers'
+// Micro-batches accumulate: the gradient of two equals the sum of each one's (per tensor within
+// 1e-6 of it), and so it does right after an AdamW step, whose zeroing leaves the layers'
 // gradients stale for the next backward to write over (DeviceModel::layer_grad_ranges): there the
 // first micro-batch must write them and the second add to them, bitwise as before the step.
 TEST(DeviceBackend, MicroBatchesAccumulateAlsoAfterAdamW) {
