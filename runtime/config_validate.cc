@@ -275,7 +275,8 @@ void validate_config(const Config& config) {
     for (const auto& [set, field] : {std::pair{r.recompute_activations(), "recompute_activations"},
                                      std::pair{r.fp32_logits(), "fp32_logits"},
                                      std::pair{!r.second_stream(), "second_stream"},
-                                     std::pair{r.gemm_autotune(), "gemm_autotune"}}) {
+                                     std::pair{r.gemm_autotune(), "gemm_autotune"},
+                                     std::pair{!r.queued_steps(), "queued_steps"}}) {
       if (set) {
         violations.add(fmt::format("runtime.{}", field),
                        "applies to runtime.device \"cuda\" only (the device is \"{}\")", config.runtime().device());

@@ -32,6 +32,7 @@
 
 #include "data/batch.h"
 #include "runtime/config.h"
+#include "runtime/errors.h"
 #include "trainer/grad_buckets.h"
 #include "trainer/model.h"
 
@@ -86,6 +87,36 @@ class DeviceBackend {
   // gradients are zero afterwards. Under ZeRO-1 of this rank's shard, then every rank's weights
   // are all-gathered. (It may still run while the next forward starts: runtime.second_stream.)
   virtual void adamw_step(float lr, float grad_scale) = 0;
+  // Queued steps (runtime.queued_steps): the host queues a whole step, then reads the one before
+  // it, so the device does not sit idle between steps while the host reads the loss and the
+  // gradient norm and queues the update. The step's loss, norm, clipping coefficient and
+  // non-finite check stay on the device (kernels/step_guard.h), where AdamW reads them and skips
+  // a non-finite step; the values are the bits the synchronous calls give. One rank, with every
+  // parameter trained (the norm summed by backward stages): can_queue_steps() says so.
+  struct QueuedStep {
+    double loss_sum = 0.0;   // Σ weight·loss over the step's micro-batches
+    double grad_norm = 0.0;
+    bool finite = true;      // false: the update was skipped
+    double device_ms = 0.0;  // the device's time for the step: from the end of the step before it
+                             // when it was queued behind that one, else from its first queued work
+    bool queued_behind = false;  // it was queued while the step before was unread
+  };
+  virtual bool can_queue_steps() const { return false; }
+  // forward_backward, with the micro-batch's loss added to the step's on the device.
+  virtual void forward_backward_queued(const Batch& batch, float grad_scale, bool last_micro_batch,
+                                       const DropoutState& dropout) {
+    (void)batch, (void)grad_scale, (void)last_micro_batch, (void)dropout;
+    throw InternalError("this device backend has no queued steps");
+  }
+  // After the step's last micro-batch: the step's guard (norm, clip to max_norm, the mean loss
+  // over total_weight finite), then the AdamW update (learning rate lr) that reads it.
+  virtual void queue_update(float lr, float max_norm, double total_weight) {
+    (void)lr, (void)max_norm, (void)total_weight;
+    throw InternalError("this device backend has no queued steps");
+  }
+  // Waits for the step queued last and returns its values. One step is unread at a time: it is
+  // read before the next queue_update.
+  virtual QueuedStep read_queued_step() { throw InternalError("this device backend has no queued steps"); }
   // The time by phase when RECLM_DEVICE_PROFILE=1 (trainer/device/phase_clock.h), else "".
   virtual std::string profile_report() const = 0;
 };

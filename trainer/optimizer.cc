@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/ops.h"
+#include "kernels/step_guard.h"
 
 namespace reclm {
 
@@ -63,8 +64,7 @@ void AdamW::step(Model& model, float lr, float grad_scale) {
 }
 
 float clip_coefficient(double norm, float max_norm) {
-  if (max_norm <= 0.0f || norm <= max_norm) return 1.0f;
-  return static_cast<float>(max_norm / (norm + 1e-6));
+  return ops::clip_coefficient(norm, max_norm);  // (the device's queued steps compute it too)
 }
 
 }  // namespace reclm

@@ -160,6 +160,17 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
                              : "; unknown bf16 peak (set runtime.peak_tflops for MFU)");
     if (bucketed) n_buckets = device->enable_gradient_buckets(*comm, bucket_floats);
   }
+  // runtime.queued_steps: each step queued before the host reads the one before it
+  const bool queued = device && config.runtime().queued_steps() && world == 1 && device->can_queue_steps();
+  if (device && config.runtime().queued_steps()) {
+    if (queued) {
+      log_info("device: each step is queued before the host reads the last one's loss and gradient norm "
+               "(runtime.queued_steps)");
+    } else {
+      log_info("device: the host reads each step's loss and gradient norm before the next (runtime.queued_steps "
+               "is for one process with every parameter trained)");
+    }
+  }
   const bool lead = rank == 0;  // writes the run directory; every rank trains
   const std::filesystem::path run_dir =
       lead ? prepare_run_dir(config) : std::filesystem::path(config.train().run_dir());
@@ -231,6 +242,73 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
   // on this one (on the CPU backend the cores are busy with the step itself). Batches are pure
   // functions of (step, micro), so this changes nothing but the time.
   std::future<std::vector<Batch>> next_batches;
+  // What the host knows of a step before its loss and gradient norm: with queued steps these come
+  // once the next step is queued (runtime.queued_steps, DeviceBackend::queue_update).
+  struct StepInfo {
+    int64_t step = 0;
+    double total_weight = 0.0, flops = 0.0, data_wait_seconds = 0.0;
+    int64_t tokens = 0;
+    float lr = 0.0f;
+  };
+  // The end of a step once its loss and norm are known and its update has run (or was skipped,
+  // when they are not finite): train.on_nonfinite (STOP throws), the result, the metrics line and
+  // the log line. `seconds`: the step's time.
+  const auto finish_step = [&](const StepInfo& info, double loss, double norm, double seconds, double comm_seconds,
+                               const std::optional<OverlapStats>& overlap) {
+    const int64_t step = info.step;
+    const bool finite = std::isfinite(loss) && std::isfinite(norm);
+    if (!finite && tc.on_nonfinite() == config::TrainConfig::STOP) {
+      throw TrainingDiverged(fmt::format(
+          "non-finite {} at step {} (loss {}, grad norm {}); lower train.lr or set "
+          "train.on_nonfinite: SKIP",
+          std::isfinite(loss) ? "gradient" : "loss", step + 1, loss, norm));
+    }
+    if (!finite) {
+      ++result.skipped_steps;
+      log_warn("step {}: non-finite loss/gradient, update skipped ({} so far)", step + 1,
+               result.skipped_steps);
+    }
+    result.losses.push_back(loss);
+    result.steps = step + 1;
+    progress = {step + 1, progress.tokens_seen + info.tokens, result.skipped_steps, info.lr};
+    const double model_tflops = info.flops / seconds / 1e12;
+    const double tokens_per_s = info.tokens / seconds;
+    write_metrics({{"kind", "train"}, {"step", step + 1}, {"loss", loss}, {"lr", info.lr},
+                   {"grad_norm", norm}, {"tokens", info.tokens}, {"tokens_per_s", tokens_per_s},
+                   {"ms_per_step", seconds * 1e3}, {"data_ms", info.data_wait_seconds * 1e3},
+                   {"comm_ms", comm_seconds * 1e3},
+                   {"model_tflops", model_tflops}, {"mfu", peak_tflops > 0 ? model_tflops / world / peak_tflops : 0.0},
+                   {"device_mem_mb", device ? device->info().planned_bytes / 1048576.0 : 0.0},
+                   {"overlap", overlap ? overlap->overlap() : 0.0},
+                   {"peak_rss_mb", peak_rss_mib()},
+                   {"time_s", run_clock.seconds()}, {"skipped", !finite}});
+    const std::string status = fmt::format("loss {:.4f} | {:.0f} tok/s", loss, tokens_per_s);
+    if ((step + 1) % tc.log_every() == 0 || step == 0 || step + 1 == tc.steps()) {
+      const std::string line = fmt::format(
+          "step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step{}{} | peak {:.0f} MiB",
+          step + 1, tc.steps(), loss, info.lr, norm, tokens_per_s, seconds * 1e3,
+          peak_tflops > 0 ? fmt::format(" | MFU {:.1f}%", 100.0 * model_tflops / world / peak_tflops) : "",
+          world > 1 ? fmt::format(" ({:.1f} comm{})", comm_seconds * 1e3,
+                                  overlap ? fmt::format(", {:.0f}% overlapped", 100 * overlap->overlap())
+                                          : "")
+                    : "",
+          peak_rss_mib());
+      if (draw) bar.print_above(line); else log_info("{}", line);
+    }
+    if (draw) bar.update(step + 1, status);
+  };
+  // Queued steps: the step queued last whose loss and norm are not read yet, read by
+  // finish_queued_step (its time is the device's, plus the host's wait for its batches when it
+  // did not follow the step before on the device).
+  std::optional<StepInfo> unread;
+  const auto finish_queued_step = [&] {
+    const StepInfo info = *unread;
+    unread.reset();
+    const DeviceBackend::QueuedStep done = device->read_queued_step();
+    const double loss = info.total_weight > 0.0 ? done.loss_sum / info.total_weight : 0.0;
+    const double seconds = done.device_ms / 1e3 + (done.queued_behind ? 0.0 : info.data_wait_seconds);
+    finish_step(info, loss, done.grad_norm, seconds, 0.0, std::nullopt);
+  };
   for (int64_t step = progress.step; step < tc.steps(); ++step) {
     Stopwatch step_clock;
     std::vector<Batch> batches = next_batches.valid() ? next_batches.get() : make_batches(step);
@@ -248,7 +326,8 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     sum_over_ranks(comm, counts, 3);  // the mean is over the global batch
     comm_seconds += comm_clock.seconds();
     const double total_weight = counts[0];
-    const auto step_tokens = static_cast<int64_t>(counts[1]);
+    const float lr = learning_rate(tc, step);
+    const StepInfo info{step, total_weight, counts[2], data_wait_seconds, static_cast<int64_t>(counts[1]), lr};
     if (device) device->zero_grads(); else zero_grads(model);
     double loss_sum = 0.0;
     const float grad_scale = total_weight > 0.0 ? static_cast<float>(1.0 / total_weight) : 0.0f;
@@ -256,91 +335,67 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
       model.dropout = {config.model().dropout(), true, config.runtime().seed(),
                        dropout_stream(step, micro, tc.grad_accum(), rank, world)};
       const bool last = micro + 1 == static_cast<int>(batches.size());
-      loss_sum += device ? device->forward_backward(batches[micro], grad_scale, last, model.dropout)
-                         : forward_backward(model, batches[micro], grad_scale,
-                                            buckets && last ? buckets->hook(model.grad_data()) : BackwardHook{});
+      if (queued) {
+        device->forward_backward_queued(batches[micro], grad_scale, last, model.dropout);
+      } else {
+        loss_sum += device ? device->forward_backward(batches[micro], grad_scale, last, model.dropout)
+                           : forward_backward(model, batches[micro], grad_scale,
+                                              buckets && last ? buckets->hook(model.grad_data()) : BackwardHook{});
+      }
     }
     model.dropout.enabled = false;  // validation and evaluation see the whole network
-    comm_clock = Stopwatch();
-    std::optional<OverlapStats> overlap;
-    if (device) {
-      overlap = device->all_reduce_gradients(comm);
-    } else if (zero1) {
-      zero1->reduce_scatter_gradients(model);
-    } else if (buckets) {
-      overlap = buckets->finish(model.grad_data());
+    const bool last_step = step + 1 == tc.steps();
+    const bool rank_now = rank_every > 0 && ((step + 1) % rank_every == 0 || last_step);
+    const bool val_now = val_every > 0 && ((step + 1) % val_every == 0 || last_step);
+    const bool checkpoint_now = hooks.after_step && checkpoint_due(config, step + 1, last_step);
+    if (queued) {
+      // The step before is read now that this one is queued (the device is busy with it), and
+      // before this step's update, which a skipped step before it changes (AdamW's step count).
+      if (unread) finish_queued_step();
+      device->queue_update(lr, config.optim().grad_clip(), total_weight);
+      unread = info;
+      // What runs after the step on the host reads its results: then it is read at once.
+      if (last_step || rank_now || val_now || checkpoint_now) finish_queued_step();
     } else {
-      all_reduce_gradients(comm, model);
-    }
-    sum_over_ranks(comm, &loss_sum, 1);
-    comm_seconds += comm_clock.seconds();
-    const double loss = total_weight > 0.0 ? loss_sum / total_weight : 0.0;
-    // ZeRO-1: each rank's shard, all-reduced (one double).
-    const double norm = device ? device->grad_norm() : zero1 ? zero1->grad_norm(model) : job_grad_norm(comm, model);
-    const float lr = learning_rate(tc, step);
-
-    const bool finite = std::isfinite(loss) && std::isfinite(norm);
-    if (!finite && tc.on_nonfinite() == config::TrainConfig::STOP) {
-      throw TrainingDiverged(fmt::format(
-          "non-finite {} at step {} (loss {}, grad norm {}); lower train.lr or set "
-          "train.on_nonfinite: SKIP",
-          std::isfinite(loss) ? "gradient" : "loss", step + 1, loss, norm));
-    }
-    if (finite && device) {
-      device->adamw_step(lr, clip_coefficient(norm, config.optim().grad_clip()));
-    } else if (finite) {
-      optimizer.step(model, lr, clip_coefficient(norm, config.optim().grad_clip()));
-      if (zero1) {  // every rank gets the shards the others updated
-        comm_clock = Stopwatch();
-        zero1->all_gather_parameters(model);
-        comm_seconds += comm_clock.seconds();
+      comm_clock = Stopwatch();
+      std::optional<OverlapStats> overlap;
+      if (device) {
+        overlap = device->all_reduce_gradients(comm);
+      } else if (zero1) {
+        zero1->reduce_scatter_gradients(model);
+      } else if (buckets) {
+        overlap = buckets->finish(model.grad_data());
+      } else {
+        all_reduce_gradients(comm, model);
       }
-    } else {
-      ++result.skipped_steps;
-      log_warn("step {}: non-finite loss/gradient, update skipped ({} so far)", step + 1,
-               result.skipped_steps);
+      sum_over_ranks(comm, &loss_sum, 1);
+      comm_seconds += comm_clock.seconds();
+      const double loss = total_weight > 0.0 ? loss_sum / total_weight : 0.0;
+      // ZeRO-1: each rank's shard, all-reduced (one double).
+      const double norm = device ? device->grad_norm() : zero1 ? zero1->grad_norm(model) : job_grad_norm(comm, model);
+      const bool finite = std::isfinite(loss) && std::isfinite(norm);  // (else no update: finish_step says why)
+      if (finite && device) {
+        device->adamw_step(lr, clip_coefficient(norm, config.optim().grad_clip()));
+      } else if (finite) {
+        optimizer.step(model, lr, clip_coefficient(norm, config.optim().grad_clip()));
+        if (zero1) {  // every rank gets the shards the others updated
+          comm_clock = Stopwatch();
+          zero1->all_gather_parameters(model);
+          comm_seconds += comm_clock.seconds();
+        }
+      }
+      // (the device has finished: norm and loss were read)
+      finish_step(info, loss, norm, step_clock.seconds(), comm_seconds, overlap);
     }
-    result.losses.push_back(loss);
-    result.steps = step + 1;
-    progress = {step + 1, progress.tokens_seen + step_tokens, result.skipped_steps, lr};
 
-    const double seconds = step_clock.seconds();  // (the device has finished: norm and loss were read)
-    const double model_tflops = counts[2] / seconds / 1e12;
-    const double tokens_per_s = step_tokens / seconds;
-    write_metrics({{"kind", "train"}, {"step", step + 1}, {"loss", loss}, {"lr", lr},
-                   {"grad_norm", norm}, {"tokens", step_tokens}, {"tokens_per_s", tokens_per_s},
-                   {"ms_per_step", seconds * 1e3}, {"data_ms", data_wait_seconds * 1e3},
-                   {"comm_ms", comm_seconds * 1e3},
-                   {"model_tflops", model_tflops}, {"mfu", peak_tflops > 0 ? model_tflops / world / peak_tflops : 0.0},
-                   {"device_mem_mb", device ? device->info().planned_bytes / 1048576.0 : 0.0},
-                   {"overlap", overlap ? overlap->overlap() : 0.0},
-                   {"peak_rss_mb", peak_rss_mib()},
-                   {"time_s", run_clock.seconds()}, {"skipped", !finite}});
-    const std::string status = fmt::format("loss {:.4f} | {:.0f} tok/s", loss, tokens_per_s);
-    if ((step + 1) % tc.log_every() == 0 || step == 0 || step + 1 == tc.steps()) {
-      const std::string line = fmt::format(
-          "step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step{}{} | peak {:.0f} MiB",
-          step + 1, tc.steps(), loss, lr, norm, tokens_per_s, seconds * 1e3,
-          peak_tflops > 0 ? fmt::format(" | MFU {:.1f}%", 100.0 * model_tflops / world / peak_tflops) : "",
-          world > 1 ? fmt::format(" ({:.1f} comm{})", comm_seconds * 1e3,
-                                  overlap ? fmt::format(", {:.0f}% overlapped", 100 * overlap->overlap())
-                                          : "")
-                    : "",
-          peak_rss_mib());
-      if (draw) bar.print_above(line); else log_info("{}", line);
-    }
-    if (draw) bar.update(step + 1, status);
-
-    if (val_every > 0 && ((step + 1) % val_every == 0 || step + 1 == tc.steps())) {
+    if (val_now) {
       const double val = validation_loss(model, device.get(), source, config.eval().val_batches(), comm);
       result.val_losses.push_back(val);
       write_metrics({{"kind", "val"}, {"step", step + 1}, {"val_loss", val}});
       const std::string line = fmt::format("step {:>6}/{} | val loss {:.4f}", step + 1, tc.steps(), val);
       if (draw) bar.print_above(line); else log_info("{}", line);
     }
-    const bool last_step = step + 1 == tc.steps();
-    const bool rank_now = rank_every > 0 && ((step + 1) % rank_every == 0 || last_step);
-    if (device && (rank_now || (hooks.after_step && checkpoint_due(config, step + 1, last_step)))) {
+    if (device && (rank_now || checkpoint_now)) {
       device->download(model, &optimizer);  // what the evaluation and the checkpoint read
     }
     if (rank_now) {
@@ -356,7 +411,8 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
           hooks.describe_rank ? hooks.describe_rank(ranking) : ranking.dump());
       if (draw) bar.print_above(line); else log_info("{}", line);
     }
-    if (hooks.after_step) hooks.after_step(model, optimizer, progress, last_step);
+    // (a queued step not read yet comes to the hook with the next one; its checkpoint was not due)
+    if (hooks.after_step && progress.step == step + 1) hooks.after_step(model, optimizer, progress, last_step);
   }
   if (device) {
     // (the profile first: it covers the steps, not the download of the final weights)

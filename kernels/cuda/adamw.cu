@@ -81,9 +81,19 @@ __device__ inline void adamw_scalar(float* params, const float* grads, float* m,
 
 // Vector path: float4 i4 covers values 4·i4 .. 4·i4+3; the n % 4 tail values go to the first
 // threads of the grid.
+// With a step guard (runtime.queued_steps): its clipping coefficient scales the gradients, and a
+// non-finite step writes nothing.
+__device__ inline bool apply_guard(const ops::StepGuard* guard, AdamWConstants& c) {
+  if (guard == nullptr) return true;
+  if (guard->finite == 0) return false;
+  c.grad_scale = guard->clip;
+  return true;
+}
+
 template <Bf16Mode kMode>
 __global__ void adamw_vec4_kernel(float* params, const float* grads, float* m, float* v, uint16_t* params_bf16,
-                                  int64_t n, AdamWConstants c) {
+                                  int64_t n, AdamWConstants c, const ops::StepGuard* guard) {
+  if (!apply_guard(guard, c)) return;
   const int64_t n_vec = n / 4;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -115,7 +125,8 @@ __global__ void adamw_vec4_kernel(float* params, const float* grads, float* m, f
 
 template <Bf16Mode kMode>
 __global__ void adamw_scalar_kernel(float* params, const float* grads, float* m, float* v, uint16_t* params_bf16,
-                                    int64_t n, AdamWConstants c) {
+                                    int64_t n, AdamWConstants c, const ops::StepGuard* guard) {
+  if (!apply_guard(guard, c)) return;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     adamw_scalar<kMode>(params, grads, m, v, params_bf16, i, c);
@@ -144,35 +155,35 @@ bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t
 
 template <Bf16Mode kMode>
 cudaError_t launch_adamw(float* params, const float* grads, float* m, float* v, uint16_t* params_bf16, int64_t n,
-                         const AdamWConstants& c, cudaStream_t stream) {
+                         const AdamWConstants& c, const ops::StepGuard* guard, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   const bool vec = aligned(params, 16) && aligned(grads, 16) && aligned(m, 16) && aligned(v, 16) &&
                    (kMode == Bf16Mode::kNone || aligned(params_bf16, 8));
   if (vec) {
     const int64_t work = n / 4 > n % 4 ? n / 4 : n % 4;  // enough threads for the tail too
     return simt::launch(adamw_vec4_kernel<kMode>, dim3(grid_stride_blocks(work, kThreads)), dim3(kThreads), 0,
-                        stream, params, grads, m, v, params_bf16, n, c);
+                        stream, params, grads, m, v, params_bf16, n, c, guard);
   }
   return simt::launch(adamw_scalar_kernel<kMode>, dim3(grid_stride_blocks(n, kThreads)), dim3(kThreads), 0, stream,
-                      params, grads, m, v, params_bf16, n, c);
+                      params, grads, m, v, params_bf16, n, c, guard);
 }
 
 }  // namespace
 
 cudaError_t adamw_update(float* params, const float* grads, float* m, float* v, int64_t n,
                          const ops::AdamWHyper& hyper, cudaStream_t stream) {
-  return launch_adamw<Bf16Mode::kNone>(params, grads, m, v, nullptr, n, constants_of(hyper, 0, 0), stream);
+  return launch_adamw<Bf16Mode::kNone>(params, grads, m, v, nullptr, n, constants_of(hyper, 0, 0), nullptr, stream);
 }
 
 cudaError_t adamw_update_bf16(float* params, const float* grads, float* m, float* v, int64_t n,
                               const ops::AdamWHyper& hyper, uint16_t* params_bf16,
                               ops::Bf16Rounding rounding, uint64_t seed, int64_t index_base,
-                              cudaStream_t stream) {
+                              cudaStream_t stream, const ops::StepGuard* guard) {
   const AdamWConstants c = constants_of(hyper, seed, index_base);
   if (rounding == ops::Bf16Rounding::kStochastic) {
-    return launch_adamw<Bf16Mode::kStochastic>(params, grads, m, v, params_bf16, n, c, stream);
+    return launch_adamw<Bf16Mode::kStochastic>(params, grads, m, v, params_bf16, n, c, guard, stream);
   }
-  return launch_adamw<Bf16Mode::kNearestEven>(params, grads, m, v, params_bf16, n, c, stream);
+  return launch_adamw<Bf16Mode::kNearestEven>(params, grads, m, v, params_bf16, n, c, guard, stream);
 }
 
 }  // namespace reclm::cuda

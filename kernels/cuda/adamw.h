@@ -6,6 +6,7 @@
 
 #include "kernels/ops.h"
 #include "kernels/simt/cuda_compat.h"
+#include "kernels/step_guard.h"
 
 namespace reclm::cuda {
 
@@ -20,9 +21,11 @@ cudaError_t adamw_update(float* params, const float* grads, float* m, float* v, 
 // ops::adamw_update_bf16 does: to nearest even, or stochastically with the random bits of
 // ops::stochastic_rounding_bits(seed, hyper.step, index_base + i) — bitwise equal to the CPU
 // rounding of the same fp32 value.
+// guard (device memory, or null): the step's guard (kernels/step_guard.h), read when the kernel
+// runs: its clip replaces hyper.grad_scale, and when it is not finite nothing is written.
 cudaError_t adamw_update_bf16(float* params, const float* grads, float* m, float* v, int64_t n,
                               const ops::AdamWHyper& hyper, uint16_t* params_bf16,
                               ops::Bf16Rounding rounding, uint64_t seed, int64_t index_base,
-                              cudaStream_t stream);
+                              cudaStream_t stream, const ops::StepGuard* guard = nullptr);
 
 }  // namespace reclm::cuda

@@ -390,6 +390,8 @@ std::vector<RuleCase> rule_cases() {
        "field runtime.second_stream: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
       {{"runtime.gemm_autotune=true"},
        "field runtime.gemm_autotune: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
+      {{"runtime.queued_steps=false"},
+       "field runtime.queued_steps: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
   };
 }
 

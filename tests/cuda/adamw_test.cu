@@ -75,14 +75,15 @@ struct DeviceResult {
 };
 
 DeviceResult run_device(const State& s, int64_t offset, const ops::AdamWHyper& h, bool with_bf16,
-                        ops::Bf16Rounding rounding, uint64_t seed, int64_t index_base) {
+                        ops::Bf16Rounding rounding, uint64_t seed, int64_t index_base,
+                        const ops::StepGuard* guard = nullptr) {
   const int64_t n = static_cast<int64_t>(s.p.size());
   simt::DeviceBuffer<float> p(padded(s.p, offset)), g(padded(s.g, offset)), m(padded(s.m, offset)),
       v(padded(s.v, offset));
   simt::DeviceBuffer<uint16_t> bf16(static_cast<size_t>(n + offset + 1));
   const cudaError_t status =
       with_bf16 ? adamw_update_bf16(p.data() + offset, g.data() + offset, m.data() + offset, v.data() + offset, n, h,
-                                    bf16.data() + offset, rounding, seed, index_base, nullptr)
+                                    bf16.data() + offset, rounding, seed, index_base, nullptr, guard)
                 : adamw_update(p.data() + offset, g.data() + offset, m.data() + offset, v.data() + offset, n, h,
                                nullptr);
   EXPECT_EQ(status, cudaSuccess);
@@ -148,6 +149,39 @@ TEST(CudaAdamW, Bf16CopyIsBitwiseTheCpuRounding) {
         if (n > 1000) std::printf("bf16 n %lld: fp32 params bitwise equal to the CPU for %lld\n",
                                   static_cast<long long>(n), static_cast<long long>(same_fp32));
         EXPECT_EQ(got.bf16[n], 0xFFFFu) << "wrote past n";
+      }
+    }
+  }
+}
+
+// A step guard (runtime.queued_steps) read on the device: a finite step updates exactly as the
+// guard's clip passed as grad_scale does (bitwise, both paths and roundings); a non-finite one
+// writes nothing at all, not even the bf16 copy.
+TEST(CudaAdamW, StepGuardScalesByItsClipOrSkipsTheUpdate) {
+  for (const ops::Bf16Rounding rounding : {ops::Bf16Rounding::kNearestEven, ops::Bf16Rounding::kStochastic}) {
+    for (int64_t n : {int64_t{5}, int64_t{100003}}) {
+      for (int64_t offset : {int64_t{0}, int64_t{1}}) {
+        const State s(n, static_cast<uint32_t>(5 * n + offset));
+        ops::StepGuard guard;
+        guard.clip = 0.2913f;  // (test_hyper's grad_scale is 0.37: the guard's must win)
+        simt::DeviceBuffer<ops::StepGuard> on_device(std::vector<ops::StepGuard>{guard});
+        ops::AdamWHyper with_clip = test_hyper();
+        with_clip.grad_scale = guard.clip;
+        const DeviceResult want = run_device(s, offset, with_clip, true, rounding, 99, 7);
+        const DeviceResult got = run_device(s, offset, test_hyper(), true, rounding, 99, 7, on_device.data());
+        const std::string what = "n " + std::to_string(n) + " offset " + std::to_string(offset);
+        EXPECT_EQ(std::memcmp(got.p.data(), want.p.data(), n * sizeof(float)), 0) << what;
+        EXPECT_EQ(std::memcmp(got.m.data(), want.m.data(), n * sizeof(float)), 0) << what;
+        EXPECT_EQ(std::memcmp(got.v.data(), want.v.data(), n * sizeof(float)), 0) << what;
+        EXPECT_EQ(got.bf16, want.bf16) << what;
+
+        guard.finite = 0;
+        simt::DeviceBuffer<ops::StepGuard> skipped(std::vector<ops::StepGuard>{guard});
+        const DeviceResult none = run_device(s, offset, test_hyper(), true, rounding, 99, 7, skipped.data());
+        EXPECT_EQ(std::memcmp(none.p.data(), s.p.data(), n * sizeof(float)), 0) << what;
+        EXPECT_EQ(std::memcmp(none.m.data(), s.m.data(), n * sizeof(float)), 0) << what;
+        EXPECT_EQ(std::memcmp(none.v.data(), s.v.data(), n * sizeof(float)), 0) << what;
+        for (int64_t i = 0; i <= n; ++i) ASSERT_EQ(none.bf16[i], 0xFFFFu) << "bf16 " << i << " written, " << what;
       }
     }
   }

@@ -555,6 +555,99 @@ TEST(DeviceBackend, SecondStreamTrainsBitwiseLikeOneStream) {
   }
 }
 
+// runtime.queued_steps (DeviceBackend::queue_update) against the synchronous calls, in the train
+// loop's order: each step's micro-batches queued, then the step before read, then its update
+// queued. Four steps of two micro-batches, the gradients clipped to 0.5; the second step's loss
+// weight is so small that its mean loss overflows, so the guard must skip its update as
+// train.on_nonfinite SKIP does. Bitwise the same loss sums, norms and finite flags, the same
+// weights and moments after them and the same validation loss; with the side stream, and with one
+// stream for a tied and an untied head (whose gradient norm has one stage more). The cases that
+// only change the layers' shapes are left out (nothing there depends on the queueing). Runs that
+// cannot queue (vocabulary parallelism, LoRA) say so, and misuse is refused.
+TEST(DeviceBackend, QueuedStepsTrainBitwiseLikeReadSteps) {
+  const auto bits_differ = [](const std::vector<float>& a, const std::vector<float>& b) {
+    int64_t differ = 0;
+    for (size_t i = 0; i < a.size(); ++i) differ += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    return differ;
+  };
+  const double weights[4] = {3.5, 1e-310, 2.25, 7.0};  // (Σ weight·loss / 1e-310 is +inf)
+  const float max_norm = 0.5f, lr = 1e-2f;
+  int queued_cases = 0;
+  for (const Case& c : cases()) {
+    if (c.gemm_autotune || c.name == "2D positions" || c.name == "d128" || c.name == "d96 gqa2 prefix") continue;
+    for (const bool second_stream : {false, true}) {
+      if (!second_stream && c.name != "gqa2 d64 tied causal" && c.name != "untied prefix class range") continue;
+      SCOPED_TRACE(c.name + (second_stream ? ", side stream" : ", one stream"));
+      Model host(dims_of(c), kMaxTokens);
+      if (host.dims.vocab_parallel()) host.comm = &local_comm();
+      init_for(host, 41);
+      AdamW optimizer(host.layout, optim_config());
+      auto read = backend_or_skip(host, optimizer, false, 7, c.fp32_logits, second_stream);
+      SKIP_WITHOUT_DEVICE(read);
+      auto queued = backend_or_skip(host, optimizer, false, 7, c.fp32_logits, second_stream);
+      const bool can = !host.dims.vocab_parallel() && !host.layout.any_frozen();
+      EXPECT_EQ(queued->can_queue_steps(), can);
+      if (!can) continue;
+      ++queued_cases;
+      const Batch first = make_batch(c, host.dims, 43), second = make_batch(c, host.dims, 47);
+      // the synchronous steps: loss sum, norm, finite per step
+      std::vector<double> want;
+      read->upload(host, optimizer);
+      for (int step = 0; step < 4; ++step) {
+        read->zero_grads();
+        double loss_sum = read->forward_backward(first, 0.03f, false, dropout_of(c));
+        loss_sum += read->forward_backward(second, 0.03f, true, dropout_of(c));
+        const double norm = read->grad_norm();
+        const bool finite = std::isfinite(loss_sum / weights[step]) && std::isfinite(norm);
+        if (finite) read->adamw_step(lr, clip_coefficient(norm, max_norm));
+        want.insert(want.end(), {loss_sum, norm, finite ? 1.0 : 0.0});
+      }
+      EXPECT_EQ(want[5], 0.0) << "the second step should not be finite";
+      // the queued steps
+      std::vector<double> got;
+      const auto read_step = [&] {
+        const DeviceBackend::QueuedStep s = queued->read_queued_step();
+        got.insert(got.end(), {s.loss_sum, s.grad_norm, s.finite ? 1.0 : 0.0});
+        EXPECT_GE(s.device_ms, 0.0);
+        EXPECT_EQ(s.queued_behind, got.size() > 3) << "only the first step was queued with none unread";
+      };
+      queued->upload(host, optimizer);
+      for (int step = 0; step < 4; ++step) {
+        queued->zero_grads();
+        queued->forward_backward_queued(first, 0.03f, false, dropout_of(c));
+        queued->forward_backward_queued(second, 0.03f, true, dropout_of(c));
+        if (step > 0) read_step();
+        queued->queue_update(lr, max_norm, weights[step]);
+      }
+      EXPECT_THROW(queued->queue_update(lr, max_norm, 1.0), InternalError);  // (no micro-batch queued)
+      Model unread(host.dims, 1);
+      EXPECT_THROW(queued->download(unread, nullptr), InternalError);  // (step 4 unread)
+      read_step();
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t i = 0; i < want.size(); ++i) {
+        EXPECT_EQ(std::memcmp(&got[i], &want[i], sizeof(double)), 0)
+            << "step " << i / 3 + 1 << (i % 3 == 0 ? " loss sum " : i % 3 == 1 ? " norm " : " finite ") << got[i]
+            << " against " << want[i];
+      }
+      std::vector<float> state[2];
+      for (int r = 0; r < 2; ++r) {
+        DeviceBackend& device = r == 0 ? *read : *queued;
+        Model out(host.dims, 1);
+        AdamW moments(host.layout, optim_config());
+        device.download(out, &moments);
+        EXPECT_EQ(moments.steps_taken(), 3) << "the skipped step counts";
+        state[r].assign(out.param_data(), out.param_data() + host.layout.total_floats());
+        state[r].insert(state[r].end(), moments.first_moment(), moments.first_moment() + moments.moment_floats());
+        state[r].insert(state[r].end(), moments.second_moment(), moments.second_moment() + moments.moment_floats());
+      }
+      EXPECT_EQ(bits_differ(state[0], state[1]), 0) << "weights or moments differ";
+      const double val[2] = {read->forward_loss(first), queued->forward_loss(first)};
+      EXPECT_EQ(std::memcmp(&val[0], &val[1], sizeof(double)), 0);
+    }
+  }
+  EXPECT_GT(queued_cases, 2);
+}
+
 // The LM head in chunks of 7 rows (several chunks and a partial one; the trainer's chunks are
 // thousands of rows) against one chunk, with bf16 and with fp32 logits: the same loss and
 // gradients up to fp32 rounding (a GEMM over fewer rows may round its sums differently, which a

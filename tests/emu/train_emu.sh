@@ -10,7 +10,9 @@
 #  2. checkpoints are interchangeable: a device run's step-4 checkpoint resumes on the CPU, and
 #     a CPU run's on the device, each continuing its source's trajectory;
 #  3. activation recomputation (runtime.recompute_activations) trains bitwise the same, and so
-#     does one stream (runtime.second_stream false) as the default side stream, and so do the
+#     do steps read one by one (runtime.queued_steps false; also when steps overflow, under
+#     train.on_nonfinite STOP and SKIP) as the default queued steps, and
+#     one stream (runtime.second_stream false) as the default side stream, and so do the
 #     side stream's GEMMs planned for fewer SMs (RECLM_SIDE_GEMM_SMS) with one buffer of the
 #     residual stream's bf16 gradient instead of two (RECLM_RESIDUAL_GRADIENT_BUFFERS=1), both
 #     logged, and so does the attention backward's one-block path up to 256 tokens
@@ -154,6 +156,51 @@ grep -q "segments of up to 256 tokens in one block (RECLM_ATTENTION_SEGMENT_BLOC
   { cat "$work/block256.txt"; fail "the log does not say RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN took effect"; }
 same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/block256/metrics.jsonl" "train val")" 0 ||
   fail "RECLM_ATTENTION_SEGMENT_BLOCK_MAX_LEN changed the emulator's training on short segments"
+# 3e. queued steps (runtime.queued_steps, the default: the host reads a step's loss and norm after
+#     queuing the next, the GPU skips a non-finite update itself) against reading after each step:
+#     the same losses, gradient norms and validation losses to the bit, also when steps overflow:
+#     STOP stops at the same step with the same message, SKIP skips the same steps; LoRA (frozen
+#     weights) reads after each step and says so
+grep -q "each step is queued before the host reads the last one's loss and gradient norm" "$work/dev.txt" ||
+  { cat "$work/dev.txt"; fail "the default device run does not say its steps are queued"; }
+[ "$(grep -c 'checkpoint .* saved in' "$work/dev.txt")" = 2 ] && [ "$(ls "$work/dev/checkpoints" | grep -c step_)" = 2 ] ||
+  { cat "$work/dev.txt"; ls "$work/dev/checkpoints"; fail "queued steps: not exactly the checkpoints of steps 4 and 8"; }
+grep -q "the host reads each step's loss and gradient norm before the next" "$work/dev_lora.txt" ||
+  { cat "$work/dev_lora.txt"; fail "the LoRA device run does not say it reads after each step"; }
+"$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda --set runtime.queued_steps=false \
+  --set train.run_dir="$work/read_steps" > "$work/read_steps.txt" 2>&1 || { cat "$work/read_steps.txt"; fail "read-steps run"; }
+! grep -q "runtime.queued_steps" "$work/read_steps.txt" || { cat "$work/read_steps.txt"; fail "queued_steps false still logged"; }
+same_records() {  # same_records RUN_A RUN_B: train (loss, grad norm, skipped) and val records equal
+  python3 - "$1/metrics.jsonl" "$2/metrics.jsonl" <<'PY'
+import json, sys
+def records(path):
+    out = []
+    for line in open(path):
+        r = json.loads(line)
+        if r["kind"] == "train":
+            out.append(("train", r["step"], r["loss"], r["grad_norm"], r["skipped"]))
+        elif r["kind"] == "val":
+            out.append(("val", r["step"], r["val_loss"]))
+    return out
+a, b = records(sys.argv[1]), records(sys.argv[2])
+print(f"{len(a)} and {len(b)} records, {sum(x != y for x, y in zip(a, b))} differ")
+sys.exit(0 if a == b and len(a) > 0 else 1)
+PY
+}
+same_records "$work/dev" "$work/read_steps" || fail "queued steps train differently from steps read one by one"
+overflow=(--set train.lr=1e30 --set train.warmup_steps=0 --set optim.grad_clip=0 --set checkpoint.every=0)
+for queued in true false; do
+  ! "$RECLM_EMU" train "${base[@]}" "${overflow[@]}" --set runtime.device=cuda --set runtime.queued_steps=$queued \
+    --set train.run_dir="$work/stop_$queued" > "$work/stop_$queued.txt" 2>&1 || { cat "$work/stop_$queued.txt"; fail "lr 1e30 trained on"; }
+  "$RECLM_EMU" train "${base[@]}" "${overflow[@]}" --set runtime.device=cuda --set runtime.queued_steps=$queued \
+    --set train.on_nonfinite=SKIP --set train.run_dir="$work/skip_$queued" > "$work/skip_$queued.txt" 2>&1 ||
+    { cat "$work/skip_$queued.txt"; fail "SKIP run (queued_steps $queued)"; }
+done
+grep -q "error: non-finite gradient at step 2 " "$work/stop_true.txt" || { cat "$work/stop_true.txt"; fail "queued STOP"; }
+[ "$(grep '^error' "$work/stop_true.txt")" = "$(grep '^error' "$work/stop_false.txt")" ] ||
+  { grep -h '^error' "$work/stop_true.txt" "$work/stop_false.txt"; fail "STOP differs between queued and read steps"; }
+[ "$(grep -c 'update skipped' "$work/skip_true.txt")" -ge 3 ] || { cat "$work/skip_true.txt"; fail "queued SKIP skipped too few"; }
+same_records "$work/skip_true" "$work/skip_false" || fail "queued steps skip differently from steps read one by one"
 
 # 4. two device ranks (micro_batch 2 each) vs one process (micro_batch 4), buckets of ~0.05 MiB
 if [ -x "$RECLM_SOURCE_DIR/scripts/mpirun.sh" ] && command -v mpirun > /dev/null; then

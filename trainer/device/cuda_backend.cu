@@ -17,6 +17,7 @@
 #include "kernels/cuda/attention_head_dims.h"
 #include "kernels/cuda/convert.h"
 #include "kernels/cuda/grad_norm.h"
+#include "kernels/cuda/step_guard.h"
 #include "runtime/comm/communicator.h"
 #include "runtime/errors.h"
 #include "runtime/logging.h"
@@ -209,6 +210,7 @@ class CudaBackend final : public DeviceBackend {
   }
 
   void download(Model& model, AdamW* optimizer) override {
+    RECLM_CHECK(!step_unread_, "download with a queued step unread (its update may have been skipped)");
     finish_side_work();
     device::copy_to_host(model.param_data(), dm_->params, floats() * sizeof(float));
     if (optimizer == nullptr) return;
@@ -308,18 +310,77 @@ class CudaBackend final : public DeviceBackend {
     return report;
   }
 
-  // AdamW, then the gradients zeroed (the next zero_grads has nothing to do). On the side stream
+  // AdamW (update_weights below).
+  void adamw_step(float lr, float grad_scale) override {
+    RECLM_CHECK(!step_unread_, "adamw_step with a queued step unread");
+    update_weights(lr, grad_scale, nullptr);
+  }
+
+  bool can_queue_steps() const override { return stage_norms_usable_ && !buckets_; }
+
+  void forward_backward_queued(const Batch& batch, float grad_scale, bool last_micro_batch,
+                               const DropoutState& dropout) override {
+    RECLM_CHECK(can_queue_steps(), "queued steps: not for this run (DeviceBackend::can_queue_steps)");
+    const bool first = queued_micro_batches_ == 0;
+    if (first) {  // where the step's device time starts: right behind the step before, or here
+      starts_behind_previous_ = step_unread_;
+      if (!starts_behind_previous_) step_start_.record(dm_->stream);
+    }
+    grads_zero_ = false;
+    dm_->stage_norms.armed = last_micro_batch;
+    stage_norms_ready_ = false;
+    device::device_forward_backward(*dm_, batch, grad_scale, dropout, BackwardHook{}, dm_->step_guard, first);
+    dm_->stage_norms.armed = false;
+    ++queued_micro_batches_;
+  }
+
+  void queue_update(float lr, float max_norm, double total_weight) override {
+    RECLM_CHECK(queued_micro_batches_ > 0 && !step_unread_,
+                "queue_update: {} micro-batches queued, the step before {}", queued_micro_batches_,
+                step_unread_ ? "unread" : "read");
+    finish_side_work();  // (the last stage's norm is side work: the guard reads it)
+    const device::DeviceModel::StageNorms& norms = dm_->stage_norms;
+    device::check(cuda::step_guard_finish(dm_->step_guard, norms.slots, norms.used, norms.n_used, total_weight,
+                                          max_norm, dm_->stream),
+                  "step_guard_finish");
+    device::copy_async(dm_->guard_readout, dm_->step_guard, sizeof(ops::StepGuard), dm_->stream);
+    step_end_slot_ ^= 1;
+    step_end_[step_end_slot_].record(dm_->stream);
+    step_behind_[step_end_slot_] = starts_behind_previous_;  // (the next step's first micro-batch resets it)
+    step_unread_ = true;
+    queued_micro_batches_ = 0;
+    update_weights(lr, 1.0f, dm_->step_guard);
+  }
+
+  QueuedStep read_queued_step() override {
+    RECLM_CHECK(step_unread_, "read_queued_step: no step queued");
+    const device::StreamPoint& end = step_end_[step_end_slot_];
+    end.wait();
+    QueuedStep step;
+    step.loss_sum = dm_->guard_readout->loss_sum;
+    step.grad_norm = dm_->guard_readout->grad_norm;
+    step.finite = dm_->guard_readout->finite != 0;
+    step.queued_behind = step_behind_[step_end_slot_];
+    step.device_ms = end.ms_since(step.queued_behind ? step_end_[step_end_slot_ ^ 1] : step_start_);
+    if (!step.finite) --steps_;  // (the device skipped the update the count was raised for)
+    step_unread_ = false;
+    return step;
+  }
+
+ private:
+  // AdamW (gradients scaled by grad_scale, or by a step guard's clip, skipped when it is not
+  // finite), then the gradients zeroed (the next zero_grads has nothing to do). On the side stream
   // (side_updates_), stage by stage: the next forward waits for each stage's weights only
   // (DeviceModel::weights_updated), so the update of the later layers runs beside the first
   // layers' forward; else on the compute stream.
-  void adamw_step(float lr, float grad_scale) override {
+  void update_weights(float lr, float grad_scale, const ops::StepGuard* guard) {
     ++steps_;
     zero_stale_gradients();  // (no backward since the last zeroing: AdamW reads zeros)
     if (!side_updates_.empty()) {
       for (size_t stage = 0; stage < side_updates_.size(); ++stage) {
         const SideUpdate& u = side_updates_[stage];
-        const auto work = [this, &u, lr, grad_scale, step = steps_](cudaStream_t stream, cuda::GemmContext&) {
-          for (const Segment& s : u.segments) update(s, lr, grad_scale, step, stream);
+        const auto work = [this, &u, lr, grad_scale, guard, step = steps_](cudaStream_t stream, cuda::GemmContext&) {
+          for (const Segment& s : u.segments) update(s, lr, grad_scale, guard, step, stream);
           zero_gradients(u.begin, u.end, stream);
         };
         dm_->weights_updated[stage] = dm_->side->queue("AdamW", work);
@@ -328,7 +389,7 @@ class CudaBackend final : public DeviceBackend {
       grads_zero_ = true;
       return;
     }
-    for (const Segment& s : segments_) update(s, lr, grad_scale, steps_, dm_->stream);
+    for (const Segment& s : segments_) update(s, lr, grad_scale, guard, steps_, dm_->stream);
     zero_gradients(0, floats(), dm_->stream);
     mark_layer_grads_stale();
     grads_zero_ = true;
@@ -336,18 +397,18 @@ class CudaBackend final : public DeviceBackend {
     device::merge_lora_weights(*dm_);  // (the adapters changed)
   }
 
- private:
   struct Segment {
     UpdateSegment segment;
     float weight_decay;
   };
   // AdamW of one segment (the bf16 copy written in the same pass) on `stream`.
-  void update(const Segment& s, float lr, float grad_scale, int64_t step, cudaStream_t stream) {
+  void update(const Segment& s, float lr, float grad_scale, const ops::StepGuard* guard, int64_t step,
+              cudaStream_t stream) {
     const ops::AdamWHyper hyper{lr, optim_.beta1(), optim_.beta2(), optim_.eps(), s.weight_decay, step, grad_scale};
     const int64_t at = s.segment.param_offset, moment = s.segment.moment_offset;
     device::check(cuda::adamw_update_bf16(dm_->params + at, dm_->grads + at, dm_->m + moment, dm_->v + moment,
                                           s.segment.count, hyper, dm_->params_bf16 + at,
-                                          ops::Bf16Rounding::kNearestEven, 0, at, stream),
+                                          ops::Bf16Rounding::kNearestEven, 0, at, stream, guard),
                   "adamw_update_bf16");
   }
   // One stage of the forward (DeviceModel::weights_updated) for the side stream's AdamW: its
@@ -457,6 +518,17 @@ class CudaBackend final : public DeviceBackend {
   NormPart trained_;        // with frozen values (LoRA): the trainable gradients; else empty (the whole buffer)
   NormPart norm_parts_[2];  // vocabulary parallelism: [0] replicated tensors, [1] sharded rows
   int64_t steps_ = 0;
+  // Queued steps (DeviceBackend::queue_update): the micro-batches of the step being queued;
+  // whether a queued step is unread; whether the step being queued follows an unread one, and
+  // where its time starts when it does not; the ends of the last two steps (step_end_slot_: the
+  // last's), and whether each was queued behind the step before it.
+  int queued_micro_batches_ = 0;
+  bool step_unread_ = false;
+  bool starts_behind_previous_ = false;
+  device::StreamPoint step_start_;
+  device::StreamPoint step_end_[2];
+  bool step_behind_[2] = {false, false};
+  int step_end_slot_ = 0;
 #if defined(__CUDACC__) && defined(RECLM_HAVE_NCCL)
   std::unique_ptr<ComputeOrderedNccl> nccl_;
 #endif

@@ -13,6 +13,7 @@
 #include "kernels/cuda/attention_backward.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/simt/cuda_compat.h"
+#include "kernels/step_guard.h"
 #include "runtime/comm/communicator.h"
 #include "trainer/device/phase_clock.h"
 #include "trainer/device/side_stream.h"
@@ -180,6 +181,7 @@ struct DeviceModel {
   static constexpr int kBatchPieces = 9;
   int64_t batch_piece_words = 0;   // T + 1 rounded up to 64 words (256 bytes)
   int32_t* batch_staging = nullptr;  // host, pinned: [kBatchPieces · batch_piece_words]
+  ops::StepGuard* guard_readout = nullptr;  // host, pinned: [1], step_guard's copy (queued steps)
   StreamPoint upload_done;
   float* rope_table = nullptr;     // [T, head_dim] the micro-batch's RoPE (cos, sin) (cuda::rope_table)
 
@@ -212,7 +214,10 @@ struct DeviceModel {
     std::vector<std::vector<int64_t>> offsets, sizes;  // [stage]: its tensors in the gradient buffer
     double* slots = nullptr;                          // [stages]: Σ x² of each stage's tensors
     double* ws = nullptr;                             // sum_of_squares_segments' workspace
+    int32_t* used = nullptr;  // [stages]: the stages with tensors, in order (the queued steps' guard)
+    int n_used = 0;
   } stage_norms;
+  ops::StepGuard* step_guard = nullptr;  // [1]: runtime.queued_steps' loss, norm, clip, finite
 
   // Each layer's gradients, [input_norm, down_proj's end) of grads (adjacent in the layout), which
   // a micro-batch's backward writes whole: the weight-gradient GEMMs and the two norms' dweight;
@@ -253,9 +258,12 @@ struct DeviceModel {
 // One micro-batch forward and backward on the device; gradients accumulate into dm.grads with
 // dL/dlogit scaled by grad_scale; dropout as the CPU backend's (the same masks). `hook` is called
 // at each backward stage and poll point as in model.h's forward_backward (gradient buckets).
-// Returns Σ weight·loss.
+// Returns Σ weight·loss; or, with `queued_loss` (runtime.queued_steps), adds it to that step
+// guard's on the device instead (onto zero for the step's first micro-batch) and returns 0, so
+// nothing waits for the device.
 double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale, const DropoutState& dropout,
-                               const BackwardHook& hook);
+                               const BackwardHook& hook, ops::StepGuard* queued_loss = nullptr,
+                               bool first_micro_batch = true);
 // Forward and loss only.
 double device_forward_loss(DeviceModel& dm, const Batch& batch);
 // LoRA: the bf16 copy of each adapted base matrix becomes W' = W + scale·B·A (W the fp32 master,

@@ -73,6 +73,8 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, int residual_gra
   dm.norm_result = c.take<double>(1);
   if (dm.gemm_autotune_scratch_bytes > 0) dm.gemm_autotune_scratch = c.take_bytes(dm.gemm_autotune_scratch_bytes);
   dm.stage_norms.slots = c.take<double>(static_cast<int64_t>(dm.stage_norms.sizes.size()));
+  dm.stage_norms.used = c.take<int32_t>(static_cast<int64_t>(dm.stage_norms.sizes.size()));
+  dm.step_guard = c.take<ops::StepGuard>(1);
   int64_t stage_ws = 1;
   for (const std::vector<int64_t>& sizes : dm.stage_norms.sizes) {
     stage_ws = std::max(stage_ws, cuda::sum_of_squares_segments_workspace_doubles(
@@ -213,6 +215,7 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DeviceP
   arena_bytes = count.used;
   arena = allocate(arena_bytes);
   batch_staging = static_cast<int32_t*>(allocate_pinned(kBatchPieces * batch_piece_words * sizeof(int32_t)));
+  guard_readout = static_cast<ops::StepGuard*>(allocate_pinned(sizeof(ops::StepGuard)));
   stream = create_stream(/*high_priority=*/true);
   clock.attach(stream);
   if (options.second_stream) side = std::make_unique<SideStream>(stream);
@@ -226,6 +229,11 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DeviceP
     gemm.set_autotune(true, gemm_autotune_scratch, gemm_autotune_scratch_bytes);
     if (side) side->gemm().set_autotune(true, gemm_autotune_scratch, gemm_autotune_scratch_bytes);
   }
+  std::vector<int32_t> used_stages;  // (the stages a tied head leaves empty are not summed)
+  for (size_t s = 0; s < stage_norms.sizes.size(); ++s)
+    if (!stage_norms.sizes[s].empty()) used_stages.push_back(static_cast<int32_t>(s));
+  stage_norms.n_used = static_cast<int>(used_stages.size());
+  copy_to_device(stage_norms.used, used_stages.data(), used_stages.size() * sizeof(int32_t));  // (after the fill)
   const int64_t P = layout.total_floats(), pad = kHeadPadRows * d.d_model;
   fill_zero(grads + P, pad * sizeof(float), stream);
   fill_zero(params_bf16 + P, pad * sizeof(uint16_t), stream);
@@ -253,6 +261,7 @@ DeviceModel::~DeviceModel() {
   destroy_stream(stream);
   release(arena);
   release_pinned(batch_staging);
+  release_pinned(guard_readout);
 }
 
 }  // namespace reclm::device

@@ -245,10 +245,10 @@ inline void destroy_stream(cudaStream_t stream) {
 #endif
 }
 
-// bytes from src to dst queued on the stream: device to device, or from pinned host memory
-// (allocate_pinned) to the device, the direction from the addresses (unified addressing). The
-// host goes on at once, so a host src must stay unchanged until the stream has passed the copy
-// (StreamPoint::wait).
+// bytes from src to dst queued on the stream: device to device, or between pinned host memory
+// (allocate_pinned) and the device, the direction from the addresses (unified addressing). The
+// host goes on at once, so a host src must stay unchanged, and a host dst unread, until the
+// stream has passed the copy (StreamPoint::wait).
 inline void copy_async(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
   if (bytes == 0) return;
 #if defined(__CUDACC__)

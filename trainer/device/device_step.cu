@@ -42,6 +42,7 @@
 #include "kernels/cuda/grad_norm.h"
 #include "kernels/cuda/rmsnorm.h"
 #include "kernels/cuda/rope.h"
+#include "kernels/cuda/step_guard.h"
 #include "kernels/cuda/swiglu.h"
 #include "trainer/device/device_model.h"
 #include "trainer/device/device_runtime.h"
@@ -591,7 +592,7 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
 }  // namespace
 
 double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale, const DropoutState& dropout,
-                               const BackwardHook& hook) {
+                               const BackwardHook& hook, ops::StepGuard* queued_loss, bool first_micro_batch) {
   dm.clock.step_started();
   if (dm.side) dm.side->clock.step_started("waiting", /*only_reached=*/true);
   const Geometry g = upload_batch(dm, batch, /*with_loss=*/true);
@@ -605,7 +606,11 @@ double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_s
   }
   backward_layers(dm, g, dropout, hook, loss.head_weight_grad);
   dm.layer_grads_stale = false;  // (written now)
-  return loss.read(dm);
+  if (queued_loss == nullptr) return loss.read(dm);
+  RECLM_CHECK(loss.host == 0.0, "queued steps: a loss known on the host (vocabulary parallelism)");
+  ok(cuda::step_guard_add_loss(queued_loss, dm.chunk_loss, loss.device_chunks, first_micro_batch, dm.stream),
+     "step_guard_add_loss");
+  return 0.0;
 }
 
 void device_forward_hidden(DeviceModel& dm, const Batch& batch, const int32_t* rows, int64_t R, float* out) {
