@@ -40,6 +40,15 @@ void add_lm_head_cases(std::vector<KernelCase>& cases, const std::shared_ptr<sim
                                   bf16_ptr(logits16), targets->data(), weights->data(), R, V, 0, 1.0f / R, s, Vp);
                             },
                             keep));
+  // the same, one row per block (the register kernel before the next row was loaded beside one)
+  cases.push_back(make_case("LM head cross-entropy, bf16 logits in place, one row per block " + shape,
+                            4 * R * V + 24 * R,
+                            [=](cudaStream_t s) {
+                              return cuda::cross_entropy_forward_backward_bf16_one_row_per_block(
+                                  bf16_ptr(logits16), losses->data(), loss_sum->data(), row_loss->data(),
+                                  bf16_ptr(logits16), targets->data(), weights->data(), R, V, 0, 1.0f / R, s, Vp);
+                            },
+                            keep));
   // the same with every row read twice (the kernel before rows were held in registers)
   cases.push_back(make_case("LM head cross-entropy, bf16 logits in place, read twice " + shape, 4 * R * V + 24 * R,
                             [=](cudaStream_t s) {

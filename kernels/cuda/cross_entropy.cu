@@ -25,12 +25,17 @@
 // them, so pass 2 computes from registers and the row is read once instead of twice. On an H100
 // (docs/benchmarks.md, run 13) that paid only 3.5% at gpu_350m's 64,553 classes (0.646 against
 // 0.669 ms for 4,096 rows, 0.55 of copy bandwidth): most of pass 2's reads were L2 hits. What
-// bounds it now is one 512-thread block per SM (115 registers a thread), which waits on each
-// row's loads and reductions with nothing beside it. The units, their order per thread and the
-// reductions are pass 1's, so the results are bitwise the two-pass kernel's.
+// bounds it is one 512-thread block per SM (115 registers a thread), which waits on each row's
+// loads and reductions with nothing beside it. So where rows start 16-byte aligned (the trainer's
+// rows, padded to 64 classes) a block takes 4 rows and copies the next one into shared memory
+// (cp.async) while it reduces and writes this one (cross_entropy_pipelined_bf16_kernel; since
+// 2026-11-28, not measured on a GPU yet: `kernel_bench` has it beside the one-row-per-block form).
+// The units, their order per thread and the reductions are pass 1's, so the results are bitwise
+// the two-pass kernel's.
 #include "kernels/cuda/cross_entropy.h"
 
 #include "kernels/cuda/bf16_round.h"
+#include "kernels/simt/async_copy.h"
 #include "kernels/simt/launch.h"
 
 namespace reclm::cuda {
@@ -236,39 +241,17 @@ __global__ void cross_entropy_rows_kernel(Out* dlogits, float* losses, double* r
   }
 }
 
-// cross_entropy_rows_kernel<kForwardBackward> on bf16 rows whose dlogits have the logits' phase,
-// with each thread's units of the row in registers (kUnits >= its unit count: the row's 4-value
-// units i = threadIdx.x + k·blockDim.x, k < kUnits; head and tail scalars are read again, as
-// there). Each thread holds up to 64 registers of the row: at 32 units ptxas gives the kernel 115
-// registers, one 512-thread block per SM.
+// One row of cross_entropy_rows_kernel<kForwardBackward> on bf16 logits whose dlogits have the
+// logits' phase, once this thread's units of the row are in registers: mine[k] holds unit
+// threadIdx.x + k·blockDim.x of the row (zeros past its units; kUnits >= this thread's unit count),
+// and the head and tail scalars are read from memory, as there. The statistics, the loss and the
+// dlogits, written from the registers: the row is read from memory once. target_value: the target's
+// logit, which thread 0 read before anything of the row was written.
 template <int kUnits>
-__global__ void __launch_bounds__(kMaxThreads)
-    cross_entropy_resident_bf16_kernel(uint16_t* dlogits, float* losses, double* row_loss, const uint16_t* logits,
-                                       const int32_t* targets, const float* weights, int64_t n_classes,
-                                       int64_t row_stride, int64_t class_begin, float grad_scale) {
-  RECLM_SHARED(float, warp_max, [kMaxWarps]);
-  RECLM_SHARED(double, warp_sum, [kMaxWarps]);
-  const int64_t row = blockIdx.x;
-  const uint16_t* x = logits + row * row_stride;
-  uint16_t* dx = dlogits + row * row_stride;
-  const RowSplit split = split_row(x, n_classes, /*vec=*/true);
-  const float w = weights[row];
-  const int64_t target = static_cast<int64_t>(targets[row]) - class_begin;
-  const bool target_here = target >= 0 && target < n_classes;
-  if (w == 0.0f) {  // (the whole block)
-    write_row(dx, x, split, Zero{});
-    zero_padding(dx, n_classes, row_stride);
-    if (threadIdx.x == 0) row_loss[row] = 0.0, losses[row] = 0.0f;
-    return;
-  }
-  const double target_value = threadIdx.x == 0 && target_here ? static_cast<double>(load1(x + target)) : 0.0;
-  const uint2* units = reinterpret_cast<const uint2*>(x + split.head);
-  uint2 mine[kUnits];  // every load issued before the first is used
-  RECLM_UNROLL
-  for (int k = 0; k < kUnits; ++k) {
-    const int64_t i = threadIdx.x + int64_t{k} * blockDim.x;
-    mine[k] = i < split.n_vec ? __ldcs(units + i) : make_uint2(0u, 0u);
-  }
+__device__ void resident_row(const uint2 (&mine)[kUnits], uint16_t* dx, const uint16_t* x, const RowSplit& split,
+                             int64_t row, float w, int64_t target, bool target_here, double target_value,
+                             float* losses, double* row_loss, int64_t n_classes, int64_t row_stride,
+                             float grad_scale, float* warp_max, double* warp_sum) {
   OnlineSoftmax st{-INFINITY, 0.0f};
   RECLM_UNROLL
   for (int k = 0; k < kUnits; ++k) {
@@ -296,6 +279,106 @@ __global__ void __launch_bounds__(kMaxThreads)
     store1(dx + c, grad(load1(x + c), c));
   }
   zero_padding(dx, n_classes, row_stride);
+}
+
+// A row without weight: zero dlogits and loss.
+__device__ void zero_weight_row(uint16_t* dx, const uint16_t* x, const RowSplit& split, int64_t row,
+                                float* losses, double* row_loss, int64_t n_classes, int64_t row_stride) {
+  write_row(dx, x, split, Zero{});
+  zero_padding(dx, n_classes, row_stride);
+  if (threadIdx.x == 0) row_loss[row] = 0.0, losses[row] = 0.0f;
+}
+
+// resident_row, one block per row, each thread loading its units straight into registers (every
+// load issued before the first is used). At 32 units a thread ptxas gives the kernel 115
+// registers: one 512-thread block per SM, which waits on each row's loads and reductions with
+// nothing beside it (0.55 of copy bandwidth on an H100, run 13).
+template <int kUnits>
+__global__ void __launch_bounds__(kMaxThreads)
+    cross_entropy_resident_bf16_kernel(uint16_t* dlogits, float* losses, double* row_loss, const uint16_t* logits,
+                                       const int32_t* targets, const float* weights, int64_t n_classes,
+                                       int64_t row_stride, int64_t class_begin, float grad_scale) {
+  RECLM_SHARED(float, warp_max, [kMaxWarps]);
+  RECLM_SHARED(double, warp_sum, [kMaxWarps]);
+  const int64_t row = blockIdx.x;
+  const uint16_t* x = logits + row * row_stride;
+  uint16_t* dx = dlogits + row * row_stride;
+  const RowSplit split = split_row(x, n_classes, /*vec=*/true);
+  const float w = weights[row];
+  const int64_t target = static_cast<int64_t>(targets[row]) - class_begin;
+  const bool target_here = target >= 0 && target < n_classes;
+  if (w == 0.0f) {  // (the whole block)
+    zero_weight_row(dx, x, split, row, losses, row_loss, n_classes, row_stride);
+    return;
+  }
+  const double target_value = threadIdx.x == 0 && target_here ? static_cast<double>(load1(x + target)) : 0.0;
+  const uint2* units = reinterpret_cast<const uint2*>(x + split.head);
+  uint2 mine[kUnits];
+  RECLM_UNROLL
+  for (int k = 0; k < kUnits; ++k) {
+    const int64_t i = threadIdx.x + int64_t{k} * blockDim.x;
+    mine[k] = i < split.n_vec ? __ldcs(units + i) : make_uint2(0u, 0u);
+  }
+  resident_row(mine, dx, x, split, row, w, target, target_here, target_value, losses, row_loss, n_classes,
+               row_stride, grad_scale, warp_max, warp_sum);
+}
+
+// Rows per block of cross_entropy_pipelined_bf16_kernel: the first row's loads are waited for
+// with nothing beside them, the next ones arrive while the row before is reduced and written;
+// few enough that the blocks still spread over the SMs as they come free (the side stream's
+// GEMMs hold some of them).
+constexpr int64_t kPipelinedRows = 4;
+
+// resident_row over kPipelinedRows consecutive rows per block, the next row copied into shared
+// memory (cp.async, 16-byte chunks) while this one is reduced and written, so an SM's loads do not
+// wait for its reductions. Each thread then takes its units from shared memory. Rows start 16-byte
+// aligned (logits so, row_stride a multiple of 8 classes): no head scalars, and the row's units
+// are whole chunks but an odd last one, whose second half is zero-filled. Dynamic shared memory:
+// the row's chunks, up to 128 KiB at 65,536 classes.
+template <int kUnits>
+__global__ void __launch_bounds__(kMaxThreads)
+    cross_entropy_pipelined_bf16_kernel(uint16_t* dlogits, float* losses, double* row_loss, const uint16_t* logits,
+                                        const int32_t* targets, const float* weights, int64_t T, int64_t n_classes,
+                                        int64_t row_stride, int64_t class_begin, float grad_scale) {
+  RECLM_SHARED(float, warp_max, [kMaxWarps]);
+  RECLM_SHARED(double, warp_sum, [kMaxWarps]);
+  RECLM_DYNAMIC_SHARED(uint2, staged);  // [2 · chunks]: the row's units
+  // (32-bit counts: a row has at most 16,384 units; the 64-bit row offsets live in stage only)
+  const int n_vec = static_cast<int>(n_classes / 4), chunks = (n_vec + 1) / 2;
+  const int64_t first = blockIdx.x * kPipelinedRows;
+  const int64_t end = first + kPipelinedRows < T ? first + kPipelinedRows : T;
+  const auto stage = [&](int64_t row) {  // this thread's chunks of the row, as one group
+    const uint4* src = reinterpret_cast<const uint4*>(logits + row * row_stride);
+    for (int c = static_cast<int>(threadIdx.x); c < chunks; c += static_cast<int>(blockDim.x))
+      simt::cp_async_16_zfill(staged + 2 * c, src + c, 2 * c + 1 < n_vec ? 16 : 8);
+    simt::cp_async_commit();
+  };
+  stage(first);
+  for (int64_t row = first; row < end; ++row) {
+    simt::cp_async_wait<0>();
+    __syncthreads();  // every thread's chunks of the row have landed
+    uint2 mine[kUnits];
+    RECLM_UNROLL
+    for (int k = 0; k < kUnits; ++k) {
+      const int i = static_cast<int>(threadIdx.x + k * blockDim.x);
+      mine[k] = i < n_vec ? staged[i] : make_uint2(0u, 0u);
+    }
+    __syncthreads();  // every thread has its units: the next row may land over them
+    if (row + 1 < end) stage(row + 1);
+    const uint16_t* x = logits + row * row_stride;
+    uint16_t* dx = dlogits + row * row_stride;
+    const RowSplit split = split_row(x, n_classes, /*vec=*/true);
+    const float w = weights[row];
+    const int64_t target = static_cast<int64_t>(targets[row]) - class_begin;
+    const bool target_here = target >= 0 && target < n_classes;
+    if (w == 0.0f) {  // (the whole block)
+      zero_weight_row(dx, x, split, row, losses, row_loss, n_classes, row_stride);
+      continue;
+    }
+    const double target_value = threadIdx.x == 0 && target_here ? static_cast<double>(load1(x + target)) : 0.0;
+    resident_row(mine, dx, x, split, row, w, target, target_here, target_value, losses, row_loss, n_classes,
+                 row_stride, grad_scale, warp_max, warp_sum);
+  }
 }
 
 // dlogits from the combined statistics: pass 2 alone (no barriers); fp32 or bf16 out as above.
@@ -391,29 +474,42 @@ cudaError_t launch_rows(Out* dlogits, float* losses, double* loss_sum, double* r
   return launch_loss_sum(loss_sum, row_loss, T, stream);
 }
 
-// The rows in registers (cross_entropy_resident_bf16_kernel) where they fit: in place or at the
-// logits' phase, at most kMaxResidentUnits units per thread. Else cudaErrorNotSupported, before
-// anything is queued.
+// The rows in registers where they fit: in place or at the logits' phase, at most
+// kMaxResidentUnits units per thread; pipelined (cross_entropy_pipelined_bf16_kernel) where every
+// row starts 16-byte aligned, unless one_row_per_block (the form before it, for the benchmark's
+// comparison), else cross_entropy_resident_bf16_kernel. Else cudaErrorNotSupported, before anything
+// is queued.
 cudaError_t forward_backward_resident_bf16(uint16_t* dlogits, float* losses, double* loss_sum, double* row_loss,
                                            const uint16_t* logits, const int32_t* targets, const float* weights,
                                            int64_t T, int64_t n_classes, int64_t class_begin, float grad_scale,
-                                           cudaStream_t stream, int64_t row_stride) {
+                                           cudaStream_t stream, int64_t row_stride, bool one_row_per_block = false) {
   if (row_stride == 0) row_stride = n_classes;
   if (row_stride < n_classes) return cudaErrorInvalidValue;
   const unsigned threads = row_threads(n_classes);
   const int64_t units_per_thread = ((n_classes + 3) / 4 + threads - 1) / threads;  // (a row's units <= ceil(n/4))
   if (!same_phase(logits, dlogits) || units_per_thread > kMaxResidentUnits) return cudaErrorNotSupported;
+  const bool pipelined = !one_row_per_block && reinterpret_cast<uintptr_t>(logits) % 16 == 0 && row_stride % 8 == 0;
   if (T > 0) {
-    const auto launch = [&](auto kernel) {
-      return simt::launch(kernel, dim3(static_cast<unsigned>(T)), dim3(threads), 0, stream, dlogits, losses, row_loss,
-                          logits, targets, weights, n_classes, row_stride, class_begin, grad_scale);
+    const auto launch = [&](auto resident, auto piped) {
+      if (!pipelined) {
+        return simt::launch(resident, dim3(static_cast<unsigned>(T)), dim3(threads), 0, stream, dlogits, losses,
+                            row_loss, logits, targets, weights, n_classes, row_stride, class_begin, grad_scale);
+      }
+      const int shared = static_cast<int>(((n_classes / 4 + 1) / 2) * 16);  // the row's 16-byte chunks
+      const cudaError_t status = simt::set_max_dynamic_shared_bytes(piped, shared);
+      if (status != cudaSuccess) return status;
+      const auto blocks = static_cast<unsigned>((T + kPipelinedRows - 1) / kPipelinedRows);
+      return simt::launch(piped, dim3(blocks), dim3(threads), shared, stream, dlogits, losses, row_loss, logits,
+                          targets, weights, T, n_classes, row_stride, class_begin, grad_scale);
     };
-    const cudaError_t status = units_per_thread <= 1    ? launch(cross_entropy_resident_bf16_kernel<1>)
-                               : units_per_thread <= 2  ? launch(cross_entropy_resident_bf16_kernel<2>)
-                               : units_per_thread <= 4  ? launch(cross_entropy_resident_bf16_kernel<4>)
-                               : units_per_thread <= 8  ? launch(cross_entropy_resident_bf16_kernel<8>)
-                               : units_per_thread <= 16 ? launch(cross_entropy_resident_bf16_kernel<16>)
-                                                        : launch(cross_entropy_resident_bf16_kernel<32>);
+#define RECLM_CE_UNITS(n) cross_entropy_resident_bf16_kernel<n>, cross_entropy_pipelined_bf16_kernel<n>
+    const cudaError_t status = units_per_thread <= 1    ? launch(RECLM_CE_UNITS(1))
+                               : units_per_thread <= 2  ? launch(RECLM_CE_UNITS(2))
+                               : units_per_thread <= 4  ? launch(RECLM_CE_UNITS(4))
+                               : units_per_thread <= 8  ? launch(RECLM_CE_UNITS(8))
+                               : units_per_thread <= 16 ? launch(RECLM_CE_UNITS(16))
+                                                        : launch(RECLM_CE_UNITS(32));
+#undef RECLM_CE_UNITS
     if (status != cudaSuccess) return status;
   }
   return launch_loss_sum(loss_sum, row_loss, T, stream);
@@ -461,6 +557,15 @@ cudaError_t cross_entropy_forward_backward_bf16(__nv_bfloat16* dlogits, float* l
   return cross_entropy_forward_backward_bf16_two_pass(dlogits, losses, loss_sum, row_loss_workspace, logits, targets,
                                                       weights, T, n_classes, class_begin, grad_scale, stream,
                                                       row_stride);
+}
+
+cudaError_t cross_entropy_forward_backward_bf16_one_row_per_block(
+    __nv_bfloat16* dlogits, float* losses, double* loss_sum, double* row_loss_workspace, const __nv_bfloat16* logits,
+    const int32_t* targets, const float* weights, int64_t T, int64_t n_classes, int64_t class_begin, float grad_scale,
+    cudaStream_t stream, int64_t row_stride) {
+  return forward_backward_resident_bf16(bf16_bits_of(dlogits), losses, loss_sum, row_loss_workspace,
+                                        bf16_bits_of(logits), targets, weights, T, n_classes, class_begin, grad_scale,
+                                        stream, row_stride, /*one_row_per_block=*/true);
 }
 
 cudaError_t cross_entropy_forward_backward_bf16_two_pass(__nv_bfloat16* dlogits, float* losses, double* loss_sum,

@@ -40,14 +40,20 @@ cudaError_t cross_entropy_forward_backward_bf16(__nv_bfloat16* dlogits, float* l
 // on those fp32 values; the softmax, the losses and their sum are fp32/double as there. dlogits may
 // be the logits' buffer (in place: each value read before it is overwritten). Rows of up to 65,536
 // classes whose dlogits are in place (or at the logits' 8-byte phase) are held in registers and
-// read once; others are read twice (cross_entropy.cu).
+// read once, the next row's loads in flight while one is reduced when rows start 16-byte aligned
+// (as the trainer's padded rows do); others are read twice (cross_entropy.cu).
 cudaError_t cross_entropy_forward_backward_bf16(__nv_bfloat16* dlogits, float* losses, double* loss_sum,
                                                 double* row_loss_workspace, const __nv_bfloat16* logits,
                                                 const int32_t* targets, const float* weights, int64_t T,
                                                 int64_t n_classes, int64_t class_begin, float grad_scale,
                                                 cudaStream_t stream, int64_t row_stride = 0);
-// The same, always reading each row twice: the bitwise-equal form the tests and the benchmark hold
-// the rows in registers against.
+// The same, each row in registers but one row per block, without the pipeline (a block waits for
+// its row's loads): cudaErrorNotSupported where rows are not held in registers. And always reading
+// each row twice. Both bitwise equal: the forms the tests and the benchmark compare against.
+cudaError_t cross_entropy_forward_backward_bf16_one_row_per_block(
+    __nv_bfloat16* dlogits, float* losses, double* loss_sum, double* row_loss_workspace, const __nv_bfloat16* logits,
+    const int32_t* targets, const float* weights, int64_t T, int64_t n_classes, int64_t class_begin, float grad_scale,
+    cudaStream_t stream, int64_t row_stride = 0);
 cudaError_t cross_entropy_forward_backward_bf16_two_pass(__nv_bfloat16* dlogits, float* losses, double* loss_sum,
                                                          double* row_loss_workspace, const __nv_bfloat16* logits,
                                                          const int32_t* targets, const float* weights, int64_t T,
