@@ -241,17 +241,30 @@ __global__ void cross_entropy_rows_kernel(Out* dlogits, float* losses, double* r
   }
 }
 
-// One row of cross_entropy_rows_kernel<kForwardBackward> on bf16 logits whose dlogits have the
+// Row `row` of cross_entropy_rows_kernel<kForwardBackward> on bf16 logits whose dlogits have the
 // logits' phase, once this thread's units of the row are in registers: mine[k] holds unit
 // threadIdx.x + k·blockDim.x of the row (zeros past its units; kUnits >= this thread's unit count),
 // and the head and tail scalars are read from memory, as there. The statistics, the loss and the
-// dlogits, written from the registers: the row is read from memory once. target_value: the target's
-// logit, which thread 0 read before anything of the row was written.
+// dlogits, written from the registers: the row is read from memory once (a row without weight
+// gets zeros). Nothing of the row may have been written before.
 template <int kUnits>
-__device__ void resident_row(const uint2 (&mine)[kUnits], uint16_t* dx, const uint16_t* x, const RowSplit& split,
-                             int64_t row, float w, int64_t target, bool target_here, double target_value,
-                             float* losses, double* row_loss, int64_t n_classes, int64_t row_stride,
-                             float grad_scale, float* warp_max, double* warp_sum) {
+__device__ void resident_row(const uint2 (&mine)[kUnits], uint16_t* dlogits, float* losses, double* row_loss,
+                             const uint16_t* logits, const int32_t* targets, const float* weights, int64_t row,
+                             int64_t n_classes, int64_t row_stride, int64_t class_begin, float grad_scale,
+                             float* warp_max, double* warp_sum) {
+  const uint16_t* x = logits + row * row_stride;
+  uint16_t* dx = dlogits + row * row_stride;
+  const RowSplit split = split_row(x, n_classes, /*vec=*/true);
+  const float w = weights[row];
+  const int64_t target = static_cast<int64_t>(targets[row]) - class_begin;
+  const bool target_here = target >= 0 && target < n_classes;
+  if (w == 0.0f) {  // (the whole block)
+    write_row(dx, x, split, Zero{});
+    zero_padding(dx, n_classes, row_stride);
+    if (threadIdx.x == 0) row_loss[row] = 0.0, losses[row] = 0.0f;
+    return;
+  }
+  const double target_value = threadIdx.x == 0 && target_here ? static_cast<double>(load1(x + target)) : 0.0;
   OnlineSoftmax st{-INFINITY, 0.0f};
   RECLM_UNROLL
   for (int k = 0; k < kUnits; ++k) {
@@ -281,14 +294,6 @@ __device__ void resident_row(const uint2 (&mine)[kUnits], uint16_t* dx, const ui
   zero_padding(dx, n_classes, row_stride);
 }
 
-// A row without weight: zero dlogits and loss.
-__device__ void zero_weight_row(uint16_t* dx, const uint16_t* x, const RowSplit& split, int64_t row,
-                                float* losses, double* row_loss, int64_t n_classes, int64_t row_stride) {
-  write_row(dx, x, split, Zero{});
-  zero_padding(dx, n_classes, row_stride);
-  if (threadIdx.x == 0) row_loss[row] = 0.0, losses[row] = 0.0f;
-}
-
 // resident_row, one block per row, each thread loading its units straight into registers (every
 // load issued before the first is used). At 32 units a thread ptxas gives the kernel 115
 // registers: one 512-thread block per SM, which waits on each row's loads and reductions with
@@ -302,25 +307,16 @@ __global__ void __launch_bounds__(kMaxThreads)
   RECLM_SHARED(double, warp_sum, [kMaxWarps]);
   const int64_t row = blockIdx.x;
   const uint16_t* x = logits + row * row_stride;
-  uint16_t* dx = dlogits + row * row_stride;
   const RowSplit split = split_row(x, n_classes, /*vec=*/true);
-  const float w = weights[row];
-  const int64_t target = static_cast<int64_t>(targets[row]) - class_begin;
-  const bool target_here = target >= 0 && target < n_classes;
-  if (w == 0.0f) {  // (the whole block)
-    zero_weight_row(dx, x, split, row, losses, row_loss, n_classes, row_stride);
-    return;
-  }
-  const double target_value = threadIdx.x == 0 && target_here ? static_cast<double>(load1(x + target)) : 0.0;
   const uint2* units = reinterpret_cast<const uint2*>(x + split.head);
-  uint2 mine[kUnits];
+  uint2 mine[kUnits];  // (a row without weight loads them for nothing: rare)
   RECLM_UNROLL
   for (int k = 0; k < kUnits; ++k) {
     const int64_t i = threadIdx.x + int64_t{k} * blockDim.x;
     mine[k] = i < split.n_vec ? __ldcs(units + i) : make_uint2(0u, 0u);
   }
-  resident_row(mine, dx, x, split, row, w, target, target_here, target_value, losses, row_loss, n_classes,
-               row_stride, grad_scale, warp_max, warp_sum);
+  resident_row(mine, dlogits, losses, row_loss, logits, targets, weights, row, n_classes, row_stride, class_begin,
+               grad_scale, warp_max, warp_sum);
 }
 
 // Rows per block of cross_entropy_pipelined_bf16_kernel: the first row's loads are waited for
@@ -365,19 +361,8 @@ __global__ void __launch_bounds__(kMaxThreads)
     }
     __syncthreads();  // every thread has its units: the next row may land over them
     if (row + 1 < end) stage(row + 1);
-    const uint16_t* x = logits + row * row_stride;
-    uint16_t* dx = dlogits + row * row_stride;
-    const RowSplit split = split_row(x, n_classes, /*vec=*/true);
-    const float w = weights[row];
-    const int64_t target = static_cast<int64_t>(targets[row]) - class_begin;
-    const bool target_here = target >= 0 && target < n_classes;
-    if (w == 0.0f) {  // (the whole block)
-      zero_weight_row(dx, x, split, row, losses, row_loss, n_classes, row_stride);
-      continue;
-    }
-    const double target_value = threadIdx.x == 0 && target_here ? static_cast<double>(load1(x + target)) : 0.0;
-    resident_row(mine, dx, x, split, row, w, target, target_here, target_value, losses, row_loss, n_classes,
-                 row_stride, grad_scale, warp_max, warp_sum);
+    resident_row(mine, dlogits, losses, row_loss, logits, targets, weights, row, n_classes, row_stride, class_begin,
+                 grad_scale, warp_max, warp_sum);
   }
 }
 
