@@ -324,7 +324,7 @@ class CudaBackend final : public DeviceBackend {
     const bool first = queued_micro_batches_ == 0;
     if (first) {  // where the step's device time starts: right behind the step before, or here
       starts_behind_previous_ = step_unread_;
-      if (!starts_behind_previous_) step_start_.record(dm_->stream);
+      if (!starts_behind_previous_) dm_->step_start.record(dm_->stream);
     }
     grads_zero_ = false;
     dm_->stage_norms.armed = last_micro_batch;
@@ -345,7 +345,7 @@ class CudaBackend final : public DeviceBackend {
                   "step_guard_finish");
     device::copy_async(dm_->guard_readout, dm_->step_guard, sizeof(ops::StepGuard), dm_->stream);
     step_end_slot_ ^= 1;
-    step_end_[step_end_slot_].record(dm_->stream);
+    dm_->step_end[step_end_slot_].record(dm_->stream);
     step_behind_[step_end_slot_] = starts_behind_previous_;  // (the next step's first micro-batch resets it)
     step_unread_ = true;
     queued_micro_batches_ = 0;
@@ -354,14 +354,14 @@ class CudaBackend final : public DeviceBackend {
 
   QueuedStep read_queued_step() override {
     RECLM_CHECK(step_unread_, "read_queued_step: no step queued");
-    const device::StreamPoint& end = step_end_[step_end_slot_];
+    const device::StreamPoint& end = dm_->step_end[step_end_slot_];
     end.wait();
     QueuedStep step;
     step.loss_sum = dm_->guard_readout->loss_sum;
     step.grad_norm = dm_->guard_readout->grad_norm;
     step.finite = dm_->guard_readout->finite != 0;
     step.queued_behind = step_behind_[step_end_slot_];
-    step.device_ms = end.ms_since(step.queued_behind ? step_end_[step_end_slot_ ^ 1] : step_start_);
+    step.device_ms = end.ms_since(step.queued_behind ? dm_->step_end[step_end_slot_ ^ 1] : dm_->step_start);
     if (!step.finite) --steps_;  // (the device skipped the update the count was raised for)
     step_unread_ = false;
     return step;
@@ -520,13 +520,11 @@ class CudaBackend final : public DeviceBackend {
   int64_t steps_ = 0;
   // Queued steps (DeviceBackend::queue_update): the micro-batches of the step being queued;
   // whether a queued step is unread; whether the step being queued follows an unread one, and
-  // where its time starts when it does not; the ends of the last two steps (step_end_slot_: the
-  // last's), and whether each was queued behind the step before it.
+  // where its time starts when it does not (DeviceModel::step_start); which of DeviceModel::step_end
+  // holds the last step's end, and whether each was queued behind the step before it.
   int queued_micro_batches_ = 0;
   bool step_unread_ = false;
   bool starts_behind_previous_ = false;
-  device::StreamPoint step_start_;
-  device::StreamPoint step_end_[2];
   bool step_behind_[2] = {false, false};
   int step_end_slot_ = 0;
 #if defined(__CUDACC__) && defined(RECLM_HAVE_NCCL)

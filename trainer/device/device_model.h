@@ -182,6 +182,7 @@ struct DeviceModel {
   int64_t batch_piece_words = 0;   // T + 1 rounded up to 64 words (256 bytes)
   int32_t* batch_staging = nullptr;  // host, pinned: [kBatchPieces · batch_piece_words]
   ops::StepGuard* guard_readout = nullptr;  // host, pinned: [1], step_guard's copy (queued steps)
+  StreamPoint step_start, step_end[2];      // on the compute stream: the queued steps' times
   StreamPoint upload_done;
   float* rope_table = nullptr;     // [T, head_dim] the micro-batch's RoPE (cos, sin) (cuda::rope_table)
 
