@@ -593,7 +593,9 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
 
 double device_forward_backward(DeviceModel& dm, const Batch& batch, float grad_scale, const DropoutState& dropout,
                                const BackwardHook& hook, ops::StepGuard* queued_loss, bool first_micro_batch) {
-  dm.clock.step_started();
+  // (only the points the device has passed: with queued steps the step before may still run, and
+  // reading its last points would make the host wait for it, which the profile must not cause)
+  dm.clock.step_started("other (host, optimizer)", /*only_reached=*/true);
   if (dm.side) dm.side->clock.step_started("waiting", /*only_reached=*/true);
   const Geometry g = upload_batch(dm, batch, /*with_loss=*/true);
   dm.clock.mark("batch to the device");
