@@ -79,8 +79,6 @@ __device__ inline void adamw_scalar(float* params, const float* grads, float* m,
   if constexpr (kMode != Bf16Mode::kNone) params_bf16[i] = static_cast<uint16_t>(bf16_bits<kMode>(p, c, i));
 }
 
-// Vector path: float4 i4 covers values 4·i4 .. 4·i4+3; the n % 4 tail values go to the first
-// threads of the grid.
 // With a step guard (runtime.queued_steps): its clipping coefficient scales the gradients, and a
 // non-finite step writes nothing.
 __device__ inline bool apply_guard(const ops::StepGuard* guard, AdamWConstants& c) {
@@ -90,6 +88,8 @@ __device__ inline bool apply_guard(const ops::StepGuard* guard, AdamWConstants& 
   return true;
 }
 
+// Vector path: float4 i4 covers values 4·i4 .. 4·i4+3; the n % 4 tail values go to the first
+// threads of the grid.
 template <Bf16Mode kMode>
 __global__ void adamw_vec4_kernel(float* params, const float* grads, float* m, float* v, uint16_t* params_bf16,
                                   int64_t n, AdamWConstants c, const ops::StepGuard* guard) {
