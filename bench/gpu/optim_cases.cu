@@ -170,6 +170,37 @@ void add_grad_norm_cases(std::vector<KernelCase>& cases) {
                               return cuda::sum_of_squares(result->data(), x->data(), n, workspace->data(), s);
                             },
                             {x, workspace, result}));
+  // A gpu_350m layer's gradients, the trainer's stage of the norm (docs/gpu.md): nine tensors
+  // summed as one group (two launches), against each tensor alone (two launches each: the 18 of
+  // the 19 launches before 2026-11-28 that summed them). Their gaps, not bytes, set these times.
+  const std::vector<int64_t> sizes = {1024, 1024 * 1024, 512 * 1024, 512 * 1024, 1024 * 1024,
+                                      1024, 2816 * 1024, 2816 * 1024, 1024 * 2816};
+  std::vector<const float*> tensors;
+  int64_t at = 0, layer = 0;
+  for (const int64_t size : sizes) {
+    tensors.push_back(x->data() + at);
+    at += (size + 63) / 64 * 64;  // (the layout's alignment)
+    layer += size;
+  }
+  auto layer_ws = std::make_shared<simt::DeviceBuffer<double>>(static_cast<size_t>(
+      cuda::sum_of_squares_segments_workspace_doubles(sizes.data(), static_cast<int>(sizes.size()))));
+  cases.push_back(make_case("sum_of_squares_segments a gpu_350m layer's 9 tensors, one group", 4 * layer,
+                            [=](cudaStream_t s) {
+                              return cuda::sum_of_squares_segments(result->data(), tensors.data(), sizes.data(),
+                                                                   static_cast<int>(sizes.size()),
+                                                                   layer_ws->data(), s);
+                            },
+                            {x, layer_ws, result}));
+  cases.push_back(make_case("sum_of_squares a gpu_350m layer's 9 tensors, each alone", 4 * layer,
+                            [=](cudaStream_t s) {
+                              for (size_t k = 0; k < sizes.size(); ++k) {
+                                const cudaError_t err = cuda::sum_of_squares(result->data(), tensors[k], sizes[k],
+                                                                             layer_ws->data(), s);
+                                if (err != cudaSuccess) return err;
+                              }
+                              return cudaSuccess;
+                            },
+                            {x, layer_ws, result}));
 }
 
 std::vector<KernelCase> optim_cases() {

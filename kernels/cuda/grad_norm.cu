@@ -63,11 +63,11 @@ __device__ double square_sum4(float4 v) {
   return (a * a + b * b) + (c * c + d * d);
 }
 
-// Pass 1: block b -> partials[b] = Σ over body float4s [b·chunk, min((b+1)·chunk, n_vec)).
-__global__ void sum_of_squares_partials_kernel(const float4* body, int64_t n_vec, int64_t chunk_vecs,
-                                               double* partials) {
-  RECLM_SHARED(double, warp_sums, [kWarps]);
-  const int64_t begin = static_cast<int64_t>(blockIdx.x) * chunk_vecs;
+// Pass 1's work for one block: Σ over body float4s [block·chunk, min((block+1)·chunk, n_vec)),
+// valid in thread 0.
+__device__ double chunk_square_sum(const float4* body, int64_t n_vec, int64_t chunk_vecs, int64_t block,
+                                   double* warp_sums) {
+  const int64_t begin = block * chunk_vecs;
   const int64_t end = begin + chunk_vecs < n_vec ? begin + chunk_vecs : n_vec;
   double acc = 0.0;
   int64_t i = begin + threadIdx.x;
@@ -79,20 +79,84 @@ __global__ void sum_of_squares_partials_kernel(const float4* body, int64_t n_vec
     for (int u = 0; u < kUnroll; ++u) acc += square_sum4(v[u]);
   }
   for (; i < end; i += kThreads) acc += square_sum4(__ldcs(body + i));
-  const double total = block_sum(acc, warp_sums);
-  if (threadIdx.x == 0) partials[blockIdx.x] = total;
+  return block_sum(acc, warp_sums);
 }
 
-// Pass 2 (one block): *result = Σ partials + Σ head² + Σ tail², fixed order.
-__global__ void sum_of_squares_final_kernel(const double* partials, int64_t n_partials,
-                                            const float* head, int64_t n_head, const float* tail,
-                                            int64_t n_tail, double* result) {
-  RECLM_SHARED(double, warp_sums, [kWarps]);
+// Pass 2's work: Σ partials + Σ head² + Σ tail², fixed order, valid in thread 0.
+__device__ double final_square_sum(const double* partials, int64_t n_partials, const float* head, int64_t n_head,
+                                   const float* tail, int64_t n_tail, double* warp_sums) {
   double acc = 0.0;
   for (int64_t i = threadIdx.x; i < n_partials; i += kThreads) acc += partials[i];
   if (threadIdx.x < n_head) acc += static_cast<double>(head[threadIdx.x]) * head[threadIdx.x];
   if (threadIdx.x < n_tail) acc += static_cast<double>(tail[threadIdx.x]) * tail[threadIdx.x];
-  const double total = block_sum(acc, warp_sums);
+  return block_sum(acc, warp_sums);
+}
+
+__global__ void sum_of_squares_partials_kernel(const float4* body, int64_t n_vec, int64_t chunk_vecs,
+                                               double* partials) {
+  RECLM_SHARED(double, warp_sums, [kWarps]);
+  const double total = chunk_square_sum(body, n_vec, chunk_vecs, blockIdx.x, warp_sums);
+  if (threadIdx.x == 0) partials[blockIdx.x] = total;
+}
+
+// (one block)
+__global__ void sum_of_squares_final_kernel(const double* partials, int64_t n_partials,
+                                            const float* head, int64_t n_head, const float* tail,
+                                            int64_t n_tail, double* result) {
+  RECLM_SHARED(double, warp_sums, [kWarps]);
+  const double total = final_square_sum(partials, n_partials, head, n_head, tail, n_tail, warp_sums);
+  if (threadIdx.x == 0) *result = total;
+}
+
+// Segments, up to kGroupSegments at a time: each summed exactly as sum_of_squares sums it (the
+// same split, chunks and trees), but the group's pass 1 is one launch and its pass 2 another.
+// The trainer sums each backward stage's tensors (9 for a layer) this way: 2 launches instead
+// of 19, each of which would queue behind the GEMMs for a free SM (docs/gpu.md).
+constexpr int kGroupSegments = 16;
+
+struct SegmentSplit {
+  const float* x;
+  Split split;
+  double* partials;     // its pass 1's outputs: split.partials doubles of the workspace
+  int64_t first_block;  // its first block in the group's pass 1
+};
+
+struct SegmentGroup {
+  SegmentSplit segments[kGroupSegments];
+  int n = 0;
+  int64_t blocks = 0;  // pass 1's blocks over all of the group's segments
+};
+
+__device__ const float4* body_of(const SegmentSplit& s) {
+  return reinterpret_cast<const float4*>(s.x + s.split.head);
+}
+
+__global__ void sum_of_squares_group_partials_kernel(SegmentGroup group) {
+  RECLM_SHARED(double, warp_sums, [kWarps]);
+  int k = 0;  // the segment block blockIdx.x belongs to (segments without a body have no blocks)
+  while (k + 1 < group.n && group.segments[k + 1].first_block <= blockIdx.x) ++k;
+  const SegmentSplit& s = group.segments[k];
+  const int64_t block = blockIdx.x - s.first_block;
+  const double total = chunk_square_sum(body_of(s), s.split.n_vec, s.split.chunk_vecs, block, warp_sums);
+  if (threadIdx.x == 0) s.partials[block] = total;
+}
+
+// (one block) slots[k] = segment k's sum; with result, also *result = Σ_k slots[k] (as
+// sum_of_squares_final_kernel over the slots: thread k holds slot k, then the same tree).
+__global__ void sum_of_squares_group_final_kernel(SegmentGroup group, double* slots, double* result) {
+  RECLM_SHARED(double, warp_sums, [kWarps]);
+  RECLM_SHARED(double, group_slots, [kGroupSegments]);
+  for (int k = 0; k < group.n; ++k) {
+    const SegmentSplit& s = group.segments[k];
+    const int64_t n_partials = s.split.n_vec > 0 ? s.split.partials : 0;
+    const double total = final_square_sum(s.partials, n_partials, s.x, s.split.head,
+                                          s.x + s.split.head + 4 * s.split.n_vec, s.split.tail, warp_sums);
+    if (threadIdx.x == 0) slots[k] = group_slots[k] = total;
+    __syncthreads();  // (warp_sums is reused by the next segment)
+  }
+  if (result == nullptr) return;
+  const bool holds_slot = static_cast<int>(threadIdx.x) < group.n;
+  const double total = block_sum(holds_slot ? 0.0 + group_slots[threadIdx.x] : 0.0, warp_sums);
   if (threadIdx.x == 0) *result = total;
 }
 
@@ -130,11 +194,28 @@ cudaError_t sum_of_squares_segments(double* result, const float* const* segments
   // workspace = [segment slots: max(n_segments, 1)][segment 0's partials][segment 1's] ...
   double* slots = workspace;
   double* partials = workspace + (n_segments > 0 ? n_segments : 1);
-  for (int k = 0; k < n_segments; ++k) {
-    const cudaError_t status = sum_of_squares(slots + k, segments[k], sizes[k], partials, stream);
+  const bool one_group = n_segments <= kGroupSegments;
+  for (int first = 0; first < n_segments; first += kGroupSegments) {
+    SegmentGroup group;
+    group.n = n_segments - first < kGroupSegments ? n_segments - first : kGroupSegments;
+    for (int k = 0; k < group.n; ++k) {
+      const int64_t n = sizes[first + k] < 0 ? 0 : sizes[first + k];
+      const Split split = split_of(segments[first + k], n);
+      group.segments[k] = {segments[first + k], split, partials, group.blocks};
+      if (split.n_vec > 0) group.blocks += split.partials;
+      partials += sum_of_squares_workspace_doubles(n);
+    }
+    if (group.blocks > 0) {
+      const cudaError_t status = simt::launch(sum_of_squares_group_partials_kernel,
+                                              dim3(static_cast<unsigned>(group.blocks)), dim3(kThreads), 0, stream,
+                                              group);
+      if (status != cudaSuccess) return status;
+    }
+    const cudaError_t status = simt::launch(sum_of_squares_group_final_kernel, dim3(1), dim3(kThreads), 0, stream,
+                                            group, slots + first, one_group ? result : nullptr);
     if (status != cudaSuccess) return status;
-    partials += sum_of_squares_workspace_doubles(sizes[k]);
   }
+  if (n_segments > 0 && one_group) return cudaSuccess;
   return simt::launch(sum_of_squares_final_kernel, dim3(1), dim3(kThreads), 0, stream,
                       static_cast<const double*>(slots), static_cast<int64_t>(n_segments),
                       static_cast<const float*>(nullptr), int64_t{0}, static_cast<const float*>(nullptr),

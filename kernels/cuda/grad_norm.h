@@ -19,7 +19,8 @@ cudaError_t sum_of_squares(double* result, const float* x, int64_t n, double* wo
 
 // Over a list of segments (e.g. parameter tensors not in one flat buffer): *result (device) =
 // Σ_k Σ_{i<sizes[k]} segments[k][i]², each segment summed as above into its own slot, then the
-// slots in segment order. segments/sizes: host arrays of n_segments device pointers and sizes.
+// slots in segment order (bitwise what summing each alone gives, added in one fixed tree), in two
+// launches per 16 segments. segments/sizes: host arrays of n_segments device pointers and sizes.
 // workspace: ≥ sum_of_squares_segments_workspace_doubles(sizes, n_segments) doubles.
 int64_t sum_of_squares_segments_workspace_doubles(const int64_t* sizes, int n_segments);
 cudaError_t sum_of_squares_segments(double* result, const float* const* segments, const int64_t* sizes,

@@ -107,5 +107,68 @@ TEST(CudaGradNorm, SegmentsMatchCpu) {
   }
 }
 
+// The sum a block's fixed tree (warp butterflies, then the 16 warps' sums in order) makes of
+// values held one per thread, as the final pass adds the segments' slots.
+double block_tree_sum(const std::vector<double>& values) {
+  std::vector<double> lanes(512, 0.0);
+  for (size_t t = 0; t < values.size(); ++t) lanes[t] = 0.0 + values[t];
+  double total = 0.0;
+  for (int warp = 0; warp < 16; ++warp) {
+    double* v = lanes.data() + 32 * warp;
+    for (int offset = 16; offset > 0; offset /= 2) {
+      double next[32];
+      for (int lane = 0; lane < 32; ++lane) next[lane] = v[lane] + v[lane ^ offset];
+      std::memcpy(v, next, sizeof(next));
+    }
+    total += v[0];
+  }
+  return total;
+}
+
+// However many segments one launch takes, each segment is summed exactly as sum_of_squares sums
+// it alone, and the segments' sums are added in one fixed tree: the trainer's stage-wise norm is
+// the same bits however its tensors are grouped. Segments of odd sizes and alignments, empty and
+// vector-free ones among them, the workspace poisoned; 9 segments (a layer's tensors: one group)
+// and 37 (three groups).
+TEST(CudaGradNorm, SegmentsAreEachSummedAsAloneThenAddedInAFixedTree) {
+  for (const int n_segments : {9, 37}) {
+    std::vector<int64_t> begin, sizes;
+    int64_t at = 0;
+    for (int k = 0; k < n_segments; ++k) {
+      const int64_t shape[] = {70001, 0, 3, 1029, 5, 200003, 2, 4096, 1};
+      const int64_t n = shape[k % 9] + 13 * k;
+      at += k % 4;  // (shifts each segment's alignment)
+      begin.push_back(at);
+      sizes.push_back(n);
+      at += n;
+    }
+    std::vector<float> host = uniform(static_cast<size_t>(at), static_cast<uint32_t>(n_segments), -2.0f, 2.0f);
+    for (int k = 0; k < n_segments; ++k) {  // magnitudes 1e-3 to 1e3: the order the sums are added in shows
+      const float scale = std::pow(10.0f, static_cast<float>(k % 7 - 3));
+      for (int64_t i = 0; i < sizes[k]; ++i) host[static_cast<size_t>(begin[k] + i)] *= scale;
+    }
+    simt::DeviceBuffer<float> x(host);
+    std::vector<const float*> segments;
+    std::vector<double> alone;
+    double cpu = 0.0;
+    for (int k = 0; k < n_segments; ++k) {
+      segments.push_back(x.data() + begin[k]);
+      alone.push_back(device_sum_of_squares(host, begin[k], sizes[k]));
+      cpu += ops::sum_of_squares(host.data() + begin[k], sizes[k]);
+    }
+    const double want = block_tree_sum(alone);
+    simt::DeviceBuffer<double> workspace(std::vector<double>(
+        static_cast<size_t>(sum_of_squares_segments_workspace_doubles(sizes.data(), n_segments)), std::nan("")));
+    simt::DeviceBuffer<double> result(std::vector<double>{std::nan("")});
+    ASSERT_EQ(sum_of_squares_segments(result.data(), segments.data(), sizes.data(), n_segments, workspace.data(),
+                                      nullptr),
+              cudaSuccess);
+    simt::device_synchronize();
+    const double got = result.download()[0];
+    EXPECT_EQ(std::memcmp(&got, &want, sizeof(double)), 0) << n_segments << " segments: " << got << " vs " << want;
+    EXPECT_NEAR(got, cpu, 1e-12 * cpu);
+  }
+}
+
 }  // namespace
 }  // namespace reclm::cuda
