@@ -26,7 +26,8 @@
 #
 #   bench/gpu/train.sh [BUILD_DIR]          (default build-gpu)
 # Environment:
-#   PRESETS="gpu_125m gpu_350m"   presets (configs/NAME.pbtxt) to run
+#   PRESETS="gpu_125m gpu_350m"   presets (configs/NAME.pbtxt) to run; gpu_1b3 (1.3B, d_model 2048)
+#                                 shows how MFU grows with width (docs/gpu.md)
 #   TRAIN_STEPS=30                steps of each run;  TRAIN_SKIP=5  warm-up steps left out
 #   TRAIN_SET="k=v ..."           extra reclm --set overrides for every run (e.g. runtime.device=cpu
 #                                 model.n_layers=1 for a smoke test; PyTorch gets the same dims;
