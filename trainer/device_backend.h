@@ -91,8 +91,9 @@ class DeviceBackend {
   // it, so the device does not sit idle between steps while the host reads the loss and the
   // gradient norm and queues the update. The step's loss, norm, clipping coefficient and
   // non-finite check stay on the device (kernels/step_guard.h), where AdamW reads them and skips
-  // a non-finite step; the values are the bits the synchronous calls give. One rank, with every
-  // parameter trained (the norm summed by backward stages): can_queue_steps() says so.
+  // a non-finite step; the values are the bits the synchronous calls give. One rank, without
+  // ZeRO-1 or vocabulary parallelism (the norm summed by backward stages, or under LoRA over the
+  // trained values after backward): can_queue_steps() says so.
   struct QueuedStep {
     double loss_sum = 0.0;   // Σ weight·loss over the step's micro-batches
     double grad_norm = 0.0;

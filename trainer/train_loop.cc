@@ -168,7 +168,7 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
                "(runtime.queued_steps)");
     } else {
       log_info("device: the host reads each step's loss and gradient norm before the next (runtime.queued_steps "
-               "is for one process with every parameter trained)");
+               "is for one process without ZeRO-1 or vocabulary parallelism)");
     }
   }
   const bool lead = rank == 0;  // writes the run directory; every rank trains
@@ -258,10 +258,13 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     const int64_t step = info.step;
     const bool finite = std::isfinite(loss) && std::isfinite(norm);
     if (!finite && tc.on_nonfinite() == config::TrainConfig::STOP) {
+      // A NaN's sign bit only records which NaN operand an addition kept, and queued and read
+      // steps meet the norm's partial sums in different orders: the message shows every NaN as nan.
+      const auto shown = [](double v) { return std::isnan(v) ? std::fabs(v) : v; };
       throw TrainingDiverged(fmt::format(
           "non-finite {} at step {} (loss {}, grad norm {}); lower train.lr or set "
           "train.on_nonfinite: SKIP",
-          std::isfinite(loss) ? "gradient" : "loss", step + 1, loss, norm));
+          std::isfinite(loss) ? "gradient" : "loss", step + 1, shown(loss), shown(norm)));
     }
     if (!finite) {
       ++result.skipped_steps;

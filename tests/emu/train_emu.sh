@@ -11,7 +11,7 @@
 #     a CPU run's on the device, each continuing its source's trajectory;
 #  3. activation recomputation (runtime.recompute_activations) trains bitwise the same, and so
 #     do steps read one by one (runtime.queued_steps false; also when steps overflow, under
-#     train.on_nonfinite STOP and SKIP) as the default queued steps, and
+#     train.on_nonfinite STOP and SKIP, and under LoRA) as the default queued steps, and
 #     one stream (runtime.second_stream false) as the default side stream, and so do the
 #     side stream's GEMMs planned for fewer SMs (RECLM_SIDE_GEMM_SMS) with one buffer of the
 #     residual stream's bf16 gradient instead of two (RECLM_RESIDUAL_GRADIENT_BUFFERS=1), both
@@ -159,14 +159,14 @@ same_losses "$(losses "$work/dev/metrics.jsonl" "train val")" "$(losses "$work/b
 # 3e. queued steps (runtime.queued_steps, the default: the host reads a step's loss and norm after
 #     queuing the next, the GPU skips a non-finite update itself) against reading after each step:
 #     the same losses, gradient norms and validation losses to the bit, also when steps overflow:
-#     STOP stops at the same step with the same message, SKIP skips the same steps; LoRA (frozen
-#     weights) reads after each step and says so
+#     STOP stops at the same step with the same message, SKIP skips the same steps; and under LoRA
+#     (the norm over the trained values only)
 grep -q "each step is queued before the host reads the last one's loss and gradient norm" "$work/dev.txt" ||
   { cat "$work/dev.txt"; fail "the default device run does not say its steps are queued"; }
 [ "$(grep -c 'checkpoint .* saved in' "$work/dev.txt")" = 2 ] && [ "$(ls "$work/dev/checkpoints" | grep -c step_)" = 2 ] ||
   { cat "$work/dev.txt"; ls "$work/dev/checkpoints"; fail "queued steps: not exactly the checkpoints of steps 4 and 8"; }
-grep -q "the host reads each step's loss and gradient norm before the next" "$work/dev_lora.txt" ||
-  { cat "$work/dev_lora.txt"; fail "the LoRA device run does not say it reads after each step"; }
+grep -q "each step is queued before the host reads the last one's loss and gradient norm" "$work/dev_lora.txt" ||
+  { cat "$work/dev_lora.txt"; fail "the LoRA device run does not say its steps are queued"; }
 "$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda --set runtime.queued_steps=false \
   --set train.run_dir="$work/read_steps" > "$work/read_steps.txt" 2>&1 || { cat "$work/read_steps.txt"; fail "read-steps run"; }
 ! grep -q "runtime.queued_steps" "$work/read_steps.txt" || { cat "$work/read_steps.txt"; fail "queued_steps false still logged"; }
@@ -188,6 +188,11 @@ sys.exit(0 if a == b and len(a) > 0 else 1)
 PY
 }
 same_records "$work/dev" "$work/read_steps" || fail "queued steps train differently from steps read one by one"
+"$RECLM_EMU" train "${base[@]}" "${lora[@]}" --set runtime.device=cuda --set runtime.queued_steps=false \
+  --set train.run_dir="$work/lora_read_steps" > "$work/lora_read_steps.txt" 2>&1 ||
+  { cat "$work/lora_read_steps.txt"; fail "LoRA read-steps run"; }
+same_records "$work/dev_lora" "$work/lora_read_steps" ||
+  fail "queued LoRA steps train differently from LoRA steps read one by one"
 overflow=(--set train.lr=1e30 --set train.warmup_steps=0 --set optim.grad_clip=0 --set checkpoint.every=0)
 for queued in true false; do
   ! "$RECLM_EMU" train "${base[@]}" "${overflow[@]}" --set runtime.device=cuda --set runtime.queued_steps=$queued \

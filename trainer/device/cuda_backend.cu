@@ -181,8 +181,8 @@ class CudaBackend final : public DeviceBackend {
     // AdamW on the side stream, stage by stage of the forward (not under ZeRO-1, whose update is
     // followed by an exchange, nor under LoRA, whose merged weights are made from all of it)
     if (dm_->side && !zero1_ && !model.dims.has_lora()) plan_side_updates(model.layout);
-    stage_norms_usable_ = !zero1_ && !model.dims.vocab_parallel() && !model.layout.any_frozen() &&
-                          (host_comm_ == nullptr || host_comm_->size() == 1);
+    queueable_ = !zero1_ && !model.dims.vocab_parallel() && (host_comm_ == nullptr || host_comm_->size() == 1);
+    stage_norms_usable_ = queueable_ && !model.layout.any_frozen();
     if (model.layout.any_frozen()) {  // the norm covers what trains (as AdamW::grad_norm)
       for (const UpdateSegment& s : layout_update_segments(model.layout))
         trained_.add(dm_->grads + s.param_offset, s.count);
@@ -316,7 +316,7 @@ class CudaBackend final : public DeviceBackend {
     update_weights(lr, grad_scale, nullptr);
   }
 
-  bool can_queue_steps() const override { return stage_norms_usable_ && !buckets_; }
+  bool can_queue_steps() const override { return queueable_ && !buckets_; }
 
   void forward_backward_queued(const Batch& batch, float grad_scale, bool last_micro_batch,
                                const DropoutState& dropout) override {
@@ -327,7 +327,7 @@ class CudaBackend final : public DeviceBackend {
       if (!starts_behind_previous_) dm_->step_start.record(dm_->stream);
     }
     grads_zero_ = false;
-    dm_->stage_norms.armed = last_micro_batch;
+    dm_->stage_norms.armed = last_micro_batch && stage_norms_usable_;
     stage_norms_ready_ = false;
     device::device_forward_backward(*dm_, batch, grad_scale, dropout, BackwardHook{}, dm_->step_guard, first);
     dm_->stage_norms.armed = false;
@@ -339,10 +339,19 @@ class CudaBackend final : public DeviceBackend {
                 "queue_update: {} micro-batches queued, the step before {}", queued_micro_batches_,
                 step_unread_ ? "unread" : "read");
     finish_side_work();  // (the last stage's norm is side work: the guard reads it)
-    const device::DeviceModel::StageNorms& norms = dm_->stage_norms;
-    device::check(cuda::step_guard_finish(dm_->step_guard, norms.slots, norms.used, norms.n_used, total_weight,
-                                          max_norm, dm_->stream),
-                  "step_guard_finish");
+    if (stage_norms_usable_) {
+      const device::DeviceModel::StageNorms& norms = dm_->stage_norms;
+      device::check(cuda::step_guard_finish(dm_->step_guard, norms.slots, norms.used, norms.n_used, total_weight,
+                                            max_norm, dm_->stream),
+                    "step_guard_finish");
+    } else {  // frozen values (LoRA): the trained ones' Σ x², as grad_norm sums them, is the one part
+      RECLM_CHECK(!trained_.grads.empty(), "queued steps with frozen values but none trained");
+      zero_stale_gradients();
+      queue_squares_of(trained_);
+      device::check(cuda::step_guard_finish(dm_->step_guard, dm_->norm_result, dm_->part_zero, 1, total_weight,
+                                            max_norm, dm_->stream),
+                    "step_guard_finish");
+    }
     device::copy_async(dm_->guard_readout, dm_->step_guard, sizeof(ops::StepGuard), dm_->stream);
     step_end_slot_ ^= 1;
     dm_->step_end[step_end_slot_].record(dm_->stream);
@@ -476,11 +485,15 @@ class CudaBackend final : public DeviceBackend {
     std::vector<int64_t> sizes;
     void add(const float* g, int64_t n) { grads.push_back(g), sizes.push_back(n); }
   };
-  // Σ x² over a part's segments (deterministic, double).
-  double squares_of(const NormPart& part) {
+  // *norm_result (device) = Σ x² over a part's segments (deterministic, double), queued.
+  void queue_squares_of(const NormPart& part) {
     device::check(cuda::sum_of_squares_segments(dm_->norm_result, part.grads.data(), part.sizes.data(),
                                                 static_cast<int>(part.sizes.size()), dm_->norm_ws, dm_->stream),
                   "sum_of_squares_segments");
+  }
+  // The same, read.
+  double squares_of(const NormPart& part) {
+    queue_squares_of(part);
     double sum = 0.0;
     device::copy_to_host(&sum, dm_->norm_result, sizeof(double));
     return sum;
@@ -505,6 +518,8 @@ class CudaBackend final : public DeviceBackend {
 
   config::OptimConfig optim_;
   Communicator* host_comm_;  // the job's ranks (ZeRO-1, vocabulary parallelism; null in one process)
+  // Queued steps (can_queue_steps): one rank, no ZeRO-1, no vocabulary parallelism.
+  bool queueable_ = false;
   // The gradient norm by backward stages (DeviceModel::StageNorms): possible for this run (one
   // rank, the norm over the whole buffer), and done by the last forward_backward for grad_norm.
   bool stage_norms_usable_ = false;

@@ -219,6 +219,7 @@ struct DeviceModel {
     int n_used = 0;
   } stage_norms;
   ops::StepGuard* step_guard = nullptr;  // [1]: runtime.queued_steps' loss, norm, clip, finite
+  int32_t* part_zero = nullptr;          // [1] = {0}: the step guard's one part when it is norm_result
 
   // Each layer's gradients, [input_norm, down_proj's end) of grads (adjacent in the layout), which
   // a micro-batch's backward writes whole: the weight-gradient GEMMs and the two norms' dweight;

@@ -75,6 +75,7 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, int residual_gra
   dm.stage_norms.slots = c.take<double>(static_cast<int64_t>(dm.stage_norms.sizes.size()));
   dm.stage_norms.used = c.take<int32_t>(static_cast<int64_t>(dm.stage_norms.sizes.size()));
   dm.step_guard = c.take<ops::StepGuard>(1);
+  dm.part_zero = c.take<int32_t>(1);
   int64_t stage_ws = 1;
   for (const std::vector<int64_t>& sizes : dm.stage_norms.sizes) {
     stage_ws = std::max(stage_ws, cuda::sum_of_squares_segments_workspace_doubles(
@@ -234,6 +235,8 @@ DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DeviceP
     if (!stage_norms.sizes[s].empty()) used_stages.push_back(static_cast<int32_t>(s));
   stage_norms.n_used = static_cast<int>(used_stages.size());
   copy_to_device(stage_norms.used, used_stages.data(), used_stages.size() * sizeof(int32_t));  // (after the fill)
+  const int32_t zero = 0;
+  copy_to_device(part_zero, &zero, sizeof(zero));
   const int64_t P = layout.total_floats(), pad = kHeadPadRows * d.d_model;
   fill_zero(grads + P, pad * sizeof(float), stream);
   fill_zero(params_bf16 + P, pad * sizeof(uint16_t), stream);
