@@ -276,7 +276,8 @@ void validate_config(const Config& config) {
                                      std::pair{r.fp32_logits(), "fp32_logits"},
                                      std::pair{!r.second_stream(), "second_stream"},
                                      std::pair{r.gemm_autotune(), "gemm_autotune"},
-                                     std::pair{!r.queued_steps(), "queued_steps"}}) {
+                                     std::pair{!r.queued_steps(), "queued_steps"},
+                                     std::pair{r.bf16_residual(), "bf16_residual"}}) {
       if (set) {
         violations.add(fmt::format("runtime.{}", field),
                        "applies to runtime.device \"cuda\" only (the device is \"{}\")", config.runtime().device());

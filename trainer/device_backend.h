@@ -127,6 +127,7 @@ struct DeviceOptions {
   int local_rank = 0;      // picks the GPU: one per rank on a node
   bool recompute_activations = false;  // runtime.recompute_activations
   bool fp32_logits = false;            // runtime.fp32_logits
+  bool bf16_residual = false;          // runtime.bf16_residual
   bool second_stream = true;  // runtime.second_stream
   bool gemm_autotune = false;  // runtime.gemm_autotune
   // Buffers of the residual stream's bf16 gradient, which the norms' backward rewrites and the

@@ -145,6 +145,7 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
                                   .local_rank = comm ? comm->local_rank() : 0,
                                   .recompute_activations = config.runtime().recompute_activations(),
                                   .fp32_logits = config.runtime().fp32_logits(),
+                                  .bf16_residual = config.runtime().bf16_residual(),
                                   .second_stream = config.runtime().second_stream(),
                                   .gemm_autotune = config.runtime().gemm_autotune(),
                                   .optim = config.optim(),
@@ -152,10 +153,11 @@ TrainResult train(const Config& config, const BatchSource& source, const TrainHo
     device->upload(model, optimizer);
     const DeviceInfo info = device->info();
     peak_tflops = config.runtime().peak_tflops() > 0 ? config.runtime().peak_tflops() : peak_bf16_tflops(info.name);
-    log_info("device: {}{}, {:.2f} GiB planned for weights, gradients, moments and activations{}{}", info.name,
+    log_info("device: {}{}, {:.2f} GiB planned for weights, gradients, moments and activations{}{}{}", info.name,
              info.total_bytes > 0 ? fmt::format(" ({:.1f} GiB)", info.total_bytes / 1073741824.0) : "",
              info.planned_bytes / 1073741824.0,
              config.runtime().recompute_activations() ? " (recomputed in backward)" : "",
+             config.runtime().bf16_residual() ? ", the residual stream in bf16" : "",
              peak_tflops > 0 ? fmt::format("; bf16 peak {:.0f} TFLOP/s for MFU", peak_tflops)
                              : "; unknown bf16 peak (set runtime.peak_tflops for MFU)");
     if (bucketed) n_buckets = device->enable_gradient_buckets(*comm, bucket_floats);

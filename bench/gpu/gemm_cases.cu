@@ -21,7 +21,8 @@ std::string shape_name(const char* kind, int64_t T, int64_t C, int64_t OC) {
   return std::string(kind) + " T=" + std::to_string(T) + " " + std::to_string(C) + "->" + std::to_string(OC);
 }
 
-// with_addend (fp32 out): out = addend + the product, as the trainer's o/down projections.
+// with_addend: out = addend + the product (the addend of out's type), as the trainer's o/down
+// projections onto the residual stream (fp32, or bf16 with runtime.bf16_residual).
 KernelCase forward_case(const std::shared_ptr<cuda::GemmContext>& ctx, int64_t T, int64_t C, int64_t OC,
                         bool out_fp32, bool with_bias = true, bool with_addend = false) {
   auto inp = random_bf16(T * C, 1), weight = random_bf16(OC * C, 2);
@@ -39,11 +40,16 @@ KernelCase forward_case(const std::shared_ptr<cuda::GemmContext>& ctx, int64_t T
   const std::string kind = std::string("linear_forward_bf16 ") + (out_fp32 ? "fp32-out" : "bf16-out") +
                            (with_bias ? "+bias" : "") + (with_addend ? "+addend" : "");
   const float* bias_ptr = with_bias ? bias->data() : nullptr;
-  auto addend = device_values(with_addend ? T * OC : 1, 9);
-  const float* addend_ptr = with_addend ? addend->data() : nullptr;
+  auto addend32 = device_values(with_addend ? T * OC : 1, 9);
+  std::shared_ptr<void> addend = addend32;
+  const void* addend_ptr = with_addend ? addend32->data() : nullptr;
+  if (with_addend && !out_fp32) {
+    auto a16 = random_bf16(T * OC, 9);
+    addend_ptr = a16->data(), addend = a16;
+  }
   KernelCase c = make_case(
       shape_name(kind.c_str(), T, C, OC),
-      2 * (T * C + OC * C) + (with_bias ? 4 * OC : 0) + out_bytes + (with_addend ? 4 * T * OC : 0),
+      2 * (T * C + OC * C) + (with_bias ? 4 * OC : 0) + out_bytes + (with_addend ? out_bytes : 0),
       [=](cudaStream_t s) {
         return cuda::linear_forward_bf16(*ctx, out_ptr, out_fp32, bf16_ptr(inp), bf16_ptr(weight), bias_ptr, T, C, OC,
                                          false, s, 0, addend_ptr);
@@ -95,6 +101,8 @@ std::vector<KernelCase> gemm_cases() {
     cases.push_back(forward_case(ctx, tokens, 1024, 5632, false, false));
     cases.push_back(forward_case(ctx, tokens, 1024, 1024, true, false, true));
     cases.push_back(forward_case(ctx, tokens, 2816, 1024, true, false, true));
+    cases.push_back(forward_case(ctx, tokens, 1024, 1024, false, false, true));  // (a bf16 stream)
+    cases.push_back(forward_case(ctx, tokens, 2816, 1024, false, false, true));
     cases.push_back(backward_case(ctx, tokens, 1024, 2048, false));
     cases.push_back(backward_case(ctx, tokens, 1024, 5632, false));
     cases.push_back(backward_case(ctx, tokens, 1024, 1024, false));

@@ -76,6 +76,23 @@ void add_rmsnorm_cases(std::vector<KernelCase>& cases, int64_t rows, int64_t dim
                                                                  bf16_ptr(dx16));
                             },
                             {a, b, w, ws, dw, r, dx, dy16, dx16}));
+  // runtime.bf16_residual's forms: the stream x in bf16 (x, y: 2 + 2 bytes a value), and backward
+  // updating the stream's bf16 gradient in place (dy, x, dx read, dx written: 8 bytes).
+  auto x16 = device_bf16_values(b, n);
+  cases.push_back(make_case("rmsnorm_forward_bf16, bf16 stream " + shape, 4 * n + 4 * (dim + rows),
+                            [=](cudaStream_t s) {
+                              return cuda::rmsnorm_forward_bf16(bf16_ptr(y16), rstd->data(), bf16_ptr(x16),
+                                                                w->data(), rows, dim, 1e-5f, s);
+                            },
+                            {b, w, y16, rstd, x16}));
+  auto dstream16 = device_bf16_values(dx, n);
+  cases.push_back(make_case("rmsnorm_backward_bf16, bf16 stream " + shape, 8 * n + 4 * (3 * dim + rows),
+                            [=](cudaStream_t s) {
+                              return cuda::rmsnorm_backward_bf16(bf16_ptr(dstream16), bf16_ptr(dstream16),
+                                                                 dw->data(), ws->data(), bf16_ptr(dy16),
+                                                                 bf16_ptr(x16), w->data(), r->data(), rows, dim, s);
+                            },
+                            {w, ws, dw, r, dy16, x16, dstream16}));
 }
 
 std::vector<KernelCase> norm_cases() {

@@ -54,10 +54,11 @@ __device__ __forceinline__ float4 add4(float4 a, float4 b) {
   return make_float4(__fadd_rn(a.x, b.x), __fadd_rn(a.y, b.y), __fadd_rn(a.z, b.z), __fadd_rn(a.w, b.w));
 }
 
-// out = [skip +] dropout(in) over n values; Out float or uint16_t (bf16 bits); skip may be null.
-template <typename Out>
+// out = [skip +] dropout(in) over n values; Out, Skip, In float or uint16_t (bf16 bits); skip may
+// be null.
+template <typename Out, typename Skip, typename In>
 __global__ void __launch_bounds__(kThreads)
-    dropout_kernel(Out* out, const float* skip, const float* in, int64_t n, Mask mask, bool vec) {
+    dropout_kernel(Out* out, const Skip* skip, const In* in, int64_t n, Mask mask, bool vec) {
   const int64_t units = (n + 3) / 4;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
   for (int64_t b = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; b < units; b += stride) {
@@ -69,31 +70,30 @@ __global__ void __launch_bounds__(kThreads)
       continue;
     }
     float x[4] = {0.f, 0.f, 0.f, 0.f};
-    for (int j = 0; j < 4 && i + j < n; ++j) x[j] = in[i + j];
+    for (int j = 0; j < 4 && i + j < n; ++j) x[j] = load1(in + i + j);
     const float4 v = mask.apply(b, make_float4(x[0], x[1], x[2], x[3]));
     const float kept[4] = {v.x, v.y, v.z, v.w};
     for (int j = 0; j < 4 && i + j < n; ++j)
-      store1(out + i + j, skip != nullptr ? __fadd_rn(skip[i + j], kept[j]) : kept[j]);
+      store1(out + i + j, skip != nullptr ? __fadd_rn(load1(skip + i + j), kept[j]) : kept[j]);
   }
 }
 
-template <typename Out>
-cudaError_t launch(Out* out, const float* skip, const float* in, int64_t n, const DropoutKey& key,
-                   cudaStream_t stream) {
+template <typename Out, typename Skip, typename In>
+cudaError_t launch(Out* out, const Skip* skip, const In* in, int64_t n, const DropoutKey& key, cudaStream_t stream) {
   if (n < 0 || !(key.rate >= 0.0f && key.rate < 1.0f)) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
   const Mask mask{static_cast<uint32_t>(key.seed), static_cast<uint32_t>(key.seed >> 32), key.site,
                   static_cast<uint32_t>(key.rng_stream ^ (key.rng_stream >> 32)), key.rate,
                   1.0f / (1.0f - key.rate)};
   const bool vec = unit_aligned(out) && unit_aligned(in) && (skip == nullptr || unit_aligned(skip));
-  return simt::launch(dropout_kernel<Out>, dim3(grid_stride_blocks((n + 3) / 4, kThreads)), dim3(kThreads), 0,
+  return simt::launch(dropout_kernel<Out, Skip, In>, dim3(grid_stride_blocks((n + 3) / 4, kThreads)), dim3(kThreads), 0,
                       stream, out, skip, in, n, mask, vec);
 }
 
 }  // namespace
 
 cudaError_t dropout(float* out, const float* in, int64_t n, const DropoutKey& key, cudaStream_t stream) {
-  return launch(out, nullptr, in, n, key, stream);
+  return launch(out, static_cast<const float*>(nullptr), in, n, key, stream);
 }
 
 cudaError_t dropout_add(float* out, const float* skip, const float* branch, int64_t n, const DropoutKey& key,
@@ -102,7 +102,17 @@ cudaError_t dropout_add(float* out, const float* skip, const float* branch, int6
 }
 
 cudaError_t dropout_bf16(__nv_bfloat16* out, const float* in, int64_t n, const DropoutKey& key, cudaStream_t stream) {
-  return launch(bf16_bits_of(out), nullptr, in, n, key, stream);
+  return launch(bf16_bits_of(out), static_cast<const float*>(nullptr), in, n, key, stream);
+}
+
+cudaError_t dropout_bf16(__nv_bfloat16* out, const __nv_bfloat16* in, int64_t n, const DropoutKey& key,
+                         cudaStream_t stream) {
+  return launch(bf16_bits_of(out), static_cast<const uint16_t*>(nullptr), bf16_bits_of(in), n, key, stream);
+}
+
+cudaError_t dropout_add(__nv_bfloat16* out, const __nv_bfloat16* skip, const float* branch, int64_t n,
+                        const DropoutKey& key, cudaStream_t stream) {
+  return launch(bf16_bits_of(out), bf16_bits_of(skip), branch, n, key, stream);
 }
 
 }  // namespace reclm::cuda

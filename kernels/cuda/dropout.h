@@ -29,5 +29,12 @@ cudaError_t dropout_add(float* out, const float* skip, const float* branch, int6
 // gradient at a branch output, the next GEMM's input.
 cudaError_t dropout_bf16(__nv_bfloat16* out, const float* in, int64_t n, const DropoutKey& key,
                          cudaStream_t stream);
+// A bf16 residual stream's forms (runtime.bf16_residual), each value rounded once to nearest even
+// as convert_f32_to_bf16 would round the fp32 form's result on the widened inputs: the stream's
+// gradient through a mask (out may alias in), and a branch added to the stream (out may alias skip).
+cudaError_t dropout_bf16(__nv_bfloat16* out, const __nv_bfloat16* in, int64_t n, const DropoutKey& key,
+                         cudaStream_t stream);
+cudaError_t dropout_add(__nv_bfloat16* out, const __nv_bfloat16* skip, const float* branch, int64_t n,
+                        const DropoutKey& key, cudaStream_t stream);
 
 }  // namespace reclm::cuda

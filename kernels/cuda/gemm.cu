@@ -572,9 +572,9 @@ cublasStatus_t run_matmul(GemmContext::State& s, const Matmul& g, cudaStream_t s
 cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, const __nv_bfloat16* inp,
                                 const __nv_bfloat16* weight, const float* bias, int64_t T, int64_t C,
                                 int64_t OC, bool accumulate, cudaStream_t stream, int64_t ld_out,
-                                const float* addend, float alpha) {
+                                const void* addend, float alpha) {
   if (ld_out == 0) ld_out = OC;
-  if (!valid_sizes(T, C, OC) || ld_out < OC || (addend && (!out_fp32 || accumulate))) return cudaErrorInvalidValue;
+  if (!valid_sizes(T, C, OC) || ld_out < OC || (addend && accumulate)) return cudaErrorInvalidValue;
   GemmContext::State& s = *ctx.state();
   Matmul g;
   g.trans_a = true;
@@ -681,15 +681,16 @@ float round_to_bf16(float value) { return bf16_to_f32(f32_to_bf16(value)); }
 
 cudaError_t linear_forward_bf16(GemmContext&, void* out, bool out_fp32, const __nv_bfloat16* inp,
                                 const __nv_bfloat16* weight, const float* bias, int64_t T, int64_t C,
-                                int64_t OC, bool accumulate, cudaStream_t, int64_t ld_out, const float* addend,
+                                int64_t OC, bool accumulate, cudaStream_t, int64_t ld_out, const void* addend,
                                 float alpha) {
   if (ld_out == 0) ld_out = OC;
-  if (!valid_sizes(T, C, OC) || ld_out < OC || (addend && (!out_fp32 || accumulate))) return cudaErrorInvalidValue;
+  if (!valid_sizes(T, C, OC) || ld_out < OC || (addend && accumulate)) return cudaErrorInvalidValue;
   const std::vector<float> x = widen(inp, T * C), w = widen(weight, OC * C);
   if (out_fp32) {  // as beta = 1 on C = D = out (or C = addend), then the fp32 bias epilogue
     auto* y = static_cast<float*>(out);
     if (addend != nullptr && addend != y) {  // C = addend: start from it (ld_out rows, like out)
-      for (int64_t t = 0; t < T; ++t) std::copy_n(addend + t * ld_out, OC, y + t * ld_out);
+      const auto* c = static_cast<const float*>(addend);
+      for (int64_t t = 0; t < T; ++t) std::copy_n(c + t * ld_out, OC, y + t * ld_out);
     }
     accumulate = accumulate || addend != nullptr;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T), static_cast<int>(OC),
@@ -701,11 +702,14 @@ cudaError_t linear_forward_bf16(GemmContext&, void* out, bool out_fp32, const __
     return cudaSuccess;
   }
   auto* dst = static_cast<__nv_bfloat16*>(out);
-  // accumulate: the old bf16 out widened (beta = 1 on C = D), the sum rounded once
-  std::vector<float> y = accumulate ? widen(dst, T, OC, ld_out) : std::vector<float>(static_cast<size_t>(T * OC));
+  // accumulate: the old bf16 out widened (beta = 1 on C = D), or the bf16 addend (C ≠ D); the sum
+  // rounded once
+  const auto* c = addend != nullptr ? static_cast<const __nv_bfloat16*>(addend) : dst;
+  const bool add_c = accumulate || addend != nullptr;
+  std::vector<float> y = add_c ? widen(c, T, OC, ld_out) : std::vector<float>(static_cast<size_t>(T * OC));
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T), static_cast<int>(OC),
               static_cast<int>(C), alpha, x.data(), static_cast<int>(C), w.data(), static_cast<int>(C),
-              accumulate ? 1.0f : 0.0f, y.data(), static_cast<int>(OC));
+              add_c ? 1.0f : 0.0f, y.data(), static_cast<int>(OC));
   for (int64_t t = 0; t < T; ++t)
     for (int64_t o = 0; o < OC; ++o) {  // the bf16 bias epilogue: bias rounded, one output rounding
       const float b = bias ? round_to_bf16(bias[o]) : 0.0f;

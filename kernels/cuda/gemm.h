@@ -93,18 +93,19 @@ class GemmContext {
 // fp32 sum, the bias included but itself first rounded to bf16 (cuBLASLt's BIAS epilogue takes
 // the bias in the output's type). accumulate: out += instead of out = (a bf16 out is widened,
 // added in fp32 and rounded once; LoRA's adapters add onto the fused q/k/v rows this way).
-// cudaErrorInvalidValue: a size < 1, an addend with a bf16 out or with accumulate.
+// cudaErrorInvalidValue: a size < 1, an addend with accumulate.
 // cudaErrorNotSupported: no cuBLASLt algorithm for the shape / alignment (not expected: see gemm.cu).
 // ld_out: elements from one row of out to the next (0 = OC; >= OC): rows of an odd OC padded to a
 // multiple of 8 keep cuBLASLt on its 16-byte (fast) kernels; the padding columns are not written.
-// addend (fp32 out only, not with accumulate; rows ld_out apart like out, may be out itself):
-// out = addend + inp · weightᵀ (+ bias) in one pass (cuBLASLt's C ≠ D: beta = 1 on C = addend),
-// the sum rounded once as an fp32 add after the product; the GPU trainer's o/down projections add
-// their output to the residual stream this way.
+// addend (of out's type, fp32 or bf16; not with accumulate; rows ld_out apart like out, may be
+// out itself): out = addend + inp · weightᵀ (+ bias) in one pass (cuBLASLt's C ≠ D: beta = 1 on
+// C = addend), the sum an fp32 add after the product (a bf16 addend widened), rounded once to
+// out's type; the GPU trainer's o/down projections add their output to the residual stream this
+// way (an fp32 stream, or a bf16 one with runtime.bf16_residual).
 cudaError_t linear_forward_bf16(GemmContext& ctx, void* out, bool out_fp32, const __nv_bfloat16* inp,
                                 const __nv_bfloat16* weight, const float* bias, int64_t T, int64_t C,
                                 int64_t OC, bool accumulate, cudaStream_t stream, int64_t ld_out = 0,
-                                const float* addend = nullptr, float alpha = 1.0f);
+                                const void* addend = nullptr, float alpha = 1.0f);
 
 // dinp[T, C] = alpha · dout[T, OC] · weight[OC, C] in fp32, stored bf16; with accumulate_dinp the
 // old dinp is added in fp32 before the single rounding (dinp = bf16(float(dinp) + alpha·dout·W): on

@@ -24,6 +24,9 @@
 // can also write the updated dx rounded to bf16 (the next GEMM's input): the same kernels
 // instantiated for uint16_t rows, bitwise equal to the fp32 kernels composed with
 // convert_f32_to_bf16 / convert_bf16_to_f32 (the same rounding, kernels/cuda/bf16_round.h).
+// With runtime.bf16_residual the stream itself is bf16: x is read as bf16 (forward and backward)
+// and backward's dx is a bf16 array read and written (dx_in, dx_out), instances of the same
+// kernels again.
 #include <type_traits>
 
 #include "kernels/cuda/bf16_round.h"
@@ -127,10 +130,11 @@ __device__ __forceinline__ float row_sum(float value, float* scratch) {
   }
 }
 
-template <int kRowThreads, int kChunks, typename Y>
+// X: float, or uint16_t (a bf16 residual stream: b and residual_out null, x = a widened).
+template <int kRowThreads, int kChunks, typename Y, typename X>
 __global__ void __launch_bounds__(block_threads(kRowThreads))
-    rmsnorm_forward_kernel(Y* y, float* rstd, float* residual_out, const float* a, const float* b,
-                           const float* weight, int64_t n_rows, int dim, float eps, bool vec) {
+    rmsnorm_forward_kernel(Y* y, float* rstd, X* residual_out, const X* a, const X* b, const float* weight,
+                           int64_t n_rows, int dim, float eps, bool vec) {
   constexpr int kBlockThreads = block_threads(kRowThreads);
   constexpr int kRowsPerBlock = kBlockThreads / kRowThreads;
   RECLM_SHARED(float, warp_sums, [kBlockThreads / kWarp]);
@@ -168,11 +172,14 @@ __global__ void __launch_bounds__(block_threads(kRowThreads))
 }
 
 // Row group i of the grid handles rows i, i + n_groups, ... and writes its dweight partial
-// (Σ over its rows of dy · x · r) to partials[i, :].
-template <int kRowThreads, int kChunks, typename Dy>
+// (Σ over its rows of dy · x · r) to partials[i, :]. dx_out = dx_in + ∂L/∂x (dx_in null: zeros;
+// it may alias dx_out, each value is read before it is written, by the same thread). Dy, X, Dx:
+// float or uint16_t (bf16) each.
+template <int kRowThreads, int kChunks, typename Dy, typename X, typename Dx>
 __global__ void __launch_bounds__(block_threads(kRowThreads))
-    rmsnorm_backward_kernel(float* dx, uint16_t* dx_bf16, float* partials, const Dy* dy, const float* x,
-                            const float* weight, const float* rstd, int64_t n_rows, int dim, bool vec) {
+    rmsnorm_backward_kernel(Dx* dx_out, const Dx* dx_in, uint16_t* dx_bf16, float* partials, const Dy* dy,
+                            const X* x, const float* weight, const float* rstd, int64_t n_rows, int dim,
+                            bool vec) {
   constexpr int kBlockThreads = block_threads(kRowThreads);
   constexpr int kRowsPerBlock = kBlockThreads / kRowThreads;
   RECLM_SHARED(float, warp_sums, [kBlockThreads / kWarp]);
@@ -208,12 +215,12 @@ __global__ void __launch_bounds__(block_threads(kRowThreads))
       const int c = (k * kRowThreads + lane) * 4;
       if (c >= dim) continue;
       const float4 w = load_chunk(weight, c, dim, vec);
-      float4 grad = load_chunk(dx + offset, c, dim, vec);
+      float4 grad = dx_in != nullptr ? load_chunk(dx_in + offset, c, dim, vec) : make_float4(0.f, 0.f, 0.f, 0.f);
       grad.x += r * (d[k].x * w.x - xv[k].x * coef);
       grad.y += r * (d[k].y * w.y - xv[k].y * coef);
       grad.z += r * (d[k].z * w.z - xv[k].z * coef);
       grad.w += r * (d[k].w * w.w - xv[k].w * coef);
-      store_chunk(dx + offset, c, dim, vec, grad);
+      store_chunk(dx_out + offset, c, dim, vec, grad);
       if (dx_bf16 != nullptr) store_chunk(dx_bf16 + offset, c, dim, vec, grad);
     }
   }
@@ -300,7 +307,7 @@ int64_t backward_blocks(int64_t n_rows, const RowShape& shape) {
     if (cudaGetDevice(&device) == cudaSuccess &&
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess &&
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-            &per_sm, rmsnorm_backward_kernel<kRowThreads, decltype(chunks)::value, float>,
+            &per_sm, rmsnorm_backward_kernel<kRowThreads, decltype(chunks)::value, float, float, float>,
             block_threads(kRowThreads), 0) == cudaSuccess &&
         sms > 0 && per_sm > 0) {
       return int64_t{sms} * per_sm;
@@ -313,43 +320,44 @@ int64_t backward_blocks(int64_t n_rows, const RowShape& shape) {
   return blocks < 1 ? 1 : (blocks > resident ? resident : blocks);
 }
 
-template <typename Y>
-cudaError_t launch_forward(Y* y, float* rstd, float* residual_out, const float* a, const float* b,
-                           const float* weight, int64_t n_rows, int64_t dim, float eps, cudaStream_t stream) {
+template <typename Y, typename X>
+cudaError_t launch_forward(Y* y, float* rstd, X* residual_out, const X* a, const X* b, const float* weight,
+                           int64_t n_rows, int64_t dim, float eps, cudaStream_t stream) {
   if (dim < 1 || dim > kRmsnormMaxDim || n_rows < 0) return cudaErrorInvalidValue;
   if (b != nullptr && residual_out == nullptr) return cudaErrorInvalidValue;
   if (n_rows == 0) return cudaSuccess;
-  const bool vec = dim % 4 == 0 && vec_aligned(y) && aligned16(a) && aligned16(weight) &&
-                   (b == nullptr || (aligned16(b) && aligned16(residual_out)));
+  const bool vec = dim % 4 == 0 && vec_aligned(y) && vec_aligned(a) && aligned16(weight) &&
+                   (b == nullptr || (vec_aligned(b) && vec_aligned(residual_out)));
   const int d = static_cast<int>(dim);
   return with_row_shape(row_shape(dim), [&](auto row_threads, auto chunks) {
     constexpr int kRowThreads = decltype(row_threads)::value;
     constexpr int kRowsPerBlock = block_threads(kRowThreads) / kRowThreads;
     const dim3 grid(static_cast<unsigned>((n_rows + kRowsPerBlock - 1) / kRowsPerBlock));
-    return simt::launch(rmsnorm_forward_kernel<kRowThreads, decltype(chunks)::value, Y>, grid,
+    return simt::launch(rmsnorm_forward_kernel<kRowThreads, decltype(chunks)::value, Y, X>, grid,
                         dim3(kRowsPerBlock * kRowThreads), 0, stream, y, rstd, residual_out, a, b, weight,
                         n_rows, d, eps, vec);
   });
 }
 
-template <typename Dy>
-cudaError_t launch_backward(float* dx, uint16_t* dx_bf16, float* dweight, float* workspace, const Dy* dy,
-                            const float* x, const float* weight, const float* rstd, int64_t n_rows, int64_t dim,
-                            cudaStream_t stream, bool accumulate_dweight) {
+template <typename Dy, typename X, typename Dx>
+cudaError_t launch_backward(Dx* dx_out, const Dx* dx_in, uint16_t* dx_bf16, float* dweight, float* workspace,
+                            const Dy* dy, const X* x, const float* weight, const float* rstd, int64_t n_rows,
+                            int64_t dim, cudaStream_t stream, bool accumulate_dweight) {
   if (dim < 1 || dim > kRmsnormMaxDim || n_rows < 0) return cudaErrorInvalidValue;
   if (n_rows == 0) return cudaSuccess;
   const RowShape shape = row_shape(dim);
   // (the fp32 kernel's block count for both forms: the workspace is sized by it)
   const int64_t blocks = backward_blocks(n_rows, shape);
-  const bool vec = dim % 4 == 0 && aligned16(dx) && aligned16(workspace) && vec_aligned(dy) && aligned16(x) &&
-                   aligned16(weight) && (dx_bf16 == nullptr || vec_aligned(dx_bf16));
+  const bool vec = dim % 4 == 0 && vec_aligned(dx_out) && (dx_in == nullptr || vec_aligned(dx_in)) &&
+                   aligned16(workspace) && vec_aligned(dy) && vec_aligned(x) && aligned16(weight) &&
+                   (dx_bf16 == nullptr || vec_aligned(dx_bf16));
   const int d = static_cast<int>(dim);
   const cudaError_t status = with_row_shape(shape, [&](auto row_threads, auto chunks) {
     constexpr int kRowThreads = decltype(row_threads)::value;
     constexpr int kBlockThreads = block_threads(kRowThreads);
-    return simt::launch(rmsnorm_backward_kernel<kRowThreads, decltype(chunks)::value, Dy>,
-                        dim3(static_cast<unsigned>(blocks)), dim3(kBlockThreads), 0, stream, dx, dx_bf16,
-                        workspace, dy, x, weight, rstd, n_rows, d, vec);
+    return simt::launch(rmsnorm_backward_kernel<kRowThreads, decltype(chunks)::value, Dy, X, Dx>,
+                        dim3(static_cast<unsigned>(blocks)), dim3(kBlockThreads), 0, stream, dx_out, dx_in,
+                        dx_bf16, workspace, dy, x, weight, rstd, n_rows, d, vec);
   });
   if (status != cudaSuccess) return status;
   const int64_t n_partials = blocks * rows_per_block(shape);
@@ -369,8 +377,7 @@ cudaError_t rmsnorm_forward(float* y, float* rstd, float* residual_out, const fl
 cudaError_t rmsnorm_forward_bf16(__nv_bfloat16* y, float* rstd, float* residual_out, const float* a,
                                  const float* b, const float* weight, int64_t n_rows, int64_t dim, float eps,
                                  cudaStream_t stream) {
-  return launch_forward(reinterpret_cast<uint16_t*>(y), rstd, residual_out, a, b, weight, n_rows, dim, eps,
-                        stream);
+  return launch_forward(reinterpret_cast<uint16_t*>(y), rstd, residual_out, a, b, weight, n_rows, dim, eps, stream);
 }
 
 int64_t rmsnorm_backward_workspace_floats(int64_t n_rows, int64_t dim) {
@@ -381,17 +388,35 @@ int64_t rmsnorm_backward_workspace_floats(int64_t n_rows, int64_t dim) {
 cudaError_t rmsnorm_backward(float* dx, float* dweight, float* workspace, const float* dy, const float* x,
                              const float* weight, const float* rstd, int64_t n_rows, int64_t dim,
                              cudaStream_t stream, __nv_bfloat16* dx_bf16, bool accumulate_dweight) {
-  return launch_backward(dx, reinterpret_cast<uint16_t*>(dx_bf16), dweight, workspace, dy, x, weight, rstd, n_rows,
-                         dim, stream, accumulate_dweight);
+  return launch_backward(dx, static_cast<const float*>(dx), reinterpret_cast<uint16_t*>(dx_bf16), dweight, workspace,
+                         dy, x, weight, rstd, n_rows, dim, stream, accumulate_dweight);
 }
 
 cudaError_t rmsnorm_backward_bf16(float* dx, float* dweight, float* workspace, const __nv_bfloat16* dy,
                                   const float* x, const float* weight, const float* rstd, int64_t n_rows,
                                   int64_t dim, cudaStream_t stream, __nv_bfloat16* dx_bf16,
                                   bool accumulate_dweight) {
-  return launch_backward(dx, reinterpret_cast<uint16_t*>(dx_bf16), dweight, workspace,
-                         reinterpret_cast<const uint16_t*>(dy), x, weight, rstd, n_rows, dim, stream,
-                         accumulate_dweight);
+  return launch_backward(dx, static_cast<const float*>(dx), reinterpret_cast<uint16_t*>(dx_bf16), dweight,
+                         workspace, bf16_bits_of(dy), x, weight, rstd, n_rows, dim, stream, accumulate_dweight);
+}
+
+cudaError_t rmsnorm_forward(float* y, float* rstd, const __nv_bfloat16* x, const float* weight, int64_t n_rows,
+                            int64_t dim, float eps, cudaStream_t stream) {
+  return launch_forward<float, uint16_t>(y, rstd, nullptr, bf16_bits_of(x), nullptr, weight, n_rows, dim, eps, stream);
+}
+
+cudaError_t rmsnorm_forward_bf16(__nv_bfloat16* y, float* rstd, const __nv_bfloat16* x, const float* weight,
+                                 int64_t n_rows, int64_t dim, float eps, cudaStream_t stream) {
+  return launch_forward<uint16_t, uint16_t>(bf16_bits_of(y), rstd, nullptr, bf16_bits_of(x), nullptr, weight,
+                                            n_rows, dim, eps, stream);
+}
+
+cudaError_t rmsnorm_backward_bf16(__nv_bfloat16* dx_out, const __nv_bfloat16* dx_in, float* dweight,
+                                  float* workspace, const __nv_bfloat16* dy, const __nv_bfloat16* x,
+                                  const float* weight, const float* rstd, int64_t n_rows, int64_t dim,
+                                  cudaStream_t stream, bool accumulate_dweight) {
+  return launch_backward(bf16_bits_of(dx_out), bf16_bits_of(dx_in), nullptr, dweight, workspace, bf16_bits_of(dy),
+                         bf16_bits_of(x), weight, rstd, n_rows, dim, stream, accumulate_dweight);
 }
 
 }  // namespace reclm::cuda

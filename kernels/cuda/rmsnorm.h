@@ -46,4 +46,19 @@ cudaError_t rmsnorm_backward_bf16(float* dx, float* dweight, float* workspace, c
                                   int64_t dim, cudaStream_t stream, __nv_bfloat16* dx_bf16 = nullptr,
                                   bool accumulate_dweight = true);
 
+// A bf16 residual stream's forms (runtime.bf16_residual): x is bf16 (widened exactly), with no
+// fused add, and backward's dx is the stream's bf16 gradient: dx_out = bf16(dx_in + ∂L/∂x), the
+// sum in fp32 and rounded once (dx_in null: zeros; dx_in may alias dx_out). Each is bitwise the
+// fp32 function on the widened inputs composed with convert_f32_to_bf16 of its bf16 output.
+// rmsnorm_forward's form writes fp32 y (forward_hidden's hidden states). x, y, dy, dx: 8-byte
+// alignment for the vector path.
+cudaError_t rmsnorm_forward_bf16(__nv_bfloat16* y, float* rstd, const __nv_bfloat16* x, const float* weight,
+                                 int64_t n_rows, int64_t dim, float eps, cudaStream_t stream);
+cudaError_t rmsnorm_forward(float* y, float* rstd, const __nv_bfloat16* x, const float* weight, int64_t n_rows,
+                            int64_t dim, float eps, cudaStream_t stream);
+cudaError_t rmsnorm_backward_bf16(__nv_bfloat16* dx_out, const __nv_bfloat16* dx_in, float* dweight,
+                                  float* workspace, const __nv_bfloat16* dy, const __nv_bfloat16* x,
+                                  const float* weight, const float* rstd, int64_t n_rows, int64_t dim,
+                                  cudaStream_t stream, bool accumulate_dweight = true);
+
 }  // namespace reclm::cuda

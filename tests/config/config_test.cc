@@ -392,6 +392,8 @@ std::vector<RuleCase> rule_cases() {
        "field runtime.gemm_autotune: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
       {{"runtime.queued_steps=false"},
        "field runtime.queued_steps: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
+      {{"runtime.bf16_residual=true"},
+       "field runtime.bf16_residual: applies to runtime.device \"cuda\" only (the device is \"cpu\")"},
   };
 }
 

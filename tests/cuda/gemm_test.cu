@@ -147,10 +147,12 @@ TEST(CudaGemm, ForwardMatchesFloat64AndCpuOp) {
           std::pair{AlgorithmChoice{0, true, 0}, false}, std::pair{AlgorithmChoice{0, false, 0, 16}, true}}) {
       choice.apply(ctx, scratch);
       // 0: fp32 out, 1: fp32 out +=, 2: bf16 out, 3: fp32 out = addend + (a separate buffer;
-      // out poisoned), 4: bf16 out += (the old value bf16). Modes 1 and 4 scale the product by
-      // alpha = -0.625 (LoRA's scale).
-      for (int mode = 0; mode < 5; ++mode) {
-        const bool out_fp32 = mode != 2 && mode != 4, accumulate = mode == 1 || mode == 4, with_addend = mode == 3;
+      // out poisoned), 4: bf16 out += (the old value bf16), 5: bf16 out = bf16 addend + (a
+      // separate buffer, out poisoned: a bf16 residual stream). Modes 1 and 4 scale the product
+      // by alpha = -0.625 (LoRA's scale).
+      for (int mode = 0; mode < 6; ++mode) {
+        const bool out_fp32 = mode == 0 || mode == 1 || mode == 3, accumulate = mode == 1 || mode == 4,
+                   with_addend = mode == 3 || mode == 5;
         const double alpha = accumulate ? -0.625 : 1.0;
         std::vector<float> prev(n + kPad, ops::test_util::kNaN);
         if (accumulate || with_addend) {
@@ -166,11 +168,12 @@ TEST(CudaGemm, ForwardMatchesFloat64AndCpuOp) {
                    1e-30;
           // (cuBLASLt may round alpha·Σx·w to bf16 before adding the old value, and that sum
           // before adding the bias)
-          const double first_rounding =
-              (accumulate ? std::abs(alpha * prod[i]) : 0.0) + (with_bias ? std::abs(alpha * prod[i] + p) : 0.0);
+          const double first_rounding = (accumulate || with_addend ? std::abs(alpha * prod[i]) : 0.0) +
+                                        (with_bias ? std::abs(alpha * prod[i] + p) : 0.0);
           if (!out_fp32) tol[i] += std::ldexp(std::abs(want[i]) + std::abs(b) + first_rounding, -8);
         }
-        const char* kind[] = {"fp32 out", "fp32 out +=", "bf16 out", "fp32 out = addend +", "bf16 out +="};
+        const char* kind[] = {"fp32 out", "fp32 out +=", "bf16 out", "fp32 out = addend +", "bf16 out +=",
+                              "bf16 out = addend +"};
         const std::string what =
             name(kind[mode], s) + (with_bias ? " bias" : "") + choice.name();
         std::vector<float> got;
@@ -189,8 +192,10 @@ TEST(CudaGemm, ForwardMatchesFloat64AndCpuOp) {
             std::vector<uint16_t> init = to_bf16(prev);  // (the NaN padding stays NaN)
             out.upload(init);
           }
+          Bits addend(to_bf16(prev));
           ASSERT_EQ(linear_forward_bf16(ctx, out.data(), false, bf16(dx), bf16(dw), with_bias ? dbias.data() : nullptr,
-                                        T, C, OC, accumulate, nullptr, 0, nullptr, static_cast<float>(alpha)),
+                                        T, C, OC, accumulate, nullptr, 0, with_addend ? bf16(addend) : nullptr,
+                                        static_cast<float>(alpha)),
                     cudaSuccess) << what;
           simt::device_synchronize();
           got = widen(out.download());
@@ -581,9 +586,9 @@ TEST(CudaGemm, RejectsInvalidArguments) {
             cudaErrorInvalidValue);
   EXPECT_EQ(linear_forward_bf16(ctx, out.data(), true, bf16(a), bf16(b), nullptr, 0, 8, 8, false, nullptr),
             cudaErrorInvalidValue);
-  // an addend is for fp32 outputs only, and not together with accumulate
-  EXPECT_EQ(linear_forward_bf16(ctx, out16.data(), false, bf16(a), bf16(b), nullptr, 8, 8, 8, false, nullptr, 0,
-                                out.data()),
+  // an addend is not used together with accumulate
+  EXPECT_EQ(linear_forward_bf16(ctx, out16.data(), false, bf16(a), bf16(b), nullptr, 8, 8, 8, true, nullptr, 0,
+                                bf16(a)),
             cudaErrorInvalidValue);
   EXPECT_EQ(
       linear_forward_bf16(ctx, out.data(), true, bf16(a), bf16(b), nullptr, 8, 8, 8, true, nullptr, 0, out.data()),

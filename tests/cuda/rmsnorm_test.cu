@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cuda/convert.h"
@@ -233,6 +234,80 @@ TEST(CudaRmsnorm, Bf16FormsEqualTheComposedKernels) {
     EXPECT_EQ(dw_got.download(), dw_want.download()) << "backward dweight, dim " << dim;
     const std::vector<uint16_t> tail = got_y.download();
     for (int64_t i = n; i < n + 4; ++i) EXPECT_EQ(tail[i], 0xFFFF) << "wrote past the end, dim " << dim;
+  }
+}
+
+// A bf16 residual stream's forms (runtime.bf16_residual) against the fp32 kernels on the widened
+// bf16 values composed with convert_f32_to_bf16: bitwise, forward (bf16 and fp32 y) and backward
+// with a stream gradient in, none (zeros) and in place; nothing written past the rows.
+TEST(CudaRmsnorm, Bf16ResidualFormsEqualTheComposedKernels) {
+  uint32_t seed = 180;
+  auto bf = [](simt::DeviceBuffer<uint16_t>& x) { return reinterpret_cast<__nv_bfloat16*>(x.data()); };
+  for (int64_t dim : {int64_t{64}, int64_t{100}, int64_t{768}, int64_t{1027}, int64_t{4096}}) {
+    const int64_t rows = 9, n = rows * dim;
+    const std::vector<float> w = uniform(dim, seed + 2, 0.5f, 1.5f);
+    simt::DeviceBuffer<float> x0(uniform(n, seed, -3.0f, 3.0f)), dy0(uniform(n, seed + 1)), din0(uniform(n, seed + 3));
+    seed += 4;
+    // the bf16 inputs, and their exact widenings for the fp32 kernels
+    simt::DeviceBuffer<uint16_t> x16(n), dy16(n), din16(n);
+    simt::DeviceBuffer<float> x(n), dy(n), din(n), dw(w);
+    for (auto [wide, narrow, src] :
+         {std::tuple{&x, &x16, &x0}, std::tuple{&dy, &dy16, &dy0}, std::tuple{&din, &din16, &din0}}) {
+      ASSERT_EQ(convert_f32_to_bf16(bf(*narrow), src->data(), n, nullptr), cudaSuccess);
+      ASSERT_EQ(convert_bf16_to_f32(wide->data(), bf(*narrow), n, nullptr), cudaSuccess);
+    }
+    // forward
+    simt::DeviceBuffer<float> y32(n), rstd(rows), y32_got(n + 4), rstd_got(rows), rstd_got2(rows);
+    simt::DeviceBuffer<uint16_t> y16_want(n + 4), y16_got(n + 4);
+    ASSERT_EQ(rmsnorm_forward(y32.data(), rstd.data(), nullptr, x.data(), nullptr, dw.data(), rows, dim, kEps, nullptr),
+              cudaSuccess);
+    ASSERT_EQ(convert_f32_to_bf16(bf(y16_want), y32.data(), n, nullptr), cudaSuccess);
+    ASSERT_EQ(rmsnorm_forward_bf16(bf(y16_got), rstd_got.data(), bf(x16), dw.data(), rows, dim, kEps, nullptr),
+              cudaSuccess);
+    ASSERT_EQ(rmsnorm_forward(y32_got.data(), rstd_got2.data(), bf(x16), dw.data(), rows, dim, kEps, nullptr),
+              cudaSuccess);
+    // backward: the fp32 kernel onto the widened stream gradient (or zeros), then rounded
+    simt::DeviceBuffer<float> ws(static_cast<size_t>(rmsnorm_backward_workspace_floats(rows, dim)));
+    simt::DeviceBuffer<float> dx_want(din.download()), dx0_want(std::vector<float>(n, 0.0f));
+    simt::DeviceBuffer<float> dw_want(w), dw0_want(w), dw_got(w), dw0_got(w), dw_inplace(w);
+    ASSERT_EQ(rmsnorm_backward(dx_want.data(), dw_want.data(), ws.data(), dy.data(), x.data(), dw.data(), rstd.data(),
+                               rows, dim, nullptr),
+              cudaSuccess);
+    ASSERT_EQ(rmsnorm_backward(dx0_want.data(), dw0_want.data(), ws.data(), dy.data(), x.data(), dw.data(),
+                               rstd.data(), rows, dim, nullptr, nullptr, /*accumulate_dweight=*/false),
+              cudaSuccess);
+    simt::DeviceBuffer<uint16_t> dx16_want(n + 4), dx016_want(n + 4), dx16_got(n + 4), dx016_got(n + 4);
+    ASSERT_EQ(convert_f32_to_bf16(bf(dx16_want), dx_want.data(), n, nullptr), cudaSuccess);
+    ASSERT_EQ(convert_f32_to_bf16(bf(dx016_want), dx0_want.data(), n, nullptr), cudaSuccess);
+    ASSERT_EQ(rmsnorm_backward_bf16(bf(dx16_got), bf(din16), dw_got.data(), ws.data(), bf(dy16), bf(x16), dw.data(),
+                                    rstd.data(), rows, dim, nullptr),
+              cudaSuccess);
+    ASSERT_EQ(rmsnorm_backward_bf16(bf(dx016_got), nullptr, dw0_got.data(), ws.data(), bf(dy16), bf(x16), dw.data(),
+                                    rstd.data(), rows, dim, nullptr, /*accumulate_dweight=*/false),
+              cudaSuccess);
+    ASSERT_EQ(rmsnorm_backward_bf16(bf(din16), bf(din16), dw_inplace.data(), ws.data(), bf(dy16), bf(x16), dw.data(),
+                                    rstd.data(), rows, dim, nullptr),
+              cudaSuccess);
+    simt::device_synchronize();
+    const std::string at = ", dim " + std::to_string(dim);
+    EXPECT_EQ(y16_got.download(), y16_want.download()) << "forward bf16 y" << at;
+    EXPECT_EQ(rstd_got.download(), rstd.download()) << "forward rstd" << at;
+    EXPECT_EQ(rstd_got2.download(), rstd.download()) << "forward (fp32 y) rstd" << at;
+    std::vector<float> y32_tail = y32_got.download();
+    EXPECT_EQ(std::vector<float>(y32_tail.begin(), y32_tail.begin() + n), y32.download()) << "forward fp32 y" << at;
+    EXPECT_TRUE(std::isnan(y32_tail[n])) << "forward fp32 y wrote past the rows" << at;
+    EXPECT_EQ(dx16_got.download(), dx16_want.download()) << "backward dx" << at;
+    EXPECT_EQ(dx016_got.download(), dx016_want.download()) << "backward dx from zeros" << at;
+    std::vector<uint16_t> inplace = din16.download();
+    std::vector<uint16_t> want = dx16_want.download();
+    EXPECT_EQ(inplace, std::vector<uint16_t>(want.begin(), want.begin() + n)) << "backward dx in place" << at;
+    EXPECT_EQ(dw_got.download(), dw_want.download()) << "backward dweight" << at;
+    EXPECT_EQ(dw_inplace.download(), dw_want.download()) << "backward dweight, in place" << at;
+    EXPECT_EQ(dw0_got.download(), dw0_want.download()) << "backward dweight =" << at;
+    for (auto* buf : {&y16_got, &dx16_got, &dx016_got}) {
+      const std::vector<uint16_t> tail = buf->download();
+      for (int64_t i = n; i < n + 4; ++i) EXPECT_EQ(tail[i], 0xFFFF) << "wrote past the rows" << at;
+    }
   }
 }
 

@@ -56,6 +56,7 @@ struct Case {
   int64_t vp_items = 0;         // > 0: vocabulary parallelism, items [vocab − 7 − vp_items, vocab − 7)
   bool fp32_logits = false;     // runtime.fp32_logits (the default head writes bf16 logits)
   bool gemm_autotune = false;   // runtime.gemm_autotune (on a GPU: each GEMM's algorithm timed on its operands)
+  bool bf16_residual = false;   // runtime.bf16_residual (the residual stream and its gradient in bf16)
 };
 
 // The one-rank job of the vocabulary-parallel cases (its collectives copy).
@@ -132,6 +133,22 @@ std::vector<Case> cases() {
       {.name = "gemm autotune gqa2 d64 tied causal",
        .shape = {.vocab = 301, .d_model = 128, .n_heads = 2, .n_kv_heads = 1, .head_dim = 64, .d_ff = 200},
        .gemm_autotune = true},
+      // runtime.bf16_residual: the stream's adds and its gradient's updates rounded to bf16, with
+      // the dropout sites on the stream, LoRA and the vocabulary-parallel lookup around it
+      {.name = "bf16 residual gqa2 d64 tied causal",
+       .shape = {.vocab = 301, .d_model = 128, .n_heads = 2, .n_kv_heads = 1, .head_dim = 64, .d_ff = 200},
+       .bf16_residual = true},
+      {.name = "bf16 residual dropout 0.3 prefix head_dim 32",
+       .shape = {.vocab = 211, .d_model = 64, .n_heads = 2, .n_kv_heads = 1, .head_dim = 32, .d_ff = 200},
+       .prefix = true, .partial_loss = true, .dropout = 0.3f, .bf16_residual = true},
+      {.name = "bf16 residual lora every projection rank 4 dropout 0.2 new embedding rows",
+       .shape = {.vocab = 301, .d_model = 128, .n_heads = 2, .n_kv_heads = 1, .head_dim = 64, .d_ff = 200},
+       .prefix = true, .partial_loss = true, .dropout = 0.2f, .lora_rank = 4, .lora_targets = kAllLoraTargets,
+       .bf16_residual = true},
+      {.name = "bf16 residual vocab parallel untied item range",
+       .shape = {.vocab = 257, .d_model = 128, .n_heads = 2, .n_kv_heads = 2, .head_dim = 64, .d_ff = 96,
+                 .tied = false},
+       .partial_loss = true, .class_begin = 257 - 7 - 150, .vp_items = 150, .bf16_residual = true},
   };
 }
 
@@ -171,12 +188,13 @@ config::OptimConfig optim_config() {
 std::unique_ptr<DeviceBackend> backend_or_skip(const Model& model, const AdamW& optimizer, bool recompute = false,
                                                int64_t head_chunk_rows = 0, bool fp32_logits = false,
                                                bool second_stream = true, bool gemm_autotune = false,
-                                               int residual_gradient_buffers = 2) {
+                                               int residual_gradient_buffers = 2, bool bf16_residual = false) {
   try {
     return make_device_backend(model, optimizer,
                                {.max_tokens = kMaxTokens,
                                 .recompute_activations = recompute,
                                 .fp32_logits = fp32_logits,
+                                .bf16_residual = bf16_residual,
                                 .second_stream = second_stream,
                                 .gemm_autotune = gemm_autotune,
                                 .residual_gradient_buffers = residual_gradient_buffers,
@@ -200,7 +218,7 @@ struct Uploaded {
   Uploaded(const Case& c, uint64_t seed) : host(dims_of(c), kMaxTokens), optimizer(host.layout, optim_config()) {
     if (host.dims.vocab_parallel()) host.comm = &local_comm();
     init_for(host, seed);
-    device = backend_or_skip(host, optimizer, false, 0, c.fp32_logits, true, c.gemm_autotune);
+    device = backend_or_skip(host, optimizer, false, 0, c.fp32_logits, true, c.gemm_autotune, 2, c.bf16_residual);
     if (device) device->upload(host, optimizer);
   }
 };
@@ -408,7 +426,8 @@ TEST(DeviceBackend, LongSegmentAttentionBlocksMatchCpu) {
 // chosen rows, against the CPU's forward_hidden, to bf16 accuracy: ‖device − cpu‖ / ‖cpu‖ per row
 // below 2e-2 (measured up to 1.1e-2: every layer's GEMMs and attention read bf16 operands).
 TEST(DeviceBackend, ForwardHiddenMatchesCpu) {
-  for (const Case& c : {cases()[1], cases()[2], cases()[6]}) {  // untied + prefix, 2D positions, LoRA q/v
+  // untied + prefix, 2D positions, LoRA, a bf16 stream (its final norm's fp32 form), under LoRA
+  for (const Case& c : {cases()[1], cases()[2], cases()[6], cases()[13], cases()[15]}) {
     SCOPED_TRACE(c.name);
     Uploaded u(c, 37);
     SKIP_WITHOUT_DEVICE(u.device);
@@ -452,15 +471,16 @@ DeviceStep run_step(DeviceBackend& device, const Model& host, const AdamW& optim
 // the kernels are deterministic, so the gradients are bitwise those of the saved activations.
 TEST(DeviceBackend, RecomputedActivationsGiveTheSameGradients) {
   // [4]: the masks recomputed too; [5]: the adapters' bottlenecks too
-  for (const Case& c : {cases()[0], cases()[2], cases()[4], cases()[5]}) {
+  // [14], [15]: a bf16 stream, with dropout
+  for (const Case& c : {cases()[0], cases()[2], cases()[4], cases()[5], cases()[14], cases()[15]}) {
     SCOPED_TRACE(c.name);
     const ModelDims d = dims_of(c);
     Model host(d, kMaxTokens);
     init_for(host, 13);
     AdamW optimizer(host.layout, optim_config());
-    auto saved = backend_or_skip(host, optimizer, false);
+    auto saved = backend_or_skip(host, optimizer, false, 0, false, true, false, 2, c.bf16_residual);
     SKIP_WITHOUT_DEVICE(saved);
-    auto recomputed = backend_or_skip(host, optimizer, true);
+    auto recomputed = backend_or_skip(host, optimizer, true, 0, false, true, false, 2, c.bf16_residual);
     EXPECT_LT(recomputed->info().planned_bytes, saved->info().planned_bytes);
     const Batch batch = make_batch(c, d, 17);
     const DeviceStep a = run_step(*saved, host, optimizer, batch, dropout_of(c));
@@ -504,16 +524,17 @@ TEST(DeviceBackend, SecondStreamTrainsBitwiseLikeOneStream) {
       const int64_t head_chunk_rows = recompute ? 0 : 7;  // (chunks: each rewrites the last one's dlogits)
       // [0] one stream, the reference; [1] the side stream; [2] the side stream, one residual buffer
       std::vector<std::unique_ptr<DeviceBackend>> backends;
-      backends.push_back(
-          backend_or_skip(host, optimizer, recompute, head_chunk_rows, c.fp32_logits, /*second_stream=*/false));
+      backends.push_back(backend_or_skip(host, optimizer, recompute, head_chunk_rows, c.fp32_logits,
+                                         /*second_stream=*/false, false, 2, c.bf16_residual));
       SKIP_WITHOUT_DEVICE(backends[0]);
-      backends.push_back(backend_or_skip(host, optimizer, recompute, head_chunk_rows, c.fp32_logits));
+      backends.push_back(
+          backend_or_skip(host, optimizer, recompute, head_chunk_rows, c.fp32_logits, true, false, 2, c.bf16_residual));
       // (the second buffers, and the side stream's cuBLASLt workspace)
       EXPECT_GT(backends[1]->info().planned_bytes, backends[0]->info().planned_bytes);
       if (!recompute) {
         backends.push_back(backend_or_skip(host, optimizer, recompute, head_chunk_rows, c.fp32_logits,
                                            /*second_stream=*/true, /*gemm_autotune=*/false,
-                                           /*residual_gradient_buffers=*/1));
+                                           /*residual_gradient_buffers=*/1, c.bf16_residual));
         EXPECT_GT(backends[1]->info().planned_bytes, backends[2]->info().planned_bytes);
         EXPECT_GT(backends[2]->info().planned_bytes, backends[0]->info().planned_bytes);
       }
@@ -583,9 +604,9 @@ TEST(DeviceBackend, QueuedStepsTrainBitwiseLikeReadSteps) {
       if (host.dims.vocab_parallel()) host.comm = &local_comm();
       init_for(host, 41);
       AdamW optimizer(host.layout, optim_config());
-      auto read = backend_or_skip(host, optimizer, false, 7, c.fp32_logits, second_stream);
+      auto read = backend_or_skip(host, optimizer, false, 7, c.fp32_logits, second_stream, false, 2, c.bf16_residual);
       SKIP_WITHOUT_DEVICE(read);
-      auto queued = backend_or_skip(host, optimizer, false, 7, c.fp32_logits, second_stream);
+      auto queued = backend_or_skip(host, optimizer, false, 7, c.fp32_logits, second_stream, false, 2, c.bf16_residual);
       const bool can = !host.dims.vocab_parallel();
       EXPECT_EQ(queued->can_queue_steps(), can);
       if (!can) continue;
@@ -710,6 +731,44 @@ TEST(DeviceBackend, Fp32LogitsOptionKeepsTheLogitsInFp32) {
     EXPECT_EQ(fp32->forward_loss(batch), b.loss);
     std::printf("%s: loss cpu %.7f, device bf16 logits %.7f (%.1e), fp32 logits %.7f (%.1e)\n", c.name.c_str(), cpu,
                 a.loss, std::abs(a.loss - cpu) / std::abs(cpu), b.loss, std::abs(b.loss - cpu) / std::abs(cpu));
+  }
+}
+
+// runtime.bf16_residual against the fp32 stream on the same weights and micro-batch: the plan is
+// smaller by the stream's saved arrays' halves (2 bytes a value of each layer's residual and
+// residual_mid and of residual_out, less the bf16 gradient array it adds with dropout), the
+// gradients differ in their bits (the stream's rounding reaches them: the option is in effect)
+// and stay within bf16 accuracy of the fp32 stream's, and so do the losses.
+TEST(DeviceBackend, Bf16ResidualOptionKeepsTheStreamInBf16) {
+  for (const Case& c : {cases()[0], cases()[5]}) {
+    SCOPED_TRACE(c.name);
+    Case bf16_case = c;
+    bf16_case.bf16_residual = true;
+    Uploaded fp32(c, 53);  // (the same weights)
+    SKIP_WITHOUT_DEVICE(fp32.device);
+    Uploaded bf16(bf16_case, 53);
+    const ModelDims& d = fp32.host.dims;
+    const int64_t stream_bytes = kMaxTokens * d.d_model * 2;  // half an fp32 array of the stream
+    const int64_t alignment = 256 * (2 * d.n_layers + 2);     // (the plan's pieces start at 256 bytes)
+    EXPECT_GE(fp32.device->info().planned_bytes - bf16.device->info().planned_bytes,
+              2 * d.n_layers * stream_bytes - alignment);
+    const Batch batch = make_batch(c, d, 59);
+    const DeviceStep a = run_step(*fp32.device, fp32.host, fp32.optimizer, batch, dropout_of(c));
+    const DeviceStep b = run_step(*bf16.device, bf16.host, bf16.optimizer, batch, dropout_of(c));
+    EXPECT_NEAR(b.loss, a.loss, 2e-3 * std::abs(a.loss));
+    int64_t differ = 0;
+    for (size_t i = 0; i < a.grads.size(); ++i) differ += std::memcmp(&a.grads[i], &b.grads[i], sizeof(float)) != 0;
+    EXPECT_GT(differ, 0) << "the stream's precision changed no gradient";
+    double worst = 0;
+    for (const ParamEntry& e : fp32.host.layout.entries()) {
+      std::vector<float> diff(e.numel);
+      for (int64_t i = 0; i < e.numel; ++i) diff[i] = b.grads[e.offset + i] - a.grads[e.offset + i];
+      const double rel = norm_of(diff.data(), e.numel) / norm_of(a.grads.data() + e.offset, e.numel);
+      EXPECT_LT(rel, 3e-2) << e.name << " (‖bf16 stream − fp32 stream‖ / ‖fp32 stream‖)";  // NaN fails too
+      worst = std::max(worst, rel);
+    }
+    std::printf("%s: loss fp32 stream %.7f, bf16 stream %.7f; %lld gradient values differ, worst tensor %.2e\n",
+                c.name.c_str(), a.loss, b.loss, static_cast<long long>(differ), worst);
   }
 }
 

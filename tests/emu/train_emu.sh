@@ -4,7 +4,8 @@
 # memory in host memory (trainer/device_backend.h). A tiny recommender (tiny_rec, head dim 64):
 #  1. the device trains like the CPU backend: the same train and validation loss sequence to
 #     bf16 accuracy (grad_accum 2, 8 steps), also with dropout (the same masks) and with LoRA
-#     adapters (frozen base weights), and writes weights `reclm eval` reads; its ranking
+#     adapters (frozen base weights), and with the residual stream in bf16
+#     (runtime.bf16_residual), and writes weights `reclm eval` reads; its ranking
 #     evaluation during training (item scores from the device's forward) gives the CPU's metrics
 #     up to bf16 near-ties;
 #  2. checkpoints are interchangeable: a device run's step-4 checkpoint resumes on the CPU, and
@@ -93,6 +94,16 @@ like_cpu drop model.dropout --set model.dropout=0.2 --set model.n_heads=2
 # 1c. LoRA on every projection: the adapters (and the new embedding rows) train, the base is frozen
 lora=(--set model.lora.rank=4 --set model.lora.alpha=8)
 like_cpu lora model.lora "${lora[@]}"
+
+# 1e. the residual stream in bf16 (runtime.bf16_residual): still the CPU's losses to bf16
+#     accuracy, not the fp32 stream's bits, and the log says so
+"$RECLM_EMU" train "${base[@]}" --set runtime.device=cuda --set runtime.bf16_residual=true \
+  --set train.run_dir="$work/dev_bf16res" > "$work/dev_bf16res.txt" 2>&1 || { cat "$work/dev_bf16res.txt"; fail "bf16 residual run"; }
+grep -q "the residual stream in bf16" "$work/dev_bf16res.txt" || { cat "$work/dev_bf16res.txt"; fail "the log does not say the stream is bf16"; }
+same_losses "$(losses "$work/cpu/metrics.jsonl" "train val")" "$(losses "$work/dev_bf16res/metrics.jsonl" "train val")" \
+  $rtol || fail "with a bf16 residual stream the device does not train like the CPU backend"
+! same_losses "$(losses "$work/dev/metrics.jsonl" "train")" "$(losses "$work/dev_bf16res/metrics.jsonl" "train")" 1e-6 \
+  > /dev/null || fail "runtime.bf16_residual changed nothing on the device"
 
 # 1d. ranking evaluation during training: the device runs the item scores' forward; its
 #     metrics are the CPU's up to bf16 near-ties (3 of 2000 users measured)

@@ -142,6 +142,7 @@ class CudaBackend final : public DeviceBackend {
         device::DevicePlanOptions{.max_tokens = options.max_tokens,
                                   .recompute = options.recompute_activations,
                                   .fp32_logits = options.fp32_logits,
+                                  .bf16_residual = options.bf16_residual,
                                   .head_chunk_rows = options.head_chunk_rows,
                                   .moment_floats = optimizer.moment_floats(),
                                   .exchange_floats = zero1_ ? zero1_->exchange_floats() : 0,

@@ -35,11 +35,19 @@ inline int64_t padded_classes(int64_t classes) {
 }
 inline constexpr int64_t kHeadPadRows = kClassMultiple - 1;
 
+// An array of the residual stream or its gradient: fp32, or bf16 with runtime.bf16_residual
+// (DeviceModel::bf16_residual); the step's code reads it as the type that flag says.
+struct StreamRows {
+  void* rows = nullptr;
+  float* f32() const { return static_cast<float*>(rows); }
+  __nv_bfloat16* bf() const { return static_cast<__nv_bfloat16*>(rows); }
+};
+
 // Per layer, what backward reads from the forward (with recomputation every layer's pointers but
 // `residual` and `lora_u` are the same scratch).
 struct LayerActivations {
-  float* residual;      // [T, C] the layer's input (the residual stream)
-  float* residual_mid;  // [T, C] after the attention block
+  StreamRows residual;      // [T, C] the layer's input (the residual stream)
+  StreamRows residual_mid;  // [T, C] after the attention block
   float* rstd1;         // [T]
   float* rstd2;         // [T]
   bf16* norm1;          // [T, C] input of q/k/v
@@ -59,6 +67,7 @@ struct DevicePlanOptions {
   int64_t max_tokens = 0;       // tokens per micro-batch
   bool recompute = false;       // activation recomputation (DeviceModel::recompute)
   bool fp32_logits = false;     // the unsharded LM head's logits in fp32 (DeviceModel::bf16_logits)
+  bool bf16_residual = false;   // runtime.bf16_residual (DeviceModel::bf16_residual)
   int64_t head_chunk_rows = 0;  // LM-head rows per chunk (at most max_tokens); 0: as kHeadChunkBytes allows
   int64_t moment_floats = 0;    // each AdamW moment: 0 for the whole layout (P), or a ZeRO-1 shard's size
   int64_t exchange_floats = 0;  // ZeRO-1's collective buffers (device_zero1.h), used between steps only
@@ -108,6 +117,11 @@ struct DeviceModel {
   // cross-entropy turns them into dlogits in place: 2 bytes per logit in a chunk, not 4 + 2.
   // Vocabulary parallelism keeps fp32 logits.
   bool bf16_logits = false;
+  // runtime.bf16_residual: the residual stream (each layer's residual and residual_mid,
+  // residual_out) and its gradient in backward (d_res_bf, or d_stream_bf with dropout) are bf16;
+  // the o/down GEMMs add onto a bf16 stream and the norms read it and update its gradient in bf16.
+  // The embedding's lookup and gradient stay fp32 (d_residual), converted at the stream's ends.
+  bool bf16_residual = false;
   PhaseClock clock;
 
   // Parameters and gradients in the host layout [P] (fp32), and the weights' bf16 copy [P] (the
@@ -125,7 +139,7 @@ struct DeviceModel {
   ModelTensors grad_tensors;   // pointers into grads
 
   std::vector<LayerActivations> layers;
-  float* residual_out = nullptr;  // [T, C] the stream after the last layer
+  StreamRows residual_out;        // [T, C] the stream after the last layer
   float* final_normed = nullptr;  // [T, C] fp32: forward_hidden's hidden states
   bf16* final_normed_bf = nullptr;  // [T, C] the same in bf16: training's and forward_loss's
   float* final_rstd = nullptr;    // [T]
@@ -141,7 +155,10 @@ struct DeviceModel {
   double* row_losses = nullptr;  // [head_chunk]
   double* chunk_loss = nullptr;  // [max_chunks]
   // Backward scratch
-  float* d_residual = nullptr;  // [T, C]
+  float* d_residual = nullptr;  // [T, C] the stream's gradient; with bf16_residual the embedding's side only
+  // bf16_residual with dropout: the stream's gradient [T, C], updated in place by the norms, while
+  // d_res_bf gets each branch's masked copy (without dropout d_res_bf is the stream's gradient)
+  bf16* d_stream_bf = nullptr;
   bf16* d_final_bf = nullptr;   // [T, C] gradient at the final norm's output: d_h's rows by loss_row_of
   float* d_h32 = nullptr;       // [T, C] vocabulary parallelism's sum of the gathered rows' head gradient
   bf16* d_h = nullptr;          // [T, C] rows [0, R): the gathered rows' head gradient; row R (if R < T) zeros

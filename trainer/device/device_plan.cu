@@ -59,6 +59,11 @@ int64_t norm_workspace_doubles(const ParamLayout& layout, bool vocab_parallel) {
   return std::max(doubles, cuda::sum_of_squares_segments_workspace_doubles(sizes.data(), n));
 }
 
+// n values of the residual stream, in its type
+StreamRows take_stream(const DeviceModel& dm, Carver& c, int64_t n) {
+  return {dm.bf16_residual ? static_cast<void*>(c.take<bf16>(n)) : static_cast<void*>(c.take<float>(n))};
+}
+
 void carve(DeviceModel& dm, int64_t exchange_floats, int world, int residual_gradient_buffers, Carver& c) {
   const ModelDims& d = dm.dims;
   const int64_t T = dm.max_tokens, C = d.d_model, F = d.d_ff, V = d.vocab;
@@ -87,7 +92,7 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, int residual_gra
   dm.layers.resize(d.n_layers);
   for (int64_t l = 0; l < d.n_layers; ++l) {
     LayerActivations& a = dm.layers[l];
-    float* residual = c.take<float>(T * C);
+    const StreamRows residual = take_stream(dm, c, T * C);
     // LoRA's bottlenecks (T·r each) are kept per layer even with recomputation, which stops
     // before the down projection's adapter.
     std::array<bf16*, kNumLoraTargets> lora_u{};
@@ -102,7 +107,7 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, int residual_gra
     }
     a.residual = residual;
     a.lora_u = lora_u;
-    a.residual_mid = c.take<float>(T * C);
+    a.residual_mid = take_stream(dm, c, T * C);
     a.rstd1 = c.take<float>(T);
     a.rstd2 = c.take<float>(T);
     a.norm1 = c.take<bf16>(T * C);
@@ -113,7 +118,7 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, int residual_gra
     a.gate_up = c.take<bf16>(T * 2 * F);
     a.act = c.take<bf16>(T * F);
   }
-  dm.residual_out = c.take<float>(T * C);
+  dm.residual_out = take_stream(dm, c, T * C);
   dm.final_normed = c.take<float>(T * C);
   dm.final_normed_bf = c.take<bf16>(T * C);
   dm.final_rstd = c.take<float>(T);
@@ -128,6 +133,7 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, int residual_gra
   dm.chunk_loss = c.take<double>(dm.max_chunks);
 
   dm.d_residual = c.take<float>(T * C);
+  if (dm.bf16_residual) dm.d_stream_bf = c.take<bf16>(T * C);
   dm.d_final_bf = c.take<bf16>(T * C);
   if (d.vocab_parallel()) dm.d_h32 = c.take<float>(T * C);
   dm.d_h = c.take<bf16>(T * C);
@@ -182,7 +188,7 @@ void carve(DeviceModel& dm, int64_t exchange_floats, int world, int residual_gra
 
 DeviceModel::DeviceModel(const ModelDims& d, const ParamLayout& l, const DevicePlanOptions& options)
     : dims(d), layout(l), max_tokens(options.max_tokens), recompute(options.recompute),
-      bf16_logits(!options.fp32_logits && !d.vocab_parallel()) {
+      bf16_logits(!options.fp32_logits && !d.vocab_parallel()), bf16_residual(options.bf16_residual) {
   RECLM_CHECK(max_tokens > 0 && options.head_chunk_rows >= 0 && options.moment_floats >= 0 &&
                   options.exchange_floats >= 0,
               "max_tokens {}, head_chunk_rows {}, moment_floats {}, exchange_floats {}", max_tokens,

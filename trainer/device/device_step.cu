@@ -59,9 +59,9 @@ void to_bf16(const DeviceModel& dm, bf16* out, const float* in, int64_t n) {
   ok(cuda::convert_f32_to_bf16(out, in, n, dm.stream), "convert");
 }
 
-// out[T, OC] = inp · weightᵀ (+ addend: fp32 [T, OC]), weight the bf16 copy of a device parameter.
+// out[T, OC] = inp · weightᵀ (+ addend [T, OC], out's type), weight the bf16 copy of a device parameter.
 void linear(DeviceModel& dm, void* out, bool out_fp32, const bf16* inp, const float* weight, int64_t T,
-            int64_t C, int64_t OC, const float* addend = nullptr) {
+            int64_t C, int64_t OC, const void* addend = nullptr) {
   ok(cuda::linear_forward_bf16(dm.gemm, out, out_fp32, inp, dm.weight_bf16(weight), nullptr, T, C, OC, false,
                                dm.stream, 0, addend),
      "linear_forward_bf16");
@@ -248,14 +248,25 @@ Geometry upload_batch(DeviceModel& dm, const Batch& batch, bool with_loss) {
   return g;
 }
 
+// y[T, C] (bf16, a GEMM's operand) = rmsnorm(x) with its weight, x a stream array; rstd [T].
+void norm_forward(DeviceModel& dm, bf16* y, float* rstd, StreamRows x, const float* weight, int64_t T) {
+  const int64_t C = dm.dims.d_model;
+  const float eps = dm.dims.norm_eps;
+  ok(dm.bf16_residual ? cuda::rmsnorm_forward_bf16(y, rstd, x.bf(), weight, T, C, eps, dm.stream)
+                      : cuda::rmsnorm_forward_bf16(y, rstd, nullptr, x.f32(), nullptr, weight, T, C, eps, dm.stream),
+     "rmsnorm_forward_bf16");
+  dm.clock.mark("forward: norms");
+}
+
 // out[T, C] = skip + dropout(inp[T, IC] · Wᵀ + LoRA), dropout site (l, branch), the projection
-// `target`: without dropout the GEMM adds the skip itself (an fp32 addend), and the adapter adds
-// onto out; with it the projection and the adapter go through dm.branch (dropped together).
-void add_branch(DeviceModel& dm, float* out, const float* skip, const bf16* inp, const float* weight, int64_t T,
+// `target`: without dropout the GEMM adds the skip itself (an addend of the stream's type), and
+// the adapter adds onto out; with it the projection and the adapter go through dm.branch (fp32,
+// dropped together).
+void add_branch(DeviceModel& dm, StreamRows out, StreamRows skip, const bf16* inp, const float* weight, int64_t T,
                 int64_t IC, const DropoutState& drop, int64_t l, int branch, LoraTarget target) {
   const int64_t C = dm.dims.d_model;
   if (!drop.active()) {
-    linear(dm, out, true, inp, weight, T, IC, C, skip);
+    linear(dm, out.rows, !dm.bf16_residual, inp, weight, T, IC, C, skip.rows);
     lora_bottleneck(dm, inp, l, target, T);
     dm.clock.mark("forward: GEMMs");
     return;
@@ -263,7 +274,10 @@ void add_branch(DeviceModel& dm, float* out, const float* skip, const bf16* inp,
   linear(dm, dm.branch, true, inp, weight, T, IC, C);
   lora_bottleneck(dm, inp, l, target, T);
   dm.clock.mark("forward: GEMMs");
-  ok(cuda::dropout_add(out, skip, dm.branch, T * C, dropout_key(drop, l, branch), dm.stream), "dropout_add");
+  const cuda::DropoutKey key = dropout_key(drop, l, branch);
+  ok(dm.bf16_residual ? cuda::dropout_add(out.bf(), skip.bf(), dm.branch, T * C, key, dm.stream)
+                      : cuda::dropout_add(out.f32(), skip.f32(), dm.branch, T * C, key, dm.stream),
+     "dropout_add");
   dm.clock.mark("forward: dropout");
 }
 
@@ -279,10 +293,7 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output
   const LayerTensors& w = dm.param_tensors.layers[l];
   LayerActivations& a = dm.layers[l];
   PhaseClock& clock = dm.clock;
-  ok(cuda::rmsnorm_forward_bf16(a.norm1, a.rstd1, nullptr, a.residual, nullptr, w.input_norm, T, C, d.norm_eps,
-                                dm.stream),
-     "rmsnorm_forward_bf16");
-  clock.mark("forward: norms");
+  norm_forward(dm, a.norm1, a.rstd1, a.residual, w.input_norm, T);
   const int64_t QKV = QD + 2 * KVD;
   linear(dm, a.qkv, false, a.norm1, w.wq, T, C, QKV);  // q_proj, k_proj, v_proj: adjacent rows
   for (LoraTarget t : {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV}) lora_bottleneck(dm, a.norm1, l, t, T);
@@ -299,17 +310,14 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output
   clock.mark("forward: attention");
   add_branch(dm, a.residual_mid, a.residual, a.attn, w.wo, T, QD, drop, l, 0, LoraTarget::kO);
   // MLP block
-  ok(cuda::rmsnorm_forward_bf16(a.norm2, a.rstd2, nullptr, a.residual_mid, nullptr, w.post_norm, T, C, d.norm_eps,
-                                dm.stream),
-     "rmsnorm_forward_bf16");
-  clock.mark("forward: norms");
+  norm_forward(dm, a.norm2, a.rstd2, a.residual_mid, w.post_norm, T);
   linear(dm, a.gate_up, false, a.norm2, w.w_gate, T, C, 2 * F);  // gate_proj and up_proj: adjacent rows
   for (LoraTarget t : {LoraTarget::kGate, LoraTarget::kUp}) lora_bottleneck(dm, a.norm2, l, t, T);
   clock.mark("forward: GEMMs");
   ok(cuda::swiglu_forward_bf16(a.act, a.gate_up, T, F, dm.stream), "swiglu_forward_bf16");
   clock.mark("forward: SwiGLU");
   if (!to_output) return;
-  float* next = l + 1 < d.n_layers ? dm.layers[l + 1].residual : dm.residual_out;
+  const StreamRows next = l + 1 < d.n_layers ? dm.layers[l + 1].residual : dm.residual_out;
   add_branch(dm, next, a.residual_mid, a.act, w.w_down, T, F, drop, l, 1, LoraTarget::kDown);
 }
 
@@ -318,7 +326,9 @@ void forward_layer(DeviceModel& dm, const Geometry& g, int64_t l, bool to_output
 void forward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop, bool fp32_hidden = false) {
   const ModelDims& d = dm.dims;
   const int64_t T = g.T, C = d.d_model;
-  float* x = dm.layers[0].residual;
+  // the lookup in fp32: into the stream, or for a bf16 stream into d_residual (free until
+  // backward), rounded into the stream after the embedding's dropout
+  float* x = dm.bf16_residual ? dm.d_residual : dm.layers[0].residual.f32();
   // each stage after the side stream's AdamW of its weights (cuda_backend.cu adamw_step)
   const auto updated = [&](size_t stage) {
     wait_for_side(dm, dm.weights_updated[stage], "forward: waiting for AdamW");
@@ -330,22 +340,25 @@ void forward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& drop
     ok(cuda::embedding_forward(x, dm.param_tensors.embed, dm.tokens, T, C, dm.stream), "embedding_forward");
   }
   if (drop.active()) ok(cuda::dropout(x, x, T * C, dropout_key(drop, -1, 0), dm.stream), "dropout");
+  if (dm.bf16_residual) to_bf16(dm, dm.layers[0].residual.bf(), x, T * C);
   dm.clock.mark("embedding");
   for (int64_t l = 0; l < d.n_layers; ++l) {
     updated(static_cast<size_t>(1 + l));
     forward_layer(dm, g, l, /*to_output=*/true, drop);
   }
   updated(static_cast<size_t>(d.n_layers + 1));  // (the LM head's too)
+  const float* weight = dm.param_tensors.final_norm;
+  const StreamRows x_out = dm.residual_out;
   if (fp32_hidden) {
-    ok(cuda::rmsnorm_forward(dm.final_normed, dm.final_rstd, nullptr, dm.residual_out, nullptr,
-                             dm.param_tensors.final_norm, T, C, d.norm_eps, dm.stream),
+    ok(dm.bf16_residual
+           ? cuda::rmsnorm_forward(dm.final_normed, dm.final_rstd, x_out.bf(), weight, T, C, d.norm_eps, dm.stream)
+           : cuda::rmsnorm_forward(dm.final_normed, dm.final_rstd, nullptr, x_out.f32(), nullptr, weight, T, C,
+                                   d.norm_eps, dm.stream),
        "rmsnorm_forward");
+    dm.clock.mark("forward: norms");
   } else {
-    ok(cuda::rmsnorm_forward_bf16(dm.final_normed_bf, dm.final_rstd, nullptr, dm.residual_out, nullptr,
-                                  dm.param_tensors.final_norm, T, C, d.norm_eps, dm.stream),
-       "rmsnorm_forward_bf16");
+    norm_forward(dm, dm.final_normed_bf, dm.final_rstd, x_out, weight, T);
   }
-  dm.clock.mark("forward: norms");
 }
 
 // The unsharded LM head over the R gathered rows (dm.head_h, dm.loss_targets, dm.loss_weights) and
@@ -499,30 +512,42 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
     input_grad(dm, dinp, dout, weight, T, IC, OC);
     return weight_grad(dm, dweight, dout, OC, inp, T, IC, OC, add_to_layer_grads);
   };
-  // The gradient at a branch's output, in bf16 for its projection's backward: d_residual itself,
-  // which each norm's backward writes as d_res_bf beside its fp32 update (none after layer 0: the
-  // embedding reads fp32); with dropout, d_residual through the branch's mask instead.
+  // The gradient at a branch's output, in bf16 for its projection's backward. An fp32 stream:
+  // d_residual itself, which each norm's backward writes as d_res_bf beside its fp32 update (none
+  // after layer 0: the embedding reads fp32). A bf16 stream: the stream's gradient is d_res_bf
+  // itself, which each norm's backward reads and writes anew (d_stream). With dropout, the
+  // stream's gradient (d_residual, or d_stream_bf in place) through the branch's mask instead.
   const bool dropout = drop.active();
-  const auto norm_back = [&](float* dweight, const float* x, const float* weight, const float* rstd,
-                             bool next_branch) {
-    bf16* d_res_bf_out = next_branch && !dropout ? rewrite(dm, d_res_bf) : nullptr;
-    ok(cuda::rmsnorm_backward_bf16(dm.d_residual, dweight, dm.rmsnorm_ws, dm.d_normed_bf, x, weight, rstd, T, C,
-                                   dm.stream, d_res_bf_out, add_to_layer_grads),
-       "rmsnorm_backward_bf16");
+  const bf16* d_stream = nullptr;  // a bf16 stream's gradient so far (null: zeros, before the final norm)
+  // The norm's backward from dy = d_normed_bf (the final norm's: d_final_bf), dweight = or +=.
+  const auto norm_back = [&](float* dweight, StreamRows x, const float* weight, const float* rstd, bool next_branch,
+                             const bf16* dy = nullptr, bool accumulate_dweight = true) {
+    if (dy == nullptr) dy = dm.d_normed_bf;
+    if (dm.bf16_residual) {
+      bf16* const out = dropout ? dm.d_stream_bf : rewrite(dm, d_res_bf);
+      ok(cuda::rmsnorm_backward_bf16(out, d_stream, dweight, dm.rmsnorm_ws, dy, x.bf(), weight, rstd, T, C,
+                                     dm.stream, accumulate_dweight),
+         "rmsnorm_backward_bf16");
+      d_stream = out;
+    } else {
+      bf16* d_res_bf_out = next_branch && !dropout ? rewrite(dm, d_res_bf) : nullptr;
+      ok(cuda::rmsnorm_backward_bf16(dm.d_residual, dweight, dm.rmsnorm_ws, dy, x.f32(), weight, rstd, T, C,
+                                     dm.stream, d_res_bf_out, accumulate_dweight),
+         "rmsnorm_backward_bf16");
+    }
     clock.mark("backward: norms");
   };
   const auto branch_grad = [&](int64_t l, int branch) {
-    if (!dropout) return;  // d_res_bf is the norm's copy
-    ok(cuda::dropout_bf16(rewrite(dm, d_res_bf), dm.d_residual, T * C, dropout_key(drop, l, branch), dm.stream),
+    if (!dropout) return;  // d_res_bf is the norm's output
+    const cuda::DropoutKey key = dropout_key(drop, l, branch);
+    ok(dm.bf16_residual ? cuda::dropout_bf16(rewrite(dm, d_res_bf), d_stream, T * C, key, dm.stream)
+                        : cuda::dropout_bf16(rewrite(dm, d_res_bf), dm.d_residual, T * C, key, dm.stream),
        "dropout_bf16");
     clock.mark("backward: dropout");
   };
-  fill_zero(dm.d_residual, T * C * sizeof(float), dm.stream);
-  ok(cuda::rmsnorm_backward_bf16(dm.d_residual, dm.grad_tensors.final_norm, dm.rmsnorm_ws, dm.d_final_bf,
-                                 dm.residual_out, dm.param_tensors.final_norm, dm.final_rstd, T, C, dm.stream,
-                                 dropout ? nullptr : rewrite(dm, d_res_bf)),
-     "rmsnorm_backward_bf16");
-  clock.mark("backward: norms");
+  if (!dm.bf16_residual) fill_zero(dm.d_residual, T * C * sizeof(float), dm.stream);
+  norm_back(dm.grad_tensors.final_norm, dm.residual_out, dm.param_tensors.final_norm, dm.final_rstd,
+            /*next_branch=*/true, dm.d_final_bf);
   reached(1);
   for (int64_t l = d.n_layers - 1; l >= 0; --l) {
     // activation recomputation: layer l's saved activations are refilled from its input (the
@@ -547,7 +572,8 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
     lora_backward(dm, d_gate_up.get(), 2 * F, a.norm2, l, LoraTarget::kGate, T);
     lora_backward(dm, d_gate_up.get() + F, 2 * F, a.norm2, l, LoraTarget::kUp, T);
     clock.mark("backward: GEMMs");
-    norm_back(gw.post_norm, a.residual_mid, w.post_norm, a.rstd2, /*next_branch=*/true);
+    norm_back(gw.post_norm, a.residual_mid, w.post_norm, a.rstd2, /*next_branch=*/true, nullptr,
+              add_to_layer_grads);
     reached(kBackwardPoll);
     // attention block
     branch_grad(l, 0);
@@ -570,9 +596,12 @@ void backward_layers(DeviceModel& dm, const Geometry& g, const DropoutState& dro
     lora_backward(dm, dqkv + QD, QKV, a.norm1, l, LoraTarget::kK, T);
     lora_backward(dm, dqkv + QD + KVD, QKV, a.norm1, l, LoraTarget::kV, T);
     clock.mark("backward: GEMMs");
-    norm_back(gw.input_norm, a.residual, w.input_norm, a.rstd1, /*next_branch=*/l > 0);
+    norm_back(gw.input_norm, a.residual, w.input_norm, a.rstd1, /*next_branch=*/l > 0, nullptr,
+              add_to_layer_grads);
     reached(static_cast<int>(2 + (d.n_layers - 1 - l)));
   }
+  // the embedding's side in fp32 (a bf16 stream's gradient widened exactly)
+  if (dm.bf16_residual) ok(cuda::convert_bf16_to_f32(dm.d_residual, d_stream, T * C, dm.stream), "convert");
   if (dropout) {  // the embedding output's mask
     ok(cuda::dropout(dm.d_residual, dm.d_residual, T * C, dropout_key(drop, -1, 0), dm.stream), "dropout");
   }
