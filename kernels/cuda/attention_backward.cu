@@ -263,6 +263,11 @@ enum class DqMode {
   kDirect,    // the block's key tile is the whole segment, so its dS·K is all of dQ: stored as bf16
 };
 
+// Rows of the dK/dV kernel's lse and D buffers (kQ queries a step): a whole-segment block's every
+// step up to 4 query heads per kv head (4·kKeys queries), else two steps' (double-buffered).
+template <int D, int kKeys, DqMode kMode>
+constexpr int kLseRows = kMode == DqMode::kDirect ? 4 * kKeys : 2 * kDkdvQueryTile<D, kKeys>;
+
 // The dQ product's split over a block's warps: kRowGroups groups of 16 query rows times kColBlocks
 // blocks of kCols columns, kCols a multiple of 16 (mma_ab's step); the warps past
 // kRowGroups · kColBlocks sit it out (head_dim 96 over 8 warps: 2 x 3 blocks of 32).
@@ -299,8 +304,9 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
   bf16* qs_buf = vs + kKeys * kLd;                               // [2][kQ][kLd]: double-buffered Q tiles
   bf16* dos_buf = qs_buf + 2 * kQ * kLd;                         // [2][kQ][kLd]: and dO tiles
   bf16* dss = dos_buf + 2 * kQ * kLd;                            // [kQ][kDsLd] dS, query-major (dQ modes)
-  float* lse2_buf = reinterpret_cast<float*>(dss + kQ * kDsLd);  // [2][kQ] lse · log2 e
-  float* delta_buf = lse2_buf + 2 * kQ;                          // [2][kQ]
+  constexpr int kLseBufRows = kLseRows<D, kKeys, kMode>;
+  float* lse2_buf = reinterpret_cast<float*>(dss + kQ * kDsLd);  // [kLseBufRows] lse · log2 e, by step and query
+  float* delta_buf = lse2_buf + kLseBufRows;                     // [kLseBufRows]
   const int g = blockIdx.x / n_key_tiles, j0 = (blockIdx.x % n_key_tiles) * kKeys;
   const SegmentInfo seg = segment_info(cu_seqlens, prefix_lens, blockIdx.y);
   // block-uniform, before any barrier: the whole block leaves
@@ -322,6 +328,19 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
   // Steps: (query head of the group, query tile from i_begin); step `it` + 1 is fetched while
   // step `it` computes.
   const int n_query_tiles = (seg.len - i_begin + kQ - 1) / kQ, n_steps = group * n_query_tiles;
+  // lse and D of step `it`'s query r into row `row` of lse2_buf / delta_buf (0 past the segment).
+  auto load_lse_delta = [&](int it, int r, int row) {
+    const int h = g * group + it / n_query_tiles, i0 = i_begin + (it % n_query_tiles) * kQ;
+    const bool valid = i0 + r < seg.len;
+    const int64_t at = static_cast<int64_t>(h) * T + seg.begin + i0 + r;
+    lse2_buf[row] = valid ? lse[at] * kLog2e : 0.0f;
+    delta_buf[row] = valid ? delta[at] : 0.0f;
+  };
+  // Whole-segment blocks take every step's lse and D at the start when they fit (all of them up to
+  // 4 query heads per kv head), so no step waits for these loads: a thread's shared-memory store
+  // waits for its load, and loaded per step they held up the loading warp, and at the next barrier
+  // the block, once a step. Otherwise they come with each step's tiles, double-buffered.
+  const bool preloaded = kMode == DqMode::kDirect && n_steps * kQ <= kLseBufRows;
   auto fetch = [&](int it) {
     const int h = g * group + it / n_query_tiles, i0 = i_begin + (it % n_query_tiles) * kQ;
     const int n_queries = min(kQ, seg.len - i0), buffer = it % 2;
@@ -330,22 +349,22 @@ __global__ void __launch_bounds__(2 * kKeys, kKeys == kSegmentKeys && D <= 64 ? 
                                       n_queries);
     copy_rows_async<D, kBlockThreads>(dos_buf + buffer * kQ * kLd, dout + (token0 * H + h) * D, o_stride, kQ,
                                       n_queries);
-    for (int r = threadIdx.x; r < kQ; r += kBlockThreads) {
-      const bool valid = r < n_queries;
-      lse2_buf[buffer * kQ + r] = valid ? lse[static_cast<int64_t>(h) * T + token0 + r] * kLog2e : 0.0f;
-      delta_buf[buffer * kQ + r] = valid ? delta[static_cast<int64_t>(h) * T + token0 + r] : 0.0f;
-    }
+    if (!preloaded)
+      for (int r = threadIdx.x; r < kQ; r += kBlockThreads) load_lse_delta(it, r, buffer * kQ + r);
     simt::cp_async_commit();
   };
   fetch(0);  // n_steps >= 1: j0 < len, so the tile holding query j0 is a step
+  if (preloaded)  // (behind the first tiles' copies; the loop's first barrier publishes them)
+    for (int row = threadIdx.x; row < n_steps * kQ; row += kBlockThreads) load_lse_delta(row / kQ, row % kQ, row);
   for (int it = 0; it < n_steps; ++it) {
     const int h = g * group + it / n_query_tiles, i0 = i_begin + (it % n_query_tiles) * kQ;
     const int n_queries = min(kQ, seg.len - i0);
     const int64_t token0 = seg.begin + i0;
     const bf16* qs = qs_buf + (it % 2) * kQ * kLd;
     const bf16* dos = dos_buf + (it % 2) * kQ * kLd;
-    const float* lse2_s = lse2_buf + (it % 2) * kQ;
-    const float* delta_s = delta_buf + (it % 2) * kQ;
+    const int lse_slot = preloaded ? it : it % 2;
+    const float* lse2_s = lse2_buf + lse_slot * kQ;
+    const float* delta_s = delta_buf + lse_slot * kQ;
     simt::cp_async_wait<0>();
     __syncthreads();  // step it's tiles are visible; every warp is done with step it − 1's buffers and dS
     if (it + 1 < n_steps) fetch(it + 1);
@@ -516,10 +535,11 @@ __global__ void attention_backward_dq_convert_kernel(bf16* dq, const float* dq_a
   }
 }
 
-template <int D, int kKeys>
+template <int D, int kKeys, DqMode kMode>
 constexpr size_t dkdv_shared_bytes() {
   constexpr int kQ = kDkdvQueryTile<D, kKeys>;
-  return sizeof(bf16) * ((2 * kKeys + 4 * kQ) * (D + kPad) + kQ * (kKeys + kPad)) + 4 * sizeof(float) * kQ;
+  return sizeof(bf16) * ((2 * kKeys + 4 * kQ) * (D + kPad) + kQ * (kKeys + kPad)) +
+         2 * sizeof(float) * kLseRows<D, kKeys, kMode>;
 }
 template <int D>
 constexpr size_t dq_shared_bytes() {
@@ -548,7 +568,7 @@ struct Launch {
 // One launch of the dK/dV kernel in a mode over key tiles of kKeys (direct_lo: kDirect's).
 template <int D, int kKeys, DqMode kMode>
 cudaError_t launch_dkdv(const Launch& a, int n_key_tiles, int direct_lo, int short_len, cudaStream_t stream) {
-  constexpr int kShared = static_cast<int>(dkdv_shared_bytes<D, kKeys>());
+  constexpr int kShared = static_cast<int>(dkdv_shared_bytes<D, kKeys, kMode>());
   const auto kernel = attention_backward_dkdv_kernel<D, kKeys, kMode>;
   const cudaError_t err = simt::set_max_dynamic_shared_bytes(kernel, kShared);
   if (err != cudaSuccess) return err;

@@ -200,6 +200,11 @@ std::vector<Case> cases() {
       // around the 256-key blocks' limit (head_dim <= 64)
       {{256, 255, 257, 200, 130}, {}, 4, 2, 64, 26},            // causal, GQA 2
       {{256, 140, 3}, {100, 140, 0}, 2, 2, 32, 27},             // prefix, bidirectional, head_dim 32
+      // the whole-segment blocks' lse and D: loaded at the start up to 4 query heads per kv head
+      // (128 tokens at GQA 4 just fit), per step past that (GQA 8: the 128- and 200-token
+      // segments; its 17- and 40-token ones still fit)
+      {{128, 92}, {}, 4, 1, 64, 28},                            // causal, GQA 4
+      {{128, 17, 200, 40}, {0, 17, 0, 0}, 8, 1, 64, 29},        // causal and bidirectional, GQA 8
   };
 }
 
