@@ -736,7 +736,7 @@ TEST(DeviceBackend, Fp32LogitsOptionKeepsTheLogitsInFp32) {
 
 // runtime.bf16_residual against the fp32 stream on the same weights and micro-batch: the plan is
 // smaller by the stream's saved arrays' halves (2 bytes a value of each layer's residual and
-// residual_mid and of residual_out, less the bf16 gradient array it adds with dropout), the
+// residual_mid and of residual_out, less the bf16 gradient array it adds for dropout), the
 // gradients differ in their bits (the stream's rounding reaches them: the option is in effect)
 // and stay within bf16 accuracy of the fp32 stream's, and so do the losses.
 TEST(DeviceBackend, Bf16ResidualOptionKeepsTheStreamInBf16) {

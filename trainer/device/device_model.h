@@ -157,7 +157,8 @@ struct DeviceModel {
   // Backward scratch
   float* d_residual = nullptr;  // [T, C] the stream's gradient; with bf16_residual the embedding's side only
   // bf16_residual with dropout: the stream's gradient [T, C], updated in place by the norms, while
-  // d_res_bf gets each branch's masked copy (without dropout d_res_bf is the stream's gradient)
+  // d_res_bf gets each branch's masked copy (without dropout d_res_bf is the stream's gradient).
+  // Planned with every bf16_residual plan: dropout is a call's choice (DropoutState), not the plan's.
   bf16* d_stream_bf = nullptr;
   bf16* d_final_bf = nullptr;   // [T, C] gradient at the final norm's output: d_h's rows by loss_row_of
   float* d_h32 = nullptr;       // [T, C] vocabulary parallelism's sum of the gathered rows' head gradient
