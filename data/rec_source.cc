@@ -182,10 +182,12 @@ RecSource::RecSource(const RecDataset& dataset, RecSourceOptions options) {
     impl->tokenizer.emplace(dataset_tokenizer(dataset));
   }
 
-  // ID rendering without attributes and next-item alone: every weighted target is an item token,
-  // so the softmax can run over the items only (SASRec with cross-entropy).
-  impl->item_classes = o.render.rendering == ItemRendering::kId && !o.render.attributes &&
-                       o.mix.infill == 0 && o.mix.text_lm == 0 && o.mix.prompt == 0;
+  // ID rendering and next-item alone, with no attributes or no loss on them (title_loss_weight
+  // 0: they are input only): every weighted target is an item token, so the softmax can run over
+  // the items only (SASRec with cross-entropy).
+  impl->item_classes = o.render.rendering == ItemRendering::kId &&
+                       (!o.render.attributes || o.title_loss_weight == 0) && o.mix.infill == 0 &&
+                       o.mix.text_lm == 0 && o.mix.prompt == 0;
   impl_ = std::move(impl);
 }
 
@@ -228,7 +230,8 @@ Batch RecSource::val_batch(int index) const {
     items.assign(view.history.begin(), view.history.end());
     items.push_back(view.target);
     append_sample(batch, next_item_sample(dataset, items, o.render, o.positions_2d,
-                                          o.max_seq_len, /*only_last=*/true));
+                                          o.max_seq_len, /*only_last=*/true,
+                                          o.title_loss_weight));
   }
   if (impl.item_classes) {
     batch.class_begin = dataset.vocab.items.first;

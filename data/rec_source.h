@@ -33,14 +33,16 @@
 //                             the window's last item as the answer and the rest as history
 //                             (its rating from dataset.users.ratings when present)
 //
-// ID-mode softmax: with ID rendering, no attributes and next-item as the only objective, every
-// weighted target is an item token, so train and validation batches set class_begin/class_count
-// to the item token range (data/batch.h). Otherwise the softmax spans the whole vocabulary.
+// ID-mode softmax: with ID rendering, no attributes (or attributes at title_loss_weight 0: input
+// only) and next-item as the only objective, every weighted target is an item token, so train and
+// validation batches set class_begin/class_count to the item token range (data/batch.h).
+// Otherwise the softmax spans the whole vocabulary.
 //
 // Validation: val_batch(i) holds users with a validation target, in user order, micro_batch per
 // batch and rank — on rank r of world the users (i·world + r)·micro_batch … + micro_batch − 1 —
 // wrapping around when there are fewer: next_item_sample(history + [target],
-// only_last = true), i.e. loss only on the held-out target's tokens. No history sampling.
+// only_last = true, title_loss_weight), i.e. loss only on the held-out target's tokens, weighted
+// as in training. No history sampling.
 #pragma once
 
 #include <cstdint>

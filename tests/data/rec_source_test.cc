@@ -325,6 +325,27 @@ TEST(RecSource, IdNextItemTrainingRestrictsTheSoftmaxToItemTokens) {
   EXPECT_EQ(v.class_begin, kItemFirst);
   EXPECT_EQ(v.class_count, kItems);
 
+  // Attributes that are input only (no loss after the <item> token): still the items alone, in
+  // training and validation, and the attribute tokens are there as input.
+  RecSourceOptions input_attributes = o;
+  input_attributes.render.attributes = true;
+  input_attributes.title_loss_weight = 0;
+  const RecSource with_attributes(d, input_attributes);
+  for (const Batch& a : {with_attributes.train_batch(0, 0), with_attributes.val_batch(0)}) {
+    EXPECT_EQ(a.class_begin, kItemFirst);
+    EXPECT_EQ(a.class_count, kItems);
+    int weighted = 0, attribute_inputs = 0;
+    for (size_t t = 0; t < a.targets.size(); ++t) {
+      attribute_inputs += a.tokens[t] >= d.vocab.attributes.first;
+      if (a.loss_weights[t] == 0) continue;
+      ++weighted;
+      EXPECT_GE(a.targets[t], a.class_begin);
+      EXPECT_LT(a.targets[t], a.class_begin + a.class_count);
+    }
+    EXPECT_GT(weighted, 0);
+    EXPECT_GT(attribute_inputs, 0);
+  }
+
   // Whenever another token could be a weighted target: the whole vocabulary.
   RecSourceOptions attributes = o;
   attributes.render.attributes = true;
