@@ -40,7 +40,7 @@ Config train_config(const std::string& config_path, const std::vector<std::strin
     config = read_manifest(*dir).config();
     for (const std::string& assignment : overrides) apply_override(config, assignment);
     resolve_config(config);
-    validate_config(config);
+    validate_config_from(config, (*dir / "manifest.pbtxt").string(), overrides);
     log_info("config: the checkpoint's own ({})", (*dir / "manifest.pbtxt").string());
   } else {
     config = load_config(config_path, overrides);

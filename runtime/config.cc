@@ -202,17 +202,28 @@ void resolve_config(Config& config) {
   if (model.d_ff() == 0) model.set_d_ff(llama_d_ff(model.d_model()));
 }
 
+void validate_config_from(const Config& config, const std::string& path,
+                          const std::vector<std::string>& overrides) {
+  try {
+    validate_config(config);
+  } catch (const UserError& e) {
+    // Say where the effective config came from (the file, and the --set values on top of it, which
+    // the file does not show); the field names say what to fix.
+    std::string source = path;
+    for (size_t i = 0; i < overrides.size(); ++i) {
+      source += fmt::format("{}--set {}", i > 0 ? " " : source.empty() ? "" : " with ",
+                            overrides[i]);
+    }
+    if (source.empty()) throw;
+    throw UserError(fmt::format("{}: {}", source, e.what()));
+  }
+}
+
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   Config config = path.empty() ? Config{} : read_config_file(path);
   for (const std::string& assignment : overrides) apply_override(config, assignment);
   resolve_config(config);
-  try {
-    validate_config(config);
-  } catch (const UserError& e) {
-    // Say which file the effective config came from; the field names say what to fix.
-    if (path.empty()) throw;
-    throw UserError(fmt::format("{}: {}", path, e.what()));
-  }
+  validate_config_from(config, path, overrides);
   return config;
 }
 

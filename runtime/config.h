@@ -29,6 +29,10 @@ void resolve_config(Config& config);
 
 // Semantic rules (positive sizes, divisibility, ranges); the message names field and rule.
 void validate_config(const Config& config);
+// validate_config, its message prefixed with where the config came from: "PATH with --set A
+// --set B: field ...", for a config read from `path` (may be empty) with `overrides` applied.
+void validate_config_from(const Config& config, const std::string& path,
+                          const std::vector<std::string>& overrides);
 
 // True for the projection names model.lora.targets accepts (Hugging Face module names: q_proj,
 // k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj).

@@ -304,10 +304,15 @@ TEST(ConfigValidate, ReportsEveryBrokenRuleAtOnce) {
   EXPECT_NE(message.find("field eval.val_batches"), std::string::npos) << message;
 }
 
-TEST(ConfigValidate, LoadConfigNamesTheFile) {
+TEST(ConfigValidate, LoadConfigNamesTheFileAndTheOverrides) {
   const std::string path = std::string(RECLM_SOURCE_DIR) + "/configs/tiny.pbtxt";
-  const std::string message = thrown_message<UserError>([&] { load_config(path, {"data.seq_len=100"}); });
-  EXPECT_EQ(message, path + ": field data.seq_len: must be <= model.max_seq_len (100 > 64)");
+  const std::string message =
+      thrown_message<UserError>([&] { load_config(path, {"train.steps=7", "data.seq_len=100"}); });
+  EXPECT_EQ(message, path + " with --set train.steps=7 --set data.seq_len=100: field data.seq_len: "
+                            "must be <= model.max_seq_len (100 > 64)");
+  // No file: the overrides alone say where the value came from.
+  EXPECT_EQ(thrown_message<UserError>([] { load_config("", {"train.steps=0"}); }),
+            "--set train.steps=0: field train.steps: must be > 0 (got 0)");
 }
 
 struct RuleCase {

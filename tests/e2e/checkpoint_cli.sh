@@ -73,4 +73,7 @@ expect_exit2 "model.d_model: 32 in the checkpoint, 64 in the config" \
   train "${common[@]}" --set model.d_model=64 --set train.run_dir="$work/bad" --resume "$work/full/checkpoints"
 expect_exit2 "not a checkpoint" train "${common[@]}" --set train.run_dir="$work/bad" --resume "$work"
 expect_exit2 "field checkpoint.every: must be >= 0" train "${common[@]}" --set checkpoint.every=-1
+# Without --config the checkpoint's config is the one checked: the message names it and the --set.
+expect_exit2 "step_00000059/manifest.pbtxt with --set train.steps=0: field train.steps" \
+  train --resume "$work/full/checkpoints/step_00000059" --set train.steps=0
 echo "checkpoint CLI: kill/resume bitwise, full disk, damaged and mismatched checkpoints OK"

@@ -84,6 +84,9 @@ printf 'model {\n  d_model: 256\n  n_heads: 6\n}\n' >"$tmp/heads.pbtxt"
 run "d_model % n_heads" config --config "$tmp/heads.pbtxt"
 expect_user_error "$tmp/heads.pbtxt" "field model.d_model" "256 % 6"
 
+run "broken rule via --set" config --config "$tiny" --set data.seq_len=100
+expect_user_error "$tiny with --set data.seq_len=100: field data.seq_len"
+
 run "unknown device" config --set runtime.device=tpu
 expect_user_error "field runtime.device" '"cpu" or "cuda"'
 
