@@ -17,6 +17,8 @@
 #include <limits>
 #include <sstream>
 
+#include <fmt/ranges.h>
+
 #include "runtime/errors.h"
 
 namespace reclm {
@@ -210,9 +212,9 @@ void validate_config_from(const Config& config, const std::string& path,
     // Say where the effective config came from (the file, and the --set values on top of it, which
     // the file does not show); the field names say what to fix.
     std::string source = path;
-    for (size_t i = 0; i < overrides.size(); ++i) {
-      source += fmt::format("{}--set {}", i > 0 ? " " : source.empty() ? "" : " with ",
-                            overrides[i]);
+    if (!overrides.empty()) {
+      source += fmt::format("{}--set {}", path.empty() ? "" : " with ",
+                            fmt::join(overrides, " --set "));
     }
     if (source.empty()) throw;
     throw UserError(fmt::format("{}: {}", source, e.what()));
